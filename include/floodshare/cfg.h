@@ -1,0 +1,63 @@
+/* cfg.h - a peer's INI file: load, validate, and edit in place.
+ *
+ * Keys (docs and README list them with their defaults):
+ *   [peer]       id host port share_dir ttl log_level
+ *   [neighbours] peers = host:port, host:port, ...
+ *   [limits]     workers max_queue io_timeout_ms connect_timeout_ms
+ *                hit_window_ms query_cache_size query_cache_ttl_ms max_ttl
+ * Relative paths are relative to the INI file's folder. */
+#ifndef FLOODSHARE_CFG_H
+#define FLOODSHARE_CFG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "floodshare/addr.h"
+#include "floodshare/status.h"
+
+#define CFG_MAX_NEIGHBOURS 64
+#define CFG_ERR_MAX 512 /* size of the error buffers below */
+
+struct cfg {
+    char path[PATH_MAX];      /* the INI file as given */
+    unsigned id;              /* 1..65535 */
+    char host[ADDR_HOST_MAX + 1];
+    uint16_t port;            /* 1..65535 */
+    char share_dir[PATH_MAX]; /* absolute, resolved against the INI's folder */
+    char share_dir_raw[PATH_MAX]; /* as written in the file */
+    unsigned ttl;             /* 1..max_ttl */
+    int log_level;            /* L_ERROR..L_DEBUG, default L_INFO */
+    struct fs_addr neighbours[CFG_MAX_NEIGHBOURS];
+    size_t n_neighbours;
+    /* [limits], each with a default */
+    unsigned workers;            /* default 16, 1..256 */
+    unsigned max_queue;          /* accepted connections waiting for a worker: 64, 1..4096 */
+    unsigned io_timeout_ms;      /* every socket read/write: 10000, 100..600000 */
+    unsigned connect_timeout_ms; /* 2000, 100..60000 */
+    unsigned hit_window_ms;      /* how long search collects hits: 2000, 10..60000 */
+    unsigned query_cache_size;   /* 4096, 16..1048576 */
+    unsigned query_cache_ttl_ms; /* 120000, 1000..3600000 */
+    unsigned max_ttl;            /* incoming TTLs are clamped to it: 15, 1..15 */
+};
+
+/* Loads and validates path into *out. On failure returns FS_ECONFIG (or
+ * FS_EIO if the file cannot be read) and writes into err one line naming the
+ * file, the section, the key and what is wrong, e.g.
+ *   peer3.ini: [peer] port: "70000" is not a port number (1..65535)
+ * Checked: required keys present, numbers in range, share_dir exists and is
+ * a directory, each neighbour parses, no neighbour equals this peer's own
+ * host:port, no duplicate neighbour, no unknown section or key. */
+fs_status cfg_load(const char *path, struct cfg *out, char *err, size_t errcap);
+
+/* Sets [section] key = value in the INI at path, keeping every other line,
+ * comment and the order as they are (a trailing "; comment" on the edited
+ * line is kept too); adds the key (and the section) at the end if missing.
+ * The result is validated with cfg_load() before it replaces the file; the
+ * replacement is atomic (temporary file in the same folder, fsync, rename,
+ * fsync of the folder). On a validation failure the file is unchanged and
+ * err says why. */
+fs_status cfg_set(const char *path, const char *section, const char *key, const char *value,
+                  char *err, size_t errcap);
+
+#endif

@@ -1,0 +1,92 @@
+/* msg.h - the peer wire format (docs/PROTOCOL.md, protocol FLOOD/1).
+ *
+ * Pure functions over (bytes, length): no I/O, no allocation, no globals, so
+ * they can be unit-tested and fuzzed alone. A message is one text header
+ * line, "FLOOD/1 VERB key=value ...\n", at most MSG_MAX_HEADER bytes; an ITEM
+ * header is followed by exactly `len` bytes of body, which the caller reads. */
+#ifndef FLOODSHARE_MSG_H
+#define FLOODSHARE_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "floodshare/addr.h"
+#include "floodshare/name.h"
+#include "floodshare/status.h"
+
+#define MSG_PROTO "FLOOD/1"
+#define MSG_MAX_HEADER 2048 /* bytes of one header line, '\n' included */
+#define MSG_MAX_NAME NAME_MAX_LEN /* bytes of a decoded item name (name_valid()) */
+#define MSG_MAX_PATH PATH_MAX_LEN /* bytes of a decoded share-relative path (path_valid()) */
+#define MSG_MAX_TEXT 255    /* bytes of a decoded ERROR msg */
+#define MSG_MAX_CODE 31     /* bytes of an ERROR code word */
+#define MSG_QID_LEN 16      /* a query id is 16 lower-case hex digits */
+#define MSG_MD5_LEN 32      /* an MD5 is 32 lower-case hex digits */
+#define MSG_MAX_HOPS 255    /* ttl and hops must parse as 0..255 */
+
+enum msg_type {
+    MSG_GET = 1, /* flood query */
+    MSG_FOUND,   /* a hit, travelling back along the reverse path */
+    MSG_REQUEST, /* ask a holder for an item */
+    MSG_ITEM,    /* the holder's answer; `len` body bytes follow */
+    MSG_ERROR,   /* error reply; the sender closes the connection after it */
+};
+
+enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
+
+/* A decoded message. Which fields are set depends on type; see PROTOCOL.md:
+ *   GET:     qid ttl hops origin from name
+ *   FOUND:   qid hops holder peer_id kind size md5 path name
+ *   REQUEST: path md5
+ *   ITEM:    kind size md5 len zmd5
+ *   ERROR:   code text
+ * Strings are NUL-terminated and decoded (no percent escapes left). */
+struct msg {
+    enum msg_type type;
+    char qid[MSG_QID_LEN + 1];
+    unsigned ttl, hops;
+    struct fs_addr origin; /* GET: the peer that started the query */
+    struct fs_addr from;   /* GET: the previous hop, where FOUND goes back */
+    struct fs_addr holder; /* FOUND: where to send REQUEST */
+    unsigned peer_id;      /* FOUND: holder's id, 1..65535 */
+    enum msg_kind kind;
+    uint64_t size;              /* FOUND/ITEM: item content bytes */
+    char md5[MSG_MD5_LEN + 1];  /* FOUND/REQUEST/ITEM: item digest */
+    char zmd5[MSG_MD5_LEN + 1]; /* ITEM: MD5 of the body (the zip payload) */
+    uint64_t len;               /* ITEM: body bytes after the header */
+    char name[MSG_MAX_NAME + 1];
+    char path[MSG_MAX_PATH + 1];
+    char code[MSG_MAX_CODE + 1];
+    char text[MSG_MAX_TEXT + 1];
+};
+
+/* Parses one header from buf[0..len).
+ * Returns FS_OK with *consumed = header bytes (through '\n') and *out filled;
+ * FS_NEED_MORE when no '\n' is in buf yet and len < MSG_MAX_HEADER (nothing
+ * in *out is meaningful); FS_EPROTO when the header is malformed, unknown or
+ * longer than MSG_MAX_HEADER, with *why a constant sentence naming the
+ * problem (e.g. "ttl is not a number from 0 to 255"). why may be NULL.
+ * Never reads past buf[len-1]. A trailing "\r\n" is accepted as "\n". */
+fs_status msg_parse(const char *buf, size_t len, struct msg *out, size_t *consumed,
+                    const char **why);
+
+/* Writes m as a header line (with '\n') into out[0..cap). Returns the number
+ * of bytes written, or -1 if m has a field that is invalid or does not fit.
+ * msg_parse() of the result gives back an equal message. */
+int msg_format(const struct msg *m, char *out, size_t cap);
+
+/* Percent-encodes src[0..len) into dst (cap bytes, NUL-terminated): bytes
+ * 0x21..0x7e other than '%' are kept, everything else becomes %XX (upper-case
+ * hex). Returns the encoded length, or -1 if it does not fit. */
+int msg_pct_encode(const char *src, size_t len, char *dst, size_t cap);
+
+/* Decodes src[0..len) into dst (cap bytes, NUL-terminated). Returns the
+ * decoded length, or -1 on a bad escape, a decoded NUL, or no room. */
+int msg_pct_decode(const char *src, size_t len, char *dst, size_t cap);
+
+/* "GET", "FOUND", ...; "?" for other values. */
+const char *msg_type_name(enum msg_type t);
+/* "file" or "folder". */
+const char *msg_kind_name(enum msg_kind k);
+
+#endif

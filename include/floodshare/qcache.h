@@ -1,0 +1,41 @@
+/* qcache.h - the seen-query table: duplicate suppression and reverse routes.
+ *
+ * Every query id a peer handles is remembered, with the previous hop it came
+ * from, for ttl_ms or until `capacity` newer ids push it out (oldest first).
+ * That one table answers both "have I handled this id?" (flood dedupe) and
+ * "where does a FOUND for this id go back to?" (reverse path). Thread-safe:
+ * one mutex inside guards the whole table. */
+#ifndef FLOODSHARE_QCACHE_H
+#define FLOODSHARE_QCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "floodshare/addr.h"
+#include "floodshare/status.h"
+
+struct qcache;
+
+/* Creates a table of at most capacity (>= 1) entries that live ttl_ms.
+ * Returns NULL on allocation failure. Free with qcache_free(). */
+struct qcache *qcache_new(size_t capacity, uint32_t ttl_ms);
+void qcache_free(struct qcache *qc);
+
+/* Records qid (MSG_QID_LEN hex chars, NUL-terminated) as handled at now_ms.
+ * prev is the hop it came from, or NULL for a query this peer started
+ * (a "local" query). Returns 1 if qid was new (now recorded), 0 if it is
+ * already present and not expired (a duplicate: nothing changes). Expired
+ * entries are dropped first; when still full, the oldest entry is evicted. */
+int qcache_insert(struct qcache *qc, const char *qid, const struct fs_addr *prev,
+                  uint64_t now_ms);
+
+/* Looks up the reverse route of qid at now_ms. FS_OK: *local is 1 for a
+ * query this peer started, else 0 and *prev holds the previous hop.
+ * FS_ENOTFOUND when qid was never recorded, or has expired or been evicted. */
+fs_status qcache_route(struct qcache *qc, const char *qid, uint64_t now_ms,
+                       struct fs_addr *prev, int *local);
+
+/* Live (unexpired at now_ms) entries. */
+size_t qcache_count(struct qcache *qc, uint64_t now_ms);
+
+#endif

@@ -1,0 +1,82 @@
+/* share.h - the share directory: its index, name search, and confinement.
+ *
+ * The index lists every regular file and folder under the share directory
+ * (recursively) with its size and MD5. A folder's MD5 is the MD5 of its
+ * manifest (see share_digest()). Hashes are cached by (device, inode, size,
+ * mtime), so a rescan re-hashes only what changed and a query never hashes.
+ * Symbolic links are never followed nor listed, the top-level state folder
+ * SHARE_STATE_DIR is hidden, and names that are not name_valid() are
+ * skipped. Thread-safe: one mutex inside guards the index and the cache. */
+#ifndef FLOODSHARE_SHARE_H
+#define FLOODSHARE_SHARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "floodshare/msg.h"
+#include "floodshare/status.h"
+
+/* floodshare's own folder inside each share directory: partial downloads,
+ * extraction and archive temporaries. Hidden from the index and queries. */
+#define SHARE_STATE_DIR ".floodshare"
+
+struct share_item {
+    char path[MSG_MAX_PATH + 1]; /* relative to the share dir, e.g. "docs/3.txt" */
+    char name[MSG_MAX_NAME + 1]; /* last component of path */
+    enum msg_kind kind;
+    uint64_t size;  /* file bytes; for a folder, the sum of its files */
+    uint64_t files; /* 1 for a file; files inside a folder (recursively) */
+    char md5[MSG_MD5_LEN + 1];
+};
+
+struct share;
+
+/* Opens the share at dir (which must exist and be a directory) and builds the
+ * index (hashing every file once). Returns NULL with *st set on failure. */
+struct share *share_open(const char *dir, fs_status *st);
+void share_close(struct share *sh);
+
+/* The absolute, canonical path of the share directory. Valid until close. */
+const char *share_dir(const struct share *sh);
+
+/* Brings the index up to date if anything under the directory changed since
+ * the last scan (inotify marks it dirty; without inotify, a scan older than
+ * 2 s counts as dirty). Only changed files are re-hashed. Cheap when nothing
+ * changed. Called before every search. */
+fs_status share_refresh(struct share *sh);
+
+/* Forces the next share_refresh() to rescan (e.g. after a download). */
+void share_mark_dirty(struct share *sh);
+
+/* Copies up to max items whose name equals name exactly into out[], files
+ * and folders alike, sorted by path. Returns how many matched in total (may
+ * exceed max). */
+size_t share_find(struct share *sh, const char *name, struct share_item *out, size_t max);
+
+/* Looks up the item at path exactly. FS_OK, FS_ENOTFOUND, or FS_EBADNAME if
+ * path is not path_valid(). */
+fs_status share_lookup(struct share *sh, const char *path, struct share_item *out);
+
+/* A snapshot of the top-level items (depth 1) sorted by name. *out is
+ * malloc'd, caller frees. Returns the count, or FS_ENOMEM (negative). */
+long share_list(struct share *sh, struct share_item **out);
+
+/* Resolves a share-relative path to an absolute path under the share into
+ * out (cap bytes). Refuses (FS_EBADNAME) absolute paths, "..", empty
+ * components and anything not path_valid(); refuses (FS_EREFUSED) a path
+ * that passes through a symbolic link or resolves outside the share. The
+ * target need not exist (FS_OK with out filled) unless must_exist, in which
+ * case a missing target is FS_ENOTFOUND. */
+fs_status share_resolve(const struct share *sh, const char *path, int must_exist, char *out,
+                        size_t cap);
+
+/* Computes the digest of the file or folder at abs_path exactly as the index
+ * does, without the cache. For a folder, md5 is the MD5 of its manifest: one
+ * line per entry below it, sorted bytewise by relative path, "F <size> <md5>
+ * <relpath>\n" for a file and "D <relpath>\n" for a folder (relpath relative
+ * to the folder itself, '/'-separated); size is the sum of file sizes and
+ * *files the number of files. Symlinks anywhere make it FS_EREFUSED. */
+fs_status share_digest(const char *abs_path, enum msg_kind *kind, uint64_t *size,
+                       uint64_t *files, char md5[MSG_MD5_LEN + 1]);
+
+#endif
