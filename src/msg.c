@@ -1,0 +1,807 @@
+/* msg.c - FLOOD/1 header lines: parse, validate and format (docs/PROTOCOL.md).
+ *
+ * Every *why set here is a constant sentence that a peer sends back verbatim
+ * in an ERROR reply, so each one names the field and the rule it broke.
+ * conn_error_code() picks the ERROR code by searching these sentences for
+ * "unknown message type", "version" and "longer than": only the sentences
+ * meant for those codes may contain those words. */
+#include "floodshare/msg.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char WHY_TOO_LONG[] = "header longer than 2048 bytes";
+static const char WHY_NUL[] = "header contains a NUL byte";
+static const char WHY_RAW_BYTE[] =
+    "header contains a control or non-ASCII byte; values must be percent-encoded";
+static const char WHY_VERSION[] = "unsupported protocol version";
+static const char WHY_NOT_FLOOD[] = "not a FLOOD/1 message";
+static const char WHY_NO_VERB[] = "message type is missing";
+static const char WHY_UNKNOWN[] = "unknown message type";
+static const char WHY_EMPTY_TOKEN[] =
+    "empty token: tokens are separated by exactly one space";
+static const char WHY_NO_EQ[] = "token is not key=value";
+static const char WHY_EMPTY_KEY[] = "token has an empty key";
+static const char WHY_BAD_KEY[] = "key is not a lower-case word";
+
+/* ---------------------------------------------------------------- decoding */
+
+enum { DEC_ESCAPE = -1, DEC_NUL = -2, DEC_ROOM = -3 };
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* msg_pct_decode() with the reason for a failure, so the parser can say
+ * which rule a value broke. dst may be left without a terminator on error. */
+static int pct_decode(const char *src, size_t len, char *dst, size_t cap)
+{
+    size_t j = 0;
+
+    if (cap == 0)
+        return DEC_ROOM;
+    if (cap > INT_MAX)
+        cap = INT_MAX; /* so that the decoded length fits the int result */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c == '%') {
+            if (len - i < 3)
+                return DEC_ESCAPE;
+            int hi = hex_value((unsigned char)src[i + 1]);
+            int lo = hex_value((unsigned char)src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return DEC_ESCAPE;
+            c = (unsigned char)(hi * 16 + lo);
+            i += 2;
+        }
+        if (c == 0)
+            return DEC_NUL;
+        if (j + 1 >= cap)
+            return DEC_ROOM;
+        dst[j++] = (char)c;
+    }
+    dst[j] = '\0';
+    return (int)j;
+}
+
+int msg_pct_decode(const char *src, size_t len, char *dst, size_t cap)
+{
+    int n = pct_decode(src, len, dst, cap);
+
+    if (n < 0) {
+        if (cap > 0)
+            dst[0] = '\0';
+        return -1;
+    }
+    return n;
+}
+
+int msg_pct_encode(const char *src, size_t len, char *dst, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t j = 0;
+
+    if (cap == 0)
+        return -1;
+    if (cap > INT_MAX)
+        cap = INT_MAX;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        int keep = c >= 0x21 && c <= 0x7e && c != '%';
+        size_t need = keep ? 1 : 3;
+        if (cap - j <= need) {
+            dst[0] = '\0';
+            return -1;
+        }
+        if (keep) {
+            dst[j++] = (char)c;
+        } else {
+            dst[j++] = '%';
+            dst[j++] = hex[c >> 4];
+            dst[j++] = hex[c & 0x0f];
+        }
+    }
+    dst[j] = '\0';
+    return (int)j;
+}
+
+/* ------------------------------------------------------------ field rules */
+
+static int is_lower_hex(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* Decimal without sign or leading zeros, at most max. The bound is checked
+ * before each multiply, so no input can overflow. */
+static int dec_u64(const char *v, size_t n, uint64_t max, uint64_t *out)
+{
+    uint64_t x = 0;
+
+    if (n == 0 || (n > 1 && v[0] == '0'))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return 0;
+        unsigned d = (unsigned)(v[i] - '0');
+        if (x > (max - d) / 10)
+            return 0;
+        x = x * 10 + d;
+    }
+    *out = x;
+    return 1;
+}
+
+static fs_status fail(const char **why, const char *sentence)
+{
+    *why = sentence;
+    return FS_EPROTO;
+}
+
+static fs_status hex_field(const char *v, size_t n, size_t want, char *dst, const char *bad,
+                           const char **why)
+{
+    if (n != want || !is_lower_hex(v, n))
+        return fail(why, bad);
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+    return FS_OK;
+}
+
+static fs_status hops_field(const char *v, size_t n, unsigned *dst, const char *bad,
+                            const char **why)
+{
+    uint64_t x;
+
+    if (!dec_u64(v, n, MSG_MAX_HOPS, &x))
+        return fail(why, bad);
+    *dst = (unsigned)x;
+    return FS_OK;
+}
+
+static fs_status u64_field(const char *v, size_t n, uint64_t *dst, const char *bad,
+                           const char **why)
+{
+    if (!dec_u64(v, n, UINT64_MAX, dst))
+        return fail(why, bad);
+    return FS_OK;
+}
+
+static fs_status addr_field(const char *v, size_t n, struct fs_addr *dst, const char *bad,
+                            const char **why)
+{
+    if (addr_parse(v, n, dst, NULL) != FS_OK)
+        return fail(why, bad);
+    return FS_OK;
+}
+
+/* The sentences for the ways a percent-encoded text value can fail to decode. */
+struct text_why {
+    const char *escape, *nul, *too_long;
+};
+
+/* Decodes v[0..n) into dst (cap bytes with the NUL); *dlen = decoded bytes. */
+static fs_status text_field(const char *v, size_t n, char *dst, size_t cap,
+                            const struct text_why *w, size_t *dlen, const char **why)
+{
+    /* Every decoded byte takes 1 to 3 encoded ones: a longer value cannot
+     * fit, whatever it holds, so it is refused before any decoding. */
+    if (n > 3 * (cap - 1))
+        return fail(why, w->too_long);
+    int r = pct_decode(v, n, dst, cap);
+    if (r == DEC_ESCAPE)
+        return fail(why, w->escape);
+    if (r == DEC_NUL)
+        return fail(why, w->nul);
+    if (r < 0)
+        return fail(why, w->too_long);
+    *dlen = (size_t)r;
+    return FS_OK;
+}
+
+/* Why name_valid() refused a name, so the reply can say which rule broke.
+ * name_valid() alone decides validity; this only picks the sentence. */
+enum name_flaw { FLAW_EMPTY, FLAW_LONG, FLAW_DOTS, FLAW_SLASH, FLAW_CONTROL, FLAW_UTF8 };
+
+static enum name_flaw name_flaw(const char *s, size_t n)
+{
+    if (n == 0)
+        return FLAW_EMPTY;
+    if (n > NAME_MAX_LEN)
+        return FLAW_LONG;
+    if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+        return FLAW_DOTS;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '/' || c == '\\')
+            return FLAW_SLASH;
+        if (c < 0x20 || c == 0x7f)
+            return FLAW_CONTROL;
+    }
+    return FLAW_UTF8;
+}
+
+/* The flaw of the first component of a path that path_valid() refused. */
+static enum name_flaw path_flaw(const char *s, size_t n)
+{
+    size_t start = 0;
+
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || s[i] == '/') {
+            if (!name_valid(s + start, i - start))
+                return name_flaw(s + start, i - start);
+            start = i + 1;
+        }
+    }
+    return FLAW_UTF8;
+}
+
+/* ------------------------------------------------------ one parser per key */
+
+static fs_status parse_qid(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return hex_field(v, n, MSG_QID_LEN, m->qid, "qid is not 16 lower-case hex digits", why);
+}
+
+static fs_status parse_ttl(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return hops_field(v, n, &m->ttl, "ttl is not a number from 0 to 255", why);
+}
+
+static fs_status parse_hops(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return hops_field(v, n, &m->hops, "hops is not a number from 0 to 255", why);
+}
+
+static fs_status parse_origin(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return addr_field(v, n, &m->origin,
+                      "origin is not host:port with a port from 1 to 65535", why);
+}
+
+static fs_status parse_from(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return addr_field(v, n, &m->from, "from is not host:port with a port from 1 to 65535",
+                      why);
+}
+
+static fs_status parse_holder(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return addr_field(v, n, &m->holder,
+                      "holder is not host:port with a port from 1 to 65535", why);
+}
+
+static fs_status parse_peer(const char *v, size_t n, struct msg *m, const char **why)
+{
+    uint64_t x;
+
+    if (!dec_u64(v, n, 65535, &x) || x == 0)
+        return fail(why, "peer is not a number from 1 to 65535");
+    m->peer_id = (unsigned)x;
+    return FS_OK;
+}
+
+static fs_status parse_kind(const char *v, size_t n, struct msg *m, const char **why)
+{
+    if (n == 4 && memcmp(v, "file", 4) == 0)
+        m->kind = MSG_KIND_FILE;
+    else if (n == 6 && memcmp(v, "folder", 6) == 0)
+        m->kind = MSG_KIND_FOLDER;
+    else
+        return fail(why, "kind is not file or folder");
+    return FS_OK;
+}
+
+static fs_status parse_size(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return u64_field(v, n, &m->size, "size is not a decimal number that fits in 64 bits",
+                     why);
+}
+
+static fs_status parse_len(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return u64_field(v, n, &m->len, "len is not a decimal number that fits in 64 bits", why);
+}
+
+static fs_status parse_md5(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return hex_field(v, n, MSG_MD5_LEN, m->md5, "md5 is not 32 lower-case hex digits", why);
+}
+
+static fs_status parse_zmd5(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return hex_field(v, n, MSG_MD5_LEN, m->zmd5, "zmd5 is not 32 lower-case hex digits",
+                     why);
+}
+
+static fs_status parse_name(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct text_why w = {
+        "name has a '%' not followed by two hex digits",
+        "name contains a NUL byte (%00)",
+        "name exceeds 255 bytes",
+    };
+    static const char *const flaw_why[] = {
+        [FLAW_EMPTY] = "name is empty",
+        [FLAW_LONG] = "name exceeds 255 bytes",
+        [FLAW_DOTS] = "name is . or ..",
+        [FLAW_SLASH] = "name contains '/' or '\\'",
+        [FLAW_CONTROL] = "name contains a control byte",
+        [FLAW_UTF8] = "name is not valid UTF-8",
+    };
+    size_t dlen;
+    fs_status st = text_field(v, n, m->name, sizeof m->name, &w, &dlen, why);
+
+    if (st)
+        return st;
+    if (!name_valid(m->name, dlen))
+        return fail(why, flaw_why[name_flaw(m->name, dlen)]);
+    return FS_OK;
+}
+
+static fs_status parse_path(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct text_why w = {
+        "path has a '%' not followed by two hex digits",
+        "path contains a NUL byte (%00)",
+        "path exceeds 1023 bytes",
+    };
+    static const char *const flaw_why[] = {
+        [FLAW_EMPTY] = "path has an empty component (a double or trailing '/')",
+        [FLAW_LONG] = "path has a component that exceeds 255 bytes",
+        [FLAW_DOTS] = "path has a . or .. component",
+        [FLAW_SLASH] = "path contains '\\'",
+        [FLAW_CONTROL] = "path contains a control byte",
+        [FLAW_UTF8] = "path is not valid UTF-8",
+    };
+    size_t dlen;
+    fs_status st = text_field(v, n, m->path, sizeof m->path, &w, &dlen, why);
+
+    if (st)
+        return st;
+    if (dlen == 0)
+        return fail(why, "path is empty");
+    if (m->path[0] == '/')
+        return fail(why, "path is absolute (starts with '/')");
+    if (!path_valid(m->path, dlen))
+        return fail(why, flaw_why[path_flaw(m->path, dlen)]);
+    return FS_OK;
+}
+
+static fs_status parse_code(const char *v, size_t n, struct msg *m, const char **why)
+{
+    if (n == 0 || n > MSG_MAX_CODE)
+        return fail(why, "code is not 1 to 31 lower-case letters");
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < 'a' || v[i] > 'z')
+            return fail(why, "code is not 1 to 31 lower-case letters");
+    memcpy(m->code, v, n);
+    m->code[n] = '\0';
+    return FS_OK;
+}
+
+/* An empty msg is allowed: the code alone already says what went wrong. */
+static fs_status parse_msg(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct text_why w = {
+        "msg has a '%' not followed by two hex digits",
+        "msg contains a NUL byte (%00)",
+        "msg exceeds 255 bytes",
+    };
+    size_t dlen;
+    fs_status st = text_field(v, n, m->text, sizeof m->text, &w, &dlen, why);
+
+    if (st)
+        return st;
+    for (size_t i = 0; i < dlen; i++) {
+        unsigned char c = (unsigned char)m->text[i];
+        if (c < 0x20 || c == 0x7f)
+            return fail(why, "msg contains a control byte");
+    }
+    return FS_OK;
+}
+
+/* ------------------------------------------------------------ key tables */
+
+typedef fs_status (*parse_fn)(const char *v, size_t n, struct msg *m, const char **why);
+
+#define KEY_LIST(X)                                                                           \
+    X(qid) X(ttl) X(hops) X(origin) X(from) X(holder) X(peer) X(kind) X(size) X(md5) X(path)  \
+        X(name) X(len) X(zmd5) X(code) X(msg)
+
+enum key {
+#define KEY_ENUM(k) K_##k,
+    KEY_LIST(KEY_ENUM)
+#undef KEY_ENUM
+        K_COUNT
+};
+
+struct key_spec {
+    const char *name;
+    const char *dup_why;
+    parse_fn parse;
+};
+
+static const struct key_spec keys[K_COUNT] = {
+#define KEY_SPEC(k) [K_##k] = {#k, "duplicate key " #k, parse_##k},
+    KEY_LIST(KEY_SPEC)
+#undef KEY_SPEC
+};
+
+struct need {
+    enum key key;
+    const char *missing_why;
+};
+
+#define NEED(verb, k) {K_##k, #verb " needs " #k}
+
+/* Keys in the order msg_format() writes them (the order of PROTOCOL.md). */
+static const struct need get_keys[] = {
+    NEED(GET, qid),    NEED(GET, ttl),  NEED(GET, hops),
+    NEED(GET, origin), NEED(GET, from), NEED(GET, name),
+};
+static const struct need found_keys[] = {
+    NEED(FOUND, qid),  NEED(FOUND, hops), NEED(FOUND, holder),
+    NEED(FOUND, peer), NEED(FOUND, kind), NEED(FOUND, size),
+    NEED(FOUND, md5),  NEED(FOUND, path), NEED(FOUND, name),
+};
+static const struct need request_keys[] = {NEED(REQUEST, path), NEED(REQUEST, md5)};
+static const struct need item_keys[] = {
+    NEED(ITEM, kind), NEED(ITEM, size), NEED(ITEM, md5), NEED(ITEM, len), NEED(ITEM, zmd5),
+};
+static const struct need error_keys[] = {NEED(ERROR, code), NEED(ERROR, msg)};
+
+struct verb_spec {
+    const char *name;
+    enum msg_type type;
+    const struct need *keys;
+    size_t nkeys;
+};
+
+#define VERB(name, type, list) {name, type, list, sizeof list / sizeof list[0]}
+
+static const struct verb_spec verbs[] = {
+    VERB("GET", MSG_GET, get_keys),
+    VERB("FOUND", MSG_FOUND, found_keys),
+    VERB("REQUEST", MSG_REQUEST, request_keys),
+    VERB("ITEM", MSG_ITEM, item_keys),
+    VERB("ERROR", MSG_ERROR, error_keys),
+};
+
+#define NVERBS (sizeof verbs / sizeof verbs[0])
+
+static int bytes_eq(const char *s, size_t n, const char *lit)
+{
+    return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+static const struct verb_spec *verb_by_name(const char *s, size_t n)
+{
+    for (size_t i = 0; i < NVERBS; i++)
+        if (bytes_eq(s, n, verbs[i].name))
+            return &verbs[i];
+    return NULL;
+}
+
+static const struct verb_spec *verb_by_type(enum msg_type t)
+{
+    for (size_t i = 0; i < NVERBS; i++)
+        if (verbs[i].type == t)
+            return &verbs[i];
+    return NULL;
+}
+
+static int key_by_name(const char *s, size_t n)
+{
+    for (int k = 0; k < K_COUNT; k++)
+        if (bytes_eq(s, n, keys[k].name))
+            return k;
+    return -1;
+}
+
+static int verb_uses(const struct verb_spec *v, int k)
+{
+    for (size_t i = 0; i < v->nkeys; i++)
+        if ((int)v->keys[i].key == k)
+            return 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+/* Finds the end of the first line. A '\n' beyond MSG_MAX_HEADER is never
+ * looked for, so a peer cannot make us scan an unbounded buffer. */
+static fs_status find_line(const char *buf, size_t len, size_t *line_len, size_t *consumed,
+                           const char **why)
+{
+    size_t scan = len < MSG_MAX_HEADER ? len : MSG_MAX_HEADER;
+    const char *nl = scan > 0 ? memchr(buf, '\n', scan) : NULL;
+
+    if (!nl) {
+        if (len < MSG_MAX_HEADER)
+            return FS_NEED_MORE;
+        return fail(why, WHY_TOO_LONG);
+    }
+    *consumed = (size_t)(nl - buf) + 1;
+    *line_len = (size_t)(nl - buf);
+    if (*line_len > 0 && buf[*line_len - 1] == '\r')
+        (*line_len)--;
+    return FS_OK;
+}
+
+/* Values are percent-encoded, so a raw byte outside 0x20..0x7e can only
+ * come from a broken or hostile sender. */
+static fs_status check_bytes(const char *line, size_t n, const char **why)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (c == 0)
+            return fail(why, WHY_NUL);
+        if (c < 0x20 || c > 0x7e)
+            return fail(why, WHY_RAW_BYTE);
+    }
+    return FS_OK;
+}
+
+struct token {
+    const char *p;
+    size_t n;
+};
+
+/* Splits on single spaces: n spaces always make n + 1 tokens, so a double,
+ * leading or trailing space shows up as an empty token. */
+struct lexer {
+    const char *p, *end;
+    int done;
+};
+
+static int lex_next(struct lexer *lx, struct token *t)
+{
+    if (lx->done)
+        return 0;
+    const char *sp = lx->p < lx->end ? memchr(lx->p, ' ', (size_t)(lx->end - lx->p)) : NULL;
+    t->p = lx->p;
+    if (sp) {
+        t->n = (size_t)(sp - lx->p);
+        lx->p = sp + 1;
+    } else {
+        t->n = (size_t)(lx->end - lx->p);
+        lx->done = 1;
+    }
+    return 1;
+}
+
+static int key_chars_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+static fs_status parse_pair(const struct token *t, const struct verb_spec *v, struct msg *m,
+                            unsigned *seen, const char **why)
+{
+    if (t->n == 0)
+        return fail(why, WHY_EMPTY_TOKEN);
+    const char *eq = memchr(t->p, '=', t->n);
+    if (!eq)
+        return fail(why, WHY_NO_EQ);
+    size_t klen = (size_t)(eq - t->p);
+    if (klen == 0)
+        return fail(why, WHY_EMPTY_KEY);
+    if (!key_chars_ok(t->p, klen))
+        return fail(why, WHY_BAD_KEY);
+    int k = key_by_name(t->p, klen);
+    if (k < 0)
+        return FS_OK; /* left for later versions of the protocol */
+    if (*seen & (1u << k))
+        return fail(why, keys[k].dup_why);
+    *seen |= 1u << k;
+    if (!verb_uses(v, k))
+        return FS_OK;
+    return keys[k].parse(eq + 1, t->n - klen - 1, m, why);
+}
+
+static fs_status parse_start(struct lexer *lx, struct msg *m, const struct verb_spec **v,
+                             const char **why)
+{
+    struct token t;
+
+    lex_next(lx, &t);
+    if (!bytes_eq(t.p, t.n, MSG_PROTO)) {
+        int flood = t.n >= 6 && memcmp(t.p, "FLOOD/", 6) == 0;
+        return fail(why, flood ? WHY_VERSION : WHY_NOT_FLOOD);
+    }
+    if (!lex_next(lx, &t))
+        return fail(why, WHY_NO_VERB);
+    if (t.n == 0)
+        return fail(why, WHY_EMPTY_TOKEN);
+    *v = verb_by_name(t.p, t.n);
+    if (!*v)
+        return fail(why, WHY_UNKNOWN);
+    m->type = (*v)->type;
+    return FS_OK;
+}
+
+static fs_status parse_line(const char *line, size_t n, struct msg *m, const char **why)
+{
+    struct lexer lx = {line, line + n, 0};
+    const struct verb_spec *v = NULL;
+    struct token t;
+    unsigned seen = 0;
+    fs_status st = parse_start(&lx, m, &v, why);
+
+    while (st == FS_OK && lex_next(&lx, &t))
+        st = parse_pair(&t, v, m, &seen, why);
+    if (st)
+        return st;
+    for (size_t i = 0; i < v->nkeys; i++)
+        if (!(seen & (1u << v->keys[i].key)))
+            return fail(why, v->keys[i].missing_why);
+    return FS_OK;
+}
+
+fs_status msg_parse(const char *buf, size_t len, struct msg *out, size_t *consumed,
+                    const char **why)
+{
+    const char *ignored;
+    size_t line_len = 0, used = 0;
+    fs_status st;
+
+    if (!why)
+        why = &ignored;
+    *why = NULL;
+    *consumed = 0;
+    st = find_line(buf, len, &line_len, &used, why);
+    if (st)
+        return st;
+    memset(out, 0, sizeof *out);
+    st = check_bytes(buf, line_len, why);
+    if (st == FS_OK)
+        st = parse_line(buf, line_len, out, why);
+    if (st == FS_OK)
+        *consumed = used;
+    return st;
+}
+
+/* -------------------------------------------------------------- formatting */
+
+/* An append-only window on the caller's buffer; once anything does not fit
+ * (or a field is unusable) bad sticks and the rest is skipped. */
+struct wbuf {
+    char *p;
+    size_t cap, len;
+    int bad;
+};
+
+static void put_bytes(struct wbuf *w, const char *s, size_t n)
+{
+    if (w->bad || n > w->cap - w->len) {
+        w->bad = 1;
+        return;
+    }
+    memcpy(w->p + w->len, s, n);
+    w->len += n;
+}
+
+static void put_str(struct wbuf *w, const char *s)
+{
+    put_bytes(w, s, strlen(s));
+}
+
+/* field is a char array of size bytes; one with no NUL inside is garbage. */
+static void put_enc(struct wbuf *w, const char *field, size_t size)
+{
+    size_t n = strnlen(field, size);
+
+    if (w->bad || n == size) {
+        w->bad = 1;
+        return;
+    }
+    int r = msg_pct_encode(field, n, w->p + w->len, w->cap - w->len);
+    if (r < 0)
+        w->bad = 1;
+    else
+        w->len += (size_t)r;
+}
+
+static void put_u64(struct wbuf *w, uint64_t x)
+{
+    char tmp[24];
+
+    snprintf(tmp, sizeof tmp, "%" PRIu64, x);
+    put_str(w, tmp);
+}
+
+static void put_addr(struct wbuf *w, const struct fs_addr *a)
+{
+    char tmp[ADDR_STR_MAX];
+
+    if (strnlen(a->host, sizeof a->host) == sizeof a->host) {
+        w->bad = 1;
+        return;
+    }
+    put_str(w, addr_format(a, tmp));
+}
+
+/* Writes the value without judging it: msg_format() re-parses the line. */
+static void put_value(struct wbuf *w, const struct msg *m, enum key k)
+{
+    switch (k) {
+    case K_qid: put_enc(w, m->qid, sizeof m->qid); break;
+    case K_ttl: put_u64(w, m->ttl); break;
+    case K_hops: put_u64(w, m->hops); break;
+    case K_origin: put_addr(w, &m->origin); break;
+    case K_from: put_addr(w, &m->from); break;
+    case K_holder: put_addr(w, &m->holder); break;
+    case K_peer: put_u64(w, m->peer_id); break;
+    case K_kind: put_str(w, msg_kind_name(m->kind)); break;
+    case K_size: put_u64(w, m->size); break;
+    case K_md5: put_enc(w, m->md5, sizeof m->md5); break;
+    case K_path: put_enc(w, m->path, sizeof m->path); break;
+    case K_name: put_enc(w, m->name, sizeof m->name); break;
+    case K_len: put_u64(w, m->len); break;
+    case K_zmd5: put_enc(w, m->zmd5, sizeof m->zmd5); break;
+    case K_code: put_enc(w, m->code, sizeof m->code); break;
+    case K_msg: put_enc(w, m->text, sizeof m->text); break;
+    case K_COUNT: w->bad = 1; break;
+    }
+}
+
+int msg_format(const struct msg *m, char *out, size_t cap)
+{
+    const struct verb_spec *v = verb_by_type(m->type);
+    struct wbuf w = {out, cap < MSG_MAX_HEADER ? cap : MSG_MAX_HEADER, 0, 0};
+    struct msg check;
+    size_t used;
+
+    if (!v || cap == 0)
+        return -1;
+    put_str(&w, MSG_PROTO " ");
+    put_str(&w, v->name);
+    for (size_t i = 0; i < v->nkeys; i++) {
+        put_str(&w, " ");
+        put_str(&w, keys[v->keys[i].key].name);
+        put_str(&w, "=");
+        put_value(&w, m, v->keys[i].key);
+    }
+    put_str(&w, "\n");
+    /* Re-parsing applies exactly the receiver's rules to every field, so we
+     * can never send a line that a peer running this code would refuse. */
+    if (w.bad || msg_parse(out, w.len, &check, &used, NULL) != FS_OK || used != w.len) {
+        out[0] = '\0';
+        return -1;
+    }
+    if (w.len < cap)
+        out[w.len] = '\0'; /* a convenience for logs; callers use the length */
+    return (int)w.len;
+}
+
+const char *msg_type_name(enum msg_type t)
+{
+    const struct verb_spec *v = verb_by_type(t);
+
+    return v ? v->name : "?";
+}
+
+const char *msg_kind_name(enum msg_kind k)
+{
+    switch (k) {
+    case MSG_KIND_FILE: return "file";
+    case MSG_KIND_FOLDER: return "folder";
+    }
+    return "?";
+}

@@ -1,0 +1,260 @@
+/* qcache.c - the seen-query table.
+ *
+ * Entries live in a ring in insertion order. Every entry gets the same ttl,
+ * so insertion order is expiry order: expiring pops from the head while the
+ * head is stale, and "full" evicts the head. A linear-probing hash index
+ * maps a qid to its ring slot; deletion shifts later entries back instead
+ * of leaving tombstones, so churn can never clog the index. */
+#include "floodshare/qcache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "floodshare/msg.h"
+
+/* Keeps 2 * capacity, rounded up to a power of two, inside uint32_t. */
+#define QC_MAX_CAPACITY ((size_t)1 << 30)
+
+struct qentry {
+    char qid[MSG_QID_LEN]; /* not NUL-terminated; a shorter id is zero-padded */
+    uint32_t hash;
+    int local; /* started by this peer: there is no previous hop */
+    struct fs_addr prev;
+    uint64_t expires_ms; /* dead once now_ms >= expires_ms */
+};
+
+struct qcache {
+    /* capacity, mask and ttl_ms are set once by qcache_new() and only read. */
+    size_t capacity;
+    size_t mask; /* index slots - 1; slots >= 2 * capacity keeps the load <= 1/2 */
+    uint32_t ttl_ms;
+
+    /* lock guards everything below: the ring, its head and count, and the
+     * index. Every public call holds it for its whole (short, non-blocking)
+     * run and calls nothing outside this file while holding it. */
+    pthread_mutex_t lock;
+    struct qentry *ring; /* capacity slots; live: head .. head+count-1 (mod capacity) */
+    size_t head, count;
+    /* 0 = empty slot, else ring position + 1. Invariant: every live entry is
+     * reachable by probing forward from its home slot without an empty slot
+     * in between. */
+    uint32_t *index;
+};
+
+static void qid_key(const char *qid, char key[MSG_QID_LEN])
+{
+    size_t n = strnlen(qid, MSG_QID_LEN);
+
+    memset(key, 0, MSG_QID_LEN);
+    memcpy(key, qid, n);
+}
+
+/* FNV-1a: qids are random hex chosen by peers, and the table is bounded
+ * and expiring, so a simple spread-everything hash is enough. */
+static uint32_t qid_hash(const char key[MSG_QID_LEN])
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t i = 0; i < MSG_QID_LEN; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static size_t round_up_pow2(size_t n)
+{
+    size_t p = 1;
+
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+struct qcache *qcache_new(size_t capacity, uint32_t ttl_ms)
+{
+    struct qcache *qc;
+
+    if (capacity == 0 || capacity > QC_MAX_CAPACITY)
+        return NULL;
+    qc = calloc(1, sizeof *qc);
+    if (!qc)
+        return NULL;
+    qc->capacity = capacity;
+    qc->mask = round_up_pow2(2 * capacity) - 1;
+    qc->ttl_ms = ttl_ms;
+    qc->ring = calloc(capacity, sizeof *qc->ring);
+    qc->index = calloc(qc->mask + 1, sizeof *qc->index);
+    if (!qc->ring || !qc->index || pthread_mutex_init(&qc->lock, NULL) != 0)
+        goto fail;
+    return qc;
+fail:
+    free(qc->ring);
+    free(qc->index);
+    free(qc);
+    return NULL;
+}
+
+void qcache_free(struct qcache *qc)
+{
+    if (!qc)
+        return;
+    pthread_mutex_destroy(&qc->lock);
+    free(qc->ring);
+    free(qc->index);
+    free(qc);
+}
+
+/* The index slot holding key, or SIZE_MAX. The load is at most 1/2, so an
+ * empty slot always ends the probe. */
+static size_t find_slot(const struct qcache *qc, const char key[MSG_QID_LEN], uint32_t hash)
+{
+    for (size_t i = hash & qc->mask;; i = (i + 1) & qc->mask) {
+        uint32_t v = qc->index[i];
+        if (v == 0)
+            return SIZE_MAX;
+        const struct qentry *e = &qc->ring[v - 1];
+        if (e->hash == hash && memcmp(e->qid, key, MSG_QID_LEN) == 0)
+            return i;
+    }
+}
+
+/* The index slot pointing at ring position pos (which is live). */
+static size_t slot_of(const struct qcache *qc, size_t pos)
+{
+    size_t i = qc->ring[pos].hash & qc->mask;
+
+    while (qc->index[i] != pos + 1)
+        i = (i + 1) & qc->mask;
+    return i;
+}
+
+/* Backward-shift deletion: pulls each later entry of the probe run into the
+ * hole when the hole lies on that entry's path from its home slot, which
+ * restores the index invariant without tombstones. */
+static void index_delete(struct qcache *qc, size_t hole)
+{
+    for (size_t j = (hole + 1) & qc->mask; qc->index[j] != 0; j = (j + 1) & qc->mask) {
+        size_t home = qc->ring[qc->index[j] - 1].hash & qc->mask;
+        if (((j - home) & qc->mask) >= ((j - hole) & qc->mask)) {
+            qc->index[hole] = qc->index[j];
+            hole = j;
+        }
+    }
+    qc->index[hole] = 0;
+}
+
+static void index_insert(struct qcache *qc, size_t pos)
+{
+    size_t i = qc->ring[pos].hash & qc->mask;
+
+    while (qc->index[i] != 0)
+        i = (i + 1) & qc->mask;
+    qc->index[i] = (uint32_t)(pos + 1);
+}
+
+static void pop_head(struct qcache *qc)
+{
+    index_delete(qc, slot_of(qc, qc->head));
+    qc->head = (qc->head + 1) % qc->capacity;
+    qc->count--;
+}
+
+static void expire(struct qcache *qc, uint64_t now_ms)
+{
+    while (qc->count > 0 && qc->ring[qc->head].expires_ms <= now_ms)
+        pop_head(qc);
+}
+
+/* Callers read the clock before taking the lock, so now_ms can step back a
+ * little between threads. Never letting an entry expire before the one
+ * inserted ahead of it keeps the ring sorted by expiry, which is what makes
+ * popping from the head enough; such an entry just lives a few ms longer. */
+static uint64_t expiry_for(const struct qcache *qc, uint64_t now_ms)
+{
+    uint64_t exp = now_ms > UINT64_MAX - qc->ttl_ms ? UINT64_MAX : now_ms + qc->ttl_ms;
+
+    if (qc->count > 0) {
+        size_t tail = (qc->head + qc->count - 1) % qc->capacity;
+        if (qc->ring[tail].expires_ms > exp)
+            exp = qc->ring[tail].expires_ms;
+    }
+    return exp;
+}
+
+static void add_entry(struct qcache *qc, const char key[MSG_QID_LEN], uint32_t hash,
+                      const struct fs_addr *prev, uint64_t now_ms)
+{
+    if (qc->count == qc->capacity)
+        pop_head(qc);
+    size_t pos = (qc->head + qc->count) % qc->capacity;
+    struct qentry *e = &qc->ring[pos];
+    memcpy(e->qid, key, MSG_QID_LEN);
+    e->hash = hash;
+    e->local = prev == NULL;
+    memset(&e->prev, 0, sizeof e->prev);
+    if (prev)
+        e->prev = *prev;
+    e->expires_ms = expiry_for(qc, now_ms);
+    index_insert(qc, pos);
+    qc->count++;
+}
+
+int qcache_insert(struct qcache *qc, const char *qid, const struct fs_addr *prev,
+                  uint64_t now_ms)
+{
+    char key[MSG_QID_LEN];
+    int added = 0;
+
+    qid_key(qid, key);
+    uint32_t hash = qid_hash(key);
+    pthread_mutex_lock(&qc->lock);
+    expire(qc, now_ms);
+    /* After expire() every entry left is live (the ring is sorted by
+     * expiry), so a hit here is a genuine duplicate. */
+    if (find_slot(qc, key, hash) == SIZE_MAX) {
+        add_entry(qc, key, hash, prev, now_ms);
+        added = 1;
+    }
+    pthread_mutex_unlock(&qc->lock);
+    return added;
+}
+
+fs_status qcache_route(struct qcache *qc, const char *qid, uint64_t now_ms,
+                       struct fs_addr *prev, int *local)
+{
+    char key[MSG_QID_LEN];
+    fs_status st = FS_ENOTFOUND;
+
+    if (prev)
+        memset(prev, 0, sizeof *prev);
+    if (local)
+        *local = 0;
+    qid_key(qid, key);
+    uint32_t hash = qid_hash(key);
+    pthread_mutex_lock(&qc->lock);
+    expire(qc, now_ms);
+    size_t slot = find_slot(qc, key, hash);
+    if (slot != SIZE_MAX) {
+        const struct qentry *e = &qc->ring[qc->index[slot] - 1];
+        if (prev)
+            *prev = e->prev;
+        if (local)
+            *local = e->local;
+        st = FS_OK;
+    }
+    pthread_mutex_unlock(&qc->lock);
+    return st;
+}
+
+size_t qcache_count(struct qcache *qc, uint64_t now_ms)
+{
+    size_t n;
+
+    pthread_mutex_lock(&qc->lock);
+    expire(qc, now_ms);
+    n = qc->count;
+    pthread_mutex_unlock(&qc->lock);
+    return n;
+}

@@ -1,0 +1,978 @@
+/* test_msg.c - the FLOOD/1 wire format: parse, format, percent-encoding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "floodshare/msg.h"
+
+#define QID "7f2a90c3d1e4b5a6"
+#define MD5 "6f5902ac237024bdd0c176cb93063dc4"
+#define ZMD5 "0c2d4c1e8d1b0c3f9e2a6b7c8d9e0f11"
+#define A1 "127.0.0.1:10811"
+#define A2 "127.0.0.1:10812"
+
+#define GET_LINE(qid, ttl, hops, origin, from, name)                                          \
+    "FLOOD/1 GET qid=" qid " ttl=" ttl " hops=" hops " origin=" origin " from=" from          \
+    " name=" name "\n"
+#define FOUND_LINE(holder, peer, kind, size, md5, path)                                       \
+    "FLOOD/1 FOUND qid=" QID " hops=2 holder=" holder " peer=" peer " kind=" kind              \
+    " size=" size " md5=" md5 " path=" path " name=3.txt\n"
+#define REQUEST_LINE(path, md5) "FLOOD/1 REQUEST path=" path " md5=" md5 "\n"
+#define ITEM_LINE(kind, size, len, zmd5)                                                      \
+    "FLOOD/1 ITEM kind=" kind " size=" size " md5=" MD5 " len=" len " zmd5=" zmd5 "\n"
+#define ERROR_LINE(code, text) "FLOOD/1 ERROR code=" code " msg=" text "\n"
+
+/* The examples of docs/PROTOCOL.md, as they appear on the wire. */
+static const char *const valid_lines[] = {
+    GET_LINE("7f2a90c3d1e4b5a6", "3", "1", A1, A2, "3.txt"),
+    FOUND_LINE("127.0.0.1:10813", "3", "file", "12", MD5, "docs/3.txt"),
+    REQUEST_LINE("docs/3.txt", MD5),
+    ITEM_LINE("file", "12", "130", ZMD5),
+    ERROR_LINE("notfound", "no%20such%20item"),
+    "FLOOD/1 GET qid=" QID " ttl=0 hops=0 origin=a:1 from=b.c-d:65535 name=x\r\n",
+};
+#define NVALID (sizeof valid_lines / sizeof valid_lines[0])
+
+struct bad_case {
+    const char *line;
+    const char *why;
+};
+
+static fs_status parse_str(const char *s, struct msg *m, size_t *used, const char **why)
+{
+    return msg_parse(s, strlen(s), m, used, why);
+}
+
+/* Each line must be refused with exactly its why; the failing line is
+ * printed so that a table failure says which row broke. */
+static void expect_all_malformed(const struct bad_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct msg m;
+        size_t used = 99;
+        const char *why = NULL;
+        fs_status st = parse_str(cases[i].line, &m, &used, &why);
+        if (st != FS_EPROTO || !why || strcmp(why, cases[i].why) != 0)
+            fail_msg("line %zu \"%s\": got %s \"%s\", want EPROTO \"%s\"", i, cases[i].line,
+                     fs_status_name(st), why ? why : "(null)", cases[i].why);
+        assert_int_equal(used, 0);
+    }
+}
+
+#define EXPECT_ALL_MALFORMED(table) expect_all_malformed(table, sizeof table / sizeof table[0])
+
+static void set_addr(struct fs_addr *a, const char *host, uint16_t port)
+{
+    memset(a, 0, sizeof *a);
+    strcpy(a->host, host);
+    a->port = port;
+}
+
+static void make_get(struct msg *m, const char *name)
+{
+    memset(m, 0, sizeof *m);
+    m->type = MSG_GET;
+    strcpy(m->qid, QID);
+    m->ttl = 3;
+    m->hops = 0;
+    set_addr(&m->origin, "127.0.0.1", 10811);
+    set_addr(&m->from, "127.0.0.1", 10811);
+    strcpy(m->name, name);
+}
+
+static void make_found(struct msg *m, const char *path, const char *name)
+{
+    memset(m, 0, sizeof *m);
+    m->type = MSG_FOUND;
+    strcpy(m->qid, QID);
+    m->hops = 2;
+    set_addr(&m->holder, "peer-3.example", 10813);
+    m->peer_id = 3;
+    m->kind = MSG_KIND_FOLDER;
+    m->size = UINT64_MAX;
+    strcpy(m->md5, MD5);
+    strcpy(m->path, path);
+    strcpy(m->name, name);
+}
+
+static void make_request(struct msg *m)
+{
+    memset(m, 0, sizeof *m);
+    m->type = MSG_REQUEST;
+    strcpy(m->path, "docs/3.txt");
+    strcpy(m->md5, MD5);
+}
+
+static void make_item(struct msg *m)
+{
+    memset(m, 0, sizeof *m);
+    m->type = MSG_ITEM;
+    m->kind = MSG_KIND_FILE;
+    m->size = 12;
+    strcpy(m->md5, MD5);
+    m->len = 130;
+    strcpy(m->zmd5, ZMD5);
+}
+
+static void make_error(struct msg *m, const char *code, const char *text)
+{
+    memset(m, 0, sizeof *m);
+    m->type = MSG_ERROR;
+    strcpy(m->code, code);
+    strcpy(m->text, text);
+}
+
+/* Format then parse must give back the same struct. Both sides start from
+ * zeroed memory, so a byte compare covers every field (and padding). */
+static void assert_round_trip(const struct msg *m)
+{
+    char line[MSG_MAX_HEADER];
+    struct msg back;
+    size_t used = 0;
+    const char *why = NULL;
+    int n = msg_format(m, line, sizeof line);
+
+    assert_true(n > 0);
+    assert_int_equal(line[n - 1], '\n');
+    assert_int_equal(msg_parse(line, (size_t)n, &back, &used, &why), FS_OK);
+    assert_null(why);
+    assert_int_equal(used, (size_t)n);
+    assert_memory_equal(&back, m, sizeof *m);
+}
+
+/* ------------------------------------------------------------ round trips */
+
+static void test_round_trip_get(void **state)
+{
+    struct msg m;
+
+    (void)state;
+    make_get(&m, "3.txt");
+    assert_round_trip(&m);
+}
+
+static void test_round_trip_found(void **state)
+{
+    struct msg m;
+
+    (void)state;
+    make_found(&m, "docs/3.txt", "3.txt");
+    assert_round_trip(&m);
+}
+
+static void test_round_trip_request(void **state)
+{
+    struct msg m;
+
+    (void)state;
+    make_request(&m);
+    assert_round_trip(&m);
+}
+
+static void test_round_trip_item(void **state)
+{
+    struct msg m;
+
+    (void)state;
+    make_item(&m);
+    assert_round_trip(&m);
+}
+
+static void test_round_trip_error(void **state)
+{
+    struct msg m;
+
+    (void)state;
+    make_error(&m, "notfound", "no such item: 100% \"gone\" \xc3\xa9");
+    assert_round_trip(&m);
+}
+
+static void test_round_trip_error_with_empty_msg(void **state)
+{
+    struct msg m;
+
+    (void)state;
+    make_error(&m, "busy", "");
+    assert_round_trip(&m);
+}
+
+static void test_round_trip_names_with_special_bytes(void **state)
+{
+    static const char *const names[] = {
+        "a b.txt", "100%.txt", "a=b.txt", "key=v=w", "café.txt", "日本.txt", "%41",
+        " lead", "trail ", "~!@#$^&*()_+{}|:\"<>?`-[];',", "\xf0\x9f\x98\x80.png",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        struct msg m;
+        make_get(&m, names[i]);
+        assert_round_trip(&m);
+    }
+}
+
+static void test_round_trip_path_with_space_and_percent(void **state)
+{
+    struct msg m;
+
+    (void)state;
+    make_found(&m, "a b/c%d/e.txt", "e.txt");
+    assert_round_trip(&m);
+}
+
+static void test_round_trip_longest_name(void **state)
+{
+    struct msg m;
+    char name[MSG_MAX_NAME + 1];
+
+    (void)state;
+    memset(name, 'n', MSG_MAX_NAME);
+    name[MSG_MAX_NAME] = '\0';
+    make_get(&m, name);
+    assert_round_trip(&m);
+}
+
+/* ------------------------------------------------------------- formatting */
+
+static void test_format_writes_protocol_example(void **state)
+{
+    struct msg m;
+    char line[MSG_MAX_HEADER];
+
+    (void)state;
+    make_get(&m, "3.txt");
+    int n = msg_format(&m, line, sizeof line);
+    assert_int_equal(n, (int)strlen(GET_LINE(QID, "3", "0", A1, A1, "3.txt")));
+    assert_memory_equal(line, GET_LINE(QID, "3", "0", A1, A1, "3.txt"), (size_t)n);
+}
+
+static void test_format_percent_encodes_strings(void **state)
+{
+    struct msg m;
+    char line[MSG_MAX_HEADER];
+
+    (void)state;
+    make_found(&m, "a b/c%d/e.txt", "café 1.txt");
+    assert_true(msg_format(&m, line, sizeof line) > 0);
+    assert_non_null(strstr(line, " path=a%20b/c%25d/e.txt "));
+    assert_non_null(strstr(line, " name=caf%C3%A9%201.txt\n"));
+}
+
+static void test_format_refuses_invalid_fields(void **state)
+{
+    struct msg m;
+    char line[MSG_MAX_HEADER];
+
+    (void)state;
+#define REFUSED(setup)                                                                        \
+    do {                                                                                      \
+        make_get(&m, "ok.txt");                                                               \
+        setup;                                                                                \
+        if (msg_format(&m, line, sizeof line) != -1)                                          \
+            fail_msg("msg_format accepted: %s", #setup);                                      \
+    } while (0)
+    REFUSED(m.ttl = 256);
+    REFUSED(m.hops = 1000);
+    REFUSED(strcpy(m.qid, "7F2A90C3D1E4B5A6"));
+    REFUSED(strcpy(m.qid, "7f2a"));
+    REFUSED(strcpy(m.name, ".."));
+    REFUSED(strcpy(m.name, "."));
+    REFUSED(strcpy(m.name, ""));
+    REFUSED(strcpy(m.name, "a/b"));
+    REFUSED(strcpy(m.name, "a\x01"));
+    REFUSED(strcpy(m.name, "\xff"));
+    REFUSED(m.from.port = 0);
+    REFUSED(strcpy(m.origin.host, "bad host"));
+    REFUSED(memset(m.origin.host, 'h', sizeof m.origin.host));
+    REFUSED(memset(m.name, 'n', sizeof m.name));
+    REFUSED(m.type = (enum msg_type)0);
+    REFUSED(m.type = (enum msg_type)99);
+    REFUSED(make_found(&m, "/abs", "x"));
+    REFUSED(make_found(&m, "a//b", "x"));
+    REFUSED(make_found(&m, "a/../b", "x"));
+    REFUSED((make_found(&m, "a", "x"), m.peer_id = 0));
+    REFUSED((make_found(&m, "a", "x"), m.peer_id = 65536));
+    REFUSED((make_found(&m, "a", "x"), m.kind = (enum msg_kind)0));
+    REFUSED((make_request(&m), strcpy(m.md5, "6F5902AC237024BDD0C176CB93063DC4")));
+    REFUSED((make_item(&m), strcpy(m.zmd5, "0c2d")));
+    REFUSED(make_error(&m, "NotFound", "x"));
+    REFUSED(make_error(&m, "", "x"));
+    REFUSED((make_error(&m, "x", "x"), memset(m.code, 'a', sizeof m.code)));
+    REFUSED((make_error(&m, "x", "x"), memset(m.text, 't', sizeof m.text)));
+    REFUSED(make_error(&m, "internal", "line\nbreak"));
+#undef REFUSED
+}
+
+static void test_format_refuses_line_over_2048_bytes(void **state)
+{
+    struct msg m;
+    char line[MSG_MAX_HEADER * 2];
+    char path[MSG_MAX_PATH + 1];
+
+    (void)state;
+    /* 1023 bytes that each encode to 3: far beyond one header. */
+    memset(path, ' ', MSG_MAX_PATH);
+    path[MSG_MAX_PATH] = '\0';
+    path[0] = 'a';
+    path[MSG_MAX_PATH - 1] = 'z';
+    make_found(&m, path, "x");
+    assert_int_equal(msg_format(&m, line, sizeof line), -1);
+}
+
+static void test_format_refuses_too_small_buffer(void **state)
+{
+    struct msg m;
+    char line[MSG_MAX_HEADER];
+
+    (void)state;
+    make_request(&m);
+    int n = msg_format(&m, line, sizeof line);
+    assert_true(n > 0);
+    assert_int_equal(msg_format(&m, line, (size_t)n - 1), -1);
+    assert_int_equal(msg_format(&m, line, (size_t)n), n);
+    assert_int_equal(msg_format(&m, line, 0), -1);
+}
+
+/* --------------------------------------------------------- framing rules */
+
+static void test_parse_valid_protocol_examples(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NVALID; i++) {
+        struct msg m;
+        size_t used = 0;
+        const char *why = NULL;
+        if (parse_str(valid_lines[i], &m, &used, &why) != FS_OK)
+            fail_msg("refused \"%s\": %s", valid_lines[i], why);
+        assert_int_equal(used, strlen(valid_lines[i]));
+    }
+}
+
+static void test_parse_fills_get_fields(void **state)
+{
+    struct msg m;
+    size_t used;
+
+    (void)state;
+    assert_int_equal(parse_str(valid_lines[0], &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_GET);
+    assert_string_equal(m.qid, QID);
+    assert_int_equal(m.ttl, 3);
+    assert_int_equal(m.hops, 1);
+    assert_string_equal(m.origin.host, "127.0.0.1");
+    assert_int_equal(m.origin.port, 10811);
+    assert_int_equal(m.from.port, 10812);
+    assert_string_equal(m.name, "3.txt");
+}
+
+static void test_parse_decodes_percent_escapes(void **state)
+{
+    struct msg m;
+    size_t used;
+
+    (void)state;
+    assert_int_equal(parse_str(ERROR_LINE("notfound", "no%20such%20item"), &m, &used, NULL),
+                     FS_OK);
+    assert_string_equal(m.text, "no such item");
+    assert_int_equal(parse_str(GET_LINE(QID, "3", "1", A1, A2, "caf%c3%A9"), &m, &used, NULL),
+                     FS_OK);
+    assert_string_equal(m.name, "café");
+}
+
+static void test_parse_needs_more_at_every_cut_point(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NVALID; i++) {
+        size_t len = strlen(valid_lines[i]);
+        for (size_t cut = 0; cut < len; cut++) {
+            /* Exactly cut bytes of heap, so ASan catches any read past len. */
+            char *buf = malloc(cut ? cut : 1);
+            struct msg m;
+            size_t used = 99;
+            assert_non_null(buf);
+            memcpy(buf, valid_lines[i], cut);
+            if (msg_parse(buf, cut, &m, &used, NULL) != FS_NEED_MORE)
+                fail_msg("line %zu cut at %zu is not NEED_MORE", i, cut);
+            assert_int_equal(used, 0);
+            free(buf);
+        }
+    }
+}
+
+static void test_parse_never_reads_past_len(void **state)
+{
+    static const char *const bad[] = {
+        "FLOOD/1 GET qid=" QID " ttl=3 hops=1 origin=" A1 " from=" A2 " name=%4\n",
+        "FLOOD/1 GET qid=" QID " ttl=3 hops=1 origin=" A1 " from=" A2 " name=%\n",
+        "FLOOD/1 ERROR code=x msg=%",
+        "FLOOD/1 ITEM kind=folde",
+        "FLOOD/",
+        "F",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < NVALID + sizeof bad / sizeof bad[0]; i++) {
+        const char *src = i < NVALID ? valid_lines[i] : bad[i - NVALID];
+        size_t len = strlen(src);
+        char *buf = malloc(len); /* no room for a NUL: none is read */
+        struct msg m;
+        size_t used;
+        assert_non_null(buf);
+        memcpy(buf, src, len);
+        fs_status st = msg_parse(buf, len, &m, &used, NULL);
+        assert_true(i < NVALID ? st == FS_OK : st != FS_OK);
+        free(buf);
+    }
+}
+
+static void test_parse_back_to_back_messages_one_by_one(void **state)
+{
+    char two[2 * MSG_MAX_HEADER];
+    struct msg m;
+    size_t used = 0;
+    size_t len1 = strlen(valid_lines[0]), len2 = strlen(valid_lines[2]);
+
+    (void)state;
+    memcpy(two, valid_lines[0], len1);
+    memcpy(two + len1, valid_lines[2], len2);
+    assert_int_equal(msg_parse(two, len1 + len2, &m, &used, NULL), FS_OK);
+    assert_int_equal(used, len1);
+    assert_int_equal(m.type, MSG_GET);
+    assert_int_equal(msg_parse(two + used, len1 + len2 - used, &m, &used, NULL), FS_OK);
+    assert_int_equal(used, len2);
+    assert_int_equal(m.type, MSG_REQUEST);
+    assert_string_equal(m.path, "docs/3.txt");
+}
+
+static void test_parse_leaves_item_body_unconsumed(void **state)
+{
+    char buf[MSG_MAX_HEADER];
+    const char *head = ITEM_LINE("file", "12", "5", ZMD5);
+    struct msg m;
+    size_t used = 0;
+
+    (void)state;
+    snprintf(buf, sizeof buf, "%s%s", head, "PK\n\x03\x04");
+    assert_int_equal(msg_parse(buf, strlen(head) + 5, &m, &used, NULL), FS_OK);
+    assert_int_equal(used, strlen(head));
+    assert_int_equal(m.len, 5);
+}
+
+static void test_parse_accepts_crlf(void **state)
+{
+    const char *line = REQUEST_LINE("docs/3.txt", MD5);
+    char crlf[MSG_MAX_HEADER];
+    struct msg m;
+    size_t used = 0;
+
+    (void)state;
+    snprintf(crlf, sizeof crlf, "%.*s\r\n", (int)strlen(line) - 1, line);
+    assert_int_equal(parse_str(crlf, &m, &used, NULL), FS_OK);
+    assert_int_equal(used, strlen(crlf));
+    assert_string_equal(m.md5, MD5);
+}
+
+static void test_parse_ignores_unknown_keys(void **state)
+{
+    struct msg m;
+    size_t used;
+
+    (void)state;
+    assert_int_equal(parse_str("FLOOD/1 REQUEST future=%ZZ!x path=a md5=" MD5 " ttl=999 x=\n",
+                               &m, &used, NULL),
+                     FS_OK);
+    assert_string_equal(m.path, "a");
+}
+
+static void test_parse_accepts_keys_in_any_order(void **state)
+{
+    struct msg m;
+    size_t used;
+
+    (void)state;
+    assert_int_equal(parse_str("FLOOD/1 REQUEST md5=" MD5 " path=b\n", &m, &used, NULL),
+                     FS_OK);
+    assert_string_equal(m.path, "b");
+}
+
+static void test_parse_accepts_largest_numbers(void **state)
+{
+    struct msg m;
+    size_t used;
+
+    (void)state;
+    assert_int_equal(parse_str(ITEM_LINE("folder", "18446744073709551615",
+                                         "18446744073709551615", ZMD5),
+                               &m, &used, NULL),
+                     FS_OK);
+    assert_true(m.size == UINT64_MAX && m.len == UINT64_MAX);
+    assert_int_equal(m.kind, MSG_KIND_FOLDER);
+    assert_int_equal(parse_str(GET_LINE(QID, "255", "255", A1, A2, "x"), &m, &used, NULL),
+                     FS_OK);
+    assert_int_equal(m.ttl, 255);
+}
+
+/* A line of total bytes ('\n' included): a GET padded with an unknown key. */
+static size_t padded_get(char *buf, size_t total)
+{
+    const char *head = GET_LINE(QID, "3", "1", A1, A2, "x");
+    size_t hlen = strlen(head) - 1;
+
+    memcpy(buf, head, hlen);
+    memcpy(buf + hlen, " pad=", 5);
+    memset(buf + hlen + 5, 'p', total - hlen - 6);
+    buf[total - 1] = '\n';
+    return total;
+}
+
+static void test_parse_accepts_header_of_exactly_2048_bytes(void **state)
+{
+    char buf[MSG_MAX_HEADER];
+    struct msg m;
+    size_t used = 0;
+
+    (void)state;
+    assert_int_equal(msg_parse(buf, padded_get(buf, MSG_MAX_HEADER), &m, &used, NULL), FS_OK);
+    assert_int_equal(used, MSG_MAX_HEADER);
+}
+
+static void test_parse_refuses_header_of_2049_bytes(void **state)
+{
+    char buf[MSG_MAX_HEADER + 1];
+    struct msg m;
+    size_t used;
+    const char *why = NULL;
+
+    (void)state;
+    assert_int_equal(msg_parse(buf, padded_get(buf, sizeof buf), &m, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "header longer than 2048 bytes");
+}
+
+static void test_parse_refuses_2048_bytes_without_newline(void **state)
+{
+    char *buf = malloc(MSG_MAX_HEADER);
+    struct msg m;
+    size_t used;
+    const char *why = NULL;
+
+    (void)state;
+    assert_non_null(buf);
+    memset(buf, 'a', MSG_MAX_HEADER);
+    assert_int_equal(msg_parse(buf, MSG_MAX_HEADER, &m, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "header longer than 2048 bytes");
+    free(buf);
+}
+
+static void test_parse_needs_more_for_2047_bytes_without_newline(void **state)
+{
+    char *buf = malloc(MSG_MAX_HEADER - 1);
+    struct msg m;
+    size_t used;
+
+    (void)state;
+    assert_non_null(buf);
+    memset(buf, 'a', MSG_MAX_HEADER - 1);
+    assert_int_equal(msg_parse(buf, MSG_MAX_HEADER - 1, &m, &used, NULL), FS_NEED_MORE);
+    free(buf);
+}
+
+static void test_parse_refuses_embedded_nul(void **state)
+{
+    static const char line[] = "FLOOD/1 REQUEST path=a\0b md5=" MD5 "\n";
+    struct msg m;
+    size_t used;
+    const char *why = NULL;
+
+    (void)state;
+    assert_int_equal(msg_parse(line, sizeof line - 1, &m, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "header contains a NUL byte");
+}
+
+static void test_parse_refuses_raw_non_ascii_bytes(void **state)
+{
+    static const struct bad_case cases[] = {
+        {GET_LINE(QID, "3", "1", A1, A2, "café"),
+         "header contains a control or non-ASCII byte; values must be percent-encoded"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a\tb"),
+         "header contains a control or non-ASCII byte; values must be percent-encoded"},
+        {"FLOOD/1 REQUEST path=a md5=" MD5 "\r\r\n",
+         "header contains a control or non-ASCII byte; values must be percent-encoded"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+/* ------------------------------------------------------- malformed tables */
+
+static void test_parse_refuses_bad_structure(void **state)
+{
+    static const struct bad_case cases[] = {
+        {"FLOOD/2 GET qid=" QID "\n", "unsupported protocol version"},
+        {"FLOOD/1.1 REQUEST path=a md5=" MD5 "\n", "unsupported protocol version"},
+        {"GET / HTTP/1.1\r\n", "not a FLOOD/1 message"},
+        {"flood/1 REQUEST path=a md5=" MD5 "\n", "not a FLOOD/1 message"},
+        {"\n", "not a FLOOD/1 message"},
+        {" FLOOD/1 REQUEST path=a md5=" MD5 "\n", "not a FLOOD/1 message"},
+        {"FLOOD/1\n", "message type is missing"},
+        {"FLOOD/1 PUT path=a\n", "unknown message type"},
+        {"FLOOD/1 get path=a md5=" MD5 "\n", "unknown message type"},
+        {"FLOOD/1  REQUEST path=a md5=" MD5 "\n",
+         "empty token: tokens are separated by exactly one space"},
+        {"FLOOD/1 REQUEST path=a  md5=" MD5 "\n",
+         "empty token: tokens are separated by exactly one space"},
+        {"FLOOD/1 REQUEST path=a md5=" MD5 " \n",
+         "empty token: tokens are separated by exactly one space"},
+        {"FLOOD/1 REQUEST path=a md5\n", "token is not key=value"},
+        {"FLOOD/1 REQUEST path=a =x md5=" MD5 "\n", "token has an empty key"},
+        {"FLOOD/1 REQUEST PATH=a md5=" MD5 "\n", "key is not a lower-case word"},
+        {"FLOOD/1 REQUEST path=a md5=" MD5 " path=b\n", "duplicate key path"},
+        {GET_LINE(QID, "3 ttl=3", "1", A1, A2, "x"), "duplicate key ttl"},
+        {"FLOOD/1 REQUEST path=a ttl=1 md5=" MD5 " ttl=2\n", "duplicate key ttl"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+static void test_parse_refuses_each_missing_get_key(void **state)
+{
+    static const char *const tokens[] = {
+        "qid=" QID, "ttl=3", "hops=1", "origin=" A1, "from=" A2, "name=x",
+    };
+    static const char *const whys[] = {
+        "GET needs qid", "GET needs ttl",  "GET needs hops",
+        "GET needs origin", "GET needs from", "GET needs name",
+    };
+
+    (void)state;
+    for (size_t skip = 0; skip < 6; skip++) {
+        char line[MSG_MAX_HEADER] = "FLOOD/1 GET";
+        for (size_t i = 0; i < 6; i++) {
+            if (i == skip)
+                continue;
+            strcat(line, " ");
+            strcat(line, tokens[i]);
+        }
+        strcat(line, "\n");
+        struct bad_case c = {line, whys[skip]};
+        expect_all_malformed(&c, 1);
+    }
+}
+
+static void test_parse_refuses_missing_keys_of_other_verbs(void **state)
+{
+    static const struct bad_case cases[] = {
+        {"FLOOD/1 FOUND qid=" QID " hops=2 holder=" A1 " peer=3 kind=file size=1 md5=" MD5
+         " path=a\n",
+         "FOUND needs name"},
+        {"FLOOD/1 REQUEST md5=" MD5 "\n", "REQUEST needs path"},
+        {"FLOOD/1 REQUEST path=a\n", "REQUEST needs md5"},
+        {"FLOOD/1 ITEM kind=file size=1 md5=" MD5 " zmd5=" ZMD5 "\n", "ITEM needs len"},
+        {"FLOOD/1 ERROR msg=x\n", "ERROR needs code"},
+        {"FLOOD/1 ERROR code=x\n", "ERROR needs msg"},
+        {"FLOOD/1 REQUEST\n", "REQUEST needs path"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+static void test_parse_refuses_bad_numbers(void **state)
+{
+    static const struct bad_case cases[] = {
+        {GET_LINE(QID, "256", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
+        {GET_LINE(QID, "-1", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
+        {GET_LINE(QID, "+1", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
+        {GET_LINE(QID, "01", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
+        {GET_LINE(QID, "3a", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
+        {GET_LINE(QID, "", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
+        {GET_LINE(QID, "99999999999999999999999", "1", A1, A2, "x"),
+         "ttl is not a number from 0 to 255"},
+        {GET_LINE(QID, "3", "256", A1, A2, "x"), "hops is not a number from 0 to 255"},
+        {ITEM_LINE("file", "18446744073709551616", "1", ZMD5),
+         "size is not a decimal number that fits in 64 bits"},
+        {ITEM_LINE("file", "184467440737095516150", "1", ZMD5),
+         "size is not a decimal number that fits in 64 bits"},
+        {ITEM_LINE("file", "00", "1", ZMD5), "size is not a decimal number that fits in 64 bits"},
+        {ITEM_LINE("file", "1", "", ZMD5), "len is not a decimal number that fits in 64 bits"},
+        {ITEM_LINE("file", "1", "0x10", ZMD5), "len is not a decimal number that fits in 64 bits"},
+        {FOUND_LINE(A1, "0", "file", "1", MD5, "a"), "peer is not a number from 1 to 65535"},
+        {FOUND_LINE(A1, "65536", "file", "1", MD5, "a"), "peer is not a number from 1 to 65535"},
+        {FOUND_LINE(A1, "", "file", "1", MD5, "a"), "peer is not a number from 1 to 65535"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+static void test_parse_refuses_bad_hex_and_words(void **state)
+{
+    static const struct bad_case cases[] = {
+        {GET_LINE("7f2a90c3d1e4b5a", "3", "1", A1, A2, "x"), "qid is not 16 lower-case hex digits"},
+        {GET_LINE("7f2a90c3d1e4b5a6a", "3", "1", A1, A2, "x"),
+         "qid is not 16 lower-case hex digits"},
+        {GET_LINE("7F2A90C3D1E4B5A6", "3", "1", A1, A2, "x"), "qid is not 16 lower-case hex digits"},
+        {GET_LINE("7f2a90c3d1e4b5g6", "3", "1", A1, A2, "x"), "qid is not 16 lower-case hex digits"},
+        {GET_LINE("", "3", "1", A1, A2, "x"), "qid is not 16 lower-case hex digits"},
+        {REQUEST_LINE("a", "6f5902ac237024bdd0c176cb93063dc"), "md5 is not 32 lower-case hex digits"},
+        {REQUEST_LINE("a", MD5 "0"), "md5 is not 32 lower-case hex digits"},
+        {REQUEST_LINE("a", "6F5902AC237024BDD0C176CB93063DC4"), "md5 is not 32 lower-case hex digits"},
+        {ITEM_LINE("file", "1", "1", "zz"), "zmd5 is not 32 lower-case hex digits"},
+        {ITEM_LINE("dir", "1", "1", ZMD5), "kind is not file or folder"},
+        {ITEM_LINE("File", "1", "1", ZMD5), "kind is not file or folder"},
+        {ITEM_LINE("", "1", "1", ZMD5), "kind is not file or folder"},
+        {ERROR_LINE("NotFound", "x"), "code is not 1 to 31 lower-case letters"},
+        {ERROR_LINE("", "x"), "code is not 1 to 31 lower-case letters"},
+        {ERROR_LINE("abcdefghijklmnopqrstuvwxyzabcdef", "x"), "code is not 1 to 31 lower-case letters"},
+        {ERROR_LINE("x", "a%0Ab"), "msg contains a control byte"},
+        {ERROR_LINE("x", "a%7f"), "msg contains a control byte"},
+        {ERROR_LINE("x", "100%"), "msg has a '%' not followed by two hex digits"},
+        {ERROR_LINE("x", "%00"), "msg contains a NUL byte (%00)"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+static void test_parse_refuses_bad_names(void **state)
+{
+    static const struct bad_case cases[] = {
+        {GET_LINE(QID, "3", "1", A1, A2, ".."), "name is . or .."},
+        {GET_LINE(QID, "3", "1", A1, A2, "."), "name is . or .."},
+        {GET_LINE(QID, "3", "1", A1, A2, "%2E%2e"), "name is . or .."},
+        {GET_LINE(QID, "3", "1", A1, A2, "a/b"), "name contains '/' or '\\'"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a%2Fb"), "name contains '/' or '\\'"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a\\b"), "name contains '/' or '\\'"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a%00b"), "name contains a NUL byte (%00)"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a%01b"), "name contains a control byte"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a%7F"), "name contains a control byte"},
+        {GET_LINE(QID, "3", "1", A1, A2, "%FF"), "name is not valid UTF-8"},
+        {GET_LINE(QID, "3", "1", A1, A2, "caf%C3"), "name is not valid UTF-8"},
+        {GET_LINE(QID, "3", "1", A1, A2, "%C0%AF"), "name is not valid UTF-8"},
+        {GET_LINE(QID, "3", "1", A1, A2, "%ED%A0%80"), "name is not valid UTF-8"},
+        {GET_LINE(QID, "3", "1", A1, A2, ""), "name is empty"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a%"), "name has a '%' not followed by two hex digits"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a%4"), "name has a '%' not followed by two hex digits"},
+        {GET_LINE(QID, "3", "1", A1, A2, "a%4g"), "name has a '%' not followed by two hex digits"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+static void test_parse_refuses_name_over_255_bytes(void **state)
+{
+    char line[MSG_MAX_HEADER];
+    char name[MSG_MAX_NAME * 3 + 1];
+    struct msg m;
+    size_t used;
+    const char *why = NULL;
+
+    (void)state;
+    memset(name, 'n', MSG_MAX_NAME + 1);
+    name[MSG_MAX_NAME + 1] = '\0';
+    snprintf(line, sizeof line, GET_LINE(QID, "3", "1", A1, A2, "%s"), name);
+    assert_int_equal(parse_str(line, &m, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "name exceeds 255 bytes");
+    /* 766 encoded bytes can never decode into 255: refused before decoding. */
+    for (size_t i = 0; i < MSG_MAX_NAME; i++)
+        memcpy(name + 3 * i, "%41", 3);
+    name[3 * MSG_MAX_NAME] = '\0';
+    snprintf(line, sizeof line, GET_LINE(QID, "3", "1", A1, A2, "%sA"), name);
+    assert_int_equal(parse_str(line, &m, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "name exceeds 255 bytes");
+}
+
+static void test_parse_refuses_bad_paths(void **state)
+{
+    static const struct bad_case cases[] = {
+        {REQUEST_LINE("../x", MD5), "path has a . or .. component"},
+        {REQUEST_LINE("a/../b", MD5), "path has a . or .. component"},
+        {REQUEST_LINE("a/./b", MD5), "path has a . or .. component"},
+        {REQUEST_LINE("a/%2E%2E/b", MD5), "path has a . or .. component"},
+        {REQUEST_LINE("/abs", MD5), "path is absolute (starts with '/')"},
+        {REQUEST_LINE("%2Fabs", MD5), "path is absolute (starts with '/')"},
+        {REQUEST_LINE("a//b", MD5), "path has an empty component (a double or trailing '/')"},
+        {REQUEST_LINE("a/", MD5), "path has an empty component (a double or trailing '/')"},
+        {REQUEST_LINE("", MD5), "path is empty"},
+        {REQUEST_LINE("a\\..\\b", MD5), "path contains '\\'"},
+        {REQUEST_LINE("a/b%0A", MD5), "path contains a control byte"},
+        {REQUEST_LINE("a/%FF", MD5), "path is not valid UTF-8"},
+        {REQUEST_LINE("a%00", MD5), "path contains a NUL byte (%00)"},
+        {REQUEST_LINE("a%zz", MD5), "path has a '%' not followed by two hex digits"},
+        {FOUND_LINE(A1, "3", "file", "1", MD5, "../../etc/passwd"), "path has a . or .. component"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+static void test_parse_refuses_long_path_component(void **state)
+{
+    char line[MSG_MAX_HEADER];
+    char part[MSG_MAX_NAME + 2];
+    struct msg m;
+    size_t used;
+    const char *why = NULL;
+
+    (void)state;
+    memset(part, 'p', MSG_MAX_NAME + 1);
+    part[MSG_MAX_NAME + 1] = '\0';
+    snprintf(line, sizeof line, REQUEST_LINE("a/%s", MD5), part);
+    assert_int_equal(parse_str(line, &m, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "path has a component that exceeds 255 bytes");
+}
+
+static void test_parse_refuses_bad_addresses(void **state)
+{
+    static const struct bad_case cases[] = {
+        {GET_LINE(QID, "3", "1", "127.0.0.1", A2, "x"),
+         "origin is not host:port with a port from 1 to 65535"},
+        {GET_LINE(QID, "3", "1", ":10811", A2, "x"),
+         "origin is not host:port with a port from 1 to 65535"},
+        {GET_LINE(QID, "3", "1", "", A2, "x"), "origin is not host:port with a port from 1 to 65535"},
+        {GET_LINE(QID, "3", "1", A1, "127.0.0.1:0", "x"),
+         "from is not host:port with a port from 1 to 65535"},
+        {GET_LINE(QID, "3", "1", A1, "127.0.0.1:70000", "x"),
+         "from is not host:port with a port from 1 to 65535"},
+        {GET_LINE(QID, "3", "1", A1, "127.0.0.1:080", "x"),
+         "from is not host:port with a port from 1 to 65535"},
+        {GET_LINE(QID, "3", "1", A1, "bad_host:1", "x"),
+         "from is not host:port with a port from 1 to 65535"},
+        {FOUND_LINE("127.0.0.1", "3", "file", "1", MD5, "a"),
+         "holder is not host:port with a port from 1 to 65535"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+/* ------------------------------------------------------ percent-encoding */
+
+static void test_pct_encode_escapes_space_percent_and_high_bytes(void **state)
+{
+    char out[64];
+
+    (void)state;
+    assert_int_equal(msg_pct_encode("a b%=\xc3\xa9\x01~", 9, out, sizeof out), 19);
+    assert_string_equal(out, "a%20b%25=%C3%A9%01~");
+    assert_int_equal(msg_pct_encode("", 0, out, sizeof out), 0);
+    assert_string_equal(out, "");
+}
+
+static void test_pct_encode_fails_without_room(void **state)
+{
+    char out[6];
+
+    (void)state;
+    assert_int_equal(msg_pct_encode("abcde", 5, out, 6), 5);
+    assert_int_equal(msg_pct_encode("abcdef", 6, out, 6), -1);
+    assert_int_equal(msg_pct_encode("ab c", 4, out, 6), -1);
+    assert_int_equal(msg_pct_encode("a", 1, out, 0), -1);
+}
+
+static void test_pct_decode_accepts_both_hex_cases(void **state)
+{
+    char out[16];
+
+    (void)state;
+    assert_int_equal(msg_pct_decode("caf%c3%A9%20x", 13, out, sizeof out), 7);
+    assert_string_equal(out, "caf\xc3\xa9 x");
+}
+
+static void test_pct_decode_refuses_bad_escapes_and_nul(void **state)
+{
+    static const char *const bad[] = {"%", "a%", "%4", "%4g", "%g4", "%00", "a%00b", "%-1"};
+    char out[16];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (msg_pct_decode(bad[i], strlen(bad[i]), out, sizeof out) != -1)
+            fail_msg("decoded \"%s\"", bad[i]);
+}
+
+static void test_pct_decode_fails_without_room(void **state)
+{
+    char out[4];
+
+    (void)state;
+    assert_int_equal(msg_pct_decode("abc", 3, out, 4), 3);
+    assert_int_equal(msg_pct_decode("abcd", 4, out, 4), -1);
+    assert_int_equal(msg_pct_decode("%41%42%43", 9, out, 4), 3);
+    assert_int_equal(msg_pct_decode("a", 1, out, 0), -1);
+}
+
+static void test_type_and_kind_names(void **state)
+{
+    (void)state;
+    assert_string_equal(msg_type_name(MSG_GET), "GET");
+    assert_string_equal(msg_type_name(MSG_FOUND), "FOUND");
+    assert_string_equal(msg_type_name(MSG_REQUEST), "REQUEST");
+    assert_string_equal(msg_type_name(MSG_ITEM), "ITEM");
+    assert_string_equal(msg_type_name(MSG_ERROR), "ERROR");
+    assert_string_equal(msg_type_name((enum msg_type)0), "?");
+    assert_string_equal(msg_kind_name(MSG_KIND_FILE), "file");
+    assert_string_equal(msg_kind_name(MSG_KIND_FOLDER), "folder");
+    assert_string_equal(msg_kind_name((enum msg_kind)7), "?");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_get),
+        cmocka_unit_test(test_round_trip_found),
+        cmocka_unit_test(test_round_trip_request),
+        cmocka_unit_test(test_round_trip_item),
+        cmocka_unit_test(test_round_trip_error),
+        cmocka_unit_test(test_round_trip_error_with_empty_msg),
+        cmocka_unit_test(test_round_trip_names_with_special_bytes),
+        cmocka_unit_test(test_round_trip_path_with_space_and_percent),
+        cmocka_unit_test(test_round_trip_longest_name),
+        cmocka_unit_test(test_format_writes_protocol_example),
+        cmocka_unit_test(test_format_percent_encodes_strings),
+        cmocka_unit_test(test_format_refuses_invalid_fields),
+        cmocka_unit_test(test_format_refuses_line_over_2048_bytes),
+        cmocka_unit_test(test_format_refuses_too_small_buffer),
+        cmocka_unit_test(test_parse_valid_protocol_examples),
+        cmocka_unit_test(test_parse_fills_get_fields),
+        cmocka_unit_test(test_parse_decodes_percent_escapes),
+        cmocka_unit_test(test_parse_needs_more_at_every_cut_point),
+        cmocka_unit_test(test_parse_never_reads_past_len),
+        cmocka_unit_test(test_parse_back_to_back_messages_one_by_one),
+        cmocka_unit_test(test_parse_leaves_item_body_unconsumed),
+        cmocka_unit_test(test_parse_accepts_crlf),
+        cmocka_unit_test(test_parse_ignores_unknown_keys),
+        cmocka_unit_test(test_parse_accepts_keys_in_any_order),
+        cmocka_unit_test(test_parse_accepts_largest_numbers),
+        cmocka_unit_test(test_parse_accepts_header_of_exactly_2048_bytes),
+        cmocka_unit_test(test_parse_refuses_header_of_2049_bytes),
+        cmocka_unit_test(test_parse_refuses_2048_bytes_without_newline),
+        cmocka_unit_test(test_parse_needs_more_for_2047_bytes_without_newline),
+        cmocka_unit_test(test_parse_refuses_embedded_nul),
+        cmocka_unit_test(test_parse_refuses_raw_non_ascii_bytes),
+        cmocka_unit_test(test_parse_refuses_bad_structure),
+        cmocka_unit_test(test_parse_refuses_each_missing_get_key),
+        cmocka_unit_test(test_parse_refuses_missing_keys_of_other_verbs),
+        cmocka_unit_test(test_parse_refuses_bad_numbers),
+        cmocka_unit_test(test_parse_refuses_bad_hex_and_words),
+        cmocka_unit_test(test_parse_refuses_bad_names),
+        cmocka_unit_test(test_parse_refuses_name_over_255_bytes),
+        cmocka_unit_test(test_parse_refuses_bad_paths),
+        cmocka_unit_test(test_parse_refuses_long_path_component),
+        cmocka_unit_test(test_parse_refuses_bad_addresses),
+        cmocka_unit_test(test_pct_encode_escapes_space_percent_and_high_bytes),
+        cmocka_unit_test(test_pct_encode_fails_without_room),
+        cmocka_unit_test(test_pct_decode_accepts_both_hex_cases),
+        cmocka_unit_test(test_pct_decode_refuses_bad_escapes_and_nul),
+        cmocka_unit_test(test_pct_decode_fails_without_room),
+        cmocka_unit_test(test_type_and_kind_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
