@@ -28,6 +28,12 @@ fs_status hash_md5_buf(const void *data, size_t len, char hex[HASH_HEX_LEN + 1])
  * NULL) receives the number of bytes hashed. FS_EIO when it cannot be read. */
 fs_status hash_md5_file(const char *path, char hex[HASH_HEX_LEN + 1], uint64_t *size);
 
+/* MD5 of what fd yields from its current offset to end of file, read in
+ * fixed chunks; fd stays open and the caller's. For callers that opened the
+ * file themselves (openat, O_NOFOLLOW) and must hash exactly what they opened
+ * rather than whatever a path names by now. *size as for hash_md5_file(). */
+fs_status hash_md5_fd(int fd, char hex[HASH_HEX_LEN + 1], uint64_t *size);
+
 /* 1 if s is exactly 32 lower-case hex digits. */
 int hash_hex_valid(const char *s);
 

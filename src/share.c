@@ -1,0 +1,931 @@
+/* share.c - the share index: scan, hash cache, change detection, name
+ * search and confinement of share-relative paths. */
+#include "floodshare/share.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "floodshare/hash.h"
+#include "floodshare/log.h"
+#include "floodshare/name.h"
+
+#define SHARE_MAX_DEPTH 64         /* folder levels below the scanned root */
+#define SHARE_MAX_ENTRIES 1000000  /* items in one scan */
+#define SHARE_POLL_SEC 2           /* without inotify, a scan this old is dirty */
+/* A file whose mtime is this close to the scan start may be rewritten within
+ * the same timestamp tick without its mtime changing, so its hash is not
+ * trusted by the next scan (git's "racy clean" problem). */
+#define SHARE_RACY_SEC 2
+#define SHARE_WATCH_MASK                                                                   \
+    (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB |    \
+     IN_DELETE_SELF | IN_MODIFY | IN_ONLYDIR | IN_DONT_FOLLOW)
+/* "F " size ' ' md5 ' ' relpath '\n' */
+#define MANIFEST_LINE_MAX (2 + 20 + 1 + MSG_MD5_LEN + 1 + PATH_MAX_LEN + 1 + 1)
+
+/* One scanned file or folder. */
+struct entry {
+    char *path;       /* relative to the scanned root, malloc'd */
+    const char *name; /* last component, points into path */
+    enum msg_kind kind;
+    uint64_t size, files;
+    char md5[MSG_MD5_LEN + 1];
+    dev_t dev; /* files only: the cache key and what it was checked against */
+    ino_t ino;
+    struct timespec mtime;
+    int cacheable; /* files only: hash may be reused by the next scan */
+};
+
+struct cache_ent {
+    dev_t dev;
+    ino_t ino;
+    uint64_t size;
+    struct timespec mtime;
+    char md5[MSG_MD5_LEN + 1];
+};
+
+struct share {
+    char *dir;        /* canonical, immutable after share_open() */
+    atomic_int dirty; /* atomic so share_mark_dirty() never waits for a scan */
+    /* Guards every field below. Held for a whole rescan, so readers see the
+     * old index or the new one, never a mix. */
+    pthread_mutex_t mu;
+    struct entry *items; /* sorted bytewise by path */
+    size_t n_items;
+    const struct entry **by_name; /* items sorted by (name, path) */
+    struct cache_ent *cache; /* the hashes the next scan may reuse, sorted by (dev, ino) */
+    size_t n_cache;
+    int ifd;                   /* inotify on every indexed folder, -1 if unavailable */
+    int polling_logged;        /* the fall-back to polling was reported */
+    struct timespec last_scan; /* CLOCK_MONOTONIC */
+};
+
+/* State of one recursive scan, for the index or for share_digest(). */
+struct walk {
+    struct entry *v;
+    size_t n, cap;
+    const struct cache_ent *cache; /* NULL: hash everything */
+    size_t n_cache;
+    const char *root; /* absolute path of the scanned folder, for watches */
+    int ifd;          /* -1: add no watches */
+    int watch_err;    /* why watching failed (ifd was then closed) */
+    int strict;       /* share_digest(): a symlink or a limit fails the scan */
+    int hide_state;   /* skip SHARE_STATE_DIR at the top */
+    time_t racy_from; /* files with mtime at or after this are not cacheable */
+    size_t hashed;
+    int changed; /* the tree moved under the scan: scan again later */
+    int full;    /* SHARE_MAX_ENTRIES reached: stop */
+    int warned;  /* a limit was logged for this scan */
+    fs_status st;
+};
+
+/* --- entries -------------------------------------------------------------- */
+
+static void entries_free(struct entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].path);
+    free(v);
+}
+
+static int entry_path_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct entry *)a)->path, ((const struct entry *)b)->path);
+}
+
+/* First entry of v[0..n) (sorted by path) whose path is not below key. */
+static size_t entries_lower_bound(const struct entry *v, size_t n, const char *key)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(v[mid].path, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void entry_to_item(const struct entry *e, struct share_item *out)
+{
+    memset(out, 0, sizeof *out);
+    /* Both fit: the scan keeps only path_valid() paths and name_valid() names. */
+    snprintf(out->path, sizeof out->path, "%s", e->path);
+    snprintf(out->name, sizeof out->name, "%s", e->name);
+    out->kind = e->kind;
+    out->size = e->size;
+    out->files = e->files;
+    memcpy(out->md5, e->md5, sizeof out->md5);
+}
+
+/* --- manifests ------------------------------------------------------------ */
+
+/* Digest of the manifest of v[0..n), the entries below one folder sorted by
+ * path, with strip leading bytes ("folder/") removed from each path. */
+static fs_status manifest_digest(const struct entry *v, size_t n, size_t strip,
+                                 char md5[MSG_MD5_LEN + 1], uint64_t *size, uint64_t *files)
+{
+    struct hash_md5 h;
+    char line[MANIFEST_LINE_MAX];
+    fs_status st = hash_init(&h);
+
+    *size = 0;
+    *files = 0;
+    if (st)
+        return st;
+    for (size_t i = 0; i < n; i++) {
+        const char *rel = v[i].path + strip;
+        int len;
+        if (v[i].kind == MSG_KIND_FILE) {
+            len = snprintf(line, sizeof line, "F %llu %s %s\n", (unsigned long long)v[i].size,
+                           v[i].md5, rel);
+            *size += v[i].size;
+            *files += 1;
+        } else {
+            len = snprintf(line, sizeof line, "D %s\n", rel);
+        }
+        if (len < 0 || (size_t)len >= sizeof line) {
+            hash_abort(&h);
+            return FS_ETOOBIG;
+        }
+        hash_update(&h, line, (size_t)len);
+    }
+    return hash_final(&h, md5);
+}
+
+/* Fills size, files and md5 of every folder in v[0..n), sorted by path. The
+ * entries below folder P are exactly those starting with "P/", and they are
+ * contiguous in bytewise order. */
+static fs_status folder_digests(struct entry *v, size_t n)
+{
+    char prefix[PATH_MAX_LEN + 2];
+
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].kind != MSG_KIND_FOLDER)
+            continue;
+        int plen = snprintf(prefix, sizeof prefix, "%s/", v[i].path);
+        if (plen < 0 || (size_t)plen >= sizeof prefix)
+            return FS_ETOOBIG;
+        size_t lo = entries_lower_bound(v, n, prefix), hi = lo;
+        while (hi < n && strncmp(v[hi].path, prefix, (size_t)plen) == 0)
+            hi++;
+        fs_status st =
+            manifest_digest(v + lo, hi - lo, (size_t)plen, v[i].md5, &v[i].size, &v[i].files);
+        if (st)
+            return st;
+    }
+    return FS_OK;
+}
+
+/* --- scanning ------------------------------------------------------------- */
+
+static int walk_stopped(const struct walk *w)
+{
+    return w->st != FS_OK || w->full;
+}
+
+static void walk_fail(struct walk *w, fs_status st)
+{
+    if (w->st == FS_OK)
+        w->st = st;
+}
+
+/* A scan limit was hit at rel: share_digest() fails, the index goes on
+ * without that part and says so once per scan. */
+static void walk_limit(struct walk *w, const char *what, const char *rel)
+{
+    char esc[LOG_ESCAPE_BUF];
+
+    if (w->strict) {
+        walk_fail(w, FS_ETOOBIG);
+        return;
+    }
+    if (!w->warned)
+        log_msg(L_WARN, "share: %s at %s, part of %s is not indexed", what,
+                log_escape_str(esc, rel), w->root);
+    w->warned = 1;
+}
+
+/* An entry could not be read. Vanishing is a normal race with the user; a
+ * permission problem only loses that entry from the index. */
+static void walk_unreadable(struct walk *w, int err, const char *rel)
+{
+    char esc[LOG_ESCAPE_BUF];
+
+    if (err == ENOENT || err == ENOTDIR || err == ELOOP) {
+        w->changed = 1;
+        if (w->strict && err == ELOOP)
+            walk_fail(w, FS_EREFUSED);
+        return;
+    }
+    if (w->strict) {
+        walk_fail(w, FS_EIO);
+        return;
+    }
+    log_msg(L_WARN, "share: cannot read %s: %s", log_escape_str(esc, rel), strerror(err));
+}
+
+static struct entry *walk_push(struct walk *w, const char *rel, size_t name_len,
+                               enum msg_kind kind)
+{
+    if (w->n >= SHARE_MAX_ENTRIES) {
+        walk_limit(w, "too many entries", rel);
+        w->full = 1;
+        return NULL;
+    }
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 256;
+        struct entry *v = realloc(w->v, cap * sizeof *v);
+        if (!v) {
+            walk_fail(w, FS_ENOMEM);
+            return NULL;
+        }
+        w->v = v;
+        w->cap = cap;
+    }
+    struct entry *e = &w->v[w->n];
+    memset(e, 0, sizeof *e);
+    e->path = strdup(rel);
+    if (!e->path) {
+        walk_fail(w, FS_ENOMEM);
+        return NULL;
+    }
+    e->name = e->path + strlen(rel) - name_len;
+    e->kind = kind;
+    w->n++;
+    return e;
+}
+
+static int same_mtime(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+static int cache_cmp(const void *a, const void *b)
+{
+    const struct cache_ent *x = a, *y = b;
+
+    if (x->dev != y->dev)
+        return x->dev < y->dev ? -1 : 1;
+    if (x->ino != y->ino)
+        return x->ino < y->ino ? -1 : 1;
+    return 0;
+}
+
+/* The cached hash of the file st describes, if size and mtime still match. */
+static const struct cache_ent *walk_cached(const struct walk *w, const struct stat *st)
+{
+    struct cache_ent key = {.dev = st->st_dev, .ino = st->st_ino};
+    const struct cache_ent *c;
+
+    if (!w->cache)
+        return NULL;
+    c = bsearch(&key, w->cache, w->n_cache, sizeof key, cache_cmp);
+    if (!c || c->size != (uint64_t)st->st_size || !same_mtime(&c->mtime, &st->st_mtim))
+        return NULL;
+    return c;
+}
+
+/* Hashes the regular file name in dfd that fstatat() described as *st into
+ * e (md5, size = bytes hashed, mtime, cacheable). Returns 0 or an errno. */
+static int walk_hash(struct walk *w, int dfd, const char *name, const struct stat *st,
+                     struct entry *e)
+{
+    struct stat before, after;
+    int fd, err = 0;
+
+    /* O_NONBLOCK: if a FIFO replaced the file since fstatat(), open must not
+     * wait for a writer; the inode check below then rejects it. */
+    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return errno;
+    if (fstat(fd, &before) != 0) {
+        err = errno;
+        goto out;
+    }
+    if (!S_ISREG(before.st_mode) || before.st_dev != st->st_dev || before.st_ino != st->st_ino) {
+        err = ENOENT;
+        goto out;
+    }
+    if (hash_md5_fd(fd, e->md5, &e->size) != FS_OK || fstat(fd, &after) != 0) {
+        err = EIO;
+        goto out;
+    }
+    w->hashed++;
+    e->cacheable = before.st_mtim.tv_sec < w->racy_from;
+    /* Written to while we read it: the hash may match no version of it. */
+    if (e->size != (uint64_t)before.st_size || after.st_size != before.st_size ||
+        !same_mtime(&after.st_mtim, &before.st_mtim)) {
+        e->cacheable = 0;
+        w->changed = 1;
+    }
+    e->mtime = before.st_mtim;
+out:
+    close(fd);
+    return err;
+}
+
+static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len,
+                      const char *rel, const struct stat *st)
+{
+    const struct cache_ent *c = walk_cached(w, st);
+    struct entry *e = walk_push(w, rel, name_len, MSG_KIND_FILE);
+    int err;
+
+    if (!e)
+        return;
+    e->files = 1;
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    if (c) {
+        e->size = c->size;
+        e->mtime = c->mtime;
+        memcpy(e->md5, c->md5, sizeof e->md5);
+        e->cacheable = 1;
+        return;
+    }
+    err = walk_hash(w, dfd, name, st, e);
+    if (err) {
+        free(e->path);
+        w->n--;
+        walk_unreadable(w, err, rel);
+    }
+}
+
+/* Watches the folder about to be read, before reading it, so that a change
+ * made while the scan runs is seen by the next share_refresh(). */
+static void walk_watch(struct walk *w, const char *rel)
+{
+    char abs[PATH_MAX];
+    int n;
+
+    if (w->ifd < 0)
+        return;
+    n = snprintf(abs, sizeof abs, "%s%s%s", w->root, *rel ? "/" : "", rel);
+    if (n < 0 || (size_t)n >= sizeof abs)
+        w->watch_err = ENAMETOOLONG;
+    else if (inotify_add_watch(w->ifd, abs, SHARE_WATCH_MASK) < 0)
+        w->watch_err = errno;
+    else
+        return;
+    /* A partly watched tree would miss changes: poll instead. */
+    close(w->ifd);
+    w->ifd = -1;
+}
+
+static void walk_dir(struct walk *w, int fd, char *rel, size_t rlen, unsigned depth);
+
+static void walk_subdir(struct walk *w, int dfd, const char *name, size_t name_len,
+                        char *rel, size_t rlen, unsigned depth, const struct stat *st)
+{
+    struct stat now;
+    int fd;
+
+    if (depth > SHARE_MAX_DEPTH) {
+        walk_limit(w, "folders nested too deep", rel);
+        return;
+    }
+    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        walk_unreadable(w, errno, rel);
+        return;
+    }
+    if (fstat(fd, &now) != 0 || now.st_dev != st->st_dev || now.st_ino != st->st_ino) {
+        close(fd);
+        walk_unreadable(w, ENOENT, rel);
+        return;
+    }
+    if (!walk_push(w, rel, name_len, MSG_KIND_FOLDER)) {
+        close(fd);
+        return;
+    }
+    walk_dir(w, fd, rel, rlen, depth);
+}
+
+/* Handles entry name of the folder dfd, whose path is rel[0..rlen); rel has
+ * room for PATH_MAX_LEN bytes and is restored before returning. */
+static void walk_child(struct walk *w, int dfd, const char *name, char *rel, size_t rlen,
+                       unsigned depth)
+{
+    size_t name_len = strlen(name), len = rlen + (rlen ? 1 : 0) + name_len;
+    struct stat st;
+
+    if (!name_valid(name, name_len))
+        return;
+    if (depth == 1 && w->hide_state && strcmp(name, SHARE_STATE_DIR) == 0)
+        return;
+    if (len > PATH_MAX_LEN) {
+        walk_limit(w, "path too long", rel);
+        return;
+    }
+    snprintf(rel + rlen, PATH_MAX_LEN + 1 - rlen, "%s%s", rlen ? "/" : "", name);
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        walk_unreadable(w, errno, rel);
+    else if (S_ISLNK(st.st_mode) && w->strict)
+        walk_fail(w, FS_EREFUSED);
+    else if (S_ISREG(st.st_mode))
+        walk_file(w, dfd, name, name_len, rel, &st);
+    else if (S_ISDIR(st.st_mode))
+        walk_subdir(w, dfd, name, name_len, rel, len, depth, &st);
+    rel[rlen] = '\0';
+}
+
+/* Scans the open folder fd (consumed), whose path is rel[0..rlen), at depth. */
+static void walk_dir(struct walk *w, int fd, char *rel, size_t rlen, unsigned depth)
+{
+    DIR *d = fdopendir(fd);
+    struct dirent *de;
+
+    if (!d) {
+        int err = errno;
+        close(fd);
+        if (err == ENOMEM)
+            walk_fail(w, FS_ENOMEM);
+        else
+            walk_unreadable(w, err, rel);
+        return;
+    }
+    walk_watch(w, rel);
+    while (!walk_stopped(w)) {
+        errno = 0;
+        de = readdir(d);
+        if (!de) {
+            if (errno)
+                walk_unreadable(w, errno, rel);
+            break;
+        }
+        walk_child(w, dirfd(d), de->d_name, rel, rlen, depth + 1);
+    }
+    closedir(d);
+}
+
+/* Scans the folder fd (consumed) into w->v, sorted by path, with every
+ * folder's digest filled in. */
+static fs_status walk_tree(struct walk *w, int fd)
+{
+    char rel[PATH_MAX_LEN + 1] = "";
+    struct timespec now;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    w->racy_from = now.tv_sec - SHARE_RACY_SEC;
+    walk_dir(w, fd, rel, 0, 0);
+    if (w->st)
+        return w->st;
+    if (w->n)
+        qsort(w->v, w->n, sizeof *w->v, entry_path_cmp);
+    return folder_digests(w->v, w->n);
+}
+
+/* --- the index ------------------------------------------------------------ */
+
+static int by_name_cmp(const void *a, const void *b)
+{
+    const struct entry *x = *(const struct entry *const *)a;
+    const struct entry *y = *(const struct entry *const *)b;
+    int c = strcmp(x->name, y->name);
+
+    return c ? c : strcmp(x->path, y->path);
+}
+
+static fs_status index_build_names(const struct entry *v, size_t n, const struct entry ***out)
+{
+    const struct entry **p = malloc((n ? n : 1) * sizeof *p);
+
+    *out = NULL;
+    if (!p)
+        return FS_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        p[i] = &v[i];
+    if (n)
+        qsort(p, n, sizeof *p, by_name_cmp);
+    *out = p;
+    return FS_OK;
+}
+
+/* The cache for the next scan: exactly the trusted hashes of this one, so it
+ * forgets vanished files and never outgrows the index. */
+static fs_status index_build_cache(const struct entry *v, size_t n, struct cache_ent **out,
+                                   size_t *n_out)
+{
+    struct cache_ent *c = malloc((n ? n : 1) * sizeof *c);
+    size_t k = 0;
+
+    *out = NULL;
+    *n_out = 0;
+    if (!c)
+        return FS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].kind != MSG_KIND_FILE || !v[i].cacheable)
+            continue;
+        c[k].dev = v[i].dev;
+        c[k].ino = v[i].ino;
+        c[k].size = v[i].size;
+        c[k].mtime = v[i].mtime;
+        memcpy(c[k].md5, v[i].md5, sizeof c[k].md5);
+        k++;
+    }
+    if (k)
+        qsort(c, k, sizeof *c, cache_cmp);
+    *out = c;
+    *n_out = k;
+    return FS_OK;
+}
+
+/* Moves the scan result w and its inotify fd into sh. Called locked. */
+static fs_status index_install(struct share *sh, struct walk *w)
+{
+    const struct entry **by_name;
+    struct cache_ent *cache;
+    size_t n_cache;
+    fs_status st = index_build_cache(w->v, w->n, &cache, &n_cache);
+
+    if (!st)
+        st = index_build_names(w->v, w->n, &by_name);
+    if (st) {
+        free(cache);
+        return st;
+    }
+    entries_free(sh->items, sh->n_items);
+    free(sh->by_name);
+    free(sh->cache);
+    sh->items = w->v;
+    sh->n_items = w->n;
+    sh->by_name = by_name;
+    sh->cache = cache;
+    sh->n_cache = n_cache;
+    if (sh->ifd >= 0)
+        close(sh->ifd);
+    sh->ifd = w->ifd;
+    w->v = NULL;
+    w->n = 0;
+    w->ifd = -1;
+    return FS_OK;
+}
+
+/* Says once per fall-back that changes are now found by polling. */
+static void index_note_polling(struct share *sh, int err)
+{
+    if (sh->ifd >= 0) {
+        sh->polling_logged = 0;
+        return;
+    }
+    if (!sh->polling_logged)
+        log_msg(L_WARN, "share: cannot watch %s for changes (%s); rescanning every %d s instead",
+                sh->dir, strerror(err), SHARE_POLL_SEC);
+    sh->polling_logged = 1;
+}
+
+/* Rescans the whole share. Called locked. On failure the old index stays
+ * and the share stays dirty. */
+static fs_status index_rescan(struct share *sh)
+{
+    struct walk w = {.cache = sh->cache, .n_cache = sh->n_cache, .root = sh->dir,
+                     .hide_state = 1};
+    fs_status st = FS_EIO;
+    int fd;
+
+    /* A fresh inotify instance per scan drops the watches of folders that
+     * are gone and re-adds every current one. */
+    w.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (w.ifd < 0)
+        w.watch_err = errno;
+    atomic_store(&sh->dirty, 0);
+    fd = open(sh->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        goto out;
+    st = walk_tree(&w, fd);
+    if (!st)
+        st = index_install(sh, &w);
+    if (!st) {
+        index_note_polling(sh, w.watch_err);
+        clock_gettime(CLOCK_MONOTONIC, &sh->last_scan);
+        log_msg(L_DEBUG, "share: scanned %s: %zu items, %zu files hashed", sh->dir, sh->n_items,
+                w.hashed);
+    }
+out:
+    if (st || w.changed)
+        atomic_store(&sh->dirty, 1);
+    if (w.ifd >= 0)
+        close(w.ifd);
+    entries_free(w.v, w.n);
+    return st;
+}
+
+/* Consumes pending inotify events; 1 if there were any. Called locked. */
+static int index_drain_events(struct share *sh)
+{
+    char buf[4096]; /* events are only counted, never parsed */
+    int any = 0;
+
+    for (;;) {
+        ssize_t n = read(sh->ifd, buf, sizeof buf);
+        if (n > 0) {
+            any = 1;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        /* EAGAIN: drained. Anything else: treat as a change rather than
+         * risk a stale index. */
+        return any || (n < 0 && errno != EAGAIN);
+    }
+}
+
+static int index_is_stale(struct share *sh)
+{
+    struct timespec now;
+
+    if (atomic_load(&sh->dirty))
+        return 1;
+    if (sh->ifd >= 0)
+        return index_drain_events(sh);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - sh->last_scan.tv_sec) * 1000 +
+               (now.tv_nsec - sh->last_scan.tv_nsec) / 1000000 >=
+           SHARE_POLL_SEC * 1000;
+}
+
+struct share *share_open(const char *dir, fs_status *st)
+{
+    struct share *sh = NULL;
+    struct stat sb;
+    char *real = realpath(dir, NULL);
+
+    *st = FS_ENOTFOUND;
+    if (!real)
+        goto fail;
+    *st = FS_EINVAL;
+    if (stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        goto fail;
+    *st = FS_ENOMEM;
+    sh = calloc(1, sizeof *sh);
+    if (!sh)
+        goto fail;
+    sh->dir = real;
+    real = NULL;
+    sh->ifd = -1;
+    atomic_init(&sh->dirty, 1);
+    pthread_mutex_init(&sh->mu, NULL);
+    *st = index_rescan(sh);
+    if (*st)
+        goto fail;
+    return sh;
+fail:
+    free(real);
+    share_close(sh);
+    return NULL;
+}
+
+void share_close(struct share *sh)
+{
+    if (!sh)
+        return;
+    if (sh->ifd >= 0)
+        close(sh->ifd);
+    entries_free(sh->items, sh->n_items);
+    free(sh->by_name);
+    free(sh->cache);
+    pthread_mutex_destroy(&sh->mu);
+    free(sh->dir);
+    free(sh);
+}
+
+const char *share_dir(const struct share *sh)
+{
+    return sh->dir;
+}
+
+fs_status share_refresh(struct share *sh)
+{
+    fs_status st = FS_OK;
+
+    pthread_mutex_lock(&sh->mu);
+    if (index_is_stale(sh))
+        st = index_rescan(sh);
+    pthread_mutex_unlock(&sh->mu);
+    return st;
+}
+
+void share_mark_dirty(struct share *sh)
+{
+    atomic_store(&sh->dirty, 1);
+}
+
+/* First position in by_name whose item's name is not below name. Called locked. */
+static size_t names_lower_bound(const struct share *sh, const char *name)
+{
+    size_t lo = 0, hi = sh->n_items;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(sh->by_name[mid]->name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+size_t share_find(struct share *sh, const char *name, struct share_item *out, size_t max)
+{
+    size_t total = 0;
+
+    if (!name)
+        return 0;
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = names_lower_bound(sh, name); i < sh->n_items; i++) {
+        const struct entry *e = sh->by_name[i];
+        if (strcmp(e->name, name) != 0)
+            break;
+        if (total < max)
+            entry_to_item(e, &out[total]);
+        total++;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return total;
+}
+
+fs_status share_lookup(struct share *sh, const char *path, struct share_item *out)
+{
+    fs_status st = FS_ENOTFOUND;
+    size_t i;
+
+    memset(out, 0, sizeof *out);
+    if (!path || !path_valid(path, strlen(path)))
+        return FS_EBADNAME;
+    pthread_mutex_lock(&sh->mu);
+    i = entries_lower_bound(sh->items, sh->n_items, path);
+    if (i < sh->n_items && strcmp(sh->items[i].path, path) == 0) {
+        entry_to_item(&sh->items[i], out);
+        st = FS_OK;
+    }
+    pthread_mutex_unlock(&sh->mu);
+    return st;
+}
+
+long share_list(struct share *sh, struct share_item **out)
+{
+    struct share_item *v = NULL;
+    size_t n = 0;
+
+    *out = NULL;
+    pthread_mutex_lock(&sh->mu);
+    for (size_t i = 0; i < sh->n_items; i++)
+        n += strchr(sh->items[i].path, '/') == NULL;
+    if (n) {
+        v = malloc(n * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&sh->mu);
+            return FS_ENOMEM;
+        }
+    }
+    /* At depth 1 path and name are equal, so path order is name order. */
+    n = 0;
+    for (size_t i = 0; i < sh->n_items; i++)
+        if (!strchr(sh->items[i].path, '/'))
+            entry_to_item(&sh->items[i], &v[n++]);
+    pthread_mutex_unlock(&sh->mu);
+    *out = v;
+    return (long)n;
+}
+
+/* --- confinement ---------------------------------------------------------- */
+
+/* Classifies why the component name of dfd could not be opened as a folder:
+ * FS_EREFUSED for a symlink, FS_ENOTFOUND when it is missing or not a
+ * folder (nothing can exist below it), FS_EIO otherwise. */
+static fs_status resolve_why(int dfd, const char *name)
+{
+    struct stat st;
+
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? FS_ENOTFOUND : FS_EIO;
+    if (S_ISLNK(st.st_mode))
+        return FS_EREFUSED;
+    return S_ISDIR(st.st_mode) ? FS_EIO : FS_ENOTFOUND;
+}
+
+/* Walks path (path_valid()) from the share root without following any
+ * symlink. FS_ENOTFOUND when a component is missing. */
+static fs_status resolve_walk(const char *root, const char *path)
+{
+    char comp[NAME_MAX_LEN + 1];
+    struct stat st;
+    fs_status st_out = FS_EIO;
+    int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0)
+        return FS_EIO;
+    for (const char *p = path;;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        memcpy(comp, p, len);
+        comp[len] = '\0';
+        if (!slash) {
+            if (fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0)
+                st_out = errno == ENOENT ? FS_ENOTFOUND : FS_EIO;
+            else
+                st_out = S_ISLNK(st.st_mode) ? FS_EREFUSED : FS_OK;
+            break;
+        }
+        int next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) {
+            st_out = resolve_why(fd, comp);
+            break;
+        }
+        close(fd);
+        fd = next;
+        p = slash + 1;
+    }
+    close(fd);
+    return st_out;
+}
+
+fs_status share_resolve(const struct share *sh, const char *path, int must_exist, char *out,
+                        size_t cap)
+{
+    fs_status st;
+    int n;
+
+    if (cap)
+        out[0] = '\0';
+    if (!path || !path_valid(path, strlen(path)))
+        return FS_EBADNAME;
+    st = resolve_walk(sh->dir, path);
+    if (st == FS_ENOTFOUND && !must_exist)
+        st = FS_OK;
+    if (st)
+        return st;
+    n = snprintf(out, cap, "%s/%s", sh->dir, path);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap)
+            out[0] = '\0';
+        return FS_ETOOBIG;
+    }
+    return FS_OK;
+}
+
+/* --- share_digest --------------------------------------------------------- */
+
+static fs_status digest_folder(int fd, const char *abs_path, uint64_t *size, uint64_t *files,
+                               char md5[MSG_MD5_LEN + 1])
+{
+    struct walk w = {.root = abs_path, .ifd = -1, .strict = 1};
+    fs_status st = walk_tree(&w, fd);
+
+    if (!st)
+        st = manifest_digest(w.v, w.n, 0, md5, size, files);
+    entries_free(w.v, w.n);
+    return st;
+}
+
+fs_status share_digest(const char *abs_path, enum msg_kind *kind, uint64_t *size,
+                       uint64_t *files, char md5[MSG_MD5_LEN + 1])
+{
+    uint64_t sz = 0, nf = 0;
+    struct stat sb;
+    fs_status st = FS_EIO;
+    enum msg_kind k = MSG_KIND_FILE;
+    int fd;
+
+    md5[0] = '\0';
+    fd = open(abs_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return errno == ENOENT ? FS_ENOTFOUND : errno == ELOOP ? FS_EREFUSED : FS_EIO;
+    if (fstat(fd, &sb) != 0)
+        goto out;
+    if (S_ISREG(sb.st_mode)) {
+        st = hash_md5_fd(fd, md5, &sz);
+        nf = 1;
+    } else if (S_ISDIR(sb.st_mode)) {
+        k = MSG_KIND_FOLDER;
+        st = digest_folder(fd, abs_path, &sz, &nf, md5);
+        fd = -1;
+    } else {
+        st = FS_EINVAL;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    if (st)
+        md5[0] = '\0';
+    if (kind)
+        *kind = st ? 0 : k;
+    if (size)
+        *size = st ? 0 : sz;
+    if (files)
+        *files = st ? 0 : nf;
+    return st;
+}

@@ -1,0 +1,599 @@
+/* test_share.c - the share index (share.h). Each test gets a fresh tree:
+ *
+ *   a/b/target.txt          "target\n"  (depth 3)
+ *   a/b/target.txt.bak      partial-name decoys
+ *   x/mytarget.txt
+ *   docs/3.txt              "three\n"
+ *   docs/empty/             an empty folder
+ *   docs/sub/x.txt          "x"
+ *   hollow/inner/           a folder holding only an empty folder
+ *   .floodshare/secret.txt  floodshare's own state, hidden
+ *   link_in  -> docs        symlinks, never indexed
+ *   link_out -> /etc
+ *   links/file_link -> ../docs/3.txt
+ *   links/fifo              a FIFO, never indexed
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "floodshare/hash.h"
+#include "floodshare/share.h"
+
+struct fixture {
+    char dir[64];
+    struct share *sh;
+};
+
+static void put(const char *dir, const char *rel, const char *content)
+{
+    char p[PATH_MAX];
+    FILE *f;
+
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    f = fopen(p, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(content, 1, strlen(content), f), strlen(content));
+    assert_int_equal(fclose(f), 0);
+}
+
+static void mkdir_p(const char *dir, const char *rel)
+{
+    char p[PATH_MAX];
+
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    for (char *s = p + strlen(dir) + 1; (s = strchr(s, '/')) != NULL; s++) {
+        *s = '\0';
+        assert_true(mkdir(p, 0755) == 0 || errno == EEXIST);
+        *s = '/';
+    }
+    assert_true(mkdir(p, 0755) == 0 || errno == EEXIST);
+}
+
+static void link_at(const char *dir, const char *rel, const char *target)
+{
+    char p[PATH_MAX];
+
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    assert_int_equal(symlink(target, p), 0);
+}
+
+static void md5_of(const char *text, char hex[HASH_HEX_LEN + 1])
+{
+    assert_int_equal(hash_md5_buf(text, strlen(text), hex), FS_OK);
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = calloc(1, sizeof *fx);
+    char p[PATH_MAX];
+
+    assert_non_null(fx);
+    strcpy(fx->dir, "/tmp/test_share.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    mkdir_p(fx->dir, "a/b");
+    put(fx->dir, "a/b/target.txt", "target\n");
+    put(fx->dir, "a/b/target.txt.bak", "bak\n");
+    mkdir_p(fx->dir, "x");
+    put(fx->dir, "x/mytarget.txt", "decoy\n");
+    mkdir_p(fx->dir, "docs/empty");
+    mkdir_p(fx->dir, "docs/sub");
+    put(fx->dir, "docs/3.txt", "three\n");
+    put(fx->dir, "docs/sub/x.txt", "x");
+    mkdir_p(fx->dir, "hollow/inner");
+    mkdir_p(fx->dir, ".floodshare");
+    put(fx->dir, ".floodshare/secret.txt", "secret\n");
+    link_at(fx->dir, "link_in", "docs");
+    link_at(fx->dir, "link_out", "/etc");
+    mkdir_p(fx->dir, "links");
+    link_at(fx->dir, "links/file_link", "../docs/3.txt");
+    snprintf(p, sizeof p, "%s/links/fifo", fx->dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    *state = fx;
+    return 0;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+
+    share_close(fx->sh);
+    nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+static struct share *open_share(struct fixture *fx)
+{
+    fs_status st = FS_EIO;
+
+    fx->sh = share_open(fx->dir, &st);
+    assert_int_equal(st, FS_OK);
+    assert_non_null(fx->sh);
+    return fx->sh;
+}
+
+static void lookup_ok(struct share *sh, const char *path, struct share_item *it)
+{
+    assert_int_equal(share_lookup(sh, path, it), FS_OK);
+}
+
+/* Gives rel an mtime far in the past, so the index trusts its cached hash. */
+static void set_old_mtime(const char *dir, const char *rel)
+{
+    const struct timespec ts[2] = {{1577836800, 123456789}, {1577836800, 123456789}};
+    char p[PATH_MAX];
+
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static void test_share_finds_file_by_exact_name_at_depth_3(void **state)
+{
+    struct share *sh = open_share(*state);
+    struct share_item it[4];
+    char want[HASH_HEX_LEN + 1];
+
+    assert_int_equal(share_find(sh, "target.txt", it, 4), 1);
+    assert_string_equal(it[0].path, "a/b/target.txt");
+    assert_string_equal(it[0].name, "target.txt");
+    assert_int_equal(it[0].kind, MSG_KIND_FILE);
+    assert_int_equal(it[0].size, 7);
+    assert_int_equal(it[0].files, 1);
+    md5_of("target\n", want);
+    assert_string_equal(it[0].md5, want);
+}
+
+static void test_share_find_does_not_match_partial_names(void **state)
+{
+    struct share *sh = open_share(*state);
+    struct share_item it[4];
+
+    assert_int_equal(share_find(sh, "target", it, 4), 0);
+    assert_int_equal(share_find(sh, "arget.txt", it, 4), 0);
+    assert_int_equal(share_find(sh, "target.tx", it, 4), 0);
+    assert_int_equal(share_find(sh, "b/target.txt", it, 4), 0);
+}
+
+static void test_share_find_returns_all_matches_sorted_by_path(void **state)
+{
+    struct fixture *fx = *state;
+    struct share_item it[4];
+
+    put(fx->dir, "x/target.txt", "another\n");
+    put(fx->dir, "target.txt", "top\n");
+    open_share(fx);
+    assert_int_equal(share_find(fx->sh, "target.txt", it, 2), 3);
+    assert_string_equal(it[0].path, "a/b/target.txt");
+    assert_string_equal(it[1].path, "target.txt");
+    assert_int_equal(share_find(fx->sh, "target.txt", it, 4), 3);
+    assert_string_equal(it[2].path, "x/target.txt");
+}
+
+static void test_share_folder_digest_is_md5_of_documented_manifest(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    struct share_item it[2];
+    char three[HASH_HEX_LEN + 1], x[HASH_HEX_LEN + 1], want[HASH_HEX_LEN + 1];
+    char manifest[512], md5[MSG_MD5_LEN + 1], p[PATH_MAX];
+    enum msg_kind kind;
+    uint64_t size, files;
+
+    md5_of("three\n", three);
+    md5_of("x", x);
+    snprintf(manifest, sizeof manifest, "F 6 %s 3.txt\nD empty\nD sub\nF 1 %s sub/x.txt\n",
+             three, x);
+    md5_of(manifest, want);
+
+    assert_int_equal(share_find(sh, "docs", it, 2), 1);
+    assert_string_equal(it[0].path, "docs");
+    assert_int_equal(it[0].kind, MSG_KIND_FOLDER);
+    assert_int_equal(it[0].size, 7);
+    assert_int_equal(it[0].files, 2);
+    assert_string_equal(it[0].md5, want);
+
+    snprintf(p, sizeof p, "%s/docs", fx->dir);
+    assert_int_equal(share_digest(p, &kind, &size, &files, md5), FS_OK);
+    assert_int_equal(kind, MSG_KIND_FOLDER);
+    assert_int_equal(size, 7);
+    assert_int_equal(files, 2);
+    assert_string_equal(md5, want);
+}
+
+static void test_share_empty_subfolder_is_a_D_line(void **state)
+{
+    struct share *sh = open_share(*state);
+    struct share_item it;
+    char want[HASH_HEX_LEN + 1];
+
+    lookup_ok(sh, "hollow", &it);
+    md5_of("D inner\n", want);
+    assert_string_equal(it.md5, want);
+    assert_int_equal(it.size, 0);
+    assert_int_equal(it.files, 0);
+
+    lookup_ok(sh, "hollow/inner", &it);
+    assert_int_equal(it.kind, MSG_KIND_FOLDER);
+    md5_of("", want);
+    assert_string_equal(it.md5, want);
+}
+
+static void test_share_hides_state_dir(void **state)
+{
+    struct share *sh = open_share(*state);
+    struct share_item it;
+
+    assert_int_equal(share_find(sh, SHARE_STATE_DIR, &it, 1), 0);
+    assert_int_equal(share_find(sh, "secret.txt", &it, 1), 0);
+    assert_int_equal(share_lookup(sh, ".floodshare/secret.txt", &it), FS_ENOTFOUND);
+}
+
+static void test_share_does_not_index_symlinks_or_fifos(void **state)
+{
+    struct share *sh = open_share(*state);
+    struct share_item it[4];
+
+    assert_int_equal(share_find(sh, "link_in", it, 4), 0);
+    assert_int_equal(share_find(sh, "link_out", it, 4), 0);
+    assert_int_equal(share_find(sh, "file_link", it, 4), 0);
+    assert_int_equal(share_find(sh, "fifo", it, 4), 0);
+    assert_int_equal(share_find(sh, "passwd", it, 4), 0);
+    /* Reached only through link_in; the real one is found once. */
+    assert_int_equal(share_find(sh, "3.txt", it, 4), 1);
+    assert_int_equal(share_lookup(sh, "link_in/3.txt", it), FS_ENOTFOUND);
+    lookup_ok(sh, "links", it);
+    assert_int_equal(it[0].files, 0);
+}
+
+static void test_share_skips_invalid_names(void **state)
+{
+    struct fixture *fx = *state;
+    struct share_item it;
+    char want[HASH_HEX_LEN + 1];
+
+    mkdir_p(fx->dir, "odd");
+    put(fx->dir, "odd/bad\001name", "ctl\n");
+    put(fx->dir, "odd/bad\xff", "utf8\n");
+    put(fx->dir, "odd/back\\slash", "bs\n");
+    open_share(fx);
+    lookup_ok(fx->sh, "odd", &it);
+    assert_int_equal(it.files, 0);
+    md5_of("", want);
+    assert_string_equal(it.md5, want);
+}
+
+static void test_share_finds_file_added_after_open_on_refresh(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    struct share_item it;
+
+    assert_int_equal(share_find(sh, "fresh.txt", &it, 1), 0);
+    mkdir_p(fx->dir, "a/b/new");
+    put(fx->dir, "a/b/new/fresh.txt", "fresh\n");
+    /* Well inside the 2 s polling fall-back: only inotify can notice. */
+    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_find(sh, "fresh.txt", &it, 1), 1);
+    assert_string_equal(it.path, "a/b/new/fresh.txt");
+}
+
+static void test_share_notices_removed_file_on_refresh(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    struct share_item it;
+    char p[PATH_MAX];
+
+    snprintf(p, sizeof p, "%s/docs/sub/x.txt", fx->dir);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_lookup(sh, "docs/sub/x.txt", &it), FS_ENOTFOUND);
+    lookup_ok(sh, "docs", &it);
+    assert_int_equal(it.files, 1);
+}
+
+static void test_share_modified_file_gets_new_md5_on_refresh(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    struct share_item before, after;
+    char want[HASH_HEX_LEN + 1];
+
+    lookup_ok(sh, "docs", &before);
+    /* Same size and, very likely, the same mtime tick as the first write. */
+    put(fx->dir, "docs/3.txt", "THREE\n");
+    assert_int_equal(share_refresh(sh), FS_OK);
+    lookup_ok(sh, "docs/3.txt", &after);
+    md5_of("THREE\n", want);
+    assert_string_equal(after.md5, want);
+    lookup_ok(sh, "docs", &after);
+    assert_string_not_equal(after.md5, before.md5);
+}
+
+static void test_share_unchanged_file_is_not_rehashed(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh;
+    struct share_item it;
+    char old[HASH_HEX_LEN + 1], now[MSG_MD5_LEN + 1], p[PATH_MAX];
+
+    set_old_mtime(fx->dir, "docs/3.txt");
+    sh = open_share(fx);
+    md5_of("three\n", old);
+    lookup_ok(sh, "docs/3.txt", &it);
+    assert_string_equal(it.md5, old);
+
+    /* Content changes behind the cache's back: same size, mtime restored. */
+    put(fx->dir, "docs/3.txt", "3hree\n");
+    set_old_mtime(fx->dir, "docs/3.txt");
+    share_mark_dirty(sh);
+    assert_int_equal(share_refresh(sh), FS_OK);
+    lookup_ok(sh, "docs/3.txt", &it);
+    assert_string_equal(it.md5, old);
+
+    snprintf(p, sizeof p, "%s/docs/3.txt", fx->dir);
+    assert_int_equal(share_digest(p, NULL, NULL, NULL, now), FS_OK);
+    assert_string_not_equal(now, old);
+}
+
+static void test_share_recent_file_is_rehashed_even_with_same_mtime(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    struct share_item it;
+    struct stat sb;
+    struct timespec ts[2];
+    char want[HASH_HEX_LEN + 1], p[PATH_MAX];
+
+    /* A rewrite within one timestamp tick keeps size and mtime: the index
+     * must not have trusted a hash taken that close to the write. */
+    snprintf(p, sizeof p, "%s/docs/3.txt", fx->dir);
+    assert_int_equal(stat(p, &sb), 0);
+    put(fx->dir, "docs/3.txt", "3hree\n");
+    ts[0] = sb.st_atim;
+    ts[1] = sb.st_mtim;
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    share_mark_dirty(sh);
+    assert_int_equal(share_refresh(sh), FS_OK);
+    lookup_ok(sh, "docs/3.txt", &it);
+    md5_of("3hree\n", want);
+    assert_string_equal(it.md5, want);
+}
+
+static void test_share_resolve_refuses_escapes(void **state)
+{
+    struct share *sh = open_share(*state);
+    char out[PATH_MAX];
+
+    assert_int_equal(share_resolve(sh, "../x", 0, out, sizeof out), FS_EBADNAME);
+    assert_int_equal(share_resolve(sh, "/etc/passwd", 0, out, sizeof out), FS_EBADNAME);
+    assert_int_equal(share_resolve(sh, "a/../../x", 0, out, sizeof out), FS_EBADNAME);
+    assert_int_equal(share_resolve(sh, "", 0, out, sizeof out), FS_EBADNAME);
+    assert_int_equal(share_resolve(sh, "docs//3.txt", 0, out, sizeof out), FS_EBADNAME);
+    assert_int_equal(share_resolve(sh, "docs/", 0, out, sizeof out), FS_EBADNAME);
+    assert_string_equal(out, "");
+}
+
+static void test_share_resolve_refuses_paths_through_symlinks(void **state)
+{
+    struct share *sh = open_share(*state);
+    char out[PATH_MAX];
+
+    assert_int_equal(share_resolve(sh, "link_out/passwd", 1, out, sizeof out), FS_EREFUSED);
+    assert_int_equal(share_resolve(sh, "link_out/passwd", 0, out, sizeof out), FS_EREFUSED);
+    assert_int_equal(share_resolve(sh, "link_out/nonexistent/x", 0, out, sizeof out),
+                     FS_EREFUSED);
+    assert_int_equal(share_resolve(sh, "link_out", 0, out, sizeof out), FS_EREFUSED);
+    assert_int_equal(share_resolve(sh, "link_in/3.txt", 1, out, sizeof out), FS_EREFUSED);
+    assert_int_equal(share_resolve(sh, "links/file_link", 1, out, sizeof out), FS_EREFUSED);
+    assert_string_equal(out, "");
+}
+
+static void test_share_resolve_accepts_path_inside(void **state)
+{
+    struct share *sh = open_share(*state);
+    char out[PATH_MAX], want[PATH_MAX];
+
+    assert_int_equal(share_resolve(sh, "docs/3.txt", 1, out, sizeof out), FS_OK);
+    snprintf(want, sizeof want, "%s/docs/3.txt", share_dir(sh));
+    assert_string_equal(out, want);
+}
+
+static void test_share_resolve_missing_target_depends_on_must_exist(void **state)
+{
+    struct share *sh = open_share(*state);
+    char out[PATH_MAX], want[PATH_MAX];
+
+    assert_int_equal(share_resolve(sh, "docs/nope.txt", 1, out, sizeof out), FS_ENOTFOUND);
+    assert_int_equal(share_resolve(sh, "nodir/nope.txt", 1, out, sizeof out), FS_ENOTFOUND);
+    assert_int_equal(share_resolve(sh, "docs/nope.txt", 0, out, sizeof out), FS_OK);
+    assert_int_equal(share_resolve(sh, "nodir/deeper/nope.txt", 0, out, sizeof out), FS_OK);
+    snprintf(want, sizeof want, "%s/nodir/deeper/nope.txt", share_dir(sh));
+    assert_string_equal(out, want);
+}
+
+static void test_share_resolve_small_buffer_is_etoobig(void **state)
+{
+    struct share *sh = open_share(*state);
+    char out[8];
+
+    assert_int_equal(share_resolve(sh, "docs/3.txt", 1, out, sizeof out), FS_ETOOBIG);
+    assert_string_equal(out, "");
+}
+
+static void test_share_lookup_finds_item_by_path(void **state)
+{
+    struct share *sh = open_share(*state);
+    struct share_item it;
+    char want[HASH_HEX_LEN + 1];
+
+    lookup_ok(sh, "docs/sub/x.txt", &it);
+    assert_string_equal(it.path, "docs/sub/x.txt");
+    assert_string_equal(it.name, "x.txt");
+    assert_int_equal(it.kind, MSG_KIND_FILE);
+    assert_int_equal(it.size, 1);
+    md5_of("x", want);
+    assert_string_equal(it.md5, want);
+    assert_int_equal(share_lookup(sh, "docs/sub/y.txt", &it), FS_ENOTFOUND);
+    assert_int_equal(share_lookup(sh, "docs/../docs", &it), FS_EBADNAME);
+}
+
+static void test_share_list_gives_top_level_items_sorted(void **state)
+{
+    struct share *sh = open_share(*state);
+    static const char *want[] = {"a", "docs", "hollow", "links", "x"};
+    struct share_item *v = NULL;
+    long n = share_list(sh, &v);
+
+    assert_int_equal(n, 5);
+    for (long i = 0; i < n; i++) {
+        assert_string_equal(v[i].name, want[i]);
+        assert_string_equal(v[i].path, want[i]);
+        assert_int_equal(v[i].kind, MSG_KIND_FOLDER);
+    }
+    free(v);
+}
+
+static void test_share_digest_refuses_symlink_inside(void **state)
+{
+    struct fixture *fx = *state;
+    char p[PATH_MAX], md5[MSG_MD5_LEN + 1];
+    uint64_t size = 1, files = 1;
+
+    snprintf(p, sizeof p, "%s/links", fx->dir);
+    assert_int_equal(share_digest(p, NULL, &size, &files, md5), FS_EREFUSED);
+    assert_string_equal(md5, "");
+    assert_int_equal(size, 0);
+    snprintf(p, sizeof p, "%s/link_in", fx->dir);
+    assert_int_equal(share_digest(p, NULL, NULL, NULL, md5), FS_EREFUSED);
+}
+
+static void test_share_stops_at_max_depth(void **state)
+{
+    struct fixture *fx = *state;
+    char rel[256] = "deep", p[PATH_MAX], md5[MSG_MD5_LEN + 1];
+    struct share_item it;
+
+    for (int i = 1; i < 70; i++)
+        strcat(rel, "/d");
+    mkdir_p(fx->dir, rel);
+    open_share(fx);
+    /* "deep" is depth 1; "deep" + 63 "/d" is depth 64, the last indexed. */
+    rel[4 + 63 * 2] = '\0';
+    lookup_ok(fx->sh, rel, &it);
+    strcat(rel, "/d");
+    assert_int_equal(share_lookup(fx->sh, rel, &it), FS_ENOTFOUND);
+    snprintf(p, sizeof p, "%s/deep", fx->dir);
+    assert_int_equal(share_digest(p, NULL, NULL, NULL, md5), FS_ETOOBIG);
+}
+
+struct reader {
+    struct share *sh;
+    int stop;
+    int bad;
+};
+
+static void *read_loop(void *arg)
+{
+    struct reader *r = arg;
+    struct share_item it[2];
+    struct share_item *v;
+
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        if (share_find(r->sh, "3.txt", it, 2) != 1 || share_lookup(r->sh, "docs", it) != FS_OK)
+            r->bad = 1;
+        long n = share_list(r->sh, &v);
+        if (n < 5)
+            r->bad = 1;
+        free(v);
+    }
+    return NULL;
+}
+
+static void test_share_readers_see_whole_index_during_rescans(void **state)
+{
+    struct fixture *fx = *state;
+    struct reader r = {.sh = open_share(fx)};
+    pthread_t t;
+    char name[32];
+
+    assert_int_equal(pthread_create(&t, NULL, read_loop, &r), 0);
+    for (int i = 0; i < 50; i++) {
+        snprintf(name, sizeof name, "docs/n%d.txt", i);
+        put(fx->dir, name, name);
+        assert_int_equal(share_refresh(r.sh), FS_OK);
+    }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(share_find(r.sh, "n49.txt", NULL, 0), 1);
+}
+
+static void test_share_open_refuses_missing_or_non_folder(void **state)
+{
+    struct fixture *fx = *state;
+    char p[PATH_MAX];
+    fs_status st = FS_OK;
+
+    snprintf(p, sizeof p, "%s/missing", fx->dir);
+    assert_null(share_open(p, &st));
+    assert_int_equal(st, FS_ENOTFOUND);
+    snprintf(p, sizeof p, "%s/docs/3.txt", fx->dir);
+    assert_null(share_open(p, &st));
+    assert_int_equal(st, FS_EINVAL);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_share_finds_file_by_exact_name_at_depth_3),
+        T(test_share_find_does_not_match_partial_names),
+        T(test_share_find_returns_all_matches_sorted_by_path),
+        T(test_share_folder_digest_is_md5_of_documented_manifest),
+        T(test_share_empty_subfolder_is_a_D_line),
+        T(test_share_hides_state_dir),
+        T(test_share_does_not_index_symlinks_or_fifos),
+        T(test_share_skips_invalid_names),
+        T(test_share_finds_file_added_after_open_on_refresh),
+        T(test_share_notices_removed_file_on_refresh),
+        T(test_share_modified_file_gets_new_md5_on_refresh),
+        T(test_share_unchanged_file_is_not_rehashed),
+        T(test_share_recent_file_is_rehashed_even_with_same_mtime),
+        T(test_share_resolve_refuses_escapes),
+        T(test_share_resolve_refuses_paths_through_symlinks),
+        T(test_share_resolve_accepts_path_inside),
+        T(test_share_resolve_missing_target_depends_on_must_exist),
+        T(test_share_resolve_small_buffer_is_etoobig),
+        T(test_share_lookup_finds_item_by_path),
+        T(test_share_list_gives_top_level_items_sorted),
+        T(test_share_digest_refuses_symlink_inside),
+        T(test_share_stops_at_max_depth),
+        T(test_share_readers_see_whole_index_during_rescans),
+        T(test_share_open_refuses_missing_or_non_folder),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
