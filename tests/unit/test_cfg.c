@@ -1,0 +1,908 @@
+/* test_cfg.c - loading, validating and editing a peer's INI file. */
+#include <dirent.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "floodshare/cfg.h"
+#include "floodshare/log.h"
+
+struct fixture {
+    char dir[64];       /* a fresh folder under /tmp */
+    char ini[128];      /* dir/peer.ini */
+};
+
+/* The keys of a generated INI; NULL leaves a key out. */
+struct spec {
+    const char *id, *host, *port, *share_dir, *ttl, *peers;
+    const char *peer_extra; /* more lines for [peer] */
+    const char *extra;      /* more sections at the end */
+};
+
+static struct spec valid_spec(void)
+{
+    return (struct spec){.id = "3", .host = "127.0.0.1", .port = "10813",
+                         .share_dir = "share", .ttl = "3", .peers = "127.0.0.1:10812"};
+}
+
+/* ---------- files ---------- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The whole file, NUL-terminated; the caller frees it. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = calloc(1, 65536);
+    size_t n;
+
+    assert_non_null(f);
+    assert_non_null(buf);
+    n = fread(buf, 1, 65535, f);
+    assert_true(n < 65535);
+    fclose(f);
+    return buf;
+}
+
+static void assert_file_is(const char *path, const char *want)
+{
+    char *text = read_file(path);
+
+    assert_string_equal(text, want);
+    free(text);
+}
+
+static void path_in(const struct fixture *f, const char *name, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/%s", f->dir, name);
+
+    assert_true(n > 0 && (size_t)n < cap);
+}
+
+static void add_line(char *buf, size_t cap, const char *key, const char *value)
+{
+    size_t len = strlen(buf);
+
+    if (value)
+        snprintf(buf + len, cap - len, "%s = %s\n", key, value);
+}
+
+static void write_spec(const struct fixture *f, const struct spec *s)
+{
+    char text[8192] = "[peer]\n";
+
+    add_line(text, sizeof text, "id", s->id);
+    add_line(text, sizeof text, "host", s->host);
+    add_line(text, sizeof text, "port", s->port);
+    add_line(text, sizeof text, "share_dir", s->share_dir);
+    add_line(text, sizeof text, "ttl", s->ttl);
+    if (s->peer_extra)
+        strncat(text, s->peer_extra, sizeof text - strlen(text) - 1);
+    if (s->peers) {
+        strncat(text, "\n[neighbours]\n", sizeof text - strlen(text) - 1);
+        add_line(text, sizeof text, "peers", s->peers);
+    }
+    if (s->extra)
+        strncat(text, s->extra, sizeof text - strlen(text) - 1);
+    write_file(f->ini, text);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    char p[PATH_MAX];
+
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/fs_test_cfg_XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->ini, sizeof f->ini, "%s/peer.ini", f->dir);
+    path_in(f, "share", p, sizeof p);
+    if (mkdir(p, 0755) != 0)
+        return -1;
+    path_in(f, "afile", p, sizeof p);
+    write_file(p, "not a folder\n");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* 1 if a temporary file of cfg_set() was left in the folder. */
+static int temp_left(const struct fixture *f)
+{
+    DIR *d = opendir(f->dir);
+    struct dirent *e;
+    int found = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, ".peer.ini.", 10) == 0)
+            found = 1;
+    closedir(d);
+    return found;
+}
+
+/* ---------- assertions ---------- */
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle))
+        fail_msg("expected \"%s\" in: %s", needle, hay);
+}
+
+static void assert_loads(const struct fixture *f, struct cfg *c)
+{
+    char err[CFG_ERR_MAX];
+    fs_status st = cfg_load(f->ini, c, err, sizeof err);
+
+    if (st != FS_OK)
+        fail_msg("cfg_load: %s: %s", fs_status_name(st), err);
+}
+
+/* cfg_load() fails with FS_ECONFIG and one line naming the file, "[sec] key"
+ * (or "[sec]" when key is NULL) and containing what. */
+static void assert_cfg_error(const struct fixture *f, const char *sec, const char *key,
+                             const char *what)
+{
+    struct cfg c;
+    char err[CFG_ERR_MAX];
+    char tag[128];
+
+    assert_int_equal(cfg_load(f->ini, &c, err, sizeof err), FS_ECONFIG);
+    assert_contains(err, f->ini);
+    if (key)
+        snprintf(tag, sizeof tag, "[%s] %s: ", sec, key);
+    else
+        snprintf(tag, sizeof tag, "[%s]: ", sec);
+    assert_contains(err, tag);
+    if (what)
+        assert_contains(err, what);
+    assert_null(strchr(err, '\n'));
+}
+
+static void assert_spec_error(void **state, const struct spec *s, const char *sec,
+                              const char *key, const char *what)
+{
+    write_spec(*state, s);
+    assert_cfg_error(*state, sec, key, what);
+}
+
+/* ---------- cfg_load: valid files ---------- */
+
+static void test_cfg_loads_valid_file_with_all_keys(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+    char share[PATH_MAX];
+
+    s.peer_extra = "log_level = debug\n";
+    s.peers = "127.0.0.1:10812, localhost:10811";
+    s.extra = "\n[limits]\nworkers = 4\nmax_queue = 8\nio_timeout_ms = 500\n"
+              "connect_timeout_ms = 300\nhit_window_ms = 50\nquery_cache_size = 32\n"
+              "query_cache_ttl_ms = 5000\nmax_ttl = 7\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_string_equal(c.path, f->ini);
+    assert_int_equal(c.id, 3);
+    assert_string_equal(c.host, "127.0.0.1");
+    assert_int_equal(c.port, 10813);
+    assert_non_null(realpath(f->dir, share));
+    strncat(share, "/share", sizeof share - strlen(share) - 1);
+    assert_string_equal(c.share_dir, share);
+    assert_string_equal(c.share_dir_raw, "share");
+    assert_int_equal(c.ttl, 3);
+    assert_int_equal(c.log_level, L_DEBUG);
+    assert_int_equal(c.n_neighbours, 2);
+    assert_string_equal(c.neighbours[0].host, "127.0.0.1");
+    assert_int_equal(c.neighbours[0].port, 10812);
+    assert_string_equal(c.neighbours[1].host, "localhost");
+    assert_int_equal(c.neighbours[1].port, 10811);
+    assert_int_equal(c.workers, 4);
+    assert_int_equal(c.max_queue, 8);
+    assert_int_equal(c.io_timeout_ms, 500);
+    assert_int_equal(c.connect_timeout_ms, 300);
+    assert_int_equal(c.hit_window_ms, 50);
+    assert_int_equal(c.query_cache_size, 32);
+    assert_int_equal(c.query_cache_ttl_ms, 5000);
+    assert_int_equal(c.max_ttl, 7);
+}
+
+static void test_cfg_applies_defaults(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    s.peers = NULL;
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.log_level, L_INFO);
+    assert_int_equal(c.n_neighbours, 0);
+    assert_int_equal(c.workers, 16);
+    assert_int_equal(c.max_queue, 64);
+    assert_int_equal(c.io_timeout_ms, 10000);
+    assert_int_equal(c.connect_timeout_ms, 2000);
+    assert_int_equal(c.hit_window_ms, 2000);
+    assert_int_equal(c.query_cache_size, 4096);
+    assert_int_equal(c.query_cache_ttl_ms, 120000);
+    assert_int_equal(c.max_ttl, 15);
+}
+
+static void test_cfg_resolves_share_dir_against_ini_folder(void **state)
+{
+    struct fixture *f = *state;
+    char conf[PATH_MAX], p[PATH_MAX], want[PATH_MAX], cwd[PATH_MAX];
+    char err[CFG_ERR_MAX];
+    struct cfg c;
+    fs_status st;
+
+    /* myshare exists both next to the INI and in the working folder (a
+     * decoy): only the one next to the INI is right. */
+    path_in(f, "conf", conf, sizeof conf);
+    assert_int_equal(mkdir(conf, 0755), 0);
+    path_in(f, "conf/myshare", p, sizeof p);
+    assert_int_equal(mkdir(p, 0755), 0);
+    assert_non_null(realpath(p, want));
+    path_in(f, "myshare", p, sizeof p);
+    assert_int_equal(mkdir(p, 0755), 0);
+    path_in(f, "conf/peer.ini", p, sizeof p);
+    write_file(p, "[peer]\nid = 1\nhost = 127.0.0.1\nport = 10811\nshare_dir = myshare\n"
+                  "ttl = 2\n");
+
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(f->dir), 0);
+    st = cfg_load("conf/peer.ini", &c, err, sizeof err);
+    assert_int_equal(chdir(cwd), 0);
+    if (st != FS_OK)
+        fail_msg("cfg_load: %s", err);
+    assert_string_equal(c.share_dir, want);
+    assert_string_equal(c.share_dir_raw, "myshare");
+    assert_string_equal(c.path, "conf/peer.ini");
+}
+
+static void test_cfg_accepts_absolute_share_dir(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    char abs[PATH_MAX], want[PATH_MAX];
+    struct cfg c;
+
+    path_in(f, "share", abs, sizeof abs);
+    assert_non_null(realpath(abs, want));
+    s.share_dir = abs;
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_string_equal(c.share_dir, want);
+    assert_string_equal(c.share_dir_raw, abs);
+}
+
+static void test_cfg_accepts_empty_neighbour_list(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    s.peers = "";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.n_neighbours, 0);
+}
+
+static void test_cfg_splits_neighbours_on_commas_and_whitespace(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    s.peers = "127.0.0.1:1,127.0.0.1:2  127.0.0.1:3 ,\t 127.0.0.1:4,";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.n_neighbours, 4);
+    for (unsigned i = 0; i < 4; i++)
+        assert_int_equal(c.neighbours[i].port, i + 1);
+}
+
+static void test_cfg_matches_section_and_key_case_insensitively(void **state)
+{
+    struct fixture *f = *state;
+    struct cfg c;
+
+    write_file(f->ini, "[Peer]\nID = 7\nHost = 127.0.0.1\nPORT = 10817\nShare_Dir = share\n"
+                       "TTL = 2\nLog_Level = WARN\n");
+    assert_loads(f, &c);
+    assert_int_equal(c.id, 7);
+    assert_int_equal(c.log_level, L_WARN);
+}
+
+/* ---------- cfg_load: invalid files ---------- */
+
+static void test_cfg_rejects_port_out_of_range(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.port = "70000";
+    assert_spec_error(state, &s, "peer", "port", "\"70000\" is not a port number (1..65535)");
+}
+
+static void test_cfg_rejects_port_zero(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.port = "0";
+    assert_spec_error(state, &s, "peer", "port", "\"0\"");
+}
+
+static void test_cfg_rejects_ttl_zero(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.ttl = "0";
+    assert_spec_error(state, &s, "peer", "ttl", "\"0\" is out of range (1..15)");
+}
+
+static void test_cfg_rejects_ttl_16(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.ttl = "16";
+    assert_spec_error(state, &s, "peer", "ttl", "\"16\" is out of range (1..15)");
+}
+
+static void test_cfg_rejects_ttl_above_max_ttl(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.ttl = "5";
+    s.extra = "\n[limits]\nmax_ttl = 4\n";
+    assert_spec_error(state, &s, "peer", "ttl", "max_ttl");
+}
+
+static void test_cfg_rejects_non_numeric_id(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.id = "three";
+    assert_spec_error(state, &s, "peer", "id", "\"three\" is not a whole number");
+}
+
+static void test_cfg_rejects_id_zero(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.id = "0";
+    assert_spec_error(state, &s, "peer", "id", "out of range (1..65535)");
+}
+
+static void test_cfg_rejects_id_65536(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.id = "65536";
+    assert_spec_error(state, &s, "peer", "id", "out of range (1..65535)");
+}
+
+static void test_cfg_rejects_huge_number_without_wrapping(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.id = "18446744073709551617"; /* 2^64 + 1 would wrap to 1 */
+    assert_spec_error(state, &s, "peer", "id", "out of range");
+}
+
+static void test_cfg_rejects_trailing_junk_in_number(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.ttl = "3x";
+    assert_spec_error(state, &s, "peer", "ttl", "\"3x\" is not a whole number");
+}
+
+static void test_cfg_rejects_sign_in_number(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.id = "+3";
+    assert_spec_error(state, &s, "peer", "id", "not a whole number");
+}
+
+static void test_cfg_rejects_missing_share_dir(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.share_dir = "nowhere";
+    assert_spec_error(state, &s, "peer", "share_dir", "\"nowhere\" does not exist (resolved to /");
+}
+
+static void test_cfg_rejects_share_dir_that_is_a_file(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.share_dir = "afile";
+    assert_spec_error(state, &s, "peer", "share_dir", "is not a directory");
+}
+
+static void test_cfg_rejects_empty_share_dir(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.share_dir = "";
+    assert_spec_error(state, &s, "peer", "share_dir", "empty");
+}
+
+static void test_cfg_rejects_bad_host(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.host = "my_host";
+    assert_spec_error(state, &s, "peer", "host", "\"my_host\"");
+}
+
+static void test_cfg_rejects_bad_log_level(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.peer_extra = "log_level = loud\n";
+    assert_spec_error(state, &s, "peer", "log_level", "\"loud\" is not a log level");
+}
+
+static void test_cfg_rejects_limit_out_of_range(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.extra = "\n[limits]\nworkers = 0\n";
+    assert_spec_error(state, &s, "limits", "workers", "out of range (1..256)");
+}
+
+static void test_cfg_rejects_neighbour_that_is_self(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.peers = "127.0.0.1:10812, 127.0.0.1:10813";
+    assert_spec_error(state, &s, "neighbours", "peers", "\"127.0.0.1:10813\" is this peer itself");
+}
+
+static void test_cfg_rejects_duplicate_neighbour(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.peers = "127.0.0.1:10812 127.0.0.1:10811 127.0.0.1:10812";
+    assert_spec_error(state, &s, "neighbours", "peers", "\"127.0.0.1:10812\" is listed twice");
+}
+
+static void test_cfg_rejects_malformed_neighbour(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.peers = "127.0.0.1:10812, 127.0.0.1";
+    assert_spec_error(state, &s, "neighbours", "peers", "\"127.0.0.1\" is not host:port");
+}
+
+static void test_cfg_rejects_too_many_neighbours(void **state)
+{
+    struct spec s = valid_spec();
+    char list[4096] = "";
+
+    for (int i = 0; i <= CFG_MAX_NEIGHBOURS; i++) {
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "10.0.0.1:%d ", 1000 + i);
+    }
+    s.peers = list;
+    assert_spec_error(state, &s, "neighbours", "peers", "more than 64");
+}
+
+static void test_cfg_rejects_missing_required_key(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.host = NULL;
+    assert_spec_error(state, &s, "peer", "host", "missing");
+}
+
+static void test_cfg_rejects_missing_peer_section(void **state)
+{
+    struct fixture *f = *state;
+
+    write_file(f->ini, "[neighbours]\npeers = 127.0.0.1:10812\n");
+    assert_cfg_error(f, "peer", "id", "missing");
+}
+
+static void test_cfg_rejects_unknown_key(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.peer_extra = "prot = 10813\n";
+    assert_spec_error(state, &s, "peer", "prot", "unknown key");
+}
+
+static void test_cfg_rejects_unknown_section(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.extra = "\n[limit]\nworkers = 4\n";
+    assert_spec_error(state, &s, "limit", NULL, "unknown section");
+}
+
+static void test_cfg_rejects_key_outside_any_section(void **state)
+{
+    struct fixture *f = *state;
+    struct cfg c;
+    char err[CFG_ERR_MAX];
+
+    write_file(f->ini, "ttl = 3\n[peer]\nid = 3\nhost = 127.0.0.1\nport = 10813\n"
+                       "share_dir = share\nttl = 3\n");
+    assert_int_equal(cfg_load(f->ini, &c, err, sizeof err), FS_ECONFIG);
+    assert_contains(err, f->ini);
+    assert_contains(err, "ttl: setting outside any section");
+}
+
+static void test_cfg_rejects_syntax_error_in_one_line(void **state)
+{
+    struct fixture *f = *state;
+    struct cfg c;
+    char err[CFG_ERR_MAX];
+    char want[256];
+
+    write_file(f->ini, "[peer]\nid = 3\nthis line has no equals sign\n");
+    assert_int_equal(cfg_load(f->ini, &c, err, sizeof err), FS_ECONFIG);
+    snprintf(want, sizeof want, "%s: line 3: ", f->ini);
+    assert_contains(err, want);
+    assert_contains(err, "\"this line has no equals sign\"");
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_cfg_rejects_missing_file_with_eio(void **state)
+{
+    struct fixture *f = *state;
+    struct cfg c;
+    char err[CFG_ERR_MAX];
+    char p[PATH_MAX];
+
+    path_in(f, "absent.ini", p, sizeof p);
+    assert_int_equal(cfg_load(p, &c, err, sizeof err), FS_EIO);
+    assert_contains(err, p);
+}
+
+static void test_cfg_rejects_folder_as_file_with_eio(void **state)
+{
+    struct fixture *f = *state;
+    struct cfg c;
+    char err[CFG_ERR_MAX];
+
+    assert_int_equal(cfg_load(f->dir, &c, err, sizeof err), FS_EIO);
+    assert_contains(err, "not a regular file");
+}
+
+/* ---------- cfg_set ---------- */
+
+#define RICH_INI                                                                        \
+    "; floodshare peer 3\n"                                                             \
+    "# a hash comment too\n"                                                            \
+    "\n"                                                                                \
+    "[peer]\n"                                                                          \
+    "id        = 3          ; this peer's number\n"                                     \
+    "host=127.0.0.1\n"                                                                  \
+    "  port = 10813\n"                                                                  \
+    "share_dir = share\n"                                                               \
+    "ttl = 3\n"                                                                         \
+    "log_level = info   # chatty\n"                                                     \
+    "\n"                                                                                \
+    "; who we talk to\n"                                                                \
+    "[neighbours]\n"                                                                    \
+    "peers = 127.0.0.1:10812\n"                                                         \
+    "\n"                                                                                \
+    "[limits]\n"                                                                        \
+    "; workers = 16\n"                                                                  \
+    "max_ttl = 15\n"
+
+static void set_ok(const struct fixture *f, const char *sec, const char *key, const char *value)
+{
+    char err[CFG_ERR_MAX];
+    fs_status st = cfg_set(f->ini, sec, key, value, err, sizeof err);
+
+    if (st != FS_OK)
+        fail_msg("cfg_set: %s: %s", fs_status_name(st), err);
+    assert_false(temp_left(f));
+}
+
+static void test_cfg_set_keeps_other_lines_byte_for_byte(void **state)
+{
+    struct fixture *f = *state;
+
+    write_file(f->ini, RICH_INI);
+    set_ok(f, "peer", "ttl", "7");
+    set_ok(f, "peer", "host", "127.0.0.2");
+    set_ok(f, "peer", "port", "10900");
+    assert_file_is(f->ini, "; floodshare peer 3\n"
+                           "# a hash comment too\n"
+                           "\n"
+                           "[peer]\n"
+                           "id        = 3          ; this peer's number\n"
+                           "host=127.0.0.2\n"
+                           "  port = 10900\n"
+                           "share_dir = share\n"
+                           "ttl = 7\n"
+                           "log_level = info   # chatty\n"
+                           "\n"
+                           "; who we talk to\n"
+                           "[neighbours]\n"
+                           "peers = 127.0.0.1:10812\n"
+                           "\n"
+                           "[limits]\n"
+                           "; workers = 16\n"
+                           "max_ttl = 15\n");
+}
+
+static void test_cfg_set_keeps_trailing_comment_in_its_column(void **state)
+{
+    struct fixture *f = *state;
+    char *text;
+
+    write_file(f->ini, RICH_INI);
+    set_ok(f, "peer", "id", "65000");
+    set_ok(f, "peer", "log_level", "debug");
+    text = read_file(f->ini);
+    assert_contains(text, "\nid        = 65000      ; this peer's number\n");
+    assert_contains(text, "\nlog_level = debug  # chatty\n");
+    free(text);
+}
+
+static void test_cfg_set_keeps_comment_after_long_value(void **state)
+{
+    struct fixture *f = *state;
+    char *text;
+
+    write_file(f->ini, "[peer]\nid = 3\nhost = 127.0.0.1\nport = 10813\nshare_dir = share\n"
+                       "ttl = 3\n[neighbours]\npeers = ; none yet\n");
+    set_ok(f, "neighbours", "peers", "127.0.0.1:10811, 127.0.0.1:10812");
+    text = read_file(f->ini);
+    assert_contains(text, "\npeers = 127.0.0.1:10811, 127.0.0.1:10812 ; none yet\n");
+    free(text);
+}
+
+static void test_cfg_set_adds_missing_key_inside_its_section(void **state)
+{
+    struct fixture *f = *state;
+
+    write_file(f->ini, "[peer]\nid = 3\nhost = 127.0.0.1\nport = 10813\nshare_dir = share\n"
+                       "ttl = 3\n\n; who we talk to\n[neighbours]\npeers = 127.0.0.1:10812\n");
+    set_ok(f, "peer", "log_level", "debug");
+    assert_file_is(f->ini, "[peer]\nid = 3\nhost = 127.0.0.1\nport = 10813\nshare_dir = share\n"
+                           "ttl = 3\nlog_level = debug\n\n; who we talk to\n[neighbours]\n"
+                           "peers = 127.0.0.1:10812\n");
+}
+
+static void test_cfg_set_adds_missing_section(void **state)
+{
+    struct fixture *f = *state;
+    static const char before[] = "[peer]\nid = 3\nhost = 127.0.0.1\nport = 10813\n"
+                                 "share_dir = share\nttl = 3\n";
+    struct cfg c;
+
+    write_file(f->ini, before);
+    set_ok(f, "limits", "workers", "8");
+    assert_file_is(f->ini, "[peer]\nid = 3\nhost = 127.0.0.1\nport = 10813\n"
+                           "share_dir = share\nttl = 3\n\n[limits]\nworkers = 8\n");
+    assert_loads(f, &c);
+    assert_int_equal(c.workers, 8);
+}
+
+static void test_cfg_set_adds_section_to_file_without_final_newline(void **state)
+{
+    struct fixture *f = *state;
+
+    write_file(f->ini, "[peer]\nid = 3\nhost = 127.0.0.1\nport = 10813\nshare_dir = share\n"
+                       "ttl = 3");
+    set_ok(f, "neighbours", "peers", "127.0.0.1:10812");
+    assert_file_is(f->ini, "[peer]\nid = 3\nhost = 127.0.0.1\nport = 10813\nshare_dir = share\n"
+                           "ttl = 3\n\n[neighbours]\npeers = 127.0.0.1:10812\n");
+}
+
+static void test_cfg_set_refuses_invalid_value_leaving_file_unchanged(void **state)
+{
+    struct fixture *f = *state;
+    char err[CFG_ERR_MAX];
+
+    write_file(f->ini, RICH_INI);
+    assert_int_equal(cfg_set(f->ini, "peer", "port", "70000", err, sizeof err), FS_ECONFIG);
+    assert_file_is(f->ini, RICH_INI);
+    assert_false(temp_left(f));
+    assert_contains(err, f->ini);
+    assert_contains(err, "[peer] port: \"70000\"");
+    assert_null(strstr(err, ".peer.ini."));
+}
+
+static void test_cfg_set_refuses_unknown_key(void **state)
+{
+    struct fixture *f = *state;
+    char err[CFG_ERR_MAX];
+
+    write_file(f->ini, RICH_INI);
+    assert_int_equal(cfg_set(f->ini, "peer", "prot", "1", err, sizeof err), FS_ECONFIG);
+    assert_file_is(f->ini, RICH_INI);
+    assert_contains(err, "[peer] prot: unknown key");
+}
+
+static void test_cfg_set_rejects_value_with_comment_char(void **state)
+{
+    struct fixture *f = *state;
+    char err[CFG_ERR_MAX];
+
+    write_file(f->ini, RICH_INI);
+    assert_int_equal(cfg_set(f->ini, "peer", "host", "a;b", err, sizeof err), FS_EINVAL);
+    assert_int_equal(cfg_set(f->ini, "peer", "host", "a#b", err, sizeof err), FS_EINVAL);
+    assert_int_equal(cfg_set(f->ini, "peer", "host", "a\nid = 4", err, sizeof err), FS_EINVAL);
+    assert_contains(err, "[peer] host: ");
+    assert_file_is(f->ini, RICH_INI);
+}
+
+static void test_cfg_set_edits_neighbour_list(void **state)
+{
+    struct fixture *f = *state;
+    struct cfg c;
+
+    write_file(f->ini, RICH_INI);
+    set_ok(f, "neighbours", "peers", "127.0.0.1:10811, 127.0.0.1:10812 127.0.0.1:10814");
+    assert_loads(f, &c);
+    assert_int_equal(c.n_neighbours, 3);
+    assert_int_equal(c.neighbours[2].port, 10814);
+    set_ok(f, "neighbours", "peers", "");
+    assert_loads(f, &c);
+    assert_int_equal(c.n_neighbours, 0);
+}
+
+static void test_cfg_set_matches_key_case_insensitively(void **state)
+{
+    struct fixture *f = *state;
+
+    write_file(f->ini, "[PEER]\nID = 3\nhost = 127.0.0.1\nport = 10813\nshare_dir = share\n"
+                       "TTL = 3\n");
+    set_ok(f, "peer", "ttl", "4");
+    assert_file_is(f->ini, "[PEER]\nID = 3\nhost = 127.0.0.1\nport = 10813\nshare_dir = share\n"
+                           "TTL = 4\n");
+}
+
+static void test_cfg_set_keeps_crlf_line_endings(void **state)
+{
+    struct fixture *f = *state;
+
+    write_file(f->ini, "[peer]\r\nid = 3\r\nhost = 127.0.0.1\r\nport = 10813\r\n"
+                       "share_dir = share\r\nttl = 3\r\n");
+    set_ok(f, "peer", "ttl", "5");
+    set_ok(f, "peer", "log_level", "warn");
+    assert_file_is(f->ini, "[peer]\r\nid = 3\r\nhost = 127.0.0.1\r\nport = 10813\r\n"
+                           "share_dir = share\r\nttl = 5\r\nlog_level = warn\r\n");
+}
+
+static void test_cfg_set_keeps_file_mode(void **state)
+{
+    struct fixture *f = *state;
+    struct stat sb;
+
+    write_file(f->ini, RICH_INI);
+    assert_int_equal(chmod(f->ini, 0640), 0);
+    set_ok(f, "peer", "ttl", "2");
+    assert_int_equal(stat(f->ini, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0640);
+}
+
+static void test_cfg_set_edits_target_of_symlink(void **state)
+{
+    struct fixture *f = *state;
+    char link[PATH_MAX];
+    char err[CFG_ERR_MAX];
+    struct stat sb;
+    char *text;
+
+    write_file(f->ini, RICH_INI);
+    path_in(f, "link.ini", link, sizeof link);
+    assert_int_equal(symlink("peer.ini", link), 0);
+    assert_int_equal(cfg_set(link, "peer", "ttl", "6", err, sizeof err), FS_OK);
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    text = read_file(f->ini);
+    assert_contains(text, "\nttl = 6\n");
+    free(text);
+}
+
+static void test_cfg_set_reports_missing_file_with_eio(void **state)
+{
+    struct fixture *f = *state;
+    char err[CFG_ERR_MAX];
+    char p[PATH_MAX];
+
+    path_in(f, "absent.ini", p, sizeof p);
+    assert_int_equal(cfg_set(p, "peer", "ttl", "3", err, sizeof err), FS_EIO);
+    assert_contains(err, p);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_cfg_loads_valid_file_with_all_keys),
+        T(test_cfg_applies_defaults),
+        T(test_cfg_resolves_share_dir_against_ini_folder),
+        T(test_cfg_accepts_absolute_share_dir),
+        T(test_cfg_accepts_empty_neighbour_list),
+        T(test_cfg_splits_neighbours_on_commas_and_whitespace),
+        T(test_cfg_matches_section_and_key_case_insensitively),
+        T(test_cfg_rejects_port_out_of_range),
+        T(test_cfg_rejects_port_zero),
+        T(test_cfg_rejects_ttl_zero),
+        T(test_cfg_rejects_ttl_16),
+        T(test_cfg_rejects_ttl_above_max_ttl),
+        T(test_cfg_rejects_non_numeric_id),
+        T(test_cfg_rejects_id_zero),
+        T(test_cfg_rejects_id_65536),
+        T(test_cfg_rejects_huge_number_without_wrapping),
+        T(test_cfg_rejects_trailing_junk_in_number),
+        T(test_cfg_rejects_sign_in_number),
+        T(test_cfg_rejects_missing_share_dir),
+        T(test_cfg_rejects_share_dir_that_is_a_file),
+        T(test_cfg_rejects_empty_share_dir),
+        T(test_cfg_rejects_bad_host),
+        T(test_cfg_rejects_bad_log_level),
+        T(test_cfg_rejects_limit_out_of_range),
+        T(test_cfg_rejects_neighbour_that_is_self),
+        T(test_cfg_rejects_duplicate_neighbour),
+        T(test_cfg_rejects_malformed_neighbour),
+        T(test_cfg_rejects_too_many_neighbours),
+        T(test_cfg_rejects_missing_required_key),
+        T(test_cfg_rejects_missing_peer_section),
+        T(test_cfg_rejects_unknown_key),
+        T(test_cfg_rejects_unknown_section),
+        T(test_cfg_rejects_key_outside_any_section),
+        T(test_cfg_rejects_syntax_error_in_one_line),
+        T(test_cfg_rejects_missing_file_with_eio),
+        T(test_cfg_rejects_folder_as_file_with_eio),
+        T(test_cfg_set_keeps_other_lines_byte_for_byte),
+        T(test_cfg_set_keeps_trailing_comment_in_its_column),
+        T(test_cfg_set_keeps_comment_after_long_value),
+        T(test_cfg_set_adds_missing_key_inside_its_section),
+        T(test_cfg_set_adds_missing_section),
+        T(test_cfg_set_adds_section_to_file_without_final_newline),
+        T(test_cfg_set_refuses_invalid_value_leaving_file_unchanged),
+        T(test_cfg_set_refuses_unknown_key),
+        T(test_cfg_set_rejects_value_with_comment_char),
+        T(test_cfg_set_edits_neighbour_list),
+        T(test_cfg_set_matches_key_case_insensitively),
+        T(test_cfg_set_keeps_crlf_line_endings),
+        T(test_cfg_set_keeps_file_mode),
+        T(test_cfg_set_edits_target_of_symlink),
+        T(test_cfg_set_reports_missing_file_with_eio),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
