@@ -1,1 +1,7 @@
-int main(void) { return 0; }
+/* main.c - the floodshare program: a peer daemon, a CLI and a REPL. */
+#include "floodshare/cli.h"
+
+int main(int argc, char **argv)
+{
+    return cli_main(argc, argv);
+}

@@ -2,9 +2,7 @@
  *
  * Every *why set here is a constant sentence that a peer sends back verbatim
  * in an ERROR reply, so each one names the field and the rule it broke.
- * conn_error_code() picks the ERROR code by searching these sentences for
- * "unknown message type", "version" and "longer than": only the sentences
- * meant for those codes may contain those words. */
+ * msg_error_code() maps them to the reply's code by identity, not text. */
 #include "floodshare/msg.h"
 
 #include <inttypes.h>
@@ -804,4 +802,15 @@ const char *msg_kind_name(enum msg_kind k)
     case MSG_KIND_FOLDER: return "folder";
     }
     return "?";
+}
+
+const char *msg_error_code(const char *why)
+{
+    if (why == WHY_TOO_LONG)
+        return "toolarge";
+    if (why == WHY_VERSION || why == WHY_NOT_FLOOD)
+        return "version";
+    if (why == WHY_UNKNOWN)
+        return "unknown";
+    return "malformed";
 }

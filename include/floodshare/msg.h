@@ -84,6 +84,10 @@ int msg_pct_encode(const char *src, size_t len, char *dst, size_t cap);
  * decoded length, or -1 on a bad escape, a decoded NUL, or no room. */
 int msg_pct_decode(const char *src, size_t len, char *dst, size_t cap);
 
+/* The ERROR code to answer a msg_parse() failure with, from its *why:
+ * "toolarge", "version", "unknown" or "malformed". */
+const char *msg_error_code(const char *why);
+
 /* "GET", "FOUND", ...; "?" for other values. */
 const char *msg_type_name(enum msg_type t);
 /* "file" or "folder". */

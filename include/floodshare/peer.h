@@ -1,0 +1,94 @@
+/* peer.h - the peer daemon: sockets, worker pool, lifecycle.
+ *
+ * A peer has three kinds of threads: one acceptor on the peer port that
+ * hands connections to a fixed pool of workers through a bounded queue; one
+ * acceptor on the control socket that runs each control client in its own
+ * thread (at most PEER_MAX_CTL at once); and the main thread, which only
+ * waits for SIGINT/SIGTERM (every other thread blocks them). */
+#ifndef FLOODSHARE_PEER_H
+#define FLOODSHARE_PEER_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+#include "floodshare/addr.h"
+#include "floodshare/cfg.h"
+#include "floodshare/stats.h"
+
+#define PEER_MAX_CTL 16        /* control clients served at once */
+#define PEER_LINK_IDLE_MS 5000 /* a sender reconnects links idle this long */
+#define PEER_IDLE_MS 15000     /* a receiver closes connections idle this long */
+#define PEER_MAX_TRACKED 512   /* sockets shut down at exit to wake their threads */
+
+struct share;
+struct qcache;
+struct links;
+struct flood;
+
+struct peer {
+    /* cfg_lock guards cfg against `modify` while other threads read it:
+     * readers copy the fields they need (peer_cfg_snapshot) under it. */
+    pthread_mutex_t cfg_lock;
+    struct cfg cfg;
+    struct fs_addr self; /* host:port this peer advertises in GET/FOUND */
+
+    char run_dir[PATH_MAX];
+    char sock_path[PATH_MAX];
+    int listen_fd, ctl_fd;
+    int wake[2]; /* a pipe: written once at shutdown to wake both acceptors */
+
+    /* share_lock guards the share pointer: users hold it for reading
+     * (peer_share_get/put), `modify share_dir` for writing to swap it. The
+     * share itself is thread-safe. */
+    pthread_rwlock_t share_lock;
+    struct share *share;
+    struct qcache *qc;
+    struct links *links;
+    struct flood *flood;
+    struct stats stats;
+    atomic_int stopping;
+
+    /* Worker pool: qlock guards queue, q_head, q_len; qcond signals both
+     * "an fd was queued" and "stopping". */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    int *queue;
+    unsigned q_cap, q_head, q_len; /* q_cap: fixed at start-up */
+    int io_timeout_ms;             /* fixed at start-up (cfg may change) */
+    pthread_t *workers;
+    unsigned n_workers;
+    pthread_t acceptor, ctl_acceptor;
+
+    /* ctl_lock guards n_ctl; ctl_cond signals "a control thread ended". */
+    pthread_mutex_t ctl_lock;
+    pthread_cond_t ctl_cond;
+    unsigned n_ctl;
+
+    /* track_lock guards tracked[]: sockets whose threads may be blocked
+     * in I/O, shut down at exit so those threads return at once. */
+    pthread_mutex_t track_lock;
+    int tracked[PEER_MAX_TRACKED];
+};
+
+/* Runs the peer of ini_path in the foreground until SIGINT/SIGTERM.
+ * run_dir may be NULL ($FLOODSHARE_RUN, else the INI's folder). Returns
+ * the process exit code: 0, 1 (runtime failure), 78 (bad config). */
+int peer_main(const char *ini_path, const char *run_dir);
+
+/* Copies the current configuration (under cfg_lock). */
+void peer_cfg_snapshot(struct peer *p, struct cfg *out);
+
+/* The current share, read-locked: it stays valid (and is not swapped by
+ * `modify share_dir`) until peer_share_put(). Never NULL while the peer
+ * runs. Do not nest. */
+struct share *peer_share_get(struct peer *p);
+void peer_share_put(struct peer *p);
+
+/* Registers fd so that shutdown wakes the thread blocked on it; untrack
+ * before closing it. Tracking is best effort (a full table is ignored). */
+void peer_track(struct peer *p, int fd);
+void peer_untrack(struct peer *p, int fd);
+
+#endif

@@ -1,0 +1,46 @@
+/* stats.h - a peer's counters, shown by `peer N stats`.
+ *
+ * The names are part of the user contract (`stats --json` field names):
+ * extend the list, never rename. Counters are atomics, so any thread may
+ * bump them without a lock. */
+#ifndef FLOODSHARE_STATS_H
+#define FLOODSHARE_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* X(name, description) */
+#define STATS_MAP(X)                                                            \
+    X(queries_started, "queries this peer started (get, search)")              \
+    X(queries_handled, "distinct query ids searched for other peers")          \
+    X(queries_forwarded, "GET messages forwarded to neighbours")               \
+    X(duplicates_dropped, "GETs dropped because their id was already seen")    \
+    X(ttl_dropped, "GETs dropped because their ttl was 0")                     \
+    X(ttl_clamped, "GETs whose ttl was above max_ttl and was lowered")         \
+    X(hits_sent, "FOUNDs this peer sent for its own items")                    \
+    X(hits_relayed, "FOUNDs relayed one hop back along the reverse path")      \
+    X(hits_received, "FOUNDs delivered to a query this peer started")          \
+    X(found_dropped, "FOUNDs for a query id this peer never forwarded")        \
+    X(neighbours_skipped, "sends skipped or failed because a peer was down")   \
+    X(malformed_dropped, "connections closed for a malformed message")         \
+    X(timeouts, "connections closed for a read or write timeout")              \
+    X(busy_refused, "connections refused because every worker was busy")       \
+    X(uploads, "items served to requesters")                                   \
+    X(uploads_failed, "requests that failed or were refused")                  \
+    X(downloads, "items downloaded and verified")                              \
+    X(downloads_failed, "download attempts that failed verification or I/O")   \
+    X(bytes_sent, "payload bytes sent in transfers")                           \
+    X(bytes_received, "payload bytes received in transfers")
+
+struct stats {
+#define STATS_FIELD(name, text) _Atomic uint64_t name;
+    STATS_MAP(STATS_FIELD)
+#undef STATS_FIELD
+};
+
+#define stats_inc(s, field) atomic_fetch_add_explicit(&(s)->field, 1, memory_order_relaxed)
+#define stats_add(s, field, n) \
+    atomic_fetch_add_explicit(&(s)->field, (uint64_t)(n), memory_order_relaxed)
+#define stats_get(s, field) atomic_load_explicit(&(s)->field, memory_order_relaxed)
+
+#endif

@@ -1,0 +1,371 @@
+/* cli.c - argv parsing, one-shot commands, and `peers`. */
+#include "floodshare/cli.h"
+
+#include <dirent.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "floodshare/cfg.h"
+#include "floodshare/ctl.h"
+#include "floodshare/json.h"
+#include "floodshare/peer.h"
+
+#define CLI_MAX_PEERS 1024
+
+static const char usage_text[] =
+    "usage: floodshare [--run DIR] peer ID COMMAND [ARGS...]\n"
+    "       floodshare [--run DIR] peers [--json]\n"
+    "       floodshare [--run DIR]                 (interactive REPL)\n"
+    "       floodshare serve [--run DIR] CONFIG.ini\n"
+    "       floodshare --help | --version\n"
+    "\n"
+    "Commands sent to peer ID (through DIR/peer-ID.sock):\n"
+    "  get NAME [--json]       find NAME by flooding a query, download it into the share\n"
+    "  search NAME [--json]    list the hits for NAME (holder, kind, size, MD5, hops)\n"
+    "  ls [--json]             what this peer shares\n"
+    "  config [--json]         this peer's settings\n"
+    "  modify KEY VALUE        change ttl, neighbours, share_dir or log_level, live and in the INI\n"
+    "  stats [--json]          counters: queries, duplicates, hits, bytes\n"
+    "\n"
+    "DIR is --run, else $FLOODSHARE_RUN, else ./run (for serve: else the INI's folder).\n"
+    "\n"
+    "Exit codes: 0 success; 1 not found within TTL, every holder failed, or refused;\n"
+    "64 bad usage; 69 the peer is not running; 78 bad configuration.\n";
+
+static void usage(FILE *f)
+{
+    fputs(usage_text, f);
+}
+
+static const char *default_run_dir(const char *opt)
+{
+    const char *env = getenv("FLOODSHARE_RUN");
+    if (opt)
+        return opt;
+    if (env && *env)
+        return env;
+    return "run";
+}
+
+/* Parses a peer id 1..65535; 0 when s is not one. */
+static unsigned parse_id(const char *s)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || s[0] == '0' || s[0] == '-' || s[0] == '+' || v > 65535)
+        return 0;
+    return (unsigned)v;
+}
+
+static int cmd_peer(const char *run_dir, int argc, char **argv)
+{
+    char sock[4096];
+    unsigned id;
+
+    if (argc < 3) {
+        fprintf(stderr, "usage: peer ID COMMAND [ARGS...] (try `help`)\n");
+        return CTL_EXIT_USAGE;
+    }
+    id = parse_id(argv[1]);
+    if (!id) {
+        fprintf(stderr, "floodshare: \"%s\" is not a peer id (1..65535)\n", argv[1]);
+        return CTL_EXIT_USAGE;
+    }
+    snprintf(sock, sizeof sock, "%s/peer-%u.sock", run_dir, id);
+    int code = ctl_call(sock, argc - 2, argv + 2, stdout, stderr);
+    if (code == CTL_EXIT_NOPEER)
+        fprintf(stderr, "floodshare: peer %u is not running (no answer on %s)\n", id, sock);
+    return code;
+}
+
+/* --- peers --- */
+
+struct peer_row {
+    unsigned id;
+    int up;
+    char address[ADDR_STR_MAX];
+    char neighbours[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX];
+};
+
+/* Collects ids from "peer-N.sock", "peer-N.ini" and "peerN.ini" names in run_dir. */
+static size_t scan_ids(const char *run_dir, unsigned *ids, size_t max)
+{
+    DIR *d = opendir(run_dir);
+    struct dirent *e;
+    size_t n = 0;
+
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) != NULL && n < max) {
+        unsigned id;
+        char ext[8];
+        if ((sscanf(e->d_name, "peer-%u.%7s", &id, ext) != 2 &&
+             sscanf(e->d_name, "peer%u.%7s", &id, ext) != 2) || id == 0 || id > 65535)
+            continue;
+        if (strcmp(ext, "sock") && strcmp(ext, "ini"))
+            continue;
+        int dup = 0;
+        for (size_t i = 0; i < n; i++)
+            dup |= ids[i] == id;
+        if (!dup)
+            ids[n++] = id;
+    }
+    closedir(d);
+    return n;
+}
+
+static int cmp_uint(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    return (x > y) - (x < y);
+}
+
+/* Copies the value of " key=value" from a ping line into out. 0 if absent
+ * or too long. */
+static int ping_field(const char *line, const char *key, char *out, size_t cap)
+{
+    const char *v = strstr(line, key);
+    if (!v)
+        return 0;
+    v += strlen(key);
+    size_t n = strcspn(v, " \n");
+    if (n >= cap)
+        return 0;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return 1;
+}
+
+/* Fills row from the live peer (its ping line) or, when down, its INI. */
+static void probe(const char *run_dir, unsigned id, struct peer_row *row)
+{
+    char path[4096], *text = NULL;
+    size_t len = 0;
+    char *args[] = {"ping"};
+
+    memset(row, 0, sizeof *row);
+    row->id = id;
+    snprintf(path, sizeof path, "%s/peer-%u.sock", run_dir, id);
+    FILE *mem = open_memstream(&text, &len);
+    FILE *null = fopen("/dev/null", "w");
+    if (mem && null && ctl_call(path, 1, args, mem, null) == 0) {
+        fclose(mem);
+        mem = NULL;
+        row->up = ping_field(text, "address=", row->address, sizeof row->address) &&
+                   ping_field(text, "neighbours=", row->neighbours, sizeof row->neighbours);
+        if (strcmp(row->neighbours, "-") == 0)
+            row->neighbours[0] = '\0';
+    }
+    if (mem)
+        fclose(mem);
+    if (null)
+        fclose(null);
+    free(text);
+    if (row->up)
+        return;
+    struct cfg *c = malloc(sizeof *c);
+    char err[CFG_ERR_MAX];
+    /* scripts/topology writes peer-N.ini; configs/ ships peerN.ini. */
+    snprintf(path, sizeof path, "%s/peer-%u.ini", run_dir, id);
+    if (access(path, F_OK) != 0)
+        snprintf(path, sizeof path, "%s/peer%u.ini", run_dir, id);
+    if (c && cfg_load(path, c, err, sizeof err) == FS_OK) {
+        snprintf(row->address, sizeof row->address, "%s:%u", c->host, (unsigned)c->port);
+        for (size_t i = 0; i < c->n_neighbours; i++) {
+            size_t l = strlen(row->neighbours);
+            snprintf(row->neighbours + l, sizeof row->neighbours - l, "%s%s:%u", i ? "," : "",
+                     c->neighbours[i].host, (unsigned)c->neighbours[i].port);
+        }
+    }
+    free(c);
+}
+
+static void peers_json(const char *run_dir, const struct peer_row *rows, size_t n)
+{
+    struct json j;
+
+    json_init(&j, 8 * 1024 * 1024);
+    json_obj_open(&j, NULL);
+    json_str(&j, "run_dir", run_dir);
+    json_arr_open(&j, "peers");
+    for (size_t i = 0; i < n; i++) {
+        json_obj_open(&j, NULL);
+        json_uint(&j, "id", rows[i].id);
+        json_str(&j, "address", rows[i].address[0] ? rows[i].address : NULL);
+        json_bool(&j, "up", rows[i].up);
+        json_arr_open(&j, "neighbours");
+        char nb[sizeof rows[i].neighbours];
+        memcpy(nb, rows[i].neighbours, sizeof nb);
+        for (char *save = NULL, *t = strtok_r(nb, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            json_str(&j, NULL, t);
+        json_arr_close(&j);
+        json_obj_close(&j);
+    }
+    json_arr_close(&j);
+    json_obj_close(&j);
+    const char *doc = json_result(&j, NULL);
+    if (doc)
+        printf("%s\n", doc);
+    json_free(&j);
+}
+
+static int cmd_peers(const char *run_dir, int argc, char **argv)
+{
+    int json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    unsigned *ids = calloc(CLI_MAX_PEERS, sizeof *ids);
+    struct peer_row *rows = NULL;
+
+    if (argc > 2 || (argc == 2 && !json)) {
+        free(ids);
+        fprintf(stderr, "usage: peers [--json]\n");
+        return CTL_EXIT_USAGE;
+    }
+    size_t n = ids ? scan_ids(run_dir, ids, CLI_MAX_PEERS) : 0;
+    rows = calloc(n ? n : 1, sizeof *rows);
+    if (!ids || !rows) {
+        free(ids);
+        free(rows);
+        return CTL_EXIT_FAIL;
+    }
+    qsort(ids, n, sizeof *ids, cmp_uint);
+    for (size_t i = 0; i < n; i++)
+        probe(run_dir, ids[i], &rows[i]);
+    if (json) {
+        peers_json(run_dir, rows, n);
+    } else if (n == 0) {
+        printf("no peers in %s (start some with scripts/topology up)\n", run_dir);
+    } else {
+        printf("%-6s %-22s %-5s %s\n", "peer", "address", "state", "neighbours");
+        for (size_t i = 0; i < n; i++)
+            printf("%-6u %-22s %-5s %s\n", rows[i].id, rows[i].address[0] ? rows[i].address : "?",
+                   rows[i].up ? "up" : "down", rows[i].neighbours[0] ? rows[i].neighbours : "-");
+    }
+    free(ids);
+    free(rows);
+    return CTL_EXIT_OK;
+}
+
+int cli_exec(const char *run_dir, int argc, char **argv)
+{
+    if (argc == 0)
+        return CTL_EXIT_OK;
+    if (strcmp(argv[0], "peer") == 0)
+        return cmd_peer(run_dir, argc, argv);
+    if (strcmp(argv[0], "peers") == 0)
+        return cmd_peers(run_dir, argc, argv);
+    if (strcmp(argv[0], "help") == 0) {
+        usage(stdout);
+        return CTL_EXIT_OK;
+    }
+    fprintf(stderr, "floodshare: unknown command \"%s\" (try `help`)\n", argv[0]);
+    return CTL_EXIT_USAGE;
+}
+
+int cli_split(const char *line, char **argv, int max, char *storage, size_t cap, const char **why)
+{
+    int argc = 0;
+    size_t o = 0;
+    const char *s = line;
+
+    for (;;) {
+        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+            s++;
+        if (!*s)
+            return argc;
+        if (argc == max) {
+            *why = "too many words";
+            return -1;
+        }
+        argv[argc++] = storage + o;
+        char quote = 0;
+        while (*s && (quote || (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r'))) {
+            char c = *s++;
+            if (quote && c == quote) {
+                quote = 0;
+                continue;
+            }
+            if (!quote && (c == '\'' || c == '"')) {
+                quote = c;
+                continue;
+            }
+            if (c == '\\' && quote != '\'' && *s)
+                c = *s++;
+            if (o + 1 >= cap) {
+                *why = "line too long";
+                return -1;
+            }
+            storage[o++] = c;
+        }
+        if (quote) {
+            *why = "unterminated quote";
+            return -1;
+        }
+        storage[o++] = '\0';
+    }
+}
+
+static int cmd_serve(int argc, char **argv, const char *run_opt)
+{
+    static const struct option opts[] = {{"run", required_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *run = run_opt;
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+r:h", opts, NULL)) != -1) {
+        if (c == 'r') {
+            run = optarg;
+        } else if (c == 'h') {
+            printf("usage: floodshare serve [--run DIR] CONFIG.ini\n");
+            return CTL_EXIT_OK;
+        } else {
+            fprintf(stderr, "usage: floodshare serve [--run DIR] CONFIG.ini\n");
+            return CTL_EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "usage: floodshare serve [--run DIR] CONFIG.ini\n");
+        return CTL_EXIT_USAGE;
+    }
+    return peer_main(argv[optind], run);
+}
+
+int cli_main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"run", required_argument, NULL, 'r'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    const char *run = NULL;
+    int c;
+
+    /* "+": stop at the first command word, so "peer 2 get x --json" keeps
+     * its own options. */
+    while ((c = getopt_long(argc, argv, "+r:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r':
+            run = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return CTL_EXIT_OK;
+        case 'V':
+            printf("floodshare %s (protocol FLOOD/1)\n", FS_VERSION);
+            return CTL_EXIT_OK;
+        default:
+            usage(stderr);
+            return CTL_EXIT_USAGE;
+        }
+    }
+    argc -= optind;
+    argv += optind;
+    if (argc > 0 && strcmp(argv[0], "serve") == 0)
+        return cmd_serve(argc, argv, run);
+    if (argc == 0)
+        return cli_repl(default_run_dir(run));
+    return cli_exec(default_run_dir(run), argc, argv);
+}

@@ -1,0 +1,515 @@
+/* cmd.c - peer-side commands: what `floodshare peer N ...` runs. */
+#include "floodshare/cmd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "floodshare/cfg.h"
+#include "floodshare/ctl.h"
+#include "floodshare/flood.h"
+#include "floodshare/json.h"
+#include "floodshare/log.h"
+#include "floodshare/name.h"
+#include "floodshare/net.h"
+#include "floodshare/peer.h"
+#include "floodshare/share.h"
+#include "floodshare/xfer.h"
+
+#define CMD_JSON_MAX (4 * 1024 * 1024)
+
+struct args {
+    int json;
+    int n;            /* positional arguments */
+    const char *pos[4];
+};
+
+/* Splits "--json" from positional arguments. -1 on an unknown option or
+ * too many arguments. */
+static int parse_args(int argc, char **argv, struct args *a, struct ctl_out *o)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            a->json = 1;
+        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+            ctl_print(o, 2, "floodshare: %s: unknown option %s", argv[0], argv[i]);
+            return -1;
+        } else if (a->n < 4) {
+            a->pos[a->n++] = argv[i];
+        } else {
+            ctl_print(o, 2, "floodshare: %s: too many arguments", argv[0]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int need(struct ctl_out *o, const struct args *a, int n, const char *usage)
+{
+    if (a->n == n)
+        return 0;
+    ctl_print(o, 2, "usage: peer N %s", usage);
+    return -1;
+}
+
+static int emit_json(struct ctl_out *o, struct json *j)
+{
+    size_t len;
+    const char *doc = json_result(j, &len);
+
+    if (!doc) {
+        ctl_print(o, 2, "floodshare: output too large");
+        json_free(j);
+        return CTL_EXIT_FAIL;
+    }
+    ctl_write(o, 1, doc, len);
+    json_free(j);
+    return CTL_EXIT_OK;
+}
+
+static void json_hit(struct json *j, const struct msg *h)
+{
+    char holder[ADDR_STR_MAX];
+
+    json_obj_open(j, NULL);
+    json_uint(j, "peer", h->peer_id);
+    json_str(j, "holder", addr_format(&h->holder, holder));
+    json_uint(j, "hops", h->hops);
+    json_str(j, "name", h->name);
+    json_str(j, "path", h->path);
+    json_str(j, "kind", msg_kind_name(h->kind));
+    json_uint(j, "size", h->size);
+    json_str(j, "md5", h->md5);
+    json_obj_close(j);
+}
+
+static int check_name(struct ctl_out *o, const char *name)
+{
+    if (name_valid(name, strlen(name)))
+        return 0;
+    ctl_print(o, 2, "floodshare: \"%s\" is not a valid item name (one path component, no '/', "
+              "not . or .., at most %d bytes)", name, NAME_MAX_LEN);
+    return -1;
+}
+
+/* --- search --- */
+
+static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    struct flood_query *q;
+    struct msg *hits;
+    unsigned n = 0;
+    struct cfg c;
+
+    if (need(o, a, 1, "search NAME [--json]") || check_name(o, a->pos[0]))
+        return CTL_EXIT_USAGE;
+    peer_cfg_snapshot(p, &c);
+    hits = calloc(FLOOD_MAX_HITS, sizeof *hits);
+    if (!hits || flood_start(p, a->pos[0], &q) != FS_OK) {
+        free(hits);
+        ctl_print(o, 2, "floodshare: too many queries running, try again");
+        return CTL_EXIT_FAIL;
+    }
+    if (!a->json)
+        ctl_print(o, 1, "searching for \"%s\" (query %s, ttl %u, %u neighbours, %.1f s window)",
+                  a->pos[0], flood_query_id(q), c.ttl, flood_query_sent(q),
+                  c.hit_window_ms / 1000.0);
+    uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c.hit_window_ms : 0);
+    while (n < FLOOD_MAX_HITS && flood_next_hit(p, q, deadline, &hits[n]) == FS_OK)
+        n++;
+
+    int code = n ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    if (a->json) {
+        struct json j;
+        json_init(&j, CMD_JSON_MAX);
+        json_obj_open(&j, NULL);
+        json_str(&j, "query_id", flood_query_id(q));
+        json_str(&j, "name", a->pos[0]);
+        json_uint(&j, "ttl", c.ttl);
+        json_arr_open(&j, "hits");
+        for (unsigned i = 0; i < n; i++)
+            json_hit(&j, &hits[i]);
+        json_arr_close(&j);
+        json_obj_close(&j);
+        if (emit_json(o, &j) != CTL_EXIT_OK)
+            code = CTL_EXIT_FAIL;
+    } else if (n == 0) {
+        ctl_print(o, 2, "not found: no peer within ttl %u has \"%s\"", c.ttl, a->pos[0]);
+    } else {
+        ctl_print(o, 1, "%u hit%s:", n, n == 1 ? "" : "s");
+        ctl_print(o, 1, "  %-5s %-21s %4s  %-6s %12s  %-32s  %s", "peer", "holder", "hops",
+                  "kind", "size", "md5", "path");
+        for (unsigned i = 0; i < n; i++) {
+            char h[ADDR_STR_MAX];
+            ctl_print(o, 1, "  %-5u %-21s %4u  %-6s %12llu  %s  %s", hits[i].peer_id,
+                      addr_format(&hits[i].holder, h), hits[i].hops, msg_kind_name(hits[i].kind),
+                      (unsigned long long)hits[i].size, hits[i].md5, hits[i].path);
+        }
+    }
+    flood_end(p, q);
+    free(hits);
+    return code;
+}
+
+/* --- get --- */
+
+struct attempt {
+    struct msg hit;
+    fs_status st;
+    char why[256];
+};
+
+static void get_json(struct ctl_out *o, const char *qid, const char *name, int ok,
+                     const struct attempt *at, unsigned n, const struct xfer_result *res,
+                     const char *error)
+{
+    struct json j;
+
+    json_init(&j, CMD_JSON_MAX);
+    json_obj_open(&j, NULL);
+    json_str(&j, "query_id", qid);
+    json_str(&j, "name", name);
+    json_bool(&j, "ok", ok);
+    if (ok) {
+        char h[ADDR_STR_MAX];
+        const struct msg *w = &at[n - 1].hit;
+        json_uint(&j, "peer", w->peer_id);
+        json_str(&j, "holder", addr_format(&w->holder, h));
+        json_uint(&j, "hops", w->hops);
+        json_str(&j, "kind", msg_kind_name(w->kind));
+        json_uint(&j, "size", w->size);
+        json_str(&j, "md5", w->md5);
+        json_uint(&j, "bytes", res->bytes);
+        json_double(&j, "seconds", res->seconds);
+    } else {
+        json_str(&j, "error", error);
+    }
+    json_arr_open(&j, "attempts");
+    for (unsigned i = 0; i < n; i++) {
+        char h[ADDR_STR_MAX];
+        json_obj_open(&j, NULL);
+        json_uint(&j, "peer", at[i].hit.peer_id);
+        json_str(&j, "holder", addr_format(&at[i].hit.holder, h));
+        json_bool(&j, "ok", at[i].st == FS_OK);
+        json_str(&j, "error", at[i].st == FS_OK ? NULL : at[i].why);
+        json_obj_close(&j);
+    }
+    json_arr_close(&j);
+    json_obj_close(&j);
+    emit_json(o, &j);
+}
+
+/* Downloads from hits in arrival order until one succeeds; later hits are
+ * waited for only while the hit window is open. */
+static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    struct flood_query *q;
+    struct cfg c;
+    struct attempt *at;
+    struct xfer_result res;
+    unsigned n = 0;
+    fs_status st = FS_ETIMEDOUT;
+    char final[PATH_MAX + 300], error[320] = "";
+
+    if (need(o, a, 1, "get NAME [--json]") || check_name(o, a->pos[0]))
+        return CTL_EXIT_USAGE;
+    const char *name = a->pos[0];
+    peer_cfg_snapshot(p, &c);
+    snprintf(final, sizeof final, "%s/%s", c.share_dir, name);
+    if (access(final, F_OK) == 0 || errno != ENOENT) {
+        ctl_print(o, 2, "floodshare: \"%s\" already exists in %s: not overwritten", name, c.share_dir);
+        return CTL_EXIT_FAIL;
+    }
+    at = calloc(FLOOD_MAX_HITS, sizeof *at);
+    if (!at || flood_start(p, name, &q) != FS_OK) {
+        free(at);
+        ctl_print(o, 2, "floodshare: too many queries running, try again");
+        return CTL_EXIT_FAIL;
+    }
+    if (!a->json)
+        ctl_print(o, 1, "searching for \"%s\" (query %s, ttl %u, sent to %u neighbours)", name,
+                  flood_query_id(q), c.ttl, flood_query_sent(q));
+    /* With no neighbour reachable, no hit can come: do not wait the window. */
+    uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c.hit_window_ms : 0);
+    while (n < FLOOD_MAX_HITS && !o->broken &&
+           flood_next_hit(p, q, deadline, &at[n].hit) == FS_OK) {
+        struct attempt *t = &at[n++];
+        char h[ADDR_STR_MAX];
+        addr_format(&t->hit.holder, h);
+        if (!a->json)
+            ctl_print(o, 1, "found at peer %u %s, %u hops away (%s, %llu bytes): downloading",
+                      t->hit.peer_id, h, t->hit.hops, msg_kind_name(t->hit.kind),
+                      (unsigned long long)t->hit.size);
+        st = t->st = xfer_fetch(p, &t->hit, &res);
+        snprintf(t->why, sizeof t->why, "%s", res.why);
+        if (st == FS_OK || st == FS_EEXIST)
+            break;
+        if (!a->json)
+            ctl_print(o, 2, "peer %u %s failed: %s", t->hit.peer_id, h, res.why);
+    }
+    if (st == FS_OK) {
+        if (!a->json)
+            ctl_print(o, 1, "downloaded \"%s\" from peer %u: %llu bytes in %.2f s, MD5 %s verified",
+                      name, at[n - 1].hit.peer_id, (unsigned long long)at[n - 1].hit.size,
+                      res.seconds, at[n - 1].hit.md5);
+    } else if (n == 0) {
+        snprintf(error, sizeof error, "not found: no peer within ttl %u has \"%s\"", c.ttl, name);
+    } else if (st == FS_EEXIST) {
+        snprintf(error, sizeof error, "%s", at[n - 1].why);
+    } else {
+        snprintf(error, sizeof error, "every holder failed (%u tried); last: %s", n,
+                 at[n - 1].why);
+    }
+    if (a->json)
+        get_json(o, flood_query_id(q), name, st == FS_OK, at, n, &res, error);
+    else if (st != FS_OK)
+        ctl_print(o, 2, "floodshare: %s", error);
+    flood_end(p, q);
+    free(at);
+    return st == FS_OK ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+}
+
+/* --- ls, config, stats --- */
+
+static int cmd_ls(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    struct share_item *items = NULL;
+
+    if (need(o, a, 0, "ls [--json]"))
+        return CTL_EXIT_USAGE;
+    struct share *sh = peer_share_get(p);
+    share_refresh(sh);
+    long n = share_list(sh, &items);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", share_dir(sh));
+    peer_share_put(p);
+    if (n < 0) {
+        ctl_print(o, 2, "floodshare: cannot list the share: %s", fs_strerror((int)n));
+        return CTL_EXIT_FAIL;
+    }
+    if (a->json) {
+        struct json j;
+        json_init(&j, CMD_JSON_MAX);
+        json_obj_open(&j, NULL);
+        json_str(&j, "share_dir", dir);
+        json_arr_open(&j, "items");
+        for (long i = 0; i < n; i++) {
+            json_obj_open(&j, NULL);
+            json_str(&j, "name", items[i].name);
+            json_str(&j, "kind", msg_kind_name(items[i].kind));
+            json_uint(&j, "size", items[i].size);
+            json_uint(&j, "files", items[i].files);
+            json_str(&j, "md5", items[i].md5);
+            json_obj_close(&j);
+        }
+        json_arr_close(&j);
+        json_obj_close(&j);
+        free(items);
+        return emit_json(o, &j);
+    }
+    ctl_print(o, 1, "%s: %ld item%s", dir, n, n == 1 ? "" : "s");
+    for (long i = 0; i < n; i++) {
+        if (items[i].kind == MSG_KIND_FOLDER)
+            ctl_print(o, 1, "  %-30s folder %12llu  %s  (%llu files)", items[i].name,
+                      (unsigned long long)items[i].size, items[i].md5,
+                      (unsigned long long)items[i].files);
+        else
+            ctl_print(o, 1, "  %-30s file   %12llu  %s", items[i].name,
+                      (unsigned long long)items[i].size, items[i].md5);
+    }
+    free(items);
+    return CTL_EXIT_OK;
+}
+
+static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    struct cfg c;
+    char nb[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX] = "", one[ADDR_STR_MAX];
+
+    if (need(o, a, 0, "config [--json]"))
+        return CTL_EXIT_USAGE;
+    peer_cfg_snapshot(p, &c);
+    if (a->json) {
+        struct json j;
+        json_init(&j, CMD_JSON_MAX);
+        json_obj_open(&j, NULL);
+        json_uint(&j, "id", c.id);
+        json_str(&j, "host", c.host);
+        json_uint(&j, "port", c.port);
+        json_str(&j, "share_dir", c.share_dir);
+        json_uint(&j, "ttl", c.ttl);
+        json_arr_open(&j, "neighbours");
+        for (size_t i = 0; i < c.n_neighbours; i++)
+            json_str(&j, NULL, addr_format(&c.neighbours[i], one));
+        json_arr_close(&j);
+        json_str(&j, "config_file", c.path);
+        json_str(&j, "run_dir", p->run_dir);
+        json_uint(&j, "workers", c.workers);
+        json_uint(&j, "io_timeout_ms", c.io_timeout_ms);
+        json_uint(&j, "hit_window_ms", c.hit_window_ms);
+        json_uint(&j, "max_ttl", c.max_ttl);
+        json_obj_close(&j);
+        return emit_json(o, &j);
+    }
+    for (size_t i = 0; i < c.n_neighbours; i++) {
+        size_t len = strlen(nb);
+        snprintf(nb + len, sizeof nb - len, "%s%s", i ? ", " : "", addr_format(&c.neighbours[i], one));
+    }
+    ctl_print(o, 1, "peer %u", c.id);
+    ctl_print(o, 1, "  config file  %s", c.path);
+    ctl_print(o, 1, "  address      %s:%u", c.host, (unsigned)c.port);
+    ctl_print(o, 1, "  share_dir    %s", c.share_dir);
+    ctl_print(o, 1, "  ttl          %u (max_ttl %u)", c.ttl, c.max_ttl);
+    ctl_print(o, 1, "  neighbours   %s", nb[0] ? nb : "(none)");
+    ctl_print(o, 1, "  limits       %u workers, io timeout %u ms, hit window %u ms", c.workers,
+              c.io_timeout_ms, c.hit_window_ms);
+    ctl_print(o, 1, "  control      %s", p->sock_path);
+    return CTL_EXIT_OK;
+}
+
+static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    if (need(o, a, 0, "stats [--json]"))
+        return CTL_EXIT_USAGE;
+    if (a->json) {
+        struct json j;
+        json_init(&j, CMD_JSON_MAX);
+        json_obj_open(&j, NULL);
+        json_uint(&j, "peer", p->cfg.id);
+#define STATS_JSON(name, text) json_uint(&j, #name, stats_get(&p->stats, name));
+        STATS_MAP(STATS_JSON)
+#undef STATS_JSON
+        json_obj_close(&j);
+        return emit_json(o, &j);
+    }
+#define STATS_TEXT(name, text)                                                              \
+    ctl_print(o, 1, "%-20s %12llu  %s", #name, (unsigned long long)stats_get(&p->stats, name), \
+              text);
+    STATS_MAP(STATS_TEXT)
+#undef STATS_TEXT
+    return CTL_EXIT_OK;
+}
+
+/* --- modify --- */
+
+/* Applies a freshly loaded configuration to the running peer: what can
+ * change live does; id, host, port and [limits] need a restart. */
+static int apply_cfg(struct peer *p, const struct cfg *n, const char *key, struct ctl_out *o)
+{
+    if (strcmp(key, "share_dir") == 0) {
+        fs_status st;
+        if (xfer_prepare_state_dir(n->share_dir) != FS_OK) {
+            ctl_print(o, 2, "floodshare: cannot use %s", n->share_dir);
+            return CTL_EXIT_FAIL;
+        }
+        struct share *sh = share_open(n->share_dir, &st);
+        if (!sh) {
+            ctl_print(o, 2, "floodshare: cannot index %s: %s", n->share_dir, fs_strerror(st));
+            return CTL_EXIT_FAIL;
+        }
+        pthread_rwlock_wrlock(&p->share_lock);
+        struct share *old = p->share;
+        p->share = sh;
+        pthread_rwlock_unlock(&p->share_lock);
+        share_close(old);
+    }
+    pthread_mutex_lock(&p->cfg_lock);
+    p->cfg.ttl = n->ttl;
+    memcpy(p->cfg.neighbours, n->neighbours, sizeof n->neighbours);
+    p->cfg.n_neighbours = n->n_neighbours;
+    memcpy(p->cfg.share_dir, n->share_dir, sizeof n->share_dir);
+    memcpy(p->cfg.share_dir_raw, n->share_dir_raw, sizeof n->share_dir_raw);
+    p->cfg.log_level = n->log_level;
+    pthread_mutex_unlock(&p->cfg_lock);
+    log_verbosity = n->log_level;
+    return CTL_EXIT_OK;
+}
+
+static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    static const struct {
+        const char *key, *section, *ini_key;
+    } keys[] = {
+        {"ttl", "peer", "ttl"},
+        {"neighbours", "neighbours", "peers"},
+        {"share_dir", "peer", "share_dir"},
+        {"log_level", "peer", "log_level"},
+    };
+    char err[CFG_ERR_MAX];
+    struct cfg c, *n;
+
+    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level VALUE"))
+        return CTL_EXIT_USAGE;
+    size_t k = 0;
+    while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, a->pos[0]) != 0)
+        k++;
+    if (k == sizeof keys / sizeof keys[0]) {
+        ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
+                  "log_level can change while the peer runs)", a->pos[0]);
+        return CTL_EXIT_USAGE;
+    }
+    peer_cfg_snapshot(p, &c);
+    /* Serialised: two concurrent modifies must not interleave file edits. */
+    static pthread_mutex_t modify_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&modify_lock);
+    fs_status st = cfg_set(c.path, keys[k].section, keys[k].ini_key, a->pos[1], err, sizeof err);
+    n = malloc(sizeof *n);
+    if (st == FS_OK && n)
+        st = cfg_load(c.path, n, err, sizeof err);
+    int code = CTL_EXIT_CONFIG;
+    if (st == FS_OK && n)
+        code = apply_cfg(p, n, keys[k].key, o);
+    else
+        ctl_print(o, 2, "floodshare: %s", n ? err : "out of memory");
+    pthread_mutex_unlock(&modify_lock);
+    free(n);
+    if (code == CTL_EXIT_OK) {
+        ctl_print(o, 1, "%s = %s (applied, and saved to %s)", a->pos[0], a->pos[1], c.path);
+        log_msg(L_INFO, "modify %s = %s", a->pos[0], a->pos[1]);
+    }
+    return code;
+}
+
+/* One machine-readable line for `floodshare peers`:
+ * "id=N address=HOST:PORT neighbours=A,B" ("-" for none). */
+static int cmd_ping(struct peer *p, struct ctl_out *o)
+{
+    struct cfg c;
+    char nb[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX] = "-", one[ADDR_STR_MAX];
+
+    peer_cfg_snapshot(p, &c);
+    for (size_t i = 0; i < c.n_neighbours; i++) {
+        size_t len = i ? strlen(nb) : 0;
+        snprintf(nb + len, sizeof nb - len, "%s%s", i ? "," : "", addr_format(&c.neighbours[i], one));
+    }
+    ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s", c.id, c.host, (unsigned)c.port, nb);
+    return CTL_EXIT_OK;
+}
+
+int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(struct peer *, const struct args *, struct ctl_out *);
+    } cmds[] = {
+        {"get", cmd_get},     {"search", cmd_search}, {"ls", cmd_ls},       {"config", cmd_config},
+        {"stats", cmd_stats}, {"modify", cmd_modify},
+    };
+    struct args a;
+
+    if (strcmp(argv[0], "ping") == 0)
+        return cmd_ping(p, o);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(argv[0], cmds[i].name) != 0)
+            continue;
+        if (parse_args(argc, argv, &a, o) < 0)
+            return CTL_EXIT_USAGE;
+        return cmds[i].fn(p, &a, o);
+    }
+    ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats)",
+              argv[0]);
+    return CTL_EXIT_USAGE;
+}

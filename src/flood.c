@@ -1,0 +1,373 @@
+/* flood.c - the query flood: dedupe, search, forward, and the reverse path. */
+#include "floodshare/flood.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "floodshare/link.h"
+#include "floodshare/log.h"
+#include "floodshare/net.h"
+#include "floodshare/peer.h"
+#include "floodshare/qcache.h"
+#include "floodshare/share.h"
+
+#define FLOOD_MAX_ITEMS_PER_GET 16 /* FOUNDs one peer sends for one query */
+
+struct flood_query {
+    char qid[MSG_QID_LEN + 1];
+    unsigned sent;
+    /* Below: guarded by flood.lock. */
+    struct msg hits[FLOOD_MAX_HITS];
+    unsigned n_hits, next;
+};
+
+/* lock guards queries[] and the hit lists of every registered query, and
+ * stopping; cond is broadcast when any query gets a hit, or at shutdown. */
+struct flood {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct flood_query *queries[FLOOD_MAX_QUERIES];
+    int stopping;
+};
+
+struct flood *flood_new(void)
+{
+    struct flood *f = calloc(1, sizeof *f);
+    pthread_condattr_t ca;
+
+    if (!f)
+        return NULL;
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    return f;
+}
+
+void flood_free(struct flood *f)
+{
+    if (!f)
+        return;
+    pthread_cond_destroy(&f->cond);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+void flood_shutdown(struct flood *f)
+{
+    pthread_mutex_lock(&f->lock);
+    f->stopping = 1;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+}
+
+/* "10814" for a neighbour on our own host, else "host:port": short enough
+ * for a student to follow a flood in the logs. */
+static void hop_label(const struct fs_addr *self, const struct fs_addr *a, char *out, size_t cap)
+{
+    if (strcmp(self->host, a->host) == 0)
+        snprintf(out, cap, "%u", (unsigned)a->port);
+    else
+        snprintf(out, cap, "%s:%u", a->host, (unsigned)a->port);
+}
+
+/* Appends a hop label to a log list like " 10814 10815". */
+static void list_add(char *list, size_t cap, const struct fs_addr *self, const struct fs_addr *a)
+{
+    char one[ADDR_STR_MAX];
+    size_t len = strlen(list);
+
+    hop_label(self, a, one, sizeof one);
+    if (len < cap)
+        snprintf(list + len, cap - len, " %s", one);
+}
+
+/* Sends m to every neighbour except `skip` (may be NULL). Returns how many
+ * sends succeeded; *list gets their labels for the log line. */
+static unsigned send_to_neighbours(struct peer *p, const struct cfg *c, const struct msg *m,
+                                   const struct fs_addr *skip, char *list, size_t cap)
+{
+    unsigned ok = 0;
+
+    list[0] = '\0';
+    for (size_t i = 0; i < c->n_neighbours; i++) {
+        const struct fs_addr *n = &c->neighbours[i];
+        if (skip && addr_equal(n, skip))
+            continue;
+        fs_status st = links_send(p->links, n, m);
+        if (st == FS_OK) {
+            ok++;
+            list_add(list, cap, &p->self, n);
+            continue;
+        }
+        char a[ADDR_STR_MAX];
+        stats_inc(&p->stats, neighbours_skipped);
+        log_msg(L_INFO, "neighbour %s is down (%s), skipped", addr_format(n, a),
+                st == FS_EBUSY ? "recently unreachable" : fs_strerror(st));
+    }
+    return ok;
+}
+
+static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get)
+{
+    struct share_item items[FLOOD_MAX_ITEMS_PER_GET];
+    struct share *sh = peer_share_get(p);
+    share_refresh(sh);
+    size_t n = share_find(sh, get->name, items, FLOOD_MAX_ITEMS_PER_GET);
+    peer_share_put(p);
+
+    if (n > FLOOD_MAX_ITEMS_PER_GET)
+        n = FLOOD_MAX_ITEMS_PER_GET;
+    for (size_t i = 0; i < n; i++) {
+        struct msg f;
+        char to[ADDR_STR_MAX];
+        memset(&f, 0, sizeof f);
+        f.type = MSG_FOUND;
+        memcpy(f.qid, get->qid, sizeof f.qid);
+        f.hops = get->hops + 1;
+        f.holder = p->self;
+        f.peer_id = c->id;
+        f.kind = items[i].kind;
+        f.size = items[i].size;
+        memcpy(f.md5, items[i].md5, sizeof f.md5);
+        memcpy(f.path, items[i].path, sizeof f.path);
+        memcpy(f.name, items[i].name, sizeof f.name);
+        fs_status st = links_send(p->links, &get->from, &f);
+        hop_label(&p->self, &get->from, to, sizeof to);
+        if (st == FS_OK) {
+            stats_inc(&p->stats, hits_sent);
+            log_msg(L_INFO, "hit q%.4s %s (%s, %llu bytes) -> found sent back to %s", get->qid,
+                    items[i].path, msg_kind_name(items[i].kind),
+                    (unsigned long long)items[i].size, to);
+        } else {
+            log_msg(L_WARN, "hit q%.4s: cannot send found to %s: %s", get->qid, to,
+                    fs_strerror(st));
+        }
+    }
+}
+
+void flood_handle_get(struct peer *p, const struct msg *get)
+{
+    struct cfg c;
+    char name[LOG_ESCAPE_BUF], from[ADDR_STR_MAX];
+    unsigned ttl = get->ttl;
+
+    peer_cfg_snapshot(p, &c);
+    log_escape_str(name, get->name);
+    addr_format(&get->from, from);
+    if (ttl == 0) {
+        stats_inc(&p->stats, ttl_dropped);
+        log_msg(L_INFO, "get q%.4s %s from %s ttl=0: dropped", get->qid, name, from);
+        return;
+    }
+    if (ttl > c.max_ttl) {
+        stats_inc(&p->stats, ttl_clamped);
+        log_msg(L_INFO, "get q%.4s: ttl %u above max_ttl, clamped to %u", get->qid, ttl, c.max_ttl);
+        ttl = c.max_ttl;
+    }
+    if (!qcache_insert(p->qc, get->qid, &get->from, net_now_ms())) {
+        stats_inc(&p->stats, duplicates_dropped);
+        log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u: duplicate, dropped", get->qid, name,
+                from, ttl, get->hops);
+        return;
+    }
+    stats_inc(&p->stats, queries_handled);
+    send_hits(p, &c, get);
+
+    char list[512] = "";
+    if (ttl > 1) {
+        struct msg fwd = *get;
+        fwd.ttl = ttl - 1;
+        fwd.hops = get->hops + 1;
+        fwd.from = p->self;
+        unsigned n = send_to_neighbours(p, &c, &fwd, &get->from, list, sizeof list);
+        stats_add(&p->stats, queries_forwarded, n);
+    }
+    log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u ->%s", get->qid, name, from, ttl,
+            get->hops, ttl > 1 ? (list[0] ? list : " (no other neighbour)") : " (ttl 1: not forwarded)");
+}
+
+static struct flood_query *find_query(struct flood *f, const char *qid)
+{
+    for (int i = 0; i < FLOOD_MAX_QUERIES; i++)
+        if (f->queries[i] && strcmp(f->queries[i]->qid, qid) == 0)
+            return f->queries[i];
+    return NULL;
+}
+
+static void deliver_hit(struct peer *p, const struct msg *found)
+{
+    struct flood *f = p->flood;
+    int kept = 0;
+
+    pthread_mutex_lock(&f->lock);
+    struct flood_query *q = find_query(f, found->qid);
+    if (q && q->n_hits < FLOOD_MAX_HITS) {
+        q->hits[q->n_hits++] = *found;
+        kept = 1;
+        pthread_cond_broadcast(&f->cond);
+    }
+    pthread_mutex_unlock(&f->lock);
+
+    char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX];
+    log_escape_str(name, found->path);
+    addr_format(&found->holder, at);
+    if (kept) {
+        stats_inc(&p->stats, hits_received);
+        log_msg(L_INFO, "found q%.4s %s at peer %u %s (%u hops): arrived at the origin",
+                found->qid, name, found->peer_id, at, found->hops);
+    } else {
+        stats_inc(&p->stats, found_dropped);
+        log_msg(L_INFO, "found q%.4s %s at peer %u: query already finished, dropped", found->qid,
+                name, found->peer_id);
+    }
+}
+
+void flood_handle_found(struct peer *p, const struct msg *found)
+{
+    struct fs_addr prev;
+    int local = 0;
+    char name[LOG_ESCAPE_BUF], to[ADDR_STR_MAX];
+
+    if (qcache_route(p->qc, found->qid, net_now_ms(), &prev, &local) != FS_OK) {
+        stats_inc(&p->stats, found_dropped);
+        log_msg(L_INFO, "found q%.4s: no such query forwarded here, dropped", found->qid);
+        return;
+    }
+    if (local) {
+        deliver_hit(p, found);
+        return;
+    }
+    log_escape_str(name, found->path);
+    hop_label(&p->self, &prev, to, sizeof to);
+    fs_status st = links_send(p->links, &prev, found);
+    if (st == FS_OK) {
+        stats_inc(&p->stats, hits_relayed);
+        log_msg(L_INFO, "found q%.4s %s at peer %u: relayed back -> %s", found->qid, name,
+                found->peer_id, to);
+    } else {
+        log_msg(L_WARN, "found q%.4s: cannot relay to %s: %s", found->qid, to, fs_strerror(st));
+    }
+}
+
+static void new_qid(char out[MSG_QID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char r[MSG_QID_LEN / 2];
+
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        /* getrandom on Linux >= 3.17 does not fail for 8 bytes; this is a
+         * last resort that still gives distinct ids within one process. */
+        uint64_t t = net_now_ms() ^ (uint64_t)(uintptr_t)out;
+        memcpy(r, &t, sizeof r);
+    }
+    for (size_t i = 0; i < sizeof r; i++) {
+        out[2 * i] = hex[r[i] >> 4];
+        out[2 * i + 1] = hex[r[i] & 15];
+    }
+    out[MSG_QID_LEN] = '\0';
+}
+
+static fs_status register_query(struct flood *f, struct flood_query *q)
+{
+    fs_status st = FS_EBUSY;
+
+    pthread_mutex_lock(&f->lock);
+    for (int i = 0; i < FLOOD_MAX_QUERIES; i++) {
+        if (!f->queries[i]) {
+            f->queries[i] = q;
+            st = FS_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->lock);
+    return st;
+}
+
+fs_status flood_start(struct peer *p, const char *name, struct flood_query **out)
+{
+    struct cfg c;
+    struct flood_query *q = calloc(1, sizeof *q);
+    char list[512], esc[LOG_ESCAPE_BUF];
+
+    *out = NULL;
+    if (!q)
+        return FS_ENOMEM;
+    new_qid(q->qid);
+    if (register_query(p->flood, q) != FS_OK) {
+        free(q);
+        return FS_EBUSY;
+    }
+    peer_cfg_snapshot(p, &c);
+    qcache_insert(p->qc, q->qid, NULL, net_now_ms());
+    stats_inc(&p->stats, queries_started);
+
+    struct msg get;
+    memset(&get, 0, sizeof get);
+    get.type = MSG_GET;
+    memcpy(get.qid, q->qid, sizeof get.qid);
+    get.ttl = c.ttl;
+    get.hops = 0;
+    get.origin = p->self;
+    get.from = p->self;
+    snprintf(get.name, sizeof get.name, "%s", name);
+    q->sent = send_to_neighbours(p, &c, &get, NULL, list, sizeof list);
+    log_msg(L_INFO, "get q%.4s %s started ttl=%u ->%s", q->qid, log_escape_str(esc, name), c.ttl,
+            list[0] ? list : " (no neighbour reachable)");
+    *out = q;
+    return FS_OK;
+}
+
+const char *flood_query_id(const struct flood_query *q)
+{
+    return q->qid;
+}
+
+unsigned flood_query_sent(const struct flood_query *q)
+{
+    return q->sent;
+}
+
+fs_status flood_next_hit(struct peer *p, struct flood_query *q, uint64_t deadline_ms,
+                         struct msg *hit)
+{
+    struct flood *f = p->flood;
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
+                          .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
+    fs_status st = FS_ETIMEDOUT;
+
+    pthread_mutex_lock(&f->lock);
+    for (;;) {
+        if (f->stopping) {
+            st = FS_ECANCELED;
+            break;
+        }
+        if (q->next < q->n_hits) {
+            *hit = q->hits[q->next++];
+            st = FS_OK;
+            break;
+        }
+        if (net_now_ms() >= deadline_ms)
+            break;
+        pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+    }
+    pthread_mutex_unlock(&f->lock);
+    return st;
+}
+
+void flood_end(struct peer *p, struct flood_query *q)
+{
+    struct flood *f = p->flood;
+
+    pthread_mutex_lock(&f->lock);
+    for (int i = 0; i < FLOOD_MAX_QUERIES; i++)
+        if (f->queries[i] == q)
+            f->queries[i] = NULL;
+    pthread_mutex_unlock(&f->lock);
+    free(q);
+}

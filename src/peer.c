@@ -1,0 +1,492 @@
+/* peer.c - the daemon: listen, hand connections to workers, shut down. */
+#include "floodshare/peer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "floodshare/conn.h"
+#include "floodshare/ctl.h"
+#include "floodshare/flood.h"
+#include "floodshare/link.h"
+#include "floodshare/log.h"
+#include "floodshare/net.h"
+#include "floodshare/qcache.h"
+#include "floodshare/share.h"
+#include "floodshare/xfer.h"
+
+void peer_cfg_snapshot(struct peer *p, struct cfg *out)
+{
+    pthread_mutex_lock(&p->cfg_lock);
+    *out = p->cfg;
+    pthread_mutex_unlock(&p->cfg_lock);
+}
+
+struct share *peer_share_get(struct peer *p)
+{
+    pthread_rwlock_rdlock(&p->share_lock);
+    return p->share;
+}
+
+void peer_share_put(struct peer *p)
+{
+    pthread_rwlock_unlock(&p->share_lock);
+}
+
+void peer_track(struct peer *p, int fd)
+{
+    pthread_mutex_lock(&p->track_lock);
+    for (int i = 0; i < PEER_MAX_TRACKED; i++) {
+        if (p->tracked[i] < 0) {
+            p->tracked[i] = fd;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->track_lock);
+}
+
+void peer_untrack(struct peer *p, int fd)
+{
+    pthread_mutex_lock(&p->track_lock);
+    for (int i = 0; i < PEER_MAX_TRACKED; i++)
+        if (p->tracked[i] == fd)
+            p->tracked[i] = -1;
+    pthread_mutex_unlock(&p->track_lock);
+}
+
+/* --- one peer-protocol connection --- */
+
+static void serve_conn(struct peer *p, int fd)
+{
+    struct conn c;
+    struct msg m;
+    struct fs_addr from;
+    char addr[ADDR_STR_MAX];
+    int timeout = p->io_timeout_ms;
+
+    net_peer_addr(fd, &from);
+    addr_format(&from, addr);
+    conn_init(&c, fd, timeout);
+    while (!p->stopping) {
+        const char *why = NULL;
+        fs_status st = conn_read_msg(&c, &m, PEER_IDLE_MS, &why);
+        if (st == FS_ECLOSED)
+            break;
+        if (st == FS_ETIMEDOUT) {
+            /* An idle link is normal; a header cut short is not. */
+            if (c.len > c.off) {
+                stats_inc(&p->stats, timeouts);
+                log_msg(L_INFO, "connection from %s: header not completed in time, closed", addr);
+            }
+            break;
+        }
+        if (st == FS_EPROTO) {
+            stats_inc(&p->stats, malformed_dropped);
+            log_msg(L_INFO, "connection from %s: malformed message (%s), closed", addr, why);
+            conn_send_error(fd, msg_error_code(why), why, timeout);
+            break;
+        }
+        if (st)
+            break;
+        if (m.type == MSG_GET) {
+            flood_handle_get(p, &m);
+        } else if (m.type == MSG_FOUND) {
+            flood_handle_found(p, &m);
+        } else if (m.type == MSG_REQUEST) {
+            xfer_serve(p, &c, &m);
+            break;
+        } else {
+            stats_inc(&p->stats, malformed_dropped);
+            log_msg(L_INFO, "connection from %s: unexpected %s, closed", addr,
+                    msg_type_name(m.type));
+            conn_send_error(fd, "unexpected", "this message is only sent by peers answering", timeout);
+            break;
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct peer *p = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&p->qlock);
+        while (p->q_len == 0 && !p->stopping)
+            pthread_cond_wait(&p->qcond, &p->qlock);
+        if (p->q_len == 0) { /* stopping, and nothing left */
+            pthread_mutex_unlock(&p->qlock);
+            return NULL;
+        }
+        int fd = p->queue[p->q_head];
+        p->q_head = (p->q_head + 1) % p->q_cap;
+        p->q_len--;
+        pthread_mutex_unlock(&p->qlock);
+
+        peer_track(p, fd);
+        if (!p->stopping)
+            serve_conn(p, fd);
+        peer_untrack(p, fd);
+        close(fd);
+    }
+}
+
+/* Queues fd for a worker; refuses it with "busy" when the queue is full, so
+ * a flood of connections costs a bounded amount of memory. */
+static void dispatch(struct peer *p, int fd)
+{
+    int queued = 0;
+
+    pthread_mutex_lock(&p->qlock);
+    if (p->q_len < p->q_cap) {
+        p->queue[(p->q_head + p->q_len) % p->q_cap] = fd;
+        p->q_len++;
+        queued = 1;
+        pthread_cond_signal(&p->qcond);
+    }
+    pthread_mutex_unlock(&p->qlock);
+    if (!queued) {
+        stats_inc(&p->stats, busy_refused);
+        conn_send_error(fd, "busy", "every worker is busy, try again", 200);
+        close(fd);
+    }
+}
+
+/* Waits for a connection on fd or for the shutdown pipe. -1 when stopping. */
+static int accept_or_stop(struct peer *p, int fd)
+{
+    struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = p->wake[0], .events = POLLIN}};
+
+    for (;;) {
+        if (p->stopping)
+            return -1;
+        if (poll(pfd, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (pfd[1].revents)
+            return -1;
+        int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c >= 0)
+            return c;
+        if (errno == EMFILE || errno == ENFILE) {
+            /* Out of descriptors: back off instead of spinning on accept. */
+            log_msg(L_WARN, "out of file descriptors, pausing accept");
+            poll(NULL, 0, 100);
+        }
+    }
+}
+
+static void *acceptor_main(void *arg)
+{
+    struct peer *p = arg;
+    int fd;
+
+    while ((fd = accept_or_stop(p, p->listen_fd)) >= 0)
+        dispatch(p, fd);
+    return NULL;
+}
+
+struct ctl_job {
+    struct peer *p;
+    int fd;
+};
+
+static void *ctl_thread(void *arg)
+{
+    struct ctl_job *job = arg;
+    struct peer *p = job->p;
+
+    peer_track(p, job->fd);
+    ctl_serve(p, job->fd);
+    peer_untrack(p, job->fd);
+    close(job->fd);
+    free(job);
+    pthread_mutex_lock(&p->ctl_lock);
+    p->n_ctl--;
+    pthread_cond_broadcast(&p->ctl_cond);
+    pthread_mutex_unlock(&p->ctl_lock);
+    return NULL;
+}
+
+static void spawn_ctl(struct peer *p, int fd)
+{
+    struct ctl_job *job = malloc(sizeof *job);
+    pthread_t t;
+    pthread_attr_t at;
+    int ok = 0;
+
+    pthread_mutex_lock(&p->ctl_lock);
+    if (job && p->n_ctl < PEER_MAX_CTL) {
+        job->p = p;
+        job->fd = fd;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, ctl_thread, job) == 0) {
+            p->n_ctl++;
+            ok = 1;
+        }
+        pthread_attr_destroy(&at);
+    }
+    pthread_mutex_unlock(&p->ctl_lock);
+    if (!ok) {
+        free(job);
+        ctl_refuse(fd, "too many control clients at once");
+        close(fd);
+    }
+}
+
+static void *ctl_acceptor_main(void *arg)
+{
+    struct peer *p = arg;
+    int fd;
+
+    while ((fd = accept_or_stop(p, p->ctl_fd)) >= 0)
+        spawn_ctl(p, fd);
+    return NULL;
+}
+
+/* --- start-up and shutdown --- */
+
+static void pick_run_dir(struct peer *p, const char *ini, const char *run_dir)
+{
+    const char *env = getenv("FLOODSHARE_RUN");
+
+    if (run_dir && *run_dir) {
+        snprintf(p->run_dir, sizeof p->run_dir, "%s", run_dir);
+    } else if (env && *env) {
+        snprintf(p->run_dir, sizeof p->run_dir, "%s", env);
+    } else {
+        const char *slash = strrchr(ini, '/');
+        if (slash)
+            snprintf(p->run_dir, sizeof p->run_dir, "%.*s", (int)(slash - ini), ini);
+        else
+            snprintf(p->run_dir, sizeof p->run_dir, ".");
+        if (!p->run_dir[0])
+            snprintf(p->run_dir, sizeof p->run_dir, "/");
+    }
+}
+
+static int open_sockets(struct peer *p)
+{
+    fs_status st;
+
+    st = net_listen_tcp(p->cfg.host, p->cfg.port, &p->listen_fd, NULL);
+    if (st) {
+        log_msg(L_ERROR, "cannot listen on %s:%u: %s", p->cfg.host, (unsigned)p->cfg.port,
+                strerror(errno));
+        return -1;
+    }
+    if (snprintf(p->sock_path, sizeof p->sock_path, "%s/peer-%u.sock", p->run_dir, p->cfg.id) >=
+        (int)sizeof p->sock_path) {
+        log_msg(L_ERROR, "run directory path too long: %s", p->run_dir);
+        p->sock_path[0] = '\0';
+        return -1;
+    }
+    st = net_listen_unix(p->sock_path, &p->ctl_fd);
+    if (st == FS_EEXIST) {
+        log_msg(L_ERROR, "%s: another peer %u is already running there", p->sock_path, p->cfg.id);
+        p->sock_path[0] = '\0'; /* not ours: never unlink it */
+        return -1;
+    }
+    if (st) {
+        log_msg(L_ERROR, "cannot create control socket %s: %s", p->sock_path, fs_strerror(st));
+        p->sock_path[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+static int start_threads(struct peer *p)
+{
+    p->q_cap = p->cfg.max_queue;
+    p->io_timeout_ms = (int)p->cfg.io_timeout_ms;
+    p->queue = calloc(p->q_cap, sizeof *p->queue);
+    p->workers = calloc(p->cfg.workers, sizeof *p->workers);
+    if (!p->queue || !p->workers)
+        return -1;
+    for (unsigned i = 0; i < p->cfg.workers; i++) {
+        if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0)
+            return -1;
+        p->n_workers++;
+    }
+    if (pthread_create(&p->acceptor, NULL, acceptor_main, p) != 0)
+        return -1;
+    if (pthread_create(&p->ctl_acceptor, NULL, ctl_acceptor_main, p) != 0) {
+        p->ctl_acceptor = p->acceptor; /* joined once below */
+        return -1;
+    }
+    return 0;
+}
+
+static void stop_threads(struct peer *p, int started)
+{
+    p->stopping = 1;
+    if (write(p->wake[1], "x", 1) < 0) { /* wakes both acceptors */
+    }
+    flood_shutdown(p->flood);
+    links_shutdown(p->links);
+    pthread_mutex_lock(&p->track_lock);
+    for (int i = 0; i < PEER_MAX_TRACKED; i++)
+        if (p->tracked[i] >= 0)
+            shutdown(p->tracked[i], SHUT_RDWR);
+    pthread_mutex_unlock(&p->track_lock);
+    pthread_mutex_lock(&p->qlock);
+    pthread_cond_broadcast(&p->qcond);
+    pthread_mutex_unlock(&p->qlock);
+    if (started) {
+        pthread_join(p->acceptor, NULL);
+        if (!pthread_equal(p->ctl_acceptor, p->acceptor))
+            pthread_join(p->ctl_acceptor, NULL);
+    }
+    for (unsigned i = 0; i < p->n_workers; i++)
+        pthread_join(p->workers[i], NULL);
+    /* Control threads are detached: wait until the last one has left. */
+    pthread_mutex_lock(&p->ctl_lock);
+    while (p->n_ctl > 0)
+        pthread_cond_wait(&p->ctl_cond, &p->ctl_lock);
+    pthread_mutex_unlock(&p->ctl_lock);
+    /* Connections still queued were never served. */
+    while (p->q_len > 0) {
+        close(p->queue[p->q_head]);
+        p->q_head = (p->q_head + 1) % p->q_cap;
+        p->q_len--;
+    }
+}
+
+static void peer_init(struct peer *p)
+{
+    memset(p, 0, sizeof *p);
+    p->listen_fd = p->ctl_fd = -1;
+    p->wake[0] = p->wake[1] = -1;
+    pthread_mutex_init(&p->cfg_lock, NULL);
+    pthread_rwlock_init(&p->share_lock, NULL);
+    pthread_mutex_init(&p->qlock, NULL);
+    pthread_cond_init(&p->qcond, NULL);
+    pthread_mutex_init(&p->ctl_lock, NULL);
+    pthread_cond_init(&p->ctl_cond, NULL);
+    pthread_mutex_init(&p->track_lock, NULL);
+    for (int i = 0; i < PEER_MAX_TRACKED; i++)
+        p->tracked[i] = -1;
+}
+
+static void peer_destroy(struct peer *p)
+{
+    if (p->sock_path[0])
+        unlink(p->sock_path);
+    if (p->listen_fd >= 0)
+        close(p->listen_fd);
+    if (p->ctl_fd >= 0)
+        close(p->ctl_fd);
+    for (int i = 0; i < 2; i++)
+        if (p->wake[i] >= 0)
+            close(p->wake[i]);
+    links_free(p->links);
+    qcache_free(p->qc);
+    flood_free(p->flood);
+    share_close(p->share);
+    free(p->queue);
+    free(p->workers);
+    pthread_mutex_destroy(&p->cfg_lock);
+    pthread_rwlock_destroy(&p->share_lock);
+    pthread_mutex_destroy(&p->qlock);
+    pthread_cond_destroy(&p->qcond);
+    pthread_mutex_destroy(&p->ctl_lock);
+    pthread_cond_destroy(&p->ctl_cond);
+    pthread_mutex_destroy(&p->track_lock);
+}
+
+/* Creates everything but the threads. Returns an exit code, 0 if ready. */
+static int peer_setup(struct peer *p, const char *ini)
+{
+    char err[CFG_ERR_MAX];
+    fs_status st;
+
+    if (cfg_load(ini, &p->cfg, err, sizeof err) != FS_OK) {
+        fprintf(stderr, "floodshare: %s\n", err);
+        return 78;
+    }
+    log_set_peer(p->cfg.id);
+    log_verbosity = p->cfg.log_level;
+    snprintf(p->self.host, sizeof p->self.host, "%s", p->cfg.host);
+    p->self.port = p->cfg.port;
+    if (xfer_prepare_state_dir(p->cfg.share_dir) != FS_OK) {
+        log_msg(L_ERROR, "cannot use %s/%s: %s", p->cfg.share_dir, SHARE_STATE_DIR, strerror(errno));
+        return 1;
+    }
+    p->share = share_open(p->cfg.share_dir, &st);
+    if (!p->share) {
+        log_msg(L_ERROR, "cannot index %s: %s", p->cfg.share_dir, fs_strerror(st));
+        return 1;
+    }
+    struct links_opts lo = {
+        .max_links = CFG_MAX_NEIGHBOURS * 2,
+        .connect_timeout_ms = (int)p->cfg.connect_timeout_ms,
+        .io_timeout_ms = (int)p->cfg.io_timeout_ms,
+        .idle_ms = PEER_LINK_IDLE_MS,
+        .down_ms = 1000,
+    };
+    p->qc = qcache_new(p->cfg.query_cache_size, p->cfg.query_cache_ttl_ms);
+    p->links = links_new(&lo);
+    p->flood = flood_new();
+    if (!p->qc || !p->links || !p->flood || pipe2(p->wake, O_CLOEXEC) < 0) {
+        log_msg(L_ERROR, "out of memory");
+        return 1;
+    }
+    if (open_sockets(p) < 0)
+        return 1;
+    return 0;
+}
+
+int peer_main(const char *ini_path, const char *run_dir)
+{
+    static struct peer peer; /* large (PATH_MAX buffers): not on the stack */
+    struct peer *p = &peer;
+    sigset_t set;
+    int sig = 0, started = 0;
+
+    peer_init(p);
+    pick_run_dir(p, ini_path, run_dir);
+    /* Block the signals before any thread exists, so that every thread
+     * inherits the mask and only sigwait() below ever sees them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    int rc = peer_setup(p, ini_path);
+    if (rc == 0) {
+        started = start_threads(p) == 0;
+        if (!started) {
+            log_msg(L_ERROR, "cannot start threads");
+            rc = 1;
+        }
+    }
+    if (rc == 0) {
+        struct share_item *items = NULL;
+        long n = share_list(p->share, &items);
+        free(items);
+        log_msg(L_INFO, "up: listening on %s:%u, control %s, sharing %s (%ld top-level items), "
+                "ttl %u, %zu neighbours, %u workers",
+                p->cfg.host, (unsigned)p->cfg.port, p->sock_path, p->cfg.share_dir, n, p->cfg.ttl,
+                p->cfg.n_neighbours, p->cfg.workers);
+        do {
+            if (sigwait(&set, &sig) != 0)
+                break;
+        } while (sig == SIGHUP); /* a closed terminal must not stop a peer */
+        log_msg(L_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    if (p->workers)
+        stop_threads(p, started);
+    peer_destroy(p);
+    if (rc == 0)
+        log_msg(L_INFO, "stopped");
+    return rc;
+}
