@@ -1,0 +1,100 @@
+"""A lying peer for tests: it answers every GET with a FOUND for an item it claims to hold (with
+the size and MD5 of the genuine item), then serves other bytes when asked for it.
+
+modes:
+  content   a well-formed archive whose item has the right size but other bytes
+  payload   the right archive, with bytes flipped after its MD5 was announced
+  traversal an archive whose entry is ../escaped.txt
+It listens on 127.0.0.1 only and talks only to the peers that contact it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import socket
+import threading
+import zipfile
+
+
+def _fields(line: str) -> dict[str, str]:
+    out = {}
+    for tok in line.split(" ")[2:]:
+        k, _, v = tok.partition("=")
+        out[k] = v
+    return out
+
+
+class EvilPeer:
+    def __init__(self, name: str, genuine: bytes, mode: str):
+        self.name, self.genuine, self.mode = name, genuine, mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.requests = 0
+        self._stop = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self):
+        self._stop = True
+        self.sock.close()
+
+    def _serve(self):
+        while not self._stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _conn(self, c: socket.socket):
+        c.settimeout(20)
+        f = c.makefile("rb")
+        try:
+            for raw in f:
+                line = raw.decode().rstrip("\r\n")
+                if " GET " in line:
+                    self._answer_get(_fields(line))
+                elif " REQUEST " in line:
+                    self.requests += 1
+                    self._answer_request(c)
+                    return
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def _answer_get(self, q: dict[str, str]):
+        md5 = hashlib.md5(self.genuine).hexdigest()
+        host, port = q["from"].rsplit(":", 1)
+        found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} holder={self.addr} "
+                 f"peer=666 kind=file size={len(self.genuine)} md5={md5} path={self.name} "
+                 f"name={self.name}\n")
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(found.encode())
+
+    def _archive(self) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            if self.mode == "traversal":
+                z.writestr("../escaped.txt", self.genuine)
+            elif self.mode == "content":
+                z.writestr(self.name, bytes(b ^ 0xFF for b in self.genuine))
+            else:
+                z.writestr(self.name, self.genuine)
+        return buf.getvalue()
+
+    def _answer_request(self, c: socket.socket):
+        body = self._archive()
+        zmd5 = hashlib.md5(body).hexdigest()
+        if self.mode == "payload":
+            body = body[:40] + bytes([body[40] ^ 0xFF]) + body[41:]
+        md5 = hashlib.md5(self.genuine).hexdigest()
+        head = (f"FLOOD/1 ITEM kind=file size={len(self.genuine)} md5={md5} len={len(body)} "
+                f"zmd5={zmd5}\n")
+        c.sendall(head.encode() + body)

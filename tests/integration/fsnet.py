@@ -1,0 +1,171 @@
+"""fsnet - start real floodshare peers for a test, talk to them, stop them.
+
+Every test network lives in its own temporary run folder, on 127.0.0.1, on free ports picked by
+scripts/topology, and is stopped by pid (scripts/topology down) when the test ends. Nothing here
+sends a byte to any address outside 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+SRC = Path(os.environ.get("FLOODSHARE_SRC") or Path(__file__).resolve().parents[2])
+BIN = Path(os.environ.get("FLOODSHARE_BIN") or SRC / "build" / "floodshare")
+TOPOLOGY = SRC / "scripts" / "topology"
+
+
+def md5_of(path: Path) -> str:
+    import hashlib
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree(path: Path) -> dict[str, str]:
+    """Relative path -> md5 (files) or 'dir' (folders), for comparing whole items."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        rel = str(p.relative_to(path))
+        out[rel] = "dir" if p.is_dir() else md5_of(p)
+    return out
+
+
+class Net:
+    """A running network built from a topology spec (a file or a generator like ring:6)."""
+
+    def __init__(self, spec: str, *, ttl: int | None = None, seed_files: bool = True,
+                 extra_ini: str = ""):
+        self.dir = Path(tempfile.mkdtemp(prefix="fs-it-"))
+        self.procs_extra: list[subprocess.Popen] = []
+        if "/" in spec and not spec.startswith("/"):
+            spec = str(SRC / spec)  # topologies/x.topo: relative to the repository
+        args = [str(TOPOLOGY), "up", spec, "--run", str(self.dir), "--bin", str(BIN)]
+        if ttl is not None:
+            args += ["--ttl", str(ttl)]
+        if not seed_files:
+            args.append("--no-seed-files")
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            self.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"topology up {spec} failed:\n{r.stdout}\n{r.stderr}")
+        self.info = json.loads((self.dir / "topology.json").read_text())
+        self.peers = {p["id"]: p for p in self.info["peers"]}
+
+    # --- looking at peers ---
+    def share(self, pid: int) -> Path:
+        return self.dir / self.peers[pid]["share_dir"]
+
+    def addr(self, pid: int) -> tuple[str, int]:
+        p = self.peers[pid]
+        return p["host"], p["port"]
+
+    def log(self, pid: int) -> str:
+        return (self.dir / f"peer-{pid}.log").read_text(errors="replace")
+
+    def pid(self, pid: int) -> int:
+        return int((self.dir / f"peer-{pid}.pid").read_text().strip())
+
+    # --- commands ---
+    def cli(self, *args: str, timeout: float = 60, input: str | None = None):
+        return subprocess.run([str(BIN), "--run", str(self.dir), *args], capture_output=True,
+                              text=True, timeout=timeout, input=input)
+
+    def peer(self, pid: int, *args: str, timeout: float = 60):
+        return self.cli("peer", str(pid), *args, timeout=timeout)
+
+    def stats(self, pid: int) -> dict:
+        r = self.peer(pid, "stats", "--json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def kill(self, pid: int, sig: int = signal.SIGKILL) -> None:
+        """Signals peer pid and waits (10 s at most) until its process is gone."""
+        os.kill(self.pid(pid), sig)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.alive(pid):
+            time.sleep(0.02)
+
+    def alive(self, pid: int) -> bool:
+        """The peer's process exists and has not exited (peers are not our children: once
+        scripts/topology has exited, init reaps them, so no zombie lingers)."""
+        try:
+            status = Path(f"/proc/{self.pid(pid)}/status").read_text()
+        except OSError:
+            return False
+        return "\nState:\tZ" not in status
+
+    def close(self) -> None:
+        if (self.dir / "topology.json").exists():
+            subprocess.run([str(TOPOLOGY), "down", "--run", str(self.dir)], capture_output=True,
+                           timeout=60)
+        for p in self.procs_extra:
+            p.kill()
+            p.wait()
+        self.procs_extra.clear()
+
+
+def raw(addr: tuple[str, int], data: bytes, *, read: bool = True, timeout: float = 5) -> bytes:
+    """Sends data on a fresh connection to a peer port and returns what the peer answers until
+    it closes the connection (or the timeout passes)."""
+    with socket.create_connection(addr, timeout=timeout) as s:
+        s.sendall(data)
+        if not read:
+            return b""
+        out = b""
+        s.settimeout(timeout)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return out
+
+
+class NetCase(unittest.TestCase):
+    """A test case that closes every Net it opened, even when the test fails. On failure, the
+    peers' logs are printed, so CI output shows what the peers saw."""
+
+    def setUp(self):
+        self.nets: list[Net] = []
+
+    def net(self, spec: str, **kw) -> Net:
+        n = Net(spec, **kw)
+        self.nets.append(n)
+        return n
+
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer")
+
+    def tearDown(self):
+        result = getattr(self._outcome, "result", None)
+        failed = bool(result) and any(t is self for t, _ in result.errors + result.failures)
+        reports = []
+        for n in self.nets:
+            n.close()  # first: leak reports are written when the peers exit
+            for pid in n.peers:
+                log = n.log(pid)
+                if any(m in log for m in self.SANITIZER_MARKS):
+                    reports.append(f"--- peer {pid}: sanitizer report ---\n{log[-6000:]}")
+                elif failed or os.environ.get("FS_SHOW_LOGS"):
+                    print(f"--- peer {pid} log ---\n{log[-4000:]}")
+            shutil.rmtree(n.dir, ignore_errors=True)
+        if reports:
+            self.fail("\n".join(reports))
+
+    def assertOk(self, r, msg=""):
+        self.assertEqual(r.returncode, 0, f"{msg}\nstdout: {r.stdout}\nstderr: {r.stderr}")

@@ -1,0 +1,100 @@
+"""The flood: queries reach peers within TTL, once per peer, and hits come back hop by hop."""
+
+import json
+import unittest
+
+from fsnet import NetCase, md5_of
+
+
+class FloodTest(NetCase):
+    def test_file_four_hops_away_on_a_line_is_downloaded_intact(self):
+        net = self.net("topologies/line5.topo")
+        r = net.peer(1, "get", "target.txt", "--json")
+        self.assertOk(r)
+        doc = json.loads(r.stdout)
+        self.assertTrue(doc["ok"])
+        self.assertEqual(doc["peer"], 5)
+        self.assertEqual(doc["hops"], 4)
+        self.assertRegex(doc["query_id"], r"^[0-9a-f]{16}$")
+        got, want = net.share(1) / "target.txt", net.share(5) / "target.txt"
+        self.assertEqual(md5_of(got), md5_of(want))
+        self.assertEqual(doc["md5"], md5_of(want))
+        # the hit went back hop by hop: every middle peer relayed it once
+        for mid in (2, 3, 4):
+            self.assertEqual(net.stats(mid)["hits_relayed"], 1, f"peer {mid}")
+        self.assertIn("relayed back", net.log(3))
+
+    def test_ttl_too_small_exits_1_and_writes_nothing(self):
+        net = self.net("topologies/line5.topo", ttl=3)
+        before = sorted(p.name for p in net.share(1).iterdir())
+        r = net.peer(1, "get", "target.txt")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("not found", r.stderr)
+        self.assertEqual(sorted(p.name for p in net.share(1).iterdir()), before)
+        self.assertEqual(list((net.share(1) / ".floodshare").iterdir()), [])
+        # the query died at peer 4: it searched (ttl 1) but did not forward
+        self.assertEqual(net.stats(4)["queries_handled"], 1)
+        self.assertEqual(net.stats(4)["queries_forwarded"], 0)
+        self.assertEqual(net.stats(5)["queries_handled"], 0)
+
+    def _handled_once(self, spec, origin, name):
+        net = self.net(spec)
+        r = net.peer(origin, "search", name, "--json")  # waits the whole hit window
+        self.assertOk(r)
+        self.assertEqual(len(json.loads(r.stdout)["hits"]), 1)
+        stats = {pid: net.stats(pid) for pid in net.peers}
+        for pid, s in stats.items():
+            want = 0 if pid == origin else 1
+            self.assertEqual(s["queries_handled"], want, f"peer {pid} handled the query "
+                             f"{s['queries_handled']} times")
+        return stats
+
+    def test_each_peer_handles_a_query_once_in_a_ring(self):
+        stats = self._handled_once("ring:6", 1, "4.txt")
+        self.assertGreaterEqual(sum(s["duplicates_dropped"] for s in stats.values()), 1)
+
+    def test_each_peer_handles_a_query_once_in_a_full_mesh(self):
+        stats = self._handled_once("mesh:4", 1, "3.txt")
+        # 3 GETs from the origin, then each peer forwards to its 2 other neighbours: 6 copies
+        # arrive at peers that have already handled the id, and all 6 are dropped.
+        self.assertEqual(sum(s["duplicates_dropped"] for s in stats.values()), 6)
+        self.assertEqual(sum(s["queries_forwarded"] for s in stats.values()), 6)
+
+    def test_search_lists_every_holder_with_hops(self):
+        net = self.net("ring:6")
+        (net.share(3) / "4.txt").write_text("a second copy\n")
+        r = net.peer(1, "search", "4.txt", "--json")
+        self.assertOk(r)
+        hits = sorted((h["peer"], h["hops"]) for h in json.loads(r.stdout)["hits"])
+        self.assertEqual(hits, [(3, 2), (4, 3)])
+        text = net.peer(1, "search", "4.txt")
+        self.assertOk(text)
+        self.assertIn("2 hits", text.stdout)
+
+    def test_down_peer_is_routed_around(self):
+        net = self.net("ring:6")
+        net.kill(2)  # 1-2-3-4 is cut; 1-6-5-4 remains
+        r = net.peer(1, "get", "4.txt", "--json")
+        self.assertOk(r)
+        self.assertEqual(json.loads(r.stdout)["peer"], 4)
+        self.assertEqual(md5_of(net.share(1) / "4.txt"), md5_of(net.share(4) / "4.txt"))
+        self.assertGreaterEqual(net.stats(1)["neighbours_skipped"], 1)
+
+    def test_found_for_an_unknown_query_is_dropped(self):
+        from fsnet import raw
+        net = self.net("topologies/seed-chain.topo")
+        host, port = net.addr(2)
+        line = (f"FLOOD/1 FOUND qid=00112233aabbccdd hops=1 holder={host}:{port} peer=9 "
+                f"kind=file size=1 md5={'0' * 32} path=x name=x\n").encode()
+        raw((host, port), line, read=False)
+        for _ in range(50):
+            if net.stats(2)["found_dropped"] == 1:
+                break
+            import time
+            time.sleep(0.05)
+        self.assertEqual(net.stats(2)["found_dropped"], 1)
+        self.assertEqual(net.stats(1)["hits_received"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
