@@ -62,6 +62,15 @@ void peer_untrack(struct peer *p, int fd)
 
 /* --- one peer-protocol connection --- */
 
+/* 1 when accepted connections are waiting for a worker. */
+static int queue_waiting(struct peer *p)
+{
+    pthread_mutex_lock(&p->qlock);
+    int waiting = p->q_len > 0;
+    pthread_mutex_unlock(&p->qlock);
+    return waiting;
+}
+
 static void serve_conn(struct peer *p, int fd)
 {
     struct conn c;
@@ -73,17 +82,23 @@ static void serve_conn(struct peer *p, int fd)
     net_peer_addr(fd, &from);
     addr_format(&from, addr);
     conn_init(&c, fd, timeout);
+    uint64_t idle_since = net_now_ms();
     while (!p->stopping) {
         const char *why = NULL;
-        fs_status st = conn_read_msg(&c, &m, PEER_IDLE_MS, &why);
+        fs_status st = conn_read_msg(&c, &m, PEER_IDLE_SLICE_MS, &why);
         if (st == FS_ECLOSED)
             break;
+        if (st == FS_ETIMEDOUT && c.len == c.off) {
+            /* An idle neighbour link holds a worker: keep it for reuse, but
+             * not past PEER_IDLE_MS, and not while others wait for a worker
+             * (the sender reconnects when it needs the link again). */
+            if (net_now_ms() - idle_since < PEER_IDLE_MS && !queue_waiting(p))
+                continue;
+            break;
+        }
         if (st == FS_ETIMEDOUT) {
-            /* An idle link is normal; a header cut short is not. */
-            if (c.len > c.off) {
-                stats_inc(&p->stats, timeouts);
-                log_msg(L_INFO, "connection from %s: header not completed in time, closed", addr);
-            }
+            stats_inc(&p->stats, timeouts);
+            log_msg(L_INFO, "connection from %s: header not completed in time, closed", addr);
             break;
         }
         if (st == FS_EPROTO) {
@@ -94,6 +109,7 @@ static void serve_conn(struct peer *p, int fd)
         }
         if (st)
             break;
+        idle_since = net_now_ms();
         if (m.type == MSG_GET) {
             flood_handle_get(p, &m);
         } else if (m.type == MSG_FOUND) {

@@ -20,6 +20,7 @@
 #define PEER_MAX_CTL 16        /* control clients served at once */
 #define PEER_LINK_IDLE_MS 5000 /* a sender reconnects links idle this long */
 #define PEER_IDLE_MS 15000     /* a receiver closes connections idle this long */
+#define PEER_IDLE_SLICE_MS 500 /* ...or sooner, checked this often, when others wait */
 #define PEER_MAX_TRACKED 512   /* sockets shut down at exit to wake their threads */
 
 struct share;

@@ -50,6 +50,12 @@ class CliTest(NetCase):
             self.assertIn("[peer] port", r.stderr)
             self.assertFalse((Path(d) / "peer-1.sock").exists())
 
+    def test_control_socket_is_private_to_its_user(self):
+        net = self.net("topologies/seed-chain.topo")
+        for pid in net.peers:
+            mode = (net.dir / f"peer-{pid}.sock").stat().st_mode & 0o777
+            self.assertEqual(mode, 0o600, f"peer-{pid}.sock is {oct(mode)}")
+
     def test_peers_lists_up_and_down(self):
         net = self.net("topologies/seed-chain.topo")
         net.kill(3)
