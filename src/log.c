@@ -7,7 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
-int log_verbosity = L_INFO;
+atomic_int log_verbosity = L_INFO;
 static unsigned log_peer_id;
 
 void log_set_peer(unsigned id)

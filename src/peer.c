@@ -487,12 +487,17 @@ int peer_main(const char *ini_path, const char *run_dir)
     }
     if (rc == 0) {
         struct share_item *items = NULL;
-        long n = share_list(p->share, &items);
+        struct cfg *c = malloc(sizeof *c);
+        long n = share_list(peer_share_get(p), &items);
+        peer_share_put(p);
         free(items);
-        log_msg(L_INFO, "up: listening on %s:%u, control %s, sharing %s (%ld top-level items), "
-                "ttl %u, %zu neighbours, %u workers",
-                p->cfg.host, (unsigned)p->cfg.port, p->sock_path, p->cfg.share_dir, n, p->cfg.ttl,
-                p->cfg.n_neighbours, p->cfg.workers);
+        if (c) { /* a snapshot: `modify` may already be changing p->cfg */
+            peer_cfg_snapshot(p, c);
+            log_msg(L_INFO, "up: listening on %s:%u, control %s, sharing %s (%ld top-level "
+                    "items), ttl %u, %zu neighbours, %u workers", c->host, (unsigned)c->port,
+                    p->sock_path, c->share_dir, n, c->ttl, c->n_neighbours, c->workers);
+            free(c);
+        }
         do {
             if (sigwait(&set, &sig) != 0)
                 break;

@@ -123,8 +123,11 @@ static void entry_time(tm_zip *out, time_t t)
 {
     struct tm tm;
 
-    /* A DOS date holds 1980..2107 only. */
-    if (!localtime_r(&t, &tm) || tm.tm_year < 80) {
+    /* Entry times are UTC: archives only travel between floodshare peers,
+     * and UTC avoids mktime(), which re-reads the time zone on every call
+     * and races with other threads' time functions. A DOS date holds
+     * 1980..2107 only. */
+    if (!gmtime_r(&t, &tm) || tm.tm_year < 80) {
         memset(&tm, 0, sizeof tm);
         tm.tm_year = 80;
         tm.tm_mday = 1;
@@ -735,9 +738,9 @@ static void set_mtime(int fd, const tm_unz *t)
     struct tm tm = {
         .tm_year = (int)t->tm_year - 1900, .tm_mon = (int)t->tm_mon,
         .tm_mday = (int)t->tm_mday, .tm_hour = (int)t->tm_hour,
-        .tm_min = (int)t->tm_min, .tm_sec = (int)t->tm_sec, .tm_isdst = -1,
+        .tm_min = (int)t->tm_min, .tm_sec = (int)t->tm_sec,
     };
-    time_t when = mktime(&tm);
+    time_t when = timegm(&tm); /* entry_time() wrote UTC */
 
     if (when == (time_t)-1)
         return;

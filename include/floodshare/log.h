@@ -6,11 +6,14 @@
 #ifndef FLOODSHARE_LOG_H
 #define FLOODSHARE_LOG_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 enum log_level { L_ERROR = 0, L_WARN = 1, L_INFO = 2, L_DEBUG = 3 };
 
-extern int log_verbosity; /* messages above this level are dropped */
+/* Messages above this level are dropped. Atomic: `modify log_level`
+ * changes it while other threads log. */
+extern atomic_int log_verbosity;
 
 /* Sets the "peer N:" tag; 0 means no tag (used by the CLI). */
 void log_set_peer(unsigned id);
@@ -22,7 +25,7 @@ void log_emit(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 
 #define log_msg(level, ...)                         \
     do {                                            \
-        if ((level) <= log_verbosity)               \
+        if ((level) <= atomic_load_explicit(&log_verbosity, memory_order_relaxed)) \
             log_emit((level), __VA_ARGS__);         \
     } while (0)
 
