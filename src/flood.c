@@ -19,6 +19,7 @@
 
 struct flood_query {
     char qid[MSG_QID_LEN + 1];
+    char name[MSG_MAX_NAME + 1]; /* what was asked for: a hit must carry it */
     unsigned sent;
     /* Below: guarded by flood.lock. */
     struct msg hits[FLOOD_MAX_HITS];
@@ -207,7 +208,8 @@ static void deliver_hit(struct peer *p, const struct msg *found)
 
     pthread_mutex_lock(&f->lock);
     struct flood_query *q = find_query(f, found->qid);
-    if (q && q->n_hits < FLOOD_MAX_HITS) {
+    int other_name = q && strcmp(q->name, found->name) != 0;
+    if (q && !other_name && q->n_hits < FLOOD_MAX_HITS) {
         q->hits[q->n_hits++] = *found;
         kept = 1;
         pthread_cond_broadcast(&f->cond);
@@ -217,7 +219,13 @@ static void deliver_hit(struct peer *p, const struct msg *found)
     char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX];
     log_escape_str(name, found->path);
     addr_format(&found->holder, at);
-    if (kept) {
+    if (other_name) {
+        /* A hit must be for the name asked: otherwise a lying peer could
+         * make `get a.txt` download anything it likes into the share. */
+        stats_inc(&p->stats, found_dropped);
+        log_msg(L_INFO, "found q%.4s %s at peer %u: not the name that was asked for, dropped",
+                found->qid, name, found->peer_id);
+    } else if (kept) {
         stats_inc(&p->stats, hits_received);
         log_msg(L_INFO, "found q%.4s %s at peer %u %s (%u hops): arrived at the origin",
                 found->qid, name, found->peer_id, at, found->hops);
@@ -299,6 +307,7 @@ fs_status flood_start(struct peer *p, const char *name, struct flood_query **out
     if (!q)
         return FS_ENOMEM;
     new_qid(q->qid);
+    snprintf(q->name, sizeof q->name, "%s", name);
     if (register_query(p->flood, q) != FS_OK) {
         free(q);
         return FS_EBUSY;

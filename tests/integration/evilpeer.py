@@ -5,6 +5,7 @@ modes:
   content   a well-formed archive whose item has the right size but other bytes
   payload   the right archive, with bytes flipped after its MD5 was announced
   traversal an archive whose entry is ../escaped.txt
+  othername a FOUND for another name than the one asked (and that item when requested)
 It listens on 127.0.0.1 only and talks only to the peers that contact it.
 """
 
@@ -72,16 +73,19 @@ class EvilPeer:
     def _answer_get(self, q: dict[str, str]):
         md5 = hashlib.md5(self.genuine).hexdigest()
         host, port = q["from"].rsplit(":", 1)
+        name = "planted.txt" if self.mode == "othername" else self.name
         found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} holder={self.addr} "
-                 f"peer=666 kind=file size={len(self.genuine)} md5={md5} path={self.name} "
-                 f"name={self.name}\n")
+                 f"peer=666 kind=file size={len(self.genuine)} md5={md5} path={name} "
+                 f"name={name}\n")
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(found.encode())
 
     def _archive(self) -> bytes:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as z:
-            if self.mode == "traversal":
+            if self.mode == "othername":
+                z.writestr("planted.txt", self.genuine)
+            elif self.mode == "traversal":
                 z.writestr("../escaped.txt", self.genuine)
             elif self.mode == "content":
                 z.writestr(self.name, bytes(b ^ 0xFF for b in self.genuine))

@@ -95,6 +95,18 @@ class CliTest(NetCase):
         self.assertIn("ttl", r.stderr)
         self.assertRegex(ini.read_text(), r"(?m)^ttl\s*=\s*4")
 
+    def test_modify_share_dir_switches_what_the_peer_shares(self):
+        net = self.net("topologies/seed-chain.topo")
+        other = net.dir / "other-share"
+        other.mkdir()
+        (other / "fresh.txt").write_text("in the new share\n")
+        self.assertOk(net.peer(3, "modify", "share_dir", str(other)))
+        self.assertOk(net.peer(1, "get", "fresh.txt"))
+        self.assertEqual(net.peer(1, "get", "3.txt").returncode, 1)  # the old share is gone
+        r = net.peer(3, "modify", "share_dir", str(net.dir / "missing"))
+        self.assertEqual(r.returncode, 78)
+        self.assertIn("share_dir", r.stderr)
+
     def test_ls_and_stats_json_fields(self):
         net = self.net("topologies/seed-chain.topo")
         self.assertOk(net.peer(1, "get", "3.txt"))

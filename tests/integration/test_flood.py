@@ -80,6 +80,28 @@ class FloodTest(NetCase):
         self.assertEqual(md5_of(net.share(1) / "4.txt"), md5_of(net.share(4) / "4.txt"))
         self.assertGreaterEqual(net.stats(1)["neighbours_skipped"], 1)
 
+    def test_ttl_above_max_is_clamped_and_ttl_0_dropped(self):
+        from fsnet import raw
+        net = self.net("topologies/seed-chain.topo")
+        host, port = net.addr(1)
+        h2 = net.addr(2)
+        for qid, ttl in (("a0a0a0a0a0a0a0a0", 200), ("b0b0b0b0b0b0b0b0", 0)):
+            raw(h2, (f"FLOOD/1 GET qid={qid} ttl={ttl} hops=0 origin={host}:{port} "
+                     f"from={host}:{port} name=nothing.txt\n").encode(), read=False)
+        self.wait_for(lambda: net.stats(2)["ttl_dropped"] == 1 and net.stats(3)["queries_handled"] == 1)
+        s2 = net.stats(2)
+        self.assertEqual(s2["ttl_clamped"], 1)
+        self.assertEqual(s2["queries_handled"], 1)  # the ttl=0 copy was not handled
+        self.assertIn("clamped to 15", net.log(2))
+
+    def wait_for(self, cond, timeout=5.0):
+        import time
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                self.fail("condition not reached in time")
+            time.sleep(0.05)
+
     def test_found_for_an_unknown_query_is_dropped(self):
         from fsnet import raw
         net = self.net("topologies/seed-chain.topo")

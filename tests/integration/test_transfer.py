@@ -56,6 +56,16 @@ class TransferTest(NetCase):
                 self.assertEqual(leftovers(net.share(1)), [])
                 self.assertEqual(net.stats(1)["downloads_failed"], 1)
 
+    def test_hit_for_another_name_is_dropped(self):
+        net = self.net("topologies/seed-chain.topo")
+        evil = self._evil(net, "othername")
+        r = net.peer(1, "get", "evil.txt")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("not found", r.stderr)
+        self.assertEqual(evil.requests, 0)
+        self.assertFalse((net.share(1) / "planted.txt").exists())
+        self.assertEqual(net.stats(1)["found_dropped"], 1)
+
     def test_after_a_lying_holder_the_next_holder_is_tried(self):
         net = self.net("topologies/seed-chain.topo")
         genuine = b"the genuine content\n" * 50
