@@ -203,9 +203,10 @@ static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
     if (item->kind != f->hit->kind || item->size != f->hit->size ||
         strcmp(item->md5, f->hit->md5) != 0)
         return fail(f, FS_EMISMATCH, "holder announced another item than it found");
-    /* A zip of n content bytes is n plus headers; a stored archive can
-     * only be a little bigger, a deflated one smaller. */
-    uint64_t limit = f->hit->size + f->hit->size / 8 + 1024 * 1024 + 4096 * 1024;
+    /* A zip of n content bytes is n plus per-entry headers (a few hundred
+     * bytes each); a holder announcing much more is lying or broken, and
+     * must not be allowed to fill the disk. */
+    uint64_t limit = f->hit->size + f->hit->size / 8 + XFER_ARCHIVE_SLACK;
     if (item->len > limit)
         return fail(f, FS_ETOOBIG, "holder announced an archive far larger than the item");
     return FS_OK;

@@ -18,6 +18,9 @@
 struct peer;
 
 #define XFER_CHUNK (256 * 1024) /* bytes moved per read/write */
+/* Archive bytes allowed beyond the item's own size (zip headers of up to
+ * ~300,000 entries). */
+#define XFER_ARCHIVE_SLACK (64ull * 1024 * 1024)
 
 /* Serves one REQUEST that arrived on c: answers ITEM and the archive, or
  * ERROR. The caller closes the connection afterwards. */
