@@ -178,8 +178,9 @@ void flood_handle_get(struct peer *p, const struct msg *get)
         return;
     }
     stats_inc(&p->stats, queries_handled);
-    send_hits(p, &c, get);
 
+    /* Forward before searching: the flood spreads without waiting for this
+     * peer's search, and the log reads in the order things happen. */
     char list[512] = "";
     if (ttl > 1) {
         struct msg fwd = *get;
@@ -191,6 +192,7 @@ void flood_handle_get(struct peer *p, const struct msg *get)
     }
     log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u ->%s", get->qid, name, from, ttl,
             get->hops, ttl > 1 ? (list[0] ? list : " (no other neighbour)") : " (ttl 1: not forwarded)");
+    send_hits(p, &c, get);
 }
 
 static struct flood_query *find_query(struct flood *f, const char *qid)
