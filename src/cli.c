@@ -3,6 +3,8 @@
 
 #include <dirent.h>
 #include <getopt.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "floodshare/ctl.h"
 #include "floodshare/json.h"
 #include "floodshare/peer.h"
+#include "floodshare/progress.h"
 
 #define CLI_MAX_PEERS 1024
 
@@ -29,6 +32,11 @@ static const char usage_text[] =
     "  config [--json]         this peer's settings\n"
     "  modify KEY VALUE        change ttl, neighbours, share_dir or log_level, live and in the INI\n"
     "  stats [--json]          counters: queries, duplicates, hits, bytes\n"
+    "  transfers [--json]      downloads and uploads running now, and partial downloads\n"
+    "\n"
+    "get shows a progress line on a terminal; --quiet shows only errors; with --json,\n"
+    "progress comes as JSON events, one per line, before the result. Ctrl-C cancels a\n"
+    "get and keeps what arrived: the next get of the same item resumes it.\n"
     "\n"
     "DIR is --run, else $FLOODSHARE_RUN, else ./run (for serve: else the INI's folder).\n"
     "\n"
@@ -60,9 +68,85 @@ static unsigned parse_id(const char *s)
     return (unsigned)v;
 }
 
+/* How `peer N COMMAND` shows progress: a live line on a terminal's stderr,
+ * JSON events with --json, nothing when stderr is not a terminal. */
+struct view_state {
+    int json;
+    int tty;
+    int color;
+};
+
+static void show_progress(void *ctx, const struct ctl_progress *pr)
+{
+    struct view_state *v = ctx;
+    char line[512];
+
+    if (v->json) {
+        struct json j;
+        json_init(&j, 4096);
+        json_obj_open(&j, NULL);
+        json_str(&j, "event", "progress");
+        json_str(&j, "name", pr->name);
+        json_uint(&j, "done", pr->done);
+        json_uint(&j, "total", pr->total);
+        json_uint(&j, "resumed_from", pr->resumed);
+        json_uint(&j, "rate", pr->rate);
+        json_uint(&j, "peer", pr->peer);
+        json_str(&j, "holder", pr->holder);
+        json_obj_close(&j);
+        const char *doc = json_result(&j, NULL);
+        if (doc)
+            printf("%s\n", doc);
+        fflush(stdout);
+        json_free(&j);
+        return;
+    }
+    if (!v->tty)
+        return;
+    struct winsize ws;
+    int width = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col - 1 : 79;
+    fprintf(stderr, "\r%s\033[K", progress_format(line, sizeof line, pr, width, v->color));
+    fflush(stderr);
+}
+
+static void clear_progress(void *ctx)
+{
+    struct view_state *v = ctx;
+    if (v->tty && !v->json) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+}
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    ctl_interrupted = 1;
+}
+
+/* Runs a command with Ctrl-C turned into "hang up" (the peer cancels). */
+static int call_interruptible(const char *sock, int argc, char **argv, const struct ctl_view *view)
+{
+    struct sigaction sa, old;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint; /* no SA_RESTART: poll() must return EINTR */
+    sigemptyset(&sa.sa_mask);
+    ctl_interrupted = 0;
+    sigaction(SIGINT, &sa, &old);
+    int code = ctl_call(sock, argc, argv, stdout, stderr, view);
+    sigaction(SIGINT, &old, NULL);
+    ctl_interrupted = 0;
+    return code;
+}
+
 static int cmd_peer(const char *run_dir, int argc, char **argv)
 {
     char sock[4096];
+    char *args[CTL_MAX_ARGS];
+    struct view_state vs = {0};
+    struct ctl_view view = {.progress = show_progress, .clear = clear_progress, .ctx = &vs};
+    int nargs = 0;
     unsigned id;
 
     if (argc < 3) {
@@ -74,8 +158,20 @@ static int cmd_peer(const char *run_dir, int argc, char **argv)
         fprintf(stderr, "floodshare: \"%s\" is not a peer id (1..65535)\n", argv[1]);
         return CTL_EXIT_USAGE;
     }
+    /* --quiet is the client's business: the peer never sees it. */
+    for (int i = 2; i < argc && nargs < CTL_MAX_ARGS; i++) {
+        if (strcmp(argv[i], "--quiet") == 0) {
+            view.quiet = 1;
+            continue;
+        }
+        vs.json |= strcmp(argv[i], "--json") == 0;
+        args[nargs++] = argv[i];
+    }
+    const char *no_color = getenv("NO_COLOR");
+    vs.tty = isatty(STDERR_FILENO);
+    vs.color = vs.tty && !(no_color && *no_color);
     snprintf(sock, sizeof sock, "%s/peer-%u.sock", run_dir, id);
-    int code = ctl_call(sock, argc - 2, argv + 2, stdout, stderr);
+    int code = nargs ? call_interruptible(sock, nargs, args, &view) : CTL_EXIT_USAGE;
     if (code == CTL_EXIT_NOPEER)
         fprintf(stderr, "floodshare: peer %u is not running (no answer on %s)\n", id, sock);
     return code;
@@ -151,7 +247,7 @@ static void probe(const char *run_dir, unsigned id, struct peer_row *row)
     snprintf(path, sizeof path, "%s/peer-%u.sock", run_dir, id);
     FILE *mem = open_memstream(&text, &len);
     FILE *null = fopen("/dev/null", "w");
-    if (mem && null && ctl_call(path, 1, args, mem, null) == 0) {
+    if (mem && null && ctl_call(path, 1, args, mem, null, NULL) == 0) {
         fclose(mem);
         mem = NULL;
         row->up = ping_field(text, "address=", row->address, sizeof row->address) &&

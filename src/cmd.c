@@ -13,6 +13,7 @@
 #include "floodshare/json.h"
 #include "floodshare/log.h"
 #include "floodshare/name.h"
+#include "floodshare/partial.h"
 #include "floodshare/net.h"
 #include "floodshare/peer.h"
 #include "floodshare/share.h"
@@ -183,7 +184,9 @@ static void get_json(struct ctl_out *o, const char *qid, const char *name, int o
         json_uint(&j, "size", w->size);
         json_str(&j, "md5", w->md5);
         json_uint(&j, "bytes", res->bytes);
+        json_uint(&j, "resumed_from", res->resumed_from);
         json_double(&j, "seconds", res->seconds);
+        json_double(&j, "ttfb_seconds", res->ttfb);
     } else {
         json_str(&j, "error", error);
     }
@@ -200,6 +203,27 @@ static void get_json(struct ctl_out *o, const char *qid, const char *name, int o
     json_arr_close(&j);
     json_obj_close(&j);
     emit_json(o, &j);
+}
+
+static void get_progress(void *ctx, const struct xfer_event *ev)
+{
+    struct ctl_progress pr;
+
+    memset(&pr, 0, sizeof pr);
+    pr.done = ev->done;
+    pr.total = ev->total;
+    pr.resumed = ev->resumed_from;
+    pr.rate = (uint64_t)ev->rate;
+    pr.peer = ev->peer;
+    addr_format(ev->holder, pr.holder);
+    snprintf(pr.name, sizeof pr.name, "%s", ev->name);
+    ctl_send_progress(ctx, &pr);
+}
+
+/* The client hanging up (Ctrl-C) cancels the download; it stays resumable. */
+static int get_cancelled(void *ctx)
+{
+    return ctl_client_gone(ctx);
 }
 
 /* Downloads from hits in arrival order until one succeeds; later hits are
@@ -243,18 +267,28 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
             ctl_print(o, 1, "found at peer %u %s, %u hops away (%s, %llu bytes): downloading",
                       t->hit.peer_id, h, t->hit.hops, msg_kind_name(t->hit.kind),
                       (unsigned long long)t->hit.size);
-        st = t->st = xfer_fetch(p, &t->hit, &res);
+        uint64_t have = xfer_partial_bytes(c.share_dir, name, t->hit.size, t->hit.md5);
+        if (have && !a->json)
+            ctl_print(o, 1, "resuming \"%s\" at byte %llu of %llu (%.0f%% already here)", name,
+                      (unsigned long long)have, (unsigned long long)t->hit.size,
+                      100.0 * (double)have / (double)(t->hit.size ? t->hit.size : 1));
+        struct xfer_watch watch = {.progress = get_progress, .cancelled = get_cancelled, .ctx = o};
+        st = t->st = xfer_fetch(p, &t->hit, &watch, &res);
         snprintf(t->why, sizeof t->why, "%s", res.why);
-        if (st == FS_OK || st == FS_EEXIST)
+        if (st == FS_OK || st == FS_EEXIST || st == FS_ECANCELED)
             break;
         if (!a->json)
             ctl_print(o, 2, "peer %u %s failed: %s", t->hit.peer_id, h, res.why);
     }
     if (st == FS_OK) {
+        double mbs = res.seconds > 0 ? (double)res.bytes / res.seconds / 1e6 : 0;
         if (!a->json)
-            ctl_print(o, 1, "downloaded \"%s\" from peer %u: %llu bytes in %.2f s, MD5 %s verified",
-                      name, at[n - 1].hit.peer_id, (unsigned long long)at[n - 1].hit.size,
-                      res.seconds, at[n - 1].hit.md5);
+            ctl_print(o, 1, "downloaded \"%s\" from peer %u: %llu bytes in %.2f s (%.1f MB/s), "
+                      "MD5 %s verified", name, at[n - 1].hit.peer_id,
+                      (unsigned long long)at[n - 1].hit.size, res.seconds, mbs, at[n - 1].hit.md5);
+    } else if (st == FS_ECANCELED) {
+        snprintf(error, sizeof error, "%s: the partial download is kept, `get %s` resumes it",
+                 at[n - 1].why, name);
     } else if (n == 0) {
         snprintf(error, sizeof error, "not found: no peer within ttl %u has \"%s\"", c.ttl, name);
     } else if (st == FS_EEXIST) {
@@ -393,6 +427,72 @@ static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o)
     return CTL_EXIT_OK;
 }
 
+/* --- transfers --- */
+
+static int cmd_transfers(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    struct xfer_active act[XFER_MAX_ACTIVE];
+    struct partial_info *parts = NULL;
+    char dir[PATH_MAX + 32], who[ADDR_STR_MAX];
+    struct cfg c;
+
+    if (need(o, a, 0, "transfers [--json]"))
+        return CTL_EXIT_USAGE;
+    size_t n = xfer_active_list(p, act, XFER_MAX_ACTIVE);
+    peer_cfg_snapshot(p, &c);
+    snprintf(dir, sizeof dir, "%s/%s", c.share_dir, SHARE_STATE_DIR);
+    long np = partial_list(dir, &parts);
+    if (np < 0)
+        np = 0;
+    if (a->json) {
+        struct json j;
+        json_init(&j, CMD_JSON_MAX);
+        json_obj_open(&j, NULL);
+        json_arr_open(&j, "active");
+        for (size_t i = 0; i < n; i++) {
+            json_obj_open(&j, NULL);
+            json_str(&j, "direction", act[i].upload ? "upload" : "download");
+            json_str(&j, "name", act[i].name);
+            json_str(&j, act[i].upload ? "requester" : "holder", addr_format(&act[i].other, who));
+            json_uint(&j, "done", act[i].done);
+            json_uint(&j, "total", act[i].total);
+            json_double(&j, "seconds", act[i].seconds);
+            json_obj_close(&j);
+        }
+        json_arr_close(&j);
+        json_arr_open(&j, "partial");
+        for (long i = 0; i < np; i++) {
+            json_obj_open(&j, NULL);
+            json_str(&j, "name", parts[i].name);
+            json_str(&j, "md5", parts[i].md5);
+            json_uint(&j, "done", parts[i].have_bytes);
+            json_uint(&j, "total", parts[i].size);
+            json_str(&j, "holder", parts[i].holder.port ? addr_format(&parts[i].holder, who) : NULL);
+            json_obj_close(&j);
+        }
+        json_arr_close(&j);
+        json_obj_close(&j);
+        free(parts);
+        return emit_json(o, &j);
+    }
+    if (n == 0 && np == 0)
+        ctl_print(o, 1, "no transfers running, no partial downloads");
+    for (size_t i = 0; i < n; i++)
+        ctl_print(o, 1, "%-8s %-30s %5.1f%%  %llu of %llu bytes  %s %s  %.1f s",
+                  act[i].upload ? "upload" : "download", act[i].name,
+                  act[i].total ? 100.0 * (double)act[i].done / (double)act[i].total : 100.0,
+                  (unsigned long long)act[i].done, (unsigned long long)act[i].total,
+                  act[i].upload ? "to" : "from", addr_format(&act[i].other, who), act[i].seconds);
+    for (long i = 0; i < np; i++)
+        ctl_print(o, 1, "%-8s %-30s %5.1f%%  %llu of %llu bytes  (resumable: get %s)", "partial",
+                  parts[i].name,
+                  parts[i].size ? 100.0 * (double)parts[i].have_bytes / (double)parts[i].size : 0,
+                  (unsigned long long)parts[i].have_bytes, (unsigned long long)parts[i].size,
+                  parts[i].name);
+    free(parts);
+    return CTL_EXIT_OK;
+}
+
 /* --- modify --- */
 
 /* Applies a freshly loaded configuration to the running peer: what can
@@ -496,7 +596,7 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
         int (*fn)(struct peer *, const struct args *, struct ctl_out *);
     } cmds[] = {
         {"get", cmd_get},     {"search", cmd_search}, {"ls", cmd_ls},       {"config", cmd_config},
-        {"stats", cmd_stats}, {"modify", cmd_modify},
+        {"stats", cmd_stats}, {"modify", cmd_modify}, {"transfers", cmd_transfers},
     };
     struct args a;
 
@@ -509,7 +609,8 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
             return CTL_EXIT_USAGE;
         return cmds[i].fn(p, &a, o);
     }
-    ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats)",
+    ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
+              "transfers)",
               argv[0]);
     return CTL_EXIT_USAGE;
 }

@@ -2,10 +2,13 @@
 #include "floodshare/ctl.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "floodshare/cmd.h"
@@ -76,6 +79,81 @@ int ctl_parse_line(const char *buf, size_t len, char **argv, int max, char *stor
         used += (size_t)n + 1;
     }
     return argc;
+}
+
+volatile sig_atomic_t ctl_interrupted;
+
+void ctl_send_progress(struct ctl_out *o, const struct ctl_progress *pr)
+{
+    char enc[3 * MSG_MAX_NAME + 1], line[CTL_MAX_LINE];
+
+    if (o->broken)
+        return;
+    msg_pct_encode(pr->name, strlen(pr->name), enc, sizeof enc);
+    int n = snprintf(line, sizeof line,
+                     "P done=%" PRIu64 " total=%" PRIu64 " resumed=%" PRIu64 " rate=%" PRIu64
+                     " peer=%u holder=%s name=%s\n",
+                     pr->done, pr->total, pr->resumed, pr->rate, pr->peer, pr->holder, enc);
+    if (n > 0 && (size_t)n < sizeof line &&
+        net_write_all(o->fd, line, (size_t)n, CTL_IO_TIMEOUT_MS) != FS_OK)
+        o->broken = 1;
+}
+
+int ctl_client_gone(struct ctl_out *o)
+{
+    char c;
+
+    if (!o->broken && net_wait_readable(o->fd, 0) > 0 &&
+        recv(o->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) <= 0)
+        o->broken = 1;
+    return o->broken;
+}
+
+/* The value of " key=" in s[0..len), copied into out; 0 if missing. */
+static int progress_field(const char *s, size_t len, const char *key, char *out, size_t cap)
+{
+    size_t k = strlen(key);
+
+    for (size_t i = 0; i + k < len; i++) {
+        if ((i == 0 || s[i - 1] == ' ') && memcmp(s + i, key, k) == 0 && s[i + k] == '=') {
+            size_t v = i + k + 1, e = v;
+            while (e < len && s[e] != ' ')
+                e++;
+            if (e - v >= cap)
+                return 0;
+            memcpy(out, s + v, e - v);
+            out[e - v] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int progress_u64(const char *s, size_t len, const char *key, uint64_t *out)
+{
+    char v[24], *end;
+
+    if (!progress_field(s, len, key, v, sizeof v) || !v[0])
+        return 0;
+    *out = strtoull(v, &end, 10);
+    return *end == '\0';
+}
+
+fs_status ctl_parse_progress(const char *s, size_t len, struct ctl_progress *out)
+{
+    char enc[3 * MSG_MAX_NAME + 1];
+    uint64_t peer;
+
+    memset(out, 0, sizeof *out);
+    if (!progress_u64(s, len, "done", &out->done) || !progress_u64(s, len, "total", &out->total) ||
+        !progress_u64(s, len, "resumed", &out->resumed) ||
+        !progress_u64(s, len, "rate", &out->rate) || !progress_u64(s, len, "peer", &peer) ||
+        !progress_field(s, len, "holder", out->holder, sizeof out->holder) ||
+        !progress_field(s, len, "name", enc, sizeof enc) ||
+        msg_pct_decode(enc, strlen(enc), out->name, sizeof out->name) < 0)
+        return FS_EPROTO;
+    out->peer = (unsigned)peer;
+    return FS_OK;
 }
 
 static void finish(int fd, int code)
@@ -161,11 +239,25 @@ static int send_request(int fd, int argc, char **argv)
 
 /* Handles one complete response line; returns the exit code at "= N",
  * -1 to continue. */
-static int relay_line(const char *s, size_t n, FILE *out, FILE *err)
+static int relay_line(const char *s, size_t n, FILE *out, FILE *err, const struct ctl_view *v,
+                      int *bar)
 {
     if (n >= 2 && s[0] == '=' && s[1] == ' ')
         return atoi(s + 2);
+    if (n >= 2 && s[0] == 'P' && s[1] == ' ') {
+        struct ctl_progress pr;
+        if (v && !v->quiet && v->progress && ctl_parse_progress(s + 2, n - 2, &pr) == FS_OK) {
+            v->progress(v->ctx, &pr);
+            *bar = 1;
+        }
+        return -1;
+    }
     if (n >= 2 && (s[0] == '1' || s[0] == '2') && s[1] == ' ') {
+        if (s[0] == '1' && v && v->quiet)
+            return -1;
+        if (*bar && v && v->clear)
+            v->clear(v->ctx);
+        *bar = 0;
         FILE *f = s[0] == '1' ? out : err;
         fwrite(s + 2, 1, n - 2, f);
         fputc('\n', f);
@@ -174,11 +266,29 @@ static int relay_line(const char *s, size_t n, FILE *out, FILE *err)
     return -1;
 }
 
-int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err)
+/* Waits for the peer's output; returns 1 readable, 0 interrupted, -1 error.
+ * poll() without a retry on EINTR, so that Ctrl-C is seen at once. */
+static int wait_output(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+    for (;;) {
+        if (ctl_interrupted)
+            return 0;
+        int r = poll(&pfd, 1, CTL_CLIENT_TIMEOUT_MS);
+        if (r > 0)
+            return 1;
+        if (r == 0 || errno != EINTR)
+            return -1;
+    }
+}
+
+int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err,
+             const struct ctl_view *view)
 {
     char buf[CTL_MAX_LINE + 8];
     size_t len = 0;
-    int fd, code = -1;
+    int fd, code = -1, bar = 0, w = 1;
 
     if (net_connect_unix(sock_path, 2000, &fd) != FS_OK)
         return CTL_EXIT_NOPEER;
@@ -187,23 +297,28 @@ int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err)
         fprintf(err, "floodshare: the command is too long\n");
         return CTL_EXIT_USAGE;
     }
-    while (code < 0) {
-        size_t got = 0;
-        fs_status st = net_read_some(fd, buf + len, sizeof buf - len, &got, CTL_CLIENT_TIMEOUT_MS);
-        if (st)
+    while (code < 0 && (w = wait_output(fd)) > 0) {
+        ssize_t got = recv(fd, buf + len, sizeof buf - len, 0);
+        if (got <= 0)
             break;
-        len += got;
+        len += (size_t)got;
         char *nl;
         while (code < 0 && (nl = memchr(buf, '\n', len)) != NULL) {
             size_t n = (size_t)(nl - buf);
-            code = relay_line(buf, n, out, err);
+            code = relay_line(buf, n, out, err, view, &bar);
             memmove(buf, nl + 1, len - n - 1);
             len -= n + 1;
         }
         if (len == sizeof buf) /* a line longer than the peer ever sends */
             break;
     }
-    close(fd);
+    close(fd); /* hanging up is what cancels a running command */
+    if (bar && view && view->clear)
+        view->clear(view->ctx);
+    if (w == 0) {
+        fprintf(err, "floodshare: interrupted\n");
+        return 130;
+    }
     if (code < 0) {
         fprintf(err, "floodshare: the peer closed the control connection without an answer\n");
         return CTL_EXIT_FAIL;

@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char WHY_TOO_LONG[] = "header longer than 2048 bytes";
@@ -324,6 +325,34 @@ static fs_status parse_zmd5(const char *v, size_t n, struct msg *m, const char *
                      why);
 }
 
+static fs_status parse_offset(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return u64_field(v, n, &m->offset, "offset is not a decimal number that fits in 64 bits",
+                     why);
+}
+
+static fs_status parse_chunk(const char *v, size_t n, struct msg *m, const char **why)
+{
+    if (u64_field(v, n, &m->chunk, NULL, why) != FS_OK || m->chunk == 0)
+        return fail(why, "chunk is not a decimal number from 1 up");
+    return FS_OK;
+}
+
+static fs_status parse_idx(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return u64_field(v, n, &m->idx, "idx is not a decimal number that fits in 64 bits", why);
+}
+
+static fs_status parse_crc(const char *v, size_t n, struct msg *m, const char **why)
+{
+    char hex[9];
+
+    if (hex_field(v, n, 8, hex, "crc is not 8 lower-case hex digits", why) != FS_OK)
+        return FS_EPROTO;
+    m->crc = (uint32_t)strtoul(hex, NULL, 16);
+    return FS_OK;
+}
+
 static fs_status parse_name(const char *v, size_t n, struct msg *m, const char **why)
 {
     static const struct text_why w = {
@@ -417,7 +446,7 @@ typedef fs_status (*parse_fn)(const char *v, size_t n, struct msg *m, const char
 
 #define KEY_LIST(X)                                                                           \
     X(qid) X(ttl) X(hops) X(origin) X(from) X(holder) X(peer) X(kind) X(size) X(md5) X(path)  \
-        X(name) X(len) X(zmd5) X(code) X(msg)
+        X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc)
 
 enum key {
 #define KEY_ENUM(k) K_##k,
@@ -460,6 +489,11 @@ static const struct need item_keys[] = {
     NEED(ITEM, kind), NEED(ITEM, size), NEED(ITEM, md5), NEED(ITEM, len), NEED(ITEM, zmd5),
 };
 static const struct need error_keys[] = {NEED(ERROR, code), NEED(ERROR, msg)};
+static const struct need fetch_keys[] = {NEED(FETCH, path), NEED(FETCH, md5), NEED(FETCH, offset)};
+static const struct need range_keys[] = {
+    NEED(RANGE, size), NEED(RANGE, md5), NEED(RANGE, offset), NEED(RANGE, chunk),
+};
+static const struct need data_keys[] = {NEED(DATA, idx), NEED(DATA, len), NEED(DATA, crc)};
 
 struct verb_spec {
     const char *name;
@@ -476,6 +510,9 @@ static const struct verb_spec verbs[] = {
     VERB("REQUEST", MSG_REQUEST, request_keys),
     VERB("ITEM", MSG_ITEM, item_keys),
     VERB("ERROR", MSG_ERROR, error_keys),
+    VERB("FETCH", MSG_FETCH, fetch_keys),
+    VERB("RANGE", MSG_RANGE, range_keys),
+    VERB("DATA", MSG_DATA, data_keys),
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])
@@ -724,6 +761,14 @@ static void put_u64(struct wbuf *w, uint64_t x)
     put_str(w, tmp);
 }
 
+static void put_crc(struct wbuf *w, uint32_t crc)
+{
+    char tmp[9];
+
+    snprintf(tmp, sizeof tmp, "%08" PRIx32, crc);
+    put_str(w, tmp);
+}
+
 static void put_addr(struct wbuf *w, const struct fs_addr *a)
 {
     char tmp[ADDR_STR_MAX];
@@ -755,6 +800,10 @@ static void put_value(struct wbuf *w, const struct msg *m, enum key k)
     case K_zmd5: put_enc(w, m->zmd5, sizeof m->zmd5); break;
     case K_code: put_enc(w, m->code, sizeof m->code); break;
     case K_msg: put_enc(w, m->text, sizeof m->text); break;
+    case K_offset: put_u64(w, m->offset); break;
+    case K_chunk: put_u64(w, m->chunk); break;
+    case K_idx: put_u64(w, m->idx); break;
+    case K_crc: put_crc(w, m->crc); break;
     case K_COUNT: w->bad = 1; break;
     }
 }

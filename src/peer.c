@@ -117,6 +117,9 @@ static void serve_conn(struct peer *p, int fd)
         } else if (m.type == MSG_REQUEST) {
             xfer_serve(p, &c, &m);
             break;
+        } else if (m.type == MSG_FETCH) {
+            xfer_serve_fetch(p, &c, &m);
+            break;
         } else {
             stats_inc(&p->stats, malformed_dropped);
             log_msg(L_INFO, "connection from %s: unexpected %s, closed", addr,
@@ -406,6 +409,7 @@ static void peer_destroy(struct peer *p)
     links_free(p->links);
     qcache_free(p->qc);
     flood_free(p->flood);
+    xfer_table_free(p->xfers);
     share_close(p->share);
     free(p->queue);
     free(p->workers);
@@ -451,7 +455,8 @@ static int peer_setup(struct peer *p, const char *ini)
     p->qc = qcache_new(p->cfg.query_cache_size, p->cfg.query_cache_ttl_ms);
     p->links = links_new(&lo);
     p->flood = flood_new();
-    if (!p->qc || !p->links || !p->flood || pipe2(p->wake, O_CLOEXEC) < 0) {
+    p->xfers = xfer_table_new();
+    if (!p->qc || !p->links || !p->flood || !p->xfers || pipe2(p->wake, O_CLOEXEC) < 0) {
         log_msg(L_ERROR, "out of memory");
         return 1;
     }

@@ -1,5 +1,5 @@
-/* share.c - the share index: scan, hash cache, change detection, name
- * search and confinement of share-relative paths. */
+/* share.c - the share index: scan, hash cache (kept across restarts),
+ * change detection, name search and confinement of share-relative paths. */
 #include "floodshare/share.h"
 
 #include <dirent.h>
@@ -33,6 +33,20 @@
 /* "F " size ' ' md5 ' ' relpath '\n' */
 #define MANIFEST_LINE_MAX (2 + 20 + 1 + MSG_MD5_LEN + 1 + PATH_MAX_LEN + 1 + 1)
 
+/* The persisted cache (format in share.h). A valid file never comes near
+ * the byte limit (SHARE_MAX_ENTRIES lines of at most 128 bytes), so a larger
+ * one is not ours to trust or to read. */
+#define CACHE_MAGIC "floodshare-index 1"
+#define CACHE_MAX_BYTES (256L * 1024 * 1024)
+#define CACHE_LINE_MAX 160 /* a longest entry line is 128 bytes with its '\n' */
+/* Temporaries being written. Not "in-"/"out-"/"x-": those belong to xfer. A
+ * crash between create and rename leaves one behind; share_open() removes
+ * those older than CACHE_TMP_STALE_SEC (younger ones may be another open
+ * share's write in progress). */
+#define CACHE_TMP_PREFIX SHARE_CACHE_FILE ".tmp-"
+#define CACHE_TMP_NAME_MAX 64
+#define CACHE_TMP_STALE_SEC 600
+
 /* One scanned file or folder. */
 struct entry {
     char *path;       /* relative to the scanned root, malloc'd */
@@ -54,20 +68,30 @@ struct cache_ent {
     char md5[MSG_MD5_LEN + 1];
 };
 
+/* Lock order: scan_mu, then mu. Queries take only mu, which a rescan holds
+ * just to swap in the finished index, so hashing never makes a query wait. */
 struct share {
     char *dir;        /* canonical, immutable after share_open() */
     atomic_int dirty; /* atomic so share_mark_dirty() never waits for a scan */
-    /* Guards every field below. Held for a whole rescan, so readers see the
-     * old index or the new one, never a mix. */
+    /* Serialises rescans (share_refresh() only trylocks it: a second caller
+     * answers from the old index instead of queueing behind the hashing) and
+     * guards every field down to mu. */
+    pthread_mutex_t scan_mu;
+    struct cache_ent *cache; /* the hashes the next scan may reuse, sorted by (dev, ino) */
+    size_t n_cache;
+    int cache_unsaved;         /* cache differs from what SHARE_CACHE_FILE holds */
+    int save_logged;           /* a failure to save was reported (until a success) */
+    int ifd;                   /* inotify on every indexed folder, -1 if unavailable */
+    int polling_logged;        /* the fall-back to polling was reported */
+    struct timespec last_scan; /* CLOCK_MONOTONIC */
+    share_hash_hook hook;      /* tests only, see share_set_hash_hook() */
+    void *hook_arg;
+    /* Guards the published index below. Readers see the old index or the
+     * new one, never a mix; it is written only with scan_mu held too. */
     pthread_mutex_t mu;
     struct entry *items; /* sorted bytewise by path */
     size_t n_items;
     const struct entry **by_name; /* items sorted by (name, path) */
-    struct cache_ent *cache; /* the hashes the next scan may reuse, sorted by (dev, ino) */
-    size_t n_cache;
-    int ifd;                   /* inotify on every indexed folder, -1 if unavailable */
-    int polling_logged;        /* the fall-back to polling was reported */
-    struct timespec last_scan; /* CLOCK_MONOTONIC */
 };
 
 /* State of one recursive scan, for the index or for share_digest(). */
@@ -81,6 +105,8 @@ struct walk {
     int watch_err;    /* why watching failed (ifd was then closed) */
     int strict;       /* share_digest(): a symlink or a limit fails the scan */
     int hide_state;   /* skip SHARE_STATE_DIR at the top */
+    share_hash_hook hook;
+    void *hook_arg;
     time_t racy_from; /* files with mtime at or after this are not cacheable */
     size_t hashed;
     int changed; /* the tree moved under the scan: scan again later */
@@ -356,6 +382,8 @@ static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len
         e->cacheable = 1;
         return;
     }
+    if (w->hook)
+        w->hook(w->hook_arg, rel);
     err = walk_hash(w, dfd, name, st, e);
     if (err) {
         free(e->path);
@@ -488,6 +516,394 @@ static fs_status walk_tree(struct walk *w, int fd)
     return folder_digests(w->v, w->n);
 }
 
+/* --- the persisted cache -------------------------------------------------- */
+
+/* Opens the share's state folder without following a symlink, creating it
+ * (0700) first if create and it is missing. Returns an fd, or -1 with errno
+ * set. */
+static int state_dir_open(const char *root, int create)
+{
+    int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, err;
+
+    if (rfd < 0)
+        return -1;
+    fd = openat(rfd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        int made = mkdirat(rfd, SHARE_STATE_DIR, 0700) == 0;
+        /* EEXIST: another writer made it since the openat() above. */
+        if (made || errno == EEXIST)
+            fd = openat(rfd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        /* The new folder's name must be durable before the cache inside it. */
+        if (made && fd >= 0)
+            (void)fsync(rfd);
+    }
+    err = errno;
+    close(rfd);
+    errno = err;
+    return fd;
+}
+
+static int cache_equal(const struct cache_ent *a, size_t na, const struct cache_ent *b,
+                       size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (cache_cmp(&a[i], &b[i]) != 0 || a[i].size != b[i].size ||
+            !same_mtime(&a[i].mtime, &b[i].mtime) || strcmp(a[i].md5, b[i].md5) != 0)
+            return 0;
+    return 1;
+}
+
+/* Writes len bytes of line to f, and into h unless h is NULL. 0 or an errno. */
+static int cache_put(FILE *f, struct hash_md5 *h, const char *line, size_t len)
+{
+    if (h)
+        hash_update(h, line, len);
+    errno = 0;
+    if (fwrite(line, 1, len, f) == len)
+        return 0;
+    return errno ? errno : EIO;
+}
+
+/* Writes the whole cache file (format in share.h) to f. 0 or an errno. */
+static int cache_write(FILE *f, const struct cache_ent *c, size_t n)
+{
+    struct hash_md5 h;
+    char line[CACHE_LINE_MAX], md5[MSG_MD5_LEN + 1];
+    int err, len;
+
+    if (hash_init(&h) != FS_OK)
+        return ENOMEM;
+    err = cache_put(f, &h, CACHE_MAGIC "\n", strlen(CACHE_MAGIC "\n"));
+    for (size_t i = 0; i < n && !err; i++) {
+        len = snprintf(line, sizeof line, "%ju %ju %ju %jd %ld %s\n", (uintmax_t)c[i].dev,
+                       (uintmax_t)c[i].ino, (uintmax_t)c[i].size,
+                       (intmax_t)c[i].mtime.tv_sec, (long)c[i].mtime.tv_nsec, c[i].md5);
+        err = cache_put(f, &h, line, (size_t)len);
+    }
+    if (err) {
+        hash_abort(&h);
+        return err;
+    }
+    if (hash_final(&h, md5) != FS_OK)
+        return ENOMEM;
+    len = snprintf(line, sizeof line, "end %zu %s\n", n, md5);
+    return cache_put(f, NULL, line, (size_t)len);
+}
+
+/* Creates a new temporary for the cache in the folder sfd, its name into
+ * name. The pid and a counter keep live writers (two shares open on one
+ * folder) apart; O_EXCL steps over a crashed writer's leftover. Returns an
+ * fd, or -1 with errno set. */
+static int cache_tmp_create(int sfd, char name[CACHE_TMP_NAME_MAX])
+{
+    static atomic_uint seq;
+
+    for (int tries = 0; tries < 16; tries++) {
+        snprintf(name, CACHE_TMP_NAME_MAX, CACHE_TMP_PREFIX "%ld-%u", (long)getpid(),
+                 atomic_fetch_add(&seq, 1));
+        int fd = openat(sfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
+/* Replaces SHARE_CACHE_FILE in the folder sfd with c[0..n) so that a crash
+ * at any point leaves the old file or the new one, never a torn one: write a
+ * temporary, fsync it, rename it over, fsync the folder. 0 or an errno. */
+static int cache_replace(int sfd, const struct cache_ent *c, size_t n)
+{
+    char tmp[CACHE_TMP_NAME_MAX];
+    int fd = cache_tmp_create(sfd, tmp), err = 0;
+    FILE *f;
+
+    if (fd < 0)
+        return errno;
+    f = fdopen(fd, "w");
+    if (!f) {
+        err = errno;
+        close(fd);
+        goto out;
+    }
+    err = cache_write(f, c, n);
+    if (!err && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+        err = errno;
+    if (fclose(f) != 0 && !err)
+        err = errno;
+    if (!err && renameat(sfd, tmp, sfd, SHARE_CACHE_FILE) != 0)
+        err = errno;
+    if (!err && fsync(sfd) != 0)
+        return errno; /* renamed: tmp is gone */
+out:
+    if (err)
+        unlinkat(sfd, tmp, 0);
+    return err;
+}
+
+/* Saves sh->cache. A read-only share is a normal setup, not a fault: it
+ * only costs re-hashing after a restart, so it is said once, at debug
+ * level. Called with scan_mu held, or from share_close(). */
+static void cache_save(struct share *sh)
+{
+    int sfd = state_dir_open(sh->dir, 1);
+    int err = sfd < 0 ? errno : cache_replace(sfd, sh->cache, sh->n_cache);
+
+    if (sfd >= 0)
+        close(sfd);
+    if (!err) {
+        sh->cache_unsaved = 0;
+        sh->save_logged = 0;
+        return;
+    }
+    if (sh->save_logged)
+        return;
+    sh->save_logged = 1;
+    if (err == EROFS || err == EACCES || err == EPERM)
+        log_msg(L_DEBUG, "share: %s is read-only (%s); hashes are not kept across restarts",
+                sh->dir, strerror(err));
+    else
+        log_msg(L_WARN, "share: cannot save %s/%s/%s: %s", sh->dir, SHARE_STATE_DIR,
+                SHARE_CACHE_FILE, strerror(err));
+}
+
+struct cache_reader {
+    FILE *f;
+    struct hash_md5 h; /* of every byte before the end line */
+    char line[CACHE_LINE_MAX];
+    struct cache_ent *v;
+    size_t n, cap;
+};
+
+/* Reads the next line into r->line, '\n' included, its length into *len.
+ * 1: a line; 0: end of file; -1: a read error, or a line that is too long,
+ * holds a NUL or lacks its '\n' (a truncated file). */
+static int cache_read_line(struct cache_reader *r, size_t *len)
+{
+    if (!fgets(r->line, sizeof r->line, r->f))
+        return ferror(r->f) ? -1 : 0;
+    *len = strlen(r->line);
+    return *len > 0 && r->line[*len - 1] == '\n' ? 1 : -1;
+}
+
+/* Parses the decimal at *p (digits only, at most max) and the byte sep that
+ * must follow it, and moves *p past both. 0 or -1. */
+static int parse_u64(const char **p, uint64_t max, char sep, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        uint64_t d = (uint64_t)(*s - '0');
+        if (v > (max - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (*s != sep)
+        return -1;
+    *p = sep ? s + 1 : s;
+    *out = v;
+    return 0;
+}
+
+/* Parses "dev ino size sec nsec md5" (no '\n') into c. 0 or -1. */
+static int cache_parse_entry(const char *p, struct cache_ent *c)
+{
+    uint64_t dev, ino, size, sec, nsec;
+    int neg;
+
+    if (parse_u64(&p, UINT64_MAX, ' ', &dev) || parse_u64(&p, UINT64_MAX, ' ', &ino) ||
+        parse_u64(&p, INT64_MAX, ' ', &size))
+        return -1;
+    neg = *p == '-';
+    p += neg;
+    if (parse_u64(&p, INT64_MAX, ' ', &sec) || parse_u64(&p, 999999999, ' ', &nsec) ||
+        !hash_hex_valid(p))
+        return -1;
+    c->dev = (dev_t)dev;
+    c->ino = (ino_t)ino;
+    c->size = size;
+    c->mtime.tv_sec = neg ? -(time_t)sec : (time_t)sec;
+    c->mtime.tv_nsec = (long)nsec;
+    memcpy(c->md5, p, sizeof c->md5);
+    /* Where dev_t, ino_t or time_t are narrower, a value that does not fit
+     * would match the wrong file. */
+    if ((uint64_t)c->dev != dev || (uint64_t)c->ino != ino || (uint64_t)(time_t)sec != sec)
+        return -1;
+    return 0;
+}
+
+/* Appends the entry line in r->line ('\n' stripped). NULL, or why not. */
+static const char *cache_push(struct cache_reader *r)
+{
+    if (r->n == SHARE_MAX_ENTRIES)
+        return "too many entries";
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        struct cache_ent *v = realloc(r->v, cap * sizeof *v);
+        if (!v)
+            return "out of memory";
+        r->v = v;
+        r->cap = cap;
+    }
+    if (cache_parse_entry(r->line, &r->v[r->n]) != 0)
+        return "malformed entry";
+    r->n++;
+    return NULL;
+}
+
+/* Checks the end line in r->line ('\n' stripped) against what was read. */
+static const char *cache_check_end(struct cache_reader *r)
+{
+    const char *p = r->line + strlen("end ");
+    char md5[MSG_MD5_LEN + 1];
+    uint64_t count;
+
+    if (parse_u64(&p, SIZE_MAX, ' ', &count) || !hash_hex_valid(p))
+        return "malformed end line";
+    if (count != r->n)
+        return "entry count mismatch";
+    if (hash_final(&r->h, md5) != FS_OK)
+        return "cannot hash";
+    return strcmp(md5, p) == 0 ? NULL : "checksum mismatch";
+}
+
+/* Checks and hashes the first line. NULL, or why the file is not ours. */
+static const char *cache_check_header(struct cache_reader *r)
+{
+    size_t len;
+    int rc = cache_read_line(r, &len);
+
+    if (rc != 1)
+        return rc == 0 ? "empty" : "not an index cache";
+    if (strcmp(r->line, CACHE_MAGIC "\n") != 0)
+        return strncmp(r->line, "floodshare-index ", 17) == 0 ? "unsupported version"
+                                                               : "not an index cache";
+    hash_update(&r->h, r->line, len);
+    return NULL;
+}
+
+/* Parses the whole file into r->v, sorted by (dev, ino). NULL, or why the
+ * file is not a valid cache. */
+static const char *cache_parse(struct cache_reader *r)
+{
+    const char *why = cache_check_header(r);
+    size_t len = 0;
+    int rc = 0;
+
+    while (!why && (rc = cache_read_line(r, &len)) == 1 && strncmp(r->line, "end ", 4) != 0) {
+        hash_update(&r->h, r->line, len);
+        r->line[len - 1] = '\0';
+        why = cache_push(r);
+    }
+    if (why)
+        return why;
+    if (rc != 1)
+        return rc < 0 ? "truncated or unreadable" : "truncated: no end line";
+    r->line[len - 1] = '\0';
+    why = cache_check_end(r);
+    if (!why && cache_read_line(r, &len) != 0)
+        why = "data after the end line";
+    if (why)
+        return why;
+    if (r->n)
+        qsort(r->v, r->n, sizeof *r->v, cache_cmp);
+    for (size_t i = 1; i < r->n; i++)
+        if (cache_cmp(&r->v[i - 1], &r->v[i]) == 0)
+            return "duplicate entry";
+    return NULL;
+}
+
+/* Removes the temporaries of cache writes that a crash interrupted. */
+static void cache_remove_stale_tmps(int sfd)
+{
+    int fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    struct timespec now;
+    struct dirent *de;
+    struct stat st;
+
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, CACHE_TMP_PREFIX, strlen(CACHE_TMP_PREFIX)) != 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && st.st_mtim.tv_sec < now.tv_sec - CACHE_TMP_STALE_SEC)
+            unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
+/* Opens SHARE_CACHE_FILE of the share at root for reading, never through a
+ * symlink, and removes stale temporaries on the way. Returns the open file,
+ * or NULL with *why saying what is wrong (NULL: there is no cache yet). */
+static FILE *cache_open(const char *root, const char **why)
+{
+    int sfd = state_dir_open(root, 0), fd;
+    FILE *f = NULL;
+    struct stat st;
+
+    *why = NULL;
+    if (sfd < 0) {
+        if (errno != ENOENT)
+            *why = strerror(errno);
+        return NULL;
+    }
+    cache_remove_stale_tmps(sfd);
+    fd = openat(sfd, SHARE_CACHE_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            *why = errno == ELOOP ? "a symbolic link" : strerror(errno);
+    } else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        *why = "not a regular file";
+    } else if (st.st_size > CACHE_MAX_BYTES) {
+        *why = "larger than 256 MiB";
+    } else if ((f = fdopen(fd, "r")) == NULL) {
+        *why = strerror(errno);
+    }
+    if (!f && fd >= 0)
+        close(fd);
+    close(sfd);
+    return f;
+}
+
+/* Loads the persisted cache into sh->cache (empty). A missing file is the
+ * first start; any other problem is logged and the file ignored, so every
+ * file is hashed, and the cache is marked unsaved so that the next save
+ * replaces the bad file. */
+static void cache_load(struct share *sh)
+{
+    struct cache_reader r = {0};
+    const char *why;
+
+    r.f = cache_open(sh->dir, &why);
+    if (r.f) {
+        why = hash_init(&r.h) != FS_OK ? "cannot hash" : cache_parse(&r);
+        hash_abort(&r.h);
+        fclose(r.f);
+    } else if (!why) {
+        return;
+    }
+    if (why) {
+        log_msg(L_WARN, "share: ignoring %s/%s/%s (%s); hashing every file again", sh->dir,
+                SHARE_STATE_DIR, SHARE_CACHE_FILE, why);
+        free(r.v);
+        sh->cache_unsaved = 1;
+        return;
+    }
+    sh->cache = r.v;
+    sh->n_cache = r.n;
+    log_msg(L_DEBUG, "share: loaded %zu cached hashes for %s", r.n, sh->dir);
+}
+
 /* --- the index ------------------------------------------------------------ */
 
 static int by_name_cmp(const void *a, const void *b)
@@ -543,12 +959,25 @@ static fs_status index_build_cache(const struct entry *v, size_t n, struct cache
     return FS_OK;
 }
 
-/* Moves the scan result w and its inotify fd into sh. Called locked. */
+/* Makes cache the one the next scan reuses, noting whether it needs saving. */
+static void index_take_cache(struct share *sh, struct cache_ent *cache, size_t n)
+{
+    if (!cache_equal(sh->cache, sh->n_cache, cache, n))
+        sh->cache_unsaved = 1;
+    free(sh->cache);
+    sh->cache = cache;
+    sh->n_cache = n;
+}
+
+/* Moves the scan result w and its inotify fd into sh. Called with scan_mu
+ * held. Everything slow (sorting, building the cache, freeing the old index)
+ * happens outside mu, which covers only the pointer swap. */
 static fs_status index_install(struct share *sh, struct walk *w)
 {
-    const struct entry **by_name;
+    const struct entry **by_name, **old_by_name;
+    struct entry *old_items;
+    size_t old_n, n_cache;
     struct cache_ent *cache;
-    size_t n_cache;
     fs_status st = index_build_cache(w->v, w->n, &cache, &n_cache);
 
     if (!st)
@@ -557,14 +986,17 @@ static fs_status index_install(struct share *sh, struct walk *w)
         free(cache);
         return st;
     }
-    entries_free(sh->items, sh->n_items);
-    free(sh->by_name);
-    free(sh->cache);
+    pthread_mutex_lock(&sh->mu);
+    old_items = sh->items;
+    old_n = sh->n_items;
+    old_by_name = sh->by_name;
     sh->items = w->v;
     sh->n_items = w->n;
     sh->by_name = by_name;
-    sh->cache = cache;
-    sh->n_cache = n_cache;
+    pthread_mutex_unlock(&sh->mu);
+    entries_free(old_items, old_n);
+    free(old_by_name);
+    index_take_cache(sh, cache, n_cache);
     if (sh->ifd >= 0)
         close(sh->ifd);
     sh->ifd = w->ifd;
@@ -574,7 +1006,8 @@ static fs_status index_install(struct share *sh, struct walk *w)
     return FS_OK;
 }
 
-/* Says once per fall-back that changes are now found by polling. */
+/* Says once per fall-back that changes are now found by polling. Called
+ * with scan_mu held. */
 static void index_note_polling(struct share *sh, int err)
 {
     if (sh->ifd >= 0) {
@@ -587,12 +1020,14 @@ static void index_note_polling(struct share *sh, int err)
     sh->polling_logged = 1;
 }
 
-/* Rescans the whole share. Called locked. On failure the old index stays
- * and the share stays dirty. */
+/* Rescans the whole share. Called with scan_mu held and mu not: the walk
+ * and the hashing read only scan-side state, and queries go on answering
+ * from the old index meanwhile. On failure the old index stays and the
+ * share stays dirty. */
 static fs_status index_rescan(struct share *sh)
 {
     struct walk w = {.cache = sh->cache, .n_cache = sh->n_cache, .root = sh->dir,
-                     .hide_state = 1};
+                     .hide_state = 1, .hook = sh->hook, .hook_arg = sh->hook_arg};
     fs_status st = FS_EIO;
     int fd;
 
@@ -613,6 +1048,10 @@ static fs_status index_rescan(struct share *sh)
         clock_gettime(CLOCK_MONOTONIC, &sh->last_scan);
         log_msg(L_DEBUG, "share: scanned %s: %zu items, %zu files hashed", sh->dir, sh->n_items,
                 w.hashed);
+        /* Only new hashes are worth the write; a cache that merely lost
+         * vanished files is saved by share_close(). */
+        if (w.hashed && sh->cache_unsaved)
+            cache_save(sh);
     }
 out:
     if (st || w.changed)
@@ -623,7 +1062,8 @@ out:
     return st;
 }
 
-/* Consumes pending inotify events; 1 if there were any. Called locked. */
+/* Consumes pending inotify events; 1 if there were any. Called with scan_mu
+ * held. */
 static int index_drain_events(struct share *sh)
 {
     char buf[4096]; /* events are only counted, never parsed */
@@ -643,6 +1083,7 @@ static int index_drain_events(struct share *sh)
     }
 }
 
+/* Called with scan_mu held. */
 static int index_is_stale(struct share *sh)
 {
     struct timespec now;
@@ -655,6 +1096,22 @@ static int index_is_stale(struct share *sh)
     return (now.tv_sec - sh->last_scan.tv_sec) * 1000 +
                (now.tv_nsec - sh->last_scan.tv_nsec) / 1000000 >=
            SHARE_POLL_SEC * 1000;
+}
+
+/* Frees sh without saving anything. */
+static void share_free(struct share *sh)
+{
+    if (!sh)
+        return;
+    if (sh->ifd >= 0)
+        close(sh->ifd);
+    entries_free(sh->items, sh->n_items);
+    free(sh->by_name);
+    free(sh->cache);
+    pthread_mutex_destroy(&sh->mu);
+    pthread_mutex_destroy(&sh->scan_mu);
+    free(sh->dir);
+    free(sh);
 }
 
 struct share *share_open(const char *dir, fs_status *st)
@@ -677,14 +1134,20 @@ struct share *share_open(const char *dir, fs_status *st)
     real = NULL;
     sh->ifd = -1;
     atomic_init(&sh->dirty, 1);
+    pthread_mutex_init(&sh->scan_mu, NULL);
     pthread_mutex_init(&sh->mu, NULL);
+    cache_load(sh);
+    pthread_mutex_lock(&sh->scan_mu);
     *st = index_rescan(sh);
+    pthread_mutex_unlock(&sh->scan_mu);
     if (*st)
         goto fail;
     return sh;
 fail:
     free(real);
-    share_close(sh);
+    /* Not share_close(): a failed open must not overwrite a good cache
+     * with what little it loaded. */
+    share_free(sh);
     return NULL;
 }
 
@@ -692,14 +1155,9 @@ void share_close(struct share *sh)
 {
     if (!sh)
         return;
-    if (sh->ifd >= 0)
-        close(sh->ifd);
-    entries_free(sh->items, sh->n_items);
-    free(sh->by_name);
-    free(sh->cache);
-    pthread_mutex_destroy(&sh->mu);
-    free(sh->dir);
-    free(sh);
+    if (sh->cache_unsaved)
+        cache_save(sh);
+    share_free(sh);
 }
 
 const char *share_dir(const struct share *sh)
@@ -711,11 +1169,23 @@ fs_status share_refresh(struct share *sh)
 {
     fs_status st = FS_OK;
 
-    pthread_mutex_lock(&sh->mu);
+    /* Busy: another thread is rescanning, possibly hashing for seconds.
+     * Waiting would only delay this caller's query; the rescan in progress
+     * will pick up whatever changed. */
+    if (pthread_mutex_trylock(&sh->scan_mu) != 0)
+        return FS_OK;
     if (index_is_stale(sh))
         st = index_rescan(sh);
-    pthread_mutex_unlock(&sh->mu);
+    pthread_mutex_unlock(&sh->scan_mu);
     return st;
+}
+
+void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg)
+{
+    pthread_mutex_lock(&sh->scan_mu);
+    sh->hook = fn;
+    sh->hook_arg = arg;
+    pthread_mutex_unlock(&sh->scan_mu);
 }
 
 void share_mark_dirty(struct share *sh)
@@ -723,7 +1193,8 @@ void share_mark_dirty(struct share *sh)
     atomic_store(&sh->dirty, 1);
 }
 
-/* First position in by_name whose item's name is not below name. Called locked. */
+/* First position in by_name whose item's name is not below name. Called
+ * with mu held. */
 static size_t names_lower_bound(const struct share *sh, const char *name)
 {
     size_t lo = 0, hi = sh->n_items;

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,10 +12,12 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "floodshare/hash.h"
 #include "floodshare/log.h"
 #include "floodshare/net.h"
+#include "floodshare/partial.h"
 #include "floodshare/peer.h"
 #include "floodshare/share.h"
 #include "floodshare/zipio.h"
@@ -29,6 +32,120 @@ static void tmp_name(char *out, size_t cap, const char *share_dir, const char *p
         memset(r, 0, sizeof r);
     snprintf(out, cap, "%s/%s/%s-%02x%02x%02x%02x%02x%02x%s", share_dir, SHARE_STATE_DIR, prefix,
              r[0], r[1], r[2], r[3], r[4], r[5], suffix);
+}
+
+/* --- the table of running transfers --- */
+
+struct xfer_slot {
+    int used;
+    struct xfer_active a;
+    uint64_t start_ms;
+};
+
+/* lock guards every slot. */
+struct xfer_table {
+    pthread_mutex_t lock;
+    struct xfer_slot slots[XFER_MAX_ACTIVE];
+};
+
+struct xfer_table *xfer_table_new(void)
+{
+    struct xfer_table *t = calloc(1, sizeof *t);
+    if (t)
+        pthread_mutex_init(&t->lock, NULL);
+    return t;
+}
+
+void xfer_table_free(struct xfer_table *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+/* Registers a transfer; returns its slot, or -1 when the table is full
+ * (the transfer still runs, it is just not listed). */
+static int slot_add(struct peer *p, int upload, const char *name, const struct fs_addr *other,
+                    uint64_t total)
+{
+    struct xfer_table *t = p->xfers;
+    int idx = -1;
+
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < XFER_MAX_ACTIVE && idx < 0; i++) {
+        if (t->slots[i].used)
+            continue;
+        idx = i;
+        struct xfer_slot *s = &t->slots[i];
+        memset(s, 0, sizeof *s);
+        s->used = 1;
+        s->a.upload = upload;
+        snprintf(s->a.name, sizeof s->a.name, "%s", name);
+        if (other)
+            s->a.other = *other;
+        s->a.total = total;
+        s->start_ms = net_now_ms();
+    }
+    pthread_mutex_unlock(&t->lock);
+    return idx;
+}
+
+static void slot_set(struct peer *p, int idx, uint64_t done)
+{
+    if (idx < 0)
+        return;
+    pthread_mutex_lock(&p->xfers->lock);
+    p->xfers->slots[idx].a.done = done;
+    pthread_mutex_unlock(&p->xfers->lock);
+}
+
+static void slot_del(struct peer *p, int idx)
+{
+    if (idx < 0)
+        return;
+    pthread_mutex_lock(&p->xfers->lock);
+    p->xfers->slots[idx].used = 0;
+    pthread_mutex_unlock(&p->xfers->lock);
+}
+
+size_t xfer_active_list(struct peer *p, struct xfer_active *out, size_t max)
+{
+    struct xfer_table *t = p->xfers;
+    size_t n = 0;
+    uint64_t now = net_now_ms();
+
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < XFER_MAX_ACTIVE && n < max; i++) {
+        if (!t->slots[i].used)
+            continue;
+        out[n] = t->slots[i].a;
+        out[n++].seconds = (double)(now - t->slots[i].start_ms) / 1000.0;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+static void state_dir_of(char *out, size_t cap, const char *share_dir)
+{
+    snprintf(out, cap, "%s/%s", share_dir, SHARE_STATE_DIR);
+}
+
+uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t size,
+                            const char *md5)
+{
+    char dir[PATH_MAX + 32];
+    struct partial_info *list = NULL;
+    uint64_t have = 0;
+
+    state_dir_of(dir, sizeof dir, share_dir);
+    long n = partial_list(dir, &list);
+    for (long i = 0; i < n; i++)
+        if (list[i].size == size && strcmp(list[i].md5, md5) == 0 &&
+            strcmp(list[i].name, name) == 0)
+            have = list[i].have_bytes;
+    free(list);
+    return have;
 }
 
 fs_status xfer_prepare_state_dir(const char *share_dir)
@@ -98,31 +215,46 @@ static void refuse(struct peer *p, struct conn *c, const char *code, const char 
     conn_send_error(c->fd, code, why, c->timeout_ms);
 }
 
-void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
+/* Finds the item a REQUEST or FETCH names and resolves it inside the share.
+ * Returns 0, or -1 after answering the requester with the refusal. */
+static int find_item(struct peer *p, struct conn *c, const struct msg *req,
+                     struct share_item *it, char *abs, size_t cap)
 {
-    struct share_item it;
-    char abs[PATH_MAX], zip[PATH_MAX + 64], esc[LOG_ESCAPE_BUF];
     struct share *sh = peer_share_get(p);
     fs_status st;
 
     share_refresh(sh);
-    st = share_lookup(sh, req->path, &it);
+    st = share_lookup(sh, req->path, it);
     if (st == FS_OK)
-        st = share_resolve(sh, req->path, 1, abs, sizeof abs);
-    tmp_name(zip, sizeof zip, share_dir(sh), "out", ".zip");
+        st = share_resolve(sh, req->path, 1, abs, cap);
     peer_share_put(p);
     if (st == FS_EBADNAME || st == FS_EREFUSED) {
         refuse(p, c, "refused", "path is outside the share or not allowed", req->path);
-        return;
+        return -1;
     }
     if (st) {
         refuse(p, c, "notfound", "no such item in this share", req->path);
-        return;
+        return -1;
     }
-    if (strcmp(it.md5, req->md5) != 0) {
+    if (strcmp(it->md5, req->md5) != 0) {
         refuse(p, c, "changed", "the item has changed since it was found", req->path);
-        return;
+        return -1;
     }
+    return 0;
+}
+
+void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
+{
+    struct share_item it;
+    char abs[PATH_MAX], zip[PATH_MAX + 64], esc[LOG_ESCAPE_BUF];
+    struct fs_addr who;
+    fs_status st;
+
+    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+        return;
+    struct share *sh = peer_share_get(p);
+    tmp_name(zip, sizeof zip, share_dir(sh), "out", ".zip");
+    peer_share_put(p);
 
     struct msg item;
     memset(&item, 0, sizeof item);
@@ -141,13 +273,101 @@ void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
     log_msg(L_INFO, "request %s: sending %s of %llu bytes as a %llu-byte archive",
             log_escape_str(esc, req->path), msg_kind_name(it.kind), (unsigned long long)it.size,
             (unsigned long long)item.len);
+    net_peer_addr(c->fd, &who);
+    int slot = slot_add(p, 1, req->path, &who, item.len);
     st = conn_send_msg(c->fd, &item, c->timeout_ms);
     if (st == FS_OK)
         st = stream_file(p, c->fd, zip, item.len, c->timeout_ms);
+    slot_del(p, slot);
     unlink(zip);
     if (st) {
         stats_inc(&p->stats, uploads_failed);
         log_msg(L_WARN, "request %s: upload failed: %s", esc, fs_strerror(st));
+        return;
+    }
+    stats_inc(&p->stats, uploads);
+}
+
+/* Sends DATA frames for the chunks of fd from offset on. Each chunk is
+ * read whole first, because its CRC goes in the frame's header. */
+static fs_status send_chunks(struct peer *p, struct conn *c, int fd, uint64_t size,
+                             uint64_t offset, int slot)
+{
+    char *buf = malloc(PARTIAL_CHUNK);
+    char head[MSG_MAX_HEADER];
+    fs_status st = FS_OK;
+    struct msg d;
+
+    if (!buf)
+        return FS_ENOMEM;
+    memset(&d, 0, sizeof d);
+    d.type = MSG_DATA;
+    posix_fadvise(fd, (off_t)offset, 0, POSIX_FADV_SEQUENTIAL);
+    for (uint64_t off = offset; off < size && st == FS_OK && !p->stopping; off += d.len) {
+        d.idx = off / PARTIAL_CHUNK;
+        d.len = size - off < PARTIAL_CHUNK ? size - off : PARTIAL_CHUNK;
+        st = partial_read_at(fd, buf, (size_t)d.len, off);
+        if (st)
+            break;
+        d.crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)d.len);
+        int n = msg_format(&d, head, sizeof head);
+        st = n < 0 ? FS_EINVAL : net_write_all(c->fd, head, (size_t)n, c->timeout_ms);
+        if (st == FS_OK)
+            st = net_write_all(c->fd, buf, (size_t)d.len, c->timeout_ms);
+        if (st == FS_OK) {
+            stats_add(&p->stats, bytes_sent, d.len);
+            slot_set(p, slot, off + d.len);
+        }
+    }
+    free(buf);
+    return p->stopping ? FS_ECANCELED : st;
+}
+
+void xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
+{
+    struct share_item it;
+    char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
+    struct stat sb;
+    struct fs_addr who;
+
+    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+        return;
+    if (it.kind != MSG_KIND_FILE) {
+        refuse(p, c, "refused", "FETCH is for files; ask for a folder with REQUEST", req->path);
+        return;
+    }
+    if (req->offset > it.size || req->offset % PARTIAL_CHUNK != 0) {
+        refuse(p, c, "refused", "offset is not a chunk boundary inside the file", req->path);
+        return;
+    }
+    int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != it.size) {
+        if (fd >= 0)
+            close(fd);
+        refuse(p, c, "changed", "the item has changed since it was found", req->path);
+        return;
+    }
+    struct msg r;
+    memset(&r, 0, sizeof r);
+    r.type = MSG_RANGE;
+    r.size = it.size;
+    memcpy(r.md5, it.md5, sizeof r.md5);
+    r.offset = req->offset;
+    r.chunk = PARTIAL_CHUNK;
+    log_msg(L_INFO, "fetch %s: sending bytes %llu..%llu of %llu", log_escape_str(esc, req->path),
+            (unsigned long long)req->offset, (unsigned long long)it.size,
+            (unsigned long long)it.size);
+    net_peer_addr(c->fd, &who);
+    int slot = slot_add(p, 1, req->path, &who, it.size);
+    slot_set(p, slot, req->offset);
+    fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
+    if (st == FS_OK)
+        st = send_chunks(p, c, fd, it.size, req->offset, slot);
+    slot_del(p, slot);
+    close(fd);
+    if (st) {
+        stats_inc(&p->stats, uploads_failed);
+        log_msg(L_INFO, "fetch %s: stopped: %s", esc, fs_strerror(st));
         return;
     }
     stats_inc(&p->stats, uploads);
@@ -158,11 +378,15 @@ void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
 struct fetch {
     struct peer *p;
     const struct msg *hit;
+    const struct xfer_watch *watch;
     struct xfer_result *res;
     char share[PATH_MAX];
+    char final[PATH_MAX + 300];
     char zip[PATH_MAX + 64];
     char xdir[PATH_MAX + 64];
     int fd;
+    int slot;
+    uint64_t t0, last_report, last_done;
 };
 
 /* Records why this holder failed (truncated to fit) and returns st. */
@@ -178,10 +402,225 @@ static fs_status fail(struct fetch *f, fs_status st, const char *fmt, ...)
     return st;
 }
 
+static int cancelled(const struct fetch *f)
+{
+    return f->p->stopping || (f->watch && f->watch->cancelled && f->watch->cancelled(f->watch->ctx));
+}
+
+/* Reports progress at most every 200 ms (and always when force is set). */
+static void report(struct fetch *f, uint64_t done, int force)
+{
+    uint64_t now = net_now_ms();
+
+    slot_set(f->p, f->slot, done);
+    if (!f->watch || !f->watch->progress || (!force && now - f->last_report < 200))
+        return;
+    double dt = (double)(now - f->last_report) / 1000.0;
+    struct xfer_event ev = {
+        .name = f->hit->name,
+        .done = done,
+        .total = f->hit->size,
+        .resumed_from = f->res->resumed_from,
+        .rate = dt > 0 && done >= f->last_done ? (double)(done - f->last_done) / dt : 0,
+        .peer = f->hit->peer_id,
+        .holder = &f->hit->holder,
+    };
+    f->watch->progress(f->watch->ctx, &ev);
+    f->last_report = now;
+    f->last_done = done;
+}
+
+static void note_first_byte(struct fetch *f)
+{
+    if (f->res->ttfb == 0)
+        f->res->ttfb = (double)(net_now_ms() - f->t0) / 1000.0;
+}
+
+static fs_status connect_holder(struct fetch *f, struct conn *c)
+{
+    struct cfg cf;
+    int sock;
+
+    peer_cfg_snapshot(f->p, &cf);
+    fs_status st = net_connect_tcp(&f->hit->holder, (int)cf.connect_timeout_ms, &sock);
+    if (st)
+        return fail(f, st, "cannot connect to the holder: %s", fs_strerror(st));
+    peer_track(f->p, sock);
+    conn_init(c, sock, (int)cf.io_timeout_ms);
+    return FS_OK;
+}
+
+static void disconnect(struct fetch *f, struct conn *c)
+{
+    peer_untrack(f->p, c->fd);
+    close(c->fd);
+}
+
+/* Reads the reply to REQUEST or FETCH: FS_OK with *m, or a failure with
+ * res->why; a holder that does not know FETCH gives FS_ENOTSUP. */
+static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum msg_type want)
+{
+    const char *why = NULL;
+    fs_status st = conn_read_msg(c, m, c->timeout_ms, &why);
+
+    if (st == FS_EPROTO)
+        return fail(f, st, "holder sent a malformed reply: %s", why);
+    if (st)
+        return fail(f, st, "no reply from the holder: %s", fs_strerror(st));
+    if (m->type == MSG_ERROR && want == MSG_RANGE && strcmp(m->code, "unknown") == 0)
+        return fail(f, FS_ENOTSUP, "holder does not know FETCH");
+    if (m->type == MSG_ERROR)
+        return fail(f, FS_EREFUSED, "holder refused: %s", m->text);
+    if (m->type != want)
+        return fail(f, FS_EPROTO, "holder sent %s instead of %s", msg_type_name(m->type),
+                    msg_type_name(want));
+    if (m->size != f->hit->size || strcmp(m->md5, f->hit->md5) != 0 ||
+        (want == MSG_ITEM && m->kind != f->hit->kind))
+        return fail(f, FS_EMISMATCH, "holder announced another item than it found");
+    return FS_OK;
+}
+
+/* --- files: FETCH, RANGE, DATA frames into a resumable partial --- */
+
+/* Receives DATA frames for every chunk the partial lacks, feeding md5. */
+static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial *pt,
+                                struct hash_md5 *md5)
+{
+    char *buf = malloc(pt->chunk);
+    uint64_t last_save = net_now_ms();
+    fs_status st = FS_OK;
+
+    if (!buf)
+        return fail(f, FS_ENOMEM, "out of memory");
+    while (pt->have < pt->nchunks && st == FS_OK) {
+        struct msg d;
+        const char *why = NULL;
+        uint64_t idx = pt->have, off = idx * pt->chunk;
+        uint64_t want = pt->size - off < pt->chunk ? pt->size - off : pt->chunk;
+        if (cancelled(f)) {
+            st = fail(f, FS_ECANCELED, "cancelled at byte %llu", (unsigned long long)off);
+            break;
+        }
+        st = conn_read_msg(c, &d, c->timeout_ms, &why);
+        if (st == FS_OK && (d.type != MSG_DATA || d.idx != idx || d.len != want))
+            st = FS_EPROTO;
+        if (st == FS_OK)
+            st = conn_read_body(c, buf, (size_t)want);
+        if (st) {
+            fail(f, st, "transfer interrupted at byte %llu: %s", (unsigned long long)off,
+                 why ? why : fs_strerror(st));
+            break;
+        }
+        note_first_byte(f);
+        uint32_t crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)want);
+        if (crc != d.crc) {
+            st = fail(f, FS_EMISMATCH, "chunk %llu failed its CRC check", (unsigned long long)idx);
+            break;
+        }
+        hash_update(md5, buf, (size_t)want);
+        uint64_t now = net_now_ms();
+        st = partial_put(pt, idx, buf, (size_t)want, crc, now - last_save >= 1000);
+        if (st) {
+            fail(f, st, "writing the download failed: %s", strerror(errno));
+            break;
+        }
+        if (now - last_save >= 1000)
+            last_save = now;
+        f->res->bytes += want;
+        stats_add(&f->p->stats, bytes_received, want);
+        report(f, off + want, 0);
+    }
+    free(buf);
+    return st;
+}
+
+/* Asks the holder for everything from the partial's first missing chunk. */
+static fs_status fetch_missing(struct fetch *f, struct partial *pt, struct hash_md5 *md5)
+{
+    struct conn c;
+    struct msg m;
+
+    fs_status st = connect_holder(f, &c);
+    if (st)
+        return st;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_FETCH;
+    memcpy(m.path, f->hit->path, sizeof m.path);
+    memcpy(m.md5, f->hit->md5, sizeof m.md5);
+    m.offset = pt->have * pt->chunk;
+    st = conn_send_msg(c.fd, &m, c.timeout_ms);
+    if (st)
+        fail(f, st, "sending the request failed: %s", fs_strerror(st));
+    else
+        st = read_reply(f, &c, &m, MSG_RANGE);
+    if (st == FS_OK && (m.offset != pt->have * pt->chunk || m.chunk != pt->chunk))
+        st = fail(f, FS_EPROTO, "holder answered another range than asked");
+    if (st == FS_OK)
+        st = receive_chunks(f, &c, pt, md5);
+    disconnect(f, &c);
+    return st;
+}
+
+static fs_status fetch_file(struct fetch *f)
+{
+    char dir[PATH_MAX + 32];
+    struct partial *pt;
+    struct hash_md5 md5;
+    char hex[HASH_HEX_LEN + 1];
+    int resumed;
+    uint64_t bad = 0;
+
+    state_dir_of(dir, sizeof dir, f->share);
+    fs_status st = partial_open(dir, f->hit->name, f->hit->size, f->hit->md5, &pt, &resumed);
+    if (st)
+        return fail(f, st, "cannot keep a partial download in %s: %s", dir, fs_strerror(st));
+    pt->holder = f->hit->holder;
+    if (hash_init(&md5) != FS_OK) {
+        partial_close(pt);
+        return fail(f, FS_ENOMEM, "out of memory");
+    }
+    if (resumed && pt->have > 0)
+        st = partial_check(pt, &md5, &bad); /* also rebuilds the MD5 of what is there */
+    uint64_t have = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
+    f->res->resumed_from = have;
+    if (bad)
+        log_msg(L_WARN, "partial %s: %llu chunk(s) failed their CRC check, fetching them again",
+                f->hit->name, (unsigned long long)bad);
+    report(f, have, 1);
+    if (st == FS_OK && pt->have < pt->nchunks)
+        st = fetch_missing(f, pt, &md5);
+    if (st) {
+        hash_abort(&md5);
+        if (pt->have == 0)
+            partial_discard(pt); /* nothing worth keeping */
+        else
+            partial_save(pt); /* resumable from any holder of this item */
+        partial_close(pt);
+        return st;
+    }
+    hash_final(&md5, hex);
+    if (strcmp(hex, f->hit->md5) != 0) {
+        partial_discard(pt); /* every chunk passed its CRC: the holder itself lies */
+        partial_close(pt);
+        return fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s): partial discarded", hex);
+    }
+    report(f, f->hit->size, 1);
+    st = partial_finish(pt, f->final);
+    if (st == FS_EEXIST) {
+        partial_discard(pt);
+        fail(f, st, "%s already exists in the share, not overwritten", f->hit->name);
+    } else if (st) {
+        fail(f, st, "cannot move the download into place: %s", strerror(errno));
+    }
+    partial_close(pt);
+    return st;
+}
+
+/* --- folders (and holders without FETCH): a zip archive --- */
+
 /* Sends REQUEST and reads the ITEM header, checking it matches the hit. */
 static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
 {
-    const char *why = NULL;
     struct msg req;
 
     memset(&req, 0, sizeof req);
@@ -191,18 +630,9 @@ static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
     fs_status st = conn_send_msg(c->fd, &req, c->timeout_ms);
     if (st)
         return fail(f, st, "sending the request failed: %s", fs_strerror(st));
-    st = conn_read_msg(c, item, c->timeout_ms, &why);
-    if (st == FS_EPROTO)
-        return fail(f, st, "holder sent a malformed reply: %s", why);
+    st = read_reply(f, c, item, MSG_ITEM);
     if (st)
-        return fail(f, st, "no reply from the holder: %s", fs_strerror(st));
-    if (item->type == MSG_ERROR)
-        return fail(f, FS_EREFUSED, "holder refused: %s", item->text);
-    if (item->type != MSG_ITEM)
-        return fail(f, FS_EPROTO, "holder sent %s instead of ITEM", msg_type_name(item->type));
-    if (item->kind != f->hit->kind || item->size != f->hit->size ||
-        strcmp(item->md5, f->hit->md5) != 0)
-        return fail(f, FS_EMISMATCH, "holder announced another item than it found");
+        return st;
     /* A zip of n content bytes is n plus per-entry headers (a few hundred
      * bytes each); a holder announcing much more is lying or broken, and
      * must not be allowed to fill the disk. */
@@ -230,17 +660,25 @@ static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item
     }
     while (left > 0 && st == FS_OK) {
         size_t got = 0;
+        if (cancelled(f)) {
+            st = fail(f, FS_ECANCELED, "cancelled");
+            break;
+        }
         st = conn_read_body_some(c, buf, left < XFER_CHUNK ? (size_t)left : XFER_CHUNK, &got);
         if (st) {
             fail(f, st, "transfer interrupted: %s", fs_strerror(st));
             break;
         }
+        note_first_byte(f);
         hash_update(&h, buf, got);
         if (write(f->fd, buf, got) != (ssize_t)got)
             st = fail(f, FS_EIO, "writing the download failed: %s", strerror(errno));
         left -= got;
         f->res->bytes += got;
         stats_add(&f->p->stats, bytes_received, got);
+        /* archive bytes stand in for content bytes: close enough for a bar */
+        uint64_t done = item->len - left;
+        report(f, done < f->hit->size ? done : f->hit->size, 0);
     }
     free(buf);
     if (st) {
@@ -258,7 +696,7 @@ static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item
 /* Extracts, verifies the item against the hit, and renames it into place. */
 static fs_status install(struct fetch *f)
 {
-    char top[MSG_MAX_NAME + 1], item_path[PATH_MAX + 400], final[PATH_MAX + 300];
+    char top[MSG_MAX_NAME + 1], item_path[PATH_MAX + 400];
     const char *why = NULL;
     struct zipio_limits lim = zipio_default_limits;
     enum msg_kind kind;
@@ -279,8 +717,7 @@ static fs_status install(struct fetch *f)
         return fail(f, st, "cannot verify the extracted item: %s", fs_strerror(st));
     if (kind != f->hit->kind || size != f->hit->size || strcmp(md5, f->hit->md5) != 0)
         return fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s)", md5);
-    snprintf(final, sizeof final, "%s/%s", f->share, top);
-    if (renameat2(AT_FDCWD, item_path, AT_FDCWD, final, RENAME_NOREPLACE) < 0) {
+    if (renameat2(AT_FDCWD, item_path, AT_FDCWD, f->final, RENAME_NOREPLACE) < 0) {
         if (errno == EEXIST)
             return fail(f, FS_EEXIST, "%s already exists in the share, not overwritten", top);
         return fail(f, FS_EIO, "cannot move the item into place: %s", strerror(errno));
@@ -293,53 +730,60 @@ static fs_status install(struct fetch *f)
     return FS_OK;
 }
 
-fs_status xfer_fetch(struct peer *p, const struct msg *hit, struct xfer_result *res)
+static fs_status fetch_archive(struct fetch *f)
 {
-    struct fetch f = {.p = p, .hit = hit, .res = res, .fd = -1};
-    struct cfg c;
-    struct conn cn;
+    struct conn c;
     struct msg item;
-    uint64_t t0 = net_now_ms();
-    int sock = -1;
+
+    tmp_name(f->zip, sizeof f->zip, f->share, "in", ".zip");
+    tmp_name(f->xdir, sizeof f->xdir, f->share, "x", "");
+    fs_status st = connect_holder(f, &c);
+    if (st)
+        return st;
+    st = ask(f, &c, &item);
+    if (st == FS_OK)
+        st = receive(f, &c, &item);
+    disconnect(f, &c);
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    if (st == FS_OK)
+        st = install(f);
+    unlink(f->zip);
+    zipio_remove_tree(f->xdir);
+    return st;
+}
+
+fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_watch *watch,
+                     struct xfer_result *res)
+{
+    struct fetch f = {.p = p, .hit = hit, .watch = watch, .res = res, .fd = -1, .slot = -1};
+    struct stat sb;
     fs_status st;
 
     memset(res, 0, sizeof *res);
-    peer_cfg_snapshot(p, &c);
+    f.t0 = f.last_report = net_now_ms();
     struct share *sh = peer_share_get(p);
     snprintf(f.share, sizeof f.share, "%s", share_dir(sh));
     peer_share_put(p);
-    tmp_name(f.zip, sizeof f.zip, f.share, "in", ".zip");
-    tmp_name(f.xdir, sizeof f.xdir, f.share, "x", "");
-
-    char final[PATH_MAX + 300];
-    struct stat sb;
-    snprintf(final, sizeof final, "%s/%s", f.share, hit->name);
-    if (lstat(final, &sb) == 0)
+    snprintf(f.final, sizeof f.final, "%s/%s", f.share, hit->name);
+    if (lstat(f.final, &sb) == 0)
         return fail(&f, FS_EEXIST, "%s already exists in the share, not overwritten", hit->name);
 
-    st = net_connect_tcp(&hit->holder, (int)c.connect_timeout_ms, &sock);
-    if (st)
-        return fail(&f, st, "cannot connect to the holder: %s", fs_strerror(st));
-    peer_track(p, sock);
-    conn_init(&cn, sock, (int)c.io_timeout_ms);
-    st = ask(&f, &cn, &item);
-    if (st == FS_OK)
-        st = receive(&f, &cn, &item);
-    peer_untrack(p, sock);
-    close(sock);
-    if (f.fd >= 0)
-        close(f.fd);
-    if (st == FS_OK)
-        st = install(&f);
-    unlink(f.zip);
-    zipio_remove_tree(f.xdir);
-    res->seconds = (double)(net_now_ms() - t0) / 1000.0;
+    f.slot = slot_add(p, 0, hit->name, &hit->holder, hit->size);
+    st = FS_ENOTSUP;
+    if (hit->kind == MSG_KIND_FILE)
+        st = fetch_file(&f);
+    if (st == FS_ENOTSUP)
+        st = fetch_archive(&f);
+    slot_del(p, f.slot);
+    res->seconds = (double)(net_now_ms() - f.t0) / 1000.0;
     if (st == FS_OK) {
         stats_inc(&p->stats, downloads);
         sh = peer_share_get(p);
         share_mark_dirty(sh);
         peer_share_put(p);
-    } else if (st != FS_EEXIST) {
+    } else if (st != FS_EEXIST && st != FS_ECANCELED) {
         stats_inc(&p->stats, downloads_failed);
     }
     return st;

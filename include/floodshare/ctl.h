@@ -7,9 +7,13 @@
 #ifndef FLOODSHARE_CTL_H
 #define FLOODSHARE_CTL_H
 
+#include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
+#include "floodshare/addr.h"
+#include "floodshare/msg.h"
 #include "floodshare/status.h"
 
 #define CTL_MAX_LINE 4096 /* bytes of a request line */
@@ -41,6 +45,26 @@ void ctl_print(struct ctl_out *o, int stream, const char *fmt, ...)
 /* Writes s (len bytes) to the client's stdout, split into lines. */
 void ctl_write(struct ctl_out *o, int stream, const char *s, size_t len);
 
+/* A progress line ("P ..."), sent while a download runs. */
+struct ctl_progress {
+    uint64_t done, total, resumed;
+    uint64_t rate; /* bytes per second */
+    unsigned peer;
+    char holder[ADDR_STR_MAX];
+    char name[MSG_MAX_NAME + 1];
+};
+
+/* Sends a progress line to the client (dropped if the client has gone). */
+void ctl_send_progress(struct ctl_out *o, const struct ctl_progress *pr);
+
+/* 1 if the client has hung up (it sends nothing after its request, so a
+ * readable socket means end of stream): marks o broken. Never blocks. */
+int ctl_client_gone(struct ctl_out *o);
+
+/* Parses the text of a progress line (after "P "). Pure. FS_EPROTO if it
+ * is not one. */
+fs_status ctl_parse_progress(const char *s, size_t len, struct ctl_progress *out);
+
 /* Parses a request line buf[0..len) (without '\n') into at most max words,
  * decoded into storage[0..cap); argv[i] point into storage. Returns the
  * word count, or -1 with *why set for a bad escape, too many words or no
@@ -54,9 +78,26 @@ void ctl_serve(struct peer *p, int fd);
 /* Answers a client we cannot serve with an error and exit code 1. */
 void ctl_refuse(int fd, const char *why);
 
+/* How the client shows what a command prints. */
+struct ctl_view {
+    int quiet; /* drop stdout lines and progress; errors still show */
+    /* Called for each progress line (may be NULL: progress is dropped). */
+    void (*progress)(void *ctx, const struct ctl_progress *pr);
+    /* Called before any other output after progress was shown (to clear a
+     * progress bar). May be NULL. */
+    void (*clear)(void *ctx);
+    void *ctx;
+};
+
+/* Set by the CLI's SIGINT handler: ctl_call() then hangs up, which cancels
+ * the command on the peer (a download stays resumable). */
+extern volatile sig_atomic_t ctl_interrupted;
+
 /* Client side: runs argv[0..argc) on the peer whose socket is sock_path,
- * copying its output to out and err as it arrives. Returns the exit code,
- * CTL_EXIT_NOPEER when nothing answers on the socket. */
-int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err);
+ * copying its output to out and err as it arrives (view may be NULL).
+ * Returns the exit code, CTL_EXIT_NOPEER when nothing answers on the
+ * socket, 130 when interrupted. */
+int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err,
+             const struct ctl_view *view);
 
 #endif

@@ -30,6 +30,9 @@ enum msg_type {
     MSG_REQUEST, /* ask a holder for an item */
     MSG_ITEM,    /* the holder's answer; `len` body bytes follow */
     MSG_ERROR,   /* error reply; the sender closes the connection after it */
+    MSG_FETCH,   /* ask a holder for a file's bytes from `offset` on */
+    MSG_RANGE,   /* the holder's answer to FETCH; DATA frames follow */
+    MSG_DATA,    /* one chunk of a file; `len` body bytes follow */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -40,6 +43,9 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   REQUEST: path md5
  *   ITEM:    kind size md5 len zmd5
  *   ERROR:   code text
+ *   FETCH:   path md5 offset
+ *   RANGE:   size md5 offset chunk
+ *   DATA:    idx len crc
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;
@@ -58,6 +64,10 @@ struct msg {
     char path[MSG_MAX_PATH + 1];
     char code[MSG_MAX_CODE + 1];
     char text[MSG_MAX_TEXT + 1];
+    uint64_t offset; /* FETCH/RANGE: first byte of the file to send */
+    uint64_t chunk;  /* RANGE: bytes per DATA frame (the last may be shorter) */
+    uint64_t idx;    /* DATA: chunk index in the file (byte idx * chunk) */
+    uint32_t crc;    /* DATA: CRC-32 of the frame's bytes (8 lower-case hex) */
 };
 
 /* Parses one header from buf[0..len).

@@ -27,6 +27,7 @@ struct share;
 struct qcache;
 struct links;
 struct flood;
+struct xfer_table;
 
 struct peer {
     /* cfg_lock guards cfg against `modify` while other threads read it:
@@ -48,6 +49,7 @@ struct peer {
     struct qcache *qc;
     struct links *links;
     struct flood *flood;
+    struct xfer_table *xfers; /* running transfers, for `transfers` */
     struct stats stats;
     atomic_int stopping;
 

@@ -6,7 +6,10 @@
  * mtime), so a rescan re-hashes only what changed and a query never hashes.
  * Symbolic links are never followed nor listed, the top-level state folder
  * SHARE_STATE_DIR is hidden, and names that are not name_valid() are
- * skipped. Thread-safe: one mutex inside guards the index and the cache. */
+ * skipped. The cache is kept across restarts in SHARE_CACHE_FILE, so a
+ * restarted peer re-hashes only what changed while it was down.
+ * Thread-safe: a rescan walks and hashes without the index lock, so queries
+ * keep answering from the old index until the new one is swapped in. */
 #ifndef FLOODSHARE_SHARE_H
 #define FLOODSHARE_SHARE_H
 
@@ -20,6 +23,18 @@
  * extraction and archive temporaries. Hidden from the index and queries. */
 #define SHARE_STATE_DIR ".floodshare"
 
+/* The persisted hash cache, inside SHARE_STATE_DIR. A text file:
+ *   "floodshare-index 1\n"
+ *   "<dev> <ino> <size> <mtime_sec> <mtime_nsec> <md5>\n"   one per file
+ *   "end <count> <md5 of every byte before this line>\n"
+ * in decimal, md5 as lower-case hex. Written atomically (temporary in the
+ * same folder, fsync, rename, fsync of the folder) by a rescan that hashed
+ * something new and by share_close(); a file that is malformed, truncated,
+ * of another version, or larger than 256 MiB is ignored with a warning (the
+ * share is then hashed afresh). Entries are trusted only while device,
+ * inode, size and mtime all still match. */
+#define SHARE_CACHE_FILE "index.cache"
+
 struct share_item {
     char path[MSG_MAX_PATH + 1]; /* relative to the share dir, e.g. "docs/3.txt" */
     char name[MSG_MAX_NAME + 1]; /* last component of path */
@@ -32,8 +47,14 @@ struct share_item {
 struct share;
 
 /* Opens the share at dir (which must exist and be a directory) and builds the
- * index (hashing every file once). Returns NULL with *st set on failure. */
+ * index, hashing only files the persisted cache (SHARE_CACHE_FILE) does not
+ * vouch for. Creates SHARE_STATE_DIR (mode 0700) when it has hashes to save;
+ * a read-only share works, only without the persisted cache. Returns NULL
+ * with *st set on failure. */
 struct share *share_open(const char *dir, fs_status *st);
+
+/* Saves the hash cache if it changed since it was last saved, then frees
+ * sh. No other call on sh may be running or follow. */
 void share_close(struct share *sh);
 
 /* The absolute, canonical path of the share directory. Valid until close. */
@@ -42,7 +63,9 @@ const char *share_dir(const struct share *sh);
 /* Brings the index up to date if anything under the directory changed since
  * the last scan (inotify marks it dirty; without inotify, a scan older than
  * 2 s counts as dirty). Only changed files are re-hashed. Cheap when nothing
- * changed. Called before every search. */
+ * changed. Called before every search. One rescan runs at a time: while one
+ * runs (in another thread), this returns FS_OK at once without waiting, and
+ * the caller sees the old index until that rescan swaps the new one in. */
 fs_status share_refresh(struct share *sh);
 
 /* Forces the next share_refresh() to rescan (e.g. after a download). */
@@ -60,6 +83,14 @@ fs_status share_lookup(struct share *sh, const char *path, struct share_item *ou
 /* A snapshot of the top-level items (depth 1) sorted by name. *out is
  * malloc'd, caller frees. Returns the count, or FS_ENOMEM (negative). */
 long share_list(struct share *sh, struct share_item **out);
+
+/* For tests: fn(arg, path) is called by every later rescan of sh just before
+ * it hashes the file at path (share-relative), in the rescanning thread,
+ * with the index lock not held. fn may call share_find(), share_lookup() and
+ * share_list() (they answer from the old index) and share_refresh() (which
+ * returns at once). NULL removes the hook. Waits for a running rescan. */
+typedef void (*share_hash_hook)(void *arg, const char *path);
+void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg);
 
 /* Resolves a share-relative path to an absolute path under the share into
  * out (cap bytes). Refuses (FS_EBADNAME) absolute paths, "..", empty

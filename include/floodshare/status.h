@@ -25,7 +25,8 @@
     X(ECONNECT, -15, "cannot connect")                     \
     X(EINVAL, -16, "invalid argument")                     \
     X(EBUSY, -17, "busy")                                  \
-    X(ECANCELED, -18, "cancelled")
+    X(ECANCELED, -18, "cancelled")                         \
+    X(ENOTSUP, -19, "not supported by the other side")
 
 typedef enum {
 #define FS_STATUS_ENUM(name, value, text) FS_##name = (value),

@@ -17,29 +17,79 @@
 
 struct peer;
 
-#define XFER_CHUNK (256 * 1024) /* bytes moved per read/write */
+#define XFER_CHUNK (256 * 1024) /* bytes moved per read/write of an archive */
 /* Archive bytes allowed beyond the item's own size (zip headers of up to
  * ~300,000 entries). */
 #define XFER_ARCHIVE_SLACK (64ull * 1024 * 1024)
+#define XFER_MAX_ACTIVE 64 /* transfers `transfers` can show at once */
 
-/* Serves one REQUEST that arrived on c: answers ITEM and the archive, or
- * ERROR. The caller closes the connection afterwards. */
+/* Serves one REQUEST (an item as a zip archive) or FETCH (a file's bytes
+ * from an offset, in DATA frames) that arrived on c. The caller closes the
+ * connection afterwards. */
 void xfer_serve(struct peer *p, struct conn *c, const struct msg *req);
+void xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req);
+
+/* What a download reports while it runs. */
+struct xfer_event {
+    const char *name;
+    uint64_t done, total;  /* bytes of the item present, and its size */
+    uint64_t resumed_from; /* bytes already there when this attempt began */
+    double rate;           /* bytes per second, recent */
+    unsigned peer;         /* holder's id */
+    const struct fs_addr *holder;
+};
+
+/* Optional hooks for a download: progress (called about 5 times a second)
+ * and cancellation (polled between chunks; non-zero stops the download,
+ * which stays resumable). Any member may be NULL. */
+struct xfer_watch {
+    void (*progress)(void *ctx, const struct xfer_event *ev);
+    int (*cancelled)(void *ctx);
+    void *ctx;
+};
 
 struct xfer_result {
-    uint64_t bytes;  /* archive bytes received */
-    double seconds;  /* request to verified item */
-    char why[256];   /* on failure: one line naming what went wrong */
+    uint64_t bytes;        /* bytes received from the holder */
+    uint64_t resumed_from; /* bytes that were already there (a resumed download) */
+    double seconds;        /* request to verified item */
+    double ttfb;           /* request to the first byte of content */
+    char why[256];         /* on failure: one line naming what went wrong */
 };
 
 /* Downloads the item of hit (a FOUND) into the peer's share under
- * hit->name. FS_OK when the verified item is in place; FS_EEXIST when the
- * name already exists in the share (nothing written); other statuses with
- * res->why when this holder failed (everything written is removed). */
-fs_status xfer_fetch(struct peer *p, const struct msg *hit, struct xfer_result *res);
+ * hit->name. Files travel as FETCH/DATA and resume from a partial left by
+ * an earlier attempt (any holder of the same item); folders as a zip
+ * archive. FS_OK when the verified item is in place; FS_EEXIST when the
+ * name already exists in the share (nothing written); FS_ECANCELED when
+ * watch cancelled it (a file stays resumable); other statuses with
+ * res->why when this holder failed. watch may be NULL. */
+fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_watch *watch,
+                     struct xfer_result *res);
+
+/* Bytes of (name, size, md5) already downloaded in share_dir's partial
+ * state, 0 when none. */
+uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t size,
+                            const char *md5);
 
 /* Removes leftovers of interrupted transfers from share_dir/SHARE_STATE_DIR
- * (creating the folder if missing). Called at start-up. */
+ * (creating the folder if missing); partial downloads (.part/.state) are
+ * kept, they are resumed. Called at start-up. */
 fs_status xfer_prepare_state_dir(const char *share_dir);
+
+/* Transfers running now, for `transfers`. */
+struct xfer_active {
+    int upload;                  /* 1: serving a requester; 0: downloading */
+    char name[MSG_MAX_NAME + 1]; /* item name (uploads: its path) */
+    struct fs_addr other;        /* holder, or requester */
+    uint64_t done, total;
+    double seconds;              /* since it started */
+};
+
+struct xfer_table;
+struct xfer_table *xfer_table_new(void);
+void xfer_table_free(struct xfer_table *t);
+
+/* Copies up to max running transfers into out; returns how many. */
+size_t xfer_active_list(struct peer *p, struct xfer_active *out, size_t max);
 
 #endif

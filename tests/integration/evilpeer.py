@@ -6,6 +6,10 @@ modes:
   payload   the right archive, with bytes flipped after its MD5 was announced
   traversal an archive whose entry is ../escaped.txt
   othername a FOUND for another name than the one asked (and that item when requested)
+The modes above speak only the archive transfer (REQUEST/ITEM): to FETCH they answer
+"ERROR code=unknown", as a peer of an older version would. These two answer FETCH:
+  fetch-content  DATA frames of other bytes, each with a CRC that matches those bytes
+  fetch-crc      DATA frames of the right bytes with a wrong CRC
 It listens on 127.0.0.1 only and talks only to the peers that contact it.
 """
 
@@ -16,6 +20,7 @@ import io
 import socket
 import threading
 import zipfile
+import zlib
 
 
 def _fields(line: str) -> dict[str, str]:
@@ -65,6 +70,13 @@ class EvilPeer:
                     self.requests += 1
                     self._answer_request(c)
                     return
+                elif " FETCH " in line:
+                    if not self.mode.startswith("fetch-"):
+                        c.sendall(b"FLOOD/1 ERROR code=unknown msg=unknown%20message%20type\n")
+                        return
+                    self.requests += 1
+                    self._answer_fetch(c)
+                    return
         except OSError:
             pass
         finally:
@@ -92,6 +104,21 @@ class EvilPeer:
             else:
                 z.writestr(self.name, self.genuine)
         return buf.getvalue()
+
+    def _answer_fetch(self, c: socket.socket):
+        md5 = hashlib.md5(self.genuine).hexdigest()
+        chunk = 4 * 1024 * 1024
+        out = [f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset=0 chunk={chunk}\n".encode()]
+        for idx in range(0, max(1, (len(self.genuine) + chunk - 1) // chunk)):
+            data = self.genuine[idx * chunk:(idx + 1) * chunk]
+            crc = zlib.crc32(data)
+            if self.mode == "fetch-content":
+                data = bytes(b ^ 0x5A for b in data)
+                crc = zlib.crc32(data)
+            else:
+                crc ^= 1
+            out.append(f"FLOOD/1 DATA idx={idx} len={len(data)} crc={crc:08x}\n".encode() + data)
+        c.sendall(b"".join(out))
 
     def _answer_request(self, c: socket.socket):
         body = self._archive()

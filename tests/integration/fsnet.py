@@ -41,6 +41,15 @@ def tree(path: Path) -> dict[str, str]:
     return out
 
 
+def last_json(text: str) -> dict:
+    """The result document of a --json command: its last line (progress events, one JSON object
+    per line, may come before it)."""
+    lines = [l for l in text.splitlines() if l.strip()]
+    if not lines:
+        raise AssertionError(f"no JSON output in {text!r}")
+    return json.loads(lines[-1])
+
+
 class Net:
     """A running network built from a topology spec (a file or a generator like ring:6)."""
 

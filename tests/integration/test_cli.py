@@ -7,7 +7,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from fsnet import BIN, NetCase
+from fsnet import BIN, NetCase, last_json
 
 
 def run(*args, **kw):
@@ -61,7 +61,7 @@ class CliTest(NetCase):
         net.kill(3)
         r = net.cli("peers", "--json")
         self.assertOk(r)
-        rows = {p["id"]: p for p in json.loads(r.stdout)["peers"]}
+        rows = {p["id"]: p for p in last_json(r.stdout)["peers"]}
         self.assertEqual(sorted(rows), [1, 2, 3])
         self.assertTrue(rows[1]["up"] and rows[2]["up"])
         self.assertFalse(rows[3]["up"])

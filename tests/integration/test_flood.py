@@ -3,7 +3,7 @@
 import json
 import unittest
 
-from fsnet import NetCase, md5_of
+from fsnet import NetCase, last_json, md5_of
 
 
 class FloodTest(NetCase):
@@ -11,7 +11,7 @@ class FloodTest(NetCase):
         net = self.net("topologies/line5.topo")
         r = net.peer(1, "get", "target.txt", "--json")
         self.assertOk(r)
-        doc = json.loads(r.stdout)
+        doc = last_json(r.stdout)
         self.assertTrue(doc["ok"])
         self.assertEqual(doc["peer"], 5)
         self.assertEqual(doc["hops"], 4)
@@ -41,7 +41,7 @@ class FloodTest(NetCase):
         net = self.net(spec)
         r = net.peer(origin, "search", name, "--json")  # waits the whole hit window
         self.assertOk(r)
-        self.assertEqual(len(json.loads(r.stdout)["hits"]), 1)
+        self.assertEqual(len(last_json(r.stdout)["hits"]), 1)
         stats = {pid: net.stats(pid) for pid in net.peers}
         for pid, s in stats.items():
             want = 0 if pid == origin else 1
@@ -65,7 +65,7 @@ class FloodTest(NetCase):
         (net.share(3) / "4.txt").write_text("a second copy\n")
         r = net.peer(1, "search", "4.txt", "--json")
         self.assertOk(r)
-        hits = sorted((h["peer"], h["hops"]) for h in json.loads(r.stdout)["hits"])
+        hits = sorted((h["peer"], h["hops"]) for h in last_json(r.stdout)["hits"])
         self.assertEqual(hits, [(3, 2), (4, 3)])
         text = net.peer(1, "search", "4.txt")
         self.assertOk(text)
@@ -76,7 +76,7 @@ class FloodTest(NetCase):
         net.kill(2)  # 1-2-3-4 is cut; 1-6-5-4 remains
         r = net.peer(1, "get", "4.txt", "--json")
         self.assertOk(r)
-        self.assertEqual(json.loads(r.stdout)["peer"], 4)
+        self.assertEqual(last_json(r.stdout)["peer"], 4)
         self.assertEqual(md5_of(net.share(1) / "4.txt"), md5_of(net.share(4) / "4.txt"))
         self.assertGreaterEqual(net.stats(1)["neighbours_skipped"], 1)
 

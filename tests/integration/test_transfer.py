@@ -8,7 +8,7 @@ import time
 import unittest
 
 from evilpeer import EvilPeer
-from fsnet import BIN, NetCase, md5_of, raw, tree
+from fsnet import BIN, NetCase, last_json, md5_of, raw, tree
 
 
 def leftovers(share):
@@ -27,7 +27,7 @@ class TransferTest(NetCase):
         (album / "empty" / "deeper").mkdir(parents=True)
         r = net.peer(1, "get", "album", "--json")
         self.assertOk(r)
-        doc = json.loads(r.stdout)
+        doc = last_json(r.stdout)
         self.assertEqual(doc["kind"], "folder")
         self.assertEqual(tree(net.share(1) / "album"), tree(album))
         self.assertEqual(sum(1 for p in (net.share(1) / "album").rglob("*") if p.is_file()), 50)
@@ -42,7 +42,7 @@ class TransferTest(NetCase):
         return evil
 
     def test_holder_serving_other_content_is_rejected_and_nothing_left(self):
-        for mode in ("content", "payload", "traversal"):
+        for mode in ("content", "payload", "traversal", "fetch-content", "fetch-crc"):
             with self.subTest(mode=mode):
                 net = self.net("topologies/seed-chain.topo")
                 evil = self._evil(net, mode)
@@ -85,7 +85,7 @@ class TransferTest(NetCase):
         out, _ = get.communicate(timeout=30)
         r = subprocess.CompletedProcess(get.args, get.returncode, out, "")
         self.assertOk(r)
-        doc = json.loads(r.stdout)
+        doc = last_json(r.stdout)
         self.assertEqual(doc["peer"], 3)
         self.assertEqual(evil.requests, 1)
         self.assertEqual([a["ok"] for a in doc["attempts"]], [False, True])

@@ -1,0 +1,96 @@
+/* partial.h - a download in progress, on disk, so it survives being killed.
+ *
+ * A partial download of a file is two files in the share's state folder:
+ *   <md5>.part   the bytes received so far, at their final offsets
+ *   <md5>.state  what is known about them (text, docs/PROTOCOL.md):
+ *                  floodshare-partial 1
+ *                  name NAME (percent-encoded)   size N   md5 HEX
+ *                  chunk BYTES   holder HOST:PORT
+ *                  c IDX CRC      one line per chunk received
+ * The state is replaced atomically and never names a chunk before its bytes
+ * were written. It is not fsync'ed each time: after a crash, every chunk it
+ * names is checked against its CRC before it is trusted, so a lost write
+ * is re-fetched, never believed. Nothing here ever holds the final name. */
+#ifndef FLOODSHARE_PARTIAL_H
+#define FLOODSHARE_PARTIAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "floodshare/addr.h"
+#include "floodshare/hash.h"
+#include "floodshare/msg.h"
+#include "floodshare/status.h"
+
+#define PARTIAL_CHUNK (4u * 1024 * 1024) /* bytes per chunk */
+#define PARTIAL_STATE_MAX (64u * 1024 * 1024) /* largest state file read */
+
+struct partial {
+    char data_path[4200];
+    char state_path[4200];
+    char name[MSG_MAX_NAME + 1];
+    char md5[MSG_MD5_LEN + 1];
+    uint64_t size;
+    uint64_t chunk;
+    uint64_t nchunks;
+    uint64_t have;   /* chunks 0..have-1 are received (a contiguous prefix) */
+    uint32_t *crc;   /* nchunks entries; valid below `have` */
+    struct fs_addr holder;
+    int fd;          /* the .part file, open for reading and writing */
+};
+
+/* Opens the partial download of (name, size, md5) in state_dir, creating
+ * it if none exists. *resumed is set to 1 when an earlier one was found
+ * (its `have` chunks are claimed, not yet checked: see partial_check()).
+ * A state file that does not parse, or describes another item, is
+ * replaced by a fresh one. Caller frees with partial_close(). */
+fs_status partial_open(const char *state_dir, const char *name, uint64_t size, const char *md5,
+                       struct partial **out, int *resumed);
+
+/* Re-reads the claimed prefix, checking every chunk's CRC and feeding the
+ * bytes into md5 (the running digest of the whole file). Stops at the first
+ * chunk that does not match, and forgets it and everything after it (they
+ * will be fetched again). *bad gets the number of chunks forgotten. */
+fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad);
+
+/* Writes chunk idx (== pt->have) and records it; the state is saved when
+ * `save` is set (callers save about once a second, and at the end). */
+fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t len,
+                      uint32_t crc, int save);
+
+/* Replaces the state file with the current state (atomic rename). */
+fs_status partial_save(struct partial *pt);
+
+/* The whole file is here and verified: fsync it, rename it to final_path
+ * (never replacing anything: FS_EEXIST), fsync the folder, and remove the
+ * state. pt stays valid for partial_close(). */
+fs_status partial_finish(struct partial *pt, const char *final_path);
+
+/* Deletes both files (the bytes cannot be trusted any more). */
+void partial_discard(struct partial *pt);
+
+/* Closes pt, keeping whatever is on disk. NULL is fine. */
+void partial_close(struct partial *pt);
+
+/* pread() until all n bytes are read: FS_EIO on an error or end of file. */
+fs_status partial_read_at(int fd, void *buf, size_t n, uint64_t off);
+
+/* What `transfers` shows of a partial download that is not running. */
+struct partial_info {
+    char name[MSG_MAX_NAME + 1];
+    char md5[MSG_MD5_LEN + 1];
+    uint64_t size, have_bytes;
+    struct fs_addr holder;
+};
+
+/* Lists the partial downloads in state_dir. *out is malloc'd (caller
+ * frees); returns the count, or a negative fs_status. */
+long partial_list(const char *state_dir, struct partial_info **out);
+
+/* Parses a state file's text[0..len) into pt's fields (name, size, md5,
+ * chunk, holder, have, crc[] — crc is malloc'd). Pure; used by
+ * partial_open() and partial_list(), and by the unit tests. FS_EPROTO
+ * when the text is not a valid state of version 1. */
+fs_status partial_parse_state(const char *text, size_t len, struct partial *pt);
+
+#endif

@@ -1,0 +1,400 @@
+/* partial.c - resumable download state: the .part bytes and the .state text. */
+#include "floodshare/partial.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "floodshare/name.h"
+
+#define STATE_MAGIC "floodshare-partial 1"
+
+/* --- the state text --- */
+
+/* Copies line `key value` into val (NUL-terminated); 0 if the key differs. */
+static int line_value(const char *line, size_t n, const char *key, char *val, size_t cap)
+{
+    size_t k = strlen(key);
+
+    if (n <= k + 1 || memcmp(line, key, k) != 0 || line[k] != ' ' || n - k - 1 >= cap)
+        return 0;
+    memcpy(val, line + k + 1, n - k - 1);
+    val[n - k - 1] = '\0';
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+
+    if (!*s || *s == '-' || *s == '+')
+        return 0;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* One "c IDX CRC" line: accepted only as the next chunk of the prefix. */
+static int parse_chunk_line(const char *val, struct partial *pt)
+{
+    uint64_t idx;
+    char *end;
+    char num[32];
+    const char *sp = strchr(val, ' ');
+
+    if (!sp || (size_t)(sp - val) >= sizeof num || !pt->crc)
+        return 0;
+    memcpy(num, val, (size_t)(sp - val));
+    num[sp - val] = '\0';
+    if (!parse_u64(num, &idx) || idx != pt->have || idx >= pt->nchunks)
+        return 0;
+    unsigned long crc = strtoul(sp + 1, &end, 16);
+    if (*end || end - (sp + 1) != 8)
+        return 0;
+    pt->crc[pt->have++] = (uint32_t)crc;
+    return 1;
+}
+
+/* Sizes the chunk table once size and chunk are known. */
+static fs_status size_table(struct partial *pt)
+{
+    if (pt->crc || pt->chunk == 0 || pt->chunk > 64u * 1024 * 1024)
+        return FS_EPROTO;
+    pt->nchunks = pt->size / pt->chunk + (pt->size % pt->chunk != 0);
+    pt->crc = calloc(pt->nchunks ? pt->nchunks : 1, sizeof *pt->crc);
+    return pt->crc ? FS_OK : FS_ENOMEM;
+}
+
+static fs_status parse_line(const char *line, size_t n, struct partial *pt, unsigned *seen)
+{
+    char val[3 * MSG_MAX_NAME + 8];
+
+    if (line_value(line, n, "name", val, sizeof val)) {
+        int len = msg_pct_decode(val, strlen(val), pt->name, sizeof pt->name);
+        *seen |= 1;
+        return len > 0 && name_valid(pt->name, (size_t)len) ? FS_OK : FS_EPROTO;
+    }
+    if (line_value(line, n, "size", val, sizeof val)) {
+        *seen |= 2;
+        return parse_u64(val, &pt->size) ? FS_OK : FS_EPROTO;
+    }
+    if (line_value(line, n, "md5", val, sizeof val)) {
+        *seen |= 4;
+        if (!hash_hex_valid(val))
+            return FS_EPROTO;
+        memcpy(pt->md5, val, sizeof pt->md5);
+        return FS_OK;
+    }
+    if (line_value(line, n, "chunk", val, sizeof val)) {
+        *seen |= 8;
+        if (!(*seen & 2) || !parse_u64(val, &pt->chunk))
+            return FS_EPROTO;
+        return size_table(pt);
+    }
+    if (line_value(line, n, "holder", val, sizeof val))
+        return addr_parse(val, strlen(val), &pt->holder, NULL) == FS_OK ? FS_OK : FS_EPROTO;
+    if (line_value(line, n, "c", val, sizeof val))
+        return parse_chunk_line(val, pt) ? FS_OK : FS_EPROTO;
+    return FS_EPROTO; /* unknown line: a newer version, or garbage */
+}
+
+fs_status partial_parse_state(const char *text, size_t len, struct partial *pt)
+{
+    unsigned seen = 0;
+    size_t i = 0, magic = strlen(STATE_MAGIC);
+
+    pt->crc = NULL;
+    pt->have = pt->nchunks = 0;
+    if (len <= magic || memcmp(text, STATE_MAGIC, magic) != 0 || text[magic] != '\n')
+        return FS_EPROTO;
+    i = magic + 1;
+    while (i < len) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        if (!nl)
+            break; /* a torn last line (never written by us) is ignored */
+        size_t n = (size_t)(nl - (text + i));
+        if (n > 0 && parse_line(text + i, n, pt, &seen) != FS_OK)
+            goto bad;
+        i += n + 1;
+    }
+    if (seen != 15)
+        goto bad;
+    return FS_OK;
+bad:
+    free(pt->crc);
+    pt->crc = NULL;
+    pt->have = 0;
+    return FS_EPROTO;
+}
+
+/* --- files --- */
+
+static fs_status read_small(const char *path, char **text, size_t *len)
+{
+    struct stat sb;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    fs_status st = FS_EIO;
+
+    *text = NULL;
+    if (fd < 0)
+        return errno == ENOENT ? FS_ENOTFOUND : FS_EIO;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size <= PARTIAL_STATE_MAX) {
+        *text = malloc((size_t)sb.st_size + 1);
+        if (*text && read(fd, *text, (size_t)sb.st_size) == sb.st_size) {
+            *len = (size_t)sb.st_size;
+            st = FS_OK;
+        }
+    }
+    close(fd);
+    if (st) {
+        free(*text);
+        *text = NULL;
+    }
+    return st;
+}
+
+fs_status partial_save(struct partial *pt)
+{
+    char tmp[sizeof pt->state_path + 8], enc[3 * MSG_MAX_NAME + 1], holder[ADDR_STR_MAX];
+    size_t cap = 256 + sizeof enc + pt->have * 32;
+    char *text = malloc(cap);
+    fs_status st = FS_EIO;
+
+    if (!text)
+        return FS_ENOMEM;
+    msg_pct_encode(pt->name, strlen(pt->name), enc, sizeof enc);
+    int n = snprintf(text, cap, STATE_MAGIC "\nname %s\nsize %" PRIu64 "\nmd5 %s\nchunk %" PRIu64
+                     "\n", enc, pt->size, pt->md5, pt->chunk);
+    if (pt->holder.port)
+        n += snprintf(text + n, cap - (size_t)n, "holder %s\n", addr_format(&pt->holder, holder));
+    for (uint64_t i = 0; i < pt->have; i++)
+        n += snprintf(text + n, cap - (size_t)n, "c %" PRIu64 " %08" PRIx32 "\n", i, pt->crc[i]);
+    snprintf(tmp, sizeof tmp, "%s.tmp", pt->state_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+        if (write(fd, text, (size_t)n) == n && close(fd) == 0 && rename(tmp, pt->state_path) == 0)
+            st = FS_OK;
+        else
+            unlink(tmp);
+    }
+    free(text);
+    return st;
+}
+
+static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size, const char *md5)
+{
+    free(pt->crc);
+    pt->crc = NULL;
+    snprintf(pt->name, sizeof pt->name, "%s", name);
+    memcpy(pt->md5, md5, sizeof pt->md5);
+    pt->size = size;
+    pt->chunk = PARTIAL_CHUNK;
+    pt->have = 0;
+    fs_status st = size_table(pt);
+    if (st)
+        return st;
+    pt->fd = open(pt->data_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (pt->fd < 0)
+        return FS_EIO;
+    return partial_save(pt);
+}
+
+fs_status partial_open(const char *state_dir, const char *name, uint64_t size, const char *md5,
+                       struct partial **out, int *resumed)
+{
+    struct partial *pt = calloc(1, sizeof *pt);
+    char *text = NULL;
+    size_t len = 0;
+    fs_status st;
+
+    *out = NULL;
+    *resumed = 0;
+    if (!pt)
+        return FS_ENOMEM;
+    pt->fd = -1;
+    snprintf(pt->data_path, sizeof pt->data_path, "%s/%s.part", state_dir, md5);
+    snprintf(pt->state_path, sizeof pt->state_path, "%s/%s.state", state_dir, md5);
+    if (read_small(pt->state_path, &text, &len) == FS_OK &&
+        partial_parse_state(text, len, pt) == FS_OK && pt->size == size &&
+        strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 &&
+        (pt->fd = open(pt->data_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+        *resumed = 1;
+        st = FS_OK;
+    } else {
+        st = open_fresh(pt, name, size, md5);
+    }
+    free(text);
+    if (st) {
+        partial_close(pt);
+        return st;
+    }
+    *out = pt;
+    return FS_OK;
+}
+
+static uint64_t chunk_len(const struct partial *pt, uint64_t idx)
+{
+    uint64_t off = idx * pt->chunk;
+    return pt->size - off < pt->chunk ? pt->size - off : pt->chunk;
+}
+
+fs_status partial_read_at(int fd, void *dst, size_t n, uint64_t off)
+{
+    char *buf = dst;
+
+    while (n > 0) {
+        ssize_t r = pread(fd, buf, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return FS_EIO;
+        buf += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return FS_OK;
+}
+
+fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad)
+{
+    char *buf = malloc(pt->chunk ? pt->chunk : 1);
+    uint64_t i;
+
+    *bad = 0;
+    if (!buf)
+        return FS_ENOMEM;
+    posix_fadvise(pt->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (i = 0; i < pt->have; i++) {
+        size_t n = (size_t)chunk_len(pt, i);
+        if (partial_read_at(pt->fd, buf, n, i * pt->chunk) != FS_OK ||
+            (uint32_t)crc32(0, (const Bytef *)buf, (uInt)n) != pt->crc[i])
+            break;
+        hash_update(md5, buf, n);
+    }
+    free(buf);
+    if (i < pt->have) {
+        *bad = pt->have - i;
+        pt->have = i;
+        return partial_save(pt);
+    }
+    return FS_OK;
+}
+
+fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t len,
+                      uint32_t crc, int save)
+{
+    const char *p = data;
+    uint64_t off = idx * pt->chunk;
+
+    if (idx != pt->have || idx >= pt->nchunks || len != chunk_len(pt, idx))
+        return FS_EINVAL;
+    while (len > 0) {
+        ssize_t w = pwrite(pt->fd, p, len, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return FS_EIO;
+        p += w;
+        len -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    /* Start writing back now, so the final fsync has little left to do and
+     * a large download never piles up gigabytes of dirty pages. */
+    sync_file_range(pt->fd, (off_t)(idx * pt->chunk), (off_t)chunk_len(pt, idx),
+                    SYNC_FILE_RANGE_WRITE);
+    pt->crc[idx] = crc;
+    pt->have = idx + 1;
+    return save ? partial_save(pt) : FS_OK;
+}
+
+fs_status partial_finish(struct partial *pt, const char *final_path)
+{
+    char dir[4200];
+    const char *slash = strrchr(final_path, '/');
+
+    if (fsync(pt->fd) < 0)
+        return FS_EIO;
+    if (renameat2(AT_FDCWD, pt->data_path, AT_FDCWD, final_path, RENAME_NOREPLACE) < 0)
+        return errno == EEXIST ? FS_EEXIST : FS_EIO;
+    if (slash) {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - final_path), final_path);
+        int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+    }
+    unlink(pt->state_path);
+    return FS_OK;
+}
+
+void partial_discard(struct partial *pt)
+{
+    unlink(pt->data_path);
+    unlink(pt->state_path);
+}
+
+void partial_close(struct partial *pt)
+{
+    if (!pt)
+        return;
+    if (pt->fd >= 0)
+        close(pt->fd);
+    free(pt->crc);
+    free(pt);
+}
+
+long partial_list(const char *state_dir, struct partial_info **out)
+{
+    DIR *d = opendir(state_dir);
+    struct dirent *e;
+    size_t n = 0, cap = 0;
+
+    *out = NULL;
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        char path[4200], *text;
+        size_t len;
+        struct partial pt;
+        if (l != MSG_MD5_LEN + 6 || strcmp(e->d_name + MSG_MD5_LEN, ".state") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", state_dir, e->d_name);
+        memset(&pt, 0, sizeof pt);
+        if (read_small(path, &text, &len) != FS_OK)
+            continue;
+        fs_status st = partial_parse_state(text, len, &pt);
+        free(text);
+        if (st)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct partial_info *bigger = realloc(*out, cap * sizeof **out);
+            if (!bigger) {
+                free(pt.crc);
+                break;
+            }
+            *out = bigger;
+        }
+        struct partial_info *pi = &(*out)[n++];
+        memcpy(pi->name, pt.name, sizeof pi->name);
+        memcpy(pi->md5, pt.md5, sizeof pi->md5);
+        pi->size = pt.size;
+        pi->have_bytes = pt.have ? (pt.have - 1) * pt.chunk + chunk_len(&pt, pt.have - 1) : 0;
+        pi->holder = pt.holder;
+        free(pt.crc);
+    }
+    closedir(d);
+    return (long)n;
+}
