@@ -193,6 +193,63 @@ static void test_round_trip_error(void **state)
     assert_round_trip(&m);
 }
 
+static void test_round_trip_fetch_range_and_data(void **state)
+{
+    struct msg m;
+
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_FETCH;
+    strcpy(m.path, "big files/a b.bin");
+    strcpy(m.md5, "6f5902ac237024bdd0c176cb93063dc4");
+    m.offset = 4194304;
+    assert_round_trip(&m);
+
+    memset(&m, 0, sizeof m);
+    m.type = MSG_RANGE;
+    m.size = UINT64_MAX;
+    strcpy(m.md5, "6f5902ac237024bdd0c176cb93063dc4");
+    m.offset = 0;
+    m.chunk = 4194304;
+    assert_round_trip(&m);
+
+    memset(&m, 0, sizeof m);
+    m.type = MSG_DATA;
+    m.idx = 1023;
+    m.len = 4194304;
+    m.crc = 0xdeadbeefu;
+    assert_round_trip(&m);
+    m.crc = 0;
+    assert_round_trip(&m);
+}
+
+static void test_parse_refuses_bad_transfer_fields(void **state)
+{
+    static const struct bad_case cases[] = {
+        {"FLOOD/1 DATA idx=1 len=5 crc=DEADBEEF\n", "crc is not 8 lower-case hex digits"},
+        {"FLOOD/1 DATA idx=1 len=5 crc=beef\n", "crc is not 8 lower-case hex digits"},
+        {"FLOOD/1 DATA idx=-1 len=5 crc=deadbeef\n",
+         "idx is not a decimal number that fits in 64 bits"},
+        {"FLOOD/1 DATA idx=1 crc=deadbeef\n", "DATA needs len"},
+        {"FLOOD/1 RANGE size=1 md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 chunk=0\n",
+         "chunk is not a decimal number from 1 up"},
+        {"FLOOD/1 FETCH path=../x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0\n", NULL},
+        {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4\n", "FETCH needs offset"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct msg m;
+        size_t used = 0;
+        const char *why = NULL;
+        assert_int_equal(msg_parse(cases[i].line, strlen(cases[i].line), &m, &used, &why),
+                         FS_EPROTO);
+        assert_non_null(why);
+        if (cases[i].why)
+            assert_string_equal(why, cases[i].why);
+    }
+}
+
 static void test_round_trip_error_with_empty_msg(void **state)
 {
     struct msg m;
@@ -931,6 +988,8 @@ int main(void)
         cmocka_unit_test(test_round_trip_request),
         cmocka_unit_test(test_round_trip_item),
         cmocka_unit_test(test_round_trip_error),
+        cmocka_unit_test(test_round_trip_fetch_range_and_data),
+        cmocka_unit_test(test_parse_refuses_bad_transfer_fields),
         cmocka_unit_test(test_round_trip_error_with_empty_msg),
         cmocka_unit_test(test_round_trip_names_with_special_bytes),
         cmocka_unit_test(test_round_trip_path_with_space_and_percent),

@@ -7,7 +7,8 @@
  *   docs/empty/             an empty folder
  *   docs/sub/x.txt          "x"
  *   hollow/inner/           a folder holding only an empty folder
- *   .floodshare/secret.txt  floodshare's own state, hidden
+ *   .floodshare/secret.txt  floodshare's own state, hidden (as is the
+ *                           index.cache that share_open() writes there)
  *   link_in  -> docs        symlinks, never indexed
  *   link_out -> /etc
  *   links/file_link -> ../docs/3.txt
@@ -19,6 +20,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -28,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "floodshare/hash.h"
@@ -565,6 +569,565 @@ static void test_share_open_refuses_missing_or_non_folder(void **state)
     assert_int_equal(st, FS_EINVAL);
 }
 
+/* --- the persisted cache ------------------------------------------------- */
+
+static void cache_path(const struct fixture *fx, char p[PATH_MAX])
+{
+    snprintf(p, PATH_MAX, "%s/%s/%s", fx->dir, SHARE_STATE_DIR, SHARE_CACHE_FILE);
+}
+
+/* Reads the whole file at p into a malloc'd NUL-terminated buffer. */
+static char *slurp(const char *p, size_t *len)
+{
+    FILE *f = fopen(p, "rb");
+    char *buf;
+    long n;
+
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    n = ftell(f);
+    assert_true(n >= 0);
+    rewind(f);
+    buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    assert_int_equal(fclose(f), 0);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void spill(const char *p, const void *data, size_t len)
+{
+    FILE *f = fopen(p, "wb");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Sets rel's mtime to sec (nanoseconds fixed), keeping it "old". */
+static void set_mtime(const char *dir, const char *rel, time_t sec)
+{
+    const struct timespec ts[2] = {{sec, 5}, {sec, 5}};
+    char p[PATH_MAX];
+
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static void reopen(struct fixture *fx)
+{
+    share_close(fx->sh);
+    fx->sh = NULL;
+    open_share(fx);
+}
+
+static void md5_is(struct share *sh, const char *path, const char *content)
+{
+    struct share_item it;
+    char want[HASH_HEX_LEN + 1];
+
+    lookup_ok(sh, path, &it);
+    md5_of(content, want);
+    assert_string_equal(it.md5, want);
+}
+
+static void test_share_restart_reuses_persisted_hashes_of_unchanged_files(void **state)
+{
+    struct fixture *fx = *state;
+    char p[PATH_MAX], tmp[PATH_MAX];
+    struct stat sb;
+
+    set_old_mtime(fx->dir, "docs/3.txt");
+    set_old_mtime(fx->dir, "docs/sub/x.txt");
+    set_old_mtime(fx->dir, "a/b/target.txt");
+    set_old_mtime(fx->dir, "x/mytarget.txt");
+    open_share(fx);
+    cache_path(fx, p);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    share_close(fx->sh);
+    fx->sh = NULL;
+
+    /* Same size, same mtime, same inode: only the cache can tell, and it
+     * must be believed (that is what makes restarts cheap). */
+    put(fx->dir, "docs/3.txt", "3hree\n");
+    set_old_mtime(fx->dir, "docs/3.txt");
+    /* Size changed, mtime restored. */
+    put(fx->dir, "docs/sub/x.txt", "xy");
+    set_old_mtime(fx->dir, "docs/sub/x.txt");
+    /* Same size, another (old) mtime. */
+    put(fx->dir, "a/b/target.txt", "TARGET\n");
+    set_mtime(fx->dir, "a/b/target.txt", 1500000000);
+    /* Same size and mtime, but another inode. */
+    put(fx->dir, "x/new.tmp", "DECOY\n");
+    set_old_mtime(fx->dir, "x/new.tmp");
+    snprintf(tmp, sizeof tmp, "%s/x/new.tmp", fx->dir);
+    snprintf(p, sizeof p, "%s/x/mytarget.txt", fx->dir);
+    assert_int_equal(rename(tmp, p), 0);
+
+    open_share(fx);
+    md5_is(fx->sh, "docs/3.txt", "three\n");
+    md5_is(fx->sh, "docs/sub/x.txt", "xy");
+    md5_is(fx->sh, "a/b/target.txt", "TARGET\n");
+    md5_is(fx->sh, "x/mytarget.txt", "DECOY\n");
+}
+
+static void test_share_restart_rehashes_recent_files(void **state)
+{
+    struct fixture *fx = *state;
+    char p[PATH_MAX];
+    struct stat sb;
+    struct timespec ts[2];
+
+    /* docs/3.txt was just written: its hash must not have been persisted,
+     * however the file is rewritten within its mtime tick later. */
+    open_share(fx);
+    share_close(fx->sh);
+    fx->sh = NULL;
+    snprintf(p, sizeof p, "%s/docs/3.txt", fx->dir);
+    assert_int_equal(stat(p, &sb), 0);
+    put(fx->dir, "docs/3.txt", "3hree\n");
+    ts[0] = sb.st_atim;
+    ts[1] = sb.st_mtim;
+    assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+    open_share(fx);
+    md5_is(fx->sh, "docs/3.txt", "3hree\n");
+}
+
+/* Replaces the version in a cache file and recomputes its end line, so that
+ * only the version is wrong. */
+static void cache_set_version(char *buf, size_t *len, char version)
+{
+    char *end = buf + *len - 1, md5[HASH_HEX_LEN + 1];
+    size_t head;
+
+    assert_int_equal(strncmp(buf, "floodshare-index 1\n", 19), 0);
+    buf[17] = version;
+    while (end > buf && end[-1] != '\n')
+        end--;
+    assert_int_equal(strncmp(end, "end ", 4), 0);
+    head = (size_t)(end - buf);
+    assert_int_equal(hash_md5_buf(buf, head, md5), FS_OK);
+    end = strchr(end + 4, ' ');
+    assert_non_null(end);
+    memcpy(end + 1, md5, HASH_HEX_LEN);
+}
+
+/* Flips one hex digit of the first entry's md5, leaving the end line as is. */
+static void cache_flip_entry(char *buf)
+{
+    char *line = strchr(buf, '\n') + 1, *nl = strchr(line, '\n');
+
+    assert_non_null(nl);
+    nl[-1] = nl[-1] == '0' ? '1' : '0';
+}
+
+enum corruption {
+    C_NONE,
+    C_GARBAGE,
+    C_TEXT,
+    C_EMPTY,
+    C_HALF,
+    C_NO_END_LINE,
+    C_VERSION,
+    C_CHECKSUM,
+    C_TRAILING,
+    C_HUGE,
+    C_SYMLINK,
+    C_COUNT
+};
+
+/* Writes good[0..len), damaged as c says, as the share's cache file. */
+static void write_cache_as(const struct fixture *fx, const char *good, size_t len,
+                           enum corruption c)
+{
+    char p[PATH_MAX], elsewhere[PATH_MAX], *buf = malloc(len + 32);
+    static const char garbage[] = "\x7f" "ELF\x02\x01\x01\0\0\0 not an index\n";
+    char *cut;
+
+    assert_non_null(buf);
+    memcpy(buf, good, len + 1);
+    cache_path(fx, p);
+    unlink(p);
+    switch (c) {
+    case C_GARBAGE:
+        spill(p, garbage, sizeof garbage - 1);
+        break;
+    case C_TEXT:
+        spill(p, "hello\n", 6);
+        break;
+    case C_EMPTY:
+        spill(p, "", 0);
+        break;
+    case C_HALF:
+        spill(p, buf, len / 2);
+        break;
+    case C_NO_END_LINE:
+        cut = buf + len - 1;
+        while (cut[-1] != '\n')
+            cut--;
+        spill(p, buf, (size_t)(cut - buf));
+        break;
+    case C_VERSION:
+        cache_set_version(buf, &len, '2');
+        spill(p, buf, len);
+        break;
+    case C_CHECKSUM:
+        cache_flip_entry(buf);
+        spill(p, buf, len);
+        break;
+    case C_TRAILING:
+        memcpy(buf + len, "1 2 3 4 5 x\n", 12);
+        spill(p, buf, len + 12);
+        break;
+    case C_HUGE:
+        spill(p, buf, len);
+        assert_int_equal(truncate(p, 256L * 1024 * 1024 + 1), 0);
+        break;
+    case C_SYMLINK:
+        /* A good cache, but reached through a symlink. */
+        snprintf(elsewhere, sizeof elsewhere, "%s/a/cache.copy", fx->dir);
+        spill(elsewhere, buf, len);
+        assert_int_equal(symlink(elsewhere, p), 0);
+        break;
+    default:
+        spill(p, buf, len);
+        break;
+    }
+    free(buf);
+}
+
+static void test_share_corrupt_cache_file_is_ignored(void **state)
+{
+    struct fixture *fx = *state;
+    char p[PATH_MAX], *good;
+    size_t len;
+
+    set_old_mtime(fx->dir, "docs/3.txt");
+    open_share(fx);
+    share_close(fx->sh);
+    fx->sh = NULL;
+    cache_path(fx, p);
+    good = slurp(p, &len);
+    /* Every good copy of this cache now vouches for a wrong md5. */
+    put(fx->dir, "docs/3.txt", "3hree\n");
+    set_old_mtime(fx->dir, "docs/3.txt");
+
+    for (int c = C_NONE; c < C_COUNT; c++) {
+        print_message("corruption %d\n", c);
+        write_cache_as(fx, good, len, (enum corruption)c);
+        open_share(fx);
+        md5_is(fx->sh, "docs/3.txt", c == C_NONE ? "three\n" : "3hree\n");
+        md5_is(fx->sh, "a/b/target.txt", "target\n");
+        md5_is(fx->sh, "docs/sub/x.txt", "x");
+        share_close(fx->sh);
+        fx->sh = NULL;
+    }
+    /* The last open replaced the bad file with a good one. */
+    open_share(fx);
+    md5_is(fx->sh, "docs/3.txt", "3hree\n");
+    free(good);
+}
+
+static void test_share_cache_file_is_not_an_item(void **state)
+{
+    struct fixture *fx = *state;
+    struct share_item it, *v = NULL;
+    long n;
+
+    set_old_mtime(fx->dir, "docs/3.txt");
+    open_share(fx);
+    reopen(fx);
+    assert_int_equal(share_find(fx->sh, SHARE_CACHE_FILE, &it, 1), 0);
+    assert_int_equal(share_lookup(fx->sh, SHARE_STATE_DIR "/" SHARE_CACHE_FILE, &it),
+                     FS_ENOTFOUND);
+    n = share_list(fx->sh, &v);
+    assert_int_equal(n, 5);
+    for (long i = 0; i < n; i++)
+        assert_string_not_equal(v[i].name, SHARE_STATE_DIR);
+    free(v);
+}
+
+static int rm_state_dir(const struct fixture *fx)
+{
+    char p[PATH_MAX];
+
+    snprintf(p, sizeof p, "%s/%s", fx->dir, SHARE_STATE_DIR);
+    return nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void test_share_creates_private_state_dir_for_cache(void **state)
+{
+    struct fixture *fx = *state;
+    char p[PATH_MAX];
+    struct stat sb;
+    struct dirent *de;
+    DIR *d;
+    int n = 0;
+
+    assert_int_equal(rm_state_dir(fx), 0);
+    set_old_mtime(fx->dir, "docs/3.txt");
+    open_share(fx);
+    snprintf(p, sizeof p, "%s/%s", fx->dir, SHARE_STATE_DIR);
+    assert_int_equal(lstat(p, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    /* Only the cache: no temporary left behind. */
+    d = opendir(p);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.') {
+            assert_string_equal(de->d_name, SHARE_CACHE_FILE);
+            n++;
+        }
+    closedir(d);
+    assert_int_equal(n, 1);
+}
+
+static void test_share_close_saves_cache_that_lost_files(void **state)
+{
+    static const char *files[] = {"a/b/target.txt", "a/b/target.txt.bak", "x/mytarget.txt",
+                                  "docs/3.txt", "docs/sub/x.txt"};
+    struct fixture *fx = *state;
+    struct share_item it;
+    char p[PATH_MAX], gone[PATH_MAX], *before, *mid, *after;
+    size_t len_before, len_mid, len_after;
+
+    /* All old: a rescan then hashes nothing and so writes nothing. */
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        set_old_mtime(fx->dir, files[i]);
+    open_share(fx);
+    cache_path(fx, p);
+    before = slurp(p, &len_before);
+    snprintf(gone, sizeof gone, "%s/docs/sub/x.txt", fx->dir);
+    assert_int_equal(unlink(gone), 0);
+    share_mark_dirty(fx->sh);
+    assert_int_equal(share_refresh(fx->sh), FS_OK);
+    assert_int_equal(share_lookup(fx->sh, "docs/sub/x.txt", &it), FS_ENOTFOUND);
+    mid = slurp(p, &len_mid);
+    assert_memory_equal(mid, before, len_before);
+    assert_int_equal(len_mid, len_before);
+    share_close(fx->sh);
+    fx->sh = NULL;
+    after = slurp(p, &len_after);
+    assert_true(len_after < len_before);
+    free(before);
+    free(mid);
+    free(after);
+    open_share(fx);
+    md5_is(fx->sh, "docs/3.txt", "three\n");
+}
+
+static int chown_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return lchown(p, 65534, 65534);
+}
+
+/* In a child: makes dir read-only to this process and indexes it. */
+static int index_read_only(const char *dir)
+{
+    struct share_item it;
+    struct share *sh;
+    fs_status st;
+
+    /* Root writes anywhere: become nobody, owning the tree, to be refused. */
+    if (geteuid() == 0 && (nftw(dir, chown_one, 16, FTW_PHYS) != 0 || setgid(65534) != 0 ||
+                           setuid(65534) != 0))
+        return 2;
+    if (chmod(dir, 0555) != 0)
+        return 3;
+    sh = share_open(dir, &st);
+    if (!sh)
+        return 4;
+    if (share_lookup(sh, "docs/3.txt", &it) != FS_OK)
+        return 5;
+    share_close(sh);
+    return 0;
+}
+
+static void test_share_read_only_share_is_indexed_without_cache(void **state)
+{
+    struct fixture *fx = *state;
+    char p[PATH_MAX];
+    struct stat sb;
+    int status = -1;
+    pid_t pid;
+
+    assert_int_equal(rm_state_dir(fx), 0);
+    set_old_mtime(fx->dir, "docs/3.txt");
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(index_read_only(fx->dir));
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(chmod(fx->dir, 0700), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    snprintf(p, sizeof p, "%s/%s", fx->dir, SHARE_STATE_DIR);
+    assert_int_equal(lstat(p, &sb), -1);
+    assert_int_equal(errno, ENOENT);
+}
+
+/* --- rescans do not block queries ---------------------------------------- */
+
+#define PROBE_WAIT_SEC 10 /* only reached when the behaviour is broken */
+
+/* A rescan parked in the hash hook just before it hashes "big.bin". */
+struct probe {
+    struct share *sh;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int hashing;  /* the rescan reached big.bin */
+    int released; /* the test lets it go on */
+    int timed_out;
+    int done; /* share_refresh() returned */
+    fs_status st;
+};
+
+static void deadline_in(struct timespec *ts, int sec)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += sec;
+}
+
+/* Waits under p->mu until *flag is set; 0 if it was, -1 after the deadline. */
+static int probe_wait(struct probe *p, const int *flag)
+{
+    struct timespec ts;
+    int rc = 0;
+
+    deadline_in(&ts, PROBE_WAIT_SEC);
+    while (!*flag && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+    return *flag ? 0 : -1;
+}
+
+static void probe_hook(void *arg, const char *path)
+{
+    struct probe *p = arg;
+
+    if (strcmp(path, "big.bin") != 0)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->hashing = 1;
+    pthread_cond_broadcast(&p->cv);
+    /* A deadline, not a plain wait: if share_find() needed the lock this
+     * rescan holds, the test must fail, not hang. */
+    p->timed_out = probe_wait(p, &p->released) != 0;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *probe_refresh(void *arg)
+{
+    struct probe *p = arg;
+    fs_status st = share_refresh(p->sh);
+
+    pthread_mutex_lock(&p->mu);
+    p->st = st;
+    p->done = 1;
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Writes a file of mib MiB of real (non-sparse) data. */
+static void put_big(const char *dir, const char *rel, int mib)
+{
+    static char chunk[1 << 20];
+    char p[PATH_MAX];
+    FILE *f;
+
+    memset(chunk, 'z', sizeof chunk);
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    f = fopen(p, "wb");
+    assert_non_null(f);
+    for (int i = 0; i < mib; i++)
+        assert_int_equal(fwrite(chunk, 1, sizeof chunk, f), sizeof chunk);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Starts a rescan of the share that now holds a big new file and returns
+ * once it is about to hash it, still holding it there. */
+static void probe_start(struct fixture *fx, struct probe *p, pthread_t *t)
+{
+    p->sh = open_share(fx);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    share_set_hash_hook(p->sh, probe_hook, p);
+    put_big(fx->dir, "big.bin", 64);
+    share_mark_dirty(p->sh);
+    assert_int_equal(pthread_create(t, NULL, probe_refresh, p), 0);
+    pthread_mutex_lock(&p->mu);
+    assert_int_equal(probe_wait(p, &p->hashing), 0);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Lets the rescan go on, waits for it and checks the new index. */
+static void probe_finish(struct probe *p, pthread_t t)
+{
+    struct share_item it;
+
+    pthread_mutex_lock(&p->mu);
+    p->released = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(p->timed_out, 0);
+    assert_int_equal(p->st, FS_OK);
+    assert_int_equal(share_find(p->sh, "big.bin", &it, 1), 1);
+    assert_int_equal(it.size, 64u << 20);
+    share_set_hash_hook(p->sh, NULL, NULL);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+}
+
+static void test_share_find_answers_from_old_index_while_rescan_hashes(void **state)
+{
+    struct probe p = {0};
+    struct share_item it[2], *v = NULL;
+    pthread_t t;
+    int done;
+
+    probe_start(*state, &p, &t);
+    /* The rescan is parked mid-hash; every query must answer now. */
+    assert_int_equal(share_find(p.sh, "big.bin", it, 2), 0);
+    assert_int_equal(share_find(p.sh, "3.txt", it, 2), 1);
+    assert_int_equal(share_lookup(p.sh, "docs", it), FS_OK);
+    assert_int_equal(share_list(p.sh, &v), 5);
+    free(v);
+    pthread_mutex_lock(&p.mu);
+    done = p.done;
+    pthread_mutex_unlock(&p.mu);
+    assert_int_equal(done, 0);
+    probe_finish(&p, t);
+}
+
+static void test_share_second_refresh_returns_during_rescan(void **state)
+{
+    struct fixture *fx = *state;
+    struct probe p = {0};
+    struct share_item it;
+    pthread_t t;
+    int done;
+
+    probe_start(fx, &p, &t);
+    put(fx->dir, "late.txt", "late\n");
+    assert_int_equal(share_refresh(p.sh), FS_OK);
+    pthread_mutex_lock(&p.mu);
+    done = p.done;
+    pthread_mutex_unlock(&p.mu);
+    assert_int_equal(done, 0);
+    assert_int_equal(share_find(p.sh, "big.bin", &it, 1), 0);
+    probe_finish(&p, t);
+    /* What changed during that rescan is picked up by the next one. */
+    assert_int_equal(share_refresh(p.sh), FS_OK);
+    assert_int_equal(share_find(p.sh, "late.txt", &it, 1), 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -594,6 +1157,15 @@ int main(void)
         T(test_share_stops_at_max_depth),
         T(test_share_readers_see_whole_index_during_rescans),
         T(test_share_open_refuses_missing_or_non_folder),
+        T(test_share_restart_reuses_persisted_hashes_of_unchanged_files),
+        T(test_share_restart_rehashes_recent_files),
+        T(test_share_corrupt_cache_file_is_ignored),
+        T(test_share_cache_file_is_not_an_item),
+        T(test_share_creates_private_state_dir_for_cache),
+        T(test_share_close_saves_cache_that_lost_files),
+        T(test_share_read_only_share_is_indexed_without_cache),
+        T(test_share_find_answers_from_old_index_while_rescan_hashes),
+        T(test_share_second_refresh_returns_during_rescan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
