@@ -180,12 +180,20 @@ fs_status partial_save(struct partial *pt)
     for (uint64_t i = 0; i < pt->have; i++)
         n += snprintf(text + n, cap - (size_t)n, "c %" PRIu64 " %08" PRIx32 "\n", i, pt->crc[i]);
     snprintf(tmp, sizeof tmp, "%s.tmp", pt->state_path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
-        if (write(fd, text, (size_t)n) == n && close(fd) == 0 && rename(tmp, pt->state_path) == 0)
+        if (write(fd, text, (size_t)n) == n && rename(tmp, pt->state_path) == 0) {
+            /* Later "c" lines go to the file now under the state's name. */
+            if (pt->state_fd >= 0)
+                close(pt->state_fd);
+            pt->state_fd = fd;
+            fd = -1;
             st = FS_OK;
-        else
+        } else {
             unlink(tmp);
+        }
+        if (fd >= 0)
+            close(fd);
     }
     free(text);
     return st;
@@ -221,7 +229,7 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
     *resumed = 0;
     if (!pt)
         return FS_ENOMEM;
-    pt->fd = -1;
+    pt->fd = pt->state_fd = -1;
     snprintf(pt->data_path, sizeof pt->data_path, "%s/%s.part", state_dir, md5);
     snprintf(pt->state_path, sizeof pt->state_path, "%s/%s.state", state_dir, md5);
     if (read_small(pt->state_path, &text, &len) == FS_OK &&
@@ -229,7 +237,7 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
         strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 &&
         (pt->fd = open(pt->data_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
         *resumed = 1;
-        st = FS_OK;
+        st = partial_save(pt); /* a clean copy to append to (drops a torn line) */
     } else {
         st = open_fresh(pt, name, size, md5);
     }
@@ -291,7 +299,7 @@ fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad)
 }
 
 fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t len,
-                      uint32_t crc, int save)
+                      uint32_t crc)
 {
     const char *p = data;
     uint64_t off = idx * pt->chunk;
@@ -314,7 +322,11 @@ fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t
                     SYNC_FILE_RANGE_WRITE);
     pt->crc[idx] = crc;
     pt->have = idx + 1;
-    return save ? partial_save(pt) : FS_OK;
+    char line[48];
+    int n = snprintf(line, sizeof line, "c %" PRIu64 " %08" PRIx32 "\n", idx, crc);
+    if (pt->state_fd < 0 || write(pt->state_fd, line, (size_t)n) != n)
+        return FS_EIO;
+    return FS_OK;
 }
 
 fs_status partial_finish(struct partial *pt, const char *final_path)
@@ -350,6 +362,8 @@ void partial_close(struct partial *pt)
         return;
     if (pt->fd >= 0)
         close(pt->fd);
+    if (pt->state_fd >= 0)
+        close(pt->state_fd);
     free(pt->crc);
     free(pt);
 }

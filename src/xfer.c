@@ -487,7 +487,6 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
                                 struct hash_md5 *md5)
 {
     char *buf = malloc(pt->chunk);
-    uint64_t last_save = net_now_ms();
     fs_status st = FS_OK;
 
     if (!buf)
@@ -518,14 +517,11 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             break;
         }
         hash_update(md5, buf, (size_t)want);
-        uint64_t now = net_now_ms();
-        st = partial_put(pt, idx, buf, (size_t)want, crc, now - last_save >= 1000);
+        st = partial_put(pt, idx, buf, (size_t)want, crc);
         if (st) {
             fail(f, st, "writing the download failed: %s", strerror(errno));
             break;
         }
-        if (now - last_save >= 1000)
-            last_save = now;
         f->res->bytes += want;
         stats_add(&f->p->stats, bytes_received, want);
         report(f, off + want, 0);
@@ -575,6 +571,7 @@ static fs_status fetch_file(struct fetch *f)
     if (st)
         return fail(f, st, "cannot keep a partial download in %s: %s", dir, fs_strerror(st));
     pt->holder = f->hit->holder;
+    partial_save(pt); /* records this holder */
     if (hash_init(&md5) != FS_OK) {
         partial_close(pt);
         return fail(f, FS_ENOMEM, "out of memory");

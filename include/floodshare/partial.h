@@ -7,10 +7,13 @@
  *                  name NAME (percent-encoded)   size N   md5 HEX
  *                  chunk BYTES   holder HOST:PORT
  *                  c IDX CRC      one line per chunk received
- * The state is replaced atomically and never names a chunk before its bytes
- * were written. It is not fsync'ed each time: after a crash, every chunk it
- * names is checked against its CRC before it is trusted, so a lost write
- * is re-fetched, never believed. Nothing here ever holds the final name. */
+ * The state is written whole (atomically, by rename) when a download starts
+ * or forgets chunks, and a "c" line is appended after each chunk's bytes
+ * are written, so it never names a chunk before its bytes and costs O(1)
+ * per chunk however large the file. It is not fsync'ed: after a crash,
+ * every chunk it names is checked against its CRC before it is trusted, so
+ * a lost write is re-fetched, never believed; a torn last line is ignored.
+ * Nothing here ever holds the final name. */
 #ifndef FLOODSHARE_PARTIAL_H
 #define FLOODSHARE_PARTIAL_H
 
@@ -37,6 +40,7 @@ struct partial {
     uint32_t *crc;   /* nchunks entries; valid below `have` */
     struct fs_addr holder;
     int fd;          /* the .part file, open for reading and writing */
+    int state_fd;    /* the .state file, open for appending "c" lines */
 };
 
 /* Opens the partial download of (name, size, md5) in state_dir, creating
@@ -53,10 +57,9 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
  * will be fetched again). *bad gets the number of chunks forgotten. */
 fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad);
 
-/* Writes chunk idx (== pt->have) and records it; the state is saved when
- * `save` is set (callers save about once a second, and at the end). */
+/* Writes chunk idx (== pt->have), then appends its line to the state. */
 fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t len,
-                      uint32_t crc, int save);
+                      uint32_t crc);
 
 /* Replaces the state file with the current state (atomic rename). */
 fs_status partial_save(struct partial *pt);

@@ -41,6 +41,21 @@ def tree(path: Path) -> dict[str, str]:
     return out
 
 
+def make_big_file(path: Path, size: int) -> str:
+    """Writes size bytes that differ in every MiB (a random MiB with its index stamped in) and
+    returns their MD5: fast to make, and no two chunks alike."""
+    import hashlib
+    block = bytearray(os.urandom(1 << 20))
+    h = hashlib.md5()
+    with open(path, "wb") as f:
+        for i in range((size + (1 << 20) - 1) >> 20):
+            block[:8] = i.to_bytes(8, "little")
+            part = bytes(block[: min(1 << 20, size - (i << 20))])
+            f.write(part)
+            h.update(part)
+    return h.hexdigest()
+
+
 def last_json(text: str) -> dict:
     """The result document of a --json command: its last line (progress events, one JSON object
     per line, may come before it)."""
@@ -106,6 +121,42 @@ class Net:
         while time.monotonic() < deadline and self.alive(pid):
             time.sleep(0.02)
 
+    def restart(self, pid: int) -> None:
+        """Starts peer pid again (after a kill) the way scripts/topology does, and waits until
+        its control socket answers."""
+        ini = self.dir / f"peer-{pid}.ini"
+        with open(self.dir / f"peer-{pid}.log", "ab") as log:
+            proc = subprocess.Popen([str(BIN), "serve", "--run", str(self.dir), str(ini)],
+                                    stdout=log, stderr=log, start_new_session=True)
+        (self.dir / f"peer-{pid}.pid").write_text(f"{proc.pid}\n")
+        sock = self.dir / f"peer-{pid}.sock"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(sock))
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"peer {pid} did not come back:\n{self.log(pid)[-2000:]}")
+
+    def wait_for(self, cond, timeout: float = 20.0, step: float = 0.01) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached in time")
+            time.sleep(step)
+
+    def active_download(self, pid: int) -> dict | None:
+        """The download peer pid is running now (from `transfers --json`), or None."""
+        r = self.peer(pid, "transfers", "--json")
+        if r.returncode != 0:
+            return None
+        for t in json.loads(r.stdout)["active"]:
+            if t["direction"] == "download":
+                return t
+        return None
+
     def alive(self, pid: int) -> bool:
         """The peer's process exists and has not exited (peers are not our children: once
         scripts/topology has exited, init reaps them, so no zombie lingers)."""
@@ -151,6 +202,12 @@ class NetCase(unittest.TestCase):
 
     def setUp(self):
         self.nets: list[Net] = []
+
+    def tmpdir(self) -> Path:
+        """A temporary folder removed after the test."""
+        d = Path(tempfile.mkdtemp(prefix="fs-it-tmp-"))
+        self.addCleanup(shutil.rmtree, d, True)
+        return d
 
     def net(self, spec: str, **kw) -> Net:
         n = Net(spec, **kw)

@@ -1,0 +1,196 @@
+"""Large files: killed, cancelled or abandoned downloads resume, and only what is missing moves."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+from fsnet import BIN, NetCase, last_json, make_big_file, md5_of
+
+MiB = 1 << 20
+
+
+def two_holders_spec(tmp):
+    spec = tmp / "two-holders.topo"
+    spec.write_text("ttl 2\npeer 1\npeer 2\npeer 3\nlink 1 2\nlink 1 3\n")
+    return str(spec)
+
+
+class ResumeTest(NetCase):
+    def _chain(self):
+        return self.net("topologies/seed-chain.topo")
+
+    def _start_get(self, net, name, *extra):
+        return subprocess.Popen([str(BIN), "--run", str(net.dir), "peer", "1", "get", name,
+                                 "--json", *extra], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def _wait_progress(self, net, fraction, size):
+        net.wait_for(lambda: (t := net.active_download(1)) is not None and
+                     t["done"] >= fraction * size, timeout=60, step=0.005)
+
+    def test_download_killed_half_way_refetches_at_most_55_percent(self):
+        net = self._chain()
+        size = 1024 * MiB
+        md5 = make_big_file(net.share(2) / "big.bin", size)
+        self.assertOk(net.peer(1, "search", "big.bin"))  # lets peer 2 hash it first
+        get = self._start_get(net, "big.bin")
+        self._wait_progress(net, 0.5, size)
+        net.kill(1)  # SIGKILL the requester
+        get.wait(timeout=30)
+        self.assertFalse((net.share(1) / "big.bin").exists())
+        net.restart(1)
+        listed = json.loads(net.peer(1, "transfers", "--json").stdout)["partial"]
+        self.assertEqual([p["name"] for p in listed], ["big.bin"])
+        text = net.peer(1, "get", "big.bin", timeout=120)
+        self.assertOk(text)
+        self.assertIn("resuming \"big.bin\" at byte", text.stdout)
+        self.assertEqual(md5_of(net.share(1) / "big.bin"), md5)
+        # what the second get moved: from the stats of the restarted peer
+        moved = net.stats(1)["bytes_received"]
+        self.assertLessEqual(moved, 0.55 * size, f"re-transferred {moved / size:.0%}")
+        self.assertEqual(os.listdir(net.share(1) / ".floodshare"), ["index.cache"]
+                         if (net.share(1) / ".floodshare" / "index.cache").exists() else [])
+
+    def test_holder_dying_mid_way_is_finished_by_another_holder(self):
+        net = self.net(two_holders_spec(self.tmpdir()))
+        size = 256 * MiB
+        md5 = make_big_file(net.share(2) / "big.bin", size)
+        os.link(net.share(2) / "big.bin", net.share(3) / "big.bin")
+        r = net.peer(1, "search", "big.bin", "--json")
+        self.assertEqual(len(last_json(r.stdout)["hits"]), 2)
+        get = self._start_get(net, "big.bin")
+        self._wait_progress(net, 0.3, size)
+        holder = net.active_download(1)["holder"]
+        victim = 2 if holder == "%s:%d" % net.addr(2) else 3
+        net.kill(victim)
+        out, err = get.communicate(timeout=120)
+        self.assertEqual(get.returncode, 0, err)
+        doc = last_json(out)
+        self.assertEqual([a["ok"] for a in doc["attempts"]], [False, True])
+        self.assertEqual(doc["peer"], 5 - victim)
+        self.assertGreater(doc["resumed_from"], 0.25 * size)
+        self.assertEqual(md5_of(net.share(1) / "big.bin"), md5)
+
+    def test_tampered_partial_is_detected_and_the_bad_part_fetched_again(self):
+        net = self._chain()
+        size = 64 * MiB
+        md5 = make_big_file(net.share(2) / "big.bin", size)
+        self.assertOk(net.peer(1, "search", "big.bin"))
+        get = self._start_get(net, "big.bin")
+        self._wait_progress(net, 0.5, size)
+        net.kill(1)
+        get.wait(timeout=30)
+        part = next((net.share(1) / ".floodshare").glob("*.part"))
+        with open(part, "r+b") as f:  # flip bytes inside chunk 2 (bytes 8..12 MiB)
+            f.seek(9 * MiB)
+            f.write(b"tampered!")
+        net.restart(1)
+        r = net.peer(1, "get", "big.bin", "--json", timeout=120)
+        self.assertOk(r)
+        doc = last_json(r.stdout)
+        self.assertEqual(doc["resumed_from"], 8 * MiB)  # chunks 0 and 1 kept, 2.. fetched
+        self.assertEqual(md5_of(net.share(1) / "big.bin"), md5)
+        self.assertIn("failed their CRC check", net.log(1))
+
+    def test_cancelled_download_keeps_a_resumable_partial(self):
+        net = self._chain()
+        size = 512 * MiB
+        md5 = make_big_file(net.share(2) / "big.bin", size)
+        self.assertOk(net.peer(1, "search", "big.bin"))
+        get = self._start_get(net, "big.bin")
+        self._wait_progress(net, 0.2, size)
+        get.send_signal(signal.SIGINT)  # Ctrl-C in the CLI
+        out, err = get.communicate(timeout=30)
+        self.assertEqual(get.returncode, 130, err)
+        self.assertIn("interrupted", err)
+        net.wait_for(lambda: net.active_download(1) is None)
+        self.assertFalse((net.share(1) / "big.bin").exists())
+        partial = json.loads(net.peer(1, "transfers", "--json").stdout)["partial"]
+        self.assertEqual(len(partial), 1)
+        self.assertGreater(partial[0]["done"], 0)
+        r = net.peer(1, "get", "big.bin", "--json", timeout=120)
+        self.assertOk(r)
+        self.assertGreater(last_json(r.stdout)["resumed_from"], 0)
+        self.assertEqual(md5_of(net.share(1) / "big.bin"), md5)
+
+    def test_seed_acceptance_small_big_folder_and_a_kill_half_a_second_in(self):
+        """The LEFT project's own acceptance test, against floodshare."""
+        net = self._chain()
+        small = make_big_file(net.share(2) / "ten.bin", 10 * 1000 * 1000)
+        big = make_big_file(net.share(2) / "five.bin", 500 * 1000 * 1000)
+        folder = net.share(2) / "fifty"
+        for i in range(50):
+            (folder / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
+            (folder / f"d{i % 4}" / f"f{i}.txt").write_bytes(os.urandom(1000 + 37 * i))
+        self.assertOk(net.peer(1, "search", "five.bin"))
+        t0 = time.monotonic()
+        self.assertOk(net.peer(1, "get", "ten.bin"))
+        self.assertLess(time.monotonic() - t0, 10)
+        get = self._start_get(net, "five.bin")
+        time.sleep(0.5)
+        net.kill(1)  # the receiver, 0.5 s in
+        get.wait(timeout=30)
+        net.restart(1)
+        r = net.peer(1, "get", "five.bin", "--json", timeout=120)
+        self.assertOk(r)
+        doc = last_json(r.stdout)
+        self.assertEqual(doc["bytes"] + doc["resumed_from"], 500 * 1000 * 1000)
+        self.assertOk(net.peer(1, "get", "fifty"))
+        self.assertEqual(md5_of(net.share(1) / "ten.bin"), small)
+        self.assertEqual(md5_of(net.share(1) / "five.bin"), big)
+        for p in folder.rglob("*.txt"):
+            self.assertEqual(md5_of(net.share(1) / p.relative_to(net.share(2))), md5_of(p))
+
+
+class ProgressTest(NetCase):
+    def test_progress_shows_as_json_events_and_not_in_pipes(self):
+        net = self.net("topologies/seed-chain.topo")
+        make_big_file(net.share(2) / "mid.bin", 48 * MiB)
+        r = net.peer(1, "get", "mid.bin", "--json")
+        self.assertOk(r)
+        events = [json.loads(l) for l in r.stdout.splitlines()[:-1]]
+        self.assertTrue(events and all(e["event"] == "progress" for e in events))
+        self.assertEqual(events[-1]["done"], events[-1]["total"])
+        (net.share(1) / "mid.bin").unlink()
+        r = net.peer(1, "get", "mid.bin")  # stdout and stderr are pipes: no bar
+        self.assertOk(r)
+        self.assertNotIn("\r", r.stdout + r.stderr)
+        self.assertIn("downloaded", r.stdout)
+        (net.share(1) / "mid.bin").unlink()
+        r = net.peer(1, "get", "mid.bin", "--quiet")
+        self.assertOk(r)
+        self.assertEqual(r.stdout, "")
+
+    def test_progress_bar_on_a_terminal(self):
+        import pty
+        net = self.net("topologies/seed-chain.topo")
+        make_big_file(net.share(2) / "mid.bin", 96 * MiB)
+        pid, fd = pty.fork()
+        if pid == 0:
+            import fcntl, struct, termios
+            fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            os.environ["NO_COLOR"] = "1"
+            os.execv(str(BIN), [str(BIN), "--run", str(net.dir), "peer", "1", "get", "mid.bin"])
+        out = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0, out)
+        text = out.decode(errors="replace")
+        self.assertIn("\r", text)
+        self.assertRegex(text, r"mid\.bin +\[[#.]+\] +\d+% ")
+        self.assertIn("from peer 2", text)
+        self.assertNotIn("\033[1m", text)  # NO_COLOR
+
+
+if __name__ == "__main__":
+    unittest.main()
