@@ -482,51 +482,165 @@ static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum
 
 /* --- files: FETCH, RANGE, DATA frames into a resumable partial --- */
 
+/* The receiving side of a file runs as two threads, so that MD5 (the
+ * slowest step, ~0.9 GB/s) overlaps with the network: the connection's
+ * thread reads DATA frames and checks their CRC; a writer thread hashes
+ * each chunk and writes it into the partial, in order. They pass chunk
+ * buffers through a small ring (PIPE_DEPTH chunks: memory stays bounded). */
+#define PIPE_DEPTH 3
+
+struct pipe_slot {
+    char *buf;
+    uint64_t idx;
+    size_t len;
+    uint32_t crc;
+};
+
+/* lock guards everything below it; cond signals any change. The partial
+ * and md5 belong to the writer thread while it runs. */
+struct pipeline {
+    struct partial *pt;
+    struct hash_md5 *md5;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct pipe_slot queue[PIPE_DEPTH]; /* full chunks, FIFO */
+    unsigned head, count;
+    char *spare[PIPE_DEPTH]; /* empty buffers */
+    unsigned nspare;
+    int closed;      /* the reader will queue nothing more */
+    fs_status error; /* the writer's first failure */
+    int err_no;
+};
+
+static void *pipe_writer(void *arg)
+{
+    struct pipeline *pl = arg;
+
+    pthread_mutex_lock(&pl->lock);
+    for (;;) {
+        while (pl->count == 0 && !pl->closed)
+            pthread_cond_wait(&pl->cond, &pl->lock);
+        if (pl->count == 0)
+            break;
+        struct pipe_slot sl = pl->queue[pl->head];
+        pthread_mutex_unlock(&pl->lock);
+        fs_status st = FS_OK;
+        if (pl->error == FS_OK) { /* only this thread writes error */
+            hash_update(pl->md5, sl.buf, sl.len);
+            st = partial_put(pl->pt, sl.idx, sl.buf, sl.len, sl.crc);
+        }
+        pthread_mutex_lock(&pl->lock);
+        if (st && pl->error == FS_OK) {
+            pl->error = st;
+            pl->err_no = errno;
+        }
+        pl->head = (pl->head + 1) % PIPE_DEPTH;
+        pl->count--;
+        pl->spare[pl->nspare++] = sl.buf;
+        pthread_cond_broadcast(&pl->cond);
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return NULL;
+}
+
+/* An empty buffer for the reader; NULL once the writer has failed. */
+static char *pipe_take(struct pipeline *pl)
+{
+    char *buf = NULL;
+
+    pthread_mutex_lock(&pl->lock);
+    while (pl->nspare == 0 && pl->error == FS_OK)
+        pthread_cond_wait(&pl->cond, &pl->lock);
+    if (pl->error == FS_OK)
+        buf = pl->spare[--pl->nspare];
+    pthread_mutex_unlock(&pl->lock);
+    return buf;
+}
+
+static void pipe_give(struct pipeline *pl, char *buf, int queue, const struct pipe_slot *sl)
+{
+    pthread_mutex_lock(&pl->lock);
+    if (queue) {
+        pl->queue[(pl->head + pl->count) % PIPE_DEPTH] = *sl;
+        pl->count++;
+    } else {
+        pl->spare[pl->nspare++] = buf;
+    }
+    pthread_cond_broadcast(&pl->cond);
+    pthread_mutex_unlock(&pl->lock);
+}
+
+/* Reads one DATA frame for chunk idx into buf and checks its CRC. */
+static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t want,
+                            char *buf, uint32_t *crc)
+{
+    struct msg d;
+    const char *why = NULL;
+    uint64_t off = idx * PARTIAL_CHUNK;
+    fs_status st = conn_read_msg(c, &d, c->timeout_ms, &why);
+
+    if (st == FS_OK && (d.type != MSG_DATA || d.idx != idx || d.len != want))
+        st = FS_EPROTO;
+    if (st == FS_OK)
+        st = conn_read_body(c, buf, (size_t)want);
+    if (st)
+        return fail(f, st, "transfer interrupted at byte %llu: %s", (unsigned long long)off,
+                    why ? why : fs_strerror(st));
+    note_first_byte(f);
+    *crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)want);
+    if (*crc != d.crc)
+        return fail(f, FS_EMISMATCH, "chunk %llu failed its CRC check", (unsigned long long)idx);
+    return FS_OK;
+}
+
 /* Receives DATA frames for every chunk the partial lacks, feeding md5. */
 static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial *pt,
                                 struct hash_md5 *md5)
 {
-    char *buf = malloc(pt->chunk);
+    struct pipeline pl = {.pt = pt, .md5 = md5};
+    pthread_t writer;
     fs_status st = FS_OK;
 
-    if (!buf)
-        return fail(f, FS_ENOMEM, "out of memory");
-    while (pt->have < pt->nchunks && st == FS_OK) {
-        struct msg d;
-        const char *why = NULL;
-        uint64_t idx = pt->have, off = idx * pt->chunk;
+    for (unsigned i = 0; i < PIPE_DEPTH; i++)
+        if ((pl.spare[pl.nspare] = malloc(pt->chunk)) != NULL)
+            pl.nspare++;
+    pthread_mutex_init(&pl.lock, NULL);
+    pthread_cond_init(&pl.cond, NULL);
+    if (pl.nspare < PIPE_DEPTH || pthread_create(&writer, NULL, pipe_writer, &pl) != 0) {
+        st = fail(f, FS_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* pt->have is the writer's from here on: the reader counts on its own. */
+    for (uint64_t idx = pt->have; idx < pt->nchunks && st == FS_OK; idx++) {
+        uint64_t off = idx * pt->chunk;
         uint64_t want = pt->size - off < pt->chunk ? pt->size - off : pt->chunk;
+        struct pipe_slot sl = {.idx = idx, .len = (size_t)want};
         if (cancelled(f)) {
             st = fail(f, FS_ECANCELED, "cancelled at byte %llu", (unsigned long long)off);
             break;
         }
-        st = conn_read_msg(c, &d, c->timeout_ms, &why);
-        if (st == FS_OK && (d.type != MSG_DATA || d.idx != idx || d.len != want))
-            st = FS_EPROTO;
-        if (st == FS_OK)
-            st = conn_read_body(c, buf, (size_t)want);
-        if (st) {
-            fail(f, st, "transfer interrupted at byte %llu: %s", (unsigned long long)off,
-                 why ? why : fs_strerror(st));
+        if ((sl.buf = pipe_take(&pl)) == NULL)
+            break; /* the writer failed: its error is reported below */
+        st = read_frame(f, c, idx, want, sl.buf, &sl.crc);
+        pipe_give(&pl, sl.buf, st == FS_OK, &sl);
+        if (st)
             break;
-        }
-        note_first_byte(f);
-        uint32_t crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)want);
-        if (crc != d.crc) {
-            st = fail(f, FS_EMISMATCH, "chunk %llu failed its CRC check", (unsigned long long)idx);
-            break;
-        }
-        hash_update(md5, buf, (size_t)want);
-        st = partial_put(pt, idx, buf, (size_t)want, crc);
-        if (st) {
-            fail(f, st, "writing the download failed: %s", strerror(errno));
-            break;
-        }
         f->res->bytes += want;
         stats_add(&f->p->stats, bytes_received, want);
         report(f, off + want, 0);
     }
-    free(buf);
+    pthread_mutex_lock(&pl.lock);
+    pl.closed = 1;
+    pthread_cond_broadcast(&pl.cond);
+    pthread_mutex_unlock(&pl.lock);
+    pthread_join(writer, NULL);
+    if (st == FS_OK && pl.error)
+        st = fail(f, pl.error, "writing the download failed: %s", strerror(pl.err_no));
+out:
+    for (unsigned i = 0; i < pl.nspare; i++)
+        free(pl.spare[i]);
+    pthread_cond_destroy(&pl.cond);
+    pthread_mutex_destroy(&pl.lock);
     return st;
 }
 
