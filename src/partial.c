@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -199,6 +200,15 @@ fs_status partial_save(struct partial *pt)
     return st;
 }
 
+/* Two gets of the same item at once would write the same .part: the
+ * second one is refused instead (the lock dies with the process). */
+static fs_status lock_part(int fd)
+{
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        return FS_OK;
+    return errno == EWOULDBLOCK ? FS_EBUSY : FS_EIO;
+}
+
 static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size, const char *md5)
 {
     free(pt->crc);
@@ -211,8 +221,13 @@ static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size,
     fs_status st = size_table(pt);
     if (st)
         return st;
-    pt->fd = open(pt->data_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    pt->fd = open(pt->data_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (pt->fd < 0)
+        return FS_EIO;
+    fs_status st2 = lock_part(pt->fd);
+    if (st2)
+        return st2;
+    if (ftruncate(pt->fd, 0) < 0) /* only once we own it: never under another download */
         return FS_EIO;
     return partial_save(pt);
 }
@@ -237,7 +252,9 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
         strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 &&
         (pt->fd = open(pt->data_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
         *resumed = 1;
-        st = partial_save(pt); /* a clean copy to append to (drops a torn line) */
+        st = lock_part(pt->fd);
+        if (st == FS_OK)
+            st = partial_save(pt); /* a clean copy to append to (drops a torn line) */
     } else {
         st = open_fresh(pt, name, size, md5);
     }

@@ -682,6 +682,8 @@ static fs_status fetch_file(struct fetch *f)
 
     state_dir_of(dir, sizeof dir, f->share);
     fs_status st = partial_open(dir, f->hit->name, f->hit->size, f->hit->md5, &pt, &resumed);
+    if (st == FS_EBUSY)
+        return fail(f, st, "another get is downloading this item right now");
     if (st)
         return fail(f, st, "cannot keep a partial download in %s: %s", dir, fs_strerror(st));
     pt->holder = f->hit->holder;

@@ -47,7 +47,9 @@ struct partial {
  * it if none exists. *resumed is set to 1 when an earlier one was found
  * (its `have` chunks are claimed, not yet checked: see partial_check()).
  * A state file that does not parse, or describes another item, is
- * replaced by a fresh one. Caller frees with partial_close(). */
+ * replaced by a fresh one. FS_EBUSY when another download of the same item
+ * holds it (an exclusive flock on the .part file, released at close or
+ * when the process dies). Caller frees with partial_close(). */
 fs_status partial_open(const char *state_dir, const char *name, uint64_t size, const char *md5,
                        struct partial **out, int *resumed);
 

@@ -1,0 +1,250 @@
+/* test_partial.c - the resumable download state: parse, append, resume, check. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "floodshare/partial.h"
+#include "floodshare/zipio.h"
+
+#define MD5_A "0123456789abcdef0123456789abcdef"
+
+static const char GOOD[] = "floodshare-partial 1\n"
+                           "name my%20file.bin\nsize 10\nmd5 " MD5_A "\nchunk 4\n"
+                           "holder 127.0.0.1:4000\n"
+                           "c 0 0000000a\nc 1 0000000b\n";
+
+static void test_state_parses_with_its_chunk_prefix(void **state)
+{
+    struct partial pt;
+
+    (void)state;
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(GOOD, strlen(GOOD), &pt), FS_OK);
+    assert_string_equal(pt.name, "my file.bin");
+    assert_int_equal(pt.size, 10);
+    assert_int_equal(pt.nchunks, 3);
+    assert_int_equal(pt.have, 2);
+    assert_int_equal(pt.crc[1], 0xb);
+    assert_int_equal(pt.holder.port, 4000);
+    free(pt.crc);
+}
+
+static void test_state_torn_last_line_is_ignored(void **state)
+{
+    struct partial pt;
+    char text[256];
+
+    (void)state;
+    snprintf(text, sizeof text, "%sc 2 0000", GOOD); /* killed while appending */
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(text, strlen(text), &pt), FS_OK);
+    assert_int_equal(pt.have, 2);
+    free(pt.crc);
+}
+
+static void test_state_refuses_gaps_garbage_and_other_versions(void **state)
+{
+    static const char *bad[] = {
+        "floodshare-partial 2\nname a\nsize 1\nmd5 " MD5_A "\nchunk 4\n",
+        "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nc 1 0000000a\n",
+        "floodshare-partial 1\nname ..\nsize 1\nmd5 " MD5_A "\nchunk 4\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 XYZ\nchunk 4\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nchunk 0\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\n",
+        "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nc 0 zz\n",
+        "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nbogus line\n",
+        "",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct partial pt;
+        memset(&pt, 0, sizeof pt);
+        assert_int_equal(partial_parse_state(bad[i], strlen(bad[i]), &pt), FS_EPROTO);
+        assert_null(pt.crc);
+    }
+}
+
+struct fx {
+    char dir[64];
+    char data[3 * PARTIAL_CHUNK + 100];
+    char md5[33];
+};
+
+static int setup(void **state)
+{
+    struct fx *f = malloc(sizeof *f);
+    struct hash_md5 h;
+
+    strcpy(f->dir, "/tmp/fs_partial_XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    for (size_t i = 0; i < sizeof f->data; i++)
+        f->data[i] = (char)(i * 2654435761u >> 11);
+    hash_init(&h);
+    hash_update(&h, f->data, sizeof f->data);
+    hash_final(&h, f->md5);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    zipio_remove_tree(f->dir);
+    free(f);
+    return 0;
+}
+
+static void put(struct partial *pt, const struct fx *f, uint64_t idx)
+{
+    size_t off = (size_t)(idx * PARTIAL_CHUNK);
+    size_t n = sizeof f->data - off < PARTIAL_CHUNK ? sizeof f->data - off : PARTIAL_CHUNK;
+    uint32_t crc = (uint32_t)crc32(0, (const Bytef *)f->data + off, (uInt)n);
+    assert_int_equal(partial_put(pt, idx, f->data + off, n, crc), FS_OK);
+}
+
+static void test_reopen_resumes_and_check_rebuilds_the_md5(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    struct hash_md5 h;
+    char hex[33];
+    int resumed;
+    uint64_t bad;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_false(resumed);
+    put(pt, f, 0);
+    put(pt, f, 1);
+    partial_close(pt); /* as a kill would leave it */
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_true(resumed);
+    assert_int_equal(pt->have, 2);
+    hash_init(&h);
+    assert_int_equal(partial_check(pt, &h, &bad), FS_OK);
+    assert_int_equal(bad, 0);
+    put(pt, f, 2);
+    put(pt, f, 3);
+    hash_update(&h, f->data + 2 * PARTIAL_CHUNK, sizeof f->data - 2 * PARTIAL_CHUNK);
+    hash_final(&h, hex);
+    assert_string_equal(hex, f->md5);
+
+    char final[128];
+    snprintf(final, sizeof final, "%s/x.bin", f->dir);
+    assert_int_equal(partial_finish(pt, final), FS_OK);
+    partial_close(pt);
+    struct stat sb;
+    assert_int_equal(stat(final, &sb), 0);
+    assert_int_equal(sb.st_size, sizeof f->data);
+}
+
+static void test_check_forgets_a_tampered_chunk_and_all_after_it(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    struct hash_md5 h;
+    int resumed;
+    uint64_t bad;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    put(pt, f, 0);
+    put(pt, f, 1);
+    put(pt, f, 2);
+    char path[sizeof pt->data_path];
+    strcpy(path, pt->data_path);
+    partial_close(pt);
+    int fd = open(path, O_WRONLY);
+    assert_int_equal(pwrite(fd, "X", 1, PARTIAL_CHUNK + 5), 1);
+    close(fd);
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    hash_init(&h);
+    assert_int_equal(partial_check(pt, &h, &bad), FS_OK);
+    hash_abort(&h);
+    assert_int_equal(pt->have, 1);
+    assert_int_equal(bad, 2);
+    partial_close(pt);
+    /* and the state on disk says so too */
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(pt->have, 1);
+    partial_close(pt);
+}
+
+static void test_second_download_of_the_same_item_is_refused(void **state)
+{
+    struct fx *f = *state;
+    struct partial *a, *b;
+    int resumed;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &a, &resumed), FS_OK);
+    put(a, f, 0);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &b, &resumed),
+                     FS_EBUSY);
+    assert_int_equal(a->have, 1);
+    partial_close(a);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &b, &resumed), FS_OK);
+    assert_true(resumed);
+    partial_close(b);
+}
+
+static void test_list_reports_bytes_present(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    struct partial_info *list = NULL;
+    int resumed;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    put(pt, f, 0);
+    partial_close(pt);
+    assert_int_equal(partial_list(f->dir, &list), 1);
+    assert_string_equal(list[0].name, "x.bin");
+    assert_int_equal(list[0].have_bytes, PARTIAL_CHUNK);
+    assert_int_equal(list[0].size, sizeof f->data);
+    free(list);
+}
+
+static void test_another_item_with_that_md5_starts_afresh(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    int resumed;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    put(pt, f, 0);
+    partial_close(pt);
+    assert_int_equal(partial_open(f->dir, "y.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_false(resumed);
+    assert_int_equal(pt->have, 0);
+    partial_close(pt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_state_parses_with_its_chunk_prefix),
+        cmocka_unit_test(test_state_torn_last_line_is_ignored),
+        cmocka_unit_test(test_state_refuses_gaps_garbage_and_other_versions),
+        cmocka_unit_test_setup_teardown(test_reopen_resumes_and_check_rebuilds_the_md5, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_forgets_a_tampered_chunk_and_all_after_it,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_download_of_the_same_item_is_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_list_reports_bytes_present, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_another_item_with_that_md5_starts_afresh, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
