@@ -56,7 +56,7 @@ class ResumeTest(NetCase):
 
     def test_holder_dying_mid_way_is_finished_by_another_holder(self):
         net = self.net(two_holders_spec(self.tmpdir()))
-        size = 256 * MiB
+        size = 768 * MiB  # large enough that the kill lands mid-way on a fast machine
         md5 = make_big_file(net.share(2) / "big.bin", size)
         os.link(net.share(2) / "big.bin", net.share(3) / "big.bin")
         r = net.peer(1, "search", "big.bin", "--json")
@@ -76,7 +76,7 @@ class ResumeTest(NetCase):
 
     def test_tampered_partial_is_detected_and_the_bad_part_fetched_again(self):
         net = self._chain()
-        size = 64 * MiB
+        size = 512 * MiB
         md5 = make_big_file(net.share(2) / "big.bin", size)
         self.assertOk(net.peer(1, "search", "big.bin"))
         get = self._start_get(net, "big.bin")
