@@ -26,16 +26,20 @@ void ctl_write(struct ctl_out *o, int stream, const char *s, size_t len)
     while (len > 0 && !o->broken) {
         const char *nl = memchr(s, '\n', len);
         size_t n = nl ? (size_t)(nl - s) : len;
-        size_t take = n < CTL_MAX_LINE ? n : CTL_MAX_LINE;
+        /* A longer line (a big JSON document) goes out in pieces marked
+         * "1+" (more of this line follows), the last one "1 ". */
+        int more = n > CTL_MAX_LINE;
+        size_t take = more ? CTL_MAX_LINE : n;
         line[0] = stream == 2 ? '2' : '1';
-        line[1] = ' ';
+        line[1] = more ? '+' : ' ';
         memcpy(line + 2, s, take);
         line[2 + take] = '\n';
         if (net_write_all(o->fd, line, take + 3, CTL_IO_TIMEOUT_MS) != FS_OK)
             o->broken = 1;
-        n = nl ? n + 1 : n;
-        s += n;
-        len -= n;
+        if (!more && nl)
+            take++; /* the newline itself */
+        s += take;
+        len -= take;
     }
 }
 
@@ -252,7 +256,7 @@ static int relay_line(const char *s, size_t n, FILE *out, FILE *err, const struc
         }
         return -1;
     }
-    if (n >= 2 && (s[0] == '1' || s[0] == '2') && s[1] == ' ') {
+    if (n >= 2 && (s[0] == '1' || s[0] == '2') && (s[1] == ' ' || s[1] == '+')) {
         if (s[0] == '1' && v && v->quiet)
             return -1;
         if (*bar && v && v->clear)
@@ -260,7 +264,8 @@ static int relay_line(const char *s, size_t n, FILE *out, FILE *err, const struc
         *bar = 0;
         FILE *f = s[0] == '1' ? out : err;
         fwrite(s + 2, 1, n - 2, f);
-        fputc('\n', f);
+        if (s[1] == ' ') /* '+': the line goes on in the next piece */
+            fputc('\n', f);
         fflush(f);
     }
     return -1;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -474,6 +475,10 @@ int peer_main(const char *ini_path, const char *run_dir)
 
     peer_init(p);
     pick_run_dir(p, ini_path, run_dir);
+    /* Transfer buffers are 4 MiB: keep them mmap'ed, so a freed one goes
+     * back to the system at once instead of staying in a thread's arena
+     * (glibc would otherwise raise its threshold and keep them). */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     /* Block the signals before any thread exists, so that every thread
      * inherits the mask and only sigwait() below ever sees them. */
     sigemptyset(&set);

@@ -2,8 +2,10 @@
  *
  * A private, local protocol (the socket is mode 0600 in the run directory):
  * the client sends one line of percent-encoded words ("get 3.txt --json");
- * the peer answers with lines "1 text" (for stdout), "2 text" (for stderr)
- * and finally "= N", the exit code the CLI exits with. */
+ * the peer answers with lines "1 text" (for stdout), "2 text" (for stderr),
+ * "P ..." (progress) and finally "= N", the exit code the CLI exits with.
+ * A line longer than CTL_MAX_LINE comes in pieces "1+piece" ("+": the same
+ * line goes on in the next piece), the last piece "1 rest". */
 #ifndef FLOODSHARE_CTL_H
 #define FLOODSHARE_CTL_H
 

@@ -107,6 +107,15 @@ class CliTest(NetCase):
         self.assertEqual(r.returncode, 78)
         self.assertIn("share_dir", r.stderr)
 
+    def test_long_json_output_arrives_whole(self):
+        net = self.net("topologies/seed-chain.topo")
+        for i in range(300):  # an ls --json far longer than one control line (4096 bytes)
+            (net.share(2) / f"file-with-a-long-name-{i:04d}.txt").write_text(f"{i}\n")
+        r = net.peer(2, "ls", "--json")
+        self.assertOk(r)
+        names = [i["name"] for i in json.loads(r.stdout)["items"]]
+        self.assertEqual(len(names), 301)
+
     def test_ls_and_stats_json_fields(self):
         net = self.net("topologies/seed-chain.topo")
         self.assertOk(net.peer(1, "get", "3.txt"))
