@@ -333,10 +333,6 @@ fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t
         len -= (size_t)w;
         off += (uint64_t)w;
     }
-    /* Start writing back now, so the final fsync has little left to do and
-     * a large download never piles up gigabytes of dirty pages. */
-    sync_file_range(pt->fd, (off_t)(idx * pt->chunk), (off_t)chunk_len(pt, idx),
-                    SYNC_FILE_RANGE_WRITE);
     pt->crc[idx] = crc;
     pt->have = idx + 1;
     char line[48];
@@ -344,6 +340,12 @@ fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t
     if (pt->state_fd < 0 || write(pt->state_fd, line, (size_t)n) != n)
         return FS_EIO;
     return FS_OK;
+}
+
+void partial_writeback(const struct partial *pt, uint64_t idx)
+{
+    sync_file_range(pt->fd, (off_t)(idx * pt->chunk), (off_t)chunk_len(pt, idx),
+                    SYNC_FILE_RANGE_WRITE);
 }
 
 fs_status partial_finish(struct partial *pt, const char *final_path)

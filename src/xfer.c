@@ -485,7 +485,8 @@ static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum
 /* The receiving side of a file runs as two threads, so that MD5 (the
  * slowest step, ~0.9 GB/s) overlaps with everything else: the connection's
  * thread reads each DATA frame, checks its CRC and writes it into the
- * partial; a hasher thread feeds the chunks, in order, to the running MD5.
+ * partial; a hasher thread feeds the chunks, in order, to the running MD5
+ * and starts their writeback to disk.
  * They pass chunk buffers through a small ring (PIPE_DEPTH chunks: memory
  * stays bounded). Writing stays with the reader so that the two threads'
  * work is about even (profiling showed MD5 plus pwrite on one thread to be
@@ -500,9 +501,10 @@ struct pipe_slot {
 };
 
 /* lock guards everything below it; cond signals any change. md5 belongs
- * to the hasher thread while it runs. */
+ * to the hasher thread while it runs; pt is only read by it. */
 struct pipeline {
     struct hash_md5 *md5;
+    const struct partial *pt;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct pipe_slot queue[PIPE_DEPTH]; /* full chunks, FIFO */
@@ -525,6 +527,7 @@ static void *pipe_hasher(void *arg)
         struct pipe_slot sl = pl->queue[pl->head];
         pthread_mutex_unlock(&pl->lock);
         hash_update(pl->md5, sl.buf, sl.len);
+        partial_writeback(pl->pt, sl.idx); /* here, not in the reader: it can block */
         pthread_mutex_lock(&pl->lock);
         pl->head = (pl->head + 1) % PIPE_DEPTH;
         pl->count--;
@@ -586,7 +589,7 @@ static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint6
 static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial *pt,
                                 struct hash_md5 *md5)
 {
-    struct pipeline pl = {.md5 = md5};
+    struct pipeline pl = {.md5 = md5, .pt = pt};
     pthread_t hasher;
     fs_status st = FS_OK;
 

@@ -63,6 +63,13 @@ fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad)
 fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t len,
                       uint32_t crc);
 
+/* Starts writing chunk idx back to disk without waiting for it, so the
+ * final fsync has little left to do and a large download never piles up
+ * gigabytes of dirty pages. May block while the disk is congested, so
+ * call it off the network's path. Reads only fields fixed at open: safe
+ * from another thread than the one calling partial_put(). */
+void partial_writeback(const struct partial *pt, uint64_t idx);
+
 /* Replaces the state file with the current state (atomic rename). */
 fs_status partial_save(struct partial *pt);
 
