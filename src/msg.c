@@ -494,6 +494,8 @@ static const struct need range_keys[] = {
     NEED(RANGE, size), NEED(RANGE, md5), NEED(RANGE, offset), NEED(RANGE, chunk),
 };
 static const struct need data_keys[] = {NEED(DATA, idx), NEED(DATA, len), NEED(DATA, crc)};
+static const struct need list_keys[] = {NEED(LIST, path), NEED(LIST, md5)};
+static const struct need manifest_keys[] = {NEED(MANIFEST, md5), NEED(MANIFEST, len)};
 
 struct verb_spec {
     const char *name;
@@ -513,6 +515,8 @@ static const struct verb_spec verbs[] = {
     VERB("FETCH", MSG_FETCH, fetch_keys),
     VERB("RANGE", MSG_RANGE, range_keys),
     VERB("DATA", MSG_DATA, data_keys),
+    VERB("LIST", MSG_LIST, list_keys),
+    VERB("MANIFEST", MSG_MANIFEST, manifest_keys),
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])

@@ -348,16 +348,16 @@ void partial_writeback(const struct partial *pt, uint64_t idx)
                     SYNC_FILE_RANGE_WRITE);
 }
 
-fs_status partial_finish(struct partial *pt, const char *final_path)
+fs_status partial_finish(struct partial *pt, const char *final_path, int durable)
 {
     char dir[4200];
     const char *slash = strrchr(final_path, '/');
 
-    if (fsync(pt->fd) < 0)
+    if (durable && fsync(pt->fd) < 0)
         return FS_EIO;
     if (renameat2(AT_FDCWD, pt->data_path, AT_FDCWD, final_path, RENAME_NOREPLACE) < 0)
         return errno == EEXIST ? FS_EEXIST : FS_EIO;
-    if (slash) {
+    if (durable && slash) {
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - final_path), final_path);
         int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -118,9 +120,11 @@ static void serve_conn(struct peer *p, int fd)
         } else if (m.type == MSG_REQUEST) {
             xfer_serve(p, &c, &m);
             break;
-        } else if (m.type == MSG_FETCH) {
-            xfer_serve_fetch(p, &c, &m);
-            break;
+        } else if (m.type == MSG_FETCH || m.type == MSG_LIST) {
+            /* A requester fetching a folder file by file reuses its connection. */
+            if ((m.type == MSG_FETCH ? xfer_serve_fetch(p, &c, &m) : xfer_serve_list(p, &c, &m)) < 0)
+                break;
+            idle_since = net_now_ms(); /* idle counts from the end of a transfer */
         } else {
             stats_inc(&p->stats, malformed_dropped);
             log_msg(L_INFO, "connection from %s: unexpected %s, closed", addr,
@@ -208,8 +212,13 @@ static void *acceptor_main(void *arg)
     struct peer *p = arg;
     int fd;
 
-    while ((fd = accept_or_stop(p, p->listen_fd)) >= 0)
+    while ((fd = accept_or_stop(p, p->listen_fd)) >= 0) {
+        /* Replies are a header then a body, written separately: without
+         * this, Nagle plus delayed ACKs stall every small reply ~40 ms. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         dispatch(p, fd);
+    }
     return NULL;
 }
 

@@ -158,6 +158,20 @@ static void entry_to_item(const struct entry *e, struct share_item *out)
 
 /* --- manifests ------------------------------------------------------------ */
 
+/* One manifest line for e, its path with strip leading bytes ("folder/")
+ * removed, into line. Returns its length, or -1 if it does not fit. */
+static int manifest_line(const struct entry *e, size_t strip, char line[MANIFEST_LINE_MAX])
+{
+    int len;
+
+    if (e->kind == MSG_KIND_FILE)
+        len = snprintf(line, MANIFEST_LINE_MAX, "F %llu %s %s\n", (unsigned long long)e->size,
+                       e->md5, e->path + strip);
+    else
+        len = snprintf(line, MANIFEST_LINE_MAX, "D %s\n", e->path + strip);
+    return len < 0 || len >= MANIFEST_LINE_MAX ? -1 : len;
+}
+
 /* Digest of the manifest of v[0..n), the entries below one folder sorted by
  * path, with strip leading bytes ("folder/") removed from each path. */
 static fs_status manifest_digest(const struct entry *v, size_t n, size_t strip,
@@ -172,19 +186,14 @@ static fs_status manifest_digest(const struct entry *v, size_t n, size_t strip,
     if (st)
         return st;
     for (size_t i = 0; i < n; i++) {
-        const char *rel = v[i].path + strip;
-        int len;
-        if (v[i].kind == MSG_KIND_FILE) {
-            len = snprintf(line, sizeof line, "F %llu %s %s\n", (unsigned long long)v[i].size,
-                           v[i].md5, rel);
-            *size += v[i].size;
-            *files += 1;
-        } else {
-            len = snprintf(line, sizeof line, "D %s\n", rel);
-        }
-        if (len < 0 || (size_t)len >= sizeof line) {
+        int len = manifest_line(&v[i], strip, line);
+        if (len < 0) {
             hash_abort(&h);
             return FS_ETOOBIG;
+        }
+        if (v[i].kind == MSG_KIND_FILE) {
+            *size += v[i].size;
+            *files += 1;
         }
         hash_update(&h, line, (size_t)len);
     }
@@ -1244,6 +1253,69 @@ fs_status share_lookup(struct share *sh, const char *path, struct share_item *ou
     }
     pthread_mutex_unlock(&sh->mu);
     return st;
+}
+
+/* The entries below folder index i: [i + 1, end). Called with mu held. */
+static size_t folder_end(const struct share *sh, size_t i)
+{
+    size_t plen = strlen(sh->items[i].path), j = i + 1;
+
+    while (j < sh->n_items && strncmp(sh->items[j].path, sh->items[i].path, plen) == 0 &&
+           sh->items[j].path[plen] == '/')
+        j++;
+    return j;
+}
+
+fs_status share_manifest(struct share *sh, const char *path, char **text, size_t *len)
+{
+    char line[MANIFEST_LINE_MAX];
+    fs_status st = FS_ENOTFOUND;
+    size_t cap = 0, used = 0;
+    char *buf = NULL;
+
+    *text = NULL;
+    *len = 0;
+    if (!path || !path_valid(path, strlen(path)))
+        return FS_EBADNAME;
+    pthread_mutex_lock(&sh->mu);
+    size_t i = entries_lower_bound(sh->items, sh->n_items, path);
+    if (i < sh->n_items && strcmp(sh->items[i].path, path) == 0 &&
+        sh->items[i].kind == MSG_KIND_FOLDER) {
+        size_t strip = strlen(path) + 1, end = folder_end(sh, i);
+        st = FS_OK;
+        for (size_t j = i + 1; j < end && st == FS_OK; j++) {
+            int n = manifest_line(&sh->items[j], strip, line);
+            if (n < 0) {
+                st = FS_ETOOBIG;
+                break;
+            }
+            if (used + (size_t)n + 1 > cap) {
+                size_t ncap = cap ? cap * 2 : 4096;
+                while (ncap < used + (size_t)n + 1)
+                    ncap *= 2;
+                char *bigger = realloc(buf, ncap);
+                if (!bigger) {
+                    st = FS_ENOMEM;
+                    break;
+                }
+                buf = bigger;
+                cap = ncap;
+            }
+            memcpy(buf + used, line, (size_t)n);
+            used += (size_t)n;
+        }
+    }
+    pthread_mutex_unlock(&sh->mu);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    if (!buf && !(buf = malloc(1)))
+        return FS_ENOMEM;
+    buf[used] = '\0';
+    *text = buf;
+    *len = used;
+    return FS_OK;
 }
 
 long share_list(struct share *sh, struct share_item **out)

@@ -16,6 +16,7 @@
 
 #include "floodshare/hash.h"
 #include "floodshare/log.h"
+#include "floodshare/manifest.h"
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
 #include "floodshare/peer.h"
@@ -323,7 +324,7 @@ static fs_status send_chunks(struct peer *p, struct conn *c, int fd, uint64_t si
     return p->stopping ? FS_ECANCELED : st;
 }
 
-void xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
+int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
 {
     struct share_item it;
     char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
@@ -331,21 +332,22 @@ void xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
     struct fs_addr who;
 
     if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
-        return;
+        return -1;
     if (it.kind != MSG_KIND_FILE) {
-        refuse(p, c, "refused", "FETCH is for files; ask for a folder with REQUEST", req->path);
-        return;
+        refuse(p, c, "refused", "FETCH is for files; ask for a folder with LIST or REQUEST",
+               req->path);
+        return -1;
     }
     if (req->offset > it.size || req->offset % PARTIAL_CHUNK != 0) {
         refuse(p, c, "refused", "offset is not a chunk boundary inside the file", req->path);
-        return;
+        return -1;
     }
     int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 || fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != it.size) {
         if (fd >= 0)
             close(fd);
         refuse(p, c, "changed", "the item has changed since it was found", req->path);
-        return;
+        return -1;
     }
     struct msg r;
     memset(&r, 0, sizeof r);
@@ -368,9 +370,44 @@ void xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
     if (st) {
         stats_inc(&p->stats, uploads_failed);
         log_msg(L_INFO, "fetch %s: stopped: %s", esc, fs_strerror(st));
-        return;
+        return -1;
     }
     stats_inc(&p->stats, uploads);
+    return 0;
+}
+
+int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req)
+{
+    struct share_item it;
+    char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
+    char *text = NULL;
+    size_t len = 0;
+
+    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+        return -1;
+    if (it.kind != MSG_KIND_FOLDER) {
+        refuse(p, c, "refused", "LIST is for folders", req->path);
+        return -1;
+    }
+    struct share *sh = peer_share_get(p);
+    fs_status st = share_manifest(sh, req->path, &text, &len);
+    peer_share_put(p);
+    if (st) {
+        refuse(p, c, "changed", "the item has changed since it was found", req->path);
+        return -1;
+    }
+    struct msg m;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_MANIFEST;
+    memcpy(m.md5, it.md5, sizeof m.md5);
+    m.len = len;
+    log_msg(L_INFO, "list %s: sending the manifest of %llu files", log_escape_str(esc, req->path),
+            (unsigned long long)it.files);
+    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    if (st == FS_OK)
+        st = net_write_all(c->fd, text, len, c->timeout_ms);
+    free(text);
+    return st == FS_OK ? 0 : -1;
 }
 
 /* --- requester side --- */
@@ -386,7 +423,18 @@ struct fetch {
     char xdir[PATH_MAX + 64];
     int fd;
     int slot;
+    uint64_t base; /* bytes of the item before the file being fetched (folders) */
     uint64_t t0, last_report, last_done;
+};
+
+/* One file to fetch by FETCH: the item itself, or a file inside a folder. */
+struct file_job {
+    const char *name;   /* the file's own name (partial state, messages) */
+    const char *remote; /* its path in the holder's share */
+    uint64_t size;
+    const char *md5;
+    const char *final;  /* where the verified file goes */
+    int staged;         /* part of a folder: synced with the folder, not alone */
 };
 
 /* Records why this holder failed (truncated to fit) and returns st. */
@@ -456,9 +504,12 @@ static void disconnect(struct fetch *f, struct conn *c)
     close(c->fd);
 }
 
-/* Reads the reply to REQUEST or FETCH: FS_OK with *m, or a failure with
- * res->why; a holder that does not know FETCH gives FS_ENOTSUP. */
-static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum msg_type want)
+/* Reads the reply to REQUEST, FETCH or LIST: FS_OK with *m, or a failure
+ * with res->why; a holder that does not know FETCH or LIST gives
+ * FS_ENOTSUP. The reply must describe the item asked for: md5, and size
+ * unless it is a MANIFEST. */
+static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum msg_type want,
+                            uint64_t size, const char *md5)
 {
     const char *why = NULL;
     fs_status st = conn_read_msg(c, m, c->timeout_ms, &why);
@@ -467,14 +518,14 @@ static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum
         return fail(f, st, "holder sent a malformed reply: %s", why);
     if (st)
         return fail(f, st, "no reply from the holder: %s", fs_strerror(st));
-    if (m->type == MSG_ERROR && want == MSG_RANGE && strcmp(m->code, "unknown") == 0)
-        return fail(f, FS_ENOTSUP, "holder does not know FETCH");
+    if (m->type == MSG_ERROR && want != MSG_ITEM && strcmp(m->code, "unknown") == 0)
+        return fail(f, FS_ENOTSUP, "holder does not know %s", want == MSG_RANGE ? "FETCH" : "LIST");
     if (m->type == MSG_ERROR)
         return fail(f, FS_EREFUSED, "holder refused: %s", m->text);
     if (m->type != want)
         return fail(f, FS_EPROTO, "holder sent %s instead of %s", msg_type_name(m->type),
                     msg_type_name(want));
-    if (m->size != f->hit->size || strcmp(m->md5, f->hit->md5) != 0 ||
+    if ((want != MSG_MANIFEST && m->size != size) || strcmp(m->md5, md5) != 0 ||
         (want == MSG_ITEM && m->kind != f->hit->kind))
         return fail(f, FS_EMISMATCH, "holder announced another item than it found");
     return FS_OK;
@@ -619,7 +670,7 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             break;
         f->res->bytes += want;
         stats_add(&f->p->stats, bytes_received, want);
-        report(f, off + want, 0);
+        report(f, f->base + off + want, 0);
     }
     pthread_mutex_lock(&pl.lock);
     pl.closed = 1;
@@ -634,34 +685,43 @@ out:
     return st;
 }
 
-/* Asks the holder for everything from the partial's first missing chunk. */
-static fs_status fetch_missing(struct fetch *f, struct partial *pt, struct hash_md5 *md5)
+/* Asks the holder for everything from the partial's first missing chunk,
+ * on c (a connection to the holder that stays open for more requests), or
+ * on a connection of its own when c is NULL. */
+static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct conn *c,
+                               struct partial *pt, struct hash_md5 *md5)
 {
-    struct conn c;
+    struct conn own;
     struct msg m;
+    fs_status st = FS_OK;
 
-    fs_status st = connect_holder(f, &c);
-    if (st)
-        return st;
+    if (!c) {
+        if ((st = connect_holder(f, &own)) != FS_OK)
+            return st;
+        c = &own;
+    }
     memset(&m, 0, sizeof m);
     m.type = MSG_FETCH;
-    memcpy(m.path, f->hit->path, sizeof m.path);
-    memcpy(m.md5, f->hit->md5, sizeof m.md5);
+    snprintf(m.path, sizeof m.path, "%s", j->remote);
+    memcpy(m.md5, j->md5, sizeof m.md5);
     m.offset = pt->have * pt->chunk;
-    st = conn_send_msg(c.fd, &m, c.timeout_ms);
+    st = conn_send_msg(c->fd, &m, c->timeout_ms);
     if (st)
         fail(f, st, "sending the request failed: %s", fs_strerror(st));
     else
-        st = read_reply(f, &c, &m, MSG_RANGE);
+        st = read_reply(f, c, &m, MSG_RANGE, j->size, j->md5);
     if (st == FS_OK && (m.offset != pt->have * pt->chunk || m.chunk != pt->chunk))
         st = fail(f, FS_EPROTO, "holder answered another range than asked");
     if (st == FS_OK)
-        st = receive_chunks(f, &c, pt, md5);
-    disconnect(f, &c);
+        st = receive_chunks(f, c, pt, md5);
+    if (c == &own)
+        disconnect(f, &own);
     return st;
 }
 
-static fs_status fetch_file(struct fetch *f)
+/* Fetches one file into j->final through a resumable partial; c as for
+ * fetch_missing(). */
+static fs_status fetch_file(struct fetch *f, const struct file_job *j, struct conn *c)
 {
     char dir[PATH_MAX + 32];
     struct partial *pt;
@@ -671,9 +731,9 @@ static fs_status fetch_file(struct fetch *f)
     uint64_t bad = 0;
 
     state_dir_of(dir, sizeof dir, f->share);
-    fs_status st = partial_open(dir, f->hit->name, f->hit->size, f->hit->md5, &pt, &resumed);
+    fs_status st = partial_open(dir, j->name, j->size, j->md5, &pt, &resumed);
     if (st == FS_EBUSY)
-        return fail(f, st, "another get is downloading this item right now");
+        return fail(f, st, "another get is downloading %s right now", j->name);
     if (st)
         return fail(f, st, "cannot keep a partial download in %s: %s", dir, fs_strerror(st));
     pt->holder = f->hit->holder;
@@ -685,13 +745,13 @@ static fs_status fetch_file(struct fetch *f)
     if (resumed && pt->have > 0)
         st = partial_check(pt, &md5, &bad); /* also rebuilds the MD5 of what is there */
     uint64_t have = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
-    f->res->resumed_from = have;
+    f->res->resumed_from += have;
     if (bad)
         log_msg(L_WARN, "partial %s: %llu chunk(s) failed their CRC check, fetching them again",
-                f->hit->name, (unsigned long long)bad);
-    report(f, have, 1);
+                j->name, (unsigned long long)bad);
+    report(f, f->base + have, 1);
     if (st == FS_OK && pt->have < pt->nchunks)
-        st = fetch_missing(f, pt, &md5);
+        st = fetch_missing(f, j, c, pt, &md5);
     if (st) {
         hash_abort(&md5);
         if (pt->have == 0)
@@ -702,21 +762,169 @@ static fs_status fetch_file(struct fetch *f)
         return st;
     }
     hash_final(&md5, hex);
-    if (strcmp(hex, f->hit->md5) != 0) {
+    if (strcmp(hex, j->md5) != 0) {
         partial_discard(pt); /* every chunk passed its CRC: the holder itself lies */
         partial_close(pt);
-        return fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s): partial discarded", hex);
+        return fail(f, FS_EMISMATCH, "content MD5 mismatch of %s (got %s): partial discarded",
+                    j->name, hex);
     }
-    report(f, f->hit->size, 1);
-    st = partial_finish(pt, f->final);
+    report(f, f->base + j->size, 1);
+    st = partial_finish(pt, j->final, !j->staged);
     if (st == FS_EEXIST) {
         partial_discard(pt);
-        fail(f, st, "%s already exists in the share, not overwritten", f->hit->name);
+        fail(f, st, "%s already exists, not overwritten", j->final);
     } else if (st) {
         fail(f, st, "cannot move the download into place: %s", strerror(errno));
     }
     partial_close(pt);
     return st;
+}
+
+/* --- large folders: LIST, then each file by FETCH, staged and resumable --- */
+
+/* Reads the MANIFEST body and checks it against the folder's md5. */
+static fs_status read_manifest(struct fetch *f, struct conn *c, const struct msg *m,
+                               struct manifest *man)
+{
+    char hex[HASH_HEX_LEN + 1];
+    const char *why = "?";
+
+    if (m->len > MANIFEST_MAX_BYTES)
+        return fail(f, FS_ETOOBIG, "holder announced a manifest of %llu bytes",
+                    (unsigned long long)m->len);
+    char *text = malloc(m->len + 1);
+    if (!text)
+        return fail(f, FS_ENOMEM, "out of memory");
+    fs_status st = conn_read_body(c, text, (size_t)m->len);
+    if (st == FS_OK)
+        st = hash_md5_buf(text, (size_t)m->len, hex);
+    if (st)
+        fail(f, st, "reading the manifest failed: %s", fs_strerror(st));
+    else if (strcmp(hex, f->hit->md5) != 0)
+        st = fail(f, FS_EMISMATCH, "manifest MD5 mismatch (got %s)", hex);
+    else if ((st = manifest_parse(text, (size_t)m->len, man, &why)) != FS_OK)
+        fail(f, st, "bad manifest: %s", why);
+    else if (man->total_bytes != f->hit->size)
+        st = fail(f, FS_EMISMATCH, "manifest adds up to another size than announced");
+    free(text);
+    if (st && man->v)
+        manifest_free(man);
+    return st;
+}
+
+/* Creates dir (and finds it usable if it exists as a real folder). */
+static fs_status ensure_dir(const char *path)
+{
+    struct stat sb;
+
+    if (mkdir(path, 0755) == 0)
+        return FS_OK;
+    if (errno == EEXIST && lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return FS_OK;
+    return FS_EIO;
+}
+
+/* A file already in the staging folder counts only if its bytes match. */
+static int staged_ok(const char *path, const struct manifest_entry *e)
+{
+    struct stat sb;
+    char hex[HASH_HEX_LEN + 1];
+
+    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != e->size)
+        return 0;
+    if (hash_md5_file(path, hex, NULL) == FS_OK && strcmp(hex, e->md5) == 0)
+        return 1;
+    unlink(path);
+    return 0;
+}
+
+static fs_status fetch_entries(struct fetch *f, struct conn *c, const struct manifest *man,
+                               const char *top)
+{
+    char path[PATH_MAX + MSG_MAX_PATH + 8], remote[MSG_MAX_PATH + 1];
+    fs_status st = FS_OK;
+
+    f->base = 0;
+    for (size_t i = 0; i < man->n && st == FS_OK; i++) {
+        const struct manifest_entry *e = &man->v[i];
+        snprintf(path, sizeof path, "%s/%s", top, e->path);
+        if (e->kind == MSG_KIND_FOLDER) {
+            if (ensure_dir(path) != FS_OK)
+                st = fail(f, FS_EIO, "cannot create %s: %s", path, strerror(errno));
+            continue;
+        }
+        if (cancelled(f))
+            return fail(f, FS_ECANCELED, "cancelled");
+        if (staged_ok(path, e)) {
+            f->res->resumed_from += e->size;
+        } else {
+            if (snprintf(remote, sizeof remote, "%s/%s", f->hit->path, e->path) >= (int)sizeof remote)
+                return fail(f, FS_ETOOBIG, "path too long inside the folder");
+            const char *slash = strrchr(e->path, '/');
+            struct file_job j = {.name = slash ? slash + 1 : e->path, .remote = remote,
+                                 .size = e->size, .md5 = e->md5, .final = path, .staged = 1};
+            st = fetch_file(f, &j, c);
+        }
+        f->base += e->size;
+    }
+    return st;
+}
+
+static fs_status fetch_folder(struct fetch *f)
+{
+    char dir[PATH_MAX + 32], staging[PATH_MAX + 80], top[PATH_MAX + 400];
+    struct manifest man;
+    struct conn c;
+    struct msg m;
+
+    state_dir_of(dir, sizeof dir, f->share);
+    snprintf(staging, sizeof staging, "%s/d-%s", dir, f->hit->md5);
+    snprintf(top, sizeof top, "%s/%s", staging, f->hit->name);
+    fs_status st = connect_holder(f, &c);
+    if (st)
+        return st;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_LIST;
+    memcpy(m.path, f->hit->path, sizeof m.path);
+    memcpy(m.md5, f->hit->md5, sizeof m.md5);
+    st = conn_send_msg(c.fd, &m, c.timeout_ms);
+    if (st == FS_OK)
+        st = read_reply(f, &c, &m, MSG_MANIFEST, 0, f->hit->md5);
+    if (st == FS_OK)
+        st = read_manifest(f, &c, &m, &man);
+    if (st) {
+        disconnect(f, &c);
+        return st;
+    }
+    if (ensure_dir(staging) != FS_OK || ensure_dir(top) != FS_OK)
+        st = fail(f, FS_EIO, "cannot create %s: %s", top, strerror(errno));
+    if (st == FS_OK)
+        st = fetch_entries(f, &c, &man, top);
+    disconnect(f, &c);
+    manifest_free(&man);
+    if (st)
+        return st; /* the staging folder stays: the next get resumes it */
+    /* One sync for every file of the folder (partial_finish() skipped its
+     * per-file fsync), before the folder takes its name. */
+    int sfd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sfd < 0 || syncfs(sfd) < 0) {
+        if (sfd >= 0)
+            close(sfd);
+        return fail(f, FS_EIO, "cannot sync the downloaded folder: %s", strerror(errno));
+    }
+    close(sfd);
+    if (renameat2(AT_FDCWD, top, AT_FDCWD, f->final, RENAME_NOREPLACE) < 0)
+        return errno == EEXIST
+                   ? fail(f, FS_EEXIST, "%s already exists in the share, not overwritten",
+                          f->hit->name)
+                   : fail(f, FS_EIO, "cannot move the folder into place: %s", strerror(errno));
+    int dfd = open(f->share, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    rmdir(staging);
+    return FS_OK;
 }
 
 /* --- folders (and holders without FETCH): a zip archive --- */
@@ -733,7 +941,7 @@ static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
     fs_status st = conn_send_msg(c->fd, &req, c->timeout_ms);
     if (st)
         return fail(f, st, "sending the request failed: %s", fs_strerror(st));
-    st = read_reply(f, c, item, MSG_ITEM);
+    st = read_reply(f, c, item, MSG_ITEM, f->hit->size, f->hit->md5);
     if (st)
         return st;
     /* A zip of n content bytes is n plus per-entry headers (a few hundred
@@ -875,8 +1083,13 @@ fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_wa
 
     f.slot = slot_add(p, 0, hit->name, &hit->holder, hit->size);
     st = FS_ENOTSUP;
-    if (hit->kind == MSG_KIND_FILE)
-        st = fetch_file(&f);
+    if (hit->kind == MSG_KIND_FILE) {
+        struct file_job j = {.name = hit->name, .remote = hit->path, .size = hit->size,
+                             .md5 = hit->md5, .final = f.final};
+        st = fetch_file(&f, &j, NULL);
+    } else if (hit->size >= XFER_STREAM_FOLDER_MIN) {
+        st = fetch_folder(&f);
+    }
     if (st == FS_ENOTSUP)
         st = fetch_archive(&f);
     slot_del(p, f.slot);

@@ -33,6 +33,8 @@ enum msg_type {
     MSG_FETCH,   /* ask a holder for a file's bytes from `offset` on */
     MSG_RANGE,   /* the holder's answer to FETCH; DATA frames follow */
     MSG_DATA,    /* one chunk of a file; `len` body bytes follow */
+    MSG_LIST,    /* ask a holder for a folder's manifest */
+    MSG_MANIFEST, /* the holder's answer to LIST; `len` body bytes follow */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -46,6 +48,8 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   FETCH:   path md5 offset
  *   RANGE:   size md5 offset chunk
  *   DATA:    idx len crc
+ *   LIST:    path md5
+ *   MANIFEST: md5 len
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;

@@ -73,10 +73,13 @@ void partial_writeback(const struct partial *pt, uint64_t idx);
 /* Replaces the state file with the current state (atomic rename). */
 fs_status partial_save(struct partial *pt);
 
-/* The whole file is here and verified: fsync it, rename it to final_path
- * (never replacing anything: FS_EEXIST), fsync the folder, and remove the
- * state. pt stays valid for partial_close(). */
-fs_status partial_finish(struct partial *pt, const char *final_path);
+/* The whole file is here and verified: fsync it (when durable), rename it
+ * to final_path (never replacing anything: FS_EEXIST), fsync the folder
+ * (when durable), and remove the state. A caller that passes durable = 0
+ * must make the data durable itself before anyone relies on it (a folder
+ * download syncs its staging area once at the end instead of once per
+ * file). pt stays valid for partial_close(). */
+fs_status partial_finish(struct partial *pt, const char *final_path, int durable);
 
 /* Deletes both files (the bytes cannot be trusted any more). */
 void partial_discard(struct partial *pt);

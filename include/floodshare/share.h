@@ -80,6 +80,12 @@ size_t share_find(struct share *sh, const char *name, struct share_item *out, si
  * path is not path_valid(). */
 fs_status share_lookup(struct share *sh, const char *path, struct share_item *out);
 
+/* The manifest of the folder at path, exactly the text its md5 is the MD5
+ * of (see share_digest()), from the index (no hashing). *text is malloc'd
+ * and NUL-terminated, caller frees; *len excludes the NUL. FS_ENOTFOUND
+ * when path is not a folder of the index, FS_EBADNAME for a bad path. */
+fs_status share_manifest(struct share *sh, const char *path, char **text, size_t *len);
+
 /* A snapshot of the top-level items (depth 1) sorted by name. *out is
  * malloc'd, caller frees. Returns the count, or FS_ENOMEM (negative). */
 long share_list(struct share *sh, struct share_item **out);

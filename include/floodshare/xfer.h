@@ -22,12 +22,21 @@ struct peer;
  * ~300,000 entries). */
 #define XFER_ARCHIVE_SLACK (64ull * 1024 * 1024)
 #define XFER_MAX_ACTIVE 64 /* transfers `transfers` can show at once */
+/* Folders of at least this many bytes travel file by file (LIST, then
+ * FETCH each file: resumable, no archive copy); smaller ones as one zip
+ * archive, which is faster for many small files. */
+#define XFER_STREAM_FOLDER_MIN (64ull * 1024 * 1024)
 
 /* Serves one REQUEST (an item as a zip archive) or FETCH (a file's bytes
  * from an offset, in DATA frames) that arrived on c. The caller closes the
  * connection afterwards. */
 void xfer_serve(struct peer *p, struct conn *c, const struct msg *req);
-void xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req);
+
+/* Serve FETCH (a file's bytes from an offset, in DATA frames) and LIST (a
+ * folder's manifest). Return 0 when the connection may carry another
+ * request, -1 when it must be closed. */
+int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req);
+int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req);
 
 /* What a download reports while it runs. */
 struct xfer_event {

@@ -145,6 +145,54 @@ class ResumeTest(NetCase):
             self.assertEqual(md5_of(net.share(1) / p.relative_to(net.share(2))), md5_of(p))
 
 
+class LargeFolderTest(NetCase):
+    def _folder(self, root, big_files, big_size):
+        for i in range(big_files):
+            sub = root / f"part{i % 2}"
+            sub.mkdir(parents=True, exist_ok=True)
+            make_big_file(sub / f"big{i}.bin", big_size)
+        for i in range(30):
+            (root / "notes").mkdir(exist_ok=True)
+            (root / "notes" / f"n{i}.txt").write_bytes(os.urandom(100 + i))
+        (root / "empty" / "deeper").mkdir(parents=True)
+        (root / "zero.bin").write_bytes(b"")
+
+    def test_large_folder_arrives_file_by_file_without_an_archive(self):
+        from fsnet import tree
+        net = self.net("topologies/seed-chain.topo")
+        self._folder(net.share(2) / "album", 3, 40 * MiB)
+        r = net.peer(1, "get", "album", "--json", timeout=120)
+        self.assertOk(r)
+        self.assertEqual(tree(net.share(1) / "album"), tree(net.share(2) / "album"))
+        self.assertIn('list "album": sending the manifest', net.log(2))
+        self.assertNotIn("-byte archive", net.log(2))  # no zip archive was built
+        self.assertEqual([p.name for p in (net.share(1) / ".floodshare").iterdir()
+                          if p.name != "index.cache"], [])
+
+    def test_large_folder_killed_half_way_resumes_with_only_the_rest(self):
+        from fsnet import tree
+        net = self.net("topologies/seed-chain.topo")
+        self._folder(net.share(2) / "album", 6, 100 * MiB)
+        size = json.loads(net.peer(2, "ls", "--json").stdout)["items"]
+        total = next(i["size"] for i in size if i["name"] == "album")
+        self.assertOk(net.peer(1, "search", "album"))
+        get = self._start_get(net, "album")
+        net.wait_for(lambda: (t := net.active_download(1)) is not None and
+                     t["done"] >= 0.5 * total, timeout=60, step=0.005)
+        net.kill(1)
+        get.wait(timeout=30)
+        self.assertFalse((net.share(1) / "album").exists())
+        net.restart(1)
+        r = net.peer(1, "get", "album", "--json", timeout=120)
+        self.assertOk(r)
+        doc = last_json(r.stdout)
+        self.assertGreaterEqual(doc["resumed_from"], 0.4 * total)
+        self.assertLessEqual(net.stats(1)["bytes_received"], 0.6 * total)
+        self.assertEqual(tree(net.share(1) / "album"), tree(net.share(2) / "album"))
+
+    _start_get = ResumeTest._start_get
+
+
 class ProgressTest(NetCase):
     def test_progress_shows_as_json_events_and_not_in_pipes(self):
         net = self.net("topologies/seed-chain.topo")

@@ -142,7 +142,7 @@ static void test_reopen_resumes_and_check_rebuilds_the_md5(void **state)
 
     char final[128];
     snprintf(final, sizeof final, "%s/x.bin", f->dir);
-    assert_int_equal(partial_finish(pt, final), FS_OK);
+    assert_int_equal(partial_finish(pt, final, 1), FS_OK);
     partial_close(pt);
     struct stat sb;
     assert_int_equal(stat(final, &sb), 0);
