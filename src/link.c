@@ -16,14 +16,17 @@ struct link {
     int in_use;          /* slot holds a destination */
     uint64_t last_used;  /* ms, for idle and LRU */
     uint64_t down_until; /* ms; 0 when not down */
+    unsigned users;      /* senders between the table lock and their send: not evictable */
     pthread_mutex_t send_lock; /* serialises writes on fd */
 };
 
-/* `lock` guards the table: every slot's to, in_use, last_used and
- * down_until. A slot's fd is opened, written and closed only under its
- * send_lock. A sender takes send_lock while holding `lock`, then releases
- * `lock` before writing, so slow writes to one destination never block the
- * others. Order: lock, then send_lock; never the reverse. */
+/* `lock` guards the table: every slot's to, in_use, last_used, down_until
+ * and users. A slot's fd is opened, written and closed only under its
+ * send_lock. A sender pins its slot (users++) under `lock`, releases
+ * `lock`, and only then waits for send_lock, so a slow send to one
+ * destination never blocks sends to the others; a pinned slot is never
+ * evicted. Order: lock, then send_lock (eviction only, on an unpinned slot
+ * whose send_lock nobody holds); never the reverse. */
 struct links {
     struct links_opts o;
     pthread_mutex_t lock;
@@ -78,11 +81,13 @@ static struct link *slot_for(struct links *l, const struct fs_addr *to)
         if (!k->in_use) {
             if (!free_slot)
                 free_slot = k;
-        } else if (!lru || k->last_used < lru->last_used) {
+        } else if (k->users == 0 && (!lru || k->last_used < lru->last_used)) {
             lru = k;
         }
     }
     struct link *v = free_slot ? free_slot : lru;
+    if (!v)
+        return NULL; /* every slot is busy sending */
     pthread_mutex_lock(&v->send_lock);
     if (v->fd >= 0)
         close(v->fd);
@@ -138,21 +143,22 @@ fs_status links_send(struct links *l, const struct fs_addr *to, const struct msg
 
     pthread_mutex_lock(&l->lock);
     struct link *k = slot_for(l, to);
-    if (k->down_until > now) {
+    if (!k || k->down_until > now) {
         pthread_mutex_unlock(&l->lock);
         return FS_EBUSY;
     }
     uint64_t idle_for = k->last_used ? now - k->last_used : UINT64_MAX;
     k->last_used = now;
-    pthread_mutex_lock(&k->send_lock);
+    k->users++;
     pthread_mutex_unlock(&l->lock);
 
+    pthread_mutex_lock(&k->send_lock);
     fs_status st = send_on(l, k, to, m, idle_for);
     pthread_mutex_unlock(&k->send_lock);
 
     pthread_mutex_lock(&l->lock);
-    if (k->in_use && addr_equal(&k->to, to)) /* not evicted meanwhile */
-        k->down_until = (st == FS_ECONNECT || st == FS_ETIMEDOUT) ? net_now_ms() + l->o.down_ms : 0;
+    k->users--;
+    k->down_until = (st == FS_ECONNECT || st == FS_ETIMEDOUT) ? net_now_ms() + l->o.down_ms : 0;
     pthread_mutex_unlock(&l->lock);
     return st;
 }

@@ -34,7 +34,8 @@ void links_free(struct links *l);
 
 /* Sends one header-only message to `to`, connecting if needed, retrying
  * once on a fresh connection if a cached one turns out closed. FS_OK;
- * FS_EBUSY when `to` is in its down period (not tried); FS_ECONNECT,
+ * FS_EBUSY when `to` is in its down period, or every cached link is busy
+ * sending (not tried); FS_ECONNECT,
  * FS_ETIMEDOUT, FS_EIO on failure. Thread-safe; sends to different
  * destinations run in parallel. */
 fs_status links_send(struct links *l, const struct fs_addr *to, const struct msg *m);
