@@ -10,6 +10,8 @@ The modes above speak only the archive transfer (REQUEST/ITEM): to FETCH they an
 "ERROR code=unknown", as a peer of an older version would. These two answer FETCH:
   fetch-content  DATA frames of other bytes, each with a CRC that matches those bytes
   fetch-crc      DATA frames of the right bytes with a wrong CRC
+And one that claims a large folder and answers LIST:
+  manifest-escape  a manifest (with a matching MD5) whose file path climbs out with ../
 It listens on 127.0.0.1 only and talks only to the peers that contact it.
 """
 
@@ -70,6 +72,11 @@ class EvilPeer:
                     self.requests += 1
                     self._answer_request(c)
                     return
+                elif " LIST " in line and self.mode == "manifest-escape":
+                    self.requests += 1
+                    md5 = hashlib.md5(self.EVIL_MANIFEST).hexdigest()
+                    c.sendall(f"FLOOD/1 MANIFEST md5={md5} len={len(self.EVIL_MANIFEST)}\n"
+                              .encode() + self.EVIL_MANIFEST)
                 elif " FETCH " in line:
                     if not self.mode.startswith("fetch-"):
                         c.sendall(b"FLOOD/1 ERROR code=unknown msg=unknown%20message%20type\n")
@@ -82,7 +89,18 @@ class EvilPeer:
         finally:
             c.close()
 
+    EVIL_MANIFEST = b"F 104857600 " + b"0" * 32 + b" ../escaped.txt\n"
+
     def _answer_get(self, q: dict[str, str]):
+        if self.mode == "manifest-escape":
+            md5 = hashlib.md5(self.EVIL_MANIFEST).hexdigest()
+            host, port = q["from"].rsplit(":", 1)
+            found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
+                     f"holder={self.addr} peer=666 kind=folder size=104857600 md5={md5} "
+                     f"path={self.name} name={self.name}\n")
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(found.encode())
+            return
         md5 = hashlib.md5(self.genuine).hexdigest()
         host, port = q["from"].rsplit(":", 1)
         name = "planted.txt" if self.mode == "othername" else self.name

@@ -12,8 +12,9 @@ from fsnet import BIN, NetCase, last_json, md5_of, raw, tree
 
 
 def leftovers(share):
-    """What an interrupted or refused transfer could leave behind in the state folder."""
-    return sorted(p.name for p in (share / ".floodshare").iterdir())
+    """What an interrupted or refused transfer could leave behind in the state folder (the share
+    index's own cache file lives there too, and is not a leftover)."""
+    return sorted(p.name for p in (share / ".floodshare").iterdir() if p.name != "index.cache")
 
 
 class TransferTest(NetCase):
@@ -55,6 +56,18 @@ class TransferTest(NetCase):
                 self.assertFalse((net.share(1).parent / "escaped.txt").exists())
                 self.assertEqual(leftovers(net.share(1)), [])
                 self.assertEqual(net.stats(1)["downloads_failed"], 1)
+
+    def test_manifest_that_climbs_out_of_the_folder_is_refused(self):
+        net = self.net("topologies/seed-chain.topo")
+        evil = self._evil(net, "manifest-escape", name="album")
+        r = net.peer(1, "get", "album")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("bad manifest: manifest path is not a valid relative path", r.stderr)
+        self.assertEqual(evil.requests, 1)
+        self.assertFalse((net.share(1) / "album").exists())
+        self.assertFalse((net.share(1) / "escaped.txt").exists())
+        self.assertFalse((net.share(1) / ".floodshare" / "escaped.txt").exists())
+        self.assertEqual(leftovers(net.share(1)), [])
 
     def test_hit_for_another_name_is_dropped(self):
         net = self.net("topologies/seed-chain.topo")
