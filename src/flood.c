@@ -88,14 +88,26 @@ static void list_add(char *list, size_t cap, const struct fs_addr *self, const s
         snprintf(list + len, cap - len, " %s", one);
 }
 
-/* Sends m to every neighbour except `skip` (may be NULL). Returns how many
- * sends succeeded; *list gets their labels for the log line. */
+/* The labels of every neighbour but `skip` (may be NULL), for a log line
+ * like " 10814 10815". */
+static void target_list(const struct peer *p, const struct cfg *c, const struct fs_addr *skip,
+                        char *list, size_t cap)
+{
+    list[0] = '\0';
+    for (size_t i = 0; i < c->n_neighbours; i++)
+        if (!skip || !addr_equal(&c->neighbours[i], skip))
+            list_add(list, cap, &p->self, &c->neighbours[i]);
+}
+
+/* Sends m to every neighbour except `skip` (may be NULL); a neighbour that
+ * is down gets a log line of its own. Returns how many sends succeeded.
+ * Callers log what they send before calling this, so that a hit coming
+ * back quickly is never logged before the query that caused it. */
 static unsigned send_to_neighbours(struct peer *p, const struct cfg *c, const struct msg *m,
-                                   const struct fs_addr *skip, char *list, size_t cap)
+                                   const struct fs_addr *skip)
 {
     unsigned ok = 0;
 
-    list[0] = '\0';
     for (size_t i = 0; i < c->n_neighbours; i++) {
         const struct fs_addr *n = &c->neighbours[i];
         if (skip && addr_equal(n, skip))
@@ -103,7 +115,6 @@ static unsigned send_to_neighbours(struct peer *p, const struct cfg *c, const st
         fs_status st = links_send(p->links, n, m);
         if (st == FS_OK) {
             ok++;
-            list_add(list, cap, &p->self, n);
             continue;
         }
         char a[ADDR_STR_MAX];
@@ -182,16 +193,16 @@ void flood_handle_get(struct peer *p, const struct msg *get)
     /* Forward before searching: the flood spreads without waiting for this
      * peer's search, and the log reads in the order things happen. */
     char list[512] = "";
+    target_list(p, &c, &get->from, list, sizeof list);
+    log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u ->%s", get->qid, name, from, ttl,
+            get->hops, ttl > 1 ? (list[0] ? list : " (no other neighbour)") : " (ttl 1: not forwarded)");
     if (ttl > 1) {
         struct msg fwd = *get;
         fwd.ttl = ttl - 1;
         fwd.hops = get->hops + 1;
         fwd.from = p->self;
-        unsigned n = send_to_neighbours(p, &c, &fwd, &get->from, list, sizeof list);
-        stats_add(&p->stats, queries_forwarded, n);
+        stats_add(&p->stats, queries_forwarded, send_to_neighbours(p, &c, &fwd, &get->from));
     }
-    log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u ->%s", get->qid, name, from, ttl,
-            get->hops, ttl > 1 ? (list[0] ? list : " (no other neighbour)") : " (ttl 1: not forwarded)");
     send_hits(p, &c, get);
 }
 
@@ -327,9 +338,10 @@ fs_status flood_start(struct peer *p, const char *name, struct flood_query **out
     get.origin = p->self;
     get.from = p->self;
     snprintf(get.name, sizeof get.name, "%s", name);
-    q->sent = send_to_neighbours(p, &c, &get, NULL, list, sizeof list);
+    target_list(p, &c, NULL, list, sizeof list);
     log_msg(L_INFO, "get q%.4s %s started ttl=%u ->%s", q->qid, log_escape_str(esc, name), c.ttl,
-            list[0] ? list : " (no neighbour reachable)");
+            list[0] ? list : " (no neighbours)");
+    q->sent = send_to_neighbours(p, &c, &get, NULL);
     *out = q;
     return FS_OK;
 }
