@@ -132,14 +132,48 @@ static void state_dir_of(char *out, size_t cap, const char *share_dir)
     snprintf(out, cap, "%s/%s", share_dir, SHARE_STATE_DIR);
 }
 
+/* Bytes of the regular files below the folder open as fd (closed here),
+ * links not followed, at most `depth` levels down. */
+static uint64_t staged_bytes(int fd, unsigned depth)
+{
+    DIR *d = fdopendir(fd);
+    struct dirent *e;
+    uint64_t sum = 0;
+
+    if (!d) {
+        close(fd);
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISREG(sb.st_mode))
+            sum += (uint64_t)sb.st_size;
+        else if (S_ISDIR(sb.st_mode) && depth > 0) {
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                sum += staged_bytes(sub, depth - 1);
+        }
+    }
+    closedir(d);
+    return sum;
+}
+
 uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t size,
                             const char *md5)
 {
-    char dir[PATH_MAX + 32];
+    char dir[PATH_MAX + 32], staging[PATH_MAX + 80];
     struct partial_info *list = NULL;
     uint64_t have = 0;
 
     state_dir_of(dir, sizeof dir, share_dir);
+    /* A large folder being fetched file by file: what is staged so far. */
+    snprintf(staging, sizeof staging, "%s/d-%s", dir, md5);
+    int fd = open(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return staged_bytes(fd, 64);
     long n = partial_list(dir, &list);
     for (long i = 0; i < n; i++)
         if (list[i].size == size && strcmp(list[i].md5, md5) == 0 &&

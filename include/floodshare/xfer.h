@@ -76,7 +76,7 @@ fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_wa
                      struct xfer_result *res);
 
 /* Bytes of (name, size, md5) already downloaded in share_dir's partial
- * state, 0 when none. */
+ * state (for a large folder: the files already staged), 0 when none. */
 uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t size,
                             const char *md5);
 
