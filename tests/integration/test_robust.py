@@ -63,6 +63,21 @@ class RobustTest(NetCase):
             s.close()
         self.assertTrue(net.alive(2))
 
+    def test_idle_peers_use_no_cpu(self):
+        net = self.net("topologies/seed-chain.topo")
+        self.assertServes(net)  # links opened, a transfer done: now nothing happens
+
+        def ticks(pid):
+            fields = open(f"/proc/{net.pid(pid)}/stat").read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+
+        time.sleep(0.5)
+        before = {pid: ticks(pid) for pid in net.peers}
+        time.sleep(3)
+        used = {pid: ticks(pid) - before[pid] for pid in net.peers}
+        # a busy loop would burn ~300 ticks in 3 s; a few wake-ups of idle links cost ~0
+        self.assertTrue(all(u <= 2 for u in used.values()), f"CPU ticks in 3 s: {used}")
+
     def test_sigterm_stops_a_peer_cleanly(self):
         net = self.net("topologies/seed-chain.topo")
         net.kill(2, 15)
