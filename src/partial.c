@@ -348,16 +348,14 @@ void partial_writeback(const struct partial *pt, uint64_t idx)
                     SYNC_FILE_RANGE_WRITE);
 }
 
-fs_status partial_finish(struct partial *pt, const char *final_path, int durable)
+fs_status partial_place(const char *from, const char *final_path, int durable)
 {
     char dir[4200];
     const char *slash = strrchr(final_path, '/');
 
-    if (durable && fsync(pt->fd) < 0)
-        return FS_EIO;
-    if (renameat2(AT_FDCWD, pt->data_path, AT_FDCWD, final_path, RENAME_NOREPLACE) < 0)
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, final_path, RENAME_NOREPLACE) < 0)
         return errno == EEXIST ? FS_EEXIST : FS_EIO;
-    if (durable && slash) {
+    if (durable && slash) { /* the rename itself must survive a crash */
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - final_path), final_path);
         int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
@@ -365,8 +363,17 @@ fs_status partial_finish(struct partial *pt, const char *final_path, int durable
             close(dfd);
         }
     }
-    unlink(pt->state_path);
     return FS_OK;
+}
+
+fs_status partial_finish(struct partial *pt, const char *final_path, int durable)
+{
+    if (durable && fsync(pt->fd) < 0)
+        return FS_EIO;
+    fs_status st = partial_place(pt->data_path, final_path, durable);
+    if (st == FS_OK)
+        unlink(pt->state_path);
+    return st;
 }
 
 void partial_discard(struct partial *pt)

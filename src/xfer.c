@@ -947,16 +947,11 @@ static fs_status fetch_folder(struct fetch *f)
         return fail(f, FS_EIO, "cannot sync the downloaded folder: %s", strerror(errno));
     }
     close(sfd);
-    if (renameat2(AT_FDCWD, top, AT_FDCWD, f->final, RENAME_NOREPLACE) < 0)
-        return errno == EEXIST
-                   ? fail(f, FS_EEXIST, "%s already exists in the share, not overwritten",
-                          f->hit->name)
-                   : fail(f, FS_EIO, "cannot move the folder into place: %s", strerror(errno));
-    int dfd = open(f->share, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    st = partial_place(top, f->final, 1);
+    if (st == FS_EEXIST)
+        return fail(f, st, "%s already exists in the share, not overwritten", f->hit->name);
+    if (st)
+        return fail(f, st, "cannot move the folder into place: %s", strerror(errno));
     rmdir(staging);
     return FS_OK;
 }
@@ -1062,16 +1057,11 @@ static fs_status install(struct fetch *f)
         return fail(f, st, "cannot verify the extracted item: %s", fs_strerror(st));
     if (kind != f->hit->kind || size != f->hit->size || strcmp(md5, f->hit->md5) != 0)
         return fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s)", md5);
-    if (renameat2(AT_FDCWD, item_path, AT_FDCWD, f->final, RENAME_NOREPLACE) < 0) {
-        if (errno == EEXIST)
-            return fail(f, FS_EEXIST, "%s already exists in the share, not overwritten", top);
-        return fail(f, FS_EIO, "cannot move the item into place: %s", strerror(errno));
-    }
-    int dfd = open(f->share, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd); /* the rename itself must survive a crash */
-        close(dfd);
-    }
+    st = partial_place(item_path, f->final, 1);
+    if (st == FS_EEXIST)
+        return fail(f, st, "%s already exists in the share, not overwritten", top);
+    if (st)
+        return fail(f, st, "cannot move the item into place: %s", strerror(errno));
     return FS_OK;
 }
 

@@ -73,6 +73,12 @@ void partial_writeback(const struct partial *pt, uint64_t idx);
 /* Replaces the state file with the current state (atomic rename). */
 fs_status partial_save(struct partial *pt);
 
+/* Renames from to final_path, never replacing anything there (FS_EEXIST;
+ * FS_EIO for other failures), then, when durable, fsyncs final_path's
+ * folder so the rename survives a crash. The one way a verified download
+ * (a file, a staged folder or an extracted archive) takes its name. */
+fs_status partial_place(const char *from, const char *final_path, int durable);
+
 /* The whole file is here and verified: fsync it (when durable), rename it
  * to final_path (never replacing anything: FS_EEXIST), fsync the folder
  * (when durable), and remove the state. A caller that passes durable = 0
