@@ -209,6 +209,13 @@ static fs_status lock_part(int fd)
     return errno == EWOULDBLOCK ? FS_EBUSY : FS_EIO;
 }
 
+/* A second descriptor for direct writes; -1 (buffered only) where the
+ * file system has no O_DIRECT. Not locked: the lock is on pt->fd. */
+static void open_direct(struct partial *pt)
+{
+    pt->dfd = open(pt->data_path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+}
+
 static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size, const char *md5)
 {
     free(pt->crc);
@@ -229,6 +236,7 @@ static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size,
         return st2;
     if (ftruncate(pt->fd, 0) < 0) /* only once we own it: never under another download */
         return FS_EIO;
+    open_direct(pt);
     return partial_save(pt);
 }
 
@@ -244,7 +252,7 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
     *resumed = 0;
     if (!pt)
         return FS_ENOMEM;
-    pt->fd = pt->state_fd = -1;
+    pt->fd = pt->dfd = pt->state_fd = -1;
     snprintf(pt->data_path, sizeof pt->data_path, "%s/%s.part", state_dir, md5);
     snprintf(pt->state_path, sizeof pt->state_path, "%s/%s.state", state_dir, md5);
     if (read_small(pt->state_path, &text, &len) == FS_OK &&
@@ -253,8 +261,10 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
         (pt->fd = open(pt->data_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
         *resumed = 1;
         st = lock_part(pt->fd);
-        if (st == FS_OK)
+        if (st == FS_OK) {
+            open_direct(pt);
             st = partial_save(pt); /* a clean copy to append to (drops a torn line) */
+        }
     } else {
         st = open_fresh(pt, name, size, md5);
     }
@@ -315,24 +325,45 @@ fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad)
     return FS_OK;
 }
 
+static fs_status write_at(int fd, const char *p, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t w = pwrite(fd, p, len, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return FS_EIO; /* errno says why */
+        if (w == 0) {
+            errno = EIO;
+            return FS_EIO;
+        }
+        p += w;
+        len -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return FS_OK;
+}
+
 fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t len,
                       uint32_t crc)
 {
     const char *p = data;
     uint64_t off = idx * pt->chunk;
+    size_t direct = 0;
 
     if (idx != pt->have || idx >= pt->nchunks || len != chunk_len(pt, idx))
         return FS_EINVAL;
-    while (len > 0) {
-        ssize_t w = pwrite(pt->fd, p, len, (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
+    if (pt->dfd >= 0 && (uintptr_t)p % PARTIAL_ALIGN == 0 && off % PARTIAL_ALIGN == 0)
+        direct = len - len % PARTIAL_ALIGN;
+    if (direct && write_at(pt->dfd, p, direct, off) != FS_OK) {
+        if (errno != EINVAL)
             return FS_EIO;
-        p += w;
-        len -= (size_t)w;
-        off += (uint64_t)w;
+        close(pt->dfd); /* this file system takes no direct writes after all */
+        pt->dfd = -1;
+        direct = 0;
     }
+    if (write_at(pt->fd, p + direct, len - direct, off + direct) != FS_OK)
+        return FS_EIO;
     pt->crc[idx] = crc;
     pt->have = idx + 1;
     char line[48];
@@ -388,6 +419,8 @@ void partial_close(struct partial *pt)
         return;
     if (pt->fd >= 0)
         close(pt->fd);
+    if (pt->dfd >= 0)
+        close(pt->dfd);
     if (pt->state_fd >= 0)
         close(pt->state_fd);
     free(pt->crc);

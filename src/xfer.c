@@ -678,8 +678,8 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
     pthread_t hasher;
     fs_status st = FS_OK;
 
-    for (unsigned i = 0; i < PIPE_DEPTH; i++)
-        if ((pl.spare[pl.nspare] = malloc(pt->chunk)) != NULL)
+    for (unsigned i = 0; i < PIPE_DEPTH; i++) /* aligned: partial_put() writes them direct */
+        if (posix_memalign((void **)&pl.spare[pl.nspare], PARTIAL_ALIGN, pt->chunk) == 0)
             pl.nspare++;
     pthread_mutex_init(&pl.lock, NULL);
     pthread_cond_init(&pl.cond, NULL);
