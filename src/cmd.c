@@ -416,6 +416,11 @@ static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o)
 #define STATS_JSON(name, text) json_uint(&j, #name, stats_get(&p->stats, name));
         STATS_MAP(STATS_JSON)
 #undef STATS_JSON
+        json_obj_open(&j, "drops");
+#define DROPS_JSON(reason, name) json_uint(&j, #reason, stats_get(&p->stats, name));
+        STATS_DROPS(DROPS_JSON)
+#undef DROPS_JSON
+        json_obj_close(&j);
         json_obj_close(&j);
         return emit_json(o, &j);
     }
@@ -424,6 +429,12 @@ static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o)
               text);
     STATS_MAP(STATS_TEXT)
 #undef STATS_TEXT
+    ctl_print(o, 1, "drops by reason:");
+#define DROPS_TEXT(reason, name)                                                           \
+    ctl_print(o, 1, "  %-18s %12llu  (%s)", #reason, (unsigned long long)stats_get(&p->stats, name), \
+              #name);
+    STATS_DROPS(DROPS_TEXT)
+#undef DROPS_TEXT
     return CTL_EXIT_OK;
 }
 

@@ -30,7 +30,29 @@
     X(downloads, "items downloaded and verified")                              \
     X(downloads_failed, "download attempts that failed verification or I/O")   \
     X(bytes_sent, "payload bytes sent in transfers")                           \
-    X(bytes_received, "payload bytes received in transfers")
+    X(bytes_received, "payload bytes received in transfers")                   \
+    X(throttled, "GETs over a neighbour's rate limit, dropped")                \
+    X(wrong_route_dropped, "FOUNDs from a peer the query was never sent to")   \
+    X(limit_refused, "connections refused by max_conns or max_conns_per_addr") \
+    X(archives_refused, "archives refused: unsafe names, links, bombs, lies")  \
+    X(holders_cut, "holders cut off: wrong bytes, stalled, or too many bytes")
+
+/* The same counters by drop reason, named like gtk-gnutella's message drop
+ * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).
+ * X(reason, counter) */
+#define STATS_DROPS(X)                         \
+    X(duplicate, duplicates_dropped)           \
+    X(ttl0, ttl_dropped)                       \
+    X(max_ttl_exceeded, ttl_clamped)           \
+    X(throttle, throttled)                     \
+    X(no_route, found_dropped)                 \
+    X(route_lost, wrong_route_dropped)         \
+    X(malformed, malformed_dropped)            \
+    X(timeout, timeouts)                       \
+    X(flow_control, busy_refused)              \
+    X(limit, limit_refused)                    \
+    X(bad_archive, archives_refused)           \
+    X(bad_holder, holders_cut)
 
 struct stats {
 #define STATS_FIELD(name, text) _Atomic uint64_t name;
