@@ -47,6 +47,10 @@ static const struct limit_key limit_keys[] = {
     {"query_cache_size", offsetof(struct cfg, query_cache_size), 4096, 16, 1048576},
     {"query_cache_ttl_ms", offsetof(struct cfg, query_cache_ttl_ms), 120000, 1000, 3600000},
     {"max_ttl", offsetof(struct cfg, max_ttl), 15, 1, 15},
+    {"max_conns", offsetof(struct cfg, max_conns), 1024, 16, 65536},
+    {"max_conns_per_addr", offsetof(struct cfg, max_conns_per_addr), 256, 1, 65536},
+    {"query_rate", offsetof(struct cfg, query_rate), 100, 1, 1000000},
+    {"query_burst", offsetof(struct cfg, query_burst), 200, 1, 1000000},
 };
 #define N_LIMIT_KEYS (sizeof limit_keys / sizeof limit_keys[0])
 
@@ -55,7 +59,8 @@ static const char *const peer_keys[] = {"id", "host", "port", "share_dir", "ttl"
 #define PEER_KEYS "id, host, port, share_dir, ttl, log_level"
 #define LIMIT_KEYS                                                                      \
     "workers, max_queue, io_timeout_ms, connect_timeout_ms, hit_window_ms, "            \
-    "query_cache_size, query_cache_ttl_ms, max_ttl"
+    "query_cache_size, query_cache_ttl_ms, max_ttl, max_conns, max_conns_per_addr, "     \
+    "query_rate, query_burst"
 #define NEIGHBOUR_SEPS ", \t"
 
 /* ---------- error messages ---------- */

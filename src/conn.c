@@ -1,7 +1,9 @@
 /* conn.c - message framing over a socket, with deadlines. */
 #include "floodshare/conn.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "floodshare/net.h"
 
@@ -9,6 +11,7 @@ void conn_init(struct conn *c, int fd, int timeout_ms)
 {
     c->fd = fd;
     c->timeout_ms = timeout_ms;
+    c->eof = 0;
     c->off = c->len = 0;
 }
 
@@ -18,6 +21,32 @@ static void compact(struct conn *c)
         memmove(c->buf, c->buf + c->off, c->len - c->off);
         c->len -= c->off;
         c->off = 0;
+    }
+}
+
+int conn_ready(const struct conn *c)
+{
+    return c->len - c->off == sizeof c->buf || memchr(c->buf + c->off, '\n', c->len - c->off) != NULL;
+}
+
+fs_status conn_fill(struct conn *c)
+{
+    compact(c);
+    if (c->len == sizeof c->buf)
+        return FS_OK;
+    for (;;) {
+        ssize_t r = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, MSG_DONTWAIT);
+        if (r > 0) {
+            c->len += (size_t)r;
+            return FS_OK;
+        }
+        if (r == 0) {
+            c->eof = 1;
+            return FS_ECLOSED;
+        }
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? FS_NEED_MORE : FS_EIO;
     }
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "floodshare/conn.h"
 #include "floodshare/ctl.h"
 #include "floodshare/flood.h"
+#include "floodshare/gate.h"
 #include "floodshare/link.h"
 #include "floodshare/log.h"
 #include "floodshare/net.h"
@@ -65,74 +67,55 @@ void peer_untrack(struct peer *p, int fd)
 
 /* --- one peer-protocol connection --- */
 
-/* 1 when accepted connections are waiting for a worker. */
-static int queue_waiting(struct peer *p)
+/* Serves the messages of c while whole ones are buffered. Returns 1 when c
+ * went back to the gate to wait for its next message (a kept-alive link
+ * holds no worker while idle), 0 when it is finished and must be closed. */
+static int serve_conn(struct peer *p, struct conn *c)
 {
-    pthread_mutex_lock(&p->qlock);
-    int waiting = p->q_len > 0;
-    pthread_mutex_unlock(&p->qlock);
-    return waiting;
-}
-
-static void serve_conn(struct peer *p, int fd)
-{
-    struct conn c;
     struct msg m;
     struct fs_addr from;
     char addr[ADDR_STR_MAX];
     int timeout = p->io_timeout_ms;
 
-    net_peer_addr(fd, &from);
+    net_peer_addr(c->fd, &from);
     addr_format(&from, addr);
-    conn_init(&c, fd, timeout);
-    uint64_t idle_since = net_now_ms();
     while (!p->stopping) {
         const char *why = NULL;
-        fs_status st = conn_read_msg(&c, &m, PEER_IDLE_SLICE_MS, &why);
-        if (st == FS_ECLOSED)
-            break;
-        if (st == FS_ETIMEDOUT && c.len == c.off) {
-            /* An idle neighbour link holds a worker: keep it for reuse, but
-             * not past PEER_IDLE_MS, and not while others wait for a worker
-             * (the sender reconnects when it needs the link again). */
-            if (net_now_ms() - idle_since < PEER_IDLE_MS && !queue_waiting(p))
-                continue;
-            break;
+        if (!conn_ready(c) && !c->eof) {
+            gate_park(p->gate, c);
+            return 1;
         }
-        if (st == FS_ETIMEDOUT) {
-            stats_inc(&p->stats, timeouts);
-            log_msg(L_INFO, "connection from %s: header not completed in time, closed", addr);
-            break;
-        }
+        /* Does not wait: a header is there, or the stream ended mid-header. */
+        fs_status st = conn_read_msg(c, &m, 0, &why);
         if (st == FS_EPROTO) {
             stats_inc(&p->stats, malformed_dropped);
             log_msg(L_INFO, "connection from %s: malformed message (%s), closed", addr, why);
-            conn_send_error(fd, msg_error_code(why), why, timeout);
-            break;
+            conn_send_error(c->fd, msg_error_code(why), why, timeout);
+            return 0;
         }
         if (st)
-            break;
-        idle_since = net_now_ms();
+            return 0;
         if (m.type == MSG_GET) {
             flood_handle_get(p, &m);
         } else if (m.type == MSG_FOUND) {
             flood_handle_found(p, &m);
         } else if (m.type == MSG_REQUEST) {
-            xfer_serve(p, &c, &m);
-            break;
+            xfer_serve(p, c, &m);
+            return 0;
         } else if (m.type == MSG_FETCH || m.type == MSG_LIST) {
             /* A requester fetching a folder file by file reuses its connection. */
-            if ((m.type == MSG_FETCH ? xfer_serve_fetch(p, &c, &m) : xfer_serve_list(p, &c, &m)) < 0)
-                break;
-            idle_since = net_now_ms(); /* idle counts from the end of a transfer */
+            if ((m.type == MSG_FETCH ? xfer_serve_fetch(p, c, &m) : xfer_serve_list(p, c, &m)) < 0)
+                return 0;
         } else {
             stats_inc(&p->stats, malformed_dropped);
             log_msg(L_INFO, "connection from %s: unexpected %s, closed", addr,
                     msg_type_name(m.type));
-            conn_send_error(fd, "unexpected", "this message is only sent by peers answering", timeout);
-            break;
+            conn_send_error(c->fd, "unexpected", "this message is only sent by peers answering",
+                            timeout);
+            return 0;
         }
     }
+    return 0;
 }
 
 static void *worker_main(void *arg)
@@ -147,28 +130,30 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&p->qlock);
             return NULL;
         }
-        int fd = p->queue[p->q_head];
+        struct conn *c = p->queue[p->q_head];
         p->q_head = (p->q_head + 1) % p->q_cap;
         p->q_len--;
         pthread_mutex_unlock(&p->qlock);
 
+        int fd = c->fd;
         peer_track(p, fd);
-        if (!p->stopping)
-            serve_conn(p, fd);
+        int parked = !p->stopping && serve_conn(p, c);
         peer_untrack(p, fd);
-        close(fd);
+        if (!parked)
+            gate_done(p->gate, c);
     }
 }
 
-/* Queues fd for a worker; refuses it with "busy" when the queue is full, so
- * a flood of connections costs a bounded amount of memory. */
-static void dispatch(struct peer *p, int fd)
+/* The gate's callback: queues c for a worker, or refuses it with "busy"
+ * when the queue is full, so a burst costs a bounded amount of memory. */
+static void dispatch(void *arg, struct conn *c)
 {
+    struct peer *p = arg;
     int queued = 0;
 
     pthread_mutex_lock(&p->qlock);
     if (p->q_len < p->q_cap) {
-        p->queue[(p->q_head + p->q_len) % p->q_cap] = fd;
+        p->queue[(p->q_head + p->q_len) % p->q_cap] = c;
         p->q_len++;
         queued = 1;
         pthread_cond_signal(&p->qcond);
@@ -176,8 +161,8 @@ static void dispatch(struct peer *p, int fd)
     pthread_mutex_unlock(&p->qlock);
     if (!queued) {
         stats_inc(&p->stats, busy_refused);
-        conn_send_error(fd, "busy", "every worker is busy, try again", 200);
-        close(fd);
+        conn_send_error(c->fd, "busy", "every worker is busy, try again", 200);
+        gate_done(p->gate, c);
     }
 }
 
@@ -210,15 +195,8 @@ static int accept_or_stop(struct peer *p, int fd)
 static void *acceptor_main(void *arg)
 {
     struct peer *p = arg;
-    int fd;
 
-    while ((fd = accept_or_stop(p, p->listen_fd)) >= 0) {
-        /* Replies are a header then a body, written separately: without
-         * this, Nagle plus delayed ACKs stall every small reply ~40 ms. */
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        dispatch(p, fd);
-    }
+    gate_run(p->gate);
     return NULL;
 }
 
@@ -332,13 +310,38 @@ static int open_sockets(struct peer *p)
     return 0;
 }
 
+/* Room for max_conns connections plus every worker's files and links. */
+static void raise_fd_limit(struct peer *p)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)p->cfg.max_conns + 4 * (rlim_t)p->cfg.workers + 256;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want)
+        log_msg(L_WARN, "max_conns %u wants about %llu file descriptors, the limit is %llu: "
+                "accepts pause when they run out", p->cfg.max_conns, (unsigned long long)want,
+                (unsigned long long)rl.rlim_cur);
+}
+
 static int start_threads(struct peer *p)
 {
+    struct gate_limits lim = {
+        .max_conns = p->cfg.max_conns,
+        .max_per_addr = p->cfg.max_conns_per_addr,
+        .header_ms = (int)p->cfg.io_timeout_ms,
+        .idle_ms = PEER_IDLE_MS,
+    };
+
     p->q_cap = p->cfg.max_queue;
     p->io_timeout_ms = (int)p->cfg.io_timeout_ms;
+    raise_fd_limit(p);
     p->queue = calloc(p->q_cap, sizeof *p->queue);
     p->workers = calloc(p->cfg.workers, sizeof *p->workers);
-    if (!p->queue || !p->workers)
+    if (!p->queue || !p->workers || gate_open(&p->gate, p->listen_fd, &lim, &p->stats, dispatch,
+                                              p) != FS_OK)
         return -1;
     for (unsigned i = 0; i < p->cfg.workers; i++) {
         if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0)
@@ -357,8 +360,10 @@ static int start_threads(struct peer *p)
 static void stop_threads(struct peer *p, int started)
 {
     p->stopping = 1;
-    if (write(p->wake[1], "x", 1) < 0) { /* wakes both acceptors */
+    if (write(p->wake[1], "x", 1) < 0) { /* wakes the control acceptor */
     }
+    if (p->gate)
+        gate_stop(p->gate);
     flood_shutdown(p->flood);
     links_shutdown(p->links);
     pthread_mutex_lock(&p->track_lock);
@@ -383,7 +388,7 @@ static void stop_threads(struct peer *p, int started)
     pthread_mutex_unlock(&p->ctl_lock);
     /* Connections still queued were never served. */
     while (p->q_len > 0) {
-        close(p->queue[p->q_head]);
+        gate_done(p->gate, p->queue[p->q_head]);
         p->q_head = (p->q_head + 1) % p->q_cap;
         p->q_len--;
     }
@@ -421,6 +426,7 @@ static void peer_destroy(struct peer *p)
     flood_free(p->flood);
     xfer_table_free(p->xfers);
     share_close(p->share);
+    gate_free(p->gate);
     free(p->queue);
     free(p->workers);
     pthread_mutex_destroy(&p->cfg_lock);

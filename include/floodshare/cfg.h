@@ -5,6 +5,7 @@
  *   [neighbours] peers = host:port, host:port, ...
  *   [limits]     workers max_queue io_timeout_ms connect_timeout_ms
  *                hit_window_ms query_cache_size query_cache_ttl_ms max_ttl
+ *                max_conns max_conns_per_addr query_rate query_burst
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -39,6 +40,10 @@ struct cfg {
     unsigned query_cache_size;   /* 4096, 16..1048576 */
     unsigned query_cache_ttl_ms; /* 120000, 1000..3600000 */
     unsigned max_ttl;            /* incoming TTLs are clamped to it: 15, 1..15 */
+    unsigned max_conns;          /* open peer-port connections in all: 1024, 16..65536 */
+    unsigned max_conns_per_addr; /* ...from one remote address: 256, 1..65536 */
+    unsigned query_rate;         /* GETs per second accepted from one neighbour: 100 */
+    unsigned query_burst;        /* ...and the bucket's depth: 200 */
 };
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or

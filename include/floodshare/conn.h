@@ -15,11 +15,21 @@
 struct conn {
     int fd;         /* borrowed: conn never closes it */
     int timeout_ms; /* deadline for a whole header once its first byte came */
+    int eof;        /* conn_fill() saw the other side close */
     size_t off, len;
     char buf[MSG_MAX_HEADER];
 };
 
 void conn_init(struct conn *c, int fd, int timeout_ms);
+
+/* 1 when a whole header is buffered (or the buffer is full, which
+ * conn_read_msg() reports as too long): reading it will not wait. */
+int conn_ready(const struct conn *c);
+
+/* One read without waiting into the free part of the buffer. FS_OK when
+ * bytes came, FS_NEED_MORE when none were there, FS_ECLOSED at end of
+ * stream (c->eof is set), FS_EIO on a socket error. */
+fs_status conn_fill(struct conn *c);
 
 /* Reads the next message. Waits at most idle_ms for its first byte, then at
  * most c->timeout_ms for the whole header, so a peer that trickles one byte

@@ -1,7 +1,8 @@
 /* peer.h - the peer daemon: sockets, worker pool, lifecycle.
  *
- * A peer has three kinds of threads: one acceptor on the peer port that
- * hands connections to a fixed pool of workers through a bounded queue; one
+ * A peer has three kinds of threads: one acceptor on the peer port (the
+ * gate, gate.h) that holds each connection until a whole header has come
+ * and then hands it to a fixed pool of workers through a bounded queue; one
  * acceptor on the control socket that runs each control client in its own
  * thread (at most PEER_MAX_CTL at once); and the main thread, which only
  * waits for SIGINT/SIGTERM (every other thread blocks them). */
@@ -20,7 +21,6 @@
 #define PEER_MAX_CTL 16        /* control clients served at once */
 #define PEER_LINK_IDLE_MS 5000 /* a sender reconnects links idle this long */
 #define PEER_IDLE_MS 15000     /* a receiver closes connections idle this long */
-#define PEER_IDLE_SLICE_MS 500 /* ...or sooner, checked this often, when others wait */
 #define PEER_MAX_TRACKED 512   /* sockets shut down at exit to wake their threads */
 
 struct share;
@@ -28,6 +28,8 @@ struct qcache;
 struct links;
 struct flood;
 struct xfer_table;
+struct gate;
+struct conn;
 
 struct peer {
     /* cfg_lock guards cfg against `modify` while other threads read it:
@@ -57,11 +59,12 @@ struct peer {
      * "an fd was queued" and "stopping". */
     pthread_mutex_t qlock;
     pthread_cond_t qcond;
-    int *queue;
+    struct conn **queue; /* connections whose header is ready (see gate.h) */
     unsigned q_cap, q_head, q_len; /* q_cap: fixed at start-up */
     int io_timeout_ms;             /* fixed at start-up (cfg may change) */
     pthread_t *workers;
     unsigned n_workers;
+    struct gate *gate; /* the peer port's acceptor: limits, waiting headers */
     pthread_t acceptor, ctl_acceptor;
 
     /* ctl_lock guards n_ctl; ctl_cond signals "a control thread ended". */
