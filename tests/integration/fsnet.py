@@ -149,6 +149,13 @@ class Net:
                 raise AssertionError("condition not reached in time")
             time.sleep(step)
 
+    def wait_indexed(self, pid: int, name: str, timeout: float = 120) -> None:
+        """Waits until peer pid lists name in its share (hashed, so it answers queries for
+        it at once): a large file takes seconds to hash, longer on a loaded machine."""
+        self.wait_for(lambda: any(l.split()[:1] == [name] for l in
+                                  self.peer(pid, "ls").stdout.splitlines()), timeout=timeout,
+                      step=0.1)
+
     def active_download(self, pid: int) -> dict | None:
         """The download peer pid is running now (from `transfers --json`), or None."""
         r = self.peer(pid, "transfers", "--json")

@@ -89,7 +89,7 @@ class ExhaustionTest(NetCase):
         # 127.0.0.1, the address every legitimate peer of this run connects from too.
         net = self.net("line:3", seed_files=False)
         self.md5 = make_big_file(net.share(3) / "big.bin", SIZE)
-        net.wait_for(lambda: "big.bin" in net.peer(3, "ls").stdout, timeout=60)
+        net.wait_indexed(3, "big.bin")
         normal = statistics.median(self.timed_get(net) for _ in range(3))
         base = {p: fd_count(net.pid(p)) for p in (2, 3)}
 

@@ -35,7 +35,7 @@ class ResumeTest(NetCase):
         net = self._chain()
         size = 1024 * MiB
         md5 = make_big_file(net.share(2) / "big.bin", size)
-        self.assertOk(net.peer(1, "search", "big.bin"))  # lets peer 2 hash it first
+        net.wait_indexed(2, "big.bin")
         get = self._start_get(net, "big.bin")
         self._wait_progress(net, 0.5, size)
         net.kill(1)  # SIGKILL the requester
@@ -59,6 +59,8 @@ class ResumeTest(NetCase):
         size = 768 * MiB  # large enough that the kill lands mid-way on a fast machine
         md5 = make_big_file(net.share(2) / "big.bin", size)
         os.link(net.share(2) / "big.bin", net.share(3) / "big.bin")
+        net.wait_indexed(2, "big.bin")
+        net.wait_indexed(3, "big.bin")
         r = net.peer(1, "search", "big.bin", "--json")
         self.assertEqual(len(last_json(r.stdout)["hits"]), 2)
         get = self._start_get(net, "big.bin")
@@ -78,7 +80,7 @@ class ResumeTest(NetCase):
         net = self._chain()
         size = 512 * MiB
         md5 = make_big_file(net.share(2) / "big.bin", size)
-        self.assertOk(net.peer(1, "search", "big.bin"))
+        net.wait_indexed(2, "big.bin")
         get = self._start_get(net, "big.bin")
         self._wait_progress(net, 0.5, size)
         net.kill(1)
@@ -99,7 +101,7 @@ class ResumeTest(NetCase):
         net = self._chain()
         size = 512 * MiB
         md5 = make_big_file(net.share(2) / "big.bin", size)
-        self.assertOk(net.peer(1, "search", "big.bin"))
+        net.wait_indexed(2, "big.bin")
         get = self._start_get(net, "big.bin")
         self._wait_progress(net, 0.2, size)
         get.send_signal(signal.SIGINT)  # Ctrl-C in the CLI
