@@ -15,6 +15,8 @@
 #include "floodshare/qcache.h"
 #include "floodshare/share.h"
 
+_Static_assert(QCACHE_MAX_SENT >= CFG_MAX_NEIGHBOURS, "a query may go to every neighbour");
+
 #define FLOOD_MAX_ITEMS_PER_GET 16 /* FOUNDs one peer sends for one query */
 
 struct flood_query {
@@ -26,13 +28,26 @@ struct flood_query {
     unsigned n_hits, next;
 };
 
+/* A token bucket of GETs per neighbour: query_rate tokens a second, at
+ * most query_burst. GETs whose `from` is none of this peer's neighbours
+ * share one bucket (the last), so a peer cannot escape its limit by
+ * claiming ever new addresses. */
+struct bucket {
+    struct fs_addr who; /* port 0: unused */
+    double tokens;
+    uint64_t last_ms;
+};
+
 /* lock guards queries[] and the hit lists of every registered query, and
- * stopping; cond is broadcast when any query gets a hit, or at shutdown. */
+ * stopping; cond is broadcast when any query gets a hit, or at shutdown.
+ * bucket_lock guards buckets[]. */
 struct flood {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct flood_query *queries[FLOOD_MAX_QUERIES];
     int stopping;
+    pthread_mutex_t bucket_lock;
+    struct bucket buckets[CFG_MAX_NEIGHBOURS + 1];
 };
 
 struct flood *flood_new(void)
@@ -43,6 +58,7 @@ struct flood *flood_new(void)
     if (!f)
         return NULL;
     pthread_mutex_init(&f->lock, NULL);
+    pthread_mutex_init(&f->bucket_lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&f->cond, &ca);
@@ -56,6 +72,7 @@ void flood_free(struct flood *f)
         return;
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->lock);
+    pthread_mutex_destroy(&f->bucket_lock);
     free(f);
 }
 
@@ -112,6 +129,7 @@ static unsigned send_to_neighbours(struct peer *p, const struct cfg *c, const st
         const struct fs_addr *n = &c->neighbours[i];
         if (skip && addr_equal(n, skip))
             continue;
+        qcache_sent_to(p->qc, m->qid, n, net_now_ms()); /* before: a hit may come back fast */
         fs_status st = links_send(p->links, n, m);
         if (st == FS_OK) {
             ok++;
@@ -142,6 +160,7 @@ static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get
         f.type = MSG_FOUND;
         memcpy(f.qid, get->qid, sizeof f.qid);
         f.hops = get->hops + 1;
+        f.from = p->self;
         f.holder = p->self;
         f.peer_id = c->id;
         f.kind = items[i].kind;
@@ -163,6 +182,41 @@ static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get
     }
 }
 
+/* Takes one token from the bucket of `from` (see struct bucket); 0 when it
+ * is empty and the GET must be dropped. */
+static int take_token(struct flood *f, const struct cfg *c, const struct fs_addr *from,
+                      uint64_t now)
+{
+    struct bucket *b = &f->buckets[CFG_MAX_NEIGHBOURS]; /* strangers */
+    int ok;
+
+    for (size_t i = 0; i < c->n_neighbours; i++) {
+        if (addr_equal(&c->neighbours[i], from)) {
+            b = &f->buckets[i];
+            break;
+        }
+    }
+    pthread_mutex_lock(&f->bucket_lock);
+    if (b != &f->buckets[CFG_MAX_NEIGHBOURS] && !addr_equal(&b->who, from)) {
+        b->who = *from; /* first GET from it, or `modify neighbours` moved it */
+        b->tokens = c->query_burst;
+        b->last_ms = now;
+    } else if (b->who.port == 0) {
+        b->who.port = 1; /* the strangers' bucket, first use */
+        b->tokens = c->query_burst;
+        b->last_ms = now;
+    }
+    b->tokens += (double)(now - b->last_ms) * c->query_rate / 1000.0;
+    if (b->tokens > c->query_burst)
+        b->tokens = c->query_burst;
+    b->last_ms = now;
+    ok = b->tokens >= 1.0;
+    if (ok)
+        b->tokens -= 1.0;
+    pthread_mutex_unlock(&f->bucket_lock);
+    return ok;
+}
+
 void flood_handle_get(struct peer *p, const struct msg *get)
 {
     struct cfg c;
@@ -172,6 +226,12 @@ void flood_handle_get(struct peer *p, const struct msg *get)
     peer_cfg_snapshot(p, &c);
     log_escape_str(name, get->name);
     addr_format(&get->from, from);
+    if (!take_token(p->flood, &c, &get->from, net_now_ms())) {
+        stats_inc(&p->stats, throttled);
+        log_msg(L_INFO, "get q%.4s %s from %s: over that neighbour's query_rate, dropped",
+                get->qid, name, from);
+        return;
+    }
     if (ttl == 0) {
         stats_inc(&p->stats, ttl_dropped);
         log_msg(L_INFO, "get q%.4s %s from %s ttl=0: dropped", get->qid, name, from);
@@ -255,9 +315,21 @@ void flood_handle_found(struct peer *p, const struct msg *found)
     int local = 0;
     char name[LOG_ESCAPE_BUF], to[ADDR_STR_MAX];
 
+    char sender[ADDR_STR_MAX];
+
+    addr_format(&found->from, sender);
     if (qcache_route(p->qc, found->qid, net_now_ms(), &prev, &local) != FS_OK) {
         stats_inc(&p->stats, found_dropped);
-        log_msg(L_INFO, "found q%.4s: no such query forwarded here, dropped", found->qid);
+        log_msg(L_INFO, "found q%.4s from %s: no such query forwarded here, dropped", found->qid,
+                sender);
+        return;
+    }
+    if (!qcache_was_sent_to(p->qc, found->qid, &found->from, net_now_ms())) {
+        /* Only a hop the query went to can answer it: anyone else is
+         * guessing query ids, or lying about where it stands. */
+        stats_inc(&p->stats, wrong_route_dropped);
+        log_msg(L_INFO, "found q%.4s from %s: the query was never sent there, dropped",
+                found->qid, sender);
         return;
     }
     if (local) {
@@ -266,7 +338,9 @@ void flood_handle_found(struct peer *p, const struct msg *found)
     }
     log_escape_str(name, found->path);
     hop_label(&p->self, &prev, to, sizeof to);
-    fs_status st = links_send(p->links, &prev, found);
+    struct msg relay = *found;
+    relay.from = p->self;
+    fs_status st = links_send(p->links, &prev, &relay);
     if (st == FS_OK) {
         stats_inc(&p->stats, hits_relayed);
         log_msg(L_INFO, "found q%.4s %s at peer %u: relayed back -> %s", found->qid, name,

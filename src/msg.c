@@ -480,7 +480,7 @@ static const struct need get_keys[] = {
     NEED(GET, origin), NEED(GET, from), NEED(GET, name),
 };
 static const struct need found_keys[] = {
-    NEED(FOUND, qid),  NEED(FOUND, hops), NEED(FOUND, holder),
+    NEED(FOUND, qid),  NEED(FOUND, hops), NEED(FOUND, from), NEED(FOUND, holder),
     NEED(FOUND, peer), NEED(FOUND, kind), NEED(FOUND, size),
     NEED(FOUND, md5),  NEED(FOUND, path), NEED(FOUND, name),
 };

@@ -22,6 +22,8 @@ struct qentry {
     int local; /* started by this peer: there is no previous hop */
     struct fs_addr prev;
     uint64_t expires_ms; /* dead once now_ms >= expires_ms */
+    unsigned n_sent;
+    uint32_t sent[QCACHE_MAX_SENT]; /* dest_tag() of each hop the query was sent to */
 };
 
 struct qcache {
@@ -197,6 +199,7 @@ static void add_entry(struct qcache *qc, const char key[MSG_QID_LEN], uint32_t h
     if (prev)
         e->prev = *prev;
     e->expires_ms = expiry_for(qc, now_ms);
+    e->n_sent = 0;
     index_insert(qc, pos);
     qc->count++;
 }
@@ -246,6 +249,71 @@ fs_status qcache_route(struct qcache *qc, const char *qid, uint64_t now_ms,
     }
     pthread_mutex_unlock(&qc->lock);
     return st;
+}
+
+static int numeric_ipv4(const char *h)
+{
+    for (; *h; h++)
+        if ((*h < '0' || *h > '9') && *h != '.')
+            return 0;
+    return 1;
+}
+
+/* port, 15 bits of the host's hash, and a bit for "the host is a name":
+ * compact enough to keep one per neighbour in every entry. */
+static uint32_t dest_tag(const struct fs_addr *a)
+{
+    uint32_t h = 2166136261u;
+
+    for (const char *c = a->host; *c; c++) {
+        h ^= (unsigned char)*c;
+        h *= 16777619u;
+    }
+    return (numeric_ipv4(a->host) ? 0 : 0x80000000u) | (h & 0x7fffu) << 16 | a->port;
+}
+
+/* Names are not resolved here, so a host name on either side matches any
+ * host with the same port: a neighbour written as "localhost" must not lose
+ * its hits. Numeric addresses must match exactly. */
+static int tag_match(uint32_t sent, uint32_t from)
+{
+    if ((sent & 0xffffu) != (from & 0xffffu))
+        return 0;
+    return (sent | from) & 0x80000000u ? 1 : sent == from;
+}
+
+/* The live entry of qid, or NULL; lock held. */
+static struct qentry *live_entry(struct qcache *qc, const char *qid, uint64_t now_ms)
+{
+    char key[MSG_QID_LEN];
+
+    qid_key(qid, key);
+    expire(qc, now_ms);
+    size_t slot = find_slot(qc, key, qid_hash(key));
+    return slot == SIZE_MAX ? NULL : &qc->ring[qc->index[slot] - 1];
+}
+
+void qcache_sent_to(struct qcache *qc, const char *qid, const struct fs_addr *to, uint64_t now_ms)
+{
+    pthread_mutex_lock(&qc->lock);
+    struct qentry *e = live_entry(qc, qid, now_ms);
+    if (e && e->n_sent < QCACHE_MAX_SENT)
+        e->sent[e->n_sent++] = dest_tag(to);
+    pthread_mutex_unlock(&qc->lock);
+}
+
+int qcache_was_sent_to(struct qcache *qc, const char *qid, const struct fs_addr *from,
+                       uint64_t now_ms)
+{
+    int ok = 0;
+    uint32_t tag = dest_tag(from);
+
+    pthread_mutex_lock(&qc->lock);
+    struct qentry *e = live_entry(qc, qid, now_ms);
+    for (unsigned i = 0; e && i < e->n_sent && !ok; i++)
+        ok = tag_match(e->sent[i], tag);
+    pthread_mutex_unlock(&qc->lock);
+    return ok;
 }
 
 size_t qcache_count(struct qcache *qc, uint64_t now_ms)

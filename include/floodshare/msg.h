@@ -56,7 +56,9 @@ struct msg {
     char qid[MSG_QID_LEN + 1];
     unsigned ttl, hops;
     struct fs_addr origin; /* GET: the peer that started the query */
-    struct fs_addr from;   /* GET: the previous hop, where FOUND goes back */
+    struct fs_addr from;   /* GET: the previous hop, where FOUND goes back;
+                              FOUND: the hop that sent it (checked against
+                              where the query went) */
     struct fs_addr holder; /* FOUND: where to send REQUEST */
     unsigned peer_id;      /* FOUND: holder's id, 1..65535 */
     enum msg_kind kind;

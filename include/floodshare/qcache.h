@@ -35,6 +35,20 @@ int qcache_insert(struct qcache *qc, const char *qid, const struct fs_addr *prev
 fs_status qcache_route(struct qcache *qc, const char *qid, uint64_t now_ms,
                        struct fs_addr *prev, int *local);
 
+/* Destinations remembered per query: as many as a peer may have neighbours. */
+#define QCACHE_MAX_SENT 64
+
+/* Remembers that qid was sent to `to`. Call before sending, so a reply can
+ * never arrive first. Nothing happens for an unknown or expired qid, or
+ * past QCACHE_MAX_SENT destinations. */
+void qcache_sent_to(struct qcache *qc, const char *qid, const struct fs_addr *to, uint64_t now_ms);
+
+/* 1 if qid is live and was sent to `from` (a FOUND for it may come from
+ * there), else 0. Host names are not resolved: a name on either side
+ * matches any host with the same port; numeric hosts must be equal. */
+int qcache_was_sent_to(struct qcache *qc, const char *qid, const struct fs_addr *from,
+                       uint64_t now_ms);
+
 /* Live (unexpired at now_ms) entries. */
 size_t qcache_count(struct qcache *qc, uint64_t now_ms);
 

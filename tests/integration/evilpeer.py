@@ -96,7 +96,7 @@ class EvilPeer:
             md5 = hashlib.md5(self.EVIL_MANIFEST).hexdigest()
             host, port = q["from"].rsplit(":", 1)
             found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
-                     f"holder={self.addr} peer=666 kind=folder size=104857600 md5={md5} "
+                     f"from={self.addr} holder={self.addr} peer=666 kind=folder size=104857600 md5={md5} "
                      f"path={self.name} name={self.name}\n")
             with socket.create_connection((host, int(port)), timeout=5) as s:
                 s.sendall(found.encode())
@@ -104,7 +104,8 @@ class EvilPeer:
         md5 = hashlib.md5(self.genuine).hexdigest()
         host, port = q["from"].rsplit(":", 1)
         name = "planted.txt" if self.mode == "othername" else self.name
-        found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} holder={self.addr} "
+        found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} from={self.addr} "
+                 f"holder={self.addr} "
                  f"peer=666 kind=file size={len(self.genuine)} md5={md5} path={name} "
                  f"name={name}\n")
         with socket.create_connection((host, int(port)), timeout=5) as s:

@@ -111,7 +111,8 @@ class FloodTest(NetCase):
         from fsnet import raw
         net = self.net("topologies/seed-chain.topo")
         host, port = net.addr(2)
-        line = (f"FLOOD/1 FOUND qid=00112233aabbccdd hops=1 holder={host}:{port} peer=9 "
+        line = (f"FLOOD/1 FOUND qid=00112233aabbccdd hops=1 from={host}:{port} "
+                f"holder={host}:{port} peer=9 "
                 f"kind=file size=1 md5={'0' * 32} path=x name=x\n").encode()
         raw((host, port), line, read=False)
         for _ in range(50):

@@ -21,7 +21,7 @@
     "FLOOD/1 GET qid=" qid " ttl=" ttl " hops=" hops " origin=" origin " from=" from          \
     " name=" name "\n"
 #define FOUND_LINE(holder, peer, kind, size, md5, path)                                       \
-    "FLOOD/1 FOUND qid=" QID " hops=2 holder=" holder " peer=" peer " kind=" kind              \
+    "FLOOD/1 FOUND qid=" QID " hops=2 from=" A2 " holder=" holder " peer=" peer " kind=" kind  \
     " size=" size " md5=" md5 " path=" path " name=3.txt\n"
 #define REQUEST_LINE(path, md5) "FLOOD/1 REQUEST path=" path " md5=" md5 "\n"
 #define ITEM_LINE(kind, size, len, zmd5)                                                      \
@@ -92,6 +92,7 @@ static void make_found(struct msg *m, const char *path, const char *name)
     m->type = MSG_FOUND;
     strcpy(m->qid, QID);
     m->hops = 2;
+    set_addr(&m->from, "127.0.0.1", 10812);
     set_addr(&m->holder, "peer-3.example", 10813);
     m->peer_id = 3;
     m->kind = MSG_KIND_FOLDER;
@@ -726,9 +727,12 @@ static void test_parse_refuses_each_missing_get_key(void **state)
 static void test_parse_refuses_missing_keys_of_other_verbs(void **state)
 {
     static const struct bad_case cases[] = {
-        {"FLOOD/1 FOUND qid=" QID " hops=2 holder=" A1 " peer=3 kind=file size=1 md5=" MD5
-         " path=a\n",
+        {"FLOOD/1 FOUND qid=" QID " hops=2 from=" A2 " holder=" A1 " peer=3 kind=file size=1 md5="
+         MD5 " path=a\n",
          "FOUND needs name"},
+        {"FLOOD/1 FOUND qid=" QID " hops=2 holder=" A1 " peer=3 kind=file size=1 md5=" MD5
+         " path=a name=a\n",
+         "FOUND needs from"},
         {"FLOOD/1 REQUEST md5=" MD5 "\n", "REQUEST needs path"},
         {"FLOOD/1 REQUEST path=a\n", "REQUEST needs md5"},
         {"FLOOD/1 ITEM kind=file size=1 md5=" MD5 " zmd5=" ZMD5 "\n", "ITEM needs len"},

@@ -293,6 +293,31 @@ static void test_threads_see_each_shared_id_new_exactly_once(void **state)
     qcache_free(qc);
 }
 
+static void test_sent_to_answers_who_may_reply(void **state)
+{
+    (void)state;
+    struct qcache *qc = qcache_new(8, 1000);
+    struct fs_addr prev = addr("127.0.0.1", 10811);
+    struct fs_addr n2 = addr("127.0.0.1", 10812), n3 = addr("127.0.0.1", 10813);
+    struct fs_addr named = addr("localhost", 10814);
+
+    assert_int_equal(qcache_insert(qc, "00000000000000aa", &prev, 0), 1);
+    assert_false(qcache_was_sent_to(qc, "00000000000000aa", &n2, 1)); /* sent nowhere yet */
+    qcache_sent_to(qc, "00000000000000aa", &n2, 1);
+    qcache_sent_to(qc, "00000000000000aa", &named, 1);
+    qcache_sent_to(qc, "00000000000000bb", &n3, 1); /* unknown id: nothing recorded */
+    assert_true(qcache_was_sent_to(qc, "00000000000000aa", &n2, 2));
+    assert_false(qcache_was_sent_to(qc, "00000000000000aa", &n3, 2));
+    assert_false(qcache_was_sent_to(qc, "00000000000000aa", &prev, 2)); /* where it came from */
+    assert_false(qcache_was_sent_to(qc, "00000000000000bb", &n3, 2));
+    struct fs_addr numeric = addr("127.0.0.1", 10814); /* "localhost" is not resolved */
+    assert_true(qcache_was_sent_to(qc, "00000000000000aa", &numeric, 2));
+    struct fs_addr other = addr("127.0.0.9", 10812); /* numeric hosts must be equal */
+    assert_false(qcache_was_sent_to(qc, "00000000000000aa", &other, 2));
+    assert_false(qcache_was_sent_to(qc, "00000000000000aa", &n2, 1000)); /* expired */
+    qcache_free(qc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_count_never_exceeds_capacity),
         cmocka_unit_test(test_earlier_now_expires_with_entry_ahead),
         cmocka_unit_test(test_churn_keeps_live_ids_findable),
+        cmocka_unit_test(test_sent_to_answers_who_may_reply),
         cmocka_unit_test(test_threads_see_each_shared_id_new_exactly_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
