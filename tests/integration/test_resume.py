@@ -127,7 +127,8 @@ class ResumeTest(NetCase):
         for i in range(50):
             (folder / f"d{i % 4}").mkdir(parents=True, exist_ok=True)
             (folder / f"d{i % 4}" / f"f{i}.txt").write_bytes(os.urandom(1000 + 37 * i))
-        self.assertOk(net.peer(1, "search", "five.bin"))
+        for name in ("ten.bin", "five.bin", "fifty"):
+            net.wait_indexed(2, name)
         t0 = time.monotonic()
         self.assertOk(net.peer(1, "get", "ten.bin"))
         self.assertLess(time.monotonic() - t0, 10)
@@ -177,7 +178,7 @@ class LargeFolderTest(NetCase):
         self._folder(net.share(2) / "album", 6, 100 * MiB)
         size = json.loads(net.peer(2, "ls", "--json").stdout)["items"]
         total = next(i["size"] for i in size if i["name"] == "album")
-        self.assertOk(net.peer(1, "search", "album"))
+        net.wait_indexed(2, "album")
         get = self._start_get(net, "album")
         net.wait_for(lambda: (t := net.active_download(1)) is not None and
                      t["done"] >= 0.5 * total, timeout=60, step=0.005)
