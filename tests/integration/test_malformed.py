@@ -76,6 +76,19 @@ class Case:
     counter: str | None = None  # another stats counter this row must raise by one
 
 
+NOT_DIGITS, ZERO, RANGE = "not digits", "leading zero", "range"
+
+
+def number_why(key: str, rule: str, range_text: str) -> str:
+    """The sentence for a number that breaks one rule of PROTOCOL.md (decimal, unsigned, no
+    leading zero, in range)."""
+    if rule == NOT_DIGITS:
+        return f"{key} is not a decimal number (digits only, no sign)"
+    if rule == ZERO:
+        return f"{key} has a leading zero"
+    return f"{key} is not {range_text}"
+
+
 def malformed(group, name, data, why, code="malformed", **kw):
     return Case(group, name, data, code, why, **kw)
 
@@ -134,6 +147,20 @@ def table(c: Ctx) -> list[Case]:
                   "version"))
     add(malformed(g, "FLOOD/10", b"FLOOD/10" + get_rest, "unsupported protocol version",
                   "version"))
+    add(malformed(g, "binary garbage with a newline", b"\x00\x01\x02\n", "not a FLOOD/1 message",
+                  "version"))
+    # Starts that can never become a header are refused as they arrive, not at the deadline.
+    add(malformed(g, "a TLS handshake, no newline",
+                  b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)),
+                  "not a FLOOD/1 message", "version"))
+    add(malformed(g, "hello, no newline", b"hello", "not a FLOOD/1 message", "version"))
+    add(malformed(g, "3000 bytes of A, no newline", b"A" * 3000, "not a FLOOD/1 message",
+                  "version"))
+    add(malformed(g, "FLOOD/9, no newline", b"FLOOD/9 GET qid=", "unsupported protocol version",
+                  "version"))
+    add(malformed(g, "raw NUL before any newline", b"FLOOD/1 GET qid=\x00",
+                  "header contains a NUL byte"))
+    add(malformed(g, "raw 0xFF before any newline", b"FLOOD/1 GET name=caf\xff", RAW_BYTE))
     add(malformed(g, "no verb", b"FLOOD/1\n", "message type is missing"))
     add(malformed(g, "no verb, CRLF", b"FLOOD/1\r\n", "message type is missing"))
     add(malformed(g, "unknown verb PUT", b"FLOOD/1 PUT path=2.txt\n", "unknown message type",
@@ -187,40 +214,48 @@ def table(c: Ctx) -> list[Case]:
              counted=False, answer="fetch"))
 
     g = "bad numbers"
-    size_why = "size is not a decimal number that fits in 64 bits"
-    for name, v in [("letters", "12a"), ("empty", ""), ("plus sign", "+12"), ("minus sign", "-12"),
-                    ("leading zero", "012"), ("exponent", "1e3"), ("hex", "0x10"),
-                    ("2^64", str(U64 + 1)), ("huge", "9" * 40)]:
-        add(malformed(g, f"FOUND size {name}", F(size=v), size_why))
-    peer_why = "peer is not a number from 1 to 65535"
-    for name, v in [("zero", "0"), ("65536", "65536"), ("negative", "-3"), ("decimal point", "3.0")]:
-        add(malformed(g, f"FOUND peer {name}", F(peer=v), peer_why))
-    off_why = "offset is not a decimal number that fits in 64 bits"
-    for name, v in [("negative", f"-{CHUNK}"), ("2^64", str(U64 + 1)), ("decimal point", f"{CHUNK}.0"),
-                    ("empty", ""), ("leading zeros", f"000{CHUNK}")]:
-        add(malformed(g, f"FETCH offset {name}", FE(offset=v), off_why))
+    for key, rng, rows_ in [
+        ("size", "a number that fits in 64 bits", [
+            ("letters", "12a", NOT_DIGITS), ("empty", "", NOT_DIGITS), ("plus sign", "+12", NOT_DIGITS),
+            ("minus sign", "-12", NOT_DIGITS), ("leading zero", "012", ZERO),
+            ("exponent", "1e3", NOT_DIGITS), ("hex", "0x10", NOT_DIGITS), ("2^64", str(U64 + 1), RANGE),
+            ("huge", "9" * 40, RANGE)]),
+        ("peer", "a number from 1 to 65535", [
+            ("zero", "0", RANGE), ("65536", "65536", RANGE), ("negative", "-3", NOT_DIGITS),
+            ("decimal point", "3.0", NOT_DIGITS), ("leading zero", "03", ZERO)]),
+    ]:
+        for name, v, rule in rows_:
+            add(malformed(g, f"FOUND {key} {name}", F(**{key: v}), number_why(key, rule, rng)))
+    u64 = "a number that fits in 64 bits"
+    for name, v, rule in [("negative", f"-{CHUNK}", NOT_DIGITS), ("2^64", str(U64 + 1), RANGE),
+                          ("decimal point", f"{CHUNK}.0", NOT_DIGITS), ("empty", "", NOT_DIGITS),
+                          ("leading zeros", f"000{CHUNK}", ZERO)]:
+        add(malformed(g, f"FETCH offset {name}", FE(offset=v), number_why("offset", rule, u64)))
     add(malformed(g, "ITEM len negative", line("ITEM", edit(c.item, len="-1")),
-                  "len is not a decimal number that fits in 64 bits"))
+                  number_why("len", NOT_DIGITS, u64)))
     add(malformed(g, "MANIFEST len with a unit", line("MANIFEST", [("md5", c.md5), ("len", "1k")]),
-                  "len is not a decimal number that fits in 64 bits"))
+                  number_why("len", NOT_DIGITS, u64)))
     add(malformed(g, "DATA idx negative", line("DATA", edit(c.data, idx="-1")),
-                  "idx is not a decimal number that fits in 64 bits"))
+                  number_why("idx", NOT_DIGITS, u64)))
     add(malformed(g, "RANGE chunk zero", line("RANGE", edit(c.range, chunk="0")),
-                  "chunk is not a decimal number from 1 up"))
+                  number_why("chunk", RANGE, "a number from 1 up that fits in 64 bits")))
     add(malformed(g, "DATA crc upper-case", line("DATA", edit(c.data, crc="ED82CD11")),
                   "crc is not 8 lower-case hex digits"))
     add(malformed(g, "DATA crc 7 digits", line("DATA", edit(c.data, crc="d82cd11")),
                   "crc is not 8 lower-case hex digits"))
 
     g = "ttl and hops out of range"
-    ttl_why = "ttl is not a number from 0 to 255"
-    hops_why = "hops is not a number from 0 to 255"
-    for name, v in [("negative", "-1"), ("256", "256"), ("1000", "1000"), ("2^64-1", str(U64)),
-                    ("2^64", str(U64 + 1)), ("huge", "9" * 30), ("empty", ""), ("plus", "+3"),
-                    ("leading zero", "03")]:
-        add(malformed(g, f"GET ttl {name}", G(ttl=v), ttl_why))
-    for name, v in [("negative", "-1"), ("256", "256"), ("2^64", str(U64 + 1))]:
-        add(malformed(g, f"GET hops {name}", G(hops=v), hops_why))
+    hops = "a number from 0 to 255"
+    for name, v, rule in [("negative", "-1", NOT_DIGITS), ("256", "256", RANGE),
+                          ("1000", "1000", RANGE), ("2^64-1", str(U64), RANGE),
+                          ("2^64", str(U64 + 1), RANGE), ("huge", "9" * 30, RANGE),
+                          ("empty", "", NOT_DIGITS), ("plus", "+3", NOT_DIGITS),
+                          ("leading zero", "03", ZERO)]:
+        add(malformed(g, f"GET ttl {name}", G(ttl=v), number_why("ttl", rule, hops)))
+    for name, v, rule in [("negative", "-1", NOT_DIGITS), ("256", "256", RANGE),
+                          ("2^64", str(U64 + 1), RANGE)]:
+        add(malformed(g, f"GET hops {name}", G(hops=v), number_why("hops", rule, hops)))
+    hops_why = number_why("hops", RANGE, hops)
     add(malformed(g, "FOUND hops 256", F(hops="256"), hops_why))
     add(Case(g, "GET ttl 0 (well-formed: dropped)", G(qid="00000000000000a0", ttl="0"),
              counted=False, answer="silent", counter="ttl_dropped"))
