@@ -14,6 +14,7 @@ The target is peer 2 of the seed chain 1 - 2 - 3: a `get` of 3.txt from peer 1 m
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import select
 import socket
@@ -22,7 +23,6 @@ import time
 import unittest
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 from fsnet import Net, NetCase
 
@@ -176,7 +176,7 @@ def table(c: Ctx) -> list[Case]:
     add(malformed(g, "trailing space", line("GET", get, end=" \n"),
                   "empty token: tokens are separated by exactly one space"))
     add(malformed(g, "tab as separator", line("GET", get).replace(b" ttl", b"\tttl"), RAW_BYTE))
-    add(malformed(g, "token without =", line("GET", get + [("qid", "")]).replace(b" qid=\n", b" qid\n"),
+    add(malformed(g, "token without =", line("GET", get)[:-1] + b" qid\n",
                   "token is not key=value"))
     add(malformed(g, "empty key", line("GET", get + [("", "x")]), "token has an empty key"))
     add(malformed(g, "upper-case key", line("GET", edit(get, ttl=None) + [("TTL", "3")]),
@@ -216,10 +216,10 @@ def table(c: Ctx) -> list[Case]:
     g = "bad numbers"
     for key, rng, rows_ in [
         ("size", "a number that fits in 64 bits", [
-            ("letters", "12a", NOT_DIGITS), ("empty", "", NOT_DIGITS), ("plus sign", "+12", NOT_DIGITS),
-            ("minus sign", "-12", NOT_DIGITS), ("leading zero", "012", ZERO),
-            ("exponent", "1e3", NOT_DIGITS), ("hex", "0x10", NOT_DIGITS), ("2^64", str(U64 + 1), RANGE),
-            ("huge", "9" * 40, RANGE)]),
+            ("letters", "12a", NOT_DIGITS), ("empty", "", NOT_DIGITS),
+            ("plus sign", "+12", NOT_DIGITS), ("minus sign", "-12", NOT_DIGITS),
+            ("leading zero", "012", ZERO), ("exponent", "1e3", NOT_DIGITS),
+            ("hex", "0x10", NOT_DIGITS), ("2^64", str(U64 + 1), RANGE), ("huge", "9" * 40, RANGE)]),
         ("peer", "a number from 1 to 65535", [
             ("zero", "0", RANGE), ("65536", "65536", RANGE), ("negative", "-3", NOT_DIGITS),
             ("decimal point", "3.0", NOT_DIGITS), ("leading zero", "03", ZERO)]),
@@ -296,7 +296,8 @@ def table(c: Ctx) -> list[Case]:
     add(malformed(g, "qid upper-case", G(qid=QID.upper()), qid_why))
     add(malformed(g, "qid not hex", G(qid="0123456789abcdeg"), qid_why))
     add(malformed(g, "md5 of 31 digits", FE(md5=c.md5[:31]), "md5 is not 32 lower-case hex digits"))
-    add(malformed(g, "md5 upper-case", FE(md5=c.md5.upper()), "md5 is not 32 lower-case hex digits"))
+    add(malformed(g, "md5 upper-case", FE(md5=c.md5.upper()),
+                  "md5 is not 32 lower-case hex digits"))
     add(malformed(g, "kind dir", F(kind="dir"), "kind is not file or folder"))
     add(malformed(g, "ITEM zmd5 short", line("ITEM", edit(c.item, zmd5="abc")),
                   "zmd5 is not 32 lower-case hex digits"))
@@ -312,7 +313,8 @@ def table(c: Ctx) -> list[Case]:
     for name, v in [("% at the end", "a%"), ("one hex digit", "a%4"), ("non-hex digit", "a%4g"),
                     ("%%", "%%41"), ("%G0", "%G0")]:
         add(malformed(g, f"name {name}", G(name=v), esc))
-    add(malformed(g, "path %zz", FE(path="2.txt%zz"), "path has a '%' not followed by two hex digits"))
+    add(malformed(g, "path %zz", FE(path="2.txt%zz"),
+                  "path has a '%' not followed by two hex digits"))
     add(malformed(g, "ERROR msg ending in %", line("ERROR", [("code", "x"), ("msg", "100%")]),
                   "msg has a '%' not followed by two hex digits"))
     add(malformed(g, "name %00", G(name="a%00b"), "name contains a NUL byte (%00)"))
@@ -333,11 +335,12 @@ def table(c: Ctx) -> list[Case]:
         add(malformed(g, f"name {name}", G(name=v), ctl))
     add(malformed(g, "path with ESC", FE(path="2.txt/%1B"), "path contains a control byte"))
     add(malformed(g, "path not UTF-8", FE(path="a/%FF"), "path is not valid UTF-8"))
-    add(malformed(g, "path overlong '..'", FE(path="%C0%AE%C0%AE/2.txt"), "path is not valid UTF-8"))
+    add(malformed(g, "path overlong '..'", FE(path="%C0%AE%C0%AE/2.txt"),
+                  "path is not valid UTF-8"))
     add(malformed(g, "raw NUL byte", line("GET", get).replace(b"nothing", b"no\x00thing"),
                   "header contains a NUL byte"))
-    for name, b in [("ESC", b"\x1b"), ("DEL", b"\x7f"), ("CR", b"\r"), ("UTF-8 e-acute", b"\xc3\xa9"),
-                    ("0xFF", b"\xff")]:
+    for name, b in [("ESC", b"\x1b"), ("DEL", b"\x7f"), ("CR", b"\r"),
+                    ("UTF-8 e-acute", b"\xc3\xa9"), ("0xFF", b"\xff")]:
         add(malformed(g, f"raw {name} byte in a name",
                       line("GET", get).replace(b"nothing", b"no" + b + b"thing"), RAW_BYTE))
 
@@ -371,7 +374,8 @@ def table(c: Ctx) -> list[Case]:
     big = "header longer than 2048 bytes"
     add(malformed(g, "2049 bytes with a newline", pad(line("FETCH", fetch), 2049), big, "toolarge"))
     add(malformed(g, "4000 bytes with a newline", pad(line("FETCH", fetch), 4000), big, "toolarge"))
-    add(malformed(g, "2048 bytes, no newline", pad(line("FETCH", fetch), 2049)[:-1], big, "toolarge"))
+    add(malformed(g, "2048 bytes, no newline", pad(line("FETCH", fetch), 2049)[:-1], big,
+                  "toolarge"))
     add(malformed(g, "10000 bytes, no newline", b"FLOOD/1 GET " + b"A" * 9988, big, "toolarge"))
     add(Case(g, "exactly 2048 bytes (well-formed)", pad(line("FETCH", fetch), 2048),
              counted=False, answer="fetch"))
@@ -487,8 +491,14 @@ class MalformedTest(NetCase):
 
     def baseline_fds(self):
         self.assertServes("start-up")  # neighbour links open now, as they will be at the end
-        time.sleep(0.2)
-        return fd_census(self.n.pid(self.PEER))
+        pid = self.n.pid(self.PEER)
+        last = fd_census(pid)
+        for _ in range(50):  # settled: the same census twice, 0.1 s apart
+            time.sleep(0.1)
+            now, last = last, fd_census(pid)
+            if now == last:
+                break
+        return last
 
     def assertFdsBack(self, base):
         """Non-socket descriptors (files, pipes, the log) must be exactly as before. Sockets may
@@ -500,6 +510,8 @@ class MalformedTest(NetCase):
         while True:
             now = fd_census(pid)
             if now[1] == base[1] and now[0] <= base[0] + 4:
+                print(f"\nfds of peer 2: {base[0]} sockets + {len(base[1])} others at the start, "
+                      f"{now[0]} + {len(now[1])} at the end")
                 return
             if time.monotonic() > deadline:
                 self.fail(f"descriptors of peer 2: baseline {base}, now {now}")
@@ -574,7 +586,6 @@ class MalformedTest(NetCase):
         self.n.restart(self.PEER)
         r = self.n.peer(self.PEER, "config", "--json")
         self.assertOk(r)
-        import json
         timeout = json.loads(r.stdout)["io_timeout_ms"] / 1000
         self.assertEqual(timeout, 1.5)
         before = self.counters()
@@ -609,6 +620,7 @@ class MalformedTest(NetCase):
         after = self.counters()
         self.assertEqual(after["timeouts"] - before["timeouts"], 1)
         self.assertEqual(after["malformed_dropped"], before["malformed_dropped"])
+        self.assertIn("header not completed in time, closed", self.n.log(self.PEER))
         self.assertServes("a header that never ended")
 
 

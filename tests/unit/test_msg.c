@@ -27,6 +27,8 @@
 #define ITEM_LINE(kind, size, len, zmd5)                                                      \
     "FLOOD/1 ITEM kind=" kind " size=" size " md5=" MD5 " len=" len " zmd5=" zmd5 "\n"
 #define ERROR_LINE(code, text) "FLOOD/1 ERROR code=" code " msg=" text "\n"
+/* The sentence for a number with a sign or a non-digit in it. */
+#define NOT_DIGITS(key) key " is not a decimal number (digits only, no sign)"
 
 /* The examples of docs/PROTOCOL.md, as they appear on the wire. */
 static const char *const valid_lines[] = {
@@ -229,7 +231,7 @@ static void test_parse_refuses_bad_transfer_fields(void **state)
         {"FLOOD/1 DATA idx=1 len=5 crc=DEADBEEF\n", "crc is not 8 lower-case hex digits"},
         {"FLOOD/1 DATA idx=1 len=5 crc=beef\n", "crc is not 8 lower-case hex digits"},
         {"FLOOD/1 DATA idx=-1 len=5 crc=deadbeef\n",
-         "idx is not a decimal number (digits only, no sign)"},
+         NOT_DIGITS("idx")},
         {"FLOOD/1 DATA idx=1 crc=deadbeef\n", "DATA needs len"},
         {"FLOOD/1 RANGE size=1 md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 chunk=0\n",
          "chunk is not a number from 1 up that fits in 64 bits"},
@@ -813,28 +815,28 @@ static void test_parse_verdict_does_not_depend_on_the_cut(void **state)
 static void test_parse_number_sentences_name_the_rule(void **state)
 {
     static const struct bad_case cases[] = {
-        {GET_LINE(QID, "3", "-0", A1, A2, "x"), "hops is not a decimal number (digits only, no sign)"},
+        {GET_LINE(QID, "3", "-0", A1, A2, "x"), NOT_DIGITS("hops")},
         {GET_LINE(QID, "3", "007", A1, A2, "x"), "hops has a leading zero"},
         {GET_LINE(QID, "3", "18446744073709551616", A1, A2, "x"),
          "hops is not a number from 0 to 255"},
         {GET_LINE(QID, "0256", "1", A1, A2, "x"), "ttl has a leading zero"},
         {GET_LINE(QID, "99999999999999999999x", "1", A1, A2, "x"),
-         "ttl is not a decimal number (digits only, no sign)"},
+         NOT_DIGITS("ttl")},
         {FOUND_LINE(A1, "+3", "file", "1", MD5, "a"),
-         "peer is not a decimal number (digits only, no sign)"},
+         NOT_DIGITS("peer")},
         {FOUND_LINE(A1, "03", "file", "1", MD5, "a"), "peer has a leading zero"},
         {FOUND_LINE(A1, "3", "file", "-12", MD5, "a"),
-         "size is not a decimal number (digits only, no sign)"},
+         NOT_DIGITS("size")},
         {FOUND_LINE(A1, "3", "file", "012", MD5, "a"), "size has a leading zero"},
         {"FLOOD/1 FETCH path=a md5=" MD5 " offset=4194304.0\n",
-         "offset is not a decimal number (digits only, no sign)"},
+         NOT_DIGITS("offset")},
         {"FLOOD/1 FETCH path=a md5=" MD5 " offset=18446744073709551616\n",
          "offset is not a number that fits in 64 bits"},
         {"FLOOD/1 DATA idx=01 len=5 crc=deadbeef\n", "idx has a leading zero"},
         {"FLOOD/1 DATA idx=1 len=1e3 crc=deadbeef\n",
-         "len is not a decimal number (digits only, no sign)"},
+         NOT_DIGITS("len")},
         {"FLOOD/1 RANGE size=1 md5=" MD5 " offset=0 chunk=-4194304\n",
-         "chunk is not a decimal number (digits only, no sign)"},
+         NOT_DIGITS("chunk")},
         {"FLOOD/1 RANGE size=1 md5=" MD5 " offset=0 chunk=18446744073709551616\n",
          "chunk is not a number from 1 up that fits in 64 bits"},
     };
@@ -922,11 +924,11 @@ static void test_parse_refuses_bad_numbers(void **state)
 {
     static const struct bad_case cases[] = {
         {GET_LINE(QID, "256", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
-        {GET_LINE(QID, "-1", "1", A1, A2, "x"), "ttl is not a decimal number (digits only, no sign)"},
-        {GET_LINE(QID, "+1", "1", A1, A2, "x"), "ttl is not a decimal number (digits only, no sign)"},
+        {GET_LINE(QID, "-1", "1", A1, A2, "x"), NOT_DIGITS("ttl")},
+        {GET_LINE(QID, "+1", "1", A1, A2, "x"), NOT_DIGITS("ttl")},
         {GET_LINE(QID, "01", "1", A1, A2, "x"), "ttl has a leading zero"},
-        {GET_LINE(QID, "3a", "1", A1, A2, "x"), "ttl is not a decimal number (digits only, no sign)"},
-        {GET_LINE(QID, "", "1", A1, A2, "x"), "ttl is not a decimal number (digits only, no sign)"},
+        {GET_LINE(QID, "3a", "1", A1, A2, "x"), NOT_DIGITS("ttl")},
+        {GET_LINE(QID, "", "1", A1, A2, "x"), NOT_DIGITS("ttl")},
         {GET_LINE(QID, "99999999999999999999999", "1", A1, A2, "x"),
          "ttl is not a number from 0 to 255"},
         {GET_LINE(QID, "3", "256", A1, A2, "x"), "hops is not a number from 0 to 255"},
@@ -935,12 +937,12 @@ static void test_parse_refuses_bad_numbers(void **state)
         {ITEM_LINE("file", "184467440737095516150", "1", ZMD5),
          "size is not a number that fits in 64 bits"},
         {ITEM_LINE("file", "00", "1", ZMD5), "size has a leading zero"},
-        {ITEM_LINE("file", "1", "", ZMD5), "len is not a decimal number (digits only, no sign)"},
-        {ITEM_LINE("file", "1", "0x10", ZMD5), "len is not a decimal number (digits only, no sign)"},
+        {ITEM_LINE("file", "1", "", ZMD5), NOT_DIGITS("len")},
+        {ITEM_LINE("file", "1", "0x10", ZMD5), NOT_DIGITS("len")},
         {FOUND_LINE(A1, "0", "file", "1", MD5, "a"), "peer is not a number from 1 to 65535"},
         {FOUND_LINE(A1, "65536", "file", "1", MD5, "a"), "peer is not a number from 1 to 65535"},
         {FOUND_LINE(A1, "", "file", "1", MD5, "a"),
-         "peer is not a decimal number (digits only, no sign)"},
+         NOT_DIGITS("peer")},
     };
 
     (void)state;
