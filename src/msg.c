@@ -123,24 +123,36 @@ static int is_lower_hex(const char *v, size_t n)
     return 1;
 }
 
-/* Decimal without sign or leading zeros, at most max. The bound is checked
- * before each multiply, so no input can overflow. */
-static int dec_u64(const char *v, size_t n, uint64_t max, uint64_t *out)
+/* How a decimal value broke the rules of PROTOCOL.md ("decimal, unsigned,
+ * without sign or leading zeros"), so the reply can say which one. */
+enum num_flaw { NUM_OK, NUM_NOT_DIGITS, NUM_LEADING_ZERO, NUM_RANGE };
+
+/* Decimal from min to max. Every byte must be a digit before the value is
+ * judged, and the bound is checked before each multiply, so no input can
+ * overflow. */
+static enum num_flaw dec_u64(const char *v, size_t n, uint64_t min, uint64_t max, uint64_t *out)
 {
     uint64_t x = 0;
+    int over = 0;
 
-    if (n == 0 || (n > 1 && v[0] == '0'))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
+    if (n == 0)
+        return NUM_NOT_DIGITS;
+    for (size_t i = 0; i < n; i++)
         if (v[i] < '0' || v[i] > '9')
-            return 0;
+            return NUM_NOT_DIGITS;
+    if (n > 1 && v[0] == '0')
+        return NUM_LEADING_ZERO;
+    for (size_t i = 0; i < n && !over; i++) {
         unsigned d = (unsigned)(v[i] - '0');
         if (x > (max - d) / 10)
-            return 0;
-        x = x * 10 + d;
+            over = 1;
+        else
+            x = x * 10 + d;
     }
+    if (over || x < min)
+        return NUM_RANGE;
     *out = x;
-    return 1;
+    return NUM_OK;
 }
 
 static fs_status fail(const char **why, const char *sentence)
@@ -159,23 +171,36 @@ static fs_status hex_field(const char *v, size_t n, size_t want, char *dst, cons
     return FS_OK;
 }
 
-static fs_status hops_field(const char *v, size_t n, unsigned *dst, const char *bad,
-                            const char **why)
-{
-    uint64_t x;
+/* The sentences for the ways a number can break the rules. */
+struct num_why {
+    const char *not_digits, *leading_zero, *range;
+};
 
-    if (!dec_u64(v, n, MSG_MAX_HOPS, &x))
-        return fail(why, bad);
-    *dst = (unsigned)x;
-    return FS_OK;
+#define NUM_WHY(key, range)                                                                   \
+    {#key " is not a decimal number (digits only, no sign)", #key " has a leading zero",       \
+     #key " is not " range}
+
+static fs_status num_field(const char *v, size_t n, uint64_t min, uint64_t max, uint64_t *dst,
+                           const struct num_why *w, const char **why)
+{
+    switch (dec_u64(v, n, min, max, dst)) {
+    case NUM_OK: return FS_OK;
+    case NUM_NOT_DIGITS: return fail(why, w->not_digits);
+    case NUM_LEADING_ZERO: return fail(why, w->leading_zero);
+    case NUM_RANGE: break;
+    }
+    return fail(why, w->range);
 }
 
-static fs_status u64_field(const char *v, size_t n, uint64_t *dst, const char *bad,
-                           const char **why)
+static fs_status small_field(const char *v, size_t n, uint64_t min, uint64_t max, unsigned *dst,
+                             const struct num_why *w, const char **why)
 {
-    if (!dec_u64(v, n, UINT64_MAX, dst))
-        return fail(why, bad);
-    return FS_OK;
+    uint64_t x;
+    fs_status st = num_field(v, n, min, max, &x, w, why);
+
+    if (st == FS_OK)
+        *dst = (unsigned)x;
+    return st;
 }
 
 static fs_status addr_field(const char *v, size_t n, struct fs_addr *dst, const char *bad,
@@ -256,12 +281,16 @@ static fs_status parse_qid(const char *v, size_t n, struct msg *m, const char **
 
 static fs_status parse_ttl(const char *v, size_t n, struct msg *m, const char **why)
 {
-    return hops_field(v, n, &m->ttl, "ttl is not a number from 0 to 255", why);
+    static const struct num_why w = NUM_WHY(ttl, "a number from 0 to 255");
+
+    return small_field(v, n, 0, MSG_MAX_HOPS, &m->ttl, &w, why);
 }
 
 static fs_status parse_hops(const char *v, size_t n, struct msg *m, const char **why)
 {
-    return hops_field(v, n, &m->hops, "hops is not a number from 0 to 255", why);
+    static const struct num_why w = NUM_WHY(hops, "a number from 0 to 255");
+
+    return small_field(v, n, 0, MSG_MAX_HOPS, &m->hops, &w, why);
 }
 
 static fs_status parse_origin(const char *v, size_t n, struct msg *m, const char **why)
@@ -284,12 +313,9 @@ static fs_status parse_holder(const char *v, size_t n, struct msg *m, const char
 
 static fs_status parse_peer(const char *v, size_t n, struct msg *m, const char **why)
 {
-    uint64_t x;
+    static const struct num_why w = NUM_WHY(peer, "a number from 1 to 65535");
 
-    if (!dec_u64(v, n, 65535, &x) || x == 0)
-        return fail(why, "peer is not a number from 1 to 65535");
-    m->peer_id = (unsigned)x;
-    return FS_OK;
+    return small_field(v, n, 1, 65535, &m->peer_id, &w, why);
 }
 
 static fs_status parse_kind(const char *v, size_t n, struct msg *m, const char **why)
@@ -305,13 +331,16 @@ static fs_status parse_kind(const char *v, size_t n, struct msg *m, const char *
 
 static fs_status parse_size(const char *v, size_t n, struct msg *m, const char **why)
 {
-    return u64_field(v, n, &m->size, "size is not a decimal number that fits in 64 bits",
-                     why);
+    static const struct num_why w = NUM_WHY(size, "a number that fits in 64 bits");
+
+    return num_field(v, n, 0, UINT64_MAX, &m->size, &w, why);
 }
 
 static fs_status parse_len(const char *v, size_t n, struct msg *m, const char **why)
 {
-    return u64_field(v, n, &m->len, "len is not a decimal number that fits in 64 bits", why);
+    static const struct num_why w = NUM_WHY(len, "a number that fits in 64 bits");
+
+    return num_field(v, n, 0, UINT64_MAX, &m->len, &w, why);
 }
 
 static fs_status parse_md5(const char *v, size_t n, struct msg *m, const char **why)
@@ -327,20 +356,23 @@ static fs_status parse_zmd5(const char *v, size_t n, struct msg *m, const char *
 
 static fs_status parse_offset(const char *v, size_t n, struct msg *m, const char **why)
 {
-    return u64_field(v, n, &m->offset, "offset is not a decimal number that fits in 64 bits",
-                     why);
+    static const struct num_why w = NUM_WHY(offset, "a number that fits in 64 bits");
+
+    return num_field(v, n, 0, UINT64_MAX, &m->offset, &w, why);
 }
 
 static fs_status parse_chunk(const char *v, size_t n, struct msg *m, const char **why)
 {
-    if (u64_field(v, n, &m->chunk, NULL, why) != FS_OK || m->chunk == 0)
-        return fail(why, "chunk is not a decimal number from 1 up");
-    return FS_OK;
+    static const struct num_why w = NUM_WHY(chunk, "a number from 1 up that fits in 64 bits");
+
+    return num_field(v, n, 1, UINT64_MAX, &m->chunk, &w, why);
 }
 
 static fs_status parse_idx(const char *v, size_t n, struct msg *m, const char **why)
 {
-    return u64_field(v, n, &m->idx, "idx is not a decimal number that fits in 64 bits", why);
+    static const struct num_why w = NUM_WHY(idx, "a number that fits in 64 bits");
+
+    return num_field(v, n, 0, UINT64_MAX, &m->idx, &w, why);
 }
 
 static fs_status parse_crc(const char *v, size_t n, struct msg *m, const char **why)
@@ -561,33 +593,61 @@ static int verb_uses(const struct verb_spec *v, int k)
 /* ---------------------------------------------------------------- parsing */
 
 /* Finds the end of the first line. A '\n' beyond MSG_MAX_HEADER is never
- * looked for, so a peer cannot make us scan an unbounded buffer. */
-static fs_status find_line(const char *buf, size_t len, size_t *line_len, size_t *consumed,
-                           const char **why)
+ * looked for, so a peer cannot make us scan an unbounded buffer. Returns 1
+ * with the line (without "\n" or "\r\n") when there is one, else 0. */
+static int find_line(const char *buf, size_t len, size_t *line_len, size_t *consumed)
 {
     size_t scan = len < MSG_MAX_HEADER ? len : MSG_MAX_HEADER;
     const char *nl = scan > 0 ? memchr(buf, '\n', scan) : NULL;
 
-    if (!nl) {
-        if (len < MSG_MAX_HEADER)
-            return FS_NEED_MORE;
-        return fail(why, WHY_TOO_LONG);
-    }
+    if (!nl)
+        return 0;
     *consumed = (size_t)(nl - buf) + 1;
     *line_len = (size_t)(nl - buf);
     if (*line_len > 0 && buf[*line_len - 1] == '\r')
         (*line_len)--;
-    return FS_OK;
+    return 1;
+}
+
+/* The checks below run in a fixed order (protocol word, raw bytes, length,
+ * then the fields), each on the bytes that have arrived. Each one refuses
+ * only what no later byte can repair, so a stream gets the same verdict
+ * however TCP cuts it into reads, and a sender that is not speaking FLOOD/1
+ * at all (a TLS handshake, a binary blob) is told so at once instead of
+ * holding a worker until the header deadline. complete says that s[0..n)
+ * is a whole line; otherwise it is the start of one still arriving. */
+
+/* The first token must be MSG_PROTO. */
+static fs_status check_proto(const char *s, size_t n, int complete, const char **why)
+{
+    static const char proto[] = MSG_PROTO, family[] = "FLOOD/";
+    const size_t plen = sizeof proto - 1, flen = sizeof family - 1;
+    const char *sp = n > 0 ? memchr(s, ' ', n) : NULL;
+    size_t tlen = sp ? (size_t)(sp - s) : n;
+
+    if (n == 0)
+        return complete ? fail(why, WHY_NOT_FLOOD) : FS_NEED_MORE;
+    if (sp || complete) {
+        if (tlen == plen && memcmp(s, proto, plen) == 0)
+            return FS_OK;
+    } else if ((tlen <= plen && memcmp(s, proto, tlen) == 0) ||
+               (tlen == plen + 1 && memcmp(s, proto, plen) == 0 && s[plen] == '\r')) {
+        return FS_NEED_MORE; /* may still become MSG_PROTO (the '\r' of a "\r\n") */
+    }
+    return fail(why, tlen >= flen && memcmp(s, family, flen) == 0 ? WHY_VERSION : WHY_NOT_FLOOD);
 }
 
 /* Values are percent-encoded, so a raw byte outside 0x20..0x7e can only
- * come from a broken or hostile sender. */
-static fs_status check_bytes(const char *line, size_t n, const char **why)
+ * come from a broken or hostile sender. A '\r' that ends an incomplete
+ * line is not judged yet: it may be the first half of "\r\n". */
+static fs_status check_bytes(const char *line, size_t n, int complete, const char **why)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)line[i];
         if (c == 0)
             return fail(why, WHY_NUL);
+        if (c == '\r' && !complete && i == n - 1)
+            break;
         if (c < 0x20 || c > 0x7e)
             return fail(why, WHY_RAW_BYTE);
     }
@@ -654,16 +714,13 @@ static fs_status parse_pair(const struct token *t, const struct verb_spec *v, st
     return keys[k].parse(eq + 1, t->n - klen - 1, m, why);
 }
 
+/* The protocol word was checked by check_proto(): skip it, read the verb. */
 static fs_status parse_start(struct lexer *lx, struct msg *m, const struct verb_spec **v,
                              const char **why)
 {
     struct token t;
 
     lex_next(lx, &t);
-    if (!bytes_eq(t.p, t.n, MSG_PROTO)) {
-        int flood = t.n >= 6 && memcmp(t.p, "FLOOD/", 6) == 0;
-        return fail(why, flood ? WHY_VERSION : WHY_NOT_FLOOD);
-    }
     if (!lex_next(lx, &t))
         return fail(why, WHY_NO_VERB);
     if (t.n == 0)
@@ -698,19 +755,23 @@ fs_status msg_parse(const char *buf, size_t len, struct msg *out, size_t *consum
 {
     const char *ignored;
     size_t line_len = 0, used = 0;
-    fs_status st;
 
     if (!why)
         why = &ignored;
     *why = NULL;
     *consumed = 0;
-    st = find_line(buf, len, &line_len, &used, why);
+    int complete = find_line(buf, len, &line_len, &used);
+    if (!complete) /* judge what has arrived, at most one header's worth */
+        line_len = len < MSG_MAX_HEADER ? len : MSG_MAX_HEADER;
+    fs_status st = check_proto(buf, line_len, complete, why);
+    if (st == FS_OK)
+        st = check_bytes(buf, line_len, complete, why);
+    if (st == FS_OK && !complete)
+        st = len < MSG_MAX_HEADER ? FS_NEED_MORE : fail(why, WHY_TOO_LONG);
     if (st)
         return st;
     memset(out, 0, sizeof *out);
-    st = check_bytes(buf, line_len, why);
-    if (st == FS_OK)
-        st = parse_line(buf, line_len, out, why);
+    st = parse_line(buf, line_len, out, why);
     if (st == FS_OK)
         *consumed = used;
     return st;

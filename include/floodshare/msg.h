@@ -78,11 +78,16 @@ struct msg {
 
 /* Parses one header from buf[0..len).
  * Returns FS_OK with *consumed = header bytes (through '\n') and *out filled;
- * FS_NEED_MORE when no '\n' is in buf yet and len < MSG_MAX_HEADER (nothing
- * in *out is meaningful); FS_EPROTO when the header is malformed, unknown or
- * longer than MSG_MAX_HEADER, with *why a constant sentence naming the
- * problem (e.g. "ttl is not a number from 0 to 255"). why may be NULL.
- * Never reads past buf[len-1]. A trailing "\r\n" is accepted as "\n". */
+ * FS_NEED_MORE when no '\n' is in buf yet, len < MSG_MAX_HEADER and the
+ * bytes so far can still begin a valid header (nothing in *out is
+ * meaningful); FS_EPROTO when the header is malformed, unknown or longer
+ * than MSG_MAX_HEADER, with *why a constant sentence naming the problem
+ * (e.g. "ttl is not a number from 0 to 255"). why may be NULL.
+ * A start that can no longer become a header (not "FLOOD/1", a raw control
+ * byte) is refused before its '\n' arrives, with the sentence the whole
+ * line would get: the verdict on a stream never depends on how it was cut
+ * into reads. Never reads past buf[len-1]. A trailing "\r\n" is accepted
+ * as "\n". */
 fs_status msg_parse(const char *buf, size_t len, struct msg *out, size_t *consumed,
                     const char **why);
 

@@ -27,6 +27,8 @@
 #define ITEM_LINE(kind, size, len, zmd5)                                                      \
     "FLOOD/1 ITEM kind=" kind " size=" size " md5=" MD5 " len=" len " zmd5=" zmd5 "\n"
 #define ERROR_LINE(code, text) "FLOOD/1 ERROR code=" code " msg=" text "\n"
+/* The sentence for a number with a sign or a non-digit in it. */
+#define NOT_DIGITS(key) key " is not a decimal number (digits only, no sign)"
 
 /* The examples of docs/PROTOCOL.md, as they appear on the wire. */
 static const char *const valid_lines[] = {
@@ -230,10 +232,10 @@ static void test_parse_refuses_bad_transfer_fields(void **state)
         {"FLOOD/1 DATA idx=1 len=5 crc=DEADBEEF\n", "crc is not 8 lower-case hex digits"},
         {"FLOOD/1 DATA idx=1 len=5 crc=beef\n", "crc is not 8 lower-case hex digits"},
         {"FLOOD/1 DATA idx=-1 len=5 crc=deadbeef\n",
-         "idx is not a decimal number that fits in 64 bits"},
+         NOT_DIGITS("idx")},
         {"FLOOD/1 DATA idx=1 crc=deadbeef\n", "DATA needs len"},
         {"FLOOD/1 RANGE size=1 md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 chunk=0\n",
-         "chunk is not a decimal number from 1 up"},
+         "chunk is not a number from 1 up that fits in 64 bits"},
         {"FLOOD/1 FETCH path=../x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0\n", NULL},
         {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4\n", "FETCH needs offset"},
     };
@@ -612,16 +614,28 @@ static void test_parse_refuses_header_of_2049_bytes(void **state)
     assert_string_equal(why, "header longer than 2048 bytes");
 }
 
+/* total bytes of a GET header that never ends: "FLOOD/1 GET qid=aaa...". */
+static char *endless_get(size_t total)
+{
+    static const char head[] = "FLOOD/1 GET qid=";
+    char *buf = malloc(total);
+
+    if (buf) {
+        memset(buf, 'a', total);
+        memcpy(buf, head, sizeof head - 1);
+    }
+    return buf;
+}
+
 static void test_parse_refuses_2048_bytes_without_newline(void **state)
 {
-    char *buf = malloc(MSG_MAX_HEADER);
+    char *buf = endless_get(MSG_MAX_HEADER);
     struct msg m;
     size_t used;
     const char *why = NULL;
 
     (void)state;
     assert_non_null(buf);
-    memset(buf, 'a', MSG_MAX_HEADER);
     assert_int_equal(msg_parse(buf, MSG_MAX_HEADER, &m, &used, &why), FS_EPROTO);
     assert_string_equal(why, "header longer than 2048 bytes");
     free(buf);
@@ -629,13 +643,12 @@ static void test_parse_refuses_2048_bytes_without_newline(void **state)
 
 static void test_parse_needs_more_for_2047_bytes_without_newline(void **state)
 {
-    char *buf = malloc(MSG_MAX_HEADER - 1);
+    char *buf = endless_get(MSG_MAX_HEADER - 1);
     struct msg m;
     size_t used;
 
     (void)state;
     assert_non_null(buf);
-    memset(buf, 'a', MSG_MAX_HEADER - 1);
     assert_int_equal(msg_parse(buf, MSG_MAX_HEADER - 1, &m, &used, NULL), FS_NEED_MORE);
     free(buf);
 }
@@ -661,6 +674,172 @@ static void test_parse_refuses_raw_non_ascii_bytes(void **state)
          "header contains a control or non-ASCII byte; values must be percent-encoded"},
         {"FLOOD/1 REQUEST path=a md5=" MD5 "\r\r\n",
          "header contains a control or non-ASCII byte; values must be percent-encoded"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+/* ------------------------------------------------ verdicts before the '\n' */
+
+#define RAW "header contains a control or non-ASCII byte; values must be percent-encoded"
+
+/* A start that no later byte can turn into a FLOOD/1 header is refused as it
+ * arrives, so a client speaking another protocol is told at once instead of
+ * waiting for the header deadline. */
+static void test_parse_refuses_a_start_that_cannot_become_a_header(void **state)
+{
+    static const struct bad_case cases[] = {
+        {"hello", "not a FLOOD/1 message"},
+        {"\x16\x03\x01\x02", "not a FLOOD/1 message"}, /* a TLS handshake */
+        {"SSH-2.0-", "not a FLOOD/1 message"},
+        {"FLOOD 1", "not a FLOOD/1 message"},
+        {"FLOOX", "not a FLOOD/1 message"},
+        {"FLOOD/2", "unsupported protocol version"},
+        {"FLOOD/1.1 GET", "unsupported protocol version"},
+        {"FLOOD/1X", "unsupported protocol version"},
+        {"FLOOD/1\rX", "unsupported protocol version"},
+        {"FLOOD/1 GET qid=a\x01", RAW},
+        {"FLOOD/1 GET name=caf\xc3", RAW},
+        {"FLOOD/1 GET qid=\r ", RAW},
+    };
+    static const char nul[] = "FLOOD/1 GET qid=\0";
+    struct msg m;
+    size_t used = 9;
+    const char *why = NULL;
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+    assert_int_equal(msg_parse(nul, sizeof nul - 1, &m, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "header contains a NUL byte");
+    assert_int_equal(used, 0);
+}
+
+static void test_parse_needs_more_while_a_header_is_still_possible(void **state)
+{
+    static const char *const starts[] = {
+        "", "F", "FLOOD/", "FLOOD/1", "FLOOD/1\r", "FLOOD/1 ", "FLOOD/1 GET",
+        "FLOOD/1 GET name=a\r", "FLOOD/1 GET name=%FF", "FLOOD/1 XYZ =", "FLOOD/1 GET  ",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+        struct msg m;
+        size_t used = 9;
+        if (msg_parse(starts[i], strlen(starts[i]), &m, &used, NULL) != FS_NEED_MORE)
+            fail_msg("\"%s\" is not NEED_MORE", starts[i]);
+        assert_int_equal(used, 0);
+    }
+}
+
+/* A line whose first word is not FLOOD/1 gets that verdict before any other
+ * (even with raw bytes in it), the same verdict as while it was arriving. */
+static void test_parse_judges_the_protocol_word_first(void **state)
+{
+    static const char garbage[] = "\x00\x01\x02\n";
+    struct msg m;
+    size_t used;
+    const char *why = NULL;
+
+    (void)state;
+    assert_int_equal(msg_parse(garbage, sizeof garbage - 1, &m, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "not a FLOOD/1 message");
+    assert_string_equal(msg_error_code(why), "version");
+}
+
+struct bytes {
+    const char *p;
+    size_t n;
+};
+
+#define BYTES(lit) {lit, sizeof lit - 1}
+
+/* Every prefix of a refused line is either still NEED_MORE or refused with
+ * the whole line's sentence: the reply never depends on how TCP cut the
+ * stream into reads. */
+static void expect_same_verdict_at_every_cut(const char *line, size_t len)
+{
+    struct msg m;
+    size_t used;
+    const char *full = NULL;
+
+    if (msg_parse(line, len, &m, &used, &full) != FS_EPROTO)
+        fail_msg("\"%.60s\" is not refused", line);
+    for (size_t cut = 0; cut < len; cut++) {
+        char *buf = malloc(cut ? cut : 1); /* exactly cut bytes: ASan sees any overread */
+        const char *why = NULL;
+        assert_non_null(buf);
+        memcpy(buf, line, cut);
+        fs_status st = msg_parse(buf, cut, &m, &used, &why);
+        free(buf);
+        if (st == FS_NEED_MORE)
+            continue;
+        if (st != FS_EPROTO || strcmp(why, full) != 0)
+            fail_msg("\"%.60s\" cut at %zu: %s \"%s\", the whole line \"%s\"", line, cut,
+                     fs_status_name(st), why ? why : "(null)", full);
+    }
+}
+
+static void test_parse_verdict_does_not_depend_on_the_cut(void **state)
+{
+    static const struct bytes lines[] = {
+        BYTES("hello\n"),
+        BYTES("\x16\x03\x01 x\n"),
+        BYTES("\x00\x01\x02\n"),
+        BYTES("FLOOD/2 GET\n"),
+        BYTES("FLOOD/\r\n"),
+        BYTES("FLOOD/1\rX\n"),
+        BYTES("FLOOD/1\r\n"),
+        BYTES("FLOOD/1\n"),
+        BYTES("FLOOD/1 GET a\x01" "b\n"),
+        BYTES("FLOOD/1 GET a\rb\r\n"),
+        BYTES("FLOOD/1 GET qid=a\r\r\n"),
+        BYTES("FLOOD/1 GET name=a\0b\n"),
+        BYTES("FLOOD/1 PUT x=1\n"),
+        BYTES("FLOOD/1  GET\n"),
+        BYTES(GET_LINE(QID, "-1", "1", A1, A2, "x")),
+        BYTES(GET_LINE(QID, "3", "1", A1, A2, "%FF")),
+        BYTES(REQUEST_LINE("../x", MD5)),
+    };
+    char *endless = endless_get(MSG_MAX_HEADER + 100);
+
+    (void)state;
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        expect_same_verdict_at_every_cut(lines[i].p, lines[i].n);
+    assert_non_null(endless);
+    endless[MSG_MAX_HEADER + 99] = '\n';
+    expect_same_verdict_at_every_cut(endless, MSG_MAX_HEADER + 100);
+    free(endless);
+}
+
+/* Each rule a number can break has its own sentence, naming the key. */
+static void test_parse_number_sentences_name_the_rule(void **state)
+{
+    static const struct bad_case cases[] = {
+        {GET_LINE(QID, "3", "-0", A1, A2, "x"), NOT_DIGITS("hops")},
+        {GET_LINE(QID, "3", "007", A1, A2, "x"), "hops has a leading zero"},
+        {GET_LINE(QID, "3", "18446744073709551616", A1, A2, "x"),
+         "hops is not a number from 0 to 255"},
+        {GET_LINE(QID, "0256", "1", A1, A2, "x"), "ttl has a leading zero"},
+        {GET_LINE(QID, "99999999999999999999x", "1", A1, A2, "x"),
+         NOT_DIGITS("ttl")},
+        {FOUND_LINE(A1, "+3", "file", "1", MD5, "a"),
+         NOT_DIGITS("peer")},
+        {FOUND_LINE(A1, "03", "file", "1", MD5, "a"), "peer has a leading zero"},
+        {FOUND_LINE(A1, "3", "file", "-12", MD5, "a"),
+         NOT_DIGITS("size")},
+        {FOUND_LINE(A1, "3", "file", "012", MD5, "a"), "size has a leading zero"},
+        {"FLOOD/1 FETCH path=a md5=" MD5 " offset=4194304.0\n",
+         NOT_DIGITS("offset")},
+        {"FLOOD/1 FETCH path=a md5=" MD5 " offset=18446744073709551616\n",
+         "offset is not a number that fits in 64 bits"},
+        {"FLOOD/1 DATA idx=01 len=5 crc=deadbeef\n", "idx has a leading zero"},
+        {"FLOOD/1 DATA idx=1 len=1e3 crc=deadbeef\n",
+         NOT_DIGITS("len")},
+        {"FLOOD/1 RANGE size=1 md5=" MD5 " offset=0 chunk=-4194304\n",
+         NOT_DIGITS("chunk")},
+        {"FLOOD/1 RANGE size=1 md5=" MD5 " offset=0 chunk=18446744073709551616\n",
+         "chunk is not a number from 1 up that fits in 64 bits"},
     };
 
     (void)state;
@@ -749,24 +928,25 @@ static void test_parse_refuses_bad_numbers(void **state)
 {
     static const struct bad_case cases[] = {
         {GET_LINE(QID, "256", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
-        {GET_LINE(QID, "-1", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
-        {GET_LINE(QID, "+1", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
-        {GET_LINE(QID, "01", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
-        {GET_LINE(QID, "3a", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
-        {GET_LINE(QID, "", "1", A1, A2, "x"), "ttl is not a number from 0 to 255"},
+        {GET_LINE(QID, "-1", "1", A1, A2, "x"), NOT_DIGITS("ttl")},
+        {GET_LINE(QID, "+1", "1", A1, A2, "x"), NOT_DIGITS("ttl")},
+        {GET_LINE(QID, "01", "1", A1, A2, "x"), "ttl has a leading zero"},
+        {GET_LINE(QID, "3a", "1", A1, A2, "x"), NOT_DIGITS("ttl")},
+        {GET_LINE(QID, "", "1", A1, A2, "x"), NOT_DIGITS("ttl")},
         {GET_LINE(QID, "99999999999999999999999", "1", A1, A2, "x"),
          "ttl is not a number from 0 to 255"},
         {GET_LINE(QID, "3", "256", A1, A2, "x"), "hops is not a number from 0 to 255"},
         {ITEM_LINE("file", "18446744073709551616", "1", ZMD5),
-         "size is not a decimal number that fits in 64 bits"},
+         "size is not a number that fits in 64 bits"},
         {ITEM_LINE("file", "184467440737095516150", "1", ZMD5),
-         "size is not a decimal number that fits in 64 bits"},
-        {ITEM_LINE("file", "00", "1", ZMD5), "size is not a decimal number that fits in 64 bits"},
-        {ITEM_LINE("file", "1", "", ZMD5), "len is not a decimal number that fits in 64 bits"},
-        {ITEM_LINE("file", "1", "0x10", ZMD5), "len is not a decimal number that fits in 64 bits"},
+         "size is not a number that fits in 64 bits"},
+        {ITEM_LINE("file", "00", "1", ZMD5), "size has a leading zero"},
+        {ITEM_LINE("file", "1", "", ZMD5), NOT_DIGITS("len")},
+        {ITEM_LINE("file", "1", "0x10", ZMD5), NOT_DIGITS("len")},
         {FOUND_LINE(A1, "0", "file", "1", MD5, "a"), "peer is not a number from 1 to 65535"},
         {FOUND_LINE(A1, "65536", "file", "1", MD5, "a"), "peer is not a number from 1 to 65535"},
-        {FOUND_LINE(A1, "", "file", "1", MD5, "a"), "peer is not a number from 1 to 65535"},
+        {FOUND_LINE(A1, "", "file", "1", MD5, "a"),
+         NOT_DIGITS("peer")},
     };
 
     (void)state;
@@ -1020,6 +1200,11 @@ int main(void)
         cmocka_unit_test(test_parse_needs_more_for_2047_bytes_without_newline),
         cmocka_unit_test(test_parse_refuses_embedded_nul),
         cmocka_unit_test(test_parse_refuses_raw_non_ascii_bytes),
+        cmocka_unit_test(test_parse_refuses_a_start_that_cannot_become_a_header),
+        cmocka_unit_test(test_parse_needs_more_while_a_header_is_still_possible),
+        cmocka_unit_test(test_parse_judges_the_protocol_word_first),
+        cmocka_unit_test(test_parse_verdict_does_not_depend_on_the_cut),
+        cmocka_unit_test(test_parse_number_sentences_name_the_rule),
         cmocka_unit_test(test_parse_refuses_bad_structure),
         cmocka_unit_test(test_parse_refuses_each_missing_get_key),
         cmocka_unit_test(test_parse_refuses_missing_keys_of_other_verbs),
