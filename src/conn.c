@@ -26,7 +26,12 @@ static void compact(struct conn *c)
 
 int conn_ready(const struct conn *c)
 {
-    return c->len - c->off == sizeof c->buf || memchr(c->buf + c->off, '\n', c->len - c->off) != NULL;
+    struct msg m;
+    size_t used;
+
+    /* Whatever msg_parse() can already decide, including a refusal of
+     * bytes that no later byte could make a header (e.g. "hello"). */
+    return msg_parse(c->buf + c->off, c->len - c->off, &m, &used, NULL) != FS_NEED_MORE;
 }
 
 fs_status conn_fill(struct conn *c)

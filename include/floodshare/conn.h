@@ -22,8 +22,8 @@ struct conn {
 
 void conn_init(struct conn *c, int fd, int timeout_ms);
 
-/* 1 when a whole header is buffered (or the buffer is full, which
- * conn_read_msg() reports as too long): reading it will not wait. */
+/* 1 when conn_read_msg() would not wait: a whole header is buffered, or
+ * the bytes so far are already refused (too long, not FLOOD/1, ...). */
 int conn_ready(const struct conn *c);
 
 /* One read without waiting into the free part of the buffer. FS_OK when

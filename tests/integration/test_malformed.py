@@ -104,7 +104,8 @@ class Ctx:
         self.md5 = hashlib.md5(body).hexdigest()
         self.get = [("qid", QID), ("ttl", "3"), ("hops", "0"), ("origin", self.a1),
                     ("from", self.a1), ("name", "nothing-here")]
-        self.found = [("qid", QID), ("hops", "1"), ("holder", self.a3), ("peer", "3"),
+        self.found = [("qid", QID), ("hops", "1"), ("from", self.a3), ("holder", self.a3),
+                      ("peer", "3"),
                       ("kind", "file"), ("size", "193"), ("md5", self.md5), ("path", "3.txt"),
                       ("name", "3.txt")]
         self.request = [("path", "2.txt"), ("md5", self.md5)]

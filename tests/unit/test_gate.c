@@ -155,6 +155,18 @@ static void test_a_cut_header_is_handed_on_with_eof(void **state)
     stop(f);
 }
 
+static void test_bytes_that_cannot_become_a_header_are_handed_on_at_once(void **state)
+{
+    (void)state;
+    struct fx *f = start(16, 16, 5000, 5000);
+    int fd = client(f, 1);
+
+    assert_int_equal(send(fd, "hello", 5, 0), 5); /* no newline: a worker refuses it now */
+    assert_true(wait_until(f, ready_is, 1, 2000));
+    close(fd);
+    stop(f);
+}
+
 static void test_silent_connection_closed_after_idle_ms(void **state)
 {
     (void)state;
@@ -176,8 +188,9 @@ static void test_trickled_header_closed_after_header_ms(void **state)
     int fd = client(f, 1);
     int closed = 0;
 
+    static const char slow[] = "FLOOD/1 GET name=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     for (int i = 0; i < 20 && !closed; i++) { /* a byte every 50 ms never completes in time */
-        if (send(fd, "x", 1, MSG_NOSIGNAL) != 1)
+        if (send(fd, slow + i, 1, MSG_NOSIGNAL) != 1)
             break;
         closed = closed_by_gate(fd, 50);
     }
@@ -267,6 +280,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_header_is_handed_on_only_once_it_is_whole),
         cmocka_unit_test(test_a_cut_header_is_handed_on_with_eof),
+        cmocka_unit_test(test_bytes_that_cannot_become_a_header_are_handed_on_at_once),
         cmocka_unit_test(test_silent_connection_closed_after_idle_ms),
         cmocka_unit_test(test_trickled_header_closed_after_header_ms),
         cmocka_unit_test(test_per_address_limit_closes_the_longest_waiting_from_that_address),
