@@ -23,6 +23,7 @@ from C directly, its packets routed through B's kernel.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import json
 import os
@@ -54,6 +55,7 @@ BULK_TIMEOUT_S = 90  # one download; at RATE it needs under 3 s
 
 READY_TIMEOUT_S = 15
 STOP_TIMEOUT_S = 15  # an ASan peer writes its leak report on the way out
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def sh(args: list[str], *, input: str | None = None, timeout: float = 30,
@@ -103,6 +105,32 @@ def _probe() -> str | None:
         return None
     finally:
         sh(["ip", "netns", "del", ns], check=False)
+
+
+def running(pid: int) -> bool:
+    """pid exists and has not exited (a zombie waiting for its parent has)."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def remove_orphans() -> list[str]:
+    """Deletes the namespaces that an earlier run of this test left behind when it was killed
+    outright (SIGKILL, which no cleanup survives): ours by their name, fs-PID-N-HOST, whose PID
+    is no longer running and which hold no process (the peers died with that run). Returns
+    their names."""
+    removed = []
+    for ns in sh(["ip", "netns", "list"]).stdout.split():
+        parts = ns.split("-")
+        if (len(parts) != 4 or parts[0] != "fs" or not parts[1].isdigit()
+                or parts[3] not in HOSTS or running(int(parts[1]))):
+            continue
+        if sh(["ip", "netns", "pids", ns]).stdout.strip():
+            continue
+        sh(["ip", "netns", "del", ns])
+        removed.append(ns)
+    return removed
 
 
 def netem_works(ns: str, dev: str) -> bool:
@@ -240,7 +268,7 @@ class Lab:
             if mechanism == "netem":
                 q = json.loads(sh(["tc", "-n", self.ns[a], "-s", "-j", "qdisc", "show", "dev",
                                    dev]).stdout)[0]
-                out[dev] = (q["packets"], q["drops"])
+                out[dev] = (q["packets"] + q["drops"], q["drops"])  # packets: those sent
                 continue
             doc = json.loads(self.exec(a, "nft", "-j", "list", "table", "netdev",
                                        f"fsloss_{dev}"))
@@ -305,7 +333,7 @@ class Lab:
                 self.procs[PEER_ID[h]] = subprocess.Popen(
                     ["ip", "netns", "exec", self.ns[h], str(BIN), "serve", "--run",
                      str(self.dir), str(ini)], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                    start_new_session=True)
+                    start_new_session=True, preexec_fn=die_with_parent)
         for h in HOSTS:
             self._wait_ready(h)
 
@@ -371,6 +399,23 @@ class Lab:
             raise RuntimeError(f"namespaces left behind: {left} {errors}")
 
 
+def die_with_parent() -> None:
+    """Runs in the child before exec: the kernel kills it when the test process dies, even by
+    SIGKILL (a ctest timeout), so no peer outlives the test. It survives the exec of `ip netns
+    exec` and of the peer, neither being set-uid."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: raised in the test so that its cleanups still run."""
+
+
+def on_sigterm(signum, frame):
+    raise Terminated(f"signal {signum}: stopping the test and removing what it made")
+
+
 def report(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -385,7 +430,12 @@ class NetnsTest(NetCase):
         why = missing()
         if why:
             self.skipTest(why)
+        orphans = remove_orphans()
+        if orphans:
+            report(f"removed namespaces a killed earlier run left: {' '.join(orphans)}")
         NetnsTest.runs += 1
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        self.addCleanup(signal.signal, signal.SIGTERM, previous)
         self.lab = Lab(f"{os.getpid()}-{NetnsTest.runs}",
                        Path(tempfile.mkdtemp(prefix="fs-netns-")))
         self.addCleanup(shutil.rmtree, self.lab.dir, True)
@@ -490,13 +540,17 @@ class NetnsTest(NetCase):
         # the loss was real, on every link end that carried the data (C -> B -> A)
         for end in (("b", "c"), ("a", "b")):
             self.assertGreater(counts[lab.veth[end]][1], 0, f"no loss on {lab.veth[end]}")
+        # and at the rate asked for: 2.8 million packets leave little room for chance
+        self.assertGreater(lost / seen, LOSS_PERCENT / 200)
+        self.assertLess(lost / seen, LOSS_PERCENT * 2 / 100)
         self.assertEqual(lab.stats("a")["downloads"], BULK_FILES)
+        tcp = lab.exec("a", "cat", "/proc/sys/net/ipv4/tcp_congestion_control").strip()
         mbs = [BULK_SIZE / s / 1e6 for s in seconds]
         report(f"\nlossy links ({mechanism}: {LOSS_PERCENT}% per link end, {RATE}): "
                f"{BULK_FILES} x {BULK_SIZE // MiB} MiB verified in {total:.1f} s; per download "
                f"{min(seconds):.2f}..{max(seconds):.2f} s (mean {sum(seconds) / len(seconds):.2f}),"
                f" {min(mbs):.1f}..{max(mbs):.1f} MB/s; packets dropped {lost} of {seen} "
-               f"({100 * lost / max(seen, 1):.2f}%): "
+               f"({100 * lost / seen:.2f}%); TCP {tcp}: "
                + ", ".join(f"{d} {c[1]}/{c[0]}" for d, c in sorted(counts.items())))
         self.assert_confined()
 
