@@ -4,7 +4,9 @@ links, one peer in each on its own address, then the links made lossy and slow.
 Needs root, iproute2 (`ip`, `tc`), nftables (`nft`) and a kernel that makes network namespaces;
 without them every test skips and says exactly what was missing. Everything a test creates
 (namespaces, and with them their veths, routes, nft tables and qdiscs; the peers; the temporary
-folders) is removed when it ends, pass or fail, and the test then checks `ip netns list`.
+folders) is removed when it ends, pass or fail, and the test then checks `ip netns list`. Its
+peers die with it even if it is killed outright, and the namespaces such a killed run leaves are
+removed by the next run.
 
 What may be reached: the namespaces have no link to the host and no default route, and an nft
 guard in each drops (and counts) any packet bound for an address outside the test's own /16, so
@@ -24,6 +26,7 @@ from C directly, its packets routed through B's kernel.
 from __future__ import annotations
 
 import ctypes
+import functools
 import ipaddress
 import json
 import os
@@ -67,19 +70,10 @@ def sh(args: list[str], *, input: str | None = None, timeout: float = 30,
     return r
 
 
-_MISSING: list[str | None] = []
-
-
+@functools.cache
 def missing() -> str | None:
     """Why this machine cannot run these tests (None when it can). Tried for real, once: being
     root is not enough where a container forbids namespaces or nf_tables."""
-    if _MISSING:
-        return _MISSING[0]
-    _MISSING.append(_probe())
-    return _MISSING[0]
-
-
-def _probe() -> str | None:
     if os.geteuid() != 0:
         return "needs root: it creates network namespaces, veth links, nft tables and qdiscs"
     for tool, pkg in (("ip", "iproute2"), ("tc", "iproute2"), ("nft", "nftables")):
@@ -177,16 +171,17 @@ class Lab:
     Nothing is created outside the namespaces: each veth is made directly inside its two
     namespaces, so deleting the namespaces removes every link, route, qdisc and nft table."""
 
-    def __init__(self, tag: str, dir: Path):
+    def __init__(self, run: int, dir: Path):
         self.dir = dir  # the run folder: INIs, shares, control sockets, logs
-        self.ns = {h: f"fs-{tag}-{h}" for h in HOSTS}
+        pid = os.getpid()
+        self.ns = {h: f"fs-{pid}-{run}-{h}" for h in HOSTS}  # remove_orphans knows this form
         self.made: list[str] = []  # namespaces that exist because of us, deleted in close()
         self.procs: dict[int, subprocess.Popen] = {}
         self.net = free_slash16()
         s = self.net.network_address.packed[1]
         self.addr = {h: f"10.{s}.0.{PEER_ID[h]}" for h in HOSTS}
         # veth "fs<pid>ab" is A's end of the A-B link (15 bytes at most: a pid has 7 digits)
-        self.veth = {(x, y): f"fs{tag.split('-')[0]}{x}{y}" for l in LINKS
+        self.veth = {(x, y): f"fs{pid}{x}{y}" for l in LINKS
                      for x, y in (l, l[::-1])}
         self.link_ip = {}
         for x, y in LINKS:
@@ -436,8 +431,7 @@ class NetnsTest(NetCase):
         NetnsTest.runs += 1
         previous = signal.signal(signal.SIGTERM, on_sigterm)
         self.addCleanup(signal.signal, signal.SIGTERM, previous)
-        self.lab = Lab(f"{os.getpid()}-{NetnsTest.runs}",
-                       Path(tempfile.mkdtemp(prefix="fs-netns-")))
+        self.lab = Lab(NetnsTest.runs, Path(tempfile.mkdtemp(prefix="fs-netns-")))
         self.addCleanup(shutil.rmtree, self.lab.dir, True)
         self.addCleanup(self.lab.close)  # runs before the rmtree, even if tearDown fails
         self.lab.build()
