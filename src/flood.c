@@ -237,6 +237,13 @@ void flood_handle_get(struct peer *p, const struct msg *get)
         log_msg(L_INFO, "get q%.4s %s from %s ttl=0: dropped", get->qid, name, from);
         return;
     }
+    if (get->hops >= MSG_MAX_HOPS) {
+        /* Neither a forward nor a FOUND could count one hop more. */
+        stats_inc(&p->stats, hops_dropped);
+        log_msg(L_INFO, "get q%.4s %s from %s hops=%u: no hop left to count, dropped", get->qid,
+                name, from, get->hops);
+        return;
+    }
     if (ttl > c.max_ttl) {
         stats_inc(&p->stats, ttl_clamped);
         log_msg(L_INFO, "get q%.4s: ttl %u above max_ttl, clamped to %u", get->qid, ttl, c.max_ttl);

@@ -35,7 +35,8 @@
     X(wrong_route_dropped, "FOUNDs from a peer the query was never sent to")   \
     X(limit_refused, "connections refused by max_conns or max_conns_per_addr") \
     X(archives_refused, "archives refused: unsafe names, links, bombs, lies")  \
-    X(holders_cut, "holders cut off: wrong bytes, stalled, or too many bytes")
+    X(holders_cut, "holders cut off: wrong bytes, stalled, or too many bytes") \
+    X(hops_dropped, "GETs that had travelled the most hops a message can count")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).
@@ -44,6 +45,7 @@
     X(duplicate, duplicates_dropped)           \
     X(ttl0, ttl_dropped)                       \
     X(max_ttl_exceeded, ttl_clamped)           \
+    X(max_hop_count, hops_dropped)             \
     X(throttle, throttled)                     \
     X(no_route, found_dropped)                 \
     X(route_lost, wrong_route_dropped)         \

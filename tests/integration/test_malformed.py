@@ -262,6 +262,8 @@ def table(c: Ctx) -> list[Case]:
              counted=False, answer="silent", counter="ttl_dropped"))
     add(Case(g, "GET ttl 255 (well-formed: clamped)", G(qid="00000000000000a1", ttl="255"),
              counted=False, answer="silent", counter="ttl_clamped"))
+    add(Case(g, "GET hops 255 (well-formed: no hop left)", G(qid="00000000000000a2", hops="255"),
+             counted=False, answer="silent", counter="hops_dropped"))
 
     g = "lengths, sizes and offsets"
     add(malformed(g, "name of 256 bytes", G(name="n" * 256), "name exceeds 255 bytes"))
