@@ -239,11 +239,13 @@ static void service(struct gate *g, struct slot *s, uint64_t now)
     }
 }
 
-/* Closes waiting connections past their deadline; returns ms until the next one. */
+/* Closes waiting connections past their deadline; returns ms until the next
+ * one. Holds the lock: a worker may be parking a connection meanwhile. */
 static int expire(struct gate *g, uint64_t now)
 {
     uint64_t next = UINT64_MAX;
 
+    pthread_mutex_lock(&g->lock);
     for (unsigned i = 0; i < g->lim.max_conns; i++) {
         struct slot *s = &g->slots[i];
         if (s->state != SLOT_WAITING)
@@ -256,11 +258,12 @@ static int expire(struct gate *g, uint64_t now)
                 log_msg(L_INFO, "connection from %s: header not completed in time, closed",
                         s->host);
             }
-            drop(g, s);
+            release(g, s);
         } else if (due < next) {
             next = due;
         }
     }
+    pthread_mutex_unlock(&g->lock);
     if (g->paused_until > now && g->paused_until < next)
         next = g->paused_until;
     return next == UINT64_MAX ? -1 : (int)(next - now);
