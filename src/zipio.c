@@ -613,7 +613,7 @@ struct zfile {
 /* Finds where entry e (the current one) lies in the archive: minizip opens
  * its local header (checking signature, method, name length, and CRC and
  * sizes against the central record) and says where the data starts; the
- * header starts a fixed header, the name and the local extra field before
+ * header starts the fixed part, the name and the local extra field before
  * that. The data must end inside the file. */
 static fs_status locate(unzFile uf, const struct zfile *zf, struct zentry *e, const char **why)
 {
