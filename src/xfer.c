@@ -977,8 +977,10 @@ static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
      * bytes each); a holder announcing much more is lying or broken, and
      * must not be allowed to fill the disk. */
     uint64_t limit = f->hit->size + f->hit->size / 8 + XFER_ARCHIVE_SLACK;
-    if (item->len > limit)
+    if (item->len > limit) {
+        stats_inc(&f->p->stats, archives_refused);
         return fail(f, FS_ETOOBIG, "holder announced an archive far larger than the item");
+    }
     return FS_OK;
 }
 
@@ -1047,10 +1049,15 @@ static fs_status install(struct fetch *f)
         return fail(f, FS_EIO, "cannot create %s", f->xdir);
     lim.max_total_bytes = f->hit->size; /* the FOUND said how much content there is */
     fs_status st = zipio_unpack(f->zip, f->xdir, &lim, top, sizeof top, &why);
-    if (st)
+    if (st) {
+        if (st == FS_EZIP || st == FS_ETOOBIG) /* the archive's fault, not ours */
+            stats_inc(&f->p->stats, archives_refused);
         return fail(f, st, "archive refused: %s", why ? why : fs_strerror(st));
-    if (strcmp(top, f->hit->name) != 0)
+    }
+    if (strcmp(top, f->hit->name) != 0) {
+        stats_inc(&f->p->stats, archives_refused);
         return fail(f, FS_EZIP, "archive holds another name than the item");
+    }
     snprintf(item_path, sizeof item_path, "%s/%s", f->xdir, top);
     st = share_digest(item_path, &kind, &size, &files, md5);
     if (st)

@@ -29,6 +29,7 @@
 #define ZIPIO_FLAG_ENCRYPTED 0x0041 /* traditional (bit 0) or strong (bit 6) */
 #define ZIPIO_FLAG_UTF8 0x0800      /* names are UTF-8 (name_valid() insists) */
 #define ZIPIO_DOS_DIR 0x10
+#define ZIPIO_LOCAL_HEADER 30 /* fixed part of a local header, before the name */
 
 const struct zipio_limits zipio_default_limits = {
     .max_total_bytes = UINT64_C(64) << 30,
@@ -429,10 +430,16 @@ out:
 /* Unpacking: checks                                                        */
 
 struct zentry {
-    char *name;    /* as stored in the archive, NUL-terminated */
-    size_t len;    /* of name without the trailing '/' of a folder */
+    char *name;     /* as stored in the archive, NUL-terminated */
+    size_t namelen; /* as stored, trailing '/' included */
+    size_t len;     /* of name without the trailing '/' of a folder */
     int is_dir;
-    uint64_t size; /* declared uncompressed size */
+    int deflated;   /* else stored */
+    uint32_t crc;   /* declared */
+    uint64_t size;  /* declared uncompressed size */
+    uint64_t csize; /* declared compressed size */
+    uint64_t hdr;   /* where its local header starts in the archive file */
+    uint64_t end;   /* where its compressed data ends */
 };
 
 struct zlist {
@@ -585,16 +592,58 @@ static fs_status zlist_add(struct zlist *l, const struct zcur *cur)
     if (!e->name)
         return FS_ENOMEM;
     memcpy(e->name, cur->name, cur->fi.size_filename + 1);
+    e->namelen = cur->fi.size_filename;
     e->len = cur->len;
     e->is_dir = cur->is_dir;
+    e->deflated = cur->fi.compression_method == Z_DEFLATED;
+    e->crc = (uint32_t)cur->fi.crc;
     e->size = cur->fi.uncompressed_size;
+    e->csize = cur->fi.compressed_size;
+    e->hdr = e->end = 0;
     l->n++;
     return FS_OK;
 }
 
+/* The archive file, as zipio_unpack opened it. */
+struct zfile {
+    int fd;
+    uint64_t size;
+};
+
+/* Finds where entry e (the current one) lies in the archive: minizip opens
+ * its local header (checking signature, method, name length, and CRC and
+ * sizes against the central record) and says where the data starts; the
+ * header starts the fixed part, the name and the local extra field before
+ * that. The data must end inside the file. */
+static fs_status locate(unzFile uf, const struct zfile *zf, struct zentry *e, const char **why)
+{
+    uint64_t data, before;
+    int extra;
+
+    if (unzOpenCurrentFile2(uf, NULL, NULL, 1) != UNZ_OK) {
+        *why = "bad local header";
+        return FS_EZIP;
+    }
+    data = unzGetCurrentFileZStreamPos64(uf);
+    extra = unzGetLocalExtrafield(uf, NULL, 0);
+    unzCloseCurrentFile(uf);
+    before = ZIPIO_LOCAL_HEADER + e->namelen + (uint64_t)(extra > 0 ? extra : 0);
+    if (extra < 0 || data < before || data > zf->size) {
+        *why = "bad local header";
+        return FS_EZIP;
+    }
+    if (e->csize > zf->size - data) {
+        *why = "entry data runs past the end of the archive";
+        return FS_EZIP;
+    }
+    e->hdr = data - before;
+    e->end = data + e->csize;
+    return FS_OK;
+}
+
 /* Pass 1: every entry on its own. */
-static fs_status scan(unzFile uf, const struct zipio_limits *lim, struct zlist *l,
-                      const char **why)
+static fs_status scan(unzFile uf, const struct zfile *zf, const struct zipio_limits *lim,
+                      struct zlist *l, const char **why)
 {
     unz_global_info64 gi;
     struct zcur *cur = NULL;
@@ -629,6 +678,8 @@ static fs_status scan(unzFile uf, const struct zipio_limits *lim, struct zlist *
             s = check_entry(cur, lim, &total, why);
         if (s == FS_OK)
             s = zlist_add(l, cur);
+        if (s == FS_OK)
+            s = locate(uf, zf, &l->v[l->n - 1], why);
         if (s)
             break;
     }
@@ -703,6 +754,79 @@ static fs_status check_tree(const struct zlist *l, size_t *toplen, const char **
     return s;
 }
 
+static int hdr_cmp(const void *pa, const void *pb)
+{
+    const struct zentry *a = *(const struct zentry *const *)pa;
+    const struct zentry *b = *(const struct zentry *const *)pb;
+
+    return (a->hdr > b->hdr) - (a->hdr < b->hdr);
+}
+
+/* Pass 1, whole archive: no two entries share a byte, from local header to
+ * the end of the data. Overlapping entries are how one run of compressed
+ * bytes is made to count many times (the overlapping-files bomb), and how
+ * one entry's data hides another's header. */
+static fs_status check_overlap(const struct zlist *l, const char **why)
+{
+    const struct zentry **sorted = malloc(l->n * sizeof *sorted);
+    fs_status s = FS_OK;
+
+    if (!sorted)
+        return FS_ENOMEM;
+    for (size_t i = 0; i < l->n; i++)
+        sorted[i] = &l->v[i];
+    qsort(sorted, l->n, sizeof *sorted, hdr_cmp);
+    for (size_t i = 0; i + 1 < l->n; i++) {
+        if (sorted[i + 1]->hdr < sorted[i]->end) {
+            *why = "entries overlap in the archive";
+            s = FS_EZIP;
+            break;
+        }
+    }
+    free(sorted);
+    return s;
+}
+
+static int pread_all(int fd, void *buf, size_t n, uint64_t at)
+{
+    unsigned char *p = buf;
+
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n, (off_t)at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+        at += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Pass 1, whole archive: each local header holds the very name of its
+ * central record. minizip compares only the lengths, and other tools
+ * extract by the local name, so a mismatch is a trick, not an accident. */
+static fs_status check_local_names(const struct zfile *zf, const struct zlist *l,
+                                   const char **why)
+{
+    char name[ZIPIO_LOCAL_HEADER + PATH_MAX_LEN + 2];
+
+    for (size_t i = 0; i < l->n; i++) {
+        const struct zentry *e = &l->v[i];
+        /* locate() saw namelen <= PATH_MAX_LEN + 1 and the header in the file */
+        if (pread_all(zf->fd, name, ZIPIO_LOCAL_HEADER + e->namelen, e->hdr)) {
+            *why = "bad local header";
+            return FS_EZIP;
+        }
+        if (memcmp(name + ZIPIO_LOCAL_HEADER, e->name, e->namelen)) {
+            *why = "local header name differs from the central directory";
+            return FS_EZIP;
+        }
+    }
+    return FS_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Unpacking: extraction                                                    */
 
@@ -710,7 +834,8 @@ struct unpack_ctx {
     unzFile uf;
     const struct zipio_limits *lim;
     uint64_t total; /* bytes actually inflated so far */
-    unsigned char *buf;
+    unsigned char *buf; /* ZIPIO_CHUNK bytes of output */
+    unsigned char *in;  /* ZIPIO_CHUNK bytes of compressed input */
     int destfd;
     int topfd; /* the created top-level folder, or -1 */
     int created; /* the top-level name is ours to remove */
@@ -749,48 +874,128 @@ static void set_mtime(int fd, const tm_unz *t)
     (void)futimens(fd, ts);
 }
 
-/* Inflates the current entry into fd, trusting neither the declared size
- * nor the CRC until the bytes have been counted and checked. */
+/* One entry being written out: what has come out of it so far. */
+struct sink {
+    int fd;
+    const struct zentry *e;
+    uint64_t got;
+    uLong crc;
+};
+
+/* Takes n bytes that came out of the entry. The archive-wide total is
+ * checked first: it is the cap that holds whatever the headers say, so a
+ * bomb whose declared sizes lie small is stopped by it, not by luck. */
+static fs_status sink_put(struct unpack_ctx *u, struct sink *k, const unsigned char *p,
+                          size_t n, const char **why)
+{
+    if (n == 0)
+        return FS_OK;
+    if (n > u->lim->max_total_bytes - u->total) {
+        *why = "archive inflates past the uncompressed size limit";
+        return FS_ETOOBIG;
+    }
+    if (n > k->e->size - k->got) {
+        *why = "entry larger than declared";
+        return FS_EZIP;
+    }
+    if (write_all(k->fd, p, n)) {
+        *why = "cannot write an extracted file";
+        return FS_EIO;
+    }
+    k->got += n;
+    u->total += n;
+    k->crc = crc32(k->crc, p, (uInt)n);
+    return FS_OK;
+}
+
+/* Inflates in[0..n) into the sink; *ended is set at the end of the deflate
+ * stream, after which no input byte may remain. */
+static fs_status inflate_some(struct unpack_ctx *u, z_stream *zs, struct sink *k,
+                              size_t n, int *ended, const char **why)
+{
+    fs_status s = FS_OK;
+
+    zs->next_in = u->in;
+    zs->avail_in = (uInt)n;
+    while (s == FS_OK) {
+        zs->next_out = u->buf;
+        zs->avail_out = ZIPIO_CHUNK;
+        int zr = inflate(zs, Z_NO_FLUSH);
+        if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) {
+            *why = "corrupt compressed data";
+            return FS_EZIP;
+        }
+        s = sink_put(u, k, u->buf, ZIPIO_CHUNK - zs->avail_out, why);
+        if (s == FS_OK && zr == Z_STREAM_END) {
+            *ended = 1;
+            if (zs->avail_in > 0) {
+                *why = "data after the end of the compressed stream";
+                s = FS_EZIP;
+            }
+            break;
+        }
+        /* Out of input with the output not full: inflate has all it can
+         * give until the next read. */
+        if (zs->avail_out > 0 && (zs->avail_in == 0 || zr == Z_BUF_ERROR))
+            break;
+    }
+    return s;
+}
+
+/* Writes the current entry into fd. minizip hands over the raw bytes (it
+ * would stop inflating at the declared size, hiding an entry that holds
+ * more, and check nothing after it); the inflating, counting and CRC are
+ * done here, trusting no header until the bytes agree with it. */
 static fs_status write_entry(struct unpack_ctx *u, int fd, const struct zentry *e,
                              const char **why)
 {
-    uint64_t got = 0;
+    struct sink k = {.fd = fd, .e = e, .crc = crc32(0L, Z_NULL, 0)};
+    z_stream zs;
+    int ended = !e->deflated || e->csize == 0; /* a stored entry has no stream to end */
+    int zinit = 0;
     fs_status s = FS_OK;
-    int rc;
 
-    if (unzOpenCurrentFile(u->uf) != UNZ_OK) {
+    memset(&zs, 0, sizeof zs);
+    if (unzOpenCurrentFile2(u->uf, NULL, NULL, 1) != UNZ_OK) {
         *why = "bad local header";
         return FS_EZIP;
     }
-    for (;;) {
-        int n = unzReadCurrentFile(u->uf, u->buf, ZIPIO_CHUNK);
+    if (e->deflated) {
+        if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) {
+            unzCloseCurrentFile(u->uf);
+            return FS_ENOMEM;
+        }
+        zinit = 1;
+    }
+    while (s == FS_OK) {
+        int n = unzReadCurrentFile(u->uf, u->in, ZIPIO_CHUNK);
         if (n < 0) {
-            *why = "corrupt compressed data";
+            *why = "cannot read the archive";
             s = FS_EZIP;
         } else if (n == 0) {
             break;
-        } else if ((uint64_t)n > e->size - got) {
-            *why = "entry larger than declared";
+        } else if (!e->deflated) {
+            s = sink_put(u, &k, u->in, (size_t)n, why);
+        } else if (ended) {
+            *why = "data after the end of the compressed stream";
             s = FS_EZIP;
-        } else if ((uint64_t)n > u->lim->max_total_bytes - u->total) {
-            *why = "archive exceeds the uncompressed size limit";
-            s = FS_ETOOBIG;
-        } else if (write_all(fd, u->buf, (size_t)n)) {
-            *why = "cannot write an extracted file";
-            s = FS_EIO;
+        } else {
+            s = inflate_some(u, &zs, &k, (size_t)n, &ended, why);
         }
-        if (s)
-            break;
-        got += (uint64_t)n;
-        u->total += (uint64_t)n;
     }
-    if (s == FS_OK && got < e->size) {
+    if (zinit)
+        inflateEnd(&zs);
+    unzCloseCurrentFile(u->uf);
+    if (s == FS_OK && !ended) {
+        *why = "compressed data ends early";
+        s = FS_EZIP;
+    }
+    if (s == FS_OK && k.got < e->size) {
         *why = "entry smaller than declared";
         s = FS_EZIP;
     }
-    rc = unzCloseCurrentFile(u->uf);
-    if (s == FS_OK && rc != UNZ_OK) {
-        *why = rc == UNZ_CRCERROR ? "CRC mismatch" : "corrupt compressed data";
+    if (s == FS_OK && k.crc != e->crc) {
+        *why = "CRC mismatch";
         s = FS_EZIP;
     }
     if (s == FS_OK)
@@ -946,7 +1151,7 @@ static fs_status unpack_checked(struct unpack_ctx *u, const char *dest_dir,
 
     memcpy(u->top, l->v[0].name, u->toplen);
     u->top[u->toplen] = '\0';
-    if (!(u->buf = malloc(ZIPIO_CHUNK)))
+    if (!(u->buf = malloc(ZIPIO_CHUNK)) || !(u->in = malloc(ZIPIO_CHUNK)))
         return FS_ENOMEM;
     u->destfd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (u->destfd < 0) {
@@ -959,12 +1164,65 @@ static fs_status unpack_checked(struct unpack_ctx *u, const char *dest_dir,
     return s;
 }
 
+/* minizip reads the archive through this hook, from the file we opened and
+ * measured, so that the checks and the reads are about the same bytes. */
+static voidpf ZCALLBACK open_in_fd(voidpf opaque, const void *filename, int mode)
+{
+    int fd = fcntl(*(const int *)opaque, F_DUPFD_CLOEXEC, 0);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+
+    (void)filename;
+    (void)mode;
+    if (!f && fd >= 0)
+        close(fd);
+    return f;
+}
+
+static fs_status open_archive(const char *zip_path, struct zfile *zf, unzFile *uf,
+                              const char **why)
+{
+    zlib_filefunc64_def ff;
+    struct stat st;
+
+    zf->fd = open(zip_path, O_RDONLY | O_CLOEXEC);
+    if (zf->fd < 0 || fstat(zf->fd, &st) || !S_ISREG(st.st_mode)) {
+        *why = "cannot read the archive";
+        return FS_EIO;
+    }
+    zf->size = (uint64_t)st.st_size;
+    fill_fopen64_filefunc(&ff);
+    ff.zopen64_file = open_in_fd;
+    ff.opaque = &zf->fd;
+    if (!(*uf = unzOpen2_64(zip_path, &ff))) {
+        *why = "not a zip archive";
+        return FS_EZIP;
+    }
+    return FS_OK;
+}
+
+/* Pass 1 in full: nothing has been written when it returns. */
+static fs_status check_archive(unzFile uf, const struct zfile *zf,
+                               const struct zipio_limits *lim, struct zlist *l, size_t *toplen,
+                               const char **why)
+{
+    fs_status s = scan(uf, zf, lim, l, why);
+
+    if (s == FS_OK)
+        s = check_tree(l, toplen, why);
+    if (s == FS_OK)
+        s = check_overlap(l, why);
+    if (s == FS_OK)
+        s = check_local_names(zf, l, why);
+    return s;
+}
+
 fs_status zipio_unpack(const char *zip_path, const char *dest_dir,
                        const struct zipio_limits *limits, char *top, size_t topcap,
                        const char **why)
 {
     struct unpack_ctx *u = NULL;
     struct zlist l = {0};
+    struct zfile zf = {.fd = -1};
     const char *reason = NULL;
     unzFile uf = NULL;
     size_t toplen = 0;
@@ -978,15 +1236,9 @@ fs_status zipio_unpack(const char *zip_path, const char *dest_dir,
         return FS_EINVAL;
     if (!limits)
         limits = &zipio_default_limits;
-    if (!(uf = unzOpen64(zip_path))) {
-        int readable = access(zip_path, R_OK) == 0;
-        reason = readable ? "not a zip archive" : "cannot read the archive";
-        s = readable ? FS_EZIP : FS_EIO;
-        goto out;
-    }
-    s = scan(uf, limits, &l, &reason);
+    s = open_archive(zip_path, &zf, &uf, &reason);
     if (s == FS_OK)
-        s = check_tree(&l, &toplen, &reason);
+        s = check_archive(uf, &zf, limits, &l, &toplen, &reason);
     if (s == FS_OK && top && topcap <= toplen) {
         reason = "top-level name does not fit the caller's buffer";
         s = FS_EINVAL;
@@ -1007,11 +1259,14 @@ out:
         if (u->destfd >= 0)
             close(u->destfd);
         free(u->buf);
+        free(u->in);
         free(u);
     }
     zlist_free(&l);
     if (uf)
         unzClose(uf);
+    if (zf.fd >= 0)
+        close(zf.fd);
     if (why)
         *why = reason;
     return s;

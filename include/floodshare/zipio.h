@@ -31,12 +31,19 @@ fs_status zipio_pack(const char *src_abs, const char *out_path);
  * must be a relative '/'-separated path of name_valid() components under
  * one single top-level name (no "..", no absolute name, no backslash, no
  * drive letter, no empty component), no symlink entries, no duplicates, no
- * more than limits->max_entries, declared sizes within the limits. Bytes are
- * counted while inflating too. Created files are never followed through
- * links (O_NOFOLLOW|O_EXCL). On success copies the top-level name into
- * top[0..topcap). On failure removes everything it created under dest_dir
- * and sets *why (may be NULL) to a constant sentence; returns FS_EZIP for a
- * bad archive, FS_ETOOBIG for limits, FS_EIO for local write errors. */
+ * more than limits->max_entries, declared sizes and ratios within the
+ * limits; every local header must carry its central record's name, lie in
+ * the file with its data, and share no byte with another entry. While
+ * inflating, the bytes that actually come out are counted against the
+ * total limit and the declared size, the deflate stream must end exactly
+ * at the declared compressed size, and the CRC must match. Created files
+ * are never followed through links (O_NOFOLLOW|O_EXCL). On success copies
+ * the top-level name into top[0..topcap). On failure removes everything it
+ * created under dest_dir and sets *why (may be NULL) to a constant
+ * sentence; returns FS_EZIP for a bad archive, FS_ETOOBIG for limits,
+ * FS_EIO for local write errors. Entry sizes and offsets must fit 32 bits:
+ * the system minizip (1.1) does not read zip64 extra fields in the central
+ * directory (zip64 end records it does read). */
 fs_status zipio_unpack(const char *zip_path, const char *dest_dir,
                        const struct zipio_limits *limits, char *top, size_t topcap,
                        const char **why);
