@@ -313,8 +313,8 @@ class EvilZipHolder:
             return
         f = self.folder
         host, port = q["from"].rsplit(":", 1)
-        found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} holder={self.addr} "
-                 f"peer=667 kind=folder size={f.size} md5={f.md5} path={f.name} name={f.name}\n")
+        found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} from={self.addr} "
+                 f"holder={self.addr} peer=667 kind=folder size={f.size} md5={f.md5} path={f.name} name={f.name}\n")
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(found.encode())
 
