@@ -37,6 +37,13 @@ import zipfile
 import zlib
 
 
+def _xor(data: bytes, k: int) -> bytes:
+    """data with every byte xor k: other bytes of the same size, fast for many MiB."""
+    n = len(data)
+    return (int.from_bytes(data, "little") ^ int.from_bytes(bytes([k]) * n, "little")).to_bytes(
+        n, "little")
+
+
 def _fields(line: str) -> dict[str, str]:
     out = {}
     for tok in line.split(" ")[2:]:
@@ -179,7 +186,7 @@ class EvilPeer:
         md5 = hashlib.md5(self.genuine).hexdigest()
         head = f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset=0 chunk={self.CHUNK}\n"
         if self.mode == "fetch-poison":
-            bad = bytes(b ^ 0x33 for b in self.genuine[:self.CHUNK])
+            bad = _xor(self.genuine[:self.CHUNK], 0x33)
             self._send(c, head.encode() + self._frame(0, bad))
             return  # and hang up
         if not self._send(c, head.encode() + self._frame(0)):
@@ -229,7 +236,7 @@ class EvilPeer:
             data = self.genuine[idx * chunk:(idx + 1) * chunk]
             crc = zlib.crc32(data)
             if self.mode == "fetch-content":
-                data = bytes(b ^ 0x5A for b in data)
+                data = _xor(data, 0x5A)
                 crc = zlib.crc32(data)
             else:
                 crc ^= 1
