@@ -89,6 +89,12 @@ class KillTest(NetCase):
         final, part = net.share(1) / "big.bin", net.share(1) / STATE / f"{md5}.part"
         wait_indexed(net, 2, "big.bin")
         before = snapshot(net, {final, net.share(2) / "big.bin"})
+        # One get without a kill: how long a chunk takes here, so that a kill point can fall
+        # anywhere inside a chunk's cycle (read, write, record), not only where the file grows.
+        t0 = time.monotonic()
+        self.assertOk(net.peer(1, "get", "big.bin", timeout=120))
+        per_chunk = (time.monotonic() - t0) / (BIG / (4 * MiB))
+        final.unlink()
 
         phases = {"early": 0, "mid": 0, "late": 0, "after": 0}
         resumed = restarted = completed = silent = 0
@@ -108,6 +114,7 @@ class KillTest(NetCase):
                 target = have + rng.random() * (BIG - have) * 1.05
                 while get.poll() is None and (part.stat().st_size if part.exists() else 0) < target:
                     time.sleep(0.0005)
+                time.sleep(rng.uniform(0, per_chunk))
             on_disk = part.stat().st_size if part.exists() else 0
             phase = ("after" if get.poll() is not None else "early" if on_disk == 0 else
                      "mid" if on_disk < BIG else "late")
