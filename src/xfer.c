@@ -189,8 +189,16 @@ fs_status xfer_prepare_state_dir(const char *share_dir)
     char dir[PATH_MAX + 32], path[PATH_MAX + 300];
 
     snprintf(dir, sizeof dir, "%s/%s", share_dir, SHARE_STATE_DIR);
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) == 0) {
+        /* its name must be on disk before the partial downloads inside it */
+        int sfd = open(share_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (sfd >= 0) {
+            fsync(sfd);
+            close(sfd);
+        }
+    } else if (errno != EEXIST) {
         return FS_EIO;
+    }
     DIR *d = opendir(dir);
     if (!d)
         return FS_EIO;
