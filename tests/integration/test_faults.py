@@ -154,6 +154,9 @@ class KillTest(NetCase):
                 if part.exists():
                     self.assertLessEqual(part.stat().st_size, BIG, where)
                 lost_on_disk += max(0, on_disk - have)
+                if os.environ.get("FS_FAULT_TRACE"):
+                    print(f"  kill {k}: peer {victim}, {phase}, {on_disk} bytes on disk, "
+                          f"{have} kept, the killed get began at {began}")
                 leftover = [n for n in temporaries(net.share(1), md5)
                             if n not in (f"{md5}.part", f"{md5}.state")]
                 self.assertEqual(leftover, [], where)
