@@ -164,6 +164,24 @@ static fs_status read_small(const char *path, char **text, size_t *len)
     return st;
 }
 
+/* fsyncs the folder that holds path, so a rename or create there survives
+ * a crash. Errors are ignored: the caller's data is already safe, only the
+ * name might be lost, and nothing can be done about it here. */
+static void sync_parent(const char *path)
+{
+    char dir[4200];
+    const char *slash = strrchr(path, '/');
+
+    if (!slash)
+        return;
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+}
+
 fs_status partial_save(struct partial *pt)
 {
     char tmp[sizeof pt->state_path + 8], enc[3 * MSG_MAX_NAME + 1], holder[ADDR_STR_MAX];
@@ -183,7 +201,13 @@ fs_status partial_save(struct partial *pt)
     snprintf(tmp, sizeof tmp, "%s.tmp", pt->state_path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd >= 0) {
-        if (write(fd, text, (size_t)n) == n && rename(tmp, pt->state_path) == 0) {
+        /* durable: the new state is on disk before it takes the name, and
+         * the rename is on disk before we go on (a crash leaves the old
+         * state or the new one, never an empty file under the name). */
+        if (write(fd, text, (size_t)n) == n && (!pt->durable || fsync(fd) == 0) &&
+            rename(tmp, pt->state_path) == 0) {
+            if (pt->durable)
+                sync_parent(pt->state_path);
             /* Later "c" lines go to the file now under the state's name. */
             if (pt->state_fd >= 0)
                 close(pt->state_fd);
@@ -191,7 +215,9 @@ fs_status partial_save(struct partial *pt)
             fd = -1;
             st = FS_OK;
         } else {
+            int saved = errno;
             unlink(tmp);
+            errno = saved;
         }
         if (fd >= 0)
             close(fd);
@@ -270,7 +296,9 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
     }
     free(text);
     if (st) {
+        int saved = errno; /* says why, for the caller's message */
         partial_close(pt);
+        errno = saved;
         return st;
     }
     *out = pt;
@@ -368,8 +396,14 @@ fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t
     pt->have = idx + 1;
     char line[48];
     int n = snprintf(line, sizeof line, "c %" PRIu64 " %08" PRIx32 "\n", idx, crc);
-    if (pt->state_fd < 0 || write(pt->state_fd, line, (size_t)n) != n)
+    if (pt->state_fd < 0)
         return FS_EIO;
+    ssize_t w = write(pt->state_fd, line, (size_t)n);
+    if (w != n) {
+        if (w >= 0)
+            errno = ENOSPC; /* a short write to a regular file: the disk is full */
+        return FS_EIO;
+    }
     return FS_OK;
 }
 
@@ -381,19 +415,10 @@ void partial_writeback(const struct partial *pt, uint64_t idx)
 
 fs_status partial_place(const char *from, const char *final_path, int durable)
 {
-    char dir[4200];
-    const char *slash = strrchr(final_path, '/');
-
     if (renameat2(AT_FDCWD, from, AT_FDCWD, final_path, RENAME_NOREPLACE) < 0)
         return errno == EEXIST ? FS_EEXIST : FS_EIO;
-    if (durable && slash) { /* the rename itself must survive a crash */
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - final_path), final_path);
-        int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
+    if (durable) /* the rename itself must survive a crash */
+        sync_parent(final_path);
     return FS_OK;
 }
 
@@ -405,6 +430,54 @@ fs_status partial_finish(struct partial *pt, const char *final_path, int durable
     if (st == FS_OK)
         unlink(pt->state_path);
     return st;
+}
+
+fs_status partial_trim(struct partial *pt)
+{
+    uint64_t keep = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
+    return ftruncate(pt->fd, (off_t)keep) == 0 ? FS_OK : FS_EIO;
+}
+
+/* Is name "<32 hex digits><suffix>"? */
+static int md5_named(const char *name, const char *suffix)
+{
+    char hex[MSG_MD5_LEN + 1];
+
+    if (strlen(name) != MSG_MD5_LEN + strlen(suffix) || strcmp(name + MSG_MD5_LEN, suffix) != 0)
+        return 0;
+    memcpy(hex, name, MSG_MD5_LEN);
+    hex[MSG_MD5_LEN] = '\0';
+    return hash_hex_valid(hex);
+}
+
+/* Does state_dir hold "<md5 of name>other_suffix"? */
+static int sibling_exists(int dfd, const char *name, const char *other_suffix)
+{
+    char path[MSG_MD5_LEN + 16];
+    struct stat sb;
+
+    snprintf(path, sizeof path, "%.*s%s", MSG_MD5_LEN, name, other_suffix);
+    return fstatat(dfd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+long partial_sweep(const char *state_dir)
+{
+    DIR *d = opendir(state_dir);
+    struct dirent *e;
+    long removed = 0;
+
+    if (!d)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        int orphan = md5_named(n, ".state.tmp") ||
+                     (md5_named(n, ".state") && !sibling_exists(dirfd(d), n, ".part")) ||
+                     (md5_named(n, ".part") && !sibling_exists(dirfd(d), n, ".state"));
+        if (orphan && unlinkat(dirfd(d), n, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 void partial_discard(struct partial *pt)

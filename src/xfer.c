@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -188,22 +189,40 @@ fs_status xfer_prepare_state_dir(const char *share_dir)
     char dir[PATH_MAX + 32], path[PATH_MAX + 300];
 
     snprintf(dir, sizeof dir, "%s/%s", share_dir, SHARE_STATE_DIR);
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) == 0) {
+        /* its name must be on disk before the partial downloads inside it */
+        int sfd = open(share_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (sfd >= 0) {
+            fsync(sfd);
+            close(sfd);
+        }
+    } else if (errno != EEXIST) {
         return FS_EIO;
+    }
     DIR *d = opendir(dir);
     if (!d)
         return FS_EIO;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        /* A staging folder whose item took its name before the kill. */
+        if (!strncmp(e->d_name, "d-", 2)) {
+            if (rmdir(path) == 0)
+                log_msg(L_INFO, "removed the empty staging folder %s/%s", SHARE_STATE_DIR,
+                        e->d_name);
+            continue;
+        }
         if (strncmp(e->d_name, "out-", 4) && strncmp(e->d_name, "in-", 3) &&
             strncmp(e->d_name, "x-", 2))
             continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         zipio_remove_tree(path);
         log_msg(L_INFO, "removed leftover of an interrupted transfer: %s/%s", SHARE_STATE_DIR,
                 e->d_name);
     }
     closedir(d);
+    long swept = partial_sweep(dir);
+    if (swept > 0)
+        log_msg(L_INFO, "removed %ld orphaned partial file(s) from %s", swept, SHARE_STATE_DIR);
     return FS_OK;
 }
 
@@ -484,6 +503,26 @@ static fs_status fail(struct fetch *f, fs_status st, const char *fmt, ...)
     return st;
 }
 
+/* Like fail(), for a holder cut off because of what it sent: wrong bytes,
+ * a stall, or bytes beyond what it announced. Counts it (holders_cut) and
+ * logs it; the download then moves on to the next holder. */
+static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
+{
+    char h[ADDR_STR_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
+    va_end(ap);
+    stats_inc(&f->p->stats, holders_cut);
+    log_msg(L_WARN, "cut off holder %s (peer %u): %s", addr_format(&f->hit->holder, h),
+            f->hit->peer_id, f->res->why);
+    return st;
+}
+
 static int cancelled(const struct fetch *f)
 {
     return f->p->stopping || (f->watch && f->watch->cancelled && f->watch->cancelled(f->watch->ctx));
@@ -549,7 +588,9 @@ static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum
     fs_status st = conn_read_msg(c, m, c->timeout_ms, &why);
 
     if (st == FS_EPROTO)
-        return fail(f, st, "holder sent a malformed reply: %s", why);
+        return cut(f, st, "holder sent a malformed reply: %s", why);
+    if (st == FS_ETIMEDOUT)
+        return cut(f, st, "holder stalled: no reply within %d ms", c->timeout_ms);
     if (st)
         return fail(f, st, "no reply from the holder: %s", fs_strerror(st));
     if (m->type == MSG_ERROR && want != MSG_ITEM && strcmp(m->code, "unknown") == 0)
@@ -557,11 +598,11 @@ static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum
     if (m->type == MSG_ERROR)
         return fail(f, FS_EREFUSED, "holder refused: %s", m->text);
     if (m->type != want)
-        return fail(f, FS_EPROTO, "holder sent %s instead of %s", msg_type_name(m->type),
-                    msg_type_name(want));
+        return cut(f, FS_EPROTO, "holder sent %s instead of %s", msg_type_name(m->type),
+                   msg_type_name(want));
     if ((want != MSG_MANIFEST && m->size != size) || strcmp(m->md5, md5) != 0 ||
         (want == MSG_ITEM && m->kind != f->hit->kind))
-        return fail(f, FS_EMISMATCH, "holder announced another item than it found");
+        return cut(f, FS_EMISMATCH, "holder announced another item than it found");
     return FS_OK;
 }
 
@@ -647,26 +688,80 @@ static void pipe_give(struct pipeline *pl, char *buf, int queue, const struct pi
     pthread_mutex_unlock(&pl->lock);
 }
 
-/* Reads one DATA frame for chunk idx into buf and checks its CRC. */
+/* Reads n body bytes into buf, all of them before deadline (net_now_ms()),
+ * each wait also bounded by c->timeout_ms. *done gets the bytes read;
+ * *late is set when it was the deadline, not one wait, that ran out. */
+static fs_status read_body_by(struct conn *c, char *buf, size_t n, uint64_t deadline,
+                              size_t *done, int *late)
+{
+    int io = c->timeout_ms;
+    fs_status st = FS_OK;
+
+    *done = 0;
+    *late = 0;
+    while (*done < n && st == FS_OK) {
+        uint64_t now = net_now_ms(), left = now < deadline ? deadline - now : 0;
+        size_t got = 0;
+        if (left == 0) {
+            *late = 1;
+            st = FS_ETIMEDOUT;
+            break;
+        }
+        c->timeout_ms = left < (uint64_t)io ? (int)left : io;
+        st = conn_read_body_some(c, buf + *done, n - *done, &got);
+        if (st == FS_ETIMEDOUT && left < (uint64_t)io)
+            *late = 1;
+        *done += got;
+    }
+    c->timeout_ms = io;
+    return st;
+}
+
+/* Reads one DATA frame for chunk idx into buf and checks its CRC. A holder
+ * that sends anything else, stalls (no byte for io_timeout_ms), or takes
+ * longer than XFER_FRAME_TIMEOUTS io timeouts for the whole frame (a
+ * trickle) is cut off. The frame's length is checked before its body is
+ * read, so a body that never ends is never read. */
 static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t want,
                             char *buf, uint32_t *crc)
 {
     struct msg d;
     const char *why = NULL;
-    uint64_t off = idx * PARTIAL_CHUNK;
+    unsigned long long off = idx * PARTIAL_CHUNK, chunk = idx;
+    uint64_t deadline = net_now_ms() + (uint64_t)c->timeout_ms * XFER_FRAME_TIMEOUTS;
+    size_t done = 0;
+    int late = 0;
     fs_status st = conn_read_msg(c, &d, c->timeout_ms, &why);
 
-    if (st == FS_OK && (d.type != MSG_DATA || d.idx != idx || d.len != want))
-        st = FS_EPROTO;
+    if (st == FS_OK && d.type != MSG_DATA)
+        return cut(f, FS_EPROTO, "holder sent %s where DATA for chunk %llu was due",
+                   msg_type_name(d.type), chunk);
+    if (st == FS_OK && d.idx != idx)
+        return cut(f, FS_EPROTO, "holder sent chunk %llu where chunk %llu was due",
+                   (unsigned long long)d.idx, chunk);
+    if (st == FS_OK && d.len != want)
+        return cut(f, FS_ETOOBIG, "holder announced %llu bytes for chunk %llu, which has %llu",
+                   (unsigned long long)d.len, chunk, (unsigned long long)want);
     if (st == FS_OK)
-        st = conn_read_body(c, buf, (size_t)want);
+        st = read_body_by(c, buf, (size_t)want, deadline, &done, &late);
+    if (st == FS_ETIMEDOUT && late)
+        return cut(f, st, "holder too slow: chunk %llu not complete within %d ms (%zu of %llu "
+                   "bytes)", chunk, c->timeout_ms * XFER_FRAME_TIMEOUTS, done,
+                   (unsigned long long)want);
+    if (st == FS_ETIMEDOUT)
+        return cut(f, st, "holder stalled: nothing for %d ms at byte %llu", c->timeout_ms,
+                   off + done);
+    if (st == FS_EPROTO)
+        return cut(f, st, "holder sent a malformed frame at byte %llu: %s", off,
+                   why ? why : fs_strerror(st));
+    if (st == FS_ECLOSED)
+        return fail(f, st, "holder closed the connection at byte %llu", off + done);
     if (st)
-        return fail(f, st, "transfer interrupted at byte %llu: %s", (unsigned long long)off,
-                    why ? why : fs_strerror(st));
+        return fail(f, st, "transfer interrupted at byte %llu: %s", off + done, fs_strerror(st));
     note_first_byte(f);
     *crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)want);
     if (*crc != d.crc)
-        return fail(f, FS_EMISMATCH, "chunk %llu failed its CRC check", (unsigned long long)idx);
+        return cut(f, FS_EMISMATCH, "chunk %llu failed its CRC check", chunk);
     return FS_OK;
 }
 
@@ -698,7 +793,8 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
         sl.buf = pipe_take(&pl);
         st = read_frame(f, c, idx, want, sl.buf, &sl.crc);
         if (st == FS_OK && (st = partial_put(pt, idx, sl.buf, (size_t)want, sl.crc)) != FS_OK)
-            fail(f, st, "writing the download failed: %s", strerror(errno));
+            fail(f, st, "cannot write the download into %s/%s: %s", f->share, SHARE_STATE_DIR,
+                 strerror(errno));
         pipe_give(&pl, sl.buf, st == FS_OK, &sl);
         if (st)
             break;
@@ -753,9 +849,32 @@ static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct
     return st;
 }
 
-/* Fetches one file into j->final through a resumable partial; c as for
- * fetch_missing(). */
-static fs_status fetch_file(struct fetch *f, const struct file_job *j, struct conn *c)
+/* Refuses to start writing what cannot fit: the bytes still missing
+ * against the space free where the partial lives. A FOUND can announce
+ * any size; without this, a liar could make us fill the disk. Writes can
+ * still fail later (others write too); receive_chunks() reports those. */
+static fs_status check_room(struct fetch *f, const struct partial *pt, const char *dir)
+{
+    struct statvfs sv;
+    struct stat sb;
+
+    if (fstatvfs(pt->fd, &sv) != 0 || fstat(pt->fd, &sb) != 0)
+        return FS_OK; /* cannot tell: the writes will */
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    uint64_t used = (uint64_t)sb.st_blocks * 512; /* room the .part already holds */
+    uint64_t need = pt->size > used ? pt->size - used : 0;
+    if (need <= avail)
+        return FS_OK;
+    errno = ENOSPC;
+    return fail(f, FS_EIO, "%s: %s needs %llu more bytes, %s has %llu free", strerror(ENOSPC),
+                pt->name, (unsigned long long)need, dir, (unsigned long long)avail);
+}
+
+/* One try at fetching j from this holder; see fetch_file(). *suspect is
+ * set when the whole MD5 failed over bytes kept from an earlier attempt
+ * (maybe another holder's): the partial is then discarded. */
+static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, struct conn *c,
+                                 int *suspect)
 {
     char dir[PATH_MAX + 32];
     struct partial *pt;
@@ -764,13 +883,16 @@ static fs_status fetch_file(struct fetch *f, const struct file_job *j, struct co
     int resumed;
     uint64_t bad = 0;
 
+    *suspect = 0;
     state_dir_of(dir, sizeof dir, f->share);
     fs_status st = partial_open(dir, j->name, j->size, j->md5, &pt, &resumed);
     if (st == FS_EBUSY)
         return fail(f, st, "another get is downloading %s right now", j->name);
     if (st)
-        return fail(f, st, "cannot keep a partial download in %s: %s", dir, fs_strerror(st));
+        return fail(f, st, "cannot keep a partial download in %s: %s", dir,
+                    st == FS_EIO ? strerror(errno) : fs_strerror(st));
     pt->holder = f->hit->holder;
+    pt->durable = !j->staged;
     partial_save(pt); /* records this holder */
     if (hash_init(&md5) != FS_OK) {
         partial_close(pt);
@@ -784,23 +906,35 @@ static fs_status fetch_file(struct fetch *f, const struct file_job *j, struct co
         log_msg(L_WARN, "partial %s: %llu chunk(s) failed their CRC check, fetching them again",
                 j->name, (unsigned long long)bad);
     report(f, f->base + have, 1);
-    if (st == FS_OK && pt->have < pt->nchunks)
+    if (st == FS_OK && pt->have < pt->nchunks && (st = check_room(f, pt, dir)) == FS_OK)
         st = fetch_missing(f, j, c, pt, &md5);
     if (st) {
+        int saved = errno;
         hash_abort(&md5);
-        if (pt->have == 0)
+        if (pt->have == 0) {
             partial_discard(pt); /* nothing worth keeping */
-        else
+        } else {
+            partial_trim(pt); /* a torn chunk gives its room back (a full disk) */
             partial_save(pt); /* resumable from any holder of this item */
+        }
         partial_close(pt);
+        errno = saved;
         return st;
     }
     hash_final(&md5, hex);
     if (strcmp(hex, j->md5) != 0) {
-        partial_discard(pt); /* every chunk passed its CRC: the holder itself lies */
+        partial_discard(pt); /* every chunk passed its CRC: some holder lied */
         partial_close(pt);
-        return fail(f, FS_EMISMATCH, "content MD5 mismatch of %s (got %s): partial discarded",
-                    j->name, hex);
+        if (have > 0) {
+            *suspect = 1;
+            f->res->resumed_from -= have;
+            log_msg(L_WARN, "partial %s: content MD5 mismatch over %llu resumed bytes: "
+                    "fetching it whole from this holder", j->name, (unsigned long long)have);
+            return fail(f, FS_EMISMATCH, "content MD5 mismatch of %s over a resumed partial",
+                        j->name);
+        }
+        return cut(f, FS_EMISMATCH, "content MD5 mismatch of %s (got %s): partial discarded",
+                   j->name, hex);
     }
     report(f, f->base + j->size, 1);
     st = partial_finish(pt, j->final, !j->staged);
@@ -811,6 +945,22 @@ static fs_status fetch_file(struct fetch *f, const struct file_job *j, struct co
         fail(f, st, "cannot move the download into place: %s", strerror(errno));
     }
     partial_close(pt);
+    return st;
+}
+
+/* Fetches one file into j->final through a resumable partial; c as for
+ * fetch_missing(). The partial may hold chunks from another holder; each
+ * passed its CRC, but a liar sends CRCs that match its own bytes, and only
+ * the whole MD5 can tell. When that fails over resumed bytes, the fault
+ * may be theirs, not this holder's: the file is fetched once more, whole,
+ * from this holder, which is cut off only if it fails on its own. */
+static fs_status fetch_file(struct fetch *f, const struct file_job *j, struct conn *c)
+{
+    int suspect;
+    fs_status st = fetch_file_once(f, j, c, &suspect);
+
+    if (suspect && !cancelled(f))
+        st = fetch_file_once(f, j, c, &suspect);
     return st;
 }
 
@@ -844,6 +994,22 @@ static fs_status read_manifest(struct fetch *f, struct conn *c, const struct msg
     if (st && man->v)
         manifest_free(man);
     return st;
+}
+
+/* Flushes the file system that holds path (every file written below it,
+ * and their folders) to disk: one call for a whole extracted or staged
+ * item, instead of one fsync per file. */
+static fs_status sync_fs_of(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0)
+        return FS_EIO;
+    int rc = syncfs(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc == 0 ? FS_OK : FS_EIO;
 }
 
 /* Creates dir (and finds it usable if it exists as a real folder). */
@@ -940,13 +1106,8 @@ static fs_status fetch_folder(struct fetch *f)
         return st; /* the staging folder stays: the next get resumes it */
     /* One sync for every file of the folder (partial_finish() skipped its
      * per-file fsync), before the folder takes its name. */
-    int sfd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (sfd < 0 || syncfs(sfd) < 0) {
-        if (sfd >= 0)
-            close(sfd);
+    if (sync_fs_of(staging) != FS_OK)
         return fail(f, FS_EIO, "cannot sync the downloaded folder: %s", strerror(errno));
-    }
-    close(sfd);
     st = partial_place(top, f->final, 1);
     if (st == FS_EEXIST)
         return fail(f, st, "%s already exists in the share, not overwritten", f->hit->name);
@@ -1064,6 +1225,8 @@ static fs_status install(struct fetch *f)
         return fail(f, st, "cannot verify the extracted item: %s", fs_strerror(st));
     if (kind != f->hit->kind || size != f->hit->size || strcmp(md5, f->hit->md5) != 0)
         return fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s)", md5);
+    if (sync_fs_of(f->xdir) != FS_OK) /* the files reach the disk before their name */
+        return fail(f, FS_EIO, "cannot sync the extracted item: %s", strerror(errno));
     st = partial_place(item_path, f->final, 1);
     if (st == FS_EEXIST)
         return fail(f, st, "%s already exists in the share, not overwritten", top);

@@ -7,12 +7,13 @@
  *                  name NAME (percent-encoded)   size N   md5 HEX
  *                  chunk BYTES   holder HOST:PORT
  *                  c IDX CRC      one line per chunk received
- * The state is written whole (atomically, by rename) when a download starts
- * or forgets chunks, and a "c" line is appended after each chunk's bytes
- * are written, so it never names a chunk before its bytes and costs O(1)
- * per chunk however large the file. It is not fsync'ed: after a crash,
- * every chunk it names is checked against its CRC before it is trusted, so
- * a lost write is re-fetched, never believed; a torn last line is ignored.
+ * The state is written whole (temporary, fsync, rename, fsync of the folder:
+ * partial_save()) when a download starts or forgets chunks, and a "c" line
+ * is appended after each chunk's bytes are written, so it never names a
+ * chunk before its bytes and costs O(1) per chunk however large the file.
+ * The appended lines are not fsync'ed: after a crash, every chunk the state
+ * names is checked against its CRC before it is trusted, so a lost write is
+ * re-fetched, never believed; a torn last line is ignored.
  * Nothing here ever holds the final name. */
 #ifndef FLOODSHARE_PARTIAL_H
 #define FLOODSHARE_PARTIAL_H
@@ -45,6 +46,12 @@ struct partial {
     int fd;          /* the .part file, open for reading and writing */
     int dfd;         /* the same, opened O_DIRECT; -1 where unsupported */
     int state_fd;    /* the .state file, open for appending "c" lines */
+    /* Set by the caller when the state must survive a power cut (a file
+     * downloaded on its own): partial_save() then fsyncs the new state
+     * before renaming it and the folder after. Files staged inside a
+     * folder leave it 0: one syncfs covers them all at the end, and a
+     * lost state there costs at most one file's progress. */
+    int durable;
 };
 
 /* Opens the partial download of (name, size, md5) in state_dir, creating
@@ -80,8 +87,25 @@ fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t
  * from another thread than the one calling partial_put(). */
 void partial_writeback(const struct partial *pt, uint64_t idx);
 
-/* Replaces the state file with the current state (atomic rename). */
+/* Replaces the state file with the current state: written to
+ * "<md5>.state.tmp", then renamed over the state (so a reader or a crash
+ * sees the old state or the new one, whole); with pt->durable, fsync of the
+ * temporary before the rename and of the folder after it. On failure the
+ * old state stays and errno says why. */
 fs_status partial_save(struct partial *pt);
+
+/* Cuts the .part file back to the chunks the state names (0..have-1), so
+ * the bytes of a chunk whose write failed (a full disk) give their room
+ * back. The partial stays resumable. */
+fs_status partial_trim(struct partial *pt);
+
+/* Removes what a process killed at the wrong moment leaves in state_dir
+ * and nothing else can reach: "<md5>.state.tmp" files (killed in
+ * partial_save()), a .state whose .part is gone (killed between
+ * partial_finish()'s rename and its unlink: the item is complete) and a
+ * .part without a .state (killed in partial_open() before the first
+ * save). Only for start-up, when no download runs. Returns how many. */
+long partial_sweep(const char *state_dir);
 
 /* Renames from to final_path, never replacing anything there (FS_EEXIST;
  * FS_EIO for other failures), then, when durable, fsyncs final_path's

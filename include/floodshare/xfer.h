@@ -22,6 +22,11 @@ struct peer;
  * ~300,000 entries). */
 #define XFER_ARCHIVE_SLACK (64ull * 1024 * 1024)
 #define XFER_MAX_ACTIVE 64 /* transfers `transfers` can show at once */
+/* A DATA frame (a 4 MiB chunk) must arrive whole within this many
+ * io_timeout_ms (and no wait inside it may last one io_timeout_ms): a
+ * holder that trickles bytes is cut off like one that stalls. With the
+ * default 10 s, a holder slower than ~100 KiB/s is cut off. */
+#define XFER_FRAME_TIMEOUTS 4
 /* Folders of at least this many bytes travel file by file (LIST, then
  * FETCH each file: resumable, no archive copy); smaller ones as one zip
  * archive, which is faster for many small files. */
@@ -71,7 +76,14 @@ struct xfer_result {
  * archive. FS_OK when the verified item is in place; FS_EEXIST when the
  * name already exists in the share (nothing written); FS_ECANCELED when
  * watch cancelled it (a file stays resumable); other statuses with
- * res->why when this holder failed. watch may be NULL. */
+ * res->why when this holder failed.
+ * A holder that sends other bytes than it announced, stalls, trickles
+ * (XFER_FRAME_TIMEOUTS) or sends more than was asked is cut off at once
+ * (stats holders_cut) and res->why says which.
+ * A full disk: a file that cannot fit in the space left is refused before
+ * a byte is written ("No space left on device: ..."); when a write fails
+ * anyway, the partial is cut back to its last whole chunk and kept, so a
+ * `get` after space was freed resumes it. watch may be NULL. */
 fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_watch *watch,
                      struct xfer_result *res);
 

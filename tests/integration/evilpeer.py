@@ -10,6 +10,17 @@ The modes above speak only the archive transfer (REQUEST/ITEM): to FETCH they an
 "ERROR code=unknown", as a peer of an older version would. These two answer FETCH:
   fetch-content  DATA frames of other bytes, each with a CRC that matches those bytes
   fetch-crc      DATA frames of the right bytes with a wrong CRC
+These answer FETCH with the genuine first chunk, then misbehave (the item should have at least
+two chunks, so the requester keeps that first chunk and resumes after it from another holder):
+  fetch-stall    half of the second chunk, then nothing, the connection held open
+  fetch-trickle  the second chunk's header, then one byte every `trickle_s` seconds
+  fetch-forever  a DATA frame whose header announces a body of 2^40 bytes, then bytes without end
+  fetch-endless  bytes without end where the second frame's header should be (no newline)
+  fetch-poison   the first chunk with other bytes (and a CRC that matches them), then it hangs up
+And one honest but slow to start, for tests that must act between the RANGE and the bytes:
+  fetch-gated    the genuine frames from the asked offset, once `gate` (an Event) is set
+For these, `fetch_at` is when the FETCH arrived, `last_sent` when its last byte was accepted,
+`closed_at` when it saw the requester hang up, and `sent` how many bytes it got out.
 And one that claims a large folder and answers LIST:
   manifest-escape  a manifest (with a matching MD5) whose file path climbs out with ../
 It listens on 127.0.0.1 only and talks only to the peers that contact it.
@@ -21,8 +32,16 @@ import hashlib
 import io
 import socket
 import threading
+import time
 import zipfile
 import zlib
+
+
+def _xor(data: bytes, k: int) -> bytes:
+    """data with every byte xor k: other bytes of the same size, fast for many MiB."""
+    n = len(data)
+    return (int.from_bytes(data, "little") ^ int.from_bytes(bytes([k]) * n, "little")).to_bytes(
+        n, "little")
 
 
 def _fields(line: str) -> dict[str, str]:
@@ -41,6 +60,11 @@ class EvilPeer:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.requests = 0
+        self.trickle_s = 0.25
+        self.hold_s = 40.0  # a stalling or trickling holder gives up after this, so a test ends
+        self.gate = threading.Event()
+        self.fetch_at = self.last_sent = self.closed_at = None
+        self.sent = 0
         self._stop = False
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -82,7 +106,8 @@ class EvilPeer:
                         c.sendall(b"FLOOD/1 ERROR code=unknown msg=unknown%20message%20type\n")
                         return
                     self.requests += 1
-                    self._answer_fetch(c)
+                    self.fetch_at = time.monotonic()
+                    self._answer_fetch(c, int(_fields(line).get("offset", "0")))
                     return
         except OSError:
             pass
@@ -124,15 +149,95 @@ class EvilPeer:
                 z.writestr(self.name, self.genuine)
         return buf.getvalue()
 
-    def _answer_fetch(self, c: socket.socket):
+    CHUNK = 4 * 1024 * 1024
+
+    def _frame(self, idx: int, data: bytes | None = None) -> bytes:
+        if data is None:
+            data = self.genuine[idx * self.CHUNK:(idx + 1) * self.CHUNK]
+        return f"FLOOD/1 DATA idx={idx} len={len(data)} crc={zlib.crc32(data):08x}\n".encode() + data
+
+    def _send(self, c: socket.socket, data: bytes) -> bool:
+        """Sends data; False (and closed_at noted) once the requester has hung up."""
+        try:
+            c.sendall(data)
+        except OSError:
+            self.closed_at = time.monotonic()
+            return False
+        self.sent += len(data)
+        self.last_sent = time.monotonic()
+        return True
+
+    def _hold(self, c: socket.socket, until: float) -> bool:
+        """Keeps the connection open without sending until `until`; True (and closed_at noted)
+        as soon as the requester hangs up."""
+        c.settimeout(0.02)
+        while time.monotonic() < until and not self._stop:
+            try:
+                if c.recv(65536) != b"":
+                    continue
+            except socket.timeout:
+                continue
+            except OSError:
+                pass
+            self.closed_at = time.monotonic()
+            return True
+        return False
+
+    def _misbehave(self, c: socket.socket) -> None:
         md5 = hashlib.md5(self.genuine).hexdigest()
-        chunk = 4 * 1024 * 1024
+        head = f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset=0 chunk={self.CHUNK}\n"
+        if self.mode == "fetch-poison":
+            bad = _xor(self.genuine[:self.CHUNK], 0x33)
+            self._send(c, head.encode() + self._frame(0, bad))
+            return  # and hang up
+        if not self._send(c, head.encode() + self._frame(0)):
+            return
+        give_up = time.monotonic() + self.hold_s
+        if self.mode == "fetch-stall":
+            second = self._frame(1)
+            if self._send(c, second[:len(second) // 2]):
+                self._hold(c, give_up)
+        elif self.mode == "fetch-trickle":
+            second = self._frame(1)
+            nl = second.index(b"\n") + 1
+            if self._send(c, second[:nl]):
+                for b in second[nl:]:
+                    if time.monotonic() > give_up or self._stop or not self._send(c, bytes([b])):
+                        break
+                    if self._hold(c, time.monotonic() + self.trickle_s):
+                        break
+        elif self.mode in ("fetch-forever", "fetch-endless"):
+            if self.mode == "fetch-forever":
+                if not self._send(c, f"FLOOD/1 DATA idx=1 len={1 << 40} crc=00000000\n".encode()):
+                    return
+            junk = b"x" * 65536
+            while time.monotonic() < give_up and not self._stop and self._send(c, junk):
+                pass
+
+    def _answer_fetch(self, c: socket.socket, offset: int = 0):
+        if self.mode in ("fetch-stall", "fetch-trickle", "fetch-forever", "fetch-endless",
+                         "fetch-poison"):
+            self._misbehave(c)
+            return
+        md5 = hashlib.md5(self.genuine).hexdigest()
+        chunk = self.CHUNK
+        if self.mode == "fetch-gated":
+            head = f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset={offset} chunk={chunk}\n"
+            if not self._send(c, head.encode()):
+                return
+            self.gate.wait(60)
+            for idx in range(offset // chunk, (len(self.genuine) + chunk - 1) // chunk):
+                if not self._send(c, self._frame(idx)):
+                    return
+            self._hold(c, time.monotonic() + 5)  # the requester closes when it has it all
+            return
+            return
         out = [f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset=0 chunk={chunk}\n".encode()]
         for idx in range(0, max(1, (len(self.genuine) + chunk - 1) // chunk)):
             data = self.genuine[idx * chunk:(idx + 1) * chunk]
             crc = zlib.crc32(data)
             if self.mode == "fetch-content":
-                data = bytes(b ^ 0x5A for b in data)
+                data = _xor(data, 0x5A)
                 crc = zlib.crc32(data)
             else:
                 crc ^= 1

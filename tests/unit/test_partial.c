@@ -266,6 +266,97 @@ static void test_another_item_with_that_md5_starts_afresh(void **state)
     partial_close(pt);
 }
 
+static void touch(const char *dir, const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return lstat(path, &sb) == 0;
+}
+
+#define MD5_B "1123456789abcdef0123456789abcdef"
+#define MD5_C "2123456789abcdef0123456789abcdef"
+#define MD5_D "3123456789abcdef0123456789abcdef"
+
+static void test_sweep_removes_what_a_kill_orphans_and_nothing_else(void **state)
+{
+    struct fx *f = *state;
+
+    touch(f->dir, MD5_A ".state.tmp");            /* killed inside partial_save() */
+    touch(f->dir, MD5_B ".state");                /* killed after the rename into place */
+    touch(f->dir, MD5_C ".part");                 /* killed before the first save */
+    touch(f->dir, MD5_D ".part");                 /* a partial download: kept */
+    touch(f->dir, MD5_D ".state");
+    touch(f->dir, "index.cache");                 /* not ours */
+    touch(f->dir, "notes.state.tmp");             /* not an md5 name */
+    touch(f->dir, "0123456789abcdef0123456789abcdeg.part");
+    assert_int_equal(partial_sweep(f->dir), 3);
+    assert_false(exists(f->dir, MD5_A ".state.tmp"));
+    assert_false(exists(f->dir, MD5_B ".state"));
+    assert_false(exists(f->dir, MD5_C ".part"));
+    assert_true(exists(f->dir, MD5_D ".part"));
+    assert_true(exists(f->dir, MD5_D ".state"));
+    assert_true(exists(f->dir, "index.cache"));
+    assert_true(exists(f->dir, "notes.state.tmp"));
+    assert_true(exists(f->dir, "0123456789abcdef0123456789abcdeg.part"));
+    assert_int_equal(partial_sweep(f->dir), 0);
+}
+
+static void test_trim_gives_back_the_room_of_a_torn_chunk(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    struct stat sb;
+    int resumed;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    put(pt, f, 0);
+    /* chunk 1 half written when the disk filled up */
+    assert_int_equal(pwrite(pt->fd, f->data, PARTIAL_CHUNK / 2, PARTIAL_CHUNK),
+                     PARTIAL_CHUNK / 2);
+    assert_int_equal(partial_trim(pt), FS_OK);
+    assert_int_equal(fstat(pt->fd, &sb), 0);
+    assert_int_equal(sb.st_size, PARTIAL_CHUNK);
+    partial_close(pt);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_true(resumed);
+    assert_int_equal(pt->have, 1);
+    partial_close(pt);
+}
+
+static void test_failed_save_keeps_the_old_state_whole(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    char tmp[sizeof pt->state_path + 8];
+    int resumed;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    pt->durable = 1;
+    put(pt, f, 0);
+    assert_int_equal(partial_save(pt), FS_OK);
+    snprintf(tmp, sizeof tmp, "%s.tmp", pt->state_path);
+    struct stat sb;
+    assert_int_equal(lstat(tmp, &sb), -1); /* renamed away */
+    put(pt, f, 1);
+    assert_int_equal(mkdir(tmp, 0700), 0); /* the temporary cannot be written */
+    assert_int_equal(partial_save(pt), FS_EIO);
+    partial_close(pt);
+    assert_int_equal(rmdir(tmp), 0);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(pt->have, 2); /* the appended line of chunk 1 went to the old state */
+    partial_close(pt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +373,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_direct_and_buffered_writes_store_the_same_bytes,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_another_item_with_that_md5_starts_afresh, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_removes_what_a_kill_orphans_and_nothing_else,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trim_gives_back_the_room_of_a_torn_chunk, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_failed_save_keeps_the_old_state_whole, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
