@@ -121,8 +121,8 @@ class EvilPeer:
             md5 = hashlib.md5(self.EVIL_MANIFEST).hexdigest()
             host, port = q["from"].rsplit(":", 1)
             found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
-                     f"from={self.addr} holder={self.addr} peer=666 kind=folder size=104857600 md5={md5} "
-                     f"path={self.name} name={self.name}\n")
+                     f"from={self.addr} holder={self.addr} peer=666 kind=folder "
+                     f"size=104857600 md5={md5} path={self.name} name={self.name}\n")
             with socket.create_connection((host, int(port)), timeout=5) as s:
                 s.sendall(found.encode())
             return
