@@ -150,11 +150,14 @@ class Net:
             time.sleep(step)
 
     def wait_indexed(self, pid: int, name: str, timeout: float = 120) -> None:
-        """Waits until peer pid lists name in its share (hashed, so it answers queries for
-        it at once): a large file takes seconds to hash, longer on a loaded machine."""
-        self.wait_for(lambda: any(l.split()[:1] == [name] for l in
-                                  self.peer(pid, "ls").stdout.splitlines()), timeout=timeout,
-                      step=0.1)
+        """Waits until peer pid lists name with its digest, so it answers queries for it at
+        once: a large file takes seconds to hash (longer on a loaded machine), and a restarted
+        holder rehashes first."""
+        def ready():
+            r = self.peer(pid, "ls", "--json")
+            return r.returncode == 0 and any(i["name"] == name and i.get("md5")
+                                             for i in json.loads(r.stdout)["items"])
+        self.wait_for(ready, timeout=timeout, step=0.05)
 
     def active_download(self, pid: int) -> dict | None:
         """The download peer pid is running now (from `transfers --json`), or None."""

@@ -59,13 +59,12 @@ def resumed_from(out: str) -> int | None:
     return None
 
 
-def wait_indexed(net, pid: int, name: str) -> None:
-    """Waits until peer pid lists name with its digest (a restarted holder rehashes first)."""
-    def ready():
-        r = net.peer(pid, "ls", "--json")
-        return r.returncode == 0 and any(i["name"] == name and i.get("md5")
-                                         for i in json.loads(r.stdout)["items"])
-    net.wait_for(ready, timeout=60, step=0.05)
+def size_of(path) -> int:
+    """The file's size, 0 when it is not there (it may be renamed away at any moment)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 class KillTest(NetCase):
@@ -87,7 +86,7 @@ class KillTest(NetCase):
         self._user_files(net)
         md5 = make_big_file(net.share(2) / "big.bin", BIG)
         final, part = net.share(1) / "big.bin", net.share(1) / STATE / f"{md5}.part"
-        wait_indexed(net, 2, "big.bin")
+        net.wait_indexed(2, "big.bin")
         before = snapshot(net, {final, net.share(2) / "big.bin"})
         # One get without a kill: how long a chunk takes here, so that a kill point can fall
         # anywhere inside a chunk's cycle (read, write, record), not only where the file grows.
@@ -112,15 +111,15 @@ class KillTest(NetCase):
                 time.sleep(rng.uniform(0, 1.0))
             else:  # a point of the rest of the transfer, a little past its end included
                 target = have + rng.random() * (BIG - have) * 1.05
-                while get.poll() is None and (part.stat().st_size if part.exists() else 0) < target:
+                while get.poll() is None and size_of(part) < target:
                     time.sleep(0.0005)
                 time.sleep(rng.uniform(0, per_chunk))
-            on_disk = part.stat().st_size if part.exists() else 0
+            on_disk = size_of(part)
             phase = ("after" if get.poll() is not None else "early" if on_disk == 0 else
                      "mid" if on_disk < BIG else "late")
             phases[phase] += 1
             net.kill(victim)
-            on_disk = part.stat().st_size if part.exists() else 0
+            on_disk = size_of(part)
             out, _ = get.communicate(timeout=60)
             moved += net.stats(survivor)[counter] - counted
             # the get's own report of where it began: exactly what the partial held
@@ -134,7 +133,7 @@ class KillTest(NetCase):
                     restarted += 1
             net.restart(victim)
             if victim == 2:
-                wait_indexed(net, 2, "big.bin")
+                net.wait_indexed(2, "big.bin")
 
             # the invariants, after every kill
             where = f"kill {k} ({phase}, peer {victim}, seed {seed})"
@@ -187,7 +186,7 @@ class KillTest(NetCase):
         self._user_files(net)
         md5 = make_big_file(net.share(5) / "far.bin", 96 * MiB)
         final, part = net.share(1) / "far.bin", net.share(1) / STATE / f"{md5}.part"
-        wait_indexed(net, 5, "far.bin")
+        net.wait_indexed(5, "far.bin")
         before = snapshot(net, {final})
         get = start_get(net, 1, "far.bin")
         net.wait_for(lambda: part.exists() and part.stat().st_size >= 24 * MiB, timeout=60,
@@ -200,7 +199,7 @@ class KillTest(NetCase):
         self.assertFalse(final.exists())
         for pid in net.peers:
             net.restart(pid)
-        wait_indexed(net, 5, "far.bin")
+        net.wait_indexed(5, "far.bin")
         kept = json.loads(net.peer(1, "transfers", "--json").stdout)["partial"]
         self.assertEqual([p["name"] for p in kept], ["far.bin"])
         r = net.peer(1, "get", "far.bin", "--json", timeout=120)
@@ -305,7 +304,7 @@ class DiskFullTest(NetCase):
         cfg = json.loads(net.peer(1, "config", "--json").stdout)
         self.assertOk(net.peer(1, "modify", "neighbours",
                                ", ".join(cfg["neighbours"] + [evil.addr])))
-        wait_indexed(net, 2, "big.bin")
+        net.wait_indexed(2, "big.bin")
         os.kill(net.pid(2), signal.SIGSTOP)  # the gated holder's hit comes first
         try:
             get = start_get(net, 1, "big.bin")
