@@ -275,7 +275,7 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
         struct xfer_watch watch = {.progress = get_progress, .cancelled = get_cancelled, .ctx = o};
         st = t->st = xfer_fetch(p, &t->hit, &watch, &res);
         snprintf(t->why, sizeof t->why, "%s", res.why);
-        if (st == FS_OK || st == FS_EEXIST || st == FS_ECANCELED)
+        if (st == FS_OK || st == FS_EEXIST || st == FS_ECANCELED || res.local)
             break;
         if (!a->json)
             ctl_print(o, 2, "peer %u %s failed: %s", t->hit.peer_id, h, res.why);
@@ -291,7 +291,7 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
                  at[n - 1].why, name);
     } else if (n == 0) {
         snprintf(error, sizeof error, "not found: no peer within ttl %u has \"%s\"", c.ttl, name);
-    } else if (st == FS_EEXIST) {
+    } else if (st == FS_EEXIST || res.local) { /* no other holder would do better */
         snprintf(error, sizeof error, "%s", at[n - 1].why);
     } else {
         snprintf(error, sizeof error, "every holder failed (%u tried); last: %s", n,

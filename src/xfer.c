@@ -503,6 +503,21 @@ static fs_status fail(struct fetch *f, fs_status st, const char *fmt, ...)
     return st;
 }
 
+/* Like fail(), for a failure on this side (the disk): another holder
+ * would fail the same way, so the get stops trying (res->local). */
+static fs_status fail_local(struct fetch *f, fs_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static fs_status fail_local(struct fetch *f, fs_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
+    va_end(ap);
+    f->res->local = 1;
+    return st;
+}
+
 /* Like fail(), for a holder cut off because of what it sent: wrong bytes,
  * a stall, or bytes beyond what it announced. Counts it (holders_cut) and
  * logs it; the download then moves on to the next holder. */
@@ -793,8 +808,8 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
         sl.buf = pipe_take(&pl);
         st = read_frame(f, c, idx, want, sl.buf, &sl.crc);
         if (st == FS_OK && (st = partial_put(pt, idx, sl.buf, (size_t)want, sl.crc)) != FS_OK)
-            fail(f, st, "cannot write the download into %s/%s: %s", f->share, SHARE_STATE_DIR,
-                 strerror(errno));
+            fail_local(f, st, "cannot write the download into %s/%s: %s", f->share,
+                       SHARE_STATE_DIR, strerror(errno));
         pipe_give(&pl, sl.buf, st == FS_OK, &sl);
         if (st)
             break;
@@ -866,8 +881,9 @@ static fs_status check_room(struct fetch *f, const struct partial *pt, const cha
     if (need <= avail)
         return FS_OK;
     errno = ENOSPC;
-    return fail(f, FS_EIO, "%s: %s needs %llu more bytes, %s has %llu free", strerror(ENOSPC),
-                pt->name, (unsigned long long)need, dir, (unsigned long long)avail);
+    return fail_local(f, FS_EIO, "%s: %s needs %llu more bytes, %s has %llu free",
+                      strerror(ENOSPC), pt->name, (unsigned long long)need, dir,
+                      (unsigned long long)avail);
 }
 
 /* One try at fetching j from this holder; see fetch_file(). *suspect is
@@ -1175,7 +1191,7 @@ static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item
         note_first_byte(f);
         hash_update(&h, buf, got);
         if (write(f->fd, buf, got) != (ssize_t)got)
-            st = fail(f, FS_EIO, "writing the download failed: %s", strerror(errno));
+            st = fail_local(f, FS_EIO, "writing the download failed: %s", strerror(errno));
         left -= got;
         f->res->bytes += got;
         stats_add(&f->p->stats, bytes_received, got);

@@ -68,6 +68,8 @@ struct xfer_result {
     double seconds;        /* request to verified item */
     double ttfb;           /* request to the first byte of content */
     char why[256];         /* on failure: one line naming what went wrong */
+    int local;             /* on failure: 1 when it was this side's (a full disk), so
+                              another holder would fail the same way */
 };
 
 /* Downloads the item of hit (a FOUND) into the peer's share under
