@@ -110,8 +110,10 @@ static int serve_conn(struct peer *p, struct conn *c)
             stats_inc(&p->stats, malformed_dropped);
             log_msg(L_INFO, "connection from %s: unexpected %s, closed", addr,
                     msg_type_name(m.type));
-            conn_send_error(c->fd, "unexpected", "this message is only sent by peers answering",
-                            timeout);
+            char text[MSG_MAX_TEXT + 1];
+            snprintf(text, sizeof text, "%s is only sent by a peer answering a request, never to one",
+                     msg_type_name(m.type));
+            conn_send_error(c->fd, "unexpected", text, timeout);
             return 0;
         }
     }

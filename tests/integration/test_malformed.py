@@ -29,7 +29,8 @@ from fsnet import Net, NetCase
 CHUNK = 4194304  # the FETCH chunk size of this protocol version (PROTOCOL.md)
 QID = "0123456789abcdef"
 PROMPT_S = 2.0  # an error reply and the close must come this fast (io_timeout_ms is 10 s)
-UNEXPECTED = "this message is only sent by peers answering"
+def unexpected(verb: str) -> str:
+    return f"{verb} is only sent by a peer answering a request, never to one"
 CUT = "connection closed in the middle of a header"
 RAW_BYTE = "header contains a control or non-ASCII byte; values must be percent-encoded"
 U64 = 18446744073709551615  # 2^64 - 1
@@ -283,15 +284,18 @@ def table(c: Ctx) -> list[Case]:
         add(Case(g, f"FETCH offset {name} (refused)", FE(offset=v), "refused", refused_off,
                  counted=False, counter="uploads_failed"))
     add(Case(g, "ITEM len 2^63-1 (unexpected)", line("ITEM", edit(c.item, len=str(2 ** 63 - 1))),
-             "unexpected", UNEXPECTED))
+             "unexpected", unexpected("ITEM")))
     add(Case(g, "DATA len beyond the chunk (unexpected)",
-             line("DATA", edit(c.data, len=str(CHUNK + 1))) + b"abcd", "unexpected", UNEXPECTED))
+             line("DATA", edit(c.data, len=str(CHUNK + 1))) + b"abcd",
+             "unexpected", unexpected("DATA")))
     add(Case(g, "DATA len 2^64-1 (unexpected)", line("DATA", edit(c.data, len=str(U64))),
-             "unexpected", UNEXPECTED))
+             "unexpected", unexpected("DATA")))
     add(Case(g, "RANGE offset beyond its size (unexpected)",
-             line("RANGE", edit(c.range, offset=str(8 * CHUNK))), "unexpected", UNEXPECTED))
+             line("RANGE", edit(c.range, offset=str(8 * CHUNK))),
+             "unexpected", unexpected("RANGE")))
     add(Case(g, "MANIFEST len 2^64-1 (unexpected)",
-             line("MANIFEST", [("md5", c.md5), ("len", str(U64))]), "unexpected", UNEXPECTED))
+             line("MANIFEST", [("md5", c.md5), ("len", str(U64))]),
+             "unexpected", unexpected("MANIFEST")))
 
     g = "hex digits and words"
     qid_why = "qid is not 16 lower-case hex digits"
@@ -392,13 +396,16 @@ def table(c: Ctx) -> list[Case]:
                   + b"FLOOD/1 FOU", CUT, shut=True))
 
     g = "unexpected on a peer port"
-    add(Case(g, "ITEM with its body", line("ITEM", c.item) + b"x", "unexpected", UNEXPECTED))
+    add(Case(g, "ITEM with its body", line("ITEM", c.item) + b"x",
+             "unexpected", unexpected("ITEM")))
     add(Case(g, "ERROR", line("ERROR", [("code", "notfound"), ("msg", "no%20such%20item")]),
-             "unexpected", UNEXPECTED))
-    add(Case(g, "RANGE", line("RANGE", c.range), "unexpected", UNEXPECTED))
-    add(Case(g, "DATA with its body", line("DATA", c.data) + b"abcd", "unexpected", UNEXPECTED))
+             "unexpected", unexpected("ERROR")))
+    add(Case(g, "RANGE", line("RANGE", c.range),
+             "unexpected", unexpected("RANGE")))
+    add(Case(g, "DATA with its body", line("DATA", c.data) + b"abcd",
+             "unexpected", unexpected("DATA")))
     add(Case(g, "MANIFEST with its body", line("MANIFEST", [("md5", c.md5), ("len", "3")]) + b"D a",
-             "unexpected", UNEXPECTED))
+             "unexpected", unexpected("MANIFEST")))
 
     g = "well-formed but refused"
     add(Case(g, "FETCH of a missing item", FE(path="missing.txt"), "notfound",
