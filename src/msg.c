@@ -253,6 +253,9 @@ static enum name_flaw name_flaw(const char *s, size_t n)
             return FLAW_SLASH;
         if (c < 0x20 || c == 0x7f)
             return FLAW_CONTROL;
+        if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] < 0xa0 &&
+            (unsigned char)s[i + 1] >= 0x80)
+            return FLAW_CONTROL; /* a C1 control, U+0080..U+009F */
     }
     return FLAW_UTF8;
 }

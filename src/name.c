@@ -53,6 +53,10 @@ int name_valid(const char *s, size_t len)
         size_t n = utf8_seq(u + i, len - i);
         if (n == 0)
             return 0;
+        /* C1 controls (U+0080..U+009F): some terminals take U+009B as an
+         * escape sequence's start, and names end up in ls and logs. */
+        if (n == 2 && u[i] == 0xc2 && u[i + 1] < 0xa0)
+            return 0;
         i += n;
     }
     return 1;

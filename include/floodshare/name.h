@@ -12,7 +12,8 @@
 #define PATH_MAX_LEN 1023 /* bytes of a relative path */
 
 /* A valid item name: 1..NAME_MAX_LEN bytes of valid UTF-8 (no overlong
- * forms, no surrogates), no control bytes (< 0x20, 0x7f), no '/' or '\\',
+ * forms, no surrogates), no control characters (< 0x20, 0x7f, and the
+ * C1 controls U+0080..U+009F), no '/' or '\\',
  * not "." or "..". s[0..len) need not be NUL-terminated and must not hold a
  * NUL. */
 int name_valid(const char *s, size_t len);

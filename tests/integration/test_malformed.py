@@ -338,7 +338,7 @@ def table(c: Ctx) -> list[Case]:
         add(malformed(g, f"name {name}", G(name=v), utf8))
     ctl = "name contains a control byte"
     for name, v in [("SOH", "a%01"), ("TAB", "a%09b"), ("LF", "a%0Ab"), ("CR", "a%0D"),
-                    ("ESC", "%1B[31mred"), ("DEL", "a%7F")]:
+                    ("ESC", "%1B[31mred"), ("DEL", "a%7F"), ("C1 CSI U+009B", "a%C2%9B31m")]:
         add(malformed(g, f"name {name}", G(name=v), ctl))
     add(malformed(g, "path with ESC", FE(path="2.txt/%1B"), "path contains a control byte"))
     add(malformed(g, "path not UTF-8", FE(path="a/%FF"), "path is not valid UTF-8"))
