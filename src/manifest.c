@@ -1,6 +1,7 @@
 /* manifest.c - parse a folder manifest that came from another peer. */
 #include "floodshare/manifest.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +21,10 @@ static fs_status parse_file(char *s, struct manifest_entry *e, const char **why)
 
     if (*s < '0' || *s > '9')
         return bad(why, "manifest file line has no size");
+    errno = 0;
     e->size = strtoull(s, &end, 10);
-    if (*end != ' ' || (s[0] == '0' && end - s > 1))
+    /* ERANGE: strtoull() saturates, and the entry would not be its line. */
+    if (*end != ' ' || (s[0] == '0' && end - s > 1) || errno == ERANGE)
         return bad(why, "manifest file line has a bad size");
     s = end + 1;
     if (strlen(s) < MSG_MD5_LEN + 2 || s[MSG_MD5_LEN] != ' ')

@@ -16,6 +16,8 @@
 #include "floodshare/name.h"
 
 #define STATE_MAGIC "floodshare-partial 1"
+/* Most chunks a state file may describe: 64 TiB in 4 MiB chunks, a 64 MiB table. */
+#define STATE_MAX_CHUNKS (UINT64_C(1) << 24)
 
 /* --- the state text --- */
 
@@ -76,29 +78,46 @@ static fs_status size_table(struct partial *pt)
     return pt->crc ? FS_OK : FS_ENOMEM;
 }
 
+/* Marks key bit in *seen; 0 if it was there already. A second "size"
+ * after "chunk" would leave the chunk table sized for the first. */
+static int first_time(unsigned *seen, unsigned bit)
+{
+    if (*seen & bit)
+        return 0;
+    *seen |= bit;
+    return 1;
+}
+
 static fs_status parse_line(const char *line, size_t n, struct partial *pt, unsigned *seen)
 {
     char val[3 * MSG_MAX_NAME + 8];
 
+    /* We never write a NUL; the string functions below would stop at it. */
+    if (memchr(line, '\0', n))
+        return FS_EPROTO;
     if (line_value(line, n, "name", val, sizeof val)) {
         int len = msg_pct_decode(val, strlen(val), pt->name, sizeof pt->name);
-        *seen |= 1;
+        if (!first_time(seen, 1))
+            return FS_EPROTO;
         return len > 0 && name_valid(pt->name, (size_t)len) ? FS_OK : FS_EPROTO;
     }
     if (line_value(line, n, "size", val, sizeof val)) {
-        *seen |= 2;
+        if (!first_time(seen, 2))
+            return FS_EPROTO;
         return parse_u64(val, &pt->size) ? FS_OK : FS_EPROTO;
     }
     if (line_value(line, n, "md5", val, sizeof val)) {
-        *seen |= 4;
-        if (!hash_hex_valid(val))
+        if (!first_time(seen, 4) || !hash_hex_valid(val))
             return FS_EPROTO;
         memcpy(pt->md5, val, sizeof pt->md5);
         return FS_OK;
     }
     if (line_value(line, n, "chunk", val, sizeof val)) {
-        *seen |= 8;
-        if (!(*seen & 2) || !parse_u64(val, &pt->chunk))
+        if (!first_time(seen, 8) || !(*seen & 2) || !parse_u64(val, &pt->chunk))
+            return FS_EPROTO;
+        /* size_table() allocates a CRC per chunk: a tiny chunk under a huge
+         * size would ask for terabytes. */
+        if (pt->chunk == 0 || pt->size / pt->chunk >= STATE_MAX_CHUNKS)
             return FS_EPROTO;
         return size_table(pt);
     }

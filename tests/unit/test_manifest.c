@@ -82,6 +82,24 @@ static void test_manifest_refuses_a_nul_byte(void **state)
     assert_string_equal(why, "manifest contains a NUL byte");
 }
 
+/* Found by fuzz/fuzz_manifest.c: strtoull() saturates, so a size past
+ * 2^64-1 was taken as 2^64-1, and the entry no longer said what its line did. */
+static void test_manifest_refuses_a_size_beyond_64_bits(void **state)
+{
+    static const char text[] = "F 18446744073950571615 " M1 " huge.bin\n";
+    static const char max[] = "F 18446744073709551615 " M1 " huge.bin\n";
+    struct manifest m;
+    const char *why = NULL;
+
+    (void)state;
+    assert_int_equal(manifest_parse(text, sizeof text - 1, &m, &why), FS_EPROTO);
+    assert_string_equal(why, "manifest file line has a bad size");
+    assert_null(m.v);
+    assert_int_equal(manifest_parse(max, sizeof max - 1, &m, &why), FS_OK);
+    assert_true(m.v[0].size == UINT64_MAX);
+    manifest_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -89,6 +107,7 @@ int main(void)
         cmocka_unit_test(test_manifest_empty_folder_is_valid),
         cmocka_unit_test(test_manifest_refuses_what_a_lying_holder_could_send),
         cmocka_unit_test(test_manifest_refuses_a_nul_byte),
+        cmocka_unit_test(test_manifest_refuses_a_size_beyond_64_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,6 +75,63 @@ static void test_state_refuses_gaps_garbage_and_other_versions(void **state)
     }
 }
 
+/* Found by fuzz/fuzz_state.c: a second "size" line after "chunk" changed
+ * the size without resizing the chunk table, and a NUL byte cut a value
+ * short ("10485\0junk" read as 10485). Either way the state no longer said
+ * what its text did. */
+static void test_state_refuses_repeated_keys_and_nul_bytes(void **state)
+{
+    static const char head[] = "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\n";
+    static const struct {
+        const char *text;
+        size_t len;
+    } bad[] = {
+#define T(s) {s, sizeof s - 1}
+        T("floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nsize 10485\n"),
+        T("floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nchunk 2\n"),
+        T("floodshare-partial 1\nname a\nname b\nsize 10\nmd5 " MD5_A "\nchunk 4\n"),
+        T("floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nmd5 " MD5_A "\nchunk 4\n"),
+        T("floodshare-partial 1\nname a\nsize 10\0junk\nmd5 " MD5_A "\nchunk 4\n"),
+        T("floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nc 0 0000000a\0\n"),
+#undef T
+    };
+    struct partial pt;
+
+    (void)state;
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(head, sizeof head - 1, &pt), FS_OK);
+    free(pt.crc);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&pt, 0, sizeof pt);
+        assert_int_equal(partial_parse_state(bad[i].text, bad[i].len, &pt), FS_EPROTO);
+        assert_null(pt.crc);
+    }
+}
+
+/* Found by fuzz/fuzz_state.c: "size" of a terabyte in chunks of 1 byte made
+ * the parser calloc() a CRC table of 4 TiB. The table is bounded (2^24
+ * chunks); just past the bound it is refused, at it accepted. */
+static void test_state_refuses_a_chunk_table_past_its_bound(void **state)
+{
+    static const char over[] = "floodshare-partial 1\nname a\nsize 16777217\nmd5 " MD5_A
+                               "\nchunk 1\n";
+    static const char huge[] = "floodshare-partial 1\nname a\nsize 1099511627776\nmd5 " MD5_A
+                               "\nchunk 1\n";
+    static const char at[] = "floodshare-partial 1\nname a\nsize 16777215\nmd5 " MD5_A
+                             "\nchunk 1\n";
+    struct partial pt;
+
+    (void)state;
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(over, sizeof over - 1, &pt), FS_EPROTO);
+    assert_null(pt.crc);
+    assert_int_equal(partial_parse_state(huge, sizeof huge - 1, &pt), FS_EPROTO);
+    assert_null(pt.crc);
+    assert_int_equal(partial_parse_state(at, sizeof at - 1, &pt), FS_OK);
+    assert_int_equal(pt.nchunks, 16777215);
+    free(pt.crc);
+}
+
 struct fx {
     char dir[64];
     char data[3 * PARTIAL_CHUNK + 100];
@@ -363,6 +420,8 @@ int main(void)
         cmocka_unit_test(test_state_parses_with_its_chunk_prefix),
         cmocka_unit_test(test_state_torn_last_line_is_ignored),
         cmocka_unit_test(test_state_refuses_gaps_garbage_and_other_versions),
+        cmocka_unit_test(test_state_refuses_repeated_keys_and_nul_bytes),
+        cmocka_unit_test(test_state_refuses_a_chunk_table_past_its_bound),
         cmocka_unit_test_setup_teardown(test_reopen_resumes_and_check_rebuilds_the_md5, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_check_forgets_a_tampered_chunk_and_all_after_it,

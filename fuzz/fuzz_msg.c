@@ -1,0 +1,154 @@
+/* fuzz_msg.c - msg_parse() over bytes as they come off a peer's socket.
+ *
+ * Covers every verb: the flood (GET, FOUND), the archive transfer (REQUEST,
+ * ITEM, ERROR) and the transfer headers (FETCH, RANGE, DATA, LIST,
+ * MANIFEST). Beyond "no crash" it checks what the rest of the peer relies
+ * on: the result codes are the documented ones, a refusal always says why
+ * (and maps to an ERROR code), an accepted header consumed a whole line of at
+ * most MSG_MAX_HEADER bytes, its names and paths pass name_valid() and
+ * path_valid(), and msg_format() of it parses back to the same message (so
+ * a relayed FOUND or a forwarded GET is exactly what was received). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "floodshare/msg.h"
+
+#include "check.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int is_code(const char *c)
+{
+    return !strcmp(c, "toolarge") || !strcmp(c, "version") || !strcmp(c, "unknown") ||
+           !strcmp(c, "malformed");
+}
+
+/* The fields each verb carries, as in msg.h; comparing only those keeps the
+ * check honest about what msg_format() promises to carry. */
+static void check_same(const struct msg *a, const struct msg *b)
+{
+    CHECK(a->type == b->type);
+    switch (a->type) {
+    case MSG_GET:
+        CHECK(!strcmp(a->qid, b->qid) && a->ttl == b->ttl && a->hops == b->hops);
+        CHECK(addr_equal(&a->origin, &b->origin) && addr_equal(&a->from, &b->from));
+        CHECK(!strcmp(a->name, b->name));
+        break;
+    case MSG_FOUND:
+        CHECK(!strcmp(a->qid, b->qid) && a->hops == b->hops);
+        CHECK(addr_equal(&a->holder, &b->holder) && a->peer_id == b->peer_id);
+        CHECK(a->kind == b->kind && a->size == b->size && !strcmp(a->md5, b->md5));
+        CHECK(!strcmp(a->path, b->path) && !strcmp(a->name, b->name));
+        break;
+    case MSG_REQUEST:
+    case MSG_LIST:
+        CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5));
+        break;
+    case MSG_ITEM:
+        CHECK(a->kind == b->kind && a->size == b->size && !strcmp(a->md5, b->md5));
+        CHECK(a->len == b->len && !strcmp(a->zmd5, b->zmd5));
+        break;
+    case MSG_ERROR:
+        CHECK(!strcmp(a->code, b->code) && !strcmp(a->text, b->text));
+        break;
+    case MSG_FETCH:
+        CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5) && a->offset == b->offset);
+        break;
+    case MSG_RANGE:
+        CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && a->offset == b->offset);
+        CHECK(a->chunk == b->chunk);
+        break;
+    case MSG_DATA:
+        CHECK(a->idx == b->idx && a->len == b->len && a->crc == b->crc);
+        break;
+    case MSG_MANIFEST:
+        CHECK(!strcmp(a->md5, b->md5) && a->len == b->len);
+        break;
+    }
+}
+
+/* What the verb's fields must satisfy for the rest of the peer to use them. */
+static void check_fields(const struct msg *m)
+{
+    switch (m->type) {
+    case MSG_GET:
+        CHECK(strlen(m->qid) == MSG_QID_LEN);
+        CHECK(m->ttl <= MSG_MAX_HOPS && m->hops <= MSG_MAX_HOPS);
+        CHECK(m->origin.port != 0 && m->from.port != 0);
+        CHECK(name_valid(m->name, strlen(m->name)));
+        break;
+    case MSG_FOUND:
+        CHECK(m->peer_id >= 1 && m->peer_id <= 65535 && m->holder.port != 0);
+        CHECK(m->kind == MSG_KIND_FILE || m->kind == MSG_KIND_FOLDER);
+        CHECK(name_valid(m->name, strlen(m->name)));
+        CHECK(path_valid(m->path, strlen(m->path)));
+        CHECK(strlen(m->md5) == MSG_MD5_LEN);
+        break;
+    case MSG_REQUEST:
+    case MSG_FETCH:
+    case MSG_LIST:
+        CHECK(path_valid(m->path, strlen(m->path)));
+        CHECK(strlen(m->md5) == MSG_MD5_LEN);
+        break;
+    case MSG_ITEM:
+        CHECK(m->kind == MSG_KIND_FILE || m->kind == MSG_KIND_FOLDER);
+        CHECK(strlen(m->md5) == MSG_MD5_LEN && strlen(m->zmd5) == MSG_MD5_LEN);
+        break;
+    case MSG_ERROR:
+        CHECK(strlen(m->code) >= 1);
+        for (const char *p = m->text; *p; p++)
+            CHECK((unsigned char)*p >= 0x20 && *p != 0x7f);
+        break;
+    case MSG_RANGE:
+        CHECK(m->chunk >= 1 && strlen(m->md5) == MSG_MD5_LEN);
+        break;
+    case MSG_MANIFEST:
+        CHECK(strlen(m->md5) == MSG_MD5_LEN);
+        break;
+    case MSG_DATA:
+        break;
+    default:
+        CHECK(!"msg_parse() accepted a type msg.h does not list");
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* A copy of exactly size bytes, so ASan sees any read past the end. */
+    char *buf = malloc(size ? size : 1);
+    struct msg m, back;
+    size_t used = 12345, used2 = 0;
+    const char *why = NULL;
+    char line[MSG_MAX_HEADER + 1];
+
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+    fs_status st = msg_parse(buf, size, &m, &used, &why);
+    if (st == FS_NEED_MORE) {
+        CHECK(size < MSG_MAX_HEADER && !memchr(buf, '\n', size));
+        CHECK(used == 0);
+    } else if (st == FS_EPROTO) {
+        CHECK(why != NULL && why[0] != '\0');
+        CHECK(is_code(msg_error_code(why)));
+        CHECK(used == 0);
+    } else {
+        CHECK(st == FS_OK);
+        CHECK(used >= 1 && used <= size && used <= MSG_MAX_HEADER && buf[used - 1] == '\n');
+        CHECK(!memchr(buf, '\n', used - 1)); /* the first line, not a later one */
+        check_fields(&m);
+        int n = msg_format(&m, line, sizeof line);
+        CHECK(n > 0 && (size_t)n <= MSG_MAX_HEADER);
+        CHECK(msg_parse(line, (size_t)n, &back, &used2, NULL) == FS_OK);
+        CHECK(used2 == (size_t)n);
+        check_same(&m, &back);
+        /* The header parses the same whatever follows it (an ITEM body). */
+        CHECK(msg_parse(buf, used, &back, &used2, NULL) == FS_OK && used2 == used);
+        check_same(&m, &back);
+    }
+    /* Parsing is pure: the same bytes give the same answer. */
+    CHECK(msg_parse(buf, size, &back, &used2, NULL) == st);
+    free(buf);
+    return 0;
+}

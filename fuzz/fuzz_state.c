@@ -1,0 +1,87 @@
+/* fuzz_state.c - partial_parse_state() over a download's .state file.
+ *
+ * The state file sits in the share's .floodshare/ folder, where anything
+ * with write access to the share can change it, and a crash can leave it
+ * torn; partial_open() trusts what this parser accepts to size its chunk
+ * table and to decide which chunks to re-read. So an accepted state must be
+ * consistent: a valid name and MD5, a chunk size the writer could have used,
+ * a chunk table of exactly ceil(size / chunk) entries with the claimed
+ * prefix inside it, and, written back in the documented format (partial.h),
+ * it must parse to the same state. A refused one must leave nothing
+ * allocated and nothing claimed. */
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "floodshare/hash.h"
+#include "floodshare/name.h"
+#include "floodshare/partial.h"
+
+#include "check.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The state text partial_save() writes for pt (partial.h documents it). */
+static char *write_state(const struct partial *pt, size_t *len)
+{
+    char enc[3 * MSG_MAX_NAME + 1], holder[ADDR_STR_MAX];
+    size_t cap = 512 + sizeof enc + (size_t)pt->have * 32;
+    char *t = malloc(cap);
+    size_t n;
+
+    CHECK(t != NULL);
+    CHECK(msg_pct_encode(pt->name, strlen(pt->name), enc, sizeof enc) > 0);
+    n = (size_t)snprintf(t, cap,
+                         "floodshare-partial 1\nname %s\nsize %" PRIu64 "\nmd5 %s\nchunk %" PRIu64
+                         "\n",
+                         enc, pt->size, pt->md5, pt->chunk);
+    if (pt->holder.port)
+        n += (size_t)snprintf(t + n, cap - n, "holder %s\n", addr_format(&pt->holder, holder));
+    for (uint64_t i = 0; i < pt->have; i++)
+        n += (size_t)snprintf(t + n, cap - n, "c %" PRIu64 " %08" PRIx32 "\n", i, pt->crc[i]);
+    CHECK(n < cap);
+    *len = n;
+    return t;
+}
+
+static void check_state(const struct partial *pt)
+{
+    CHECK(name_valid(pt->name, strlen(pt->name)));
+    CHECK(hash_hex_valid(pt->md5));
+    CHECK(pt->chunk >= 1 && pt->chunk <= 64u * 1024 * 1024);
+    CHECK(pt->nchunks == pt->size / pt->chunk + (pt->size % pt->chunk != 0));
+    CHECK(pt->have <= pt->nchunks);
+    CHECK(pt->crc != NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct partial pt, back;
+    char *text = malloc(size ? size : 1);
+
+    if (!text)
+        return 0;
+    memcpy(text, data, size);
+    memset(&pt, 0, sizeof pt);
+    fs_status st = partial_parse_state(text, size, &pt);
+    if (st == FS_OK) {
+        check_state(&pt);
+        size_t n;
+        char *again = write_state(&pt, &n);
+        memset(&back, 0, sizeof back);
+        CHECK(partial_parse_state(again, n, &back) == FS_OK);
+        CHECK(!strcmp(pt.name, back.name) && !strcmp(pt.md5, back.md5));
+        CHECK(pt.size == back.size && pt.chunk == back.chunk && pt.nchunks == back.nchunks);
+        CHECK(addr_equal(&pt.holder, &back.holder) && pt.have == back.have);
+        CHECK(pt.have == 0 || !memcmp(pt.crc, back.crc, (size_t)pt.have * sizeof *pt.crc));
+        free(back.crc);
+        free(again);
+        free(pt.crc);
+    } else {
+        CHECK(st == FS_EPROTO);
+        CHECK(pt.crc == NULL && pt.have == 0);
+    }
+    free(text);
+    return 0;
+}

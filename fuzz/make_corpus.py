@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""make_corpus.py - writes the seed corpora under fuzz/corpus/<target>/.
+
+Seeds are real inputs of each parser: the messages of every verb as
+docs/PROTOCOL.md shows them, a manifest and a state file in the formats the
+peer writes, zip archives shaped like the ones a holder sends (made with
+zipfile) plus the classic hostile ones, the INI files of configs/, and
+control lines. Deterministic (fixed dates, no randomness), so running it
+again changes nothing; scripts/fuzz never writes into these folders.
+    python3 fuzz/make_corpus.py
+"""
+import hashlib
+import io
+import os
+import pathlib
+import re
+import stat
+import warnings
+import zipfile
+
+FUZZ = pathlib.Path(__file__).resolve().parent
+ROOT = FUZZ.parent
+CORPUS = FUZZ / "corpus"
+
+
+def md5(b):
+    return hashlib.md5(b).hexdigest()
+
+
+def write(target, name, data):
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    (d / name).write_bytes(data)
+
+
+MD5 = md5(b"hello world\n")
+QID = "7f2a90c3d1e4b5a6"
+
+
+def msg_seeds():
+    lines = {
+        "get": f"FLOOD/1 GET qid={QID} ttl=3 hops=1 origin=127.0.0.1:10811 from=127.0.0.1:10812 name=3.txt\n",
+        "get_encoded": f"FLOOD/1 GET qid={QID} ttl=15 hops=0 origin=peer-a.local:1 from=127.0.0.1:65535 name=my%20file%25%C3%A9.txt\n",
+        "found": f"FLOOD/1 FOUND qid={QID} hops=2 holder=127.0.0.1:10813 peer=3 kind=file size=12 md5={MD5} path=docs/3.txt name=3.txt\n",
+        "found_folder": f"FLOOD/1 FOUND qid={QID} hops=1 holder=localhost:10812 peer=65535 kind=folder size=0 md5={MD5} path=a/b%20c name=b%20c\n",
+        "request": f"FLOOD/1 REQUEST path=docs/3.txt md5={MD5}\n",
+        "item": f"FLOOD/1 ITEM kind=file size=12 md5={MD5} len=130 zmd5={md5(b'zip')}\nPK\x03\x04body",
+        "error": "FLOOD/1 ERROR code=notfound msg=no%20such%20item\n",
+        "error_empty": "FLOOD/1 ERROR code=busy msg=\r\n",
+        "fetch": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912\n",
+        "range": f"FLOOD/1 RANGE size=1073741824 md5={MD5} offset=536870912 chunk=4194304\n",
+        "data": "FLOOD/1 DATA idx=128 len=4194304 crc=9a3c41f0\n",
+        "list": f"FLOOD/1 LIST path=photos/2023 md5={MD5}\n",
+        "manifest": f"FLOOD/1 MANIFEST md5={MD5} len=58\nD sub\nF 12 {MD5} sub/a.txt\n",
+        "unknown_key": f"FLOOD/1 REQUEST path=x md5={MD5} future=1\n",
+        "two_lines": f"FLOOD/1 REQUEST path=x md5={MD5}\nFLOOD/1 DATA idx=0 len=1 crc=00000000\n",
+        "version": "FLOOD/2 GET qid=0 ttl=1\n",
+        "partial": "FLOOD/1 GET qid=7f2a",
+    }
+    for k, v in lines.items():
+        write("msg", k, v)
+
+
+def manifest_text(entries):
+    return "".join(entries).encode()
+
+
+def manifest_seeds():
+    a, b = b"hello world\n", b"\x00" * 100
+    write("manifest", "folder", manifest_text([
+        "D empty\n",
+        f"F {len(a)} {md5(a)} hello.txt\n",
+        "D sub\n",
+        "D sub/deeper\n",
+        f"F {len(b)} {md5(b)} sub/deeper/zeros.bin\n",
+        f"F 0 {md5(b'')} sub/empty.txt\n",
+        f"F {len(a)} {md5(a)} sub/h%C3%A9llo.txt\n",
+    ]))
+    write("manifest", "utf8", f"F 3 {md5(b'abc')} caf\u00e9 \u2603.txt\n")
+    write("manifest", "empty", b"")
+    write("manifest", "big_size", f"F 18446744073709551615 {MD5} huge.bin\n")
+    write("manifest", "unsorted", f"F 1 {MD5} b\nF 1 {MD5} a\n")
+    write("manifest", "orphan", f"F 1 {MD5} nodir/a\n")
+
+
+def state_seeds():
+    hdr = f"floodshare-partial 1\nname big%20file.bin\nsize 10485760\nmd5 {MD5}\nchunk 4194304\n"
+    write("state", "fresh", hdr)
+    write("state", "holder_chunks", hdr + "holder 127.0.0.1:10813\nc 0 9a3c41f0\nc 1 0000000b\n")
+    write("state", "all_chunks", hdr + "holder peer-3:10813\nc 0 9a3c41f0\nc 1 0000000b\nc 2 ffffffff\n")
+    write("state", "torn_last_line", hdr + "c 0 9a3c41f0\nc 1 0000")
+    write("state", "empty_file", "floodshare-partial 1\nname e\nsize 0\nmd5 "
+          f"{md5(b'')}\nchunk 4194304\n")
+    write("state", "small_chunks", f"floodshare-partial 1\nname my%20file.bin\nsize 10\nmd5 {MD5}\n"
+          "chunk 4\nholder 127.0.0.1:4000\nc 0 0000000a\nc 1 0000000b\n")
+
+
+FIXED = (2024, 1, 2, 3, 4, 6)
+
+
+def zinfo(name, mode=0o644, system=3):
+    zi = zipfile.ZipInfo(name, FIXED)
+    zi.create_system = system
+    zi.external_attr = mode << 16
+    zi.flag_bits |= 0x800
+    return zi
+
+
+def zip_bytes(entries, method=zipfile.ZIP_DEFLATED):
+    """entries: (name, data or None for a folder, mode)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data, mode in entries:
+            zi = zinfo(name, mode)
+            if data is None:
+                zi.external_attr |= 0x10
+                z.writestr(zi, b"")
+            else:
+                zi.compress_type = method
+                z.writestr(zi, data)
+    return buf.getvalue()
+
+
+def zip_seeds():
+    reg, dr = stat.S_IFREG | 0o644, stat.S_IFDIR | 0o755
+    write("zip", "file", zip_bytes([("3.txt", b"hello world\n", reg)]))
+    write("zip", "file_stored", zip_bytes([("3.txt", b"hello world\n", reg)], zipfile.ZIP_STORED))
+    write("zip", "folder", zip_bytes([
+        ("docs/", None, dr), ("docs/a.txt", b"alpha\n" * 20, reg), ("docs/empty/", None, dr),
+        ("docs/sub/", None, dr), ("docs/sub/b.bin", bytes(range(256)), reg),
+        ("docs/sub/caf\u00e9.txt", b"", reg)]))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:  # zip64 extra fields, as the holder always writes
+        zi = zinfo("big.txt", reg)
+        zi.compress_type = zipfile.ZIP_DEFLATED
+        with z.open(zi, "w", force_zip64=True) as f:
+            f.write(b"0123456789" * 50)
+    write("zip", "zip64", buf.getvalue())
+    write("zip", "bad_traversal", zip_bytes([("a/", None, dr), ("a/../../evil", b"x", reg)]))
+    write("zip", "bad_absolute", zip_bytes([("/tmp/evil", b"x", reg)]))
+    write("zip", "bad_symlink", zip_bytes([("a/", None, dr),
+                                           ("a/link", b"/etc/passwd", stat.S_IFLNK | 0o777)],
+                                          zipfile.ZIP_STORED))
+    write("zip", "bad_two_tops", zip_bytes([("a", b"1", reg), ("b", b"2", reg)]))
+    write("zip", "bad_duplicate", zip_bytes([("a/", None, dr), ("a/x", b"1", reg),
+                                             ("a/x", b"2", reg)]))
+    write("zip", "bad_file_as_folder", zip_bytes([("a/", None, dr), ("a/x", b"1", reg),
+                                                  ("a/x/y", b"2", reg)]))
+    write("zip", "bad_backslash", zip_bytes([("a\\..\\evil", b"x", reg)]))
+    write("zip", "bad_bomb", zip_bytes([("z.bin", b"\x00" * (2 << 20), reg)]))
+
+
+def cfg_seeds():
+    for ini in sorted((ROOT / "configs").glob("*.ini")):
+        text = ini.read_text()
+        write("cfg", ini.stem, text)
+        # The fuzzer's folder has a "share" folder: this one gets past share_dir.
+        write("cfg", ini.stem + "_share", re.sub(r"(?m)^share_dir = .*$", "share_dir = share", text))
+    write("cfg", "limits", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
+          "ttl = 2\nlog_level = debug\n[neighbours]\npeers = 127.0.0.1:4001, h-2.local:4002\t10.0.0.1:1\n"
+          "[limits]\nworkers = 256\nmax_queue = 1\nio_timeout_ms = 100\nconnect_timeout_ms = 60000\n"
+          "hit_window_ms = 10\nquery_cache_size = 1048576\nquery_cache_ttl_ms = 1000\nmax_ttl = 2\n")
+    write("cfg", "orphan_and_crlf", "stray = 1\r\n[PEER]\r\nID = 1\r\n")
+    write("cfg", "bad_line", "[peer]\nid = 1\nthis is not ini\n")
+
+
+def ctl_seeds():
+    lines = {
+        "get": "get 3.txt --json",
+        "get_encoded": "get my%20file%25.txt",
+        "search": "search 3.txt",
+        "ls": "ls",
+        "config": "config ttl 5",
+        "modify": "modify neighbours 127.0.0.1:10812%2C127.0.0.1:10813",
+        "stats": "stats --json",
+        "transfers": "transfers",
+        "spaces": "  get   a  ",
+        "too_many": " ".join(["w"] * 20),
+        "progress": "done=4194304 total=10485760 resumed=0 rate=1048576 peer=3 holder=127.0.0.1:10813 name=big%20file.bin",
+        "progress_resumed": "done=10 total=10 resumed=4 rate=0 peer=65535 holder=localhost:1 name=a",
+    }
+    for k, v in lines.items():
+        write("ctl", k, v)
+
+
+if __name__ == "__main__":
+    warnings.simplefilter("ignore")  # the duplicate-name seed is on purpose
+    msg_seeds()
+    manifest_seeds()
+    state_seeds()
+    zip_seeds()
+    cfg_seeds()
+    ctl_seeds()
+    for d in sorted(CORPUS.iterdir()):
+        print(f"{d.name}: {len(list(d.iterdir()))} seeds")
