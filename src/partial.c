@@ -73,6 +73,8 @@ static fs_status size_table(struct partial *pt)
 {
     if (pt->crc || pt->chunk == 0 || pt->chunk > 64u * 1024 * 1024)
         return FS_EPROTO;
+    if (pt->size / pt->chunk >= STATE_MAX_CHUNKS) /* a CRC each: a bounded table */
+        return FS_ETOOBIG;
     pt->nchunks = pt->size / pt->chunk + (pt->size % pt->chunk != 0);
     pt->crc = calloc(pt->nchunks ? pt->nchunks : 1, sizeof *pt->crc);
     return pt->crc ? FS_OK : FS_ENOMEM;
@@ -297,6 +299,10 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
     *resumed = 0;
     if (!pt)
         return FS_ENOMEM;
+    if (size / PARTIAL_CHUNK >= STATE_MAX_CHUNKS) { /* a FOUND may announce any size */
+        free(pt);
+        return FS_ETOOBIG;
+    }
     pt->fd = pt->dfd = pt->state_fd = -1;
     snprintf(pt->data_path, sizeof pt->data_path, "%s/%s.part", state_dir, md5);
     snprintf(pt->state_path, sizeof pt->state_path, "%s/%s.state", state_dir, md5);

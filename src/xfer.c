@@ -904,6 +904,9 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
     fs_status st = partial_open(dir, j->name, j->size, j->md5, &pt, &resumed);
     if (st == FS_EBUSY)
         return fail(f, st, "another get is downloading %s right now", j->name);
+    if (st == FS_ETOOBIG)
+        return cut(f, st, "holder announced %llu bytes for %s, more than a download may hold "
+                   "(64 TiB)", (unsigned long long)j->size, j->name);
     if (st)
         return fail(f, st, "cannot keep a partial download in %s: %s", dir,
                     st == FS_EIO ? strerror(errno) : fs_strerror(st));

@@ -60,7 +60,9 @@ struct partial {
  * A state file that does not parse, or describes another item, is
  * replaced by a fresh one. FS_EBUSY when another download of the same item
  * holds it (an exclusive flock on the .part file, released at close or
- * when the process dies). Caller frees with partial_close(). */
+ * when the process dies); FS_ETOOBIG, with nothing created, for a size of
+ * 2^24 chunks (64 TiB) or more, whose chunk table alone would be too big.
+ * Caller frees with partial_close(). */
 fs_status partial_open(const char *state_dir, const char *name, uint64_t size, const char *md5,
                        struct partial **out, int *resumed);
 

@@ -414,6 +414,21 @@ static void test_failed_save_keeps_the_old_state_whole(void **state)
     partial_close(pt);
 }
 
+static void test_an_absurd_size_is_refused_before_anything_is_made(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt = (struct partial *)1;
+    int resumed;
+
+    /* A FOUND may announce any size; a CRC per 4 MiB chunk of 2^63 bytes would be 8 TiB. */
+    assert_int_equal(partial_open(f->dir, "x.bin", UINT64_C(1) << 63, f->md5, &pt, &resumed),
+                     FS_ETOOBIG);
+    assert_null(pt);
+    struct partial_info *list = NULL;
+    assert_int_equal(partial_list(f->dir, &list), 0);
+    free(list);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +444,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_download_of_the_same_item_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_list_reports_bytes_present, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_absurd_size_is_refused_before_anything_is_made,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_and_buffered_writes_store_the_same_bytes,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_another_item_with_that_md5_starts_afresh, setup,
