@@ -378,7 +378,8 @@ static int walk(struct build *b)
         e->ts_us = x->start_us;
     }
     count_bound(b);
-    qsort(g->nodes, g->n_nodes, sizeof *g->nodes, cmp_node);
+    if (g->n_nodes)
+        qsort(g->nodes, g->n_nodes, sizeof *g->nodes, cmp_node);
     return 0;
 }
 

@@ -237,6 +237,8 @@ static void merge_flush(struct merge *m, struct printer *pr, uint64_t cutoff_us)
 {
     size_t k = 0;
 
+    if (m->n == 0)
+        return;
     qsort(m->ev, m->n, sizeof *m->ev, cmp_ev);
     while (k < m->n && m->ev[k].ts_us <= cutoff_us)
         print_event(pr, &m->ev[k++]);
