@@ -388,13 +388,15 @@ static void deliver_hit(struct peer *p, const struct msg *found)
         kept = 1;
         pthread_cond_broadcast(&f->cond);
     }
+    /* Under the lock: the query's thread may start the transfer as soon as
+     * the hit is visible, and its events must come after this one. */
+    trace_found(p, other_name ? TR_FOUND_DROPPED : kept ? TR_FOUND_RECEIVED : TR_FOUND_DROPPED,
+                found, &found->from, NULL, other_name ? "other_name" : kept ? NULL : "finished");
     pthread_mutex_unlock(&f->lock);
 
     char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX];
     log_escape_str(name, found->path);
     addr_format(&found->holder, at);
-    trace_found(p, other_name ? TR_FOUND_DROPPED : kept ? TR_FOUND_RECEIVED : TR_FOUND_DROPPED,
-                found, &found->from, NULL, other_name ? "other_name" : kept ? NULL : "finished");
     if (other_name) {
         /* A hit must be for the name asked: otherwise a lying peer could
          * make `get a.txt` download anything it likes into the share. */
