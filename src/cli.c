@@ -15,12 +15,15 @@
 #include "floodshare/json.h"
 #include "floodshare/peer.h"
 #include "floodshare/progress.h"
+#include "floodshare/watch.h"
 
 #define CLI_MAX_PEERS 1024
 
 static const char usage_text[] =
     "usage: floodshare [--run DIR] peer ID COMMAND [ARGS...]\n"
     "       floodshare [--run DIR] peers [--json]\n"
+    "       floodshare [--run DIR] watch [--json]\n"
+    "       floodshare [--run DIR] trace QUERY-ID [--json|--dot] [--svg FILE] [--png FILE]\n"
     "       floodshare [--run DIR]                 (interactive REPL)\n"
     "       floodshare serve [--run DIR] CONFIG.ini\n"
     "       floodshare --help | --version\n"
@@ -33,6 +36,13 @@ static const char usage_text[] =
     "  modify KEY VALUE        change ttl, neighbours, share_dir or log_level, live and in the INI\n"
     "  stats [--json]          counters: queries, duplicates, hits, bytes\n"
     "  transfers [--json]      downloads and uploads running now, and partial downloads\n"
+    "  watch [--json]          stream this peer's trace events until Ctrl-C\n"
+    "  events [--json] [QID]   the trace events this peer keeps (of one query)\n"
+    "\n"
+    "watch merges the events of every peer of DIR in time order; trace QUERY-ID\n"
+    "(a query id as get/search print it, or its first digits) reconstructs that\n"
+    "query's flood: tree, duplicates, reverse paths, transfer, message counts;\n"
+    "--dot writes Graphviz, --svg/--png render it with dot (docs/TRACE.md).\n"
     "\n"
     "get shows a progress line on a terminal; --quiet shows only errors; with --json,\n"
     "progress comes as JSON events, one per line, before the result. Ctrl-C cancels a\n"
@@ -170,6 +180,9 @@ static int cmd_peer(const char *run_dir, int argc, char **argv)
     const char *no_color = getenv("NO_COLOR");
     vs.tty = isatty(STDERR_FILENO);
     vs.color = vs.tty && !(no_color && *no_color);
+    /* watch and events render on this side, naming hops by peer id. */
+    if (nargs && (strcmp(args[0], "watch") == 0 || (strcmp(args[0], "events") == 0 && !vs.json)))
+        return watch_peer_cmd(run_dir, id, nargs, args);
     snprintf(sock, sizeof sock, "%s/peer-%u.sock", run_dir, id);
     int code = nargs ? call_interruptible(sock, nargs, args, &view) : CTL_EXIT_USAGE;
     if (code == CTL_EXIT_NOPEER)
@@ -352,6 +365,10 @@ int cli_exec(const char *run_dir, int argc, char **argv)
         return cmd_peer(run_dir, argc, argv);
     if (strcmp(argv[0], "peers") == 0)
         return cmd_peers(run_dir, argc, argv);
+    if (strcmp(argv[0], "watch") == 0)
+        return watch_all_cmd(run_dir, argc, argv);
+    if (strcmp(argv[0], "trace") == 0)
+        return watch_trace_cmd(run_dir, argc, argv);
     if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         return CTL_EXIT_OK;

@@ -17,6 +17,7 @@
 #include "floodshare/net.h"
 #include "floodshare/peer.h"
 #include "floodshare/share.h"
+#include "floodshare/trace.h"
 #include "floodshare/xfer.h"
 
 #define CMD_JSON_MAX (4 * 1024 * 1024)
@@ -584,6 +585,139 @@ static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o)
     return code;
 }
 
+/* --- watch, events: trace events (docs/TRACE.md) --- */
+
+enum ev_form { FORM_TEXT, FORM_JSON, FORM_RAW };
+
+#define CMD_WATCH_POLL_MS 200 /* how soon a watcher that hung up is noticed */
+
+/* Parses [--json|--raw] [QID] for watch and events; qid is NULL when
+ * none was given (watch takes none). -1 after printing why. */
+static int parse_trace_args(int argc, char **argv, int want_qid, enum ev_form *form,
+                            const char **qid, struct ctl_out *o)
+{
+    *form = FORM_TEXT;
+    *qid = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0) {
+            *form = FORM_JSON;
+        } else if (strcmp(a, "--raw") == 0) {
+            *form = FORM_RAW;
+        } else if (want_qid && !*qid && a[0] != '-') {
+            if (a[0] == 'q') /* as logs and `watch` show it: q4d78 */
+                a++;
+            size_t n = strlen(a);
+            int hex = n >= 1 && n <= MSG_QID_LEN;
+            for (size_t k = 0; k < n && hex; k++)
+                hex = (a[k] >= '0' && a[k] <= '9') || (a[k] >= 'a' && a[k] <= 'f');
+            if (!hex) {
+                ctl_print(o, 2, "floodshare: %s: \"%s\" is not a query id (up to %d lower-case "
+                          "hex digits, e.g. 4d782a6673987d51 or q4d78)", argv[0], argv[i],
+                          MSG_QID_LEN);
+                return -1;
+            }
+            *qid = a;
+        } else {
+            ctl_print(o, 2, "usage: peer N %s", want_qid ? "events [--json] [QID]"
+                                                          : "watch [--json]");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Writes one event to the client in the form asked for. */
+static void send_event(struct ctl_out *o, enum ev_form form, const struct trace_event *ev)
+{
+    char line[CTL_MAX_LINE];
+    int n;
+
+    if (form == FORM_RAW) {
+        n = trace_encode(ev, line, sizeof line);
+        if (n > 0)
+            ctl_send_event(o, line, (size_t)n);
+        return;
+    }
+    n = form == FORM_JSON ? trace_format_json(ev, line, sizeof line)
+                          : trace_format_text(ev, NULL, NULL, 0, line, sizeof line);
+    if (n > 0)
+        ctl_write(o, 1, line, (size_t)n);
+}
+
+/* Streams events as they happen until the client hangs up (noticed within
+ * CMD_WATCH_POLL_MS) or the peer stops. A client that does not read loses
+ * events (told by a "lost" event); the peer never waits for it. */
+static int cmd_watch(struct peer *p, int argc, char **argv, struct ctl_out *o)
+{
+    enum ev_form form;
+    const char *qid;
+    struct trace_event ev;
+
+    if (parse_trace_args(argc, argv, 0, &form, &qid, o) < 0)
+        return CTL_EXIT_USAGE;
+    struct trace_sub *sub = trace_subscribe(p->trace);
+    if (!sub) {
+        ctl_print(o, 2, "floodshare: watch: %d watchers already listen to this peer",
+                  TRACE_MAX_SUBS);
+        return CTL_EXIT_FAIL;
+    }
+    if (form == FORM_TEXT)
+        ctl_print(o, 2, "watching peer %u (Ctrl-C to stop)", p->cfg.id);
+    while (!p->stopping && !ctl_client_gone(o)) {
+        if (trace_next(p->trace, sub, CMD_WATCH_POLL_MS, &ev))
+            send_event(o, form, &ev);
+    }
+    /* A last peer_down (shutdown) may still be queued. */
+    while (!o->broken && trace_next(p->trace, sub, 0, &ev))
+        send_event(o, form, &ev);
+    trace_unsubscribe(p->trace, sub);
+    return CTL_EXIT_OK;
+}
+
+/* Dumps the ring (or one query's events in it) and returns. */
+static int cmd_events(struct peer *p, int argc, char **argv, struct ctl_out *o)
+{
+    enum ev_form form;
+    const char *qid;
+    struct trace_event *evs;
+    struct trace_info info;
+    char a[ADDR_STR_MAX];
+
+    if (parse_trace_args(argc, argv, 1, &form, &qid, o) < 0)
+        return CTL_EXIT_USAGE;
+    size_t n = trace_dump(p->trace, qid, &evs);
+    trace_get_info(p->trace, &info);
+    if (form == FORM_JSON) {
+        struct json j;
+        json_init(&j, (size_t)64 * 1024 * 1024);
+        json_obj_open(&j, NULL);
+        json_uint(&j, "schema", TRACE_SCHEMA);
+        json_uint(&j, "peer", p->cfg.id);
+        json_str(&j, "addr", addr_format(&p->self, a));
+        json_uint(&j, "watchers", info.subscribers);
+        json_uint(&j, "emitted", info.emitted);
+        json_uint(&j, "ring_size", info.ring);
+        json_str(&j, "qid", qid);
+        json_arr_open(&j, "events");
+        for (size_t i = 0; i < n; i++)
+            trace_json(&j, &evs[i]);
+        json_arr_close(&j);
+        json_obj_close(&j);
+        free(evs);
+        return emit_json(o, &j);
+    }
+    if (form == FORM_TEXT)
+        ctl_print(o, 1, "peer %u (%s): %zu event%s%s%s; %llu emitted, the ring keeps the last %zu; "
+                  "%u watcher%s", p->cfg.id, addr_format(&p->self, a), n, n == 1 ? "" : "s",
+                  qid ? " of query " : "", qid ? qid : "", (unsigned long long)info.emitted,
+                  info.ring, info.subscribers, info.subscribers == 1 ? "" : "s");
+    for (size_t i = 0; i < n && !o->broken; i++)
+        send_event(o, form, &evs[i]);
+    free(evs);
+    return CTL_EXIT_OK;
+}
+
 /* One machine-readable line for `floodshare peers`:
  * "id=N address=HOST:PORT neighbours=A,B" ("-" for none). */
 static int cmd_ping(struct peer *p, struct ctl_out *o)
@@ -613,6 +747,10 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
 
     if (strcmp(argv[0], "ping") == 0)
         return cmd_ping(p, o);
+    if (strcmp(argv[0], "watch") == 0)
+        return cmd_watch(p, argc, argv, o);
+    if (strcmp(argv[0], "events") == 0)
+        return cmd_events(p, argc, argv, o);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(argv[0], cmds[i].name) != 0)
             continue;
@@ -621,7 +759,7 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
         return cmds[i].fn(p, &a, o);
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
-              "transfers)",
+              "transfers, watch, events)",
               argv[0]);
     return CTL_EXIT_USAGE;
 }

@@ -103,6 +103,19 @@ void ctl_send_progress(struct ctl_out *o, const struct ctl_progress *pr)
         o->broken = 1;
 }
 
+void ctl_send_event(struct ctl_out *o, const char *text, size_t len)
+{
+    char line[CTL_MAX_LINE + 4];
+
+    if (o->broken || len + 3 > sizeof line)
+        return;
+    memcpy(line, "E ", 2);
+    memcpy(line + 2, text, len);
+    line[len + 2] = '\n';
+    if (net_write_all(o->fd, line, len + 3, CTL_IO_TIMEOUT_MS) != FS_OK)
+        o->broken = 1;
+}
+
 int ctl_client_gone(struct ctl_out *o)
 {
     char c;
@@ -256,6 +269,11 @@ static int relay_line(const char *s, size_t n, FILE *out, FILE *err, const struc
         }
         return -1;
     }
+    if (n >= 2 && s[0] == 'E' && s[1] == ' ') {
+        if (v && v->event)
+            v->event(v->ctx, s + 2, n - 2);
+        return -1;
+    }
     if (n >= 2 && (s[0] == '1' || s[0] == '2') && (s[1] == ' ' || s[1] == '+')) {
         if (s[0] == '1' && v && v->quiet)
             return -1;
@@ -286,6 +304,18 @@ static int wait_output(int fd)
         if (r == 0 || errno != EINTR)
             return -1;
     }
+}
+
+int ctl_open(const char *sock_path, int argc, char **argv, int *fd)
+{
+    if (net_connect_unix(sock_path, 2000, fd) != FS_OK)
+        return CTL_EXIT_NOPEER;
+    if (send_request(*fd, argc, argv) < 0) {
+        close(*fd);
+        *fd = -1;
+        return CTL_EXIT_USAGE;
+    }
+    return CTL_EXIT_OK;
 }
 
 int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err,

@@ -14,6 +14,7 @@
 #include "floodshare/peer.h"
 #include "floodshare/qcache.h"
 #include "floodshare/share.h"
+#include "floodshare/trace.h"
 
 _Static_assert(QCACHE_MAX_SENT >= CFG_MAX_NEIGHBOURS, "a query may go to every neighbour");
 
@@ -116,6 +117,61 @@ static void target_list(const struct peer *p, const struct cfg *c, const struct 
             list_add(list, cap, &p->self, &c->neighbours[i]);
 }
 
+/* Emits a trace event about GET m (its query, name, previous hop and
+ * origin); ttl is the ttl it is handled with, reason why it was dropped. */
+static void trace_get(struct peer *p, enum trace_type type, const struct msg *m, unsigned ttl,
+                      const char *reason)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, type, m->qid);
+    trace_set(ev.name, sizeof ev.name, m->name);
+    ev.from = m->from;
+    ev.origin = m->origin;
+    ev.ttl = ttl;
+    ev.hops = m->hops;
+    trace_set(ev.reason, sizeof ev.reason, reason);
+    trace_emit(p->trace, &ev);
+}
+
+/* Emits a trace event about FOUND f (sent, relayed, received or dropped):
+ * from/to are the hops it came from and goes to (either may be NULL). */
+static void trace_found(struct peer *p, enum trace_type type, const struct msg *f,
+                        const struct fs_addr *from, const struct fs_addr *to, const char *reason)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, type, f->qid);
+    trace_set(ev.name, sizeof ev.name, f->path);
+    if (from) {
+        ev.from = *from;
+        if (addr_equal(from, &f->holder)) /* straight from the holder: its id is known */
+            ev.from_peer = f->peer_id;
+    }
+    if (to)
+        ev.to = *to;
+    ev.holder = f->peer_id;
+    ev.hops = f->hops;
+    ev.size = f->size;
+    trace_set(ev.md5, sizeof ev.md5, f->md5);
+    trace_set(ev.reason, sizeof ev.reason, reason);
+    trace_emit(p->trace, &ev);
+}
+
+/* A GET or FOUND that could not be written to `to`. */
+static void trace_send_failed(struct peer *p, const char *qid, const char *what,
+                              const struct fs_addr *to, fs_status st)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, TR_SEND_FAILED, qid);
+    trace_set(ev.msg, sizeof ev.msg, what);
+    ev.to = *to;
+    trace_set(ev.reason, sizeof ev.reason, st == FS_EBUSY ? "recently_unreachable"
+                                                          : fs_status_name(st));
+    trace_emit(p->trace, &ev);
+}
+
 /* Sends m to every neighbour except `skip` (may be NULL); a neighbour that
  * is down gets a log line of its own. Returns how many sends succeeded.
  * Callers log what they send before calling this, so that a hit coming
@@ -130,17 +186,43 @@ static unsigned send_to_neighbours(struct peer *p, const struct cfg *c, const st
         if (skip && addr_equal(n, skip))
             continue;
         qcache_sent_to(p->qc, m->qid, n, net_now_ms()); /* before: a hit may come back fast */
+        struct trace_event ev; /* before the send too: it precedes the receiver's `received` */
+        trace_init_event(&ev, TR_FORWARDED, m->qid);
+        trace_set(ev.name, sizeof ev.name, m->name);
+        ev.to = *n;
+        ev.ttl = m->ttl;
+        ev.hops = m->hops;
+        trace_emit(p->trace, &ev);
         fs_status st = links_send(p->links, n, m);
         if (st == FS_OK) {
             ok++;
             continue;
         }
+        trace_send_failed(p, m->qid, "GET", n, st);
         char a[ADDR_STR_MAX];
         stats_inc(&p->stats, neighbours_skipped);
         log_msg(L_INFO, "neighbour %s is down (%s), skipped", addr_format(n, a),
                 st == FS_EBUSY ? "recently unreachable" : fs_strerror(st));
     }
     return ok;
+}
+
+/* The holder's FOUND f for get, before it is sent: it names the origin, so
+ * that a later REQUEST/FETCH (which carries no query id) can be tied to
+ * the query (trace_find_hit). */
+static void trace_found_sent(struct peer *p, const struct msg *f, const struct msg *get)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, TR_FOUND_SENT, f->qid);
+    trace_set(ev.name, sizeof ev.name, f->path);
+    ev.to = get->from;
+    ev.origin = get->origin;
+    ev.holder = f->peer_id;
+    ev.hops = f->hops;
+    ev.size = f->size;
+    trace_set(ev.md5, sizeof ev.md5, f->md5);
+    trace_emit(p->trace, &ev);
 }
 
 static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get)
@@ -153,6 +235,11 @@ static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get
 
     if (n > FLOOD_MAX_ITEMS_PER_GET)
         n = FLOOD_MAX_ITEMS_PER_GET;
+    struct trace_event ev;
+    trace_init_event(&ev, TR_SEARCHED, get->qid);
+    trace_set(ev.name, sizeof ev.name, get->name);
+    ev.count = (unsigned)n;
+    trace_emit(p->trace, &ev);
     for (size_t i = 0; i < n; i++) {
         struct msg f;
         char to[ADDR_STR_MAX];
@@ -168,6 +255,7 @@ static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get
         memcpy(f.md5, items[i].md5, sizeof f.md5);
         memcpy(f.path, items[i].path, sizeof f.path);
         memcpy(f.name, items[i].name, sizeof f.name);
+        trace_found_sent(p, &f, get);
         fs_status st = links_send(p->links, &get->from, &f);
         hop_label(&p->self, &get->from, to, sizeof to);
         if (st == FS_OK) {
@@ -178,6 +266,7 @@ static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get
         } else {
             log_msg(L_WARN, "hit q%.4s: cannot send found to %s: %s", get->qid, to,
                     fs_strerror(st));
+            trace_send_failed(p, get->qid, "FOUND", &get->from, st);
         }
     }
 }
@@ -228,18 +317,21 @@ void flood_handle_get(struct peer *p, const struct msg *get)
     addr_format(&get->from, from);
     if (!take_token(p->flood, &c, &get->from, net_now_ms())) {
         stats_inc(&p->stats, throttled);
+        trace_get(p, TR_DROPPED, get, ttl, "throttle");
         log_msg(L_INFO, "get q%.4s %s from %s: over that neighbour's query_rate, dropped",
                 get->qid, name, from);
         return;
     }
     if (ttl == 0) {
         stats_inc(&p->stats, ttl_dropped);
+        trace_get(p, TR_DROPPED, get, ttl, "ttl0");
         log_msg(L_INFO, "get q%.4s %s from %s ttl=0: dropped", get->qid, name, from);
         return;
     }
     if (get->hops >= MSG_MAX_HOPS) {
         /* Neither a forward nor a FOUND could count one hop more. */
         stats_inc(&p->stats, hops_dropped);
+        trace_get(p, TR_DROPPED, get, ttl, "max_hop_count");
         log_msg(L_INFO, "get q%.4s %s from %s hops=%u: no hop left to count, dropped", get->qid,
                 name, from, get->hops);
         return;
@@ -251,11 +343,13 @@ void flood_handle_get(struct peer *p, const struct msg *get)
     }
     if (!qcache_insert(p->qc, get->qid, &get->from, net_now_ms())) {
         stats_inc(&p->stats, duplicates_dropped);
+        trace_get(p, TR_DUPLICATE, get, ttl, NULL);
         log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u: duplicate, dropped", get->qid, name,
                 from, ttl, get->hops);
         return;
     }
     stats_inc(&p->stats, queries_handled);
+    trace_get(p, TR_RECEIVED, get, ttl, NULL);
 
     /* Forward before searching: the flood spreads without waiting for this
      * peer's search, and the log reads in the order things happen. */
@@ -294,6 +388,10 @@ static void deliver_hit(struct peer *p, const struct msg *found)
         kept = 1;
         pthread_cond_broadcast(&f->cond);
     }
+    /* Under the lock: the query's thread may start the transfer as soon as
+     * the hit is visible, and its events must come after this one. */
+    trace_found(p, other_name ? TR_FOUND_DROPPED : kept ? TR_FOUND_RECEIVED : TR_FOUND_DROPPED,
+                found, &found->from, NULL, other_name ? "other_name" : kept ? NULL : "finished");
     pthread_mutex_unlock(&f->lock);
 
     char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX];
@@ -327,6 +425,7 @@ void flood_handle_found(struct peer *p, const struct msg *found)
     addr_format(&found->from, sender);
     if (qcache_route(p->qc, found->qid, net_now_ms(), &prev, &local) != FS_OK) {
         stats_inc(&p->stats, found_dropped);
+        trace_found(p, TR_FOUND_DROPPED, found, &found->from, NULL, "no_route");
         log_msg(L_INFO, "found q%.4s from %s: no such query forwarded here, dropped", found->qid,
                 sender);
         return;
@@ -335,6 +434,7 @@ void flood_handle_found(struct peer *p, const struct msg *found)
         /* Only a hop the query went to can answer it: anyone else is
          * guessing query ids, or lying about where it stands. */
         stats_inc(&p->stats, wrong_route_dropped);
+        trace_found(p, TR_FOUND_DROPPED, found, &found->from, NULL, "route_lost");
         log_msg(L_INFO, "found q%.4s from %s: the query was never sent there, dropped",
                 found->qid, sender);
         return;
@@ -347,6 +447,7 @@ void flood_handle_found(struct peer *p, const struct msg *found)
     hop_label(&p->self, &prev, to, sizeof to);
     struct msg relay = *found;
     relay.from = p->self;
+    trace_found(p, TR_FOUND_RELAYED, found, &found->from, &prev, NULL);
     fs_status st = links_send(p->links, &prev, &relay);
     if (st == FS_OK) {
         stats_inc(&p->stats, hits_relayed);
@@ -354,6 +455,7 @@ void flood_handle_found(struct peer *p, const struct msg *found)
                 found->peer_id, to);
     } else {
         log_msg(L_WARN, "found q%.4s: cannot relay to %s: %s", found->qid, to, fs_strerror(st));
+        trace_send_failed(p, found->qid, "FOUND", &prev, st);
     }
 }
 
@@ -422,6 +524,12 @@ fs_status flood_start(struct peer *p, const char *name, struct flood_query **out
     target_list(p, &c, NULL, list, sizeof list);
     log_msg(L_INFO, "get q%.4s %s started ttl=%u ->%s", q->qid, log_escape_str(esc, name), c.ttl,
             list[0] ? list : " (no neighbours)");
+    struct trace_event ev;
+    trace_init_event(&ev, TR_QUERY_STARTED, q->qid);
+    trace_set(ev.name, sizeof ev.name, name);
+    ev.ttl = c.ttl;
+    ev.count = (unsigned)c.n_neighbours;
+    trace_emit(p->trace, &ev);
     q->sent = send_to_neighbours(p, &c, &get, NULL);
     *out = q;
     return FS_OK;

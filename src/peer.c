@@ -24,6 +24,7 @@
 #include "floodshare/net.h"
 #include "floodshare/qcache.h"
 #include "floodshare/share.h"
+#include "floodshare/trace.h"
 #include "floodshare/xfer.h"
 
 void peer_cfg_snapshot(struct peer *p, struct cfg *out)
@@ -427,6 +428,7 @@ static void peer_destroy(struct peer *p)
     qcache_free(p->qc);
     flood_free(p->flood);
     xfer_table_free(p->xfers);
+    trace_free(p->trace);
     share_close(p->share);
     gate_free(p->gate);
     free(p->queue);
@@ -474,7 +476,9 @@ static int peer_setup(struct peer *p, const char *ini)
     p->links = links_new(&lo);
     p->flood = flood_new();
     p->xfers = xfer_table_new();
-    if (!p->qc || !p->links || !p->flood || !p->xfers || pipe2(p->wake, O_CLOEXEC) < 0) {
+    p->trace = trace_new(TRACE_RING, p->cfg.id, &p->self);
+    if (!p->qc || !p->links || !p->flood || !p->xfers || !p->trace ||
+        pipe2(p->wake, O_CLOEXEC) < 0) {
         log_msg(L_ERROR, "out of memory");
         return 1;
     }
@@ -523,6 +527,12 @@ int peer_main(const char *ini_path, const char *run_dir)
             log_msg(L_INFO, "up: listening on %s:%u, control %s, sharing %s (%ld top-level "
                     "items), ttl %u, %zu neighbours, %u workers", c->host, (unsigned)c->port,
                     p->sock_path, c->share_dir, n, c->ttl, c->n_neighbours, c->workers);
+            struct trace_event ev;
+            trace_init_event(&ev, TR_PEER_UP, NULL);
+            ev.ttl = c->ttl;
+            ev.count = (unsigned)c->n_neighbours;
+            trace_set(ev.reason, sizeof ev.reason, "started");
+            trace_emit(p->trace, &ev);
             free(c);
         }
         do {
@@ -530,6 +540,11 @@ int peer_main(const char *ini_path, const char *run_dir)
                 break;
         } while (sig == SIGHUP); /* a closed terminal must not stop a peer */
         log_msg(L_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        struct trace_event ev;
+        trace_init_event(&ev, TR_PEER_DOWN, NULL);
+        trace_set(ev.reason, sizeof ev.reason, sig == SIGINT ? "SIGINT" : "SIGTERM");
+        trace_emit(p->trace, &ev);
+        trace_drain(p->trace, 500); /* let the watchers see it before their sockets close */
     }
     if (p->workers)
         stop_threads(p, started);

@@ -22,6 +22,7 @@
 #include "floodshare/partial.h"
 #include "floodshare/peer.h"
 #include "floodshare/share.h"
+#include "floodshare/trace.h"
 #include "floodshare/zipio.h"
 
 /* Temporary names under SHARE_STATE_DIR: "out-*" archives being served,
@@ -226,6 +227,82 @@ fs_status xfer_prepare_state_dir(const char *share_dir)
     return FS_OK;
 }
 
+/* --- trace events of transfers --- */
+
+/* The holder side of one upload: REQUEST, FETCH and LIST carry no query
+ * id, so the query is the one this peer last sent a FOUND for the item
+ * in (trace_find_hit); its origin is the requester. */
+struct up_trace {
+    struct trace_event ev;
+    uint64_t last_ms;
+};
+
+static void up_begin(struct peer *p, struct up_trace *u, const struct msg *req,
+                     const struct fs_addr *conn_from, uint64_t size, uint64_t offset)
+{
+    struct trace_event hit;
+    int known = trace_find_hit(p->trace, req->md5, req->path, &hit);
+
+    trace_init_event(&u->ev, TR_TRANSFER_STARTED, known ? hit.qid : NULL);
+    u->ev.role = TR_ROLE_HOLDER;
+    trace_set(u->ev.name, sizeof u->ev.name, req->path);
+    u->ev.to = known ? hit.origin : *conn_from;
+    u->ev.holder = hit.holder;
+    u->ev.size = size;
+    u->ev.bytes = offset;
+    trace_set(u->ev.md5, sizeof u->ev.md5, req->md5);
+    if (!known)
+        u->ev.holder = 0;
+    u->last_ms = net_now_ms();
+    trace_emit(p->trace, &u->ev);
+}
+
+/* At most one progress event every TRACE_PROGRESS_MS, and only when
+ * somebody listens (they are never kept in the ring). */
+static void up_progress(struct peer *p, struct up_trace *u, uint64_t pos)
+{
+    uint64_t now = net_now_ms();
+
+    if (!trace_listening(p->trace) || now - u->last_ms < TRACE_PROGRESS_MS)
+        return;
+    u->last_ms = now;
+    u->ev.type = TR_TRANSFER_PROGRESS;
+    u->ev.bytes = pos;
+    trace_emit(p->trace, &u->ev);
+}
+
+static void up_end(struct peer *p, struct up_trace *u, uint64_t pos, fs_status st)
+{
+    u->ev.type = st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED;
+    u->ev.bytes = pos;
+    if (st)
+        trace_set(u->ev.reason, sizeof u->ev.reason, fs_status_name(st));
+    trace_emit(p->trace, &u->ev);
+}
+
+/* The requester side: started, progress, done or failed. */
+static void down_event(struct peer *p, enum trace_type type, const struct msg *hit, uint64_t pos,
+                       fs_status st, const char *why)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, type, hit->qid);
+    ev.role = TR_ROLE_REQUESTER;
+    trace_set(ev.name, sizeof ev.name, hit->name);
+    ev.from = hit->holder;
+    ev.from_peer = hit->peer_id;
+    ev.holder = hit->peer_id;
+    ev.size = hit->size;
+    ev.bytes = pos;
+    trace_set(ev.md5, sizeof ev.md5, hit->md5);
+    if (type == TR_TRANSFER_FAILED) {
+        trace_set(ev.reason, sizeof ev.reason, st == FS_ECANCELED ? "cancelled"
+                                                                  : fs_status_name(st));
+        trace_set(ev.detail, sizeof ev.detail, why);
+    }
+    trace_emit(p->trace, &ev);
+}
+
 /* --- holder side --- */
 
 static fs_status stream_file(struct peer *p, int fd_out, const char *path, uint64_t len,
@@ -329,9 +406,12 @@ void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
             (unsigned long long)item.len);
     net_peer_addr(c->fd, &who);
     int slot = slot_add(p, 1, req->path, &who, item.len);
+    struct up_trace ut;
+    up_begin(p, &ut, req, &who, item.len, 0);
     st = conn_send_msg(c->fd, &item, c->timeout_ms);
     if (st == FS_OK)
         st = stream_file(p, c->fd, zip, item.len, c->timeout_ms);
+    up_end(p, &ut, st == FS_OK ? item.len : 0, st);
     slot_del(p, slot);
     unlink(zip);
     if (st) {
@@ -345,7 +425,7 @@ void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
 /* Sends DATA frames for the chunks of fd from offset on. Each chunk is
  * read whole first, because its CRC goes in the frame's header. */
 static fs_status send_chunks(struct peer *p, struct conn *c, int fd, uint64_t size,
-                             uint64_t offset, int slot)
+                             uint64_t offset, int slot, struct up_trace *ut)
 {
     char *buf = malloc(PARTIAL_CHUNK);
     char head[MSG_MAX_HEADER];
@@ -371,6 +451,8 @@ static fs_status send_chunks(struct peer *p, struct conn *c, int fd, uint64_t si
         if (st == FS_OK) {
             stats_add(&p->stats, bytes_sent, d.len);
             slot_set(p, slot, off + d.len);
+            up_progress(p, ut, off + d.len);
+            ut->ev.bytes = off + d.len;
         }
     }
     free(buf);
@@ -415,9 +497,12 @@ int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
     net_peer_addr(c->fd, &who);
     int slot = slot_add(p, 1, req->path, &who, it.size);
     slot_set(p, slot, req->offset);
+    struct up_trace ut;
+    up_begin(p, &ut, req, &who, it.size, req->offset);
     fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
     if (st == FS_OK)
-        st = send_chunks(p, c, fd, it.size, req->offset, slot);
+        st = send_chunks(p, c, fd, it.size, req->offset, slot, &ut);
+    up_end(p, &ut, ut.ev.bytes, st);
     slot_del(p, slot);
     close(fd);
     if (st) {
@@ -478,6 +563,8 @@ struct fetch {
     int slot;
     uint64_t base; /* bytes of the item before the file being fetched (folders) */
     uint64_t t0, last_report, last_done;
+    uint64_t last_trace; /* when the last transfer_progress event went out */
+    uint64_t pos;        /* bytes of the item present, as last reported */
 };
 
 /* One file to fetch by FETCH: the item itself, or a file inside a folder. */
@@ -549,6 +636,11 @@ static void report(struct fetch *f, uint64_t done, int force)
     uint64_t now = net_now_ms();
 
     slot_set(f->p, f->slot, done);
+    f->pos = done;
+    if (trace_listening(f->p->trace) && now - f->last_trace >= TRACE_PROGRESS_MS) {
+        f->last_trace = now;
+        down_event(f->p, TR_TRANSFER_PROGRESS, f->hit, done, FS_OK, NULL);
+    }
     if (!f->watch || !f->watch->progress || (!force && now - f->last_report < 200))
         return;
     double dt = (double)(now - f->last_report) / 1000.0;
@@ -1295,6 +1387,8 @@ fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_wa
         return fail(&f, FS_EEXIST, "%s already exists in the share, not overwritten", hit->name);
 
     f.slot = slot_add(p, 0, hit->name, &hit->holder, hit->size);
+    down_event(p, TR_TRANSFER_STARTED, hit, 0, FS_OK, NULL);
+    f.last_trace = net_now_ms();
     st = FS_ENOTSUP;
     if (hit->kind == MSG_KIND_FILE) {
         struct file_job j = {.name = hit->name, .remote = hit->path, .size = hit->size,
@@ -1306,6 +1400,8 @@ fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_wa
     if (st == FS_ENOTSUP)
         st = fetch_archive(&f);
     slot_del(p, f.slot);
+    down_event(p, st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED, hit,
+               st == FS_OK ? hit->size : f.pos, st, res->why);
     res->seconds = (double)(net_now_ms() - f.t0) / 1000.0;
     if (st == FS_OK) {
         stats_inc(&p->stats, downloads);

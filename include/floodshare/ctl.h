@@ -3,7 +3,9 @@
  * A private, local protocol (the socket is mode 0600 in the run directory):
  * the client sends one line of percent-encoded words ("get 3.txt --json");
  * the peer answers with lines "1 text" (for stdout), "2 text" (for stderr),
- * "P ..." (progress) and finally "= N", the exit code the CLI exits with.
+ * "P ..." (progress), "E ..." (a trace event in trace_encode()'s form, for
+ * `watch --raw` and `events --raw`) and finally "= N", the exit code the
+ * CLI exits with.
  * A line longer than CTL_MAX_LINE comes in pieces "1+piece" ("+": the same
  * line goes on in the next piece), the last piece "1 rest". */
 #ifndef FLOODSHARE_CTL_H
@@ -59,6 +61,10 @@ struct ctl_progress {
 /* Sends a progress line to the client (dropped if the client has gone). */
 void ctl_send_progress(struct ctl_out *o, const struct ctl_progress *pr);
 
+/* Sends a trace event line "E text" (text: trace_encode()'s output, len
+ * bytes). Marks o broken when the client is gone or does not read. */
+void ctl_send_event(struct ctl_out *o, const char *text, size_t len);
+
 /* 1 if the client has hung up (it sends nothing after its request, so a
  * readable socket means end of stream): marks o broken. Never blocks. */
 int ctl_client_gone(struct ctl_out *o);
@@ -88,6 +94,9 @@ struct ctl_view {
     /* Called before any other output after progress was shown (to clear a
      * progress bar). May be NULL. */
     void (*clear)(void *ctx);
+    /* Called for each trace event line with its text after "E " (not
+     * NUL-terminated). May be NULL: the lines are dropped. */
+    void (*event)(void *ctx, const char *text, size_t len);
     void *ctx;
 };
 
@@ -101,5 +110,11 @@ extern volatile sig_atomic_t ctl_interrupted;
  * socket, 130 when interrupted. */
 int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err,
              const struct ctl_view *view);
+
+/* Client side, for a caller that reads the answer itself (`floodshare
+ * watch` reads many peers at once): connects to sock_path and sends the
+ * request. CTL_EXIT_OK with *fd (the caller closes it), CTL_EXIT_NOPEER,
+ * or CTL_EXIT_USAGE when the request is too long. */
+int ctl_open(const char *sock_path, int argc, char **argv, int *fd);
 
 #endif

@@ -30,6 +30,7 @@ struct flood;
 struct xfer_table;
 struct gate;
 struct conn;
+struct trace;
 
 struct peer {
     /* cfg_lock guards cfg against `modify` while other threads read it:
@@ -52,6 +53,7 @@ struct peer {
     struct links *links;
     struct flood *flood;
     struct xfer_table *xfers; /* running transfers, for `transfers` */
+    struct trace *trace;      /* trace events: a ring, and the watchers (trace.h) */
     struct stats stats;
     atomic_int stopping;
 

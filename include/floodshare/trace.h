@@ -1,0 +1,189 @@
+/* trace.h - trace events: what a peer does, kept in a ring and streamed to
+ * whoever listens (docs/TRACE.md is the contract of the event schema).
+ *
+ * Emitting an event is a struct copy into a ring of the last TRACE_RING
+ * events under one mutex; nothing is formatted and no I/O happens in the
+ * emitting thread. When somebody listens (an atomic subscriber count is
+ * checked first), the event is also copied into each subscriber's bounded
+ * queue; the subscriber's own thread formats and writes it. A subscriber
+ * that falls behind loses events (its queue is full: the newest are
+ * dropped) and is told how many with a TR_LOST event; it never blocks the
+ * peer. */
+#ifndef FLOODSHARE_TRACE_H
+#define FLOODSHARE_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "floodshare/addr.h"
+#include "floodshare/msg.h"
+#include "floodshare/status.h"
+
+#define TRACE_RING 4096        /* events a peer keeps for `events` and `trace` */
+#define TRACE_QUEUE 1024       /* events waiting for one subscriber */
+#define TRACE_MAX_SUBS 8       /* subscribers (watchers) of one peer at once */
+#define TRACE_DETAIL_MAX 127   /* bytes of a failure's detail text (longer: cut) */
+#define TRACE_NAME_MAX 255     /* bytes of a name or path (longer paths: cut) */
+#define TRACE_PROGRESS_MS 250  /* transfer_progress: at most 4 a second per transfer */
+#define TRACE_SCHEMA 1         /* fields are added, never renamed: see docs/TRACE.md */
+
+/* X(name, json type string). The names are the contract ("type" in JSON). */
+#define TRACE_TYPES(X)                        \
+    X(PEER_UP, "peer_up")                     \
+    X(PEER_DOWN, "peer_down")                 \
+    X(QUERY_STARTED, "query_started")         \
+    X(RECEIVED, "received")                   \
+    X(DUPLICATE, "duplicate")                 \
+    X(DROPPED, "dropped")                     \
+    X(FORWARDED, "forwarded")                 \
+    X(SEND_FAILED, "send_failed")             \
+    X(SEARCHED, "searched")                   \
+    X(FOUND_SENT, "found_sent")               \
+    X(FOUND_RELAYED, "found_relayed")         \
+    X(FOUND_RECEIVED, "found_received")       \
+    X(FOUND_DROPPED, "found_dropped")         \
+    X(TRANSFER_STARTED, "transfer_started")   \
+    X(TRANSFER_PROGRESS, "transfer_progress") \
+    X(TRANSFER_DONE, "transfer_done")         \
+    X(TRANSFER_FAILED, "transfer_failed")     \
+    X(LOST, "lost")
+
+enum trace_type {
+    TR_NONE = 0,
+#define TRACE_ENUM(name, text) TR_##name,
+    TRACE_TYPES(TRACE_ENUM)
+#undef TRACE_ENUM
+    TR_COUNT
+};
+
+enum trace_role { TR_ROLE_NONE = 0, TR_ROLE_REQUESTER, TR_ROLE_HOLDER };
+
+/* One event. Fields that do not apply to its type are zero / empty (see
+ * docs/TRACE.md for which apply to which type). A fixed struct: copying it
+ * is all an emitter pays. */
+struct trace_event {
+    uint64_t ts_us;     /* wall clock, microseconds since the Unix epoch */
+    uint64_t seq;       /* per peer, from 1; set by trace_emit */
+    enum trace_type type;
+    unsigned peer;      /* the emitting peer's id; set by trace_emit */
+    struct fs_addr addr; /* the emitting peer's address; set by trace_emit */
+    char qid[MSG_QID_LEN + 1]; /* "" when the event belongs to no query */
+    char name[TRACE_NAME_MAX + 1]; /* what was asked for, or the item's path */
+    struct fs_addr from;   /* the hop a message came from (port 0: none) */
+    unsigned from_peer;    /* its id, when known (0: unknown) */
+    struct fs_addr to;     /* the hop a message goes to (port 0: none) */
+    unsigned to_peer;
+    struct fs_addr origin; /* GET: the peer that started the query */
+    unsigned holder;       /* FOUND and transfers: the holder's id */
+    unsigned ttl, hops;
+    unsigned count;        /* searched: hits; query_started: neighbours; lost: events lost */
+    enum trace_role role;  /* transfers */
+    uint64_t bytes, size;  /* transfers: bytes present so far, item size; FOUND: size */
+    char md5[MSG_MD5_LEN + 1];
+    char reason[32];       /* drops and failures: a short word ("duplicate", "ttl0", ...) */
+    char detail[TRACE_DETAIL_MAX + 1]; /* failures: one line of text */
+    char msg[8];           /* send_failed: "GET" or "FOUND" */
+};
+
+struct trace;
+
+/* A ring of `ring` (>= 1) events for peer `peer` at `addr`. NULL when out
+ * of memory. Free with trace_free() once no thread emits or listens. */
+struct trace *trace_new(size_t ring, unsigned peer, const struct fs_addr *addr);
+void trace_free(struct trace *t);
+
+/* Clears ev and sets its type and query id (qid may be NULL). */
+void trace_init_event(struct trace_event *ev, enum trace_type type, const char *qid);
+
+/* Copies src (may be NULL) into dst[0..cap), cut to fit, NUL-terminated:
+ * for the event's name, reason and detail fields. */
+void trace_set(char *dst, size_t cap, const char *src);
+
+/* Stamps ev (ts_us, seq, peer, addr), keeps a copy in the ring (except
+ * transfer_progress, which is live only, so a long transfer cannot push a
+ * query's events out) and queues a copy for every subscriber. Never
+ * blocks on a subscriber, never formats. t may be NULL (nothing happens). */
+void trace_emit(struct trace *t, struct trace_event *ev);
+
+/* 1 if at least one subscriber listens (an atomic load): lets an emitter
+ * skip building live-only events. */
+int trace_listening(const struct trace *t);
+
+/* Copies the ring's events, oldest first, whose qid starts with
+ * qid_prefix (NULL or "": all) into a malloc'ed array *out (the caller
+ * frees it). Returns how many (0 with *out NULL when none or out of
+ * memory). */
+size_t trace_dump(struct trace *t, const char *qid_prefix, struct trace_event **out);
+
+/* Counters of the trace itself. */
+struct trace_info {
+    unsigned subscribers;
+    uint64_t emitted;   /* events emitted so far (the last seq) */
+    size_t in_ring, ring;
+};
+void trace_get_info(struct trace *t, struct trace_info *out);
+
+/* The most recent found_sent event in the ring for an item: md5 equal, or
+ * its path a folder above `path` ("dir" for "dir/a/b.txt"). Lets a holder
+ * name the query a REQUEST/FETCH/LIST belongs to: those messages do not
+ * carry the query id. 1 and *out filled when found, else 0. */
+int trace_find_hit(struct trace *t, const char *md5, const char *path, struct trace_event *out);
+
+/* --- subscribers --- */
+
+struct trace_sub;
+
+/* Subscribes to every event emitted from now on. NULL when TRACE_MAX_SUBS
+ * subscribers already listen, or out of memory. */
+struct trace_sub *trace_subscribe(struct trace *t);
+
+/* Removes and frees s; the subscriber count drops at once. */
+void trace_unsubscribe(struct trace *t, struct trace_sub *s);
+
+/* Waits up to timeout_ms for the next event of s. 1 with *ev filled (a
+ * TR_LOST event first when events were lost since the last call), 0 on
+ * timeout. */
+int trace_next(struct trace *t, struct trace_sub *s, int timeout_ms, struct trace_event *ev);
+
+/* Waits up to timeout_ms until every subscriber's queue is empty (so that
+ * peer_down reaches the watchers before the sockets close). */
+void trace_drain(struct trace *t, int timeout_ms);
+
+/* --- formatting (pure; used by the subscriber's thread and the CLI) --- */
+
+/* "received", ...; "?" for other values. */
+const char *trace_type_name(enum trace_type type);
+/* The type named s; TR_NONE when none is. */
+enum trace_type trace_type_parse(const char *s);
+
+/* Writes ev as one JSON object (docs/TRACE.md) into the writer j. */
+struct json;
+void trace_json(struct json *j, const struct trace_event *ev);
+
+/* Writes ev as one JSON object (docs/TRACE.md) into out (cap bytes,
+ * NUL-terminated). Returns its length, or -1 if it does not fit. */
+int trace_format_json(const struct trace_event *ev, char *out, size_t cap);
+
+/* Resolves an address to a peer id for text output; 0 when unknown. */
+typedef unsigned (*trace_resolve_fn)(void *ctx, const struct fs_addr *a);
+
+/* Writes ev as one readable line ("12:00:01.234 peer 2  q5c41  received
+ * from peer 1 (ttl 3, hops 1)"), local time; resolve (may be NULL) names
+ * addresses as peers; color adds ANSI colours. Returns its length, or -1. */
+int trace_format_text(const struct trace_event *ev, trace_resolve_fn resolve, void *ctx,
+                      int color, char *out, size_t cap);
+
+/* The control socket's private line form of an event ("key=value ...",
+ * values percent-encoded), which the CLI decodes to merge streams. Returns
+ * the length written into out, or -1 if it does not fit. */
+int trace_encode(const struct trace_event *ev, char *out, size_t cap);
+
+/* Parses trace_encode()'s output s[0..len). Pure. FS_OK, or FS_EPROTO with
+ * *why (may be NULL) naming what was wrong. Unknown keys are ignored. */
+fs_status trace_decode(const char *s, size_t len, struct trace_event *ev, const char **why);
+
+/* Events formatted (JSON, text or line form) by this process so far: stays
+ * 0 while nobody listens, which the tests check. */
+uint64_t trace_formatted_count(void);
+
+#endif
