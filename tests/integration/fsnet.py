@@ -125,21 +125,24 @@ class Net:
 
     def restart(self, pid: int) -> None:
         """Starts peer pid again (after a kill) the way scripts/topology does, and waits until
-        its control socket answers."""
+        the new process says it is up (its own log line: a connect alone could still reach the
+        socket of the process just killed, before the kernel has closed it)."""
         ini = self.dir / f"peer-{pid}.ini"
-        with open(self.dir / f"peer-{pid}.log", "ab") as log:
+        log_path = self.dir / f"peer-{pid}.log"
+        start = log_path.stat().st_size if log_path.exists() else 0
+        with open(log_path, "ab") as log:
             proc = subprocess.Popen([str(BIN), "serve", "--run", str(self.dir), str(ini)],
                                     stdout=log, stderr=log, start_new_session=True)
         (self.dir / f"peer-{pid}.pid").write_text(f"{proc.pid}\n")
-        sock = self.dir / f"peer-{pid}.sock"
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            try:
-                with socket.socket(socket.AF_UNIX) as s:
-                    s.connect(str(sock))
-                return
-            except OSError:
-                time.sleep(0.05)
+            with open(log_path, "rb") as f:
+                f.seek(start)
+                if b"up: listening on" in f.read():
+                    return
+            if proc.poll() is not None:
+                break
+            time.sleep(0.02)
         raise RuntimeError(f"peer {pid} did not come back:\n{self.log(pid)[-2000:]}")
 
     def wait_for(self, cond, timeout: float = 20.0, step: float = 0.01) -> None:
