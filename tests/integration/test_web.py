@@ -119,5 +119,238 @@ class LinkCommandsTest(NetCase):
         self.assertOk(net.peer(1, "get", "2.txt"))
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Web:
+    """A running `floodshare web` on 127.0.0.1 and a free port; stopped by its pid."""
+
+    def __init__(self, net, *extra: str):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [str(BIN), "--run", str(net.dir), "web", "--listen", f"127.0.0.1:{self.port}", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.first = self.proc.stdout.readline()  # printed once it listens
+        if "dashboard of" not in self.first:
+            self.proc.kill()
+            raise AssertionError(f"web did not start: {self.first} {self.proc.stderr.read()}")
+        self.token = ""
+        if "--public" in extra:
+            self.token = re.search(r"token ([0-9a-f]{32})", self.proc.stdout.readline())[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def request(self, path: str, *, body: bytes | None = None, headers: dict | None = None,
+                timeout: float = 30):
+        """(status, headers, body text); 4xx/5xx are returned, not raised."""
+        req = urllib.request.Request(self.base + path, data=body, headers=headers or {},
+                                     method="POST" if body is not None else "GET")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.headers, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers, e.read().decode()
+
+    def cmd(self, line: str) -> tuple[int, dict | str]:
+        st, _, text = self.request("/api/cmd", body=line.encode(), headers={"X-Floodshare": "1"})
+        return st, (json.loads(text) if st == 200 else text)
+
+    def raw(self, data: bytes, timeout: float = 10) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(data)
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+            return out
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        err = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return err
+
+
+def sse_until(web: Web, pred, timeout: float = 20) -> list[dict]:
+    """Reads /events until pred(events) holds (bounded in time); returns the events."""
+    evs: list[dict] = []
+    with socket.create_connection(("127.0.0.1", web.port), timeout=timeout) as s:
+        s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n\r\n".encode())
+        buf, deadline = b"", time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            while b"\n\n" in buf:
+                block, buf = buf.split(b"\n\n", 1)
+                for line in block.decode().splitlines():
+                    if line.startswith("data: "):
+                        evs.append(json.loads(line[6:]))
+            if pred(evs):
+                return evs
+    raise AssertionError(f"the event stream never showed it: {[(e['peer'], e['type']) for e in evs]}")
+
+
+class WebHttpTest(NetCase):
+    def web(self, net, *extra) -> Web:
+        w = Web(net, *extra)
+        def stop():
+            err = w.stop()
+            self.assertEqual(w.proc.returncode, 0, err)
+            self.assertFalse(any(m in err for m in self.SANITIZER_MARKS), err)
+        self.addCleanup(stop)
+        return w
+
+    def test_page_api_and_event_stream(self):
+        net = self.net("ring:4")
+        w = self.web(net)
+        st, h, page = w.request("/")
+        self.assertEqual(st, 200)
+        self.assertTrue(h["Content-Type"].startswith("text/html"))
+        self.assertIn('<script src="app.js">', page)
+        self.assertNotRegex(page, r"https?://")  # nothing from elsewhere: works offline
+        self.assertIn("default-src 'self'", h["Content-Security-Policy"])
+        for path, kind, text in [("/app.js", "text/javascript", "EventSource"),
+                                 ("/app.css", "text/css", "#E69F00")]:
+            st, h, body = w.request(path)
+            self.assertEqual((st, h["Content-Type"].split(";")[0]), (200, kind))
+            self.assertIn(text, body)
+            self.assertEqual(body, (SRC / "web" / path[1:]).read_text())  # embedded as it is
+        self.assertEqual(w.request("/nope")[0], 404)
+
+        st, _, text = w.request("/api/peers")
+        doc = json.loads(text)
+        self.assertEqual([p["id"] for p in doc["peers"]], [1, 2, 3, 4])
+        self.assertTrue(all(p["up"] and p["config"]["id"] == p["id"] for p in doc["peers"]))
+        self.assertEqual(doc["peers"][2]["ls"]["items"][0]["name"], "3.txt")
+
+        st, res = w.cmd("peer 1 get 3.txt --json")
+        self.assertEqual((st, res["exit"]), (200, 0), res)
+        qid = last_json(res["stdout"])["query_id"]
+        evs = sse_until(w, lambda evs: any(e["type"] == "found_received" and e["qid"] == qid
+                                           for e in evs))
+        self.assertIn((3, "found_sent"), [(e["peer"], e["type"]) for e in evs if e["qid"] == qid])
+
+        # the page's commands are the CLI's: a cut link shows in the peers' own config
+        st, res = w.cmd(f"peer 1 link down {addr_of(net, 2)}")
+        self.assertEqual(res["exit"], 0, res)
+        peers = json.loads(w.request("/api/peers")[2])["peers"]
+        self.assertEqual(peers[0]["config"]["links_down"], [addr_of(net, 2)])
+        self.assertEqual(json.loads(net.peer(1, "config", "--json").stdout)["links_down"],
+                         [addr_of(net, 2)])
+        st, res = w.cmd("peer 1 modify ttl 2")
+        self.assertEqual(res["exit"], 0, res)
+        self.assertEqual(json.loads(net.peer(1, "config", "--json").stdout)["ttl"], 2)
+        # a peer that is not running: "up": false, and the command says so with the CLI's code
+        net.kill(4)
+        peers = json.loads(w.request("/api/peers")[2])["peers"]
+        self.assertEqual([p["up"] for p in peers], [True, True, True, False])
+        self.assertEqual(w.cmd("peer 4 stats")[1]["exit"], 69)
+
+    def test_bad_requests_get_4xx_and_the_server_keeps_serving(self):
+        net = self.net("ring:3")
+        w = self.web(net)
+        host = f"Host: 127.0.0.1:{w.port}\r\n"
+
+        def status(data: bytes) -> tuple[int, bytes]:
+            out = w.raw(data)
+            m = re.match(rb"HTTP/1.1 (\d{3}) ", out)
+            self.assertTrue(m, out[:200])
+            return int(m[1]), out
+
+        cases = [
+            (f"GET /api/cmd HTTP/1.1\r\n{host}\r\n", 405, b"POST a command line"),
+            (f"PUT / HTTP/1.1\r\n{host}\r\n", 400, b"method not supported"),
+            (f"GET / HTTP/2.0\r\n{host}\r\n", 400, b"HTTP version not supported"),
+            (f"GET nope HTTP/1.1\r\n{host}\r\n", 400, b"must start with /"),
+            ("\x00\x01garbage\r\n\r\n", 400, b"floodshare web:"),
+            (f"GET / HTTP/1.1\r\n{host}X-Pad: {'a' * 9000}\r\n\r\n", 431, b"head too large"),
+            (f"POST /api/cmd HTTP/1.1\r\n{host}X-Floodshare: 1\r\nContent-Length: 5000\r\n\r\n",
+             413, b"body too large"),
+            (f"POST /api/cmd HTTP/1.1\r\n{host}X-Floodshare: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+             400, b"Transfer-Encoding not supported"),
+            (f"POST /api/cmd HTTP/1.1\r\n{host}Content-Length: 12\r\n\r\npeer 1 pause", 403,
+             b"X-Floodshare: 1"),  # CSRF: another site's form cannot add the header
+            ("GET / HTTP/1.1\r\nHost: attacker.example:80\r\n\r\n", 403, b"Host header"),
+            ("GET / HTTP/1.1\r\n\r\n", 403, b"Host header"),  # DNS rebinding needs a Host
+        ]
+        for req, code, text in cases:
+            got, out = status(req.encode())
+            self.assertEqual(got, code, f"{req[:60]!r}: {out[:300]!r}")
+            self.assertIn(text, out, req[:60])
+        self.assertFalse(json.loads(net.peer(1, "config", "--json").stdout)["paused"])
+
+        for line, text in [("peer x get a", "expected \"peer N COMMAND"),
+                           ("peer 1", "expected \"peer N COMMAND"),
+                           ("ls", "expected \"peer N COMMAND"),
+                           ("peer 1 get 'a", "unterminated quote"),
+                           ("peer 1 watch --json", "the page reads /events")]:
+            st, res = w.cmd(line)
+            self.assertEqual(st, 400, line)
+            self.assertIn(text, res, line)
+        st, res = w.cmd("peer 1 frobnicate")  # the peer's own refusal, as the CLI shows it
+        self.assertEqual((st, res["exit"]), (200, 64))
+        self.assertIn('unknown command "frobnicate"', res["stderr"])
+
+        # a request that never ends is cut after the timeout; idle connections past the bound
+        # are refused with 503 at once, and the server serves again when they are gone
+        t0 = time.monotonic()
+        got, out = status(f"GET / HTTP/1.1\r\n{host}".encode())
+        self.assertEqual(got, 408, out)
+        self.assertLess(time.monotonic() - t0, 8)
+        idle = [socket.create_connection(("127.0.0.1", w.port)) for _ in range(32)]
+        try:
+            time.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", w.port), timeout=5) as s:
+                out = b""  # answered before any request is read
+                while chunk := s.recv(65536):
+                    out += chunk
+            self.assertTrue(out.startswith(b"HTTP/1.1 503 "), out)
+            self.assertIn(b"too many connections", out)
+        finally:
+            for s in idle:
+                s.close()
+        net.wait_for(lambda: w.request("/")[0] == 200, timeout=15, step=0.2)
+        st, res = w.cmd("peer 1 get 2.txt --json")
+        self.assertEqual(res["exit"], 0, res)
+
+    def test_public_needs_the_flag_and_then_a_token_on_every_request(self):
+        net = self.net("ring:3")
+        r = subprocess.run([str(BIN), "--run", str(net.dir), "web", "--listen", "0.0.0.0:1"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("0.0.0.0 is not a loopback address", r.stderr)
+        self.assertIn("--public", r.stderr)
+        r = subprocess.run([str(BIN), "--run", str(net.dir), "web", "--listen", "nowhere"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn('--listen "nowhere"', r.stderr)
+
+        w = self.web(net, "--public")
+        self.assertIn(f"?token={w.token}", w.first)
+        for path in ("/", "/api/peers", "/events", f"/?token={'0' * 32}", "/?token="):
+            st, _, text = w.request(path)
+            self.assertEqual(st, 403, path)
+            self.assertIn("missing or wrong token", text)
+        st, res = w.cmd("peer 1 pause")
+        self.assertEqual(st, 403)
+        self.assertFalse(json.loads(net.peer(1, "config", "--json").stdout)["paused"])
+        self.assertEqual(w.request(f"/?token={w.token}")[0], 200)
+        self.assertEqual(w.request("/api/peers", headers={"X-Floodshare-Token": w.token})[0], 200)
+        st, _, text = w.request(f"/api/cmd?token={w.token}", body=b"peer 1 pause",
+                                headers={"X-Floodshare": "1"})
+        self.assertEqual(json.loads(text)["exit"], 0, text)
+        self.assertTrue(json.loads(net.peer(1, "config", "--json").stdout)["paused"])
+
+
 if __name__ == "__main__":
     unittest.main()
