@@ -8,18 +8,19 @@ const TOKEN = new URLSearchParams(location.search).get('token') || '';
 const $ = (id) => document.getElementById(id);
 const SVGNS = 'http://www.w3.org/2000/svg';
 const STEP_MS = 700;          /* one event at 1x */
-const VIEW = { w: 1000, h: 760, r: 270 };
+const VIEW = { w: 1000, h: 760, r: 265 };
 
 const state = {
   peers: [],                  /* from /api/peers */
   byId: new Map(), byAddr: new Map(),
   all: [],                    /* every event received, in order */
-  timeline: [],               /* what the list shows: all, or one query being replayed */
+  timeline: null,             /* what the list shows: all, or one query being replayed */
   replaying: null,            /* qid or null */
   cursor: -1,                 /* last event shown */
   playing: true, speed: 1, timer: null,
   selectedPeer: null, lastId: -1,
 };
+state.timeline = state.all;  /* live: the list is every event */
 
 function withToken(url) {
   if (!TOKEN) return url;
@@ -98,7 +99,7 @@ function roles() {
 }
 
 function shape(role, g) {
-  const s = 48;
+  const s = 64;
   let e;
   if (role === 'holder') e = el('rect', { x: -s, y: -s, width: 2 * s, height: 2 * s, rx: 6 }, g);
   else if (role === 'relay') e = el('polygon', { points: `0,${-s - 10} ${s + 10},0 0,${s + 10} ${-s - 10},0` }, g);
@@ -122,9 +123,9 @@ function draw() {
     shape(role, g);
     const t = el('text', { y: -4 }, g); t.textContent = 'peer ' + p.id;
     const files = p.ls ? p.ls.items.map((i) => i.name).join(', ') : (p.up ? '' : 'not running');
-    const f = el('text', { y: 74, class: 'files' }, g);
+    const f = el('text', { y: 100, class: 'files' }, g);
     f.textContent = files.length > 22 ? files.slice(0, 21) + '…' : files;
-    if (p.config && p.config.paused) { const b = el('text', { y: 30, class: 'badge' }, g); b.textContent = 'paused'; }
+    if (p.config && p.config.paused) { const b = el('text', { y: 34, class: 'badge' }, g); b.textContent = 'paused'; }
     g.addEventListener('click', () => showPeer(p.id));
   }
 }
@@ -169,7 +170,7 @@ function animateMsg(fromId, toId, kind, label) {
 function flashDrop(peerId, why) {
   const p = state.byId.get(peerId);
   if (!p) return;
-  const g = el('g', { class: 'drop', transform: `translate(${p.x + 52},${p.y - 52})` }, $('msgs'));
+  const g = el('g', { class: 'drop', transform: `translate(${p.x + 70},${p.y - 70})` }, $('msgs'));
   const x = el('text', {}, g); x.textContent = '✕';
   const w = el('text', { y: 34, class: 'why' }, g); w.textContent = why;
   setTimeout(() => g.remove(), (2 * STEP_MS) / state.speed);
@@ -178,7 +179,7 @@ function flashDrop(peerId, why) {
 function pulse(peerId) {
   const p = state.byId.get(peerId);
   if (!p) return;
-  const c = el('circle', { cx: p.x, cy: p.y, r: 60, class: 'pulse' }, $('msgs'));
+  const c = el('circle', { cx: p.x, cy: p.y, r: 82, class: 'pulse' }, $('msgs'));
   setTimeout(() => c.remove(), STEP_MS / state.speed);
 }
 
@@ -372,7 +373,7 @@ function showPeer(id) {
   }
   $('cmd-peer').value = String(id);
   fillNeighbours();
-  draw();
+  render(true);  /* the panel grew: keep the current event in view */
 }
 
 function showEvent(e) {

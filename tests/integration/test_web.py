@@ -352,5 +352,115 @@ class WebHttpTest(NetCase):
         self.assertTrue(json.loads(net.peer(1, "config", "--json").stdout)["paused"])
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+# Loads the page, starts a get from the page's form, waits until the event list has shown
+# (not just received) the holder's `received` and the FOUND back at the requester, clicks
+# the holder, saves a screenshot and prints what the list shows as JSON.
+DRIVER = r"""
+const { chromium } = require(process.env.PW_CORE);
+const [url, requester, name, holder, shot] = process.argv.slice(2);
+(async () => {
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--headless', '--disable-gpu', '--no-first-run',
+           '--disable-background-networking'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    await page.goto(url);
+    await page.waitForSelector('#nodes g.node[data-peer="' + holder + '"]', { timeout: 15000 });
+    await page.selectOption('#cmd-peer', requester);
+    await page.selectOption('#cmd-verb', 'get');
+    await page.fill('#cmd-arg', name);
+    await page.click('#cmd-run');
+    await page.waitForSelector('#cmd-out:has-text("(exit 0)")', { timeout: 30000 });
+    const shown = (t, p) => `#events li.shown[data-type="${t}"][data-peer="${p}"]`;
+    await page.waitForSelector(shown('received', holder), { timeout: 30000 });
+    await page.waitForSelector(shown('found_received', requester), { timeout: 30000 });
+    await page.waitForSelector(shown('transfer_done', requester), { timeout: 30000 });
+    await page.click('#pause');
+    await page.click('#nodes g.node[data-peer="' + holder + '"]');
+    await page.waitForSelector('#detail h2:has-text("peer ' + holder + '")');
+    await page.screenshot({ path: shot });
+    const rows = await page.$$eval('#events li.shown', (ls) => ls.map((l) => ({
+      type: l.dataset.type, peer: Number(l.dataset.peer), qid: l.dataset.qid, text: l.textContent })));
+    const roles = await page.$$eval('#nodes g.node', (gs) => gs.map((g) => ({
+      peer: Number(g.dataset.peer), role: g.querySelector('.shape').getAttribute('class') })));
+    console.log(JSON.stringify({ rows, roles, errors,
+      output: await page.textContent('#cmd-out') }));
+  } finally {
+    await browser.close();
+  }
+})().catch((e) => { console.error(String(e)); process.exit(1); });
+"""
+
+
+def build_dir() -> Path:
+    return BIN.parent
+
+
+def playwright_core() -> tuple[Path | None, str]:
+    """playwright-core installed by npm under the build folder (once); (path, why not)."""
+    if not CHROMIUM.exists():
+        return None, f"{CHROMIUM} not found (apt-get install chromium, or run scripts/deps)"
+    if not shutil.which("npm") or not shutil.which("node"):
+        return None, "npm/node not found (apt-get install npm, or run scripts/deps)"
+    folder = build_dir() / "web-e2e"
+    mod = folder / "node_modules" / "playwright-core"
+    if not (mod / "package.json").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix",
+                            str(folder), "playwright-core@1"], capture_output=True, text=True,
+                           timeout=300)
+        if r.returncode != 0 or not (mod / "package.json").exists():
+            return None, f"npm could not install playwright-core: {r.stderr.strip()[-300:]}"
+    return mod, ""
+
+
+class WebBrowserTest(NetCase):
+    def test_a_get_from_the_page_is_animated_to_the_holder_and_back(self):
+        mod, why = playwright_core()
+        if not mod:
+            self.skipTest("no browser for the end-to-end test: " + why)
+        net = self.net("ring:4")  # 1-2-3-4-1: peer 3 holds 3.txt, 2 hops from 1 either way
+        w = Web(net)
+        self.addCleanup(w.stop)
+        driver = build_dir() / "web-e2e" / "drive.js"
+        driver.write_text(DRIVER)
+        shot = build_dir() / "web-dashboard.png"
+        shot.unlink(missing_ok=True)
+        r = subprocess.run(["node", str(driver), w.base + "/?speed=4", "1", "3.txt", "3", str(shot)],
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PW_CORE": str(mod), "CHROMIUM": str(CHROMIUM)})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        page = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(page["errors"], [])
+        self.assertIn("$ floodshare peer 1 get '3.txt' --json", page["output"])
+        qid = last_json(page["output"].split("\n", 1)[1].rsplit("(exit", 1)[0])["query_id"]
+        rows = [(e["type"], e["peer"]) for e in page["rows"] if e["qid"] == qid]
+
+        # the reverse path, from the peers' own events: the holder answered the hop its first
+        # copy came from, which relayed it to peer 1
+        got3 = [e for e in events_of(net, 3, qid) if e["type"] == "received"]
+        relay = next(p for p in (2, 4) if got3[0]["from"] == addr_of(net, p))
+        order = [("query_started", 1), ("forwarded", 1), ("received", relay), ("forwarded", relay),
+                 ("received", 3), ("found_sent", 3), ("found_relayed", relay),
+                 ("found_received", 1), ("transfer_done", 1)]
+        at = [rows.index(x) if x in rows else -1 for x in order]
+        missing = [x for x, i in zip(order, at) if i < 0]
+        self.assertFalse(missing, f"the page's list lacks {missing}: {rows}")
+        self.assertEqual(at, sorted(at), rows)
+        texts = [e["text"] for e in page["rows"] if e["qid"] == qid]
+        self.assertTrue(any(t.startswith(f"peer {relay}") and f"FOUND relayed from peer 3 to peer 1"
+                            in t for t in texts), texts)
+        roles = {r["peer"]: r["role"] for r in page["roles"]}
+        self.assertIn("n-requester", roles[1])
+        self.assertIn("n-holder", roles[3])
+        self.assertIn("n-relay", roles[relay])
+        self.assertGreater(shot.stat().st_size, 10000)
+        print(f"\nscreenshot: {shot}")
+
+
 if __name__ == "__main__":
     unittest.main()
