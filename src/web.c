@@ -354,6 +354,15 @@ static void api_cmd(struct web *w, int fd, const char *body, size_t len)
     free(err);
 }
 
+/* 1 if the page closed its end: it sends nothing after its request, so a
+ * readable socket means end of stream (or junk: either way, done). */
+static int page_gone(int fd)
+{
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || r > 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 /* GET /events: server-sent events, one per trace event, "id" its number
  * in this server's history; ?since=N skips those the page has. */
 static void api_events(struct web *w, int fd, const char *query)
@@ -362,7 +371,7 @@ static void api_events(struct web *w, int fd, const char *query)
                                "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
                                "Connection: close\r\n\r\n: floodshare events\n\n";
     char since_s[24];
-    uint64_t next = 0;
+    uint64_t next = 0, quiet_until = net_now_ms() + WEB_KEEPALIVE_MS;
 
     if (webhttp_query(query, "since", since_s, sizeof since_s))
         next = strtoull(since_s, NULL, 10);
@@ -377,7 +386,7 @@ static void api_events(struct web *w, int fd, const char *query)
         if (next >= w->hist_seq) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += WEB_KEEPALIVE_MS / 1000;
+            ts.tv_sec += WEB_EVENTS_POLL_MS / 1000;
             pthread_cond_timedwait(&w->hist_cond, &w->hist_lock, &ts);
         }
         if (next < w->hist_seq) {
@@ -387,6 +396,11 @@ static void api_events(struct web *w, int fd, const char *query)
         pthread_mutex_unlock(&w->hist_lock);
         char buf[16384];
         int n;
+        if (!line && page_gone(fd))
+            return; /* frees its connection slot now, not at the next keepalive */
+        if (!line && net_now_ms() < quiet_until)
+            continue;
+        quiet_until = net_now_ms() + WEB_KEEPALIVE_MS;
         if (line) {
             n = snprintf(buf, sizeof buf, "id: %llu\ndata: %s\n\n", (unsigned long long)seq, line);
             free(line);

@@ -14,6 +14,7 @@
 #define WEB_HISTORY 8192       /* events kept for pages that connect later */
 #define WEB_MAX_PEERS 256      /* peers of a run folder the API lists */
 #define WEB_KEEPALIVE_MS 15000 /* an SSE comment this often keeps proxies and tabs awake */
+#define WEB_EVENTS_POLL_MS 1000 /* how soon a page that closed its event stream is noticed */
 
 /* `web [--run DIR] [--listen HOST:PORT] [--public]`: argv[0] is "web".
  * Runs until SIGINT/SIGTERM; returns the exit code. */

@@ -327,6 +327,24 @@ class WebHttpTest(WebCase):
         st, res = w.cmd("peer 1 get 2.txt --json")
         self.assertEqual(res["exit"], 0, res)
 
+    def test_closed_event_streams_free_their_slots_within_seconds(self):
+        net = self.net("ring:3")
+        w = self.web(net)
+        streams = []
+        for _ in range(32):
+            s = socket.create_connection(("127.0.0.1", w.port), timeout=5)
+            s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{w.port}\r\n\r\n".encode())
+            self.assertIn(b"200 OK", s.recv(4096))
+            streams.append(s)
+        try:
+            self.assertEqual(w.request("/")[0], 503)  # every slot holds a stream
+        finally:
+            for s in streams:
+                s.close()
+        t0 = time.monotonic()
+        net.wait_for(lambda: w.request("/")[0] == 200, timeout=10, step=0.1)
+        self.assertLess(time.monotonic() - t0, 4)  # not the 15 s keepalive
+
     def test_public_needs_the_flag_and_then_a_token_on_every_request(self):
         net = self.net("ring:3")
         r = subprocess.run([str(BIN), "--run", str(net.dir), "web", "--listen", "0.0.0.0:1"],
