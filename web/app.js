@@ -124,7 +124,7 @@ function draw() {
     const t = el('text', { y: -4 }, g); t.textContent = 'peer ' + p.id;
     const files = p.ls ? p.ls.items.map((i) => i.name).join(', ') : (p.up ? '' : 'not running');
     const f = el('text', { y: 100, class: 'files' }, g);
-    f.textContent = files.length > 22 ? files.slice(0, 21) + '…' : files;
+    f.textContent = files.length > 18 ? files.slice(0, 17) + '…' : files;
     if (p.config && p.config.paused) { const b = el('text', { y: 34, class: 'badge' }, g); b.textContent = 'paused'; }
     g.addEventListener('click', () => showPeer(p.id));
   }
@@ -389,7 +389,7 @@ function showEvent(e) {
 function fillPeerSelect() {
   const s = $('cmd-peer'), keep = s.value;
   s.replaceChildren(...state.peers.map((p) => { const o = document.createElement('option'); o.value = p.id; o.textContent = p.id; return o; }));
-  if (keep) s.value = keep;
+  if ([...s.options].some((o) => o.value === keep)) s.value = keep;
   fillNeighbours();
 }
 
@@ -399,7 +399,8 @@ function fillNeighbours() {
   s.replaceChildren(...((p && p.config && p.config.neighbours) || []).map((a) => {
     const o = document.createElement('option'); o.value = a; o.textContent = who(0, a); return o;
   }));
-  if (keep) s.value = keep;
+  /* a value no option has would leave nothing selected: keep it only if it is still there */
+  if ([...s.options].some((o) => o.value === keep)) s.value = keep;
 }
 
 function commandLine() {

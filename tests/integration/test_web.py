@@ -380,7 +380,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 # the holder, saves a screenshot and prints what the list shows as JSON.
 DRIVER = r"""
 const { chromium } = require(process.env.PW_CORE);
-const [url, requester, name, holder, shot] = process.argv.slice(2);
+const [url, requester, name, holder, cut, shot] = process.argv.slice(2);
 (async () => {
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true,
     args: ['--no-sandbox', '--headless', '--disable-gpu', '--no-first-run',
@@ -392,11 +392,21 @@ const [url, requester, name, holder, shot] = process.argv.slice(2);
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
     await page.goto(url);
     await page.waitForSelector('#nodes g.node[data-peer="' + holder + '"]', { timeout: 15000 });
+    const ran = (what) => page.waitForFunction((w) => {
+      const t = document.getElementById('cmd-out').textContent;
+      return t.includes(w) && t.includes('(exit ');
+    }, what, { timeout: 30000 });
+    // cut the link from the requester to peer `cut`, from the page
     await page.selectOption('#cmd-peer', requester);
+    await page.selectOption('#cmd-verb', 'link-down');
+    await page.selectOption('#cmd-nb', { label: 'peer ' + cut });
+    await page.click('#cmd-run');
+    await ran('link down');
+    await page.waitForSelector('#links line.link.down', { timeout: 10000 });
     await page.selectOption('#cmd-verb', 'get');
     await page.fill('#cmd-arg', name);
     await page.click('#cmd-run');
-    await page.waitForSelector('#cmd-out:has-text("(exit 0)")', { timeout: 30000 });
+    await ran(" get '" + name + "'");
     const shown = (t, p) => `#events li.shown[data-type="${t}"][data-peer="${p}"]`;
     await page.waitForSelector(shown('received', holder), { timeout: 30000 });
     await page.waitForSelector(shown('found_received', requester), { timeout: 30000 });
@@ -409,7 +419,8 @@ const [url, requester, name, holder, shot] = process.argv.slice(2);
       type: l.dataset.type, peer: Number(l.dataset.peer), qid: l.dataset.qid, text: l.textContent })));
     const roles = await page.$$eval('#nodes g.node', (gs) => gs.map((g) => ({
       peer: Number(g.dataset.peer), role: g.querySelector('.shape').getAttribute('class') })));
-    console.log(JSON.stringify({ rows, roles, errors,
+    const down = await page.$$eval('#links line.link.down', (ls) => ls.length);
+    console.log(JSON.stringify({ rows, roles, errors, down,
       output: await page.textContent('#cmd-out') }));
   } finally {
     await browser.close();
@@ -451,20 +462,26 @@ class WebBrowserTest(WebCase):
         driver.write_text(DRIVER)
         shot = build_dir() / "web-dashboard.png"
         shot.unlink(missing_ok=True)
-        r = subprocess.run(["node", str(driver), w.base + "/?speed=4", "1", "3.txt", "3", str(shot)],
+        # the page cuts link 1-2 first, so the query and the hit can only go by peer 4
+        r = subprocess.run(["node", str(driver), w.base + "/?speed=4", "1", "3.txt", "3", "2",
+                            str(shot)],
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "PW_CORE": str(mod), "CHROMIUM": str(CHROMIUM)})
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         page = json.loads(r.stdout.strip().splitlines()[-1])
         self.assertEqual(page["errors"], [])
+        self.assertEqual(page["down"], 1)
+        self.assertEqual(json.loads(net.peer(1, "config", "--json").stdout)["links_down"],
+                         [addr_of(net, 2)])
         self.assertIn("$ floodshare peer 1 get '3.txt' --json", page["output"])
         qid = last_json(page["output"].split("\n", 1)[1].rsplit("(exit", 1)[0])["query_id"]
         rows = [(e["type"], e["peer"]) for e in page["rows"] if e["qid"] == qid]
 
-        # the reverse path, from the peers' own events: the holder answered the hop its first
-        # copy came from, which relayed it to peer 1
+        # the reverse path, from the peers' own events: the holder answered the hop its copy
+        # came from (4: the link 1-2 is down), which relayed it to peer 1
         got3 = [e for e in events_of(net, 3, qid) if e["type"] == "received"]
-        relay = next(p for p in (2, 4) if got3[0]["from"] == addr_of(net, p))
+        self.assertEqual(got3[0]["from"], addr_of(net, 4))
+        relay = 4
         order = [("query_started", 1), ("forwarded", 1), ("received", relay), ("forwarded", relay),
                  ("received", 3), ("found_sent", 3), ("found_relayed", relay),
                  ("found_received", 1), ("transfer_done", 1)]
