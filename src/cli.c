@@ -16,6 +16,7 @@
 #include "floodshare/peer.h"
 #include "floodshare/progress.h"
 #include "floodshare/watch.h"
+#include "floodshare/web.h"
 
 #define CLI_MAX_PEERS 1024
 
@@ -24,6 +25,7 @@ static const char usage_text[] =
     "       floodshare [--run DIR] peers [--json]\n"
     "       floodshare [--run DIR] watch [--json]\n"
     "       floodshare [--run DIR] trace QUERY-ID [--json|--dot] [--svg FILE] [--png FILE]\n"
+    "       floodshare [--run DIR] web [--listen HOST:PORT] [--public]   (the classroom dashboard)\n"
     "       floodshare [--run DIR]                 (interactive REPL)\n"
     "       floodshare serve [--run DIR] CONFIG.ini\n"
     "       floodshare --help | --version\n"
@@ -36,6 +38,9 @@ static const char usage_text[] =
     "  modify KEY VALUE        change ttl, neighbours, share_dir or log_level, live and in the INI\n"
     "  stats [--json]          counters: queries, duplicates, hits, bytes\n"
     "  transfers [--json]      downloads and uploads running now, and partial downloads\n"
+    "  link down|up HOST:PORT  cut the link to a neighbour (no GET/FOUND either way), or mend it\n"
+    "  pause                   the peer drops every GET and FOUND: down for the flood\n"
+    "  resume                  undo pause\n"
     "  watch [--json]          stream this peer's trace events until Ctrl-C\n"
     "  events [--json] [QID]   the trace events this peer keeps (of one query)\n"
     "\n"
@@ -369,6 +374,8 @@ int cli_exec(const char *run_dir, int argc, char **argv)
         return watch_all_cmd(run_dir, argc, argv);
     if (strcmp(argv[0], "trace") == 0)
         return watch_trace_cmd(run_dir, argc, argv);
+    if (strcmp(argv[0], "web") == 0)
+        return web_main(run_dir, argc, argv);
     if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         return CTL_EXIT_OK;

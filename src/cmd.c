@@ -367,6 +367,8 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
     if (need(o, a, 0, "config [--json]"))
         return CTL_EXIT_USAGE;
     peer_cfg_snapshot(p, &c);
+    struct fs_addr down[CUT_MAX];
+    size_t n_down = cut_list(&p->cut, down, CUT_MAX);
     if (a->json) {
         struct json j;
         json_init(&j, CMD_JSON_MAX);
@@ -386,6 +388,11 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
         json_uint(&j, "io_timeout_ms", c.io_timeout_ms);
         json_uint(&j, "hit_window_ms", c.hit_window_ms);
         json_uint(&j, "max_ttl", c.max_ttl);
+        json_arr_open(&j, "links_down");
+        for (size_t i = 0; i < n_down; i++)
+            json_str(&j, NULL, addr_format(&down[i], one));
+        json_arr_close(&j);
+        json_bool(&j, "paused", cut_paused(&p->cut));
         json_obj_close(&j);
         return emit_json(o, &j);
     }
@@ -402,6 +409,13 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
     ctl_print(o, 1, "  limits       %u workers, io timeout %u ms, hit window %u ms", c.workers,
               c.io_timeout_ms, c.hit_window_ms);
     ctl_print(o, 1, "  control      %s", p->sock_path);
+    nb[0] = '\0';
+    for (size_t i = 0; i < n_down; i++) {
+        size_t len = strlen(nb);
+        snprintf(nb + len, sizeof nb - len, "%s%s", i ? ", " : "", addr_format(&down[i], one));
+    }
+    ctl_print(o, 1, "  links down   %s", nb[0] ? nb : "(none)");
+    ctl_print(o, 1, "  paused       %s", cut_paused(&p->cut) ? "yes (drops every GET and FOUND)" : "no");
     return CTL_EXIT_OK;
 }
 
@@ -585,6 +599,68 @@ static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o)
     return code;
 }
 
+/* --- link down/up, pause/resume: the teacher's scissors (cut.h) --- */
+
+static int cmd_link(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    struct fs_addr to;
+    struct cfg c;
+    const char *why = NULL;
+    char one[ADDR_STR_MAX];
+
+    if (need(o, a, 2, "link down|up HOST:PORT"))
+        return CTL_EXIT_USAGE;
+    int down = strcmp(a->pos[0], "down") == 0;
+    if (!down && strcmp(a->pos[0], "up") != 0) {
+        ctl_print(o, 2, "floodshare: link: \"%s\" is neither down nor up", a->pos[0]);
+        return CTL_EXIT_USAGE;
+    }
+    if (addr_parse(a->pos[1], strlen(a->pos[1]), &to, &why) != FS_OK) {
+        ctl_print(o, 2, "floodshare: link: bad address \"%s\": %s", a->pos[1],
+                  why ? why : "expected HOST:PORT");
+        return CTL_EXIT_USAGE;
+    }
+    peer_cfg_snapshot(p, &c);
+    size_t i = 0;
+    while (i < c.n_neighbours && !addr_equal(&c.neighbours[i], &to))
+        i++;
+    if (down && i == c.n_neighbours) {
+        /* Up stays allowed: `modify neighbours` may have removed it since. */
+        ctl_print(o, 2, "floodshare: link: %s is not a neighbour of peer %u (see config)",
+                  addr_format(&to, one), c.id);
+        return CTL_EXIT_FAIL;
+    }
+    if (cut_set_link(&p->cut, &to, down) != FS_OK) {
+        ctl_print(o, 2, "floodshare: link: %d links are down already", CUT_MAX);
+        return CTL_EXIT_FAIL;
+    }
+    ctl_print(o, 1, "link to %s is %s", addr_format(&to, one),
+              down ? "down: no GET or FOUND goes over it either way" : "up");
+    log_msg(L_INFO, "link to %s %s (control command)", one, down ? "down" : "up");
+    return CTL_EXIT_OK;
+}
+
+static int cmd_pause(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    if (need(o, a, 0, "pause"))
+        return CTL_EXIT_USAGE;
+    cut_set_paused(&p->cut, 1);
+    ctl_print(o, 1, "peer %u paused: it drops every GET and FOUND and sends none (resume to undo)",
+              p->cfg.id);
+    log_msg(L_INFO, "paused (control command)");
+    return CTL_EXIT_OK;
+}
+
+static int cmd_resume(struct peer *p, const struct args *a, struct ctl_out *o)
+{
+    if (need(o, a, 0, "resume"))
+        return CTL_EXIT_USAGE;
+    cut_set_paused(&p->cut, 0);
+    ctl_print(o, 1, "peer %u resumed", p->cfg.id);
+    log_msg(L_INFO, "resumed (control command)");
+    return CTL_EXIT_OK;
+}
+
 /* --- watch, events: trace events (docs/TRACE.md) --- */
 
 enum ev_form { FORM_TEXT, FORM_JSON, FORM_RAW };
@@ -742,6 +818,7 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
     } cmds[] = {
         {"get", cmd_get},     {"search", cmd_search}, {"ls", cmd_ls},       {"config", cmd_config},
         {"stats", cmd_stats}, {"modify", cmd_modify}, {"transfers", cmd_transfers},
+        {"link", cmd_link},   {"pause", cmd_pause},   {"resume", cmd_resume},
     };
     struct args a;
 
@@ -759,7 +836,7 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
         return cmds[i].fn(p, &a, o);
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
-              "transfers, watch, events)",
+              "transfers, link, pause, resume, watch, events)",
               argv[0]);
     return CTL_EXIT_USAGE;
 }

@@ -159,17 +159,37 @@ static void trace_found(struct peer *p, enum trace_type type, const struct msg *
 }
 
 /* A GET or FOUND that could not be written to `to`. */
-static void trace_send_failed(struct peer *p, const char *qid, const char *what,
-                              const struct fs_addr *to, fs_status st)
+static void trace_send_refused(struct peer *p, const char *qid, const char *what,
+                               const struct fs_addr *to, const char *reason)
 {
     struct trace_event ev;
 
     trace_init_event(&ev, TR_SEND_FAILED, qid);
     trace_set(ev.msg, sizeof ev.msg, what);
     ev.to = *to;
-    trace_set(ev.reason, sizeof ev.reason, st == FS_EBUSY ? "recently_unreachable"
-                                                          : fs_status_name(st));
+    trace_set(ev.reason, sizeof ev.reason, reason);
     trace_emit(p->trace, &ev);
+}
+
+static void trace_send_failed(struct peer *p, const char *qid, const char *what,
+                              const struct fs_addr *to, fs_status st)
+{
+    trace_send_refused(p, qid, what, to,
+                       st == FS_EBUSY ? "recently_unreachable" : fs_status_name(st));
+}
+
+/* 1 (after recording it) when a teacher cut the link to `to` or paused
+ * this peer (cut.h): the message is not sent. */
+static int send_is_cut(struct peer *p, const char *qid, const char *what, const struct fs_addr *to)
+{
+    const char *why = cut_blocks(&p->cut, to);
+    if (!why)
+        return 0;
+    char a[ADDR_STR_MAX];
+    stats_inc(&p->stats, cut_dropped);
+    trace_send_refused(p, qid, what, to, why);
+    log_msg(L_INFO, "q%.4s: %s to %s not sent: %s", qid, what, addr_format(to, a), why);
+    return 1;
 }
 
 /* Sends m to every neighbour except `skip` (may be NULL); a neighbour that
@@ -184,6 +204,8 @@ static unsigned send_to_neighbours(struct peer *p, const struct cfg *c, const st
     for (size_t i = 0; i < c->n_neighbours; i++) {
         const struct fs_addr *n = &c->neighbours[i];
         if (skip && addr_equal(n, skip))
+            continue;
+        if (send_is_cut(p, m->qid, "GET", n))
             continue;
         qcache_sent_to(p->qc, m->qid, n, net_now_ms()); /* before: a hit may come back fast */
         struct trace_event ev; /* before the send too: it precedes the receiver's `received` */
@@ -256,6 +278,8 @@ static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get
         memcpy(f.path, items[i].path, sizeof f.path);
         memcpy(f.name, items[i].name, sizeof f.name);
         trace_found_sent(p, &f, get);
+        if (send_is_cut(p, get->qid, "FOUND", &get->from))
+            continue;
         fs_status st = links_send(p->links, &get->from, &f);
         hop_label(&p->self, &get->from, to, sizeof to);
         if (st == FS_OK) {
@@ -315,6 +339,13 @@ void flood_handle_get(struct peer *p, const struct msg *get)
     peer_cfg_snapshot(p, &c);
     log_escape_str(name, get->name);
     addr_format(&get->from, from);
+    const char *cut = cut_blocks(&p->cut, &get->from);
+    if (cut) {
+        stats_inc(&p->stats, cut_dropped);
+        trace_get(p, TR_DROPPED, get, ttl, cut);
+        log_msg(L_INFO, "get q%.4s %s from %s: dropped (%s)", get->qid, name, from, cut);
+        return;
+    }
     if (!take_token(p->flood, &c, &get->from, net_now_ms())) {
         stats_inc(&p->stats, throttled);
         trace_get(p, TR_DROPPED, get, ttl, "throttle");
@@ -423,6 +454,13 @@ void flood_handle_found(struct peer *p, const struct msg *found)
     char sender[ADDR_STR_MAX];
 
     addr_format(&found->from, sender);
+    const char *cut = cut_blocks(&p->cut, &found->from);
+    if (cut) {
+        stats_inc(&p->stats, cut_dropped);
+        trace_found(p, TR_FOUND_DROPPED, found, &found->from, NULL, cut);
+        log_msg(L_INFO, "found q%.4s from %s: dropped (%s)", found->qid, sender, cut);
+        return;
+    }
     if (qcache_route(p->qc, found->qid, net_now_ms(), &prev, &local) != FS_OK) {
         stats_inc(&p->stats, found_dropped);
         trace_found(p, TR_FOUND_DROPPED, found, &found->from, NULL, "no_route");
@@ -447,6 +485,8 @@ void flood_handle_found(struct peer *p, const struct msg *found)
     hop_label(&p->self, &prev, to, sizeof to);
     struct msg relay = *found;
     relay.from = p->self;
+    if (send_is_cut(p, found->qid, "FOUND", &prev))
+        return;
     trace_found(p, TR_FOUND_RELAYED, found, &found->from, &prev, NULL);
     fs_status st = links_send(p->links, &prev, &relay);
     if (st == FS_OK) {

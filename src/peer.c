@@ -409,6 +409,7 @@ static void peer_init(struct peer *p)
     pthread_mutex_init(&p->ctl_lock, NULL);
     pthread_cond_init(&p->ctl_cond, NULL);
     pthread_mutex_init(&p->track_lock, NULL);
+    cut_init(&p->cut);
     for (int i = 0; i < PEER_MAX_TRACKED; i++)
         p->tracked[i] = -1;
 }
@@ -440,6 +441,7 @@ static void peer_destroy(struct peer *p)
     pthread_mutex_destroy(&p->ctl_lock);
     pthread_cond_destroy(&p->ctl_cond);
     pthread_mutex_destroy(&p->track_lock);
+    cut_destroy(&p->cut);
 }
 
 /* Creates everything but the threads. Returns an exit code, 0 if ready. */

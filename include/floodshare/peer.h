@@ -16,6 +16,7 @@
 
 #include "floodshare/addr.h"
 #include "floodshare/cfg.h"
+#include "floodshare/cut.h"
 #include "floodshare/stats.h"
 
 #define PEER_MAX_CTL 16        /* control clients served at once */
@@ -54,6 +55,7 @@ struct peer {
     struct flood *flood;
     struct xfer_table *xfers; /* running transfers, for `transfers` */
     struct trace *trace;      /* trace events: a ring, and the watchers (trace.h) */
+    struct cut cut;           /* links taken down, paused (`link`, `pause`; cut.h) */
     struct stats stats;
     atomic_int stopping;
 

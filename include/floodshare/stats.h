@@ -36,7 +36,8 @@
     X(limit_refused, "connections refused by max_conns or max_conns_per_addr") \
     X(archives_refused, "archives refused: unsafe names, links, bombs, lies")  \
     X(holders_cut, "holders cut off: wrong bytes, stalled, or too many bytes") \
-    X(hops_dropped, "GETs that had travelled the most hops a message can count")
+    X(hops_dropped, "GETs that had travelled the most hops a message can count") \
+    X(cut_dropped, "GETs/FOUNDs not sent or dropped: link down or peer paused")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).
@@ -54,7 +55,8 @@
     X(flow_control, busy_refused)              \
     X(limit, limit_refused)                    \
     X(bad_archive, archives_refused)           \
-    X(bad_holder, holders_cut)
+    X(bad_holder, holders_cut)                 \
+    X(link_down, cut_dropped)
 
 struct stats {
 #define STATS_FIELD(name, text) _Atomic uint64_t name;

@@ -1,0 +1,748 @@
+/* web.c - `floodshare web`: the classroom dashboard's HTTP server (web.h).
+ *
+ * Our own small server rather than an embedded library: it needs GET of
+ * three embedded files, two JSON GETs, one POST and one server-sent-event
+ * stream, with Connection: close; the parser (webhttp.c) is a pure
+ * function the unit tests and fuzzers can drive, and no new dependency
+ * comes in. One thread per connection, at most WEB_MAX_CONN at once.
+ *
+ * The event stream is the CLI's own `floodshare --run DIR watch --json`,
+ * run as a child process: it already connects to every peer, merges their
+ * events in time order, names hops by peer id and reconnects to peers that
+ * come back. Its lines are kept (WEB_HISTORY) and fanned out to every page. */
+#include "floodshare/web.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "floodshare/addr.h"
+#include "floodshare/cli.h"
+#include "floodshare/ctl.h"
+#include "floodshare/json.h"
+#include "floodshare/net.h"
+#include "floodshare/webhttp.h"
+
+#define WEB_CMD_OUT_MAX (1024 * 1024) /* bytes of a command's output returned to the page */
+
+struct web {
+    const char *run_dir;
+    char token[33]; /* "" without --public: no token needed */
+    char port[8];   /* the port we listen on, for the Host check */
+    int loopback;   /* no --public: Host must name 127.0.0.1/localhost */
+    int listen_fd;
+    int stop_pipe[2];
+    atomic_int n_conn;
+    atomic_int stopping;
+
+    /* hist_lock guards hist/hist_seq; hist_cond signals "a line came". */
+    pthread_mutex_t hist_lock;
+    pthread_cond_t hist_cond;
+    char *hist[WEB_HISTORY]; /* line of seq s is hist[s % WEB_HISTORY] */
+    uint64_t hist_seq;       /* lines received so far */
+    pid_t watch_pid;
+};
+
+static struct web *g_web; /* for the signal handler only */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_web) {
+        atomic_store(&g_web->stopping, 1);
+        ssize_t r = write(g_web->stop_pipe[1], "x", 1);
+        (void)r;
+    }
+}
+
+/* --- the event stream: `floodshare watch --json` as a child --- */
+
+static void hist_add(struct web *w, const char *line, size_t n)
+{
+    char *copy = strndup(line, n);
+    if (!copy)
+        return;
+    pthread_mutex_lock(&w->hist_lock);
+    char **slot = &w->hist[w->hist_seq % WEB_HISTORY];
+    free(*slot);
+    *slot = copy;
+    w->hist_seq++;
+    pthread_cond_broadcast(&w->hist_cond);
+    pthread_mutex_unlock(&w->hist_lock);
+}
+
+/* Starts the watcher; its stdout is *fd. -1 if it cannot. */
+static pid_t spawn_watch(struct web *w, int *fd)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        close(p[1]);
+        execl("/proc/self/exe", "floodshare", "--run", w->run_dir, "watch", "--json", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    if (pid < 0) {
+        close(p[0]);
+        return -1;
+    }
+    *fd = p[0];
+    return pid;
+}
+
+/* Keeps a watcher running and its lines in the history, until stopping. */
+static void *watch_thread(void *arg)
+{
+    struct web *w = arg;
+    char buf[65536];
+
+    while (!atomic_load(&w->stopping)) {
+        int fd;
+        pid_t pid = spawn_watch(w, &fd);
+        if (pid < 0) {
+            sleep(1);
+            continue;
+        }
+        pthread_mutex_lock(&w->hist_lock);
+        w->watch_pid = pid;
+        pthread_mutex_unlock(&w->hist_lock);
+        size_t have = 0;
+        for (;;) {
+            ssize_t r = read(fd, buf + have, sizeof buf - have);
+            if (r <= 0)
+                break;
+            have += (size_t)r;
+            char *start = buf, *nl;
+            while ((nl = memchr(start, '\n', have - (size_t)(start - buf))) != NULL) {
+                hist_add(w, start, (size_t)(nl - start));
+                start = nl + 1;
+            }
+            have -= (size_t)(start - buf);
+            memmove(buf, start, have);
+            if (have == sizeof buf)
+                have = 0; /* a line longer than any event: drop it */
+        }
+        close(fd);
+        waitpid(pid, NULL, 0);
+        pthread_mutex_lock(&w->hist_lock);
+        w->watch_pid = 0;
+        pthread_mutex_unlock(&w->hist_lock);
+        if (!atomic_load(&w->stopping))
+            sleep(1); /* it ended (killed?): start another */
+    }
+    return NULL;
+}
+
+/* --- answers --- */
+
+static int send_all(int fd, const void *buf, size_t n)
+{
+    return net_write_all(fd, buf, n, WEB_IO_TIMEOUT_MS) == FS_OK ? 0 : -1;
+}
+
+static void respond(int fd, int code, const char *type, const void *body, size_t len)
+{
+    static const struct {
+        int code;
+        const char *text;
+    } reasons[] = {{200, "OK"},          {400, "Bad Request"},          {403, "Forbidden"},
+                   {404, "Not Found"},   {405, "Method Not Allowed"},   {408, "Request Timeout"},
+                   {413, "Payload Too Large"}, {431, "Request Header Fields Too Large"},
+                   {500, "Internal Server Error"}, {503, "Service Unavailable"}};
+    const char *reason = "Error";
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        if (reasons[i].code == code)
+            reason = reasons[i].text;
+    char head[512];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+                     "Content-Security-Policy: default-src 'self'; style-src 'self'; "
+                     "img-src 'self' data:\r\nConnection: close\r\n\r\n",
+                     code, reason, type, len);
+    if (send_all(fd, head, (size_t)n) == 0 && len)
+        send_all(fd, body, len);
+}
+
+/* An error as text the page shows as it is ("what was wrong"). */
+static void respond_error(int fd, int code, const char *why)
+{
+    char body[300];
+    int n = snprintf(body, sizeof body, "floodshare web: %s\n", why);
+    respond(fd, code, "text/plain", body, (size_t)n);
+}
+
+/* --- peers of the run folder --- */
+
+static int cmp_uint(const void *a, const void *b)
+{
+    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
+    return (x > y) - (x < y);
+}
+
+/* The ids of the run folder's peers (peer-N.ini, peerN.ini, peer-N.sock),
+ * sorted; returns how many (at most cap). */
+static size_t list_peers(const char *run_dir, unsigned *ids, size_t cap)
+{
+    DIR *d = opendir(run_dir);
+    struct dirent *e;
+    size_t n = 0;
+
+    while (d && (e = readdir(d)) != NULL && n < cap) {
+        unsigned id;
+        char ext[8];
+        if ((sscanf(e->d_name, "peer-%u.%7s", &id, ext) != 2 &&
+             sscanf(e->d_name, "peer%u.%7s", &id, ext) != 2) || id == 0 || id > 65535 ||
+            (strcmp(ext, "ini") != 0 && strcmp(ext, "sock") != 0))
+            continue;
+        size_t k = 0;
+        while (k < n && ids[k] != id)
+            k++;
+        if (k == n)
+            ids[n++] = id;
+    }
+    if (d)
+        closedir(d);
+    qsort(ids, n, sizeof *ids, cmp_uint);
+    return n;
+}
+
+/* Runs one control command on peer id, its stdout and stderr into
+ * malloc'd strings (the caller frees both). Returns the exit code. */
+static int run_ctl(const char *run_dir, unsigned id, int argc, char **argv, char **out, char **err)
+{
+    char sock[4096];
+    size_t olen = 0, elen = 0;
+    FILE *fo = open_memstream(out, &olen), *fe = open_memstream(err, &elen);
+    int code = CTL_EXIT_FAIL;
+
+    snprintf(sock, sizeof sock, "%s/peer-%u.sock", run_dir, id);
+    if (fo && fe)
+        code = ctl_call(sock, argc, argv, fo, fe, NULL);
+    if (fo)
+        fclose(fo);
+    else
+        *out = NULL;
+    if (fe)
+        fclose(fe);
+    else
+        *err = NULL;
+    return code;
+}
+
+/* Appends `"key":` and the JSON a peer printed (or null) to f. */
+static void raw_member(FILE *f, const char *key, int code, const char *text)
+{
+    size_t n = text ? strlen(text) : 0;
+    while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
+        n--;
+    fprintf(f, ",\"%s\":", key);
+    if (code == CTL_EXIT_OK && n && (text[0] == '{' || text[0] == '['))
+        fwrite(text, 1, n, f);
+    else
+        fputs("null", f);
+}
+
+/* GET /api/peers: every peer's config, share and stats, as they print
+ * them with --json; "up": false for a peer that does not answer. */
+static void api_peers(struct web *w, int fd)
+{
+    static const char *const cmds[] = {"config", "ls", "stats"};
+    unsigned ids[WEB_MAX_PEERS];
+    size_t n = list_peers(w->run_dir, ids, WEB_MAX_PEERS), len = 0;
+    char *doc = NULL;
+    FILE *f = open_memstream(&doc, &len);
+
+    if (!f) {
+        respond_error(fd, 500, "out of memory");
+        return;
+    }
+    fprintf(f, "{\"run_dir\":");
+    struct json j;
+    json_init(&j, 8192);
+    json_str(&j, NULL, w->run_dir);
+    const char *rd = json_result(&j, NULL);
+    fputs(rd ? rd : "null", f);
+    json_free(&j);
+    fputs(",\"peers\":[", f);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(f, "%s{\"id\":%u", i ? "," : "", ids[i]);
+        int up = 1;
+        for (size_t c = 0; c < 3; c++) {
+            char *argv[] = {(char *)cmds[c], "--json"};
+            char *out = NULL, *err = NULL;
+            int code = up ? run_ctl(w->run_dir, ids[i], 2, argv, &out, &err) : CTL_EXIT_NOPEER;
+            if (code == CTL_EXIT_NOPEER)
+                up = 0;
+            raw_member(f, cmds[c], code, out);
+            free(out);
+            free(err);
+        }
+        fprintf(f, ",\"up\":%s}", up ? "true" : "false");
+    }
+    fputs("]}", f);
+    fclose(f);
+    respond(fd, 200, "application/json", doc, len);
+    free(doc);
+}
+
+/* POST /api/cmd: the body is one CLI command line, "peer N COMMAND ARGS",
+ * split like the REPL splits it and run through ctl_call, exactly as
+ * `floodshare peer N COMMAND ARGS` would. */
+static void api_cmd(struct web *w, int fd, const char *body, size_t len)
+{
+    char line[WEB_MAX_BODY + 1], storage[WEB_MAX_BODY + CTL_MAX_ARGS + 8];
+    char *argv[CTL_MAX_ARGS + 2];
+    const char *why = NULL;
+
+    memcpy(line, body, len);
+    line[len] = '\0';
+    if (memchr(body, '\0', len)) {
+        respond_error(fd, 400, "NUL byte in the command");
+        return;
+    }
+    int argc = cli_split(line, argv, CTL_MAX_ARGS + 2, storage, sizeof storage, &why);
+    if (argc < 0) {
+        respond_error(fd, 400, why);
+        return;
+    }
+    char *end = NULL;
+    unsigned long id = argc >= 3 ? strtoul(argv[1], &end, 10) : 0;
+    if (argc < 3 || strcmp(argv[0], "peer") != 0 || !end || *end || id == 0 || id > 65535) {
+        respond_error(fd, 400, "expected \"peer N COMMAND [ARGS...]\"");
+        return;
+    }
+    if (strcmp(argv[2], "watch") == 0) {
+        respond_error(fd, 400, "watch streams forever: the page reads /events instead");
+        return;
+    }
+    char *out = NULL, *err = NULL;
+    int code = run_ctl(w->run_dir, (unsigned)id, argc - 2, argv + 2, &out, &err);
+    struct json j;
+    json_init(&j, 3 * WEB_CMD_OUT_MAX);
+    json_obj_open(&j, NULL);
+    json_str(&j, "command", line);
+    json_int(&j, "exit", code);
+    json_strn(&j, "stdout", out ? out : "", out ? strnlen(out, WEB_CMD_OUT_MAX) : 0);
+    json_strn(&j, "stderr", err ? err : "", err ? strnlen(err, WEB_CMD_OUT_MAX) : 0);
+    json_obj_close(&j);
+    size_t dlen;
+    const char *doc = json_result(&j, &dlen);
+    if (doc)
+        respond(fd, 200, "application/json", doc, dlen);
+    else
+        respond_error(fd, 500, "answer too large");
+    json_free(&j);
+    free(out);
+    free(err);
+}
+
+/* 1 if the page closed its end: it sends nothing after its request, so a
+ * readable socket means end of stream (or junk: either way, done). */
+static int page_gone(int fd)
+{
+    char c;
+    ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || r > 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* GET /events: server-sent events, one per trace event, "id" its number
+ * in this server's history; ?since=N skips those the page has. */
+static void api_events(struct web *w, int fd, const char *query)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                               "Connection: close\r\n\r\n: floodshare events\n\n";
+    char since_s[24];
+    uint64_t next = 0, quiet_until = net_now_ms() + WEB_KEEPALIVE_MS;
+
+    if (webhttp_query(query, "since", since_s, sizeof since_s))
+        next = strtoull(since_s, NULL, 10);
+    if (send_all(fd, head, sizeof head - 1) < 0)
+        return;
+    while (!atomic_load(&w->stopping)) {
+        char *line = NULL;
+        uint64_t seq = 0;
+        pthread_mutex_lock(&w->hist_lock);
+        if (next + WEB_HISTORY < w->hist_seq)
+            next = w->hist_seq - WEB_HISTORY; /* older ones are gone */
+        if (next >= w->hist_seq) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += WEB_EVENTS_POLL_MS / 1000;
+            pthread_cond_timedwait(&w->hist_cond, &w->hist_lock, &ts);
+        }
+        if (next < w->hist_seq) {
+            seq = next++;
+            line = strdup(w->hist[seq % WEB_HISTORY]);
+        }
+        pthread_mutex_unlock(&w->hist_lock);
+        char buf[16384];
+        int n;
+        if (!line && page_gone(fd))
+            return; /* frees its connection slot now, not at the next keepalive */
+        if (!line && net_now_ms() < quiet_until)
+            continue;
+        quiet_until = net_now_ms() + WEB_KEEPALIVE_MS;
+        if (line) {
+            n = snprintf(buf, sizeof buf, "id: %llu\ndata: %s\n\n", (unsigned long long)seq, line);
+            free(line);
+            if (n < 0 || (size_t)n >= sizeof buf)
+                continue; /* no event is this long */
+        } else {
+            n = snprintf(buf, sizeof buf, ": keepalive\n\n");
+        }
+        if (send_all(fd, buf, (size_t)n) < 0)
+            return; /* the page went away */
+        /* a page that hung up is noticed at the next write, at most WEB_KEEPALIVE_MS on */
+    }
+}
+
+/* --- one connection --- */
+
+/* Host must name this server on loopback (a DNS-rebinding page cannot
+ * make its requests look like that). */
+static int host_ok(const struct web *w, const char *host)
+{
+    static const char *const names[] = {"127.0.0.1:", "localhost:", "[::1]:"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t k = strlen(names[i]);
+        if (strncmp(host, names[i], k) == 0 && strcmp(host + k, w->port) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Compares without stopping at the first difference (no timing hint). */
+static int token_ok(const struct web *w, const struct web_req *r)
+{
+    char q[WEB_TOKEN_MAX + 1] = "";
+    const char *given = r->token[0] ? r->token : (webhttp_query(r->query, "token", q, sizeof q), q);
+    size_t n = strlen(w->token);
+    unsigned diff = strlen(given) != n;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(given[i] ^ w->token[i]);
+    return diff == 0;
+}
+
+/* Reads the head and body of one request into buf. 0 with *req filled;
+ * -1 after answering the error. */
+static int read_request(int fd, char *buf, size_t cap, struct web_req *req, const char **body)
+{
+    size_t have = 0;
+    uint64_t deadline = net_now_ms() + WEB_IO_TIMEOUT_MS;
+    const char *why = NULL;
+    fs_status st;
+
+    for (;;) {
+        st = webhttp_parse(buf, have, req, &why);
+        if (st != FS_NEED_MORE)
+            break;
+        uint64_t now = net_now_ms();
+        size_t got = 0;
+        if (now >= deadline || net_read_some(fd, buf + have, WEB_MAX_HEAD - have, &got,
+                                             (int)(deadline - now)) != FS_OK || got == 0) {
+            if (have)
+                respond_error(fd, 408, "the request did not come whole in time");
+            return -1;
+        }
+        have += got;
+    }
+    if (st != FS_OK) {
+        respond_error(fd, st == FS_ETOOBIG ? (req->content_length || !strstr(why, "head") ? 413 : 431)
+                                           : 400, why);
+        return -1;
+    }
+    while (have < req->head_len + req->content_length) {
+        uint64_t now = net_now_ms();
+        size_t got = 0;
+        if (now >= deadline || net_read_some(fd, buf + have, cap - have, &got,
+                                             (int)(deadline - now)) != FS_OK || got == 0) {
+            respond_error(fd, 408, "the request body did not come whole in time");
+            return -1;
+        }
+        have += got;
+    }
+    *body = buf + req->head_len;
+    return 0;
+}
+
+static void serve(struct web *w, int fd)
+{
+    static char dummy;
+    char buf[WEB_MAX_HEAD + WEB_MAX_BODY];
+    struct web_req req;
+    const char *body = &dummy;
+
+    if (read_request(fd, buf, sizeof buf, &req, &body) < 0)
+        return;
+    if (w->token[0] && !token_ok(w, &req)) {
+        respond_error(fd, 403, "missing or wrong token (open the URL printed at start)");
+        return;
+    }
+    if (w->loopback && !host_ok(w, req.host)) {
+        respond_error(fd, 403, "Host header does not name this server");
+        return;
+    }
+    int get = strcmp(req.method, "GET") == 0;
+    if (strcmp(req.path, "/api/cmd") == 0) {
+        if (get) {
+            respond_error(fd, 405, "POST a command line to /api/cmd");
+        } else if (!req.csrf_header) {
+            /* Another site's page can POST here, but cannot add this header
+             * without a CORS preflight, which we never allow. */
+            respond_error(fd, 403, "POST /api/cmd needs the header X-Floodshare: 1");
+        } else {
+            api_cmd(w, fd, body, req.content_length);
+        }
+        return;
+    }
+    if (!get) {
+        respond_error(fd, 405, "only /api/cmd takes POST");
+        return;
+    }
+    if (strcmp(req.path, "/api/peers") == 0) {
+        api_peers(w, fd);
+        return;
+    }
+    if (strcmp(req.path, "/events") == 0) {
+        api_events(w, fd, req.query);
+        return;
+    }
+    for (size_t i = 0; i < web_n_assets; i++) {
+        if (strcmp(req.path, web_assets[i].path) == 0 ||
+            (strcmp(req.path, "/index.html") == 0 && strcmp(web_assets[i].path, "/") == 0)) {
+            respond(fd, 200, web_assets[i].type, web_assets[i].data, web_assets[i].len);
+            return;
+        }
+    }
+    respond_error(fd, 404, "no such page");
+}
+
+struct conn_arg {
+    struct web *w;
+    int fd;
+};
+
+static void *conn_thread(void *arg)
+{
+    struct conn_arg *c = arg;
+    serve(c->w, c->fd);
+    shutdown(c->fd, SHUT_WR);
+    close(c->fd);
+    atomic_fetch_sub(&c->w->n_conn, 1);
+    free(c);
+    return NULL;
+}
+
+static void accept_one(struct web *w)
+{
+    int fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (atomic_fetch_add(&w->n_conn, 1) >= WEB_MAX_CONN) {
+        /* Answered at once, before the request is read: the accept loop never waits. */
+        respond_error(fd, 503, "too many connections: close a tab and reload");
+        atomic_fetch_sub(&w->n_conn, 1);
+        shutdown(fd, SHUT_WR);
+        close(fd);
+        return;
+    }
+    struct conn_arg *c = malloc(sizeof *c);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (!c || pthread_create(&t, &attr, conn_thread, c ? (c->w = w, c->fd = fd, c) : NULL) != 0) {
+        free(c);
+        close(fd);
+        atomic_fetch_sub(&w->n_conn, 1);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* --- start-up --- */
+
+#define WEB_READY_MS 3000 /* how long start-up waits for the watcher to reach every peer */
+
+/* Waits (WEB_READY_MS at most) until every running peer has a watcher, so
+ * that a command sent right after start-up shows in the event stream.
+ * (Another `floodshare watch` already running would satisfy it early.) */
+static void wait_watched(struct web *w)
+{
+    static char qid[] = "0000000000000000"; /* no query: just the counters */
+    char *argv[] = {"events", "--json", qid};
+    unsigned ids[WEB_MAX_PEERS];
+    uint64_t deadline = net_now_ms() + WEB_READY_MS;
+
+    for (;;) {
+        size_t n = list_peers(w->run_dir, ids, WEB_MAX_PEERS), ready = 0;
+        for (size_t i = 0; i < n; i++) {
+            char *out = NULL, *err = NULL;
+            int code = run_ctl(w->run_dir, ids[i], 3, argv, &out, &err);
+            const char *at = out ? strstr(out, "\"watchers\":") : NULL;
+            if (code == CTL_EXIT_NOPEER || (code == CTL_EXIT_OK && at && atoi(at + 11) > 0))
+                ready++;
+            free(out);
+            free(err);
+        }
+        if (ready == n || net_now_ms() >= deadline)
+            return;
+        usleep(50 * 1000);
+    }
+}
+
+static int is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
+           strcmp(host, "::1") == 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: floodshare [--run DIR] web [--listen HOST:PORT] [--public]\n"
+          "  --listen HOST:PORT  where to listen (default 127.0.0.1:8080)\n"
+          "  --public            needed to listen on an address other than loopback; every\n"
+          "                      request then needs the token printed at start\n",
+          f);
+}
+
+static int parse_opts(int argc, char **argv, const char **run_dir, struct fs_addr *at, int *pub)
+{
+    static const struct option opts[] = {{"run", required_argument, NULL, 'r'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"public", no_argument, NULL, 'p'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *listen = "127.0.0.1:8080", *why = NULL;
+    int c;
+
+    *pub = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "+r:l:ph", opts, NULL)) != -1) {
+        if (c == 'r') {
+            *run_dir = optarg;
+        } else if (c == 'l') {
+            listen = optarg;
+        } else if (c == 'p') {
+            *pub = 1;
+        } else if (c == 'h') {
+            usage(stdout);
+            return CTL_EXIT_OK;
+        } else {
+            usage(stderr);
+            return CTL_EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "floodshare web: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return CTL_EXIT_USAGE;
+    }
+    if (addr_parse(listen, strlen(listen), at, &why) != FS_OK) {
+        fprintf(stderr, "floodshare web: --listen \"%s\": %s\n", listen, why ? why : "not HOST:PORT");
+        return CTL_EXIT_USAGE;
+    }
+    if (!is_loopback(at->host) && !*pub) {
+        fprintf(stderr, "floodshare web: %s is not a loopback address: anyone who reaches it could "
+                "run commands on your peers; add --public to listen there with a token\n", at->host);
+        return CTL_EXIT_USAGE;
+    }
+    return -1;
+}
+
+int web_main(const char *run_dir, int argc, char **argv)
+{
+    static struct web w; /* big (history); one per process */
+    struct fs_addr at;
+    int pub;
+
+    int code = parse_opts(argc, argv, &run_dir, &at, &pub);
+    if (code >= 0)
+        return code;
+    w.run_dir = run_dir;
+    w.listen_fd = -1;
+    w.loopback = !pub; /* --public: the token is the defence, from any Host */
+    pthread_mutex_init(&w.hist_lock, NULL);
+    pthread_cond_init(&w.hist_cond, NULL);
+    if (pub) {
+        unsigned char rnd[16];
+        if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+            fprintf(stderr, "floodshare web: no random bytes for a token\n");
+            return CTL_EXIT_FAIL;
+        }
+        for (size_t i = 0; i < sizeof rnd; i++)
+            snprintf(w.token + 2 * i, 3, "%02x", rnd[i]);
+    }
+    uint16_t bound = 0;
+    fs_status st = net_listen_tcp(at.host, at.port, &w.listen_fd, &bound);
+    if (st != FS_OK) {
+        fprintf(stderr, "floodshare web: cannot listen on %s:%u: %s\n", at.host, at.port,
+                fs_strerror(st));
+        return CTL_EXIT_FAIL;
+    }
+    snprintf(w.port, sizeof w.port, "%u", bound);
+    if (pipe2(w.stop_pipe, O_CLOEXEC) < 0) {
+        perror("floodshare web: pipe");
+        return CTL_EXIT_FAIL;
+    }
+    g_web = &w;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_t watcher;
+    if (pthread_create(&watcher, NULL, watch_thread, &w) != 0) {
+        fprintf(stderr, "floodshare web: cannot start the event watcher\n");
+        return CTL_EXIT_FAIL;
+    }
+    wait_watched(&w);
+    printf("floodshare web: dashboard of %s at http://%s:%s/%s%s\n", run_dir,
+           w.loopback ? "127.0.0.1" : at.host, w.port, w.token[0] ? "?token=" : "", w.token);
+    if (w.token[0])
+        printf("floodshare web: token %s (every request needs it)\n", w.token);
+    fflush(stdout);
+
+    struct pollfd fds[2] = {{w.listen_fd, POLLIN, 0}, {w.stop_pipe[0], POLLIN, 0}};
+    while (!atomic_load(&w.stopping)) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents & POLLIN)
+            accept_one(&w);
+    }
+    /* Stop the watcher child; page threads end at their next write. */
+    pthread_mutex_lock(&w.hist_lock);
+    if (w.watch_pid > 0)
+        kill(w.watch_pid, SIGTERM);
+    pthread_cond_broadcast(&w.hist_cond);
+    pthread_mutex_unlock(&w.hist_lock);
+    pthread_join(watcher, NULL);
+    close(w.listen_fd);
+    for (int i = 0; i < 50 && atomic_load(&w.n_conn) > 0; i++)
+        usleep(100 * 1000); /* give page threads 5 s to notice */
+    pthread_mutex_lock(&w.hist_lock);
+    for (size_t i = 0; i < WEB_HISTORY; i++)
+        free(w.hist[i]);
+    pthread_mutex_unlock(&w.hist_lock);
+    printf("floodshare web: stopped\n");
+    return CTL_EXIT_OK;
+}
