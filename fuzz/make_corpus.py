@@ -185,6 +185,22 @@ def ctl_seeds():
         write("ctl", k, v)
 
 
+def http_seeds():
+    heads = {
+        "get_root": "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+        "get_events": "GET /events HTTP/1.1\r\nHost: localhost:8080\r\nAccept: text/event-stream\r\n\r\n",
+        "get_token": "GET /api/peers?token=0123456789abcdef0123456789abcdef HTTP/1.0\r\nHost: 10.0.0.1\r\n\r\n",
+        "post_cmd": "POST /api/cmd HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-Floodshare: 1\r\n"
+                    "X-Floodshare-Token: abc\r\nContent-Length: 27\r\n\r\npeer 2 get '4.txt' --json",
+        "bare_lf": "GET /app.js HTTP/1.1\nHost: 127.0.0.1\n\n",
+        "chunked": "POST /api/cmd HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "huge_length": "POST /api/cmd HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "http2": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    }
+    for k, v in heads.items():
+        write("http", k, v)
+
+
 if __name__ == "__main__":
     warnings.simplefilter("ignore")  # the duplicate-name seed is on purpose
     msg_seeds()
@@ -193,5 +209,6 @@ if __name__ == "__main__":
     zip_seeds()
     cfg_seeds()
     ctl_seeds()
+    http_seeds()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")

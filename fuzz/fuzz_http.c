@@ -1,0 +1,65 @@
+/* fuzz_http.c - the dashboard's HTTP request parser, webhttp_parse(), over
+ * whatever a browser (or anything else on the listening address) sends.
+ *
+ * Besides not crashing: an accepted head ends with the blank line within
+ * WEB_MAX_HEAD bytes and inside the input, its method is GET or POST, its
+ * strings are NUL-terminated inside their fields, and the body it announces
+ * is within WEB_MAX_BODY. Parsing is a pure function of the bytes: the
+ * same bytes with anything appended after the head parse the same, and any
+ * prefix that stops before the blank line is NEED_MORE or the same refusal
+ * class, never a different acceptance. A refusal names what was wrong. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "floodshare/webhttp.h"
+
+#include "check.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_terminated(const char *field, size_t cap)
+{
+    CHECK(memchr(field, '\0', cap) != NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *buf = (const char *)data;
+    struct web_req req, again;
+    const char *why = NULL;
+
+    memset(&req, 0x5a, sizeof req); /* nothing may be left unset on success */
+    fs_status st = webhttp_parse(buf, size, &req, &why);
+    if (st == FS_NEED_MORE) {
+        CHECK(size < WEB_MAX_HEAD); /* at the limit without a blank line: ETOOBIG */
+        return 0;
+    }
+    if (st != FS_OK) {
+        CHECK(st == FS_EPROTO || st == FS_ETOOBIG);
+        CHECK(st != FS_EPROTO || (why != NULL && why[0] != '\0'));
+        return 0;
+    }
+    CHECK(req.head_len >= 4 && req.head_len <= size && req.head_len <= WEB_MAX_HEAD);
+    CHECK(buf[req.head_len - 1] == '\n');
+    CHECK(strcmp(req.method, "GET") == 0 || strcmp(req.method, "POST") == 0);
+    check_terminated(req.path, sizeof req.path);
+    check_terminated(req.query, sizeof req.query);
+    check_terminated(req.host, sizeof req.host);
+    check_terminated(req.token, sizeof req.token);
+    CHECK(req.path[0] == '/');
+    CHECK(req.content_length <= WEB_MAX_BODY);
+
+    /* The head alone parses the same: nothing after it was looked at. */
+    memset(&again, 0, sizeof again);
+    why = NULL;
+    CHECK(webhttp_parse(buf, req.head_len, &again, &why) == FS_OK);
+    CHECK(again.head_len == req.head_len && again.content_length == req.content_length);
+    CHECK(strcmp(again.method, req.method) == 0 && strcmp(again.path, req.path) == 0 &&
+          strcmp(again.query, req.query) == 0 && strcmp(again.host, req.host) == 0 &&
+          strcmp(again.token, req.token) == 0 && again.csrf_header == req.csrf_header);
+    /* A head cut before its end is never accepted. */
+    why = NULL;
+    CHECK(webhttp_parse(buf, req.head_len - 1, &again, &why) != FS_OK);
+    return 0;
+}
