@@ -36,6 +36,8 @@ import time
 import zipfile
 import zlib
 
+from fakeholder import FakeHolder, fields
+
 
 def _xor(data: bytes, k: int) -> bytes:
     """data with every byte xor k: other bytes of the same size, fast for many MiB."""
@@ -44,45 +46,16 @@ def _xor(data: bytes, k: int) -> bytes:
         n, "little")
 
 
-def _fields(line: str) -> dict[str, str]:
-    out = {}
-    for tok in line.split(" ")[2:]:
-        k, _, v = tok.partition("=")
-        out[k] = v
-    return out
-
-
-class EvilPeer:
+class EvilPeer(FakeHolder):
     def __init__(self, name: str, genuine: bytes, mode: str):
         self.name, self.genuine, self.mode = name, genuine, mode
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.requests = 0
+        super().__init__()
         self.trickle_s = 0.25
         self.hold_s = 40.0  # a stalling or trickling holder gives up after this, so a test ends
         self.gate = threading.Event()
         self.fetch_at = self.last_sent = self.closed_at = None
         self.sent = 0
-        self._stop = False
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def close(self):
-        self._stop = True
-        self.sock.close()
-
-    def _serve(self):
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+        self.start()
 
     def _conn(self, c: socket.socket):
         c.settimeout(20)
@@ -91,7 +64,7 @@ class EvilPeer:
             for raw in f:
                 line = raw.decode().rstrip("\r\n")
                 if " GET " in line:
-                    self._answer_get(_fields(line))
+                    self._answer_get(fields(line))
                 elif " REQUEST " in line:
                     self.requests += 1
                     self._answer_request(c)
@@ -107,7 +80,7 @@ class EvilPeer:
                         return
                     self.requests += 1
                     self.fetch_at = time.monotonic()
-                    self._answer_fetch(c, int(_fields(line).get("offset", "0")))
+                    self._answer_fetch(c, int(fields(line).get("offset", "0")))
                     return
         except OSError:
             pass

@@ -17,11 +17,12 @@ import io
 import socket
 import stat
 import struct
-import threading
 import warnings
 import zipfile
 import zlib
 from pathlib import Path
+
+from fakeholder import FakeHolder, fields
 
 ARCHIVE_SLACK = 64 * 1024 * 1024  # XFER_ARCHIVE_SLACK in include/floodshare/xfer.h
 SYMLINK_ATTR = (stat.S_IFLNK | 0o777) << 16
@@ -253,40 +254,11 @@ MODES = ["dotdot", "absolute", "backslash", "drive", "symlink", "dir-then-link",
          "local-past-end", "truncated", "announced-too-large"]
 
 
-def _fields(line: str) -> dict[str, str]:
-    out = {}
-    for tok in line.split(" ")[2:]:
-        k, _, v = tok.partition("=")
-        out[k] = v
-    return out
-
-
-class EvilZipHolder:
+class EvilZipHolder(FakeHolder):
     def __init__(self, folder: Folder, outside: Path, mode: str = "genuine"):
         self.folder, self.outside, self.mode = folder, outside, mode
-        self.requests = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self._stop = False
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def close(self):
-        self._stop = True
-        self.sock.close()
-
-    def _serve(self):
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+        super().__init__()
+        self.start()
 
     def _conn(self, c: socket.socket):
         c.settimeout(20)
@@ -295,7 +267,7 @@ class EvilZipHolder:
             for raw in f:
                 line = raw.decode().rstrip("\r\n")
                 if " GET " in line:
-                    self._answer_get(_fields(line))
+                    self._answer_get(fields(line))
                 elif " REQUEST " in line:
                     self.requests += 1
                     self._answer_request(c)
