@@ -152,6 +152,24 @@ class Net:
                 raise AssertionError("condition not reached in time")
             time.sleep(step)
 
+    def get_first_hit_elsewhere(self, pid: int, name: str, hold: int,
+                                timeout: float = 120) -> subprocess.CompletedProcess:
+        """Runs `peer pid get name --json` with peer `hold` stopped (SIGSTOP) until the first hit
+        has reached peer pid, so a hit that came another way (a lying holder's, say) is tried
+        first whatever the timing; then lets `hold` go on and returns the finished get."""
+        os.kill(self.pid(hold), signal.SIGSTOP)
+        try:
+            get = subprocess.Popen([str(BIN), "--run", str(self.dir), "peer", str(pid), "get",
+                                    name, "--json"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 10
+            while self.stats(pid)["hits_received"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            os.kill(self.pid(hold), signal.SIGCONT)
+        out, err = get.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(get.args, get.returncode, out, err)
+
     def wait_indexed(self, pid: int, name: str, timeout: float = 120) -> None:
         """Waits until peer pid lists name with its digest, so it answers queries for it at
         once: a large file takes seconds to hash (longer on a loaded machine), and a restarted

@@ -30,13 +30,13 @@ def qid_of(r) -> str:
 def distances(info: dict, origin: int, dead: frozenset = frozenset()) -> dict[int, int]:
     """Hops from origin to every live peer over live peers (breadth first)."""
     nbrs = {p["id"]: p["neighbours"] for p in info["peers"]}
-    dist, todo = {origin: 0}, deque([origin])
-    while todo:
-        a = todo.popleft()
+    dist, frontier = {origin: 0}, deque([origin])
+    while frontier:
+        a = frontier.popleft()
         for b in nbrs[a]:
             if b not in dist and b not in dead:
                 dist[b] = dist[a] + 1
-                todo.append(b)
+                frontier.append(b)
     return dist
 
 

@@ -4,12 +4,10 @@ within the io timeout, and the download moves on to the next (genuine) holder.""
 import json
 import os
 import signal
-import subprocess
-import time
 import unittest
 
 from evilpeer import EvilPeer
-from fsnet import BIN, NetCase, last_json, md5_of
+from fsnet import NetCase, last_json, md5_of
 
 MiB = 1 << 20
 IO_TIMEOUT_MS = 1000
@@ -61,19 +59,9 @@ class LyingHolderTest(NetCase):
     def _get_evil_first(self, net):
         """Runs `get big.bin --json` with the genuine path (peer 2) held still until the evil
         hit has reached peer 1, so the evil holder is tried first whatever the timing."""
-        os.kill(net.pid(2), signal.SIGSTOP)
-        try:
-            get = subprocess.Popen([str(BIN), "--run", str(net.dir), "peer", "1", "get",
-                                    "big.bin", "--json"], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-            deadline = time.monotonic() + 10
-            while net.stats(1)["hits_received"] < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
-        finally:
-            os.kill(net.pid(2), signal.SIGCONT)
-        out, err = get.communicate(timeout=120)
-        self.assertEqual(get.returncode, 0, out + err)
-        return last_json(out)
+        r = net.get_first_hit_elsewhere(1, "big.bin", hold=2)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return last_json(r.stdout)
 
     def _check(self, net, evil, genuine, doc, reason):
         net.wait_for(lambda: evil.closed_at is not None, timeout=15)  # it saw the hang-up

@@ -2,13 +2,10 @@
 
 import json
 import os
-import signal
-import subprocess
-import time
 import unittest
 
 from evilpeer import EvilPeer
-from fsnet import BIN, NetCase, last_json, md5_of, raw, tree
+from fsnet import NetCase, last_json, md5_of, raw, tree
 
 
 def leftovers(share):
@@ -86,17 +83,7 @@ class TransferTest(NetCase):
         evil = self._evil(net, "content", genuine=genuine)
         # Hold the honest path (peer 2) still until the liar's hit has reached peer 1, so the
         # liar is tried first whatever the timing, then let the honest hit through.
-        os.kill(net.pid(2), signal.SIGSTOP)
-        try:
-            get = subprocess.Popen([str(BIN), "--run", str(net.dir), "peer", "1", "get",
-                                    "evil.txt", "--json"], stdout=subprocess.PIPE, text=True)
-            deadline = time.monotonic() + 10
-            while net.stats(1)["hits_received"] < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
-        finally:
-            os.kill(net.pid(2), signal.SIGCONT)
-        out, _ = get.communicate(timeout=30)
-        r = subprocess.CompletedProcess(get.args, get.returncode, out, "")
+        r = net.get_first_hit_elsewhere(1, "evil.txt", hold=2, timeout=30)
         self.assertOk(r)
         doc = last_json(r.stdout)
         self.assertEqual(doc["peer"], 3)
