@@ -24,7 +24,7 @@
     X(neighbours_skipped, "sends skipped or failed because a peer was down")   \
     X(malformed_dropped, "connections closed for a malformed message")         \
     X(timeouts, "connections closed for a read or write timeout")              \
-    X(busy_refused, "connections refused because every worker was busy")       \
+    X(busy_refused, "connections or uploads refused busy: no worker or slot free") \
     X(uploads, "items served to requesters")                                   \
     X(uploads_failed, "requests that failed or were refused")                  \
     X(downloads, "items downloaded and verified")                              \
@@ -37,7 +37,10 @@
     X(archives_refused, "archives refused: unsafe names, links, bombs, lies")  \
     X(holders_cut, "holders cut off: wrong bytes, stalled, or too many bytes") \
     X(hops_dropped, "GETs that had travelled the most hops a message can count") \
-    X(cut_dropped, "GETs/FOUNDs not sent or dropped: link down or peer paused")
+    X(cut_dropped, "GETs/FOUNDs not sent or dropped: link down or peer paused") \
+    X(flow_dropped, "GETs/FOUNDs dropped: the neighbour's output queue was full") \
+    X(spoofed_dropped, "messages whose from disagreed with the link they came on") \
+    X(uploads_slow, "uploads cut for moving less than min_upload_rate")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).
@@ -52,11 +55,14 @@
     X(route_lost, wrong_route_dropped)         \
     X(malformed, malformed_dropped)            \
     X(timeout, timeouts)                       \
-    X(flow_control, busy_refused)              \
+    X(flow_control, flow_dropped)              \
     X(limit, limit_refused)                    \
     X(bad_archive, archives_refused)           \
     X(bad_holder, holders_cut)                 \
-    X(link_down, cut_dropped)
+    X(link_down, cut_dropped)                  \
+    X(spoofed, spoofed_dropped)                \
+    X(busy, busy_refused)                      \
+    X(slow, uploads_slow)
 
 struct stats {
 #define STATS_FIELD(name, text) _Atomic uint64_t name;
