@@ -1,7 +1,6 @@
 /* cli.c - argv parsing, one-shot commands, and `peers`. */
 #include "floodshare/cli.h"
 
-#include <dirent.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -15,6 +14,7 @@
 #include "floodshare/json.h"
 #include "floodshare/peer.h"
 #include "floodshare/progress.h"
+#include "floodshare/rundir.h"
 #include "floodshare/watch.h"
 #include "floodshare/web.h"
 
@@ -61,16 +61,6 @@ static const char usage_text[] =
 static void usage(FILE *f)
 {
     fputs(usage_text, f);
-}
-
-static const char *default_run_dir(const char *opt)
-{
-    const char *env = getenv("FLOODSHARE_RUN");
-    if (opt)
-        return opt;
-    if (env && *env)
-        return env;
-    return "run";
 }
 
 /* Parses a peer id 1..65535; 0 when s is not one. */
@@ -157,7 +147,7 @@ static int call_interruptible(const char *sock, int argc, char **argv, const str
 
 static int cmd_peer(const char *run_dir, int argc, char **argv)
 {
-    char sock[4096];
+    char sock[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX];
     char *args[CTL_MAX_ARGS];
     struct view_state vs = {0};
     struct ctl_view view = {.progress = show_progress, .clear = clear_progress, .ctx = &vs};
@@ -188,7 +178,10 @@ static int cmd_peer(const char *run_dir, int argc, char **argv)
     /* watch and events render on this side, naming hops by peer id. */
     if (nargs && (strcmp(args[0], "watch") == 0 || (strcmp(args[0], "events") == 0 && !vs.json)))
         return watch_peer_cmd(run_dir, id, nargs, args);
-    snprintf(sock, sizeof sock, "%s/peer-%u.sock", run_dir, id);
+    if (rundir_sock_path(run_dir, id, sock, sizeof sock, why, sizeof why) != FS_OK) {
+        fprintf(stderr, "floodshare: %s\n", why);
+        return CTL_EXIT_USAGE;
+    }
     int code = nargs ? call_interruptible(sock, nargs, args, &view) : CTL_EXIT_USAGE;
     if (code == CTL_EXIT_NOPEER)
         fprintf(stderr, "floodshare: peer %u is not running (no answer on %s)\n", id, sock);
@@ -203,39 +196,6 @@ struct peer_row {
     char address[ADDR_STR_MAX];
     char neighbours[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX];
 };
-
-/* Collects ids from "peer-N.sock", "peer-N.ini" and "peerN.ini" names in run_dir. */
-static size_t scan_ids(const char *run_dir, unsigned *ids, size_t max)
-{
-    DIR *d = opendir(run_dir);
-    struct dirent *e;
-    size_t n = 0;
-
-    if (!d)
-        return 0;
-    while ((e = readdir(d)) != NULL && n < max) {
-        unsigned id;
-        char ext[8];
-        if ((sscanf(e->d_name, "peer-%u.%7s", &id, ext) != 2 &&
-             sscanf(e->d_name, "peer%u.%7s", &id, ext) != 2) || id == 0 || id > 65535)
-            continue;
-        if (strcmp(ext, "sock") && strcmp(ext, "ini"))
-            continue;
-        int dup = 0;
-        for (size_t i = 0; i < n; i++)
-            dup |= ids[i] == id;
-        if (!dup)
-            ids[n++] = id;
-    }
-    closedir(d);
-    return n;
-}
-
-static int cmp_uint(const void *a, const void *b)
-{
-    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
-    return (x > y) - (x < y);
-}
 
 /* Copies the value of " key=value" from a ping line into out. 0 if absent
  * or too long. */
@@ -256,13 +216,16 @@ static int ping_field(const char *line, const char *key, char *out, size_t cap)
 /* Fills row from the live peer (its ping line) or, when down, its INI. */
 static void probe(const char *run_dir, unsigned id, struct peer_row *row)
 {
-    char path[4096], *text = NULL;
+    char path[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX], *text = NULL;
     size_t len = 0;
     char *args[] = {"ping"};
 
     memset(row, 0, sizeof *row);
     row->id = id;
-    snprintf(path, sizeof path, "%s/peer-%u.sock", run_dir, id);
+    /* A folder too long for its names has no readable peers: rundir_ids
+     * could not list it, so a failure here leaves the row empty and down. */
+    if (rundir_sock_path(run_dir, id, path, sizeof path, why, sizeof why) != FS_OK)
+        return;
     FILE *mem = open_memstream(&text, &len);
     FILE *null = fopen("/dev/null", "w");
     if (mem && null && ctl_call(path, 1, args, mem, null, NULL) == 0) {
@@ -282,11 +245,8 @@ static void probe(const char *run_dir, unsigned id, struct peer_row *row)
         return;
     struct cfg *c = malloc(sizeof *c);
     char err[CFG_ERR_MAX];
-    /* scripts/topology writes peer-N.ini; configs/ ships peerN.ini. */
-    snprintf(path, sizeof path, "%s/peer-%u.ini", run_dir, id);
-    if (access(path, F_OK) != 0)
-        snprintf(path, sizeof path, "%s/peer%u.ini", run_dir, id);
-    if (c && cfg_load(path, c, err, sizeof err) == FS_OK) {
+    if (c && rundir_ini_path(run_dir, id, path, sizeof path, why, sizeof why) == FS_OK &&
+        cfg_load(path, c, err, sizeof err) == FS_OK) {
         snprintf(row->address, sizeof row->address, "%s:%u", c->host, (unsigned)c->port);
         for (size_t i = 0; i < c->n_neighbours; i++) {
             size_t l = strlen(row->neighbours);
@@ -337,14 +297,15 @@ static int cmd_peers(const char *run_dir, int argc, char **argv)
         fprintf(stderr, "usage: peers [--json]\n");
         return CTL_EXIT_USAGE;
     }
-    size_t n = ids ? scan_ids(run_dir, ids, CLI_MAX_PEERS) : 0;
+    /* A folder that cannot be read has no peers, as an empty one. */
+    long found = ids ? rundir_ids(run_dir, ids, CLI_MAX_PEERS) : 0;
+    size_t n = found > 0 ? (size_t)found : 0;
     rows = calloc(n ? n : 1, sizeof *rows);
     if (!ids || !rows) {
         free(ids);
         free(rows);
         return CTL_EXIT_FAIL;
     }
-    qsort(ids, n, sizeof *ids, cmp_uint);
     for (size_t i = 0; i < n; i++)
         probe(run_dir, ids[i], &rows[i]);
     if (json) {
@@ -486,6 +447,6 @@ int cli_main(int argc, char **argv)
     if (argc > 0 && strcmp(argv[0], "serve") == 0)
         return cmd_serve(argc, argv, run);
     if (argc == 0)
-        return cli_repl(default_run_dir(run));
-    return cli_exec(default_run_dir(run), argc, argv);
+        return cli_repl(rundir_pick(run));
+    return cli_exec(rundir_pick(run), argc, argv);
 }

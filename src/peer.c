@@ -23,6 +23,7 @@
 #include "floodshare/log.h"
 #include "floodshare/net.h"
 #include "floodshare/qcache.h"
+#include "floodshare/rundir.h"
 #include "floodshare/share.h"
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
@@ -264,23 +265,15 @@ static void *ctl_acceptor_main(void *arg)
 
 /* --- start-up and shutdown --- */
 
+/* Why pick_run_dir found no run folder (it was too long), for open_sockets
+ * to log once the "peer N:" tag is known. Start-up only: one thread. */
+static char run_dir_err[RUNDIR_ERR_MAX];
+
+/* A folder too long leaves p->run_dir "" and run_dir_err set. */
 static void pick_run_dir(struct peer *p, const char *ini, const char *run_dir)
 {
-    const char *env = getenv("FLOODSHARE_RUN");
-
-    if (run_dir && *run_dir) {
-        snprintf(p->run_dir, sizeof p->run_dir, "%s", run_dir);
-    } else if (env && *env) {
-        snprintf(p->run_dir, sizeof p->run_dir, "%s", env);
-    } else {
-        const char *slash = strrchr(ini, '/');
-        if (slash)
-            snprintf(p->run_dir, sizeof p->run_dir, "%.*s", (int)(slash - ini), ini);
-        else
-            snprintf(p->run_dir, sizeof p->run_dir, ".");
-        if (!p->run_dir[0])
-            snprintf(p->run_dir, sizeof p->run_dir, "/");
-    }
+    rundir_for_serve(ini, run_dir, p->run_dir, sizeof p->run_dir, run_dir_err,
+                     sizeof run_dir_err);
 }
 
 static int open_sockets(struct peer *p)
@@ -293,9 +286,10 @@ static int open_sockets(struct peer *p)
                 strerror(errno));
         return -1;
     }
-    if (snprintf(p->sock_path, sizeof p->sock_path, "%s/peer-%u.sock", p->run_dir, p->cfg.id) >=
-        (int)sizeof p->sock_path) {
-        log_msg(L_ERROR, "run directory path too long: %s", p->run_dir);
+    if (!p->run_dir[0] || rundir_sock_path(p->run_dir, p->cfg.id, p->sock_path,
+                                           sizeof p->sock_path, run_dir_err,
+                                           sizeof run_dir_err) != FS_OK) {
+        log_msg(L_ERROR, "%s", run_dir_err); /* "run directory path too long: DIR" */
         p->sock_path[0] = '\0';
         return -1;
     }

@@ -1,7 +1,6 @@
 /* watch.c - the CLI side of tracing: watch one or every peer, trace a query. */
 #include "floodshare/watch.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,6 +16,7 @@
 #include "floodshare/ctl.h"
 #include "floodshare/json.h"
 #include "floodshare/net.h"
+#include "floodshare/rundir.h"
 #include "floodshare/trace.h"
 #include "floodshare/tracegraph.h"
 
@@ -36,12 +36,6 @@ static void runnet_free(struct runnet *rn)
     free(rn->peers);
     free(rn->links);
     memset(rn, 0, sizeof *rn);
-}
-
-static int cmp_peer(const void *a, const void *b)
-{
-    unsigned x = ((const struct tg_peer *)a)->id, y = ((const struct tg_peer *)b)->id;
-    return (x > y) - (x < y);
 }
 
 static unsigned runnet_id(const struct runnet *rn, const struct fs_addr *a)
@@ -68,39 +62,31 @@ static void add_link(struct runnet *rn, unsigned a, unsigned b, size_t cap)
         rn->links[rn->n_links++] = (struct tg_link){lo, hi};
 }
 
-/* Reads every peer-N.ini (scripts/topology) or peerN.ini (configs/) of
- * run_dir, and any peer-N.sock without one: ids, addresses and links.
- * Returns 0, -1 when out of memory. */
+/* Reads the run folder's peers (rundir_ids), and the INI of each that has
+ * one (rundir_ini_path): ids, addresses and links. A folder that cannot be
+ * read has no peers. Returns 0, -1 when out of memory. */
 static int runnet_load(const char *run_dir, struct runnet *rn)
 {
-    DIR *d = opendir(run_dir);
-    struct dirent *e;
     struct cfg *c = malloc(sizeof *c);
     struct fs_addr (*nbs)[CFG_MAX_NEIGHBOURS] = NULL;
     size_t *n_nbs = NULL;
+    unsigned *ids = NULL;
     int rc = -1;
 
     memset(rn, 0, sizeof *rn);
     rn->peers = calloc(WATCH_MAX_PEERS, sizeof *rn->peers);
     nbs = calloc(WATCH_MAX_PEERS, sizeof *nbs);
     n_nbs = calloc(WATCH_MAX_PEERS, sizeof *n_nbs);
-    if (!c || !rn->peers || !nbs || !n_nbs)
+    ids = calloc(WATCH_MAX_PEERS, sizeof *ids);
+    if (!c || !rn->peers || !nbs || !n_nbs || !ids)
         goto out;
-    while (d && (e = readdir(d)) != NULL && rn->n < WATCH_MAX_PEERS) {
-        unsigned id;
-        char ext[8], path[4096], err[CFG_ERR_MAX];
-        if ((sscanf(e->d_name, "peer-%u.%7s", &id, ext) != 2 &&
-             sscanf(e->d_name, "peer%u.%7s", &id, ext) != 2) || id == 0 || id > 65535 ||
-            (strcmp(ext, "ini") && strcmp(ext, "sock")))
-            continue;
-        size_t k = 0;
-        while (k < rn->n && rn->peers[k].id != id)
-            k++;
-        if (k == rn->n)
-            rn->peers[rn->n++].id = id;
-        snprintf(path, sizeof path, "%s/%s", run_dir, e->d_name);
-        if (strcmp(ext, "ini") == 0 && cfg_load(path, c, err, sizeof err) == FS_OK &&
-            c->id == id) {
+    long found = rundir_ids(run_dir, ids, WATCH_MAX_PEERS);
+    for (long i = 0; i < found; i++) {
+        char path[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX], err[CFG_ERR_MAX];
+        size_t k = rn->n++;
+        rn->peers[k].id = ids[i];
+        if (rundir_ini_path(run_dir, ids[i], path, sizeof path, why, sizeof why) == FS_OK &&
+            cfg_load(path, c, err, sizeof err) == FS_OK && c->id == ids[i]) {
             snprintf(rn->peers[k].addr.host, sizeof rn->peers[k].addr.host, "%s", c->host);
             rn->peers[k].addr.port = c->port;
             memcpy(nbs[k], c->neighbours, sizeof nbs[k]);
@@ -117,12 +103,9 @@ static int runnet_load(const char *run_dir, struct runnet *rn)
             if (other && other != rn->peers[i].id)
                 add_link(rn, rn->peers[i].id, other, cap);
         }
-    /* Links refer to peers by id: sorting the peers keeps them valid. */
-    qsort(rn->peers, rn->n, sizeof *rn->peers, cmp_peer);
-    rc = 0;
+    rc = 0; /* rundir_ids gave the peers sorted by id */
 out:
-    if (d)
-        closedir(d);
+    free(ids);
     free(c);
     free(nbs);
     free(n_nbs);
@@ -131,9 +114,16 @@ out:
     return rc;
 }
 
-static void sock_of(const char *run_dir, unsigned id, char *out, size_t cap)
+/* Peer id's control socket; FS_OK, or FS_ETOOBIG after saying so on err
+ * (NULL: silently). */
+static fs_status sock_of(const char *run_dir, unsigned id, char out[RUNDIR_PATH_MAX], FILE *err)
 {
-    snprintf(out, cap, "%s/peer-%u.sock", run_dir, id);
+    char why[RUNDIR_ERR_MAX];
+    fs_status st = rundir_sock_path(run_dir, id, out, RUNDIR_PATH_MAX, why, sizeof why);
+
+    if (st != FS_OK && err)
+        fprintf(err, "floodshare: %s\n", why);
+    return st;
 }
 
 /* --- printing events --- */
@@ -318,12 +308,13 @@ static int wconn_read(struct wconn *w, struct merge *m)
 static void wconn_try(struct wconn *w, const char *run_dir, struct merge *m,
                       const struct runnet *rn)
 {
-    char sock[4096], *args[] = {"watch", "--raw"};
+    char sock[RUNDIR_PATH_MAX], *args[] = {"watch", "--raw"};
 
     if (w->fd >= 0 || net_now_ms() < w->retry_ms)
         return;
-    sock_of(run_dir, w->id, sock, sizeof sock);
-    if (ctl_open(sock, 2, args, &w->fd) != CTL_EXIT_OK) {
+    /* watch_run checked every socket path before the first try. */
+    if (sock_of(run_dir, w->id, sock, NULL) != FS_OK ||
+        ctl_open(sock, 2, args, &w->fd) != CTL_EXIT_OK) {
         w->fd = -1;
         w->retry_ms = net_now_ms() + WATCH_RETRY_MS;
         return;
@@ -346,7 +337,15 @@ static int watch_run(const char *run_dir, const struct runnet *rn, const unsigne
     struct sigaction sa, old_int, old_term;
     int code = CTL_EXIT_OK;
     size_t up = 0;
+    char sock[RUNDIR_PATH_MAX];
 
+    for (size_t i = 0; i < n; i++) {
+        if (sock_of(run_dir, ids[i], sock, stderr) != FS_OK) {
+            free(w);
+            free(pfd);
+            return CTL_EXIT_USAGE;
+        }
+    }
     if (!w || !pfd) {
         free(w);
         free(pfd);
@@ -365,8 +364,7 @@ static int watch_run(const char *run_dir, const struct runnet *rn, const unsigne
         up += w[i].fd >= 0;
     }
     if (single && up == 0) {
-        char sock[4096];
-        sock_of(run_dir, ids[0], sock, sizeof sock);
+        sock_of(run_dir, ids[0], sock, NULL);
         fprintf(stderr, "floodshare: peer %u is not running (no answer on %s)\n", ids[0], sock);
         code = CTL_EXIT_NOPEER;
         goto out;
@@ -471,10 +469,11 @@ static void collect_event(void *ctx, const char *s, size_t len)
 static int collect_from(const char *run_dir, unsigned id, const char *qid, struct collect *c,
                         FILE *err)
 {
-    char sock[4096], *args[3] = {"events", "--raw", (char *)qid};
+    char sock[RUNDIR_PATH_MAX], *args[3] = {"events", "--raw", (char *)qid};
     struct ctl_view view = {.event = collect_event, .ctx = c};
 
-    sock_of(run_dir, id, sock, sizeof sock);
+    if (sock_of(run_dir, id, sock, err) != FS_OK)
+        return CTL_EXIT_USAGE;
     return ctl_call(sock, qid ? 3 : 2, args, stdout, err, &view);
 }
 

@@ -12,7 +12,6 @@
  * come back. Its lines are kept (WEB_HISTORY) and fanned out to every page. */
 #include "floodshare/web.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -33,6 +32,7 @@
 #include "floodshare/ctl.h"
 #include "floodshare/json.h"
 #include "floodshare/net.h"
+#include "floodshare/rundir.h"
 #include "floodshare/webhttp.h"
 
 #define WEB_CMD_OUT_MAX (1024 * 1024) /* bytes of a command's output returned to the page */
@@ -191,51 +191,29 @@ static void respond_error(int fd, int code, const char *why)
 
 /* --- peers of the run folder --- */
 
-static int cmp_uint(const void *a, const void *b)
-{
-    unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
-    return (x > y) - (x < y);
-}
-
-/* The ids of the run folder's peers (peer-N.ini, peerN.ini, peer-N.sock),
- * sorted; returns how many (at most cap). */
+/* The ids of the run folder's peers (rundir_ids), sorted; returns how
+ * many (at most cap). A folder that cannot be read has none. */
 static size_t list_peers(const char *run_dir, unsigned *ids, size_t cap)
 {
-    DIR *d = opendir(run_dir);
-    struct dirent *e;
-    size_t n = 0;
-
-    while (d && (e = readdir(d)) != NULL && n < cap) {
-        unsigned id;
-        char ext[8];
-        if ((sscanf(e->d_name, "peer-%u.%7s", &id, ext) != 2 &&
-             sscanf(e->d_name, "peer%u.%7s", &id, ext) != 2) || id == 0 || id > 65535 ||
-            (strcmp(ext, "ini") != 0 && strcmp(ext, "sock") != 0))
-            continue;
-        size_t k = 0;
-        while (k < n && ids[k] != id)
-            k++;
-        if (k == n)
-            ids[n++] = id;
-    }
-    if (d)
-        closedir(d);
-    qsort(ids, n, sizeof *ids, cmp_uint);
-    return n;
+    long n = rundir_ids(run_dir, ids, cap);
+    return n > 0 ? (size_t)n : 0;
 }
 
 /* Runs one control command on peer id, its stdout and stderr into
  * malloc'd strings (the caller frees both). Returns the exit code. */
 static int run_ctl(const char *run_dir, unsigned id, int argc, char **argv, char **out, char **err)
 {
-    char sock[4096];
+    char sock[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX];
     size_t olen = 0, elen = 0;
     FILE *fo = open_memstream(out, &olen), *fe = open_memstream(err, &elen);
     int code = CTL_EXIT_FAIL;
 
-    snprintf(sock, sizeof sock, "%s/peer-%u.sock", run_dir, id);
-    if (fo && fe)
+    if (fo && fe && rundir_sock_path(run_dir, id, sock, sizeof sock, why, sizeof why) != FS_OK) {
+        fprintf(fe, "floodshare: %s\n", why);
+        code = CTL_EXIT_USAGE;
+    } else if (fo && fe) {
         code = ctl_call(sock, argc, argv, fo, fe, NULL);
+    }
     if (fo)
         fclose(fo);
     else
