@@ -18,6 +18,7 @@
 #include "floodshare/net.h"
 #include "floodshare/rundir.h"
 #include "floodshare/trace.h"
+#include "floodshare/tracefmt.h"
 #include "floodshare/tracegraph.h"
 
 #define WATCH_MAX_PEERS 1024

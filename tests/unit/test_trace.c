@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "floodshare/trace.h"
+#include "floodshare/tracefmt.h"
 
 static const struct fs_addr SELF = {"127.0.0.1", 10812};
 static const char QID[] = "4d782a6673987d51";
