@@ -201,6 +201,33 @@ def http_seeds():
         write("http", k, v)
 
 
+def trace_seeds():
+    """Event lines as a peer's `watch --raw` / `events --raw` sends them
+    (after the "E "), one of each kind, and the classic bad ones."""
+    q = "4d782a6673987d51"
+    lines = {
+        "peer_up": "type=peer_up ts=1764900000000000 seq=1 peer=1 addr=127.0.0.1:10811 ttl=4 count=2 reason=start",
+        "received": f"type=received ts=1764900000100000 seq=7 peer=2 addr=127.0.0.1:10812 qid={q} "
+                    "name=my%20file.txt from=127.0.0.1:10811 from_peer=1 origin=127.0.0.1:10811 ttl=3 hops=1",
+        "found_sent": f"type=found_sent ts=1764900000200000 seq=9 peer=3 addr=127.0.0.1:10813 qid={q} "
+                      f"name=3.txt to=127.0.0.1:10812 origin=127.0.0.1:10811 holder=3 hops=2 size=12 md5={MD5}",
+        "transfer_failed": "type=transfer_failed ts=1764900000300000 seq=12 peer=1 addr=localhost:1 "
+                           f"name=big.bin from=h-3.local:10813 holder=3 role=1 bytes=4194304 size=10485760 md5={MD5} "
+                           "reason=mismatch detail=the%20MD5%20differs%0A",
+        "send_failed": "type=send_failed ts=1 seq=1 peer=65535 addr=10.0.0.1:65535 msg=FOUND to=10.0.0.2:1 reason=refused",
+        "lost": "type=lost ts=2 seq=3 peer=4 count=4294967295",
+        "unknown_key": "type=peer_down ts=5 seq=6 peer=1 later_field=x reason=stop",
+        "bad_type": "type=exploded ts=1 seq=1",
+        "bad_qid": "type=received ts=1 seq=1 qid=4D782A6673987D51",
+        "bad_number": "type=received ts=18446744073709551616 seq=1",
+        "bad_escape": "type=received ts=1 seq=1 name=%zz",
+        "bad_missing_seq": "type=received ts=1",
+        "bad_long_reason": "type=dropped ts=1 seq=1 reason=" + "r" * 40,
+    }
+    for k, v in lines.items():
+        write("trace", k, v)
+
+
 if __name__ == "__main__":
     warnings.simplefilter("ignore")  # the duplicate-name seed is on purpose
     msg_seeds()
@@ -210,5 +237,6 @@ if __name__ == "__main__":
     cfg_seeds()
     ctl_seeds()
     http_seeds()
+    trace_seeds()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")
