@@ -550,6 +550,7 @@ static int apply_cfg(struct peer *p, const struct cfg *n, const char *key, struc
     memcpy(p->cfg.share_dir_raw, n->share_dir_raw, sizeof n->share_dir_raw);
     p->cfg.log_level = n->log_level;
     pthread_mutex_unlock(&p->cfg_lock);
+    flood_reconfigure(p);
     log_verbosity = n->log_level;
     return CTL_EXIT_OK;
 }

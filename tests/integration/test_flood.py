@@ -88,7 +88,9 @@ class FloodTest(NetCase):
     def test_ttl_above_max_is_clamped_and_ttl_0_dropped(self):
         from fsnet import raw
         net = self.net("topologies/seed-chain.topo")
-        host, port = net.addr(1)
+        # From an address that is nobody's neighbour: a connection claiming peer 1's address
+        # would be dropped as spoofed (peer 1's own link to 2 proved that address).
+        host, port = "127.0.0.1", 9
         h2 = net.addr(2)
         for qid, ttl in (("a0a0a0a0a0a0a0a0", 200), ("b0b0b0b0b0b0b0b0", 0)):
             raw(h2, (f"FLOOD/1 GET qid={qid} ttl={ttl} hops=0 origin={host}:{port} "
