@@ -737,6 +737,8 @@ static void adopt_on_loop(void *arg)
         free(j);
         return;
     }
+    int one = 1; /* answers are single small messages: no Nagle delay on them */
+    setsockopt(l->w.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     l->in = j->c;
     l->adopted = 1;
     l->w.cb = link_cb;
