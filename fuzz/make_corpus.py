@@ -58,6 +58,9 @@ def msg_seeds():
         "two_lines": f"FLOOD/1 REQUEST path=x md5={MD5}\nFLOOD/1 DATA idx=0 len=1 crc=00000000\n",
         "version": "FLOOD/2 GET qid=0 ttl=1\n",
         "partial": "FLOOD/1 GET qid=7f2a",
+        "hello": "FLOOD/1 HELLO from=127.0.0.1:10812 peer=2\n",
+        "challenge": "FLOOD/1 CHALLENGE from=127.0.0.1:10811 nonce=0123456789abcdef0123456789abcdef\n",
+        "prove": "FLOOD/1 PROVE from=127.0.0.1:10812 nonce=0123456789abcdef0123456789abcdef\n",
     }
     for k, v in lines.items():
         write("msg", k, v)

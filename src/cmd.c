@@ -421,13 +421,18 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
 
 static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o)
 {
+    unsigned open = 0, proven = 0;
+
     if (need(o, a, 0, "stats [--json]"))
         return CTL_EXIT_USAGE;
+    flood_link_counts(p, &open, &proven);
     if (a->json) {
         struct json j;
         json_init(&j, CMD_JSON_MAX);
         json_obj_open(&j, NULL);
         json_uint(&j, "peer", p->cfg.id);
+        json_uint(&j, "links_open", open);
+        json_uint(&j, "links_proven", proven);
 #define STATS_JSON(name, text) json_uint(&j, #name, stats_get(&p->stats, name));
         STATS_MAP(STATS_JSON)
 #undef STATS_JSON
@@ -444,6 +449,9 @@ static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o)
               text);
     STATS_MAP(STATS_TEXT)
 #undef STATS_TEXT
+    ctl_print(o, 1, "%-20s %12u  %s", "links_open", open, "neighbour links open now (both ways)");
+    ctl_print(o, 1, "%-20s %12u  %s", "links_proven", proven,
+              "of those, links whose neighbour is proven (dialled, or answered a challenge)");
     ctl_print(o, 1, "drops by reason:");
 #define DROPS_TEXT(reason, name)                                                           \
     ctl_print(o, 1, "  %-18s %12llu  (%s)", #reason, (unsigned long long)stats_get(&p->stats, name), \
@@ -550,6 +558,7 @@ static int apply_cfg(struct peer *p, const struct cfg *n, const char *key, struc
     memcpy(p->cfg.share_dir_raw, n->share_dir_raw, sizeof n->share_dir_raw);
     p->cfg.log_level = n->log_level;
     pthread_mutex_unlock(&p->cfg_lock);
+    flood_reconfigure(p);
     log_verbosity = n->log_level;
     return CTL_EXIT_OK;
 }

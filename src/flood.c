@@ -2,23 +2,29 @@
 #include "floodshare/flood.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-#include "floodshare/link.h"
+#include "floodshare/fplane.h"
+#include "floodshare/gate.h"
 #include "floodshare/log.h"
 #include "floodshare/net.h"
 #include "floodshare/peer.h"
 #include "floodshare/qcache.h"
+#include "floodshare/route.h"
 #include "floodshare/share.h"
 #include "floodshare/trace.h"
 
 _Static_assert(QCACHE_MAX_SENT >= CFG_MAX_NEIGHBOURS, "a query may go to every neighbour");
 
 #define FLOOD_MAX_ITEMS_PER_GET 16 /* FOUNDs one peer sends for one query */
+#define FLOOD_LINK_QUEUE (64 * 1024) /* bytes queued for one neighbour: ~300 GETs */
+#define FLOOD_CHALLENGE_MS 3000      /* a neighbour must prove its link within this */
 
 struct flood_query {
     char qid[MSG_QID_LEN + 1];
@@ -29,37 +35,62 @@ struct flood_query {
     unsigned n_hits, next;
 };
 
-/* A token bucket of GETs per neighbour: query_rate tokens a second, at
- * most query_burst. GETs whose `from` is none of this peer's neighbours
- * share one bucket (the last), so a peer cannot escape its limit by
- * claiming ever new addresses. */
-struct bucket {
-    struct fs_addr who; /* port 0: unused */
-    double tokens;
-    uint64_t last_ms;
-};
-
 /* lock guards queries[] and the hit lists of every registered query, and
  * stopping; cond is broadcast when any query gets a hit, or at shutdown.
- * bucket_lock guards buckets[]. */
+ * These are the only parts control threads touch. Everything else belongs
+ * to the flood plane's loop thread: route, rcfg, ttl. */
 struct flood {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct flood_query *queries[FLOOD_MAX_QUERIES];
     int stopping;
-    pthread_mutex_t bucket_lock;
-    struct bucket buckets[CFG_MAX_NEIGHBOURS + 1];
+    struct peer *p;
+    struct fplane *fp;
+    struct route *route;
+    struct route_cfg rcfg; /* a small copy of the configuration (route.h) */
+    unsigned ttl, id;
 };
 
-struct flood *flood_new(void)
+static void on_msg(void *arg, const struct msg *m, const struct route_hop *hop);
+static void on_lost(void *arg, const struct msg *m, const struct fs_addr *to, fs_status st);
+
+static void release_conn(void *arg, struct conn *c)
+{
+    struct flood *f = arg;
+    gate_done(f->p->gate, c);
+}
+
+struct flood *flood_new(struct peer *p, const struct cfg *c)
 {
     struct flood *f = calloc(1, sizeof *f);
     pthread_condattr_t ca;
 
     if (!f)
         return NULL;
+    f->p = p;
+    f->route = route_new(p->qc);
+    struct fplane_opts o = {
+        .self = p->self,
+        .self_id = c->id,
+        .connect_timeout_ms = (int)c->connect_timeout_ms,
+        .max_queue_bytes = FLOOD_LINK_QUEUE,
+        .down_ms = 1000,
+        .challenge_ms = FLOOD_CHALLENGE_MS,
+        .idle_ms = PEER_IDLE_MS,
+        .stats = &p->stats,
+        .on_msg = on_msg,
+        .on_lost = on_lost,
+        .release = release_conn,
+        .arg = f,
+    };
+    f->fp = fplane_new(&o);
+    if (!f->route || !f->fp) {
+        route_free(f->route);
+        fplane_free(f->fp);
+        free(f);
+        return NULL;
+    }
     pthread_mutex_init(&f->lock, NULL);
-    pthread_mutex_init(&f->bucket_lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&f->cond, &ca);
@@ -71,9 +102,11 @@ void flood_free(struct flood *f)
 {
     if (!f)
         return;
+    fplane_stop(f->fp);
+    fplane_free(f->fp);
+    route_free(f->route);
     pthread_cond_destroy(&f->cond);
     pthread_mutex_destroy(&f->lock);
-    pthread_mutex_destroy(&f->bucket_lock);
     free(f);
 }
 
@@ -83,6 +116,80 @@ void flood_shutdown(struct flood *f)
     f->stopping = 1;
     pthread_cond_broadcast(&f->cond);
     pthread_mutex_unlock(&f->lock);
+    fplane_stop(f->fp);
+}
+
+void flood_adopt(struct flood *f, struct conn *c)
+{
+    fplane_adopt(f->fp, c);
+}
+
+int flood_is_flood_msg(enum msg_type t)
+{
+    return fplane_is_flood_msg(t);
+}
+
+struct reconf {
+    struct flood *f;
+    const struct cfg *c;
+};
+
+static void reconf_on_loop(void *arg)
+{
+    struct reconf *r = arg;
+    struct flood *f = r->f;
+    const struct cfg *c = r->c;
+
+    f->rcfg.max_ttl = c->max_ttl;
+    f->rcfg.query_rate = c->query_rate;
+    f->rcfg.query_burst = c->query_burst;
+    f->rcfg.n_neighbours = c->n_neighbours;
+    memcpy(f->rcfg.neighbours, c->neighbours, sizeof f->rcfg.neighbours);
+    f->ttl = c->ttl;
+    f->id = c->id;
+    route_set_cfg(f->route, &f->rcfg);
+    fplane_set_neighbours(f->fp, c->neighbours, c->n_neighbours);
+}
+
+void flood_reconfigure(struct peer *p)
+{
+    struct reconf r = {.f = p->flood, .c = NULL};
+    struct cfg *c = malloc(sizeof *c); /* 16 KiB: once per `modify`, never per message */
+
+    if (!c)
+        return;
+    peer_cfg_snapshot(p, c);
+    r.c = c;
+    fplane_call(p->flood->fp, reconf_on_loop, &r);
+    free(c);
+}
+
+fs_status flood_run(struct peer *p)
+{
+    if (fplane_start(p->flood->fp) != FS_OK)
+        return FS_ENOMEM;
+    flood_reconfigure(p);
+    return FS_OK;
+}
+
+struct counts {
+    struct fplane *fp;
+    unsigned open, proven;
+};
+
+static void counts_on_loop(void *arg)
+{
+    struct counts *k = arg;
+    fplane_counts(k->fp, &k->open, &k->proven);
+}
+
+void flood_link_counts(struct peer *p, unsigned *open, unsigned *proven)
+{
+    struct counts k = {p->flood->fp, 0, 0};
+
+    fplane_call(p->flood->fp, counts_on_loop, &k);
+    *open = k.open;
+    *proven = k.proven;
 }
 
 /* "10814" for a neighbour on our own host, else "host:port": short enough
@@ -108,13 +215,12 @@ static void list_add(char *list, size_t cap, const struct fs_addr *self, const s
 
 /* The labels of every neighbour but `skip` (may be NULL), for a log line
  * like " 10814 10815". */
-static void target_list(const struct peer *p, const struct cfg *c, const struct fs_addr *skip,
-                        char *list, size_t cap)
+static void target_list(const struct flood *f, const struct fs_addr *skip, char *list, size_t cap)
 {
     list[0] = '\0';
-    for (size_t i = 0; i < c->n_neighbours; i++)
-        if (!skip || !addr_equal(&c->neighbours[i], skip))
-            list_add(list, cap, &p->self, &c->neighbours[i]);
+    for (size_t i = 0; i < f->rcfg.n_neighbours; i++)
+        if (!skip || !addr_equal(&f->rcfg.neighbours[i], skip))
+            list_add(list, cap, &f->p->self, &f->rcfg.neighbours[i]);
 }
 
 /* Emits a trace event about GET m (its query, name, previous hop and
@@ -171,11 +277,32 @@ static void trace_send_refused(struct peer *p, const char *qid, const char *what
     trace_emit(p->trace, &ev);
 }
 
-static void trace_send_failed(struct peer *p, const char *qid, const char *what,
-                              const struct fs_addr *to, fs_status st)
+/* The trace reason and the log's words for a send that failed with st. */
+static const char *send_reason(fs_status st)
 {
-    trace_send_refused(p, qid, what, to,
-                       st == FS_EBUSY ? "recently_unreachable" : fs_status_name(st));
+    switch (st) {
+    case FS_EBUSY: return "flow_control";
+    case FS_EREFUSED: return "recently_unreachable";
+    case FS_ENOTFOUND: return "link_closed";
+    default: return fs_status_name(st);
+    }
+}
+
+/* Counts, traces and logs a GET or FOUND that did not go out. */
+static void send_failed(struct peer *p, const char *qid, const char *what,
+                        const struct fs_addr *to, fs_status st)
+{
+    char a[ADDR_STR_MAX];
+
+    trace_send_refused(p, qid, what, to, send_reason(st));
+    if (st == FS_EBUSY) { /* counted as flow_dropped by the plane */
+        log_msg(L_DEBUG, "q%.4s: %s to %s dropped: its queue is full (flow control)", qid, what,
+                addr_format(to, a));
+        return;
+    }
+    stats_inc(&p->stats, neighbours_skipped);
+    log_msg(L_INFO, "neighbour %s is down (%s), %s skipped", addr_format(to, a),
+            st == FS_EREFUSED ? "recently unreachable" : fs_strerror(st), what);
 }
 
 /* 1 (after recording it) when a teacher cut the link to `to` or paused
@@ -192,39 +319,37 @@ static int send_is_cut(struct peer *p, const char *qid, const char *what, const 
     return 1;
 }
 
-/* Sends m to every neighbour except `skip` (may be NULL); a neighbour that
- * is down gets a log line of its own. Returns how many sends succeeded.
- * Callers log what they send before calling this, so that a hit coming
- * back quickly is never logged before the query that caused it. */
-static unsigned send_to_neighbours(struct peer *p, const struct cfg *c, const struct msg *m,
-                                   const struct fs_addr *skip)
+/* Sends m to every neighbour except `skip` (may be NULL). Returns how many
+ * sends were queued. Callers log what they send before calling this, so
+ * that a hit coming back quickly is never logged before the query that
+ * caused it. */
+static unsigned send_to_neighbours(struct flood *f, const struct msg *m, const struct fs_addr *skip)
 {
+    struct peer *p = f->p;
     unsigned ok = 0;
 
-    for (size_t i = 0; i < c->n_neighbours; i++) {
-        const struct fs_addr *n = &c->neighbours[i];
+    for (size_t i = 0; i < f->rcfg.n_neighbours; i++) {
+        const struct fs_addr *n = &f->rcfg.neighbours[i];
         if (skip && addr_equal(n, skip))
             continue;
         if (send_is_cut(p, m->qid, "GET", n))
             continue;
-        qcache_sent_to(p->qc, m->qid, n, net_now_ms()); /* before: a hit may come back fast */
-        struct trace_event ev; /* before the send too: it precedes the receiver's `received` */
+        struct trace_event ev; /* before the send: it precedes the receiver's `received` */
         trace_init_event(&ev, TR_FORWARDED, m->qid);
         trace_set(ev.name, sizeof ev.name, m->name);
         ev.to = *n;
         ev.ttl = m->ttl;
         ev.hops = m->hops;
         trace_emit(p->trace, &ev);
-        fs_status st = links_send(p->links, n, m);
+        uint32_t link = 0;
+        fs_status st = fplane_send(f->fp, n, m, &link);
         if (st == FS_OK) {
+            /* The loop reads the answer only after this returns. */
+            route_sent(f->route, m->qid, link, net_now_ms());
             ok++;
-            continue;
+        } else {
+            send_failed(p, m->qid, "GET", n, st);
         }
-        trace_send_failed(p, m->qid, "GET", n, st);
-        char a[ADDR_STR_MAX];
-        stats_inc(&p->stats, neighbours_skipped);
-        log_msg(L_INFO, "neighbour %s is down (%s), skipped", addr_format(n, a),
-                st == FS_EBUSY ? "recently unreachable" : fs_strerror(st));
     }
     return ok;
 }
@@ -247,8 +372,11 @@ static void trace_found_sent(struct peer *p, const struct msg *f, const struct m
     trace_emit(p->trace, &ev);
 }
 
-static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get)
+/* Searches the index as it stands (hashing runs elsewhere) and answers
+ * each match with a FOUND back over the link the GET came in on. */
+static void send_hits(struct flood *f, const struct msg *get, const struct route_hop *hop)
 {
+    struct peer *p = f->p;
     struct share_item items[FLOOD_MAX_ITEMS_PER_GET];
     struct share *sh = peer_share_get(p);
     share_refresh(sh);
@@ -263,139 +391,142 @@ static void send_hits(struct peer *p, const struct cfg *c, const struct msg *get
     ev.count = (unsigned)n;
     trace_emit(p->trace, &ev);
     for (size_t i = 0; i < n; i++) {
-        struct msg f;
+        struct msg fm;
         char to[ADDR_STR_MAX];
-        memset(&f, 0, sizeof f);
-        f.type = MSG_FOUND;
-        memcpy(f.qid, get->qid, sizeof f.qid);
-        f.hops = get->hops + 1;
-        f.from = p->self;
-        f.holder = p->self;
-        f.peer_id = c->id;
-        f.kind = items[i].kind;
-        f.size = items[i].size;
-        memcpy(f.md5, items[i].md5, sizeof f.md5);
-        memcpy(f.path, items[i].path, sizeof f.path);
-        memcpy(f.name, items[i].name, sizeof f.name);
-        trace_found_sent(p, &f, get);
-        if (send_is_cut(p, get->qid, "FOUND", &get->from))
+        memset(&fm, 0, sizeof fm);
+        fm.type = MSG_FOUND;
+        memcpy(fm.qid, get->qid, sizeof fm.qid);
+        fm.hops = get->hops + 1;
+        fm.from = p->self;
+        fm.holder = p->self;
+        fm.peer_id = f->id;
+        fm.kind = items[i].kind;
+        fm.size = items[i].size;
+        memcpy(fm.md5, items[i].md5, sizeof fm.md5);
+        memcpy(fm.path, items[i].path, sizeof fm.path);
+        memcpy(fm.name, items[i].name, sizeof fm.name);
+        trace_found_sent(p, &fm, get);
+        if (send_is_cut(p, get->qid, "FOUND", &hop->addr))
             continue;
-        fs_status st = links_send(p->links, &get->from, &f);
-        hop_label(&p->self, &get->from, to, sizeof to);
+        fs_status st = fplane_send_link(f->fp, hop->link, &fm);
+        hop_label(&p->self, &hop->addr, to, sizeof to);
         if (st == FS_OK) {
             stats_inc(&p->stats, hits_sent);
             log_msg(L_INFO, "hit q%.4s %s (%s, %llu bytes) -> found sent back to %s", get->qid,
                     items[i].path, msg_kind_name(items[i].kind),
                     (unsigned long long)items[i].size, to);
         } else {
-            log_msg(L_WARN, "hit q%.4s: cannot send found to %s: %s", get->qid, to,
-                    fs_strerror(st));
-            trace_send_failed(p, get->qid, "FOUND", &get->from, st);
+            send_failed(p, get->qid, "FOUND", &hop->addr, st);
         }
     }
 }
 
-/* Takes one token from the bucket of `from` (see struct bucket); 0 when it
- * is empty and the GET must be dropped. */
-static int take_token(struct flood *f, const struct cfg *c, const struct fs_addr *from,
-                      uint64_t now)
+/* Counts a drop route decided on, under its reason's counter. */
+static void count_drop(struct peer *p, const char *reason)
 {
-    struct bucket *b = &f->buckets[CFG_MAX_NEIGHBOURS]; /* strangers */
-    int ok;
-
-    for (size_t i = 0; i < c->n_neighbours; i++) {
-        if (addr_equal(&c->neighbours[i], from)) {
-            b = &f->buckets[i];
-            break;
+    static const struct {
+        const char *reason;
+        size_t off;
+    } map[] = {
+        {"spoofed", offsetof(struct stats, spoofed_dropped)},
+        {"throttle", offsetof(struct stats, throttled)},
+        {"ttl0", offsetof(struct stats, ttl_dropped)},
+        {"max_hop_count", offsetof(struct stats, hops_dropped)},
+        {"duplicate", offsetof(struct stats, duplicates_dropped)},
+        {"no_route", offsetof(struct stats, found_dropped)},
+        {"route_lost", offsetof(struct stats, wrong_route_dropped)},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (strcmp(map[i].reason, reason) == 0) {
+            _Atomic uint64_t *c = (_Atomic uint64_t *)((char *)&p->stats + map[i].off);
+            atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
         }
     }
-    pthread_mutex_lock(&f->bucket_lock);
-    if (b != &f->buckets[CFG_MAX_NEIGHBOURS] && !addr_equal(&b->who, from)) {
-        b->who = *from; /* first GET from it, or `modify neighbours` moved it */
-        b->tokens = c->query_burst;
-        b->last_ms = now;
-    } else if (b->who.port == 0) {
-        b->who.port = 1; /* the strangers' bucket, first use */
-        b->tokens = c->query_burst;
-        b->last_ms = now;
-    }
-    b->tokens += (double)(now - b->last_ms) * c->query_rate / 1000.0;
-    if (b->tokens > c->query_burst)
-        b->tokens = c->query_burst;
-    b->last_ms = now;
-    ok = b->tokens >= 1.0;
-    if (ok)
-        b->tokens -= 1.0;
-    pthread_mutex_unlock(&f->bucket_lock);
-    return ok;
 }
 
-void flood_handle_get(struct peer *p, const struct msg *get)
+/* The log's words for a GET dropped for reason. */
+static const char *get_drop_words(const char *reason)
 {
-    struct cfg c;
+    if (strcmp(reason, "throttle") == 0)
+        return "over that neighbour's query_rate, dropped";
+    if (strcmp(reason, "ttl0") == 0)
+        return "ttl=0: dropped";
+    if (strcmp(reason, "max_hop_count") == 0)
+        return "no hop left to count, dropped";
+    if (strcmp(reason, "duplicate") == 0)
+        return "duplicate, dropped";
+    return "dropped";
+}
+
+/* Forwards GET with ttl-1, from this peer, to every neighbour but the one
+ * it came from; logs the list. */
+static void forward_get(struct flood *f, const struct msg *get, const struct route_hop *hop,
+                        unsigned ttl, const char *what)
+{
+    struct peer *p = f->p;
+    char list[512], name[LOG_ESCAPE_BUF], from[ADDR_STR_MAX];
+
+    target_list(f, &hop->addr, list, sizeof list);
+    log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u%s ->%s", get->qid,
+            log_escape_str(name, get->name), addr_format(&hop->addr, from), ttl, get->hops, what,
+            ttl > 1 ? (list[0] ? list : " (no other neighbour)") : " (ttl 1: not forwarded)");
+    if (ttl <= 1)
+        return;
+    struct msg fwd = *get;
+    fwd.ttl = ttl - 1;
+    fwd.hops = get->hops + 1;
+    fwd.from = p->self;
+    stats_add(&p->stats, queries_forwarded, send_to_neighbours(f, &fwd, &hop->addr));
+}
+
+static void handle_get(struct flood *f, const struct msg *get, const struct route_hop *hop)
+{
+    struct peer *p = f->p;
+    struct route_verdict v;
     char name[LOG_ESCAPE_BUF], from[ADDR_STR_MAX];
-    unsigned ttl = get->ttl;
 
-    peer_cfg_snapshot(p, &c);
     log_escape_str(name, get->name);
-    addr_format(&get->from, from);
-    const char *cut = cut_blocks(&p->cut, &get->from);
+    addr_format(&hop->addr, from);
+    const char *cut = cut_blocks(&p->cut, &hop->addr);
     if (cut) {
         stats_inc(&p->stats, cut_dropped);
-        trace_get(p, TR_DROPPED, get, ttl, cut);
+        trace_get(p, TR_DROPPED, get, get->ttl, cut);
         log_msg(L_INFO, "get q%.4s %s from %s: dropped (%s)", get->qid, name, from, cut);
         return;
     }
-    if (!take_token(p->flood, &c, &get->from, net_now_ms())) {
-        stats_inc(&p->stats, throttled);
-        trace_get(p, TR_DROPPED, get, ttl, "throttle");
-        log_msg(L_INFO, "get q%.4s %s from %s: over that neighbour's query_rate, dropped",
-                get->qid, name, from);
-        return;
-    }
-    if (ttl == 0) {
-        stats_inc(&p->stats, ttl_dropped);
-        trace_get(p, TR_DROPPED, get, ttl, "ttl0");
-        log_msg(L_INFO, "get q%.4s %s from %s ttl=0: dropped", get->qid, name, from);
-        return;
-    }
-    if (get->hops >= MSG_MAX_HOPS) {
-        /* Neither a forward nor a FOUND could count one hop more. */
-        stats_inc(&p->stats, hops_dropped);
-        trace_get(p, TR_DROPPED, get, ttl, "max_hop_count");
-        log_msg(L_INFO, "get q%.4s %s from %s hops=%u: no hop left to count, dropped", get->qid,
-                name, from, get->hops);
-        return;
-    }
-    if (ttl > c.max_ttl) {
+    route_get(f->route, get, hop, net_now_ms(), &v);
+    if (v.clamped) {
         stats_inc(&p->stats, ttl_clamped);
-        log_msg(L_INFO, "get q%.4s: ttl %u above max_ttl, clamped to %u", get->qid, ttl, c.max_ttl);
-        ttl = c.max_ttl;
+        log_msg(L_INFO, "get q%.4s: ttl %u above max_ttl, clamped to %u", get->qid, get->ttl,
+                v.ttl);
     }
-    if (!qcache_insert(p->qc, get->qid, &get->from, net_now_ms())) {
-        stats_inc(&p->stats, duplicates_dropped);
-        trace_get(p, TR_DUPLICATE, get, ttl, NULL);
-        log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u: duplicate, dropped", get->qid, name,
-                from, ttl, get->hops);
+    if (v.action == ROUTE_DROP) {
+        count_drop(p, v.reason);
+        int dup = strcmp(v.reason, "duplicate") == 0;
+        trace_get(p, dup ? TR_DUPLICATE : TR_DROPPED, get, v.ttl, dup ? NULL : v.reason);
+        if (dup)
+            log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u: duplicate, dropped", get->qid,
+                    name, from, v.ttl, get->hops);
+        else
+            log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u: %s", get->qid, name, from,
+                    v.ttl, get->hops, get_drop_words(v.reason));
+        return;
+    }
+    if (v.action == ROUTE_FORWARD) {
+        /* Seen already, but this copy has more ttl left than any before:
+         * it goes on, so peers within its reach are reached; it is not
+         * searched again and answers nothing. */
+        stats_inc(&p->stats, duplicates_forwarded);
+        trace_get(p, TR_DUPLICATE, get, v.ttl, "more_ttl");
+        forward_get(f, get, hop, v.ttl, " (duplicate with more ttl: forwarded again)");
         return;
     }
     stats_inc(&p->stats, queries_handled);
-    trace_get(p, TR_RECEIVED, get, ttl, NULL);
-
+    trace_get(p, TR_RECEIVED, get, v.ttl, NULL);
     /* Forward before searching: the flood spreads without waiting for this
      * peer's search, and the log reads in the order things happen. */
-    char list[512] = "";
-    target_list(p, &c, &get->from, list, sizeof list);
-    log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u ->%s", get->qid, name, from, ttl,
-            get->hops, ttl > 1 ? (list[0] ? list : " (no other neighbour)") : " (ttl 1: not forwarded)");
-    if (ttl > 1) {
-        struct msg fwd = *get;
-        fwd.ttl = ttl - 1;
-        fwd.hops = get->hops + 1;
-        fwd.from = p->self;
-        stats_add(&p->stats, queries_forwarded, send_to_neighbours(p, &c, &fwd, &get->from));
-    }
-    send_hits(p, &c, get);
+    forward_get(f, get, hop, v.ttl, "");
+    send_hits(f, get, hop);
 }
 
 static struct flood_query *find_query(struct flood *f, const char *qid)
@@ -406,9 +537,9 @@ static struct flood_query *find_query(struct flood *f, const char *qid)
     return NULL;
 }
 
-static void deliver_hit(struct peer *p, const struct msg *found)
+static void deliver_hit(struct flood *f, const struct msg *found, const struct route_hop *hop)
 {
-    struct flood *f = p->flood;
+    struct peer *p = f->p;
     int kept = 0;
 
     pthread_mutex_lock(&f->lock);
@@ -422,7 +553,7 @@ static void deliver_hit(struct peer *p, const struct msg *found)
     /* Under the lock: the query's thread may start the transfer as soon as
      * the hit is visible, and its events must come after this one. */
     trace_found(p, other_name ? TR_FOUND_DROPPED : kept ? TR_FOUND_RECEIVED : TR_FOUND_DROPPED,
-                found, &found->from, NULL, other_name ? "other_name" : kept ? NULL : "finished");
+                found, &hop->addr, NULL, other_name ? "other_name" : kept ? NULL : "finished");
     pthread_mutex_unlock(&f->lock);
 
     char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX];
@@ -445,58 +576,73 @@ static void deliver_hit(struct peer *p, const struct msg *found)
     }
 }
 
-void flood_handle_found(struct peer *p, const struct msg *found)
+static void handle_found(struct flood *f, const struct msg *found, const struct route_hop *hop)
 {
-    struct fs_addr prev;
-    int local = 0;
-    char name[LOG_ESCAPE_BUF], to[ADDR_STR_MAX];
+    struct peer *p = f->p;
+    struct route_verdict v;
+    char name[LOG_ESCAPE_BUF], to[ADDR_STR_MAX], sender[ADDR_STR_MAX];
 
-    char sender[ADDR_STR_MAX];
-
-    addr_format(&found->from, sender);
-    const char *cut = cut_blocks(&p->cut, &found->from);
+    addr_format(&hop->addr, sender);
+    const char *cut = cut_blocks(&p->cut, &hop->addr);
     if (cut) {
         stats_inc(&p->stats, cut_dropped);
-        trace_found(p, TR_FOUND_DROPPED, found, &found->from, NULL, cut);
+        trace_found(p, TR_FOUND_DROPPED, found, &hop->addr, NULL, cut);
         log_msg(L_INFO, "found q%.4s from %s: dropped (%s)", found->qid, sender, cut);
         return;
     }
-    if (qcache_route(p->qc, found->qid, net_now_ms(), &prev, &local) != FS_OK) {
-        stats_inc(&p->stats, found_dropped);
-        trace_found(p, TR_FOUND_DROPPED, found, &found->from, NULL, "no_route");
-        log_msg(L_INFO, "found q%.4s from %s: no such query forwarded here, dropped", found->qid,
-                sender);
+    route_found(f->route, found, hop, net_now_ms(), &v);
+    if (v.action == ROUTE_DROP) {
+        count_drop(p, v.reason);
+        trace_found(p, TR_FOUND_DROPPED, found, &hop->addr, NULL, v.reason);
+        log_msg(L_INFO, "found q%.4s from %s: %s, dropped", found->qid, sender,
+                strcmp(v.reason, "no_route") == 0 ? "no such query forwarded here"
+                : strcmp(v.reason, "route_lost") == 0 ? "the query was never sent there"
+                                                      : v.reason);
         return;
     }
-    if (!qcache_was_sent_to(p->qc, found->qid, &found->from, net_now_ms())) {
-        /* Only a hop the query went to can answer it: anyone else is
-         * guessing query ids, or lying about where it stands. */
-        stats_inc(&p->stats, wrong_route_dropped);
-        trace_found(p, TR_FOUND_DROPPED, found, &found->from, NULL, "route_lost");
-        log_msg(L_INFO, "found q%.4s from %s: the query was never sent there, dropped",
-                found->qid, sender);
-        return;
-    }
-    if (local) {
-        deliver_hit(p, found);
+    if (v.action == ROUTE_DELIVER) {
+        deliver_hit(f, found, hop);
         return;
     }
     log_escape_str(name, found->path);
-    hop_label(&p->self, &prev, to, sizeof to);
+    hop_label(&p->self, &v.back, to, sizeof to);
     struct msg relay = *found;
     relay.from = p->self;
-    if (send_is_cut(p, found->qid, "FOUND", &prev))
+    if (send_is_cut(p, found->qid, "FOUND", &v.back))
         return;
-    trace_found(p, TR_FOUND_RELAYED, found, &found->from, &prev, NULL);
-    fs_status st = links_send(p->links, &prev, &relay);
+    trace_found(p, TR_FOUND_RELAYED, found, &hop->addr, &v.back, NULL);
+    fs_status st = fplane_send_link(f->fp, v.back_link, &relay);
     if (st == FS_OK) {
         stats_inc(&p->stats, hits_relayed);
         log_msg(L_INFO, "found q%.4s %s at peer %u: relayed back -> %s", found->qid, name,
                 found->peer_id, to);
     } else {
-        log_msg(L_WARN, "found q%.4s: cannot relay to %s: %s", found->qid, to, fs_strerror(st));
-        trace_send_failed(p, found->qid, "FOUND", &prev, st);
+        send_failed(p, found->qid, "FOUND", &v.back, st);
     }
+}
+
+/* The plane's callback: every GET and FOUND, on the loop's thread. */
+static void on_msg(void *arg, const struct msg *m, const struct route_hop *hop)
+{
+    struct flood *f = arg;
+
+    if (m->type == MSG_GET)
+        handle_get(f, m, hop);
+    else if (m->type == MSG_FOUND)
+        handle_found(f, m, hop);
+}
+
+/* The plane's callback for a GET or FOUND that was queued on a link whose
+ * dial then failed: a send that failed after all. */
+static void on_lost(void *arg, const struct msg *m, const struct fs_addr *to, fs_status st)
+{
+    struct flood *f = arg;
+
+    if (m->type != MSG_GET && m->type != MSG_FOUND)
+        return;
+    if (m->type == MSG_GET && m->from.port == f->p->self.port && m->hops > 0)
+        atomic_fetch_sub_explicit(&f->p->stats.queries_forwarded, 1, memory_order_relaxed);
+    send_failed(f->p, m->qid, msg_type_name(m->type), to, st);
 }
 
 static void new_qid(char out[MSG_QID_LEN + 1])
@@ -533,11 +679,46 @@ static fs_status register_query(struct flood *f, struct flood_query *q)
     return st;
 }
 
+struct start_job {
+    struct flood *f;
+    struct flood_query *q;
+};
+
+/* Starts q on the loop: its GET goes out like any forward. */
+static void start_on_loop(void *arg)
+{
+    struct start_job *j = arg;
+    struct flood *f = j->f;
+    struct peer *p = f->p;
+    struct flood_query *q = j->q;
+    char list[512], esc[LOG_ESCAPE_BUF];
+
+    route_start(f->route, q->qid, f->ttl, net_now_ms());
+    stats_inc(&p->stats, queries_started);
+    struct msg get;
+    memset(&get, 0, sizeof get);
+    get.type = MSG_GET;
+    memcpy(get.qid, q->qid, sizeof get.qid);
+    get.ttl = f->ttl;
+    get.hops = 0;
+    get.origin = p->self;
+    get.from = p->self;
+    snprintf(get.name, sizeof get.name, "%s", q->name);
+    target_list(f, NULL, list, sizeof list);
+    log_msg(L_INFO, "get q%.4s %s started ttl=%u ->%s", q->qid, log_escape_str(esc, q->name),
+            f->ttl, list[0] ? list : " (no neighbours)");
+    struct trace_event ev;
+    trace_init_event(&ev, TR_QUERY_STARTED, q->qid);
+    trace_set(ev.name, sizeof ev.name, q->name);
+    ev.ttl = f->ttl;
+    ev.count = (unsigned)f->rcfg.n_neighbours;
+    trace_emit(p->trace, &ev);
+    q->sent = send_to_neighbours(f, &get, NULL);
+}
+
 fs_status flood_start(struct peer *p, const char *name, struct flood_query **out)
 {
-    struct cfg c;
     struct flood_query *q = calloc(1, sizeof *q);
-    char list[512], esc[LOG_ESCAPE_BUF];
 
     *out = NULL;
     if (!q)
@@ -548,29 +729,11 @@ fs_status flood_start(struct peer *p, const char *name, struct flood_query **out
         free(q);
         return FS_EBUSY;
     }
-    peer_cfg_snapshot(p, &c);
-    qcache_insert(p->qc, q->qid, NULL, net_now_ms());
-    stats_inc(&p->stats, queries_started);
-
-    struct msg get;
-    memset(&get, 0, sizeof get);
-    get.type = MSG_GET;
-    memcpy(get.qid, q->qid, sizeof get.qid);
-    get.ttl = c.ttl;
-    get.hops = 0;
-    get.origin = p->self;
-    get.from = p->self;
-    snprintf(get.name, sizeof get.name, "%s", name);
-    target_list(p, &c, NULL, list, sizeof list);
-    log_msg(L_INFO, "get q%.4s %s started ttl=%u ->%s", q->qid, log_escape_str(esc, name), c.ttl,
-            list[0] ? list : " (no neighbours)");
-    struct trace_event ev;
-    trace_init_event(&ev, TR_QUERY_STARTED, q->qid);
-    trace_set(ev.name, sizeof ev.name, name);
-    ev.ttl = c.ttl;
-    ev.count = (unsigned)c.n_neighbours;
-    trace_emit(p->trace, &ev);
-    q->sent = send_to_neighbours(p, &c, &get, NULL);
+    struct start_job j = {p->flood, q};
+    if (fplane_call(p->flood->fp, start_on_loop, &j) != FS_OK) {
+        flood_end(p, q);
+        return FS_ECANCELED;
+    }
     *out = q;
     return FS_OK;
 }

@@ -19,7 +19,6 @@
 #include "floodshare/ctl.h"
 #include "floodshare/flood.h"
 #include "floodshare/gate.h"
-#include "floodshare/link.h"
 #include "floodshare/log.h"
 #include "floodshare/net.h"
 #include "floodshare/qcache.h"
@@ -97,10 +96,12 @@ static int serve_conn(struct peer *p, struct conn *c)
         }
         if (st)
             return 0;
-        if (m.type == MSG_GET) {
-            flood_handle_get(p, &m);
-        } else if (m.type == MSG_FOUND) {
-            flood_handle_found(p, &m);
+        if (flood_is_flood_msg(m.type)) {
+            /* The header was consumed: a kept-alive transfer connection
+             * turned into a neighbour link is not worth keeping apart. */
+            log_msg(L_INFO, "connection from %s: %s after a transfer, closed", addr,
+                    msg_type_name(m.type));
+            return 0;
         } else if (m.type == MSG_REQUEST) {
             xfer_serve(p, c, &m);
             return 0;
@@ -154,6 +155,16 @@ static void dispatch(void *arg, struct conn *c)
 {
     struct peer *p = arg;
     int queued = 0;
+    struct msg m;
+    size_t used;
+
+    /* Neighbour links go to the flood plane's loop; only transfers take a
+     * worker, so no upload can hold up a GET. */
+    if (msg_parse(c->buf + c->off, c->len - c->off, &m, &used, NULL) == FS_OK &&
+        flood_is_flood_msg(m.type)) {
+        flood_adopt(p->flood, c);
+        return;
+    }
 
     pthread_mutex_lock(&p->qlock);
     if (p->q_len < p->q_cap) {
@@ -345,6 +356,8 @@ static int start_threads(struct peer *p)
             return -1;
         p->n_workers++;
     }
+    if (flood_run(p) != FS_OK)
+        return -1;
     if (pthread_create(&p->acceptor, NULL, acceptor_main, p) != 0)
         return -1;
     if (pthread_create(&p->ctl_acceptor, NULL, ctl_acceptor_main, p) != 0) {
@@ -362,7 +375,6 @@ static void stop_threads(struct peer *p, int started)
     if (p->gate)
         gate_stop(p->gate);
     flood_shutdown(p->flood);
-    links_shutdown(p->links);
     pthread_mutex_lock(&p->track_lock);
     for (int i = 0; i < PEER_MAX_TRACKED; i++)
         if (p->tracked[i] >= 0)
@@ -419,7 +431,6 @@ static void peer_destroy(struct peer *p)
     for (int i = 0; i < 2; i++)
         if (p->wake[i] >= 0)
             close(p->wake[i]);
-    links_free(p->links);
     qcache_free(p->qc);
     flood_free(p->flood);
     xfer_table_free(p->xfers);
@@ -461,19 +472,11 @@ static int peer_setup(struct peer *p, const char *ini)
         log_msg(L_ERROR, "cannot index %s: %s", p->cfg.share_dir, fs_strerror(st));
         return 1;
     }
-    struct links_opts lo = {
-        .max_links = CFG_MAX_NEIGHBOURS * 2,
-        .connect_timeout_ms = (int)p->cfg.connect_timeout_ms,
-        .io_timeout_ms = (int)p->cfg.io_timeout_ms,
-        .idle_ms = PEER_LINK_IDLE_MS,
-        .down_ms = 1000,
-    };
     p->qc = qcache_new(p->cfg.query_cache_size, p->cfg.query_cache_ttl_ms);
-    p->links = links_new(&lo);
-    p->flood = flood_new();
+    p->flood = p->qc ? flood_new(p, &p->cfg) : NULL;
     p->xfers = xfer_table_new();
     p->trace = trace_new(TRACE_RING, p->cfg.id, &p->self);
-    if (!p->qc || !p->links || !p->flood || !p->xfers || !p->trace ||
+    if (!p->qc || !p->flood || !p->xfers || !p->trace ||
         pipe2(p->wake, O_CLOEXEC) < 0) {
         log_msg(L_ERROR, "out of memory");
         return 1;

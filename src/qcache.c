@@ -20,6 +20,8 @@ struct qentry {
     char qid[MSG_QID_LEN]; /* not NUL-terminated; a shorter id is zero-padded */
     uint32_t hash;
     int local; /* started by this peer: there is no previous hop */
+    unsigned max_ttl;   /* the highest ttl a copy of it was handled with */
+    uint32_t prev_link; /* the link the first copy came over (0: none) */
     struct fs_addr prev;
     uint64_t expires_ms; /* dead once now_ms >= expires_ms */
     unsigned n_sent;
@@ -186,7 +188,8 @@ static uint64_t expiry_for(const struct qcache *qc, uint64_t now_ms)
 }
 
 static void add_entry(struct qcache *qc, const char key[MSG_QID_LEN], uint32_t hash,
-                      const struct fs_addr *prev, uint64_t now_ms)
+                      const struct fs_addr *prev, uint32_t prev_link, unsigned ttl,
+                      uint64_t now_ms)
 {
     if (qc->count == qc->capacity)
         pop_head(qc);
@@ -198,17 +201,19 @@ static void add_entry(struct qcache *qc, const char key[MSG_QID_LEN], uint32_t h
     memset(&e->prev, 0, sizeof e->prev);
     if (prev)
         e->prev = *prev;
+    e->prev_link = prev_link;
+    e->max_ttl = ttl;
     e->expires_ms = expiry_for(qc, now_ms);
     e->n_sent = 0;
     index_insert(qc, pos);
     qc->count++;
 }
 
-int qcache_insert(struct qcache *qc, const char *qid, const struct fs_addr *prev,
-                  uint64_t now_ms)
+int qcache_see(struct qcache *qc, const char *qid, const struct fs_addr *prev,
+               uint32_t prev_link, unsigned ttl, uint64_t now_ms)
 {
     char key[MSG_QID_LEN];
-    int added = 0;
+    int verdict = QCACHE_DUP;
 
     qid_key(qid, key);
     uint32_t hash = qid_hash(key);
@@ -216,20 +221,41 @@ int qcache_insert(struct qcache *qc, const char *qid, const struct fs_addr *prev
     expire(qc, now_ms);
     /* After expire() every entry left is live (the ring is sorted by
      * expiry), so a hit here is a genuine duplicate. */
-    if (find_slot(qc, key, hash) == SIZE_MAX) {
-        add_entry(qc, key, hash, prev, now_ms);
-        added = 1;
+    size_t slot = find_slot(qc, key, hash);
+    if (slot == SIZE_MAX) {
+        add_entry(qc, key, hash, prev, prev_link, ttl, now_ms);
+        verdict = QCACHE_NEW;
+    } else {
+        struct qentry *e = &qc->ring[qc->index[slot] - 1];
+        if (!e->local && ttl > e->max_ttl) {
+            e->max_ttl = ttl;
+            verdict = QCACHE_MORE_TTL;
+        }
     }
     pthread_mutex_unlock(&qc->lock);
-    return added;
+    return verdict;
+}
+
+int qcache_insert(struct qcache *qc, const char *qid, const struct fs_addr *prev,
+                  uint64_t now_ms)
+{
+    return qcache_see(qc, qid, prev, 0, 0, now_ms) == QCACHE_NEW;
 }
 
 fs_status qcache_route(struct qcache *qc, const char *qid, uint64_t now_ms,
                        struct fs_addr *prev, int *local)
 {
+    return qcache_route_link(qc, qid, now_ms, prev, NULL, local);
+}
+
+fs_status qcache_route_link(struct qcache *qc, const char *qid, uint64_t now_ms,
+                            struct fs_addr *prev, uint32_t *prev_link, int *local)
+{
     char key[MSG_QID_LEN];
     fs_status st = FS_ENOTFOUND;
 
+    if (prev_link)
+        *prev_link = 0;
     if (prev)
         memset(prev, 0, sizeof *prev);
     if (local)
@@ -243,6 +269,8 @@ fs_status qcache_route(struct qcache *qc, const char *qid, uint64_t now_ms,
         const struct qentry *e = &qc->ring[qc->index[slot] - 1];
         if (prev)
             *prev = e->prev;
+        if (prev_link)
+            *prev_link = e->prev_link;
         if (local)
             *local = e->local;
         st = FS_OK;
@@ -312,6 +340,30 @@ int qcache_was_sent_to(struct qcache *qc, const char *qid, const struct fs_addr 
     struct qentry *e = live_entry(qc, qid, now_ms);
     for (unsigned i = 0; e && i < e->n_sent && !ok; i++)
         ok = tag_match(e->sent[i], tag);
+    pthread_mutex_unlock(&qc->lock);
+    return ok;
+}
+
+void qcache_sent_link(struct qcache *qc, const char *qid, uint32_t link, uint64_t now_ms)
+{
+    pthread_mutex_lock(&qc->lock);
+    struct qentry *e = live_entry(qc, qid, now_ms);
+    for (unsigned i = 0; e && i < e->n_sent; i++)
+        if (e->sent[i] == link)
+            e = NULL; /* a copy forwarded again goes over the same links */
+    if (e && e->n_sent < QCACHE_MAX_SENT)
+        e->sent[e->n_sent++] = link;
+    pthread_mutex_unlock(&qc->lock);
+}
+
+int qcache_was_sent_link(struct qcache *qc, const char *qid, uint32_t link, uint64_t now_ms)
+{
+    int ok = 0;
+
+    pthread_mutex_lock(&qc->lock);
+    struct qentry *e = live_entry(qc, qid, now_ms);
+    for (unsigned i = 0; e && i < e->n_sent && !ok; i++)
+        ok = e->sent[i] == link;
     pthread_mutex_unlock(&qc->lock);
     return ok;
 }

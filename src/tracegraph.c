@@ -146,6 +146,10 @@ static int on_get(struct build *b, const struct trace_event *e)
     } else if (k == TG_DUPLICATE) {
         to->dups_in++;
         b->g->counts.duplicates++;
+        if (strcmp(e->reason, "more_ttl") == 0 && e->ttl > 1) { /* forwarded again */
+            to->reforwards++;
+            b->g->counts.reforwarded++;
+        }
     } else if (k == TG_DROPPED) {
         b->g->counts.dropped++;
     }
@@ -288,15 +292,16 @@ static void count_bound(struct build *b)
     }
     g->counts.get_bound = 2 * g->counts.links_reached;
     /* A peer forwards once: the origin to every neighbour, any other peer
-     * whose copy had ttl > 1 to every neighbour but the one it came from. */
+     * whose copy had ttl > 1 to every neighbour but the one it came from;
+     * and again, the same way, for each later copy with more ttl left. */
     for (size_t i = 0; i < g->n_nodes; i++) {
         const struct tg_node *n = &g->nodes[i];
-        unsigned deg = 0;
-        if (!n->origin && (n->hop < 0 || n->ttl_in <= 1))
-            continue;
+        unsigned deg = 0, times = n->reforwards;
+        if (n->origin || (n->hop >= 0 && n->ttl_in > 1))
+            times++;
         for (size_t k = 0; k < b->topo->n_links; k++)
             deg += b->topo->links[k].a == n->peer || b->topo->links[k].b == n->peer;
-        g->counts.gets_expected += n->origin ? deg : (deg ? deg - 1 : 0);
+        g->counts.gets_expected += times * (n->origin ? deg : (deg ? deg - 1 : 0));
     }
 }
 
@@ -603,7 +608,7 @@ static void text_counts(const struct tracegraph *g, FILE *out)
     if (c->gets_failed)
         fprintf(out, " (+%u to neighbours that were down)", c->gets_failed);
     fprintf(out, "; %u handled, %u duplicates dropped, %u dropped otherwise\n", c->received,
-            c->duplicates, c->dropped);
+            c->duplicates - c->reforwarded, c->dropped);
     if (g->topology_known) {
         fprintf(out, "         bound: 2 x %u links among the %zu reached peers = %u (a peer "
                 "forwards a query once, never back\n         to where it came from, so each "
@@ -611,6 +616,11 @@ static void text_counts(const struct tracegraph *g, FILE *out)
                 c->get_bound, c->gets_sent <= c->get_bound ? "within" : "EXCEEDED");
         fprintf(out, "         flooding sends exactly %u here (the origin's degree, plus degree-1 "
                 "for each peer that forwarded)\n", c->gets_expected);
+        if (c->reforwarded)
+            fprintf(out, "         %u duplicate%s came with more ttl left than the first copy and "
+                    "%s forwarded again,\n         so peers a shorter way reaches are not "
+                    "missed: that may cross the bound\n", c->reforwarded,
+                    c->reforwarded == 1 ? "" : "s", c->reforwarded == 1 ? "was" : "were");
     } else {
         fputs("         bound: unknown (no topology)\n", out);
     }
@@ -726,6 +736,7 @@ static void json_counts(const struct tracegraph *g, struct json *j)
     } else {
         json_str(j, "get_bound", NULL);
     }
+    json_uint(j, "reforwarded", c->reforwarded);
     json_uint(j, "founds_sent", c->founds_sent);
     json_uint(j, "founds_relayed", c->founds_relayed);
     json_uint(j, "founds_received", c->founds_received);

@@ -1,10 +1,13 @@
 /* flood.h - query flooding: GET in, search, forward, FOUND back.
  *
- * Incoming GETs are handled at most once per query id (qcache), searched in
- * the share, answered with one FOUND per matching item sent to the previous
- * hop, and forwarded with ttl-1 to every neighbour but the previous hop.
- * Incoming FOUNDs are relayed one hop back along the reverse path, or
- * delivered to the local query that started them. */
+ * The flood runs on the flood plane's loop (fplane.h): incoming GETs are
+ * judged by route.h (spoofed, throttle, ttl, dedupe), searched in the
+ * share's index as it stands, answered with one FOUND per matching item
+ * over the link the GET came in on, and forwarded with ttl-1 to every
+ * neighbour but the one it came from; a duplicate with more ttl left than
+ * any copy before is forwarded again. Incoming FOUNDs are relayed back
+ * over the link their GET came in on, or delivered to the local query that
+ * started them. Control threads start queries and wait for their hits. */
 #ifndef FLOODSHARE_FLOOD_H
 #define FLOODSHARE_FLOOD_H
 
@@ -20,18 +23,36 @@ struct flood_query;
 #define FLOOD_MAX_QUERIES 32 /* local queries running at once */
 #define FLOOD_MAX_HITS 64    /* hits kept per local query */
 
-/* NULL on allocation failure. */
-struct flood *flood_new(void);
+struct cfg;
+struct conn;
+
+/* The flood of peer p (its self, stats, trace, cut, qc and gate are
+ * borrowed), with the plane configured from c (id, timeouts). NULL on
+ * failure. */
+struct flood *flood_new(struct peer *p, const struct cfg *c);
+
+/* Frees f; stops its plane first if flood_shutdown() did not. */
 void flood_free(struct flood *f);
 
-/* Wakes every local query waiting for hits (shutdown). */
+/* Starts the plane's thread and gives it the configuration. */
+fs_status flood_run(struct peer *p);
+
+/* Wakes every local query waiting for hits and stops the plane (shutdown). */
 void flood_shutdown(struct flood *f);
 
-/* Handles a GET that arrived from the network. */
-void flood_handle_get(struct peer *p, const struct msg *get);
+/* Hands an accepted connection whose first header is a flood message to
+ * the plane (ownership moves; it goes back to the gate when it closes). */
+void flood_adopt(struct flood *f, struct conn *c);
 
-/* Handles a FOUND that arrived from the network. */
-void flood_handle_found(struct peer *p, const struct msg *found);
+/* 1 when a message of this type belongs to the flood plane. */
+int flood_is_flood_msg(enum msg_type t);
+
+/* The live configuration changed (`modify`): ttl and neighbours reach the
+ * plane. Control threads only. */
+void flood_reconfigure(struct peer *p);
+
+/* Neighbour links open now, and how many of them are proven. */
+void flood_link_counts(struct peer *p, unsigned *open, unsigned *proven);
 
 /* Starts a query for name with the peer's configured ttl: registers it,
  * records its id as local in the seen table, and sends GET to every

@@ -22,6 +22,7 @@
 #define MSG_MAX_CODE 31     /* bytes of an ERROR code word */
 #define MSG_QID_LEN 16      /* a query id is 16 lower-case hex digits */
 #define MSG_MD5_LEN 32      /* an MD5 is 32 lower-case hex digits */
+#define MSG_NONCE_LEN 32    /* a link challenge is 32 lower-case hex digits */
 #define MSG_MAX_HOPS 255    /* ttl and hops must parse as 0..255 */
 
 enum msg_type {
@@ -35,6 +36,9 @@ enum msg_type {
     MSG_DATA,    /* one chunk of a file; `len` body bytes follow */
     MSG_LIST,    /* ask a holder for a folder's manifest */
     MSG_MANIFEST, /* the holder's answer to LIST; `len` body bytes follow */
+    MSG_HELLO,    /* first message on a neighbour link: who dialled */
+    MSG_CHALLENGE, /* "prove that link is you": sent over our own link to `from` */
+    MSG_PROVE,     /* the answer, sent over the link being proven */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -50,6 +54,8 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   DATA:    idx len crc
  *   LIST:    path md5
  *   MANIFEST: md5 len
+ *   HELLO:   from peer_id
+ *   CHALLENGE, PROVE: from nonce
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;
@@ -74,6 +80,7 @@ struct msg {
     uint64_t chunk;  /* RANGE: bytes per DATA frame (the last may be shorter) */
     uint64_t idx;    /* DATA: chunk index in the file (byte idx * chunk) */
     uint32_t crc;    /* DATA: CRC-32 of the frame's bytes (8 lower-case hex) */
+    char nonce[MSG_NONCE_LEN + 1]; /* CHALLENGE/PROVE */
 };
 
 /* Parses one header from buf[0..len).

@@ -20,13 +20,11 @@
 #include "floodshare/stats.h"
 
 #define PEER_MAX_CTL 16        /* control clients served at once */
-#define PEER_LINK_IDLE_MS 5000 /* a sender reconnects links idle this long */
 #define PEER_IDLE_MS 15000     /* a receiver closes connections idle this long */
 #define PEER_MAX_TRACKED 512   /* sockets shut down at exit to wake their threads */
 
 struct share;
 struct qcache;
-struct links;
 struct flood;
 struct xfer_table;
 struct gate;
@@ -51,7 +49,6 @@ struct peer {
     pthread_rwlock_t share_lock;
     struct share *share;
     struct qcache *qc;
-    struct links *links;
     struct flood *flood;
     struct xfer_table *xfers; /* running transfers, for `transfers` */
     struct trace *trace;      /* trace events: a ring, and the watchers (trace.h) */

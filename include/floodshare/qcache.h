@@ -29,6 +29,30 @@ void qcache_free(struct qcache *qc);
 int qcache_insert(struct qcache *qc, const char *qid, const struct fs_addr *prev,
                   uint64_t now_ms);
 
+/* What qcache_see() found. */
+#define QCACHE_DUP 0      /* seen before with as much ttl or more: drop it */
+#define QCACHE_NEW 1      /* first copy: now recorded */
+#define QCACHE_MORE_TTL 2 /* seen before, but this copy has more ttl left: the
+                             entry now remembers ttl; forward it again */
+
+/* Like qcache_insert(), for a copy that arrived over link prev_link (an id
+ * the caller gives its connections; 0 for none) with ttl left. A duplicate
+ * whose ttl is higher than any copy before it is QCACHE_MORE_TTL (never for
+ * a local query): a copy that took a long way round and came first must not
+ * keep the query from peers a shorter way still reaches (gtk-gnutella
+ * forwards such duplicates too). The reverse route stays the first copy's. */
+int qcache_see(struct qcache *qc, const char *qid, const struct fs_addr *prev,
+               uint32_t prev_link, unsigned ttl, uint64_t now_ms);
+
+/* qcache_route() that also gives the link the first copy came over. */
+fs_status qcache_route_link(struct qcache *qc, const char *qid, uint64_t now_ms,
+                            struct fs_addr *prev, uint32_t *prev_link, int *local);
+
+/* Remembers that qid was sent over link; qcache_was_sent_link() asks. A
+ * table is used with links or with addresses (below), never both. */
+void qcache_sent_link(struct qcache *qc, const char *qid, uint32_t link, uint64_t now_ms);
+int qcache_was_sent_link(struct qcache *qc, const char *qid, uint32_t link, uint64_t now_ms);
+
 /* Looks up the reverse route of qid at now_ms. FS_OK: *local is 1 for a
  * query this peer started, else 0 and *prev holds the previous hop.
  * FS_ENOTFOUND when qid was never recorded, or has expired or been evicted. */

@@ -15,6 +15,7 @@
     X(queries_handled, "distinct query ids searched for other peers")          \
     X(queries_forwarded, "GET messages forwarded to neighbours")               \
     X(duplicates_dropped, "GETs dropped because their id was already seen")    \
+    X(duplicates_forwarded, "GETs seen before but forwarded again: more ttl left") \
     X(ttl_dropped, "GETs dropped because their ttl was 0")                     \
     X(ttl_clamped, "GETs whose ttl was above max_ttl and was lowered")         \
     X(hits_sent, "FOUNDs this peer sent for its own items")                    \

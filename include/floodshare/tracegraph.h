@@ -46,7 +46,8 @@ struct tg_node {
     uint64_t first_us;  /* when it got the query (the origin: started it) */
     int searched;
     unsigned hits;
-    unsigned dups_in;   /* copies dropped here as duplicates */
+    unsigned dups_in;   /* copies that arrived here after the first (duplicates) */
+    unsigned reforwards; /* of those, copies with more ttl left: forwarded again */
     unsigned gets_out;  /* GETs it sent */
 };
 
@@ -100,6 +101,7 @@ struct tg_counts {
     unsigned links_reached;  /* topology links with both ends reached */
     unsigned get_bound;      /* 2 x links_reached (0: topology unknown) */
     unsigned gets_expected;  /* sum over forwarding peers of their neighbours but the sender */
+    unsigned reforwarded;    /* duplicates forwarded again because they had more ttl left */
     unsigned received;       /* copies handled (one per reached peer but the origin) */
     unsigned duplicates;
     unsigned dropped;

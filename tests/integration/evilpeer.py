@@ -64,7 +64,7 @@ class EvilPeer(FakeHolder):
             for raw in f:
                 line = raw.decode().rstrip("\r\n")
                 if " GET " in line:
-                    self._answer_get(fields(line))
+                    self._answer_get(c, fields(line))
                 elif " REQUEST " in line:
                     self.requests += 1
                     self._answer_request(c)
@@ -89,25 +89,22 @@ class EvilPeer(FakeHolder):
 
     EVIL_MANIFEST = b"F 104857600 " + b"0" * 32 + b" ../escaped.txt\n"
 
-    def _answer_get(self, q: dict[str, str]):
+    def _answer_get(self, c: socket.socket, q: dict[str, str]):
+        """Answers over the link the GET came on: a FOUND goes back the way its GET came."""
         if self.mode == "manifest-escape":
             md5 = hashlib.md5(self.EVIL_MANIFEST).hexdigest()
-            host, port = q["from"].rsplit(":", 1)
             found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
                      f"from={self.addr} holder={self.addr} peer=666 kind=folder "
                      f"size=104857600 md5={md5} path={self.name} name={self.name}\n")
-            with socket.create_connection((host, int(port)), timeout=5) as s:
-                s.sendall(found.encode())
+            c.sendall(found.encode())
             return
         md5 = hashlib.md5(self.genuine).hexdigest()
-        host, port = q["from"].rsplit(":", 1)
         name = "planted.txt" if self.mode == "othername" else self.name
         found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} from={self.addr} "
                  f"holder={self.addr} "
                  f"peer=666 kind=file size={len(self.genuine)} md5={md5} path={name} "
                  f"name={name}\n")
-        with socket.create_connection((host, int(port)), timeout=5) as s:
-            s.sendall(found.encode())
+        c.sendall(found.encode())
 
     def _archive(self) -> bytes:
         buf = io.BytesIO()

@@ -267,7 +267,7 @@ class EvilZipHolder(FakeHolder):
             for raw in f:
                 line = raw.decode().rstrip("\r\n")
                 if " GET " in line:
-                    self._answer_get(fields(line))
+                    self._answer_get(c, fields(line))
                 elif " REQUEST " in line:
                     self.requests += 1
                     self._answer_request(c)
@@ -280,15 +280,14 @@ class EvilZipHolder(FakeHolder):
         finally:
             c.close()
 
-    def _answer_get(self, q: dict[str, str]):
+    def _answer_get(self, c: socket.socket, q: dict[str, str]):
+        """Answers over the link the GET came on: a FOUND goes back the way its GET came."""
         if q.get("name") != self.folder.name:
             return
         f = self.folder
-        host, port = q["from"].rsplit(":", 1)
         found = (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} from={self.addr} "
                  f"holder={self.addr} peer=667 kind=folder size={f.size} md5={f.md5} path={f.name} name={f.name}\n")
-        with socket.create_connection((host, int(port)), timeout=5) as s:
-            s.sendall(found.encode())
+        c.sendall(found.encode())
 
     def _answer_request(self, c: socket.socket):
         e = poisoned(self.mode, self.folder, self.outside)

@@ -57,9 +57,12 @@ class FloodTest(NetCase):
     def test_each_peer_handles_a_query_once_in_a_full_mesh(self):
         stats = self._handled_once("mesh:4", 1, "3.txt")
         # 3 GETs from the origin, then each peer forwards to its 2 other neighbours: 6 copies
-        # arrive at peers that have already handled the id, and all 6 are dropped.
-        self.assertEqual(sum(s["duplicates_dropped"] for s in stats.values()), 6)
-        self.assertEqual(sum(s["queries_forwarded"] for s in stats.values()), 6)
+        # arrive at peers that have already handled the id, and all 6 are dropped. A copy that
+        # raced ahead with ttl 1 makes the origin's ttl-2 copy one with more ttl left, which is
+        # forwarded again (2 more GETs, dropped where they arrive).
+        again = sum(s["duplicates_forwarded"] for s in stats.values())
+        self.assertEqual(sum(s["duplicates_dropped"] for s in stats.values()), 6 + again)
+        self.assertEqual(sum(s["queries_forwarded"] for s in stats.values()), 6 + 2 * again)
 
     def test_search_lists_every_holder_with_hops(self):
         net = self.net("ring:6")
@@ -88,7 +91,9 @@ class FloodTest(NetCase):
     def test_ttl_above_max_is_clamped_and_ttl_0_dropped(self):
         from fsnet import raw
         net = self.net("topologies/seed-chain.topo")
-        host, port = net.addr(1)
+        # From an address that is nobody's neighbour: a connection claiming peer 1's address
+        # would be dropped as spoofed (peer 1's own link to 2 proved that address).
+        host, port = "127.0.0.1", 9
         h2 = net.addr(2)
         for qid, ttl in (("a0a0a0a0a0a0a0a0", 200), ("b0b0b0b0b0b0b0b0", 0)):
             raw(h2, (f"FLOOD/1 GET qid={qid} ttl={ttl} hops=0 origin={host}:{port} "

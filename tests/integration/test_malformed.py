@@ -103,8 +103,10 @@ class Ctx:
         body = (net.share(2) / "2.txt").read_bytes()
         self.body = body
         self.md5 = hashlib.md5(body).hexdigest()
+        # `from` names nobody's neighbour: this test's connections are strangers, and one
+        # claiming peer 1's address would be dropped as spoofed (peer 1 proved it).
         self.get = [("qid", QID), ("ttl", "3"), ("hops", "0"), ("origin", self.a1),
-                    ("from", self.a1), ("name", "nothing-here")]
+                    ("from", "127.0.0.1:9"), ("name", "nothing-here")]
         self.found = [("qid", QID), ("hops", "1"), ("from", self.a3), ("holder", self.a3),
                       ("peer", "3"),
                       ("kind", "file"), ("size", "193"), ("md5", self.md5), ("path", "3.txt"),
@@ -169,7 +171,7 @@ def table(c: Ctx) -> list[Case]:
                   "unknown"))
     add(malformed(g, "lower-case verb", b"FLOOD/1 get" + get_rest[len(" GET"):],
                   "unknown message type", "unknown"))
-    add(malformed(g, "verb only, unknown", b"FLOOD/1 HELLO\n", "unknown message type",
+    add(malformed(g, "verb only, unknown", b"FLOOD/1 HOWDY\n", "unknown message type",
                   "unknown"))
     add(malformed(g, "two spaces before the verb", b"FLOOD/1 " + get_rest,
                   "empty token: tokens are separated by exactly one space"))

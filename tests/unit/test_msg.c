@@ -196,6 +196,38 @@ static void test_round_trip_error(void **state)
     assert_round_trip(&m);
 }
 
+/* The link handshake: HELLO names who dialled; CHALLENGE and PROVE carry a
+ * 128-bit nonce, and anything but 32 lower-case hex digits is refused. */
+static void test_round_trip_link_handshake(void **state)
+{
+    struct msg m, back;
+    size_t used;
+    const char *why = NULL;
+    static const char bad[] = "FLOOD/1 PROVE from=127.0.0.1:10812 nonce=ABCDEF\n";
+    static const char no_nonce[] = "FLOOD/1 CHALLENGE from=127.0.0.1:10812\n";
+    static const char no_peer[] = "FLOOD/1 HELLO from=127.0.0.1:10812\n";
+
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_HELLO;
+    snprintf(m.from.host, sizeof m.from.host, "127.0.0.1");
+    m.from.port = 10812;
+    m.peer_id = 2;
+    assert_round_trip(&m);
+    m.peer_id = 0;
+    m.type = MSG_CHALLENGE;
+    memcpy(m.nonce, "0123456789abcdef0123456789abcdef", MSG_NONCE_LEN + 1);
+    assert_round_trip(&m);
+    m.type = MSG_PROVE;
+    assert_round_trip(&m);
+    assert_int_equal(msg_parse(bad, sizeof bad - 1, &back, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "nonce is not 32 lower-case hex digits");
+    assert_int_equal(msg_parse(no_nonce, sizeof no_nonce - 1, &back, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "CHALLENGE needs nonce");
+    assert_int_equal(msg_parse(no_peer, sizeof no_peer - 1, &back, &used, &why), FS_EPROTO);
+    assert_string_equal(why, "HELLO needs peer");
+}
+
 static void test_round_trip_fetch_range_and_data(void **state)
 {
     struct msg m;
@@ -1172,6 +1204,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_request),
         cmocka_unit_test(test_round_trip_item),
         cmocka_unit_test(test_round_trip_error),
+        cmocka_unit_test(test_round_trip_link_handshake),
         cmocka_unit_test(test_round_trip_fetch_range_and_data),
         cmocka_unit_test(test_parse_refuses_bad_transfer_fields),
         cmocka_unit_test(test_round_trip_error_with_empty_msg),
