@@ -71,6 +71,7 @@ struct fplane {
 };
 
 static void link_close(struct link *l, const char *why);
+static int release_held(struct link *l);
 
 /* ----------------------------------------------------------- set-up */
 
@@ -273,6 +274,10 @@ static void link_close(struct link *l, const char *why)
 
     if (l->dead)
         return;
+    if (l->held && why) { /* it claimed a neighbour and left before proving it */
+        l->state = LS_REFUTED;
+        release_held(l);
+    }
     l->dead = 1;
     if (why)
         log_msg(L_DEBUG, "link %u %s %s closed: %s", l->id, l->outbound ? "to" : "from",
