@@ -21,6 +21,7 @@
 
 #define FP_STACK (256 * 1024) /* the loop's deepest frame is a few KiB (msg + header) */
 #define FP_READS_PER_WAKE 16  /* reads from one link per wake-up, so none can hog the loop */
+#define FP_HOLD_BYTES 16384   /* GET/FOUND bytes held while a claim is being proven */
 
 enum link_state {
     LS_NEW,      /* inbound, has named nobody yet */
@@ -43,6 +44,8 @@ struct link {
     int spoof_logged;
     struct conn *in; /* the read buffer: adopted from the gate, or our own */
     int adopted;
+    char *held;      /* GETs and FOUNDs that came while its claim was challenged */
+    size_t held_len;
     char *out;       /* the output queue: bytes not yet written */
     size_t out_off, out_len;
     struct link *next;
@@ -68,6 +71,7 @@ struct fplane {
 };
 
 static void link_close(struct link *l, const char *why);
+static int release_held(struct link *l);
 
 /* ----------------------------------------------------------- set-up */
 
@@ -112,6 +116,7 @@ fs_status fplane_start(struct fplane *fp)
 
 static void free_link(struct link *l)
 {
+    free(l->held);
     free(l->out);
     if (!l->adopted)
         free(l->in);
@@ -269,6 +274,10 @@ static void link_close(struct link *l, const char *why)
 
     if (l->dead)
         return;
+    if (l->held && why) { /* it claimed a neighbour and left before proving it */
+        l->state = LS_REFUTED;
+        release_held(l);
+    }
     l->dead = 1;
     if (why)
         log_msg(L_DEBUG, "link %u %s %s closed: %s", l->id, l->outbound ? "to" : "from",
@@ -287,6 +296,8 @@ static void link_close(struct link *l, const char *why)
 }
 
 static void link_cb(struct ev *ev, struct ev_watch *w, uint32_t what);
+static int dispatch(struct link *l, const struct msg *m, const char *raw, size_t n);
+static void count_spoofed(struct link *l, const struct msg *m, const char *why);
 
 /* A numeric address for `a`: names are resolved here (config only: peers
  * name their neighbours, so this is a local lookup, never a wire value). */
@@ -455,6 +466,32 @@ static void claim(struct link *l, const struct fs_addr *addr)
         enqueue(o, &ch); /* if it cannot go, the deadline refutes the claim */
 }
 
+/* What l held while its claim was challenged, parsed again: dispatched now
+ * that it is proven, or counted as spoofed now that it is refuted. 0, or
+ * -1 when l closed. */
+static int release_held(struct link *l)
+{
+    char *q = l->held;
+    size_t off = 0, end = l->held_len;
+    int rc = 0;
+
+    l->held = NULL;
+    l->held_len = 0;
+    while (q && off < end && rc == 0) {
+        struct msg m;
+        size_t used;
+        if (msg_parse(q + off, end - off, &m, &used, NULL) != FS_OK)
+            break;
+        if (l->state == LS_PROVEN)
+            rc = dispatch(l, &m, q + off, used);
+        else
+            count_spoofed(l, &m, "the link's claim was refuted");
+        off += used;
+    }
+    free(q);
+    return rc;
+}
+
 static void refute(struct link *l, const char *why)
 {
     char a[ADDR_STR_MAX];
@@ -465,9 +502,11 @@ static void refute(struct link *l, const char *why)
     ev_update(l->fp->ev, &l->w);
     log_msg(L_INFO, "link %u claiming to be %s: %s; what it sends is dropped as spoofed", l->id,
             addr_format(&l->addr, a), why);
+    release_held(l);
 }
 
-static void proven(struct link *l)
+/* l answered its challenge. 0, or -1 when l closed meanwhile. */
+static int proven(struct link *l)
 {
     struct fplane *fp = l->fp;
     char a[ADDR_STR_MAX];
@@ -476,15 +515,20 @@ static void proven(struct link *l)
     l->challenged = 0;
     l->w.deadline_ms = 0;
     ev_update(fp->ev, &l->w);
-    /* An older inbound link of the same neighbour is from before it
-     * restarted: the newest proof wins. */
+    /* An older proven link of the same neighbour is from before it
+     * restarted: the newest proof wins. Another link still claiming the
+     * address is a liar. */
     for (struct link *o = fp->links, *next; o; o = next) {
         next = o->next;
-        if (o != l && !o->outbound && addr_equal(&o->addr, &l->addr) &&
-            (o->state == LS_PROVEN || o->state == LS_CLAIMED))
+        if (o == l || o->outbound || !addr_equal(&o->addr, &l->addr))
+            continue;
+        if (o->state == LS_PROVEN)
             link_close(o, "superseded by a newer proven link");
+        else if (o->state == LS_CLAIMED)
+            refute(o, "another link proved that address");
     }
     log_msg(L_DEBUG, "link %u from %s proven", l->id, addr_format(&l->addr, a));
+    return release_held(l);
 }
 
 static void on_challenge(struct link *l, const struct msg *m)
@@ -501,12 +545,28 @@ static void on_challenge(struct link *l, const struct msg *m)
     enqueue(s->link, &pr);
 }
 
-static void on_prove(struct link *l, const struct msg *m)
+static int on_prove(struct link *l, const struct msg *m)
 {
     if (l->state != LS_CLAIMED || !l->challenged || !addr_equal(&m->from, &l->addr))
+        return 0;
+    if (strcmp(m->nonce, l->nonce) != 0)
+        return 0;
+    return proven(l);
+}
+
+/* Keeps a GET or FOUND until l's claim is decided: before that, a message
+ * on a link claiming a neighbour's address is neither trusted nor refused.
+ * Past FP_HOLD_BYTES it is dropped (flow_control). */
+static void hold(struct link *l, const char *raw, size_t n)
+{
+    if (l->held_len + n > FP_HOLD_BYTES) {
+        stats_inc(l->fp->o.stats, flow_dropped);
         return;
-    if (strcmp(m->nonce, l->nonce) == 0)
-        proven(l);
+    }
+    if (!l->held && !(l->held = malloc(FP_HOLD_BYTES)))
+        return;
+    memcpy(l->held + l->held_len, raw, n);
+    l->held_len += n;
 }
 
 /* ---------------------------------------------------------- reading */
@@ -524,8 +584,9 @@ static void count_spoofed(struct link *l, const struct msg *m, const char *why)
     }
 }
 
-/* Hands one parsed message to where it belongs. 0, or -1 when l closed. */
-static int dispatch(struct link *l, const struct msg *m)
+/* Hands one parsed message (raw: its n bytes on the wire) to where it
+ * belongs. 0, or -1 when l closed. */
+static int dispatch(struct link *l, const struct msg *m, const char *raw, size_t n)
 {
     struct fplane *fp = l->fp;
 
@@ -554,8 +615,7 @@ static int dispatch(struct link *l, const struct msg *m)
         on_challenge(l, m);
         return 0;
     case MSG_PROVE:
-        on_prove(l, m);
-        return 0;
+        return on_prove(l, m);
     default:
         break;
     }
@@ -568,6 +628,10 @@ static int dispatch(struct link *l, const struct msg *m)
             }
         }
     }
+    if (l->challenged) {
+        hold(l, raw, n);
+        return 0;
+    }
     struct route_hop hop = {.link = l->id, .addr = l->addr, .proven = l->state == LS_PROVEN,
                             .refuted = l->state == LS_REFUTED};
     if (hop.refuted || !addr_equal(&m->from, &l->addr)) {
@@ -576,7 +640,7 @@ static int dispatch(struct link *l, const struct msg *m)
         return 0;
     }
     if (!l->outbound && l->state != LS_PROVEN) /* a stranger's link lives while it talks */
-        l->w.deadline_ms = l->challenged ? l->w.deadline_ms : net_now_ms() + fp->o.idle_ms;
+        l->w.deadline_ms = net_now_ms() + fp->o.idle_ms;
     uint32_t id = l->id;
     fp->o.on_msg(fp->o.arg, m, &hop);
     /* on_msg may have closed l (a failed send): look it up again. */
@@ -609,7 +673,7 @@ static int drain(struct link *l)
             return -1;
         }
         c->off += used;
-        if (dispatch(l, &m) < 0)
+        if (dispatch(l, &m, c->buf + c->off - used, used) < 0)
             return -1;
     }
 }
