@@ -456,7 +456,9 @@ def write_engine_md(out_dir: Path) -> None:
                 return r["modes"][mode]
             rows += [
                 (f"**readers that {'read 512 KiB every 3 s' if mode == 'slow' else 'never read'}**", "", lambda r, m=m: f"{m(r)['readers']} FETCH from {', '.join(r['reader_addrs'])}"),
-                ("readers given RANGE / BUSY / cut or refused", "", lambda r, m=m: f"{m(r)['reader_outcome']['range']} / {m(r)['reader_outcome']['busy']} / {m(r)['reader_outcome']['closed']}"),
+                ("readers given RANGE / BUSY / closed or reset (none answered: the rest)", "", lambda r, m=m: f"{m(r)['reader_outcome']['range']} / {m(r)['reader_outcome']['busy']} / {m(r)['reader_outcome']['closed']}"),
+                ("H's side of them at the end (TCP state)", "", lambda r, m=m: ", ".join(f"{k} {n}" for k, n in m(r)["holder_side_states"].items()) or "none"),
+                ("H's uploads failed (closing the readers at the end fails theirs too) / cut as slow / busy refused", "", lambda r, m=m: f"{m(r)['holder_counters']['uploads_failed']} / {m(r)['holder_counters']['uploads_slow']} / {m(r)['holder_counters']['busy_refused']}"),
                 ("searches that found the holder's file", "all", lambda r, m=m: f"{m(r)['search_found']} of {m(r)['searches']}"),
                 ("search first hit, ms", "within the hit window", lambda r, m=m: fmt_spread(m(r)["first_hit_ms"])),
                 ("`get` of a small file, s", "completes", lambda r, m=m: fmt_spread(m(r)["get_s"], 1, ".2f") + f" ({m(r)['get_ok']} of {m(r)['gets']} ok)"),
