@@ -164,9 +164,11 @@ def load_now() -> list[str] | None:
 # --- the binary and the network -----------------------------------------------------------------
 
 
-def git_commit() -> str | None:
+def git_commit(where: Path = REPO) -> str | None:
+    """`git describe --always --dirty` of the work tree holding `where` (the default label's
+    commit; for the binary, the tree it was built in, which may differ from this script's)."""
     try:
-        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        return subprocess.run(["git", "-C", str(where), "describe", "--always", "--dirty"],
                               capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -183,7 +185,7 @@ def copy_binary(given: str, workdir: Path) -> tuple[str, dict]:
     digest = hashlib.sha256(dst.read_bytes()).hexdigest()
     mtime = datetime.datetime.fromtimestamp(src.stat().st_mtime).isoformat(timespec="seconds")
     return str(dst), {"path": str(src), "mtime": mtime, "sha256": digest,
-                      "repo_commit": git_commit()}
+                      "repo_commit": git_commit(src.parent)}
 
 
 class Net:
@@ -375,7 +377,9 @@ def run_header(runs: dict) -> list[str]:
         b = run.get("binary", {})
         m = run.get("machine", {})
         out.append(f"- **{label}**: {run.get('when', '?')}, binary {b.get('path')} "
-                   f"(commit {b.get('repo_commit')}, sha256 {str(b.get('sha256'))[:12]}…), "
+                   f"(built {b.get('mtime')}; its work tree was at {b.get('repo_commit')} "
+                   f"during the run; "
+                   f"sha256 {str(b.get('sha256'))[:12]}…), "
                    f"{m.get('cpus')} CPUs, load {run.get('load_before') or m.get('loadavg_at_start')}"
                    f"; command: `{run.get('command')}`")
         for note in run.get("notes", []):
