@@ -64,6 +64,23 @@ def raise_fd_limit() -> int:
     return hard
 
 
+def raise_inotify_instances(peers: int) -> int:
+    """Each peer watches its share with one inotify instance; Debian allows 128 per user. Past
+    that a peer falls back to rescanning every 2 s, which is CPU an idle peer must not use, so
+    as root we raise the limit for the run (and say so); otherwise we only report it."""
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        now = int(path.read_text())
+        want = peers + 256
+        if now < want and os.geteuid() == 0:
+            path.write_text(str(want))
+            log("scale", f"fs.inotify.max_user_instances {now} -> {want} (one per peer)")
+            return want
+        return now
+    except OSError:
+        return -1
+
+
 def stats_of(values: list[float]) -> dict | None:
     """median, min, max and n of a list, or None if it is empty."""
     values = [v for v in values if v is not None]
