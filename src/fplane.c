@@ -63,7 +63,8 @@ struct fplane {
     struct fplane_opts o;
     struct ev *ev;
     pthread_t thread;
-    int started, stopped;
+    int started; /* the thread runs (main thread only) */
+    int stopped; /* the thread has been joined (main thread only) */
     uint32_t next_id;
     struct link *links; /* every open link, inbound and outbound */
     struct nslot slots[CFG_MAX_NEIGHBOURS];
@@ -127,10 +128,10 @@ void fplane_stop(struct fplane *fp)
 {
     if (!fp || fp->stopped)
         return;
-    fp->stopped = 1;
     ev_stop(fp->ev);
     if (fp->started)
         pthread_join(fp->thread, NULL);
+    fp->stopped = 1; /* only now: the loop reads it no more */
     /* The loop is gone: this thread owns every link now. */
     while (fp->links)
         link_close(fp->links, NULL);
@@ -291,7 +292,7 @@ static void link_close(struct link *l, const char *why)
         fp->o.release(fp->o.arg, l->in);
     else
         close(l->w.fd);
-    if (fp->stopped || ev_post(fp->ev, post_free, l) != FS_OK)
+    if (ev_post(fp->ev, post_free, l) != FS_OK) /* the loop has stopped: nothing is pending */
         free_link(l);
 }
 
