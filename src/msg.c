@@ -388,6 +388,13 @@ static fs_status parse_crc(const char *v, size_t n, struct msg *m, const char **
     return FS_OK;
 }
 
+static fs_status parse_retry(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct num_why w = NUM_WHY(retry, "a number of ms from 1 to 600000");
+
+    return num_field(v, n, 1, MSG_MAX_RETRY_MS, &m->retry, &w, why);
+}
+
 static fs_status parse_name(const char *v, size_t n, struct msg *m, const char **why)
 {
     static const struct text_why w = {
@@ -481,7 +488,7 @@ typedef fs_status (*parse_fn)(const char *v, size_t n, struct msg *m, const char
 
 #define KEY_LIST(X)                                                                           \
     X(qid) X(ttl) X(hops) X(origin) X(from) X(holder) X(peer) X(kind) X(size) X(md5) X(path)  \
-        X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc)
+        X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc) X(retry)
 
 enum key {
 #define KEY_ENUM(k) K_##k,
@@ -531,6 +538,7 @@ static const struct need range_keys[] = {
 static const struct need data_keys[] = {NEED(DATA, idx), NEED(DATA, len), NEED(DATA, crc)};
 static const struct need list_keys[] = {NEED(LIST, path), NEED(LIST, md5)};
 static const struct need manifest_keys[] = {NEED(MANIFEST, md5), NEED(MANIFEST, len)};
+static const struct need busy_keys[] = {NEED(BUSY, retry)};
 
 struct verb_spec {
     const char *name;
@@ -552,6 +560,7 @@ static const struct verb_spec verbs[] = {
     VERB("DATA", MSG_DATA, data_keys),
     VERB("LIST", MSG_LIST, list_keys),
     VERB("MANIFEST", MSG_MANIFEST, manifest_keys),
+    VERB("BUSY", MSG_BUSY, busy_keys),
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])
@@ -872,6 +881,7 @@ static void put_value(struct wbuf *w, const struct msg *m, enum key k)
     case K_chunk: put_u64(w, m->chunk); break;
     case K_idx: put_u64(w, m->idx); break;
     case K_crc: put_crc(w, m->crc); break;
+    case K_retry: put_u64(w, m->retry); break;
     case K_COUNT: w->bad = 1; break;
     }
 }

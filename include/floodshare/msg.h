@@ -23,6 +23,7 @@
 #define MSG_QID_LEN 16      /* a query id is 16 lower-case hex digits */
 #define MSG_MD5_LEN 32      /* an MD5 is 32 lower-case hex digits */
 #define MSG_MAX_HOPS 255    /* ttl and hops must parse as 0..255 */
+#define MSG_MAX_RETRY_MS 600000 /* a BUSY's retry: at most 10 minutes */
 
 enum msg_type {
     MSG_GET = 1, /* flood query */
@@ -35,6 +36,8 @@ enum msg_type {
     MSG_DATA,    /* one chunk of a file; `len` body bytes follow */
     MSG_LIST,    /* ask a holder for a folder's manifest */
     MSG_MANIFEST, /* the holder's answer to LIST; `len` body bytes follow */
+    MSG_BUSY,     /* a holder's refusal for now: every upload slot is taken; ask
+                     again after `retry` ms (the holder closes the connection) */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -50,6 +53,7 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   DATA:    idx len crc
  *   LIST:    path md5
  *   MANIFEST: md5 len
+ *   BUSY:    retry
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;
@@ -74,6 +78,7 @@ struct msg {
     uint64_t chunk;  /* RANGE: bytes per DATA frame (the last may be shorter) */
     uint64_t idx;    /* DATA: chunk index in the file (byte idx * chunk) */
     uint32_t crc;    /* DATA: CRC-32 of the frame's bytes (8 lower-case hex) */
+    uint64_t retry;  /* BUSY: ms to wait before asking again, 1..MSG_MAX_RETRY_MS */
 };
 
 /* Parses one header from buf[0..len).
