@@ -388,6 +388,9 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
         json_uint(&j, "io_timeout_ms", c.io_timeout_ms);
         json_uint(&j, "hit_window_ms", c.hit_window_ms);
         json_uint(&j, "max_ttl", c.max_ttl);
+        json_uint(&j, "upload_slots", c.upload_slots);
+        json_uint(&j, "upload_slots_per_addr", c.upload_slots_per_addr);
+        json_uint(&j, "min_upload_rate", c.min_upload_rate);
         json_arr_open(&j, "links_down");
         for (size_t i = 0; i < n_down; i++)
             json_str(&j, NULL, addr_format(&down[i], one));
@@ -408,6 +411,9 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
     ctl_print(o, 1, "  neighbours   %s", nb[0] ? nb : "(none)");
     ctl_print(o, 1, "  limits       %u workers, io timeout %u ms, hit window %u ms", c.workers,
               c.io_timeout_ms, c.hit_window_ms);
+    ctl_print(o, 1, "  uploads      %u slots, %u per address, cut below %u bytes/s over 10 s%s",
+              c.upload_slots, c.upload_slots_per_addr, c.min_upload_rate,
+              c.min_upload_rate ? "" : " (never)");
     ctl_print(o, 1, "  control      %s", p->sock_path);
     nb[0] = '\0';
     for (size_t i = 0; i < n_down; i++) {
