@@ -18,6 +18,7 @@
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
 #include "floodshare/peer.h"
+#include "floodshare/slots.h"
 #include "floodshare/share.h"
 #include "floodshare/zipio.h"
 #include "xfer_int.h"
@@ -42,10 +43,13 @@ struct xfer_row {
     uint64_t start_ms;
 };
 
-/* lock guards every slot. */
+/* lock guards every row. up and min_rate are set once at start-up, before
+ * any upload, and only read after that; up has its own lock. */
 struct xfer_table {
     pthread_mutex_t lock;
     struct xfer_row slots[XFER_MAX_ACTIVE];
+    struct slots *up; /* upload slots; NULL: not limited */
+    unsigned min_rate;
 };
 
 struct xfer_table *xfer_table_new(void)
@@ -61,7 +65,60 @@ void xfer_table_free(struct xfer_table *t)
     if (!t)
         return;
     pthread_mutex_destroy(&t->lock);
+    slots_free(t->up);
     free(t);
+}
+
+fs_status xfer_set_limits(struct xfer_table *t, const struct xfer_limits *lim)
+{
+    if (lim->slots == 0 || lim->slots_per_addr == 0)
+        return FS_EINVAL;
+    struct slots *s = slots_new(lim->slots, lim->slots_per_addr);
+    if (!s)
+        return FS_ENOMEM;
+    slots_free(t->up);
+    t->up = s;
+    t->min_rate = lim->min_rate;
+    return FS_OK;
+}
+
+unsigned xfer_min_rate(struct peer *p)
+{
+    return p->xfers->min_rate;
+}
+
+int xfer_slot_take(struct peer *p, struct conn *c, struct xfer_slot *s)
+{
+    struct slots *up = p->xfers->up;
+    struct fs_addr who;
+
+    if (s->held || !up)
+        return 0;
+    net_peer_addr(c->fd, &who);
+    enum slots_verdict v = slots_take(up, who.host);
+    if (v == SLOTS_OK) {
+        s->held = 1;
+        snprintf(s->host, sizeof s->host, "%s", who.host);
+        return 0;
+    }
+    struct msg busy;
+    memset(&busy, 0, sizeof busy);
+    busy.type = MSG_BUSY;
+    /* Jitter spreads the retries of many requesters turned away at once. */
+    busy.retry = XFER_BUSY_RETRY_MS + net_now_ms() % 1000;
+    stats_inc(&p->stats, busy_refused);
+    log_msg(L_DEBUG, "upload to %s refused busy: %s", who.host,
+            v == SLOTS_FULL ? "every upload slot is taken" : "its address holds its share of slots");
+    conn_send_msg(c->fd, &busy, c->timeout_ms);
+    return -1;
+}
+
+void xfer_slot_give(struct peer *p, struct xfer_slot *s)
+{
+    if (!s->held)
+        return;
+    slots_give(p->xfers->up, s->host);
+    s->held = 0;
 }
 
 /* Registers a transfer; returns its slot, or -1 when the table is full

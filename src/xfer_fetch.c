@@ -225,7 +225,9 @@ static fs_status connect_holder(struct fetch *f, struct conn *c)
     int sock;
 
     peer_cfg_snapshot(f->p, &cf);
-    fs_status st = net_connect_tcp(&f->hit->holder, (int)cf.connect_timeout_ms, &sock);
+    /* From the address this peer advertises: upload slots are per address. */
+    fs_status st = net_connect_tcp_from(&f->hit->holder, cf.host, (int)cf.connect_timeout_ms,
+                                        &sock);
     if (st)
         return fail(f, st, "cannot connect to the holder: %s", fs_strerror(st));
     peer_track(f->p, sock);
@@ -241,7 +243,8 @@ static void disconnect(struct fetch *f, struct conn *c)
 
 /* Reads the reply to REQUEST, FETCH or LIST: FS_OK with *m, or a failure
  * with res->why; a holder that does not know FETCH or LIST gives
- * FS_ENOTSUP. The reply must describe the item asked for: md5, and size
+ * FS_ENOTSUP; one with no upload slot free, FS_EBUSY and res->retry_ms.
+ * The reply must describe the item asked for: md5, and size
  * unless it is a MANIFEST. */
 static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum msg_type want,
                             uint64_t size, const char *md5)
@@ -255,6 +258,11 @@ static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum
         return cut(f, st, "holder stalled: no reply within %d ms", c->timeout_ms);
     if (st)
         return fail(f, st, "no reply from the holder: %s", fs_strerror(st));
+    if (m->type == MSG_BUSY) {
+        f->res->retry_ms = (unsigned)m->retry;
+        return fail(f, FS_EBUSY, "holder busy: every upload slot it has is taken; it asks to "
+                    "be tried again in %u ms", f->res->retry_ms);
+    }
     if (m->type == MSG_ERROR && want != MSG_ITEM && strcmp(m->code, "unknown") == 0)
         return fail(f, FS_ENOTSUP, "holder does not know %s", want == MSG_RANGE ? "FETCH" : "LIST");
     if (m->type == MSG_ERROR)
@@ -963,8 +971,8 @@ fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_wa
         sh = peer_share_get(p);
         share_mark_dirty(sh);
         peer_share_put(p);
-    } else if (st != FS_EEXIST && st != FS_ECANCELED) {
-        stats_inc(&p->stats, downloads_failed);
+    } else if (st != FS_EEXIST && st != FS_ECANCELED && !res->retry_ms) {
+        stats_inc(&p->stats, downloads_failed); /* a BUSY is not a failure: it is retried */
     }
     return st;
 }

@@ -27,4 +27,7 @@ int xfer_table_add(struct peer *p, int upload, const char *name, const struct fs
 void xfer_table_set(struct peer *p, int row, uint64_t done);
 void xfer_table_del(struct peer *p, int row);
 
+/* [limits] min_upload_rate as set by xfer_set_limits() (0 before). */
+unsigned xfer_min_rate(struct peer *p);
+
 #endif

@@ -4,10 +4,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -75,9 +79,114 @@ static void up_end(struct peer *p, struct up_trace *u, uint64_t pos, fs_status s
 }
 
 
+/* --- pacing: min_upload_rate over each XFER_RATE_WINDOW_MS --- */
+
+/* One upload's writes. The rate counts bytes the requester's TCP has
+ * acknowledged (written minus what is still in our send queue, SIOCOUTQ):
+ * a requester that stops reading would otherwise look fast for as long as
+ * the socket buffers take bytes. Windows follow each other from the first
+ * byte on; the last, partial one is not judged. */
+struct pace {
+    int fd;
+    uint64_t min_rate;  /* bytes/s; 0: never cut */
+    uint64_t win_start; /* ms */
+    uint64_t win_acked; /* acknowledged bytes when the window began */
+    uint64_t written;   /* bytes handed to the socket */
+    uint64_t moved;     /* on a cut: bytes acknowledged in the window that failed */
+    int slow;           /* set when the upload was cut for being too slow */
+};
+
+static void pace_init(struct pace *pc, struct peer *p, int fd)
+{
+    memset(pc, 0, sizeof *pc);
+    pc->fd = fd;
+    pc->min_rate = xfer_min_rate(p);
+    pc->win_start = net_now_ms();
+}
+
+static uint64_t pace_acked(const struct pace *pc)
+{
+    int queued = 0;
+
+    if (ioctl(pc->fd, SIOCOUTQ, &queued) < 0 || queued < 0)
+        queued = 0; /* cannot tell: count what was written */
+    return pc->written > (uint64_t)queued ? pc->written - (uint64_t)queued : 0;
+}
+
+/* Judges the window when it is over. -1 (and pc->slow) when it moved too
+ * little; 0 otherwise. */
+static int pace_check(struct pace *pc, uint64_t now)
+{
+    if (pc->min_rate == 0 || now - pc->win_start < XFER_RATE_WINDOW_MS)
+        return 0;
+    uint64_t acked = pace_acked(pc), moved = acked - pc->win_acked;
+    if (moved * 1000 < pc->min_rate * (now - pc->win_start)) {
+        pc->slow = 1;
+        pc->moved = moved;
+        return -1;
+    }
+    pc->win_start = now;
+    pc->win_acked = acked;
+    return 0;
+}
+
+/* Writes all n bytes: each wait for buffer space at most timeout_ms, and
+ * the upload as a whole kept to min_rate. FS_ETIMEDOUT (pc->slow tells
+ * which), FS_ECLOSED, FS_EIO. */
+static fs_status pace_write(struct pace *pc, const void *buf, size_t n, int timeout_ms)
+{
+    const char *b = buf;
+    uint64_t last = net_now_ms(); /* last progress */
+
+    while (n > 0) {
+        uint64_t now = net_now_ms();
+        if (pace_check(pc, now) < 0)
+            return FS_ETIMEDOUT;
+        ssize_t w = send(pc->fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            b += w;
+            n -= (size_t)w;
+            pc->written += (uint64_t)w;
+            last = now;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return (errno == EPIPE || errno == ECONNRESET) ? FS_ECLOSED : FS_EIO;
+        if (now - last >= (uint64_t)timeout_ms)
+            return FS_ETIMEDOUT;
+        uint64_t wait = (uint64_t)timeout_ms - (now - last);
+        if (pc->min_rate && pc->win_start + XFER_RATE_WINDOW_MS - now < wait)
+            wait = pc->win_start + XFER_RATE_WINDOW_MS - now; /* wake to judge the window */
+        struct pollfd pfd = {.fd = pc->fd, .events = POLLOUT};
+        if (poll(&pfd, 1, (int)(wait ? wait : 1)) < 0 && errno != EINTR)
+            return FS_EIO;
+    }
+    return FS_OK;
+}
+
+/* Counts and logs how an upload ended badly. verb and esc name it
+ * ("fetch", the escaped path); level is for failures other than a cut. */
+static void upload_failed(struct peer *p, const struct pace *pc, const char *verb,
+                          const char *esc, const struct fs_addr *who, fs_status st, int level)
+{
+    char h[ADDR_STR_MAX];
+
+    stats_inc(&p->stats, uploads_failed);
+    if (pc->slow) {
+        stats_inc(&p->stats, uploads_slow);
+        log_msg(L_INFO, "%s %s: cut: %s moved %llu bytes in %d s, under min_upload_rate %llu "
+                "bytes/s", verb, esc, addr_format(who, h), (unsigned long long)pc->moved,
+                XFER_RATE_WINDOW_MS / 1000, (unsigned long long)pc->min_rate);
+    } else {
+        log_msg(level, "%s %s: upload stopped: %s", verb, esc, fs_strerror(st));
+    }
+}
+
 /* --- holder side --- */
 
-static fs_status stream_file(struct peer *p, int fd_out, const char *path, uint64_t len,
+static fs_status stream_file(struct peer *p, struct pace *pc, const char *path, uint64_t len,
                              int timeout_ms)
 {
     char *buf = malloc(XFER_CHUNK);
@@ -96,7 +205,7 @@ static fs_status stream_file(struct peer *p, int fd_out, const char *path, uint6
             st = FS_EIO;
             break;
         }
-        st = net_write_all(fd_out, buf, (size_t)n, timeout_ms);
+        st = pace_write(pc, buf, (size_t)n, timeout_ms);
         if (st)
             break;
         stats_add(&p->stats, bytes_sent, n);
@@ -179,16 +288,17 @@ void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
     net_peer_addr(c->fd, &who);
     int slot = xfer_table_add(p, 1, req->path, &who, item.len);
     struct up_trace ut;
+    struct pace pc;
     up_begin(p, &ut, req, &who, item.len, 0);
+    pace_init(&pc, p, c->fd);
     st = conn_send_msg(c->fd, &item, c->timeout_ms);
     if (st == FS_OK)
-        st = stream_file(p, c->fd, zip, item.len, c->timeout_ms);
+        st = stream_file(p, &pc, zip, item.len, c->timeout_ms);
     up_end(p, &ut, st == FS_OK ? item.len : 0, st);
     xfer_table_del(p, slot);
     unlink(zip);
     if (st) {
-        stats_inc(&p->stats, uploads_failed);
-        log_msg(L_WARN, "request %s: upload failed: %s", esc, fs_strerror(st));
+        upload_failed(p, &pc, "request", esc, &who, st, L_WARN);
         return;
     }
     stats_inc(&p->stats, uploads);
@@ -196,8 +306,8 @@ void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
 
 /* Sends DATA frames for the chunks of fd from offset on. Each chunk is
  * read whole first, because its CRC goes in the frame's header. */
-static fs_status send_chunks(struct peer *p, struct conn *c, int fd, uint64_t size,
-                             uint64_t offset, int slot, struct up_trace *ut)
+static fs_status send_chunks(struct peer *p, struct conn *c, struct pace *pc, int fd,
+                             uint64_t size, uint64_t offset, int slot, struct up_trace *ut)
 {
     char *buf = malloc(PARTIAL_CHUNK);
     char head[MSG_MAX_HEADER];
@@ -217,9 +327,9 @@ static fs_status send_chunks(struct peer *p, struct conn *c, int fd, uint64_t si
             break;
         d.crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)d.len);
         int n = msg_format(&d, head, sizeof head);
-        st = n < 0 ? FS_EINVAL : net_write_all(c->fd, head, (size_t)n, c->timeout_ms);
+        st = n < 0 ? FS_EINVAL : pace_write(pc, head, (size_t)n, c->timeout_ms);
         if (st == FS_OK)
-            st = net_write_all(c->fd, buf, (size_t)d.len, c->timeout_ms);
+            st = pace_write(pc, buf, (size_t)d.len, c->timeout_ms);
         if (st == FS_OK) {
             stats_add(&p->stats, bytes_sent, d.len);
             xfer_table_set(p, slot, off + d.len);
@@ -270,16 +380,17 @@ int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
     int slot = xfer_table_add(p, 1, req->path, &who, it.size);
     xfer_table_set(p, slot, req->offset);
     struct up_trace ut;
+    struct pace pc;
     up_begin(p, &ut, req, &who, it.size, req->offset);
+    pace_init(&pc, p, c->fd);
     fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
     if (st == FS_OK)
-        st = send_chunks(p, c, fd, it.size, req->offset, slot, &ut);
+        st = send_chunks(p, c, &pc, fd, it.size, req->offset, slot, &ut);
     up_end(p, &ut, ut.ev.bytes, st);
     xfer_table_del(p, slot);
     close(fd);
     if (st) {
-        stats_inc(&p->stats, uploads_failed);
-        log_msg(L_INFO, "fetch %s: stopped: %s", esc, fs_strerror(st));
+        upload_failed(p, &pc, "fetch", esc, &who, st, L_INFO);
         return -1;
     }
     stats_inc(&p->stats, uploads);
@@ -313,9 +424,17 @@ int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req)
     m.len = len;
     log_msg(L_INFO, "list %s: sending the manifest of %llu files", log_escape_str(esc, req->path),
             (unsigned long long)it.files);
+    struct pace pc;
+    pace_init(&pc, p, c->fd);
     st = conn_send_msg(c->fd, &m, c->timeout_ms);
     if (st == FS_OK)
-        st = net_write_all(c->fd, text, len, c->timeout_ms);
+        st = pace_write(&pc, text, len, c->timeout_ms);
     free(text);
-    return st == FS_OK ? 0 : -1;
+    if (st) {
+        struct fs_addr who;
+        net_peer_addr(c->fd, &who);
+        upload_failed(p, &pc, "list", esc, &who, st, L_INFO);
+        return -1;
+    }
+    return 0;
 }
