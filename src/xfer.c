@@ -95,7 +95,7 @@ int xfer_slot_take(struct peer *p, struct conn *c, struct xfer_slot *s)
     if (s->held || !up)
         return 0;
     net_peer_addr(c->fd, &who);
-    enum slots_verdict v = slots_take(up, who.host);
+    enum slots_verdict v = slots_take(up, who.host, net_now_ms());
     if (v == SLOTS_OK) {
         s->held = 1;
         snprintf(s->host, sizeof s->host, "%s", who.host);
@@ -108,9 +108,17 @@ int xfer_slot_take(struct peer *p, struct conn *c, struct xfer_slot *s)
     busy.retry = XFER_BUSY_RETRY_MS + net_now_ms() % 1000;
     stats_inc(&p->stats, busy_refused);
     log_msg(L_DEBUG, "upload to %s refused busy: %s", who.host,
-            v == SLOTS_FULL ? "every upload slot is taken" : "its address holds its share of slots");
+            v == SLOTS_FULL        ? "every upload slot is taken"
+            : v == SLOTS_PENALIZED ? "an upload to its address was just cut for being slow"
+                                   : "its address holds its share of slots");
     conn_send_msg(c->fd, &busy, c->timeout_ms);
     return -1;
+}
+
+void xfer_slot_penalize(struct peer *p, const char *host)
+{
+    if (p->xfers->up)
+        slots_penalize(p->xfers->up, host, net_now_ms() + XFER_SLOW_PENALTY_MS);
 }
 
 void xfer_slot_give(struct peer *p, struct xfer_slot *s)

@@ -30,4 +30,8 @@ void xfer_table_del(struct peer *p, int row);
 /* [limits] min_upload_rate as set by xfer_set_limits() (0 before). */
 unsigned xfer_min_rate(struct peer *p);
 
+/* An upload to host was cut for being slow: refuse it slots (BUSY) for
+ * XFER_SLOW_PENALTY_MS. */
+void xfer_slot_penalize(struct peer *p, const char *host);
+
 #endif

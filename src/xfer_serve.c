@@ -175,6 +175,12 @@ static void upload_failed(struct peer *p, const struct pace *pc, const char *ver
 
     stats_inc(&p->stats, uploads_failed);
     if (pc->slow) {
+        /* Close with a reset: the bytes still queued for a requester that does
+         * not read would otherwise keep the socket, and its buffer, alive in
+         * the kernel long after we closed it. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(pc->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        xfer_slot_penalize(p, who->host);
         stats_inc(&p->stats, uploads_slow);
         log_msg(L_INFO, "%s %s: cut: %s moved %llu bytes in %d s, under min_upload_rate %llu "
                 "bytes/s", verb, esc, addr_format(who, h), (unsigned long long)pc->moved,

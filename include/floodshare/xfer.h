@@ -46,11 +46,14 @@ struct xfer_table;
  * XFER_RATE_WINDOW_MS (counting bytes the requester's TCP acknowledged,
  * not bytes merely queued in our socket buffer) is cut (stats
  * uploads_slow): this bounds the whole transfer, where io_timeout_ms
- * only bounds each wait. */
+ * only bounds each wait. Its address then gets BUSY for
+ * XFER_SLOW_PENALTY_MS, so that it cannot take the freed slot straight
+ * back ahead of the requesters it was keeping waiting. */
 #define XFER_RATE_WINDOW_MS 10000
 #define XFER_SLOT_KEEP_MS 2000
+#define XFER_SLOW_PENALTY_MS XFER_RATE_WINDOW_MS
 #define XFER_BUSY_RETRY_MS 2000 /* a BUSY asks for this, plus up to 1 s of jitter */
-#define XFER_BUSY_TRIES 5       /* a get asks a BUSY holder again at most this often */
+#define XFER_BUSY_TRIES 8       /* a get asks a BUSY holder again at most this often */
 
 struct xfer_limits {
     unsigned slots, slots_per_addr; /* >= 1 */

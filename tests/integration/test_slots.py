@@ -1,0 +1,164 @@
+"""Upload slots, BUSY and min_upload_rate (issue 10): slow or never-reading FETCH connections
+cannot take a holder's transfers or its flood away from everyone else."""
+
+import socket
+import threading
+import time
+import unittest
+
+from fsnet import NetCase, last_json, make_big_file
+
+BIG = 512 << 20  # the file the slow readers ask for
+MID = 8 << 20  # what the honest requester fetches meanwhile
+TCP_ESTABLISHED = 1  # tcpi_state, the first byte of TCP_INFO
+
+
+def read_header(s: socket.socket) -> bytes:
+    """One header line (b"" when the holder closed first)."""
+    line = b""
+    while not line.endswith(b"\n") and len(line) < 2048:
+        c = s.recv(1)
+        if not c:
+            return b""
+        line += c
+    return line
+
+
+class SlowReaders:
+    """n FETCH connections per source address for path, each from a socket bound to that
+    source and with a tiny receive buffer. Half never read after the header, half read 1 KiB a
+    second (far under 16 KiB/s). A connection turned away with BUSY (or the gate's "busy")
+    comes back after the retry it was given, as a hostile requester would; one whose upload is
+    cut comes back at once. Everything it sees is counted."""
+
+    def __init__(self, holder, path, md5, sources, n):
+        self.holder, self.line = holder, f"FLOOD/1 FETCH path={path} md5={md5} offset=0\n".encode()
+        self.lock = threading.Lock()
+        self.busy = self.ranges = self.cut = 0
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(src, i % 2 == 0), daemon=True)
+                        for src in sources for i in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def count(self, field):
+        with self.lock:
+            setattr(self, field, getattr(self, field) + 1)
+
+    def once(self, src, never_read):
+        s = socket.socket()
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.bind((src, 0))
+            s.settimeout(30)
+            s.connect(self.holder)
+            s.sendall(self.line)
+            head = read_header(s)
+            if head.startswith(b"FLOOD/1 BUSY retry="):
+                self.count("busy")
+                return int(head.split(b"=")[1]) / 1000
+            if head.startswith(b"FLOOD/1 ERROR code=busy"):
+                self.count("busy")
+                return 0.2
+            if not head.startswith(b"FLOOD/1 RANGE"):
+                return 0.2
+            self.count("ranges")
+            try:
+                while not self.stop.is_set():
+                    # a cut upload is closed with a reset: the state leaves ESTABLISHED
+                    if s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != TCP_ESTABLISHED:
+                        break
+                    if not never_read:
+                        s.settimeout(5)
+                        if not s.recv(1024):
+                            break
+                    time.sleep(1 if not never_read else 0.2)
+                else:
+                    return 0
+            except OSError:
+                pass
+            self.count("cut")
+            return 0
+        except OSError:
+            return 0.2
+        finally:
+            s.close()
+
+    def run(self, src, never_read):
+        while not self.stop.is_set():
+            pause = self.once(src, never_read)
+            self.stop.wait(pause)
+
+    def close(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(10)
+
+
+class SlotsTest(NetCase):
+    def test_slow_readers_get_busy_or_are_cut_while_others_are_served(self):
+        # 1 - 2 - 3, peer N on 127.0.0.N; peer 2 holds big.bin and mid.bin.
+        net = self.net("line:3", per_peer_address=True, seed_files=False)
+        big_md5 = make_big_file(net.share(2) / "big.bin", BIG)
+        make_big_file(net.share(2) / "mid.bin", MID)
+        net.wait_indexed(2, "big.bin")
+        net.wait_indexed(2, "mid.bin")
+        holder = net.addr(2)
+        slow = SlowReaders(holder, "big.bin", big_md5, ["127.0.0.1", "127.0.0.2"], 32)
+        self.addCleanup(slow.close)
+        # every slot a slow address may have is taken, and the rest are being turned away
+        net.wait_for(lambda: slow.ranges >= 4 and slow.busy >= 60, timeout=30)
+
+        # the flood still flows through the holder: a search from peer 1 finds its files
+        t0 = time.monotonic()
+        r = net.peer(1, "search", "mid.bin", "--json")
+        self.assertOk(r)
+        self.assertIn(2, [h["peer"] for h in last_json(r.stdout)["hits"]])
+        # ...and a requester on a third address (127.0.0.3) gets a slot and its file
+        r = net.peer(3, "get", "mid.bin", "--json")
+        self.assertOk(r)
+        doc = last_json(r.stdout)
+        self.assertTrue(doc["ok"])
+        self.assertEqual(doc["peer"], 2)
+        self.assertEqual((net.share(3) / "mid.bin").stat().st_size, MID)
+        self.assertLess(time.monotonic() - t0, 30)
+
+        # the slow ones that got a slot are cut at min_upload_rate (over 10 s)
+        net.wait_for(lambda: net.stats(2)["uploads_slow"] >= 4 and slow.cut >= 4, timeout=40,
+                     step=0.5)
+        slow.close()
+        st = net.stats(2)
+        # every refusal and every cut the clients saw is counted by its drop reason
+        self.assertGreaterEqual(st["drops"]["busy"], slow.busy)
+        self.assertEqual(st["drops"]["busy"], st["busy_refused"])
+        self.assertEqual(st["drops"]["slow"], st["uploads_slow"])
+        self.assertGreaterEqual(st["uploads_slow"] + st["timeouts"], slow.cut)
+        self.assertGreaterEqual(slow.cut, 4)
+        # no more than 2 slots per slow address were ever held at once: the holder's log says
+        # who was cut, and never more than the slots there are
+        self.assertLessEqual(slow.ranges, st["uploads_slow"] + st["uploads_failed"] + 4)
+        self.assertIn("under min_upload_rate", net.log(2))
+
+    def test_get_waits_out_a_busy_holder(self):
+        # one slot in all: a never-reading requester on 127.0.0.1 holds it until it is cut
+        net = self.net("line:3", per_peer_address=True, seed_files=False,
+                       limits={"upload_slots": 1})
+        big_md5 = make_big_file(net.share(2) / "big.bin", 64 << 20)
+        make_big_file(net.share(2) / "mid.bin", MID)
+        net.wait_indexed(2, "big.bin")
+        net.wait_indexed(2, "mid.bin")
+        slow = SlowReaders(net.addr(2), "big.bin", big_md5, ["127.0.0.1"], 1)
+        self.addCleanup(slow.close)
+        net.wait_for(lambda: slow.ranges >= 1, timeout=20)
+        r = net.peer(3, "get", "mid.bin", timeout=120)
+        self.assertOk(r)
+        self.assertIn("is busy (every upload slot taken)", r.stderr + r.stdout)
+        self.assertIn("asking busy peer 2", r.stdout)
+        self.assertEqual((net.share(3) / "mid.bin").stat().st_size, MID)
+        st = net.stats(2)
+        self.assertGreaterEqual(st["busy_refused"], 1)
+        self.assertGreaterEqual(st["uploads_slow"], 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
