@@ -435,6 +435,29 @@ static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint6
     return FS_OK;
 }
 
+/* The hasher runs MD5 and sync_file_range on buffers it is handed: a few
+ * KB of stack (gcc -fstack-usage: pipe_hasher 64 bytes, plus OpenSSL's MD5
+ * and the syscall), so it gets XFER_HASHER_STACK, not glibc's 8 MiB. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define XFER_HASHER_STACK (1024u * 1024)
+#else
+#define XFER_HASHER_STACK (128u * 1024)
+#endif
+
+static int start_hasher(pthread_t *t, struct pipeline *pl)
+{
+    pthread_attr_t at;
+    int rc = pthread_attr_init(&at);
+
+    if (rc != 0)
+        return rc;
+    rc = pthread_attr_setstacksize(&at, XFER_HASHER_STACK);
+    if (rc == 0)
+        rc = pthread_create(t, &at, pipe_hasher, pl);
+    pthread_attr_destroy(&at);
+    return rc;
+}
+
 /* Receives DATA frames for every chunk the partial lacks, feeding md5. */
 static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial *pt,
                                 struct hash_md5 *md5)
@@ -448,7 +471,7 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             pl.nspare++;
     pthread_mutex_init(&pl.lock, NULL);
     pthread_cond_init(&pl.cond, NULL);
-    if (pl.nspare < PIPE_DEPTH || pthread_create(&hasher, NULL, pipe_hasher, &pl) != 0) {
+    if (pl.nspare < PIPE_DEPTH || start_hasher(&hasher, &pl) != 0) {
         st = fail(f, FS_ENOMEM, "out of memory");
         goto out;
     }
