@@ -196,7 +196,6 @@ void xfer_state_dir(char *out, size_t cap, const char *share_dir)
     snprintf(out, cap, "%s/%s", share_dir, SHARE_STATE_DIR);
 }
 
-
 fs_status xfer_prepare_state_dir(const char *share_dir)
 {
     char dir[PATH_MAX + 32], path[PATH_MAX + 300];

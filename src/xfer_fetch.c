@@ -78,7 +78,6 @@ uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t si
     return have;
 }
 
-
 /* The requester side: started, progress, done or failed. */
 static void down_event(struct peer *p, enum trace_type type, const struct msg *hit, uint64_t pos,
                        fs_status st, const char *why)
@@ -101,7 +100,6 @@ static void down_event(struct peer *p, enum trace_type type, const struct msg *h
     }
     trace_emit(p->trace, &ev);
 }
-
 
 /* --- requester side --- */
 

@@ -78,7 +78,6 @@ static void up_end(struct peer *p, struct up_trace *u, uint64_t pos, fs_status s
     trace_emit(p->trace, &u->ev);
 }
 
-
 /* --- pacing: min_upload_rate over each XFER_RATE_WINDOW_MS --- */
 
 /* One upload's writes. The rate counts bytes the requester's TCP has
