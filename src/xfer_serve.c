@@ -185,6 +185,8 @@ static void upload_failed(struct peer *p, const struct pace *pc, const char *ver
                 "bytes/s", verb, esc, addr_format(who, h), (unsigned long long)pc->moved,
                 XFER_RATE_WINDOW_MS / 1000, (unsigned long long)pc->min_rate);
     } else {
+        if (st == FS_ETIMEDOUT) /* a requester that stopped reading for io_timeout_ms */
+            stats_inc(&p->stats, timeouts);
         log_msg(level, "%s %s: upload stopped: %s", verb, esc, fs_strerror(st));
     }
 }
