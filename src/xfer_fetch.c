@@ -23,6 +23,7 @@
 #include "floodshare/partial.h"
 #include "floodshare/peer.h"
 #include "floodshare/share.h"
+#include "floodshare/tpool.h"
 #include "floodshare/trace.h"
 #include "floodshare/zipio.h"
 #include "xfer_int.h"
@@ -436,11 +437,7 @@ static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint6
 /* The hasher runs MD5 and sync_file_range on buffers it is handed: a few
  * KB of stack (gcc -fstack-usage: pipe_hasher 64 bytes, plus OpenSSL's MD5
  * and the syscall), so it gets XFER_HASHER_STACK, not glibc's 8 MiB. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define XFER_HASHER_STACK (1024u * 1024)
-#else
-#define XFER_HASHER_STACK (128u * 1024)
-#endif
+#define XFER_HASHER_STACK (128u * 1024 * TPOOL_STACK_SCALE)
 
 static int start_hasher(pthread_t *t, struct pipeline *pl)
 {

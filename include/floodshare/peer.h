@@ -19,6 +19,7 @@
 #include "floodshare/cfg.h"
 #include "floodshare/cut.h"
 #include "floodshare/stats.h"
+#include "floodshare/tpool.h"
 
 #define PEER_MAX_CTL 16        /* control clients served at once */
 #define PEER_LINK_IDLE_MS 5000 /* a sender reconnects links idle this long */
@@ -26,13 +27,9 @@
 #define PEER_MAX_TRACKED 512   /* sockets shut down at exit to wake their threads */
 /* The worker pool ([limits] workers threads at most, made on demand): a
  * thread idle this long exits, so an idle peer keeps none. Stack: see
- * docs/DESIGN.md for the measured deepest use; sanitizers need more. */
+ * docs/DESIGN.md for the measured deepest use. */
 #define PEER_WORKER_IDLE_MS 10000
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define PEER_WORKER_STACK (4u * 1024 * 1024)
-#else
-#define PEER_WORKER_STACK (512u * 1024)
-#endif
+#define PEER_WORKER_STACK (512u * 1024 * TPOOL_STACK_SCALE)
 
 struct share;
 struct qcache;

@@ -17,6 +17,20 @@
 
 #include "floodshare/status.h"
 
+/* Sanitizers make frames several times larger: explicit stack sizes (the
+ * pool's, and other threads') are multiplied by this. gcc and newer clang
+ * say so with __SANITIZE_*__, clang 14 only through __has_feature. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TPOOL_STACK_SCALE 8u
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TPOOL_STACK_SCALE 8u
+#endif
+#endif
+#ifndef TPOOL_STACK_SCALE
+#define TPOOL_STACK_SCALE 1u
+#endif
+
 struct tpool;
 
 /* Runs one job on a pool thread. job is whatever tpool_submit() got. */
