@@ -1,12 +1,14 @@
 """Upload slots, BUSY and min_upload_rate (issue 10): slow or never-reading FETCH connections
 cannot take a holder's transfers or its flood away from everyone else."""
 
+import re
 import socket
+import subprocess
 import threading
 import time
 import unittest
 
-from fsnet import NetCase, last_json, make_big_file
+from fsnet import BIN, NetCase, last_json, make_big_file
 
 BIG = 512 << 20  # the file the slow readers ask for
 MID = 8 << 20  # what the honest requester fetches meanwhile
@@ -167,6 +169,69 @@ class SlotsTest(NetCase):
         st = net.stats(2)
         self.assertGreaterEqual(st["busy_refused"], 1)
         self.assertGreaterEqual(st["uploads_slow"], 1)
+
+    def test_folder_fetched_file_by_file_keeps_its_slot_between_files(self):
+        # one slot in all; peer 3 fetches a 72 MiB folder file by file (LIST, then 24 FETCHes
+        # on one connection) while a requester on 127.0.0.1 asks for another file every few ms
+        net = self.net("line:3", per_peer_address=True, seed_files=False,
+                       limits={"upload_slots": 1})
+        album = net.share(2) / "album"
+        album.mkdir()
+        for i in range(24):
+            make_big_file(album / f"f{i:02}.bin", 3 << 20)
+        solo_md5 = make_big_file(net.share(2) / "solo.bin", 1 << 20)
+        net.wait_indexed(2, "album")
+        net.wait_indexed(2, "solo.bin")
+        get = subprocess.Popen([str(BIN), "--run", str(net.dir), "peer", "3", "get", "album"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(get.kill)
+        net.wait_for(lambda: (t := net.active_download(3)) is not None and t["done"] > 0,
+                     timeout=30, step=0.002)
+        seen = {"busy": 0, "range": []}  # BUSY count; when (wall clock) each RANGE came
+        stop = threading.Event()
+
+        def hammer():
+            line = f"FLOOD/1 FETCH path=solo.bin md5={solo_md5} offset=0\n".encode()
+            while not stop.is_set():
+                try:
+                    with socket.socket() as s:
+                        s.bind(("127.0.0.1", 0))
+                        s.settimeout(5)
+                        s.connect(net.addr(2))
+                        s.sendall(line)
+                        head = read_header(s)
+                except OSError:
+                    continue
+                if head.startswith(b"FLOOD/1 BUSY"):
+                    seen["busy"] += 1
+                elif head.startswith(b"FLOOD/1 RANGE"):
+                    seen["range"].append(time.time())
+                if net.active_download(3) is None:
+                    break
+
+        threads = [threading.Thread(target=hammer, daemon=True) for _ in range(3)]
+        for t in threads:
+            t.start()
+        out, _ = get.communicate(timeout=120)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        self.assertEqual(get.returncode, 0, out)
+        self.assertNotIn("busy", out)  # the folder never lost its slot between files
+        self.assertEqual(len(list((net.share(3) / "album").iterdir())), 24)
+        self.assertGreater(seen["busy"], 0)
+        # no other upload got the slot between the folder's first and last FETCH (the
+        # holder's log says when it began each file; manifest order: f00 first, f23 last)
+        def began(name):
+            m = re.search(r"^(\d\d):(\d\d):(\d\d\.\d+) peer 2: fetch \"album/%s\": sending"
+                          % name, net.log(2), re.M)
+            self.assertIsNotNone(m, name)
+            h, mi, sec = int(m[1]), int(m[2]), float(m[3])
+            day = time.mktime(time.localtime()[:3] + (0, 0, 0, 0, 0, -1))
+            return day + h * 3600 + mi * 60 + sec
+        first, last = began("f00.bin"), began("f23.bin")
+        inside = [t for t in seen["range"] if first < t < last]
+        self.assertEqual(inside, [], f"folder from {first:.3f} to {last:.3f}")
 
 
 if __name__ == "__main__":
