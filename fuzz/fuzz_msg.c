@@ -2,7 +2,7 @@
  *
  * Covers every verb: the flood (GET, FOUND), the archive transfer (REQUEST,
  * ITEM, ERROR) and the transfer headers (FETCH, RANGE, DATA, LIST,
- * MANIFEST). Beyond "no crash" it checks what the rest of the peer relies
+ * MANIFEST, BUSY). Beyond "no crash" it checks what the rest of the peer relies
  * on: the result codes are the documented ones, a refusal always says why
  * (and maps to an ERROR code), an accepted header consumed a whole line of at
  * most MSG_MAX_HEADER bytes, its names and paths pass name_valid() and
@@ -65,6 +65,9 @@ static void check_same(const struct msg *a, const struct msg *b)
     case MSG_MANIFEST:
         CHECK(!strcmp(a->md5, b->md5) && a->len == b->len);
         break;
+    case MSG_BUSY:
+        CHECK(a->retry == b->retry);
+        break;
     }
 }
 
@@ -107,6 +110,9 @@ static void check_fields(const struct msg *m)
         CHECK(strlen(m->md5) == MSG_MD5_LEN);
         break;
     case MSG_DATA:
+        break;
+    case MSG_BUSY:
+        CHECK(m->retry >= 1 && m->retry <= MSG_MAX_RETRY_MS);
         break;
     default:
         CHECK(!"msg_parse() accepted a type msg.h does not list");

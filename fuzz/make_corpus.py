@@ -54,6 +54,8 @@ def msg_seeds():
         "data": "FLOOD/1 DATA idx=128 len=4194304 crc=9a3c41f0\n",
         "list": f"FLOOD/1 LIST path=photos/2023 md5={MD5}\n",
         "manifest": f"FLOOD/1 MANIFEST md5={MD5} len=58\nD sub\nF 12 {MD5} sub/a.txt\n",
+        "busy": "FLOOD/1 BUSY retry=2000\n",
+        "busy_max": "FLOOD/1 BUSY retry=600000\r\n",
         "unknown_key": f"FLOOD/1 REQUEST path=x md5={MD5} future=1\n",
         "two_lines": f"FLOOD/1 REQUEST path=x md5={MD5}\nFLOOD/1 DATA idx=0 len=1 crc=00000000\n",
         "version": "FLOOD/2 GET qid=0 ttl=1\n",

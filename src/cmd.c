@@ -2,6 +2,7 @@
 #include "floodshare/cmd.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,8 @@ struct attempt {
     struct msg hit;
     fs_status st;
     char why[256];
+    uint64_t retry_at; /* the holder answered BUSY: ask again from then on (ms) */
+    unsigned tries;    /* ...after this many BUSYs */
 };
 
 static void get_json(struct ctl_out *o, const char *qid, const char *name, int ok,
@@ -227,6 +230,55 @@ static int get_cancelled(void *ctx)
     return ctl_client_gone(ctx);
 }
 
+#define GET_BUSY_MAX_WAIT_MS 60000 /* a BUSY's retry is followed up to this long */
+
+/* Downloads t's hit once. Sets *over when the get is decided (a success, a
+ * name taken, a cancel, or a local failure that any holder would meet); a
+ * BUSY holder gets t->retry_at, until it has used XFER_BUSY_TRIES. */
+static fs_status get_try(struct peer *p, const struct args *a, struct ctl_out *o,
+                         const char *name, const char *share_dir, struct attempt *t,
+                         struct xfer_result *res, int *over)
+{
+    char h[ADDR_STR_MAX];
+    uint64_t have = xfer_partial_bytes(share_dir, name, t->hit.size, t->hit.md5);
+
+    addr_format(&t->hit.holder, h);
+    if (have && !a->json)
+        ctl_print(o, 1, "resuming \"%s\" at byte %llu of %llu (%.0f%% already here)", name,
+                  (unsigned long long)have, (unsigned long long)t->hit.size,
+                  100.0 * (double)have / (double)(t->hit.size ? t->hit.size : 1));
+    struct xfer_watch watch = {.progress = get_progress, .cancelled = get_cancelled, .ctx = o};
+    fs_status st = t->st = xfer_fetch(p, &t->hit, &watch, res);
+    snprintf(t->why, sizeof t->why, "%s", res->why);
+    t->retry_at = 0;
+    if (st == FS_OK || st == FS_EEXIST || st == FS_ECANCELED || res->local) {
+        *over = 1;
+    } else if (res->retry_ms && t->tries < XFER_BUSY_TRIES) {
+        unsigned wait = res->retry_ms < GET_BUSY_MAX_WAIT_MS ? res->retry_ms : GET_BUSY_MAX_WAIT_MS;
+        t->retry_at = net_now_ms() + wait;
+        t->tries++;
+        if (!a->json)
+            ctl_print(o, 2, "peer %u %s is busy (every upload slot taken): other holders "
+                      "first, then again in %.1f s", t->hit.peer_id, h, wait / 1000.0);
+    } else if (!a->json) {
+        ctl_print(o, 2, "peer %u %s failed: %s%s", t->hit.peer_id, h, res->why,
+                  res->retry_ms ? " (asked too often, giving up on it)" : "");
+    }
+    return st;
+}
+
+/* Waits until ms (net_now_ms()); -1 when the client left or the peer stops. */
+static int get_busy_wait(struct peer *p, struct ctl_out *o, uint64_t until)
+{
+    for (uint64_t now = net_now_ms(); now < until; now = net_now_ms()) {
+        if (p->stopping || get_cancelled(o))
+            return -1;
+        uint64_t left = until - now;
+        poll(NULL, 0, left < 100 ? (int)left : 100);
+    }
+    return 0;
+}
+
 /* Downloads from hits in arrival order until one succeeds; later hits are
  * waited for only while the hit window is open. */
 static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
@@ -259,27 +311,44 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
                   flood_query_id(q), c.ttl, flood_query_sent(q));
     /* With no neighbour reachable, no hit can come: do not wait the window. */
     uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c.hit_window_ms : 0);
-    while (n < FLOOD_MAX_HITS && !o->broken &&
+    int over = 0; /* done: a success, or a failure no other try would mend */
+    while (!over && n < FLOOD_MAX_HITS && !o->broken &&
            flood_next_hit(p, q, deadline, &at[n].hit) == FS_OK) {
         struct attempt *t = &at[n++];
         char h[ADDR_STR_MAX];
-        addr_format(&t->hit.holder, h);
         if (!a->json)
             ctl_print(o, 1, "found at peer %u %s, %u hops away (%s, %llu bytes): downloading",
-                      t->hit.peer_id, h, t->hit.hops, msg_kind_name(t->hit.kind),
-                      (unsigned long long)t->hit.size);
-        uint64_t have = xfer_partial_bytes(c.share_dir, name, t->hit.size, t->hit.md5);
-        if (have && !a->json)
-            ctl_print(o, 1, "resuming \"%s\" at byte %llu of %llu (%.0f%% already here)", name,
-                      (unsigned long long)have, (unsigned long long)t->hit.size,
-                      100.0 * (double)have / (double)(t->hit.size ? t->hit.size : 1));
-        struct xfer_watch watch = {.progress = get_progress, .cancelled = get_cancelled, .ctx = o};
-        st = t->st = xfer_fetch(p, &t->hit, &watch, &res);
-        snprintf(t->why, sizeof t->why, "%s", res.why);
-        if (st == FS_OK || st == FS_EEXIST || st == FS_ECANCELED || res.local)
+                      t->hit.peer_id, addr_format(&t->hit.holder, h), t->hit.hops,
+                      msg_kind_name(t->hit.kind), (unsigned long long)t->hit.size);
+        st = get_try(p, a, o, name, c.share_dir, t, &res, &over);
+    }
+    /* Holders that answered BUSY are asked again once the time they named
+     * has passed (each wait at most GET_BUSY_MAX_WAIT_MS), each at most
+     * XFER_BUSY_TRIES times, in the order they were found. A retry that
+     * succeeds moves to the end: at[n - 1] is the holder that delivered. */
+    while (!over && !o->broken) {
+        struct attempt *next = NULL;
+        for (unsigned i = 0; i < n; i++)
+            if (at[i].retry_at && at[i].tries <= XFER_BUSY_TRIES &&
+                (!next || at[i].retry_at < next->retry_at))
+                next = &at[i];
+        if (!next)
             break;
-        if (!a->json)
-            ctl_print(o, 2, "peer %u %s failed: %s", t->hit.peer_id, h, res.why);
+        if (get_busy_wait(p, o, next->retry_at) < 0) {
+            st = FS_ECANCELED;
+            snprintf(at[n - 1].why, sizeof at[n - 1].why,
+                     "cancelled while waiting for a busy holder");
+            break;
+        }
+        struct attempt t = *next;
+        memmove(next, next + 1, (size_t)(&at[n - 1] - next) * sizeof *next);
+        at[n - 1] = t;
+        if (!a->json) {
+            char h[ADDR_STR_MAX];
+            ctl_print(o, 1, "asking busy peer %u %s again (try %u of %u)", t.hit.peer_id,
+                      addr_format(&t.hit.holder, h), t.tries + 1, XFER_BUSY_TRIES + 1);
+        }
+        st = get_try(p, a, o, name, c.share_dir, &at[n - 1], &res, &over);
     }
     if (st == FS_OK) {
         double mbs = res.seconds > 0 ? (double)res.bytes / res.seconds / 1e6 : 0;
@@ -388,6 +457,9 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
         json_uint(&j, "io_timeout_ms", c.io_timeout_ms);
         json_uint(&j, "hit_window_ms", c.hit_window_ms);
         json_uint(&j, "max_ttl", c.max_ttl);
+        json_uint(&j, "upload_slots", c.upload_slots);
+        json_uint(&j, "upload_slots_per_addr", c.upload_slots_per_addr);
+        json_uint(&j, "min_upload_rate", c.min_upload_rate);
         json_arr_open(&j, "links_down");
         for (size_t i = 0; i < n_down; i++)
             json_str(&j, NULL, addr_format(&down[i], one));
@@ -408,6 +480,9 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
     ctl_print(o, 1, "  neighbours   %s", nb[0] ? nb : "(none)");
     ctl_print(o, 1, "  limits       %u workers, io timeout %u ms, hit window %u ms", c.workers,
               c.io_timeout_ms, c.hit_window_ms);
+    ctl_print(o, 1, "  uploads      %u slots, %u per address, cut below %u bytes/s over 10 s%s",
+              c.upload_slots, c.upload_slots_per_addr, c.min_upload_rate,
+              c.min_upload_rate ? "" : " (never)");
     ctl_print(o, 1, "  control      %s", p->sock_path);
     nb[0] = '\0';
     for (size_t i = 0; i < n_down; i++) {

@@ -393,6 +393,13 @@ static fs_status parse_nonce(const char *v, size_t n, struct msg *m, const char 
     return hex_field(v, n, MSG_NONCE_LEN, m->nonce, "nonce is not 32 lower-case hex digits", why);
 }
 
+static fs_status parse_retry(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct num_why w = NUM_WHY(retry, "a number of ms from 1 to 600000");
+
+    return num_field(v, n, 1, MSG_MAX_RETRY_MS, &m->retry, &w, why);
+}
+
 static fs_status parse_name(const char *v, size_t n, struct msg *m, const char **why)
 {
     static const struct text_why w = {
@@ -486,7 +493,7 @@ typedef fs_status (*parse_fn)(const char *v, size_t n, struct msg *m, const char
 
 #define KEY_LIST(X)                                                                           \
     X(qid) X(ttl) X(hops) X(origin) X(from) X(holder) X(peer) X(kind) X(size) X(md5) X(path)  \
-        X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc) X(nonce)
+        X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc) X(nonce) X(retry)
 
 enum key {
 #define KEY_ENUM(k) K_##k,
@@ -539,6 +546,7 @@ static const struct need manifest_keys[] = {NEED(MANIFEST, md5), NEED(MANIFEST, 
 static const struct need hello_keys[] = {NEED(HELLO, from), NEED(HELLO, peer)};
 static const struct need challenge_keys[] = {NEED(CHALLENGE, from), NEED(CHALLENGE, nonce)};
 static const struct need prove_keys[] = {NEED(PROVE, from), NEED(PROVE, nonce)};
+static const struct need busy_keys[] = {NEED(BUSY, retry)};
 
 struct verb_spec {
     const char *name;
@@ -563,6 +571,7 @@ static const struct verb_spec verbs[] = {
     VERB("HELLO", MSG_HELLO, hello_keys),
     VERB("CHALLENGE", MSG_CHALLENGE, challenge_keys),
     VERB("PROVE", MSG_PROVE, prove_keys),
+    VERB("BUSY", MSG_BUSY, busy_keys),
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])
@@ -884,6 +893,7 @@ static void put_value(struct wbuf *w, const struct msg *m, enum key k)
     case K_idx: put_u64(w, m->idx); break;
     case K_crc: put_crc(w, m->crc); break;
     case K_nonce: put_enc(w, m->nonce, sizeof m->nonce); break;
+    case K_retry: put_u64(w, m->retry); break;
     case K_COUNT: w->bad = 1; break;
     }
 }

@@ -140,6 +140,26 @@ static fs_status connect_wait(int s, const struct sockaddr *sa, socklen_t len, i
 
 fs_status net_connect_tcp(const struct fs_addr *to, int timeout_ms, int *fd)
 {
+    return net_connect_tcp_from(to, NULL, timeout_ms, fd);
+}
+
+/* Binds s to host (port 0) when host is a local address of s's family;
+ * otherwise leaves the choice to the kernel. */
+static void bind_source(int s, int family, const char *host)
+{
+    struct addrinfo *src = NULL;
+
+    if (!host || !*host || !strcmp(host, "0.0.0.0") || !strcmp(host, "::") ||
+        resolve(host, 0, 0, &src) != FS_OK)
+        return;
+    if (src->ai_family == family)
+        (void)bind(s, src->ai_addr, src->ai_addrlen); /* not local: the kernel picks */
+    freeaddrinfo(src);
+}
+
+fs_status net_connect_tcp_from(const struct fs_addr *to, const char *from, int timeout_ms,
+                               int *fd)
+{
     struct addrinfo *res = NULL;
     fs_status st = resolve(to->host, to->port, 0, &res);
     int s, one = 1;
@@ -152,6 +172,7 @@ fs_status net_connect_tcp(const struct fs_addr *to, int timeout_ms, int *fd)
         freeaddrinfo(res);
         return FS_EIO;
     }
+    bind_source(s, res->ai_family, from);
     st = connect_wait(s, res->ai_addr, res->ai_addrlen, timeout_ms);
     freeaddrinfo(res);
     if (st) {

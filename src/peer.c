@@ -24,6 +24,7 @@
 #include "floodshare/qcache.h"
 #include "floodshare/rundir.h"
 #include "floodshare/share.h"
+#include "floodshare/tpool.h"
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
 
@@ -68,10 +69,29 @@ void peer_untrack(struct peer *p, int fd)
 
 /* --- one peer-protocol connection --- */
 
+/* Waits up to ms for c's next whole header (or its end). 1 when
+ * conn_read_msg() would not wait now, 0 when ms passed first. */
+static int wait_next(struct conn *c, int ms)
+{
+    uint64_t deadline = net_now_ms() + (uint64_t)ms;
+
+    while (!conn_ready(c) && !c->eof) {
+        uint64_t now = net_now_ms();
+        if (now >= deadline || net_wait_readable(c->fd, (int)(deadline - now)) <= 0)
+            return 0;
+        if (conn_fill(c) == FS_EIO)
+            return 1; /* conn_read_msg() reports it */
+    }
+    return 1;
+}
+
 /* Serves the messages of c while whole ones are buffered. Returns 1 when c
  * went back to the gate to wait for its next message (a kept-alive link
- * holds no worker while idle), 0 when it is finished and must be closed. */
-static int serve_conn(struct peer *p, struct conn *c)
+ * holds no worker while idle), 0 when it is finished and must be closed.
+ * An upload takes an upload slot into *slot (xfer.h); a requester fetching
+ * a folder file by file keeps it while its next FETCH comes within
+ * XFER_SLOT_KEEP_MS, and gives it back before the connection is parked. */
+static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
 {
     struct msg m;
     struct fs_addr from;
@@ -82,7 +102,8 @@ static int serve_conn(struct peer *p, struct conn *c)
     addr_format(&from, addr);
     while (!p->stopping) {
         const char *why = NULL;
-        if (!conn_ready(c) && !c->eof) {
+        if (!conn_ready(c) && !c->eof && !(slot->held && wait_next(c, XFER_SLOT_KEEP_MS))) {
+            xfer_slot_give(p, slot);
             gate_park(p->gate, c);
             return 1;
         }
@@ -102,10 +123,13 @@ static int serve_conn(struct peer *p, struct conn *c)
             log_msg(L_INFO, "connection from %s: %s after a transfer, closed", addr,
                     msg_type_name(m.type));
             return 0;
-        } else if (m.type == MSG_REQUEST) {
-            xfer_serve(p, c, &m);
-            return 0;
-        } else if (m.type == MSG_FETCH || m.type == MSG_LIST) {
+        } else if (m.type == MSG_REQUEST || m.type == MSG_FETCH || m.type == MSG_LIST) {
+            if (xfer_slot_take(p, c, slot) < 0)
+                return 0; /* BUSY was sent */
+            if (m.type == MSG_REQUEST) {
+                xfer_serve(p, c, &m);
+                return 0;
+            }
             /* A requester fetching a folder file by file reuses its connection. */
             if ((m.type == MSG_FETCH ? xfer_serve_fetch(p, c, &m) : xfer_serve_list(p, c, &m)) < 0)
                 return 0;
@@ -123,38 +147,43 @@ static int serve_conn(struct peer *p, struct conn *c)
     return 0;
 }
 
-static void *worker_main(void *arg)
+static int serve_conn(struct peer *p, struct conn *c)
+{
+    struct xfer_slot slot;
+
+    memset(&slot, 0, sizeof slot);
+    int parked = serve_msgs(p, c, &slot);
+    xfer_slot_give(p, &slot);
+    return parked;
+}
+
+/* The pool's job: one connection whose header is ready. */
+static void serve_job(void *arg, void *job)
+{
+    struct peer *p = arg;
+    struct conn *c = job;
+    int fd = c->fd;
+
+    peer_track(p, fd);
+    int parked = !p->stopping && serve_conn(p, c);
+    peer_untrack(p, fd);
+    if (!parked)
+        gate_done(p->gate, c);
+}
+
+/* tpool_stop()'s drain: connections still queued were never served. */
+static void drop_job(void *arg, void *job)
 {
     struct peer *p = arg;
 
-    for (;;) {
-        pthread_mutex_lock(&p->qlock);
-        while (p->q_len == 0 && !p->stopping)
-            pthread_cond_wait(&p->qcond, &p->qlock);
-        if (p->q_len == 0) { /* stopping, and nothing left */
-            pthread_mutex_unlock(&p->qlock);
-            return NULL;
-        }
-        struct conn *c = p->queue[p->q_head];
-        p->q_head = (p->q_head + 1) % p->q_cap;
-        p->q_len--;
-        pthread_mutex_unlock(&p->qlock);
-
-        int fd = c->fd;
-        peer_track(p, fd);
-        int parked = !p->stopping && serve_conn(p, c);
-        peer_untrack(p, fd);
-        if (!parked)
-            gate_done(p->gate, c);
-    }
+    gate_done(p->gate, job);
 }
 
-/* The gate's callback: queues c for a worker, or refuses it with "busy"
+/* The gate's callback: queues c for the pool, or refuses it with "busy"
  * when the queue is full, so a burst costs a bounded amount of memory. */
 static void dispatch(void *arg, struct conn *c)
 {
     struct peer *p = arg;
-    int queued = 0;
     struct msg m;
     size_t used;
 
@@ -166,15 +195,7 @@ static void dispatch(void *arg, struct conn *c)
         return;
     }
 
-    pthread_mutex_lock(&p->qlock);
-    if (p->q_len < p->q_cap) {
-        p->queue[(p->q_head + p->q_len) % p->q_cap] = c;
-        p->q_len++;
-        queued = 1;
-        pthread_cond_signal(&p->qcond);
-    }
-    pthread_mutex_unlock(&p->qlock);
-    if (!queued) {
+    if (tpool_submit(p->pool, c) != FS_OK) {
         stats_inc(&p->stats, busy_refused);
         conn_send_error(c->fd, "busy", "every worker is busy, try again", 200);
         gate_done(p->gate, c);
@@ -342,20 +363,25 @@ static int start_threads(struct peer *p)
         .header_ms = (int)p->cfg.io_timeout_ms,
         .idle_ms = PEER_IDLE_MS,
     };
+    struct tpool_opts po = {
+        .max_threads = p->cfg.workers,
+        .queue_cap = p->cfg.max_queue,
+        .stack_size = PEER_WORKER_STACK,
+        .idle_ms = PEER_WORKER_IDLE_MS,
+        .run = serve_job,
+        .arg = p,
+    };
+    struct xfer_limits xl = {
+        .slots = p->cfg.upload_slots,
+        .slots_per_addr = p->cfg.upload_slots_per_addr,
+        .min_rate = p->cfg.min_upload_rate,
+    };
 
-    p->q_cap = p->cfg.max_queue;
     p->io_timeout_ms = (int)p->cfg.io_timeout_ms;
     raise_fd_limit(p);
-    p->queue = calloc(p->q_cap, sizeof *p->queue);
-    p->workers = calloc(p->cfg.workers, sizeof *p->workers);
-    if (!p->queue || !p->workers || gate_open(&p->gate, p->listen_fd, &lim, &p->stats, dispatch,
-                                              p) != FS_OK)
+    if (xfer_set_limits(p->xfers, &xl) != FS_OK || tpool_new(&p->pool, &po) != FS_OK ||
+        gate_open(&p->gate, p->listen_fd, &lim, &p->stats, dispatch, p) != FS_OK)
         return -1;
-    for (unsigned i = 0; i < p->cfg.workers; i++) {
-        if (pthread_create(&p->workers[i], NULL, worker_main, p) != 0)
-            return -1;
-        p->n_workers++;
-    }
     if (flood_run(p) != FS_OK)
         return -1;
     if (pthread_create(&p->acceptor, NULL, acceptor_main, p) != 0)
@@ -380,27 +406,18 @@ static void stop_threads(struct peer *p, int started)
         if (p->tracked[i] >= 0)
             shutdown(p->tracked[i], SHUT_RDWR);
     pthread_mutex_unlock(&p->track_lock);
-    pthread_mutex_lock(&p->qlock);
-    pthread_cond_broadcast(&p->qcond);
-    pthread_mutex_unlock(&p->qlock);
     if (started) {
         pthread_join(p->acceptor, NULL);
         if (!pthread_equal(p->ctl_acceptor, p->acceptor))
             pthread_join(p->ctl_acceptor, NULL);
     }
-    for (unsigned i = 0; i < p->n_workers; i++)
-        pthread_join(p->workers[i], NULL);
+    /* Waits for the running jobs; the queued ones are closed unserved. */
+    tpool_stop(p->pool, drop_job);
     /* Control threads are detached: wait until the last one has left. */
     pthread_mutex_lock(&p->ctl_lock);
     while (p->n_ctl > 0)
         pthread_cond_wait(&p->ctl_cond, &p->ctl_lock);
     pthread_mutex_unlock(&p->ctl_lock);
-    /* Connections still queued were never served. */
-    while (p->q_len > 0) {
-        gate_done(p->gate, p->queue[p->q_head]);
-        p->q_head = (p->q_head + 1) % p->q_cap;
-        p->q_len--;
-    }
 }
 
 static void peer_init(struct peer *p)
@@ -410,8 +427,6 @@ static void peer_init(struct peer *p)
     p->wake[0] = p->wake[1] = -1;
     pthread_mutex_init(&p->cfg_lock, NULL);
     pthread_rwlock_init(&p->share_lock, NULL);
-    pthread_mutex_init(&p->qlock, NULL);
-    pthread_cond_init(&p->qcond, NULL);
     pthread_mutex_init(&p->ctl_lock, NULL);
     pthread_cond_init(&p->ctl_cond, NULL);
     pthread_mutex_init(&p->track_lock, NULL);
@@ -437,12 +452,9 @@ static void peer_destroy(struct peer *p)
     trace_free(p->trace);
     share_close(p->share);
     gate_free(p->gate);
-    free(p->queue);
-    free(p->workers);
+    tpool_free(p->pool);
     pthread_mutex_destroy(&p->cfg_lock);
     pthread_rwlock_destroy(&p->share_lock);
-    pthread_mutex_destroy(&p->qlock);
-    pthread_cond_destroy(&p->qcond);
     pthread_mutex_destroy(&p->ctl_lock);
     pthread_cond_destroy(&p->ctl_cond);
     pthread_mutex_destroy(&p->track_lock);
@@ -545,7 +557,7 @@ int peer_main(const char *ini_path, const char *run_dir)
         trace_emit(p->trace, &ev);
         trace_drain(p->trace, 500); /* let the watchers see it before their sockets close */
     }
-    if (p->workers)
+    if (p->pool)
         stop_threads(p, started);
     peer_destroy(p);
     if (rc == 0)

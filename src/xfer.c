@@ -1,34 +1,32 @@
-/* xfer.c - REQUEST/ITEM: zip the item, stream it, verify, rename in place. */
+/* xfer.c - what both sides of a transfer share: the table of running
+ * transfers (`transfers`), temporary names and the state folder. The holder
+ * side is xfer_serve.c, the requester side xfer_fetch.c. */
 #include "floodshare/xfer.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
-#include <zlib.h>
 
-#include "floodshare/hash.h"
 #include "floodshare/log.h"
-#include "floodshare/manifest.h"
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
 #include "floodshare/peer.h"
+#include "floodshare/slots.h"
 #include "floodshare/share.h"
-#include "floodshare/trace.h"
 #include "floodshare/zipio.h"
+#include "xfer_int.h"
 
 /* Temporary names under SHARE_STATE_DIR: "out-*" archives being served,
  * "in-*" archives being received, "x-*" extraction folders. */
-static void tmp_name(char *out, size_t cap, const char *share_dir, const char *prefix,
-                     const char *suffix)
+void xfer_tmp_name(char *out, size_t cap, const char *share_dir, const char *prefix,
+                   const char *suffix)
 {
     unsigned char r[6];
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
@@ -39,16 +37,19 @@ static void tmp_name(char *out, size_t cap, const char *share_dir, const char *p
 
 /* --- the table of running transfers --- */
 
-struct xfer_slot {
+struct xfer_row {
     int used;
     struct xfer_active a;
     uint64_t start_ms;
 };
 
-/* lock guards every slot. */
+/* lock guards every row. up and min_rate are set once at start-up, before
+ * any upload, and only read after that; up has its own lock. */
 struct xfer_table {
     pthread_mutex_t lock;
-    struct xfer_slot slots[XFER_MAX_ACTIVE];
+    struct xfer_row slots[XFER_MAX_ACTIVE];
+    struct slots *up; /* upload slots; NULL: not limited */
+    unsigned min_rate;
 };
 
 struct xfer_table *xfer_table_new(void)
@@ -64,13 +65,74 @@ void xfer_table_free(struct xfer_table *t)
     if (!t)
         return;
     pthread_mutex_destroy(&t->lock);
+    slots_free(t->up);
     free(t);
+}
+
+fs_status xfer_set_limits(struct xfer_table *t, const struct xfer_limits *lim)
+{
+    if (lim->slots == 0 || lim->slots_per_addr == 0)
+        return FS_EINVAL;
+    struct slots *s = slots_new(lim->slots, lim->slots_per_addr);
+    if (!s)
+        return FS_ENOMEM;
+    slots_free(t->up);
+    t->up = s;
+    t->min_rate = lim->min_rate;
+    return FS_OK;
+}
+
+unsigned xfer_min_rate(struct peer *p)
+{
+    return p->xfers->min_rate;
+}
+
+int xfer_slot_take(struct peer *p, struct conn *c, struct xfer_slot *s)
+{
+    struct slots *up = p->xfers->up;
+    struct fs_addr who;
+
+    if (s->held || !up)
+        return 0;
+    net_peer_addr(c->fd, &who);
+    enum slots_verdict v = slots_take(up, who.host, net_now_ms());
+    if (v == SLOTS_OK) {
+        s->held = 1;
+        snprintf(s->host, sizeof s->host, "%s", who.host);
+        return 0;
+    }
+    struct msg busy;
+    memset(&busy, 0, sizeof busy);
+    busy.type = MSG_BUSY;
+    /* Jitter spreads the retries of many requesters turned away at once. */
+    busy.retry = XFER_BUSY_RETRY_MS + net_now_ms() % 1000;
+    stats_inc(&p->stats, busy_refused);
+    log_msg(L_DEBUG, "upload to %s refused busy: %s", who.host,
+            v == SLOTS_FULL        ? "every upload slot is taken"
+            : v == SLOTS_PENALIZED ? "an upload to its address was just cut for being slow"
+                                   : "its address holds its share of slots");
+    conn_send_msg(c->fd, &busy, c->timeout_ms);
+    return -1;
+}
+
+void xfer_slot_penalize(struct peer *p, const char *host)
+{
+    if (p->xfers->up)
+        slots_penalize(p->xfers->up, host, net_now_ms() + XFER_SLOW_PENALTY_MS);
+}
+
+void xfer_slot_give(struct peer *p, struct xfer_slot *s)
+{
+    if (!s->held)
+        return;
+    slots_give(p->xfers->up, s->host);
+    s->held = 0;
 }
 
 /* Registers a transfer; returns its slot, or -1 when the table is full
  * (the transfer still runs, it is just not listed). */
-static int slot_add(struct peer *p, int upload, const char *name, const struct fs_addr *other,
-                    uint64_t total)
+int xfer_table_add(struct peer *p, int upload, const char *name, const struct fs_addr *other,
+                   uint64_t total)
 {
     struct xfer_table *t = p->xfers;
     int idx = -1;
@@ -80,7 +142,7 @@ static int slot_add(struct peer *p, int upload, const char *name, const struct f
         if (t->slots[i].used)
             continue;
         idx = i;
-        struct xfer_slot *s = &t->slots[i];
+        struct xfer_row *s = &t->slots[i];
         memset(s, 0, sizeof *s);
         s->used = 1;
         s->a.upload = upload;
@@ -94,7 +156,7 @@ static int slot_add(struct peer *p, int upload, const char *name, const struct f
     return idx;
 }
 
-static void slot_set(struct peer *p, int idx, uint64_t done)
+void xfer_table_set(struct peer *p, int idx, uint64_t done)
 {
     if (idx < 0)
         return;
@@ -103,7 +165,7 @@ static void slot_set(struct peer *p, int idx, uint64_t done)
     pthread_mutex_unlock(&p->xfers->lock);
 }
 
-static void slot_del(struct peer *p, int idx)
+void xfer_table_del(struct peer *p, int idx)
 {
     if (idx < 0)
         return;
@@ -129,60 +191,9 @@ size_t xfer_active_list(struct peer *p, struct xfer_active *out, size_t max)
     return n;
 }
 
-static void state_dir_of(char *out, size_t cap, const char *share_dir)
+void xfer_state_dir(char *out, size_t cap, const char *share_dir)
 {
     snprintf(out, cap, "%s/%s", share_dir, SHARE_STATE_DIR);
-}
-
-/* Bytes of the regular files below the folder open as fd (closed here),
- * links not followed, at most `depth` levels down. */
-static uint64_t staged_bytes(int fd, unsigned depth)
-{
-    DIR *d = fdopendir(fd);
-    struct dirent *e;
-    uint64_t sum = 0;
-
-    if (!d) {
-        close(fd);
-        return 0;
-    }
-    while ((e = readdir(d)) != NULL) {
-        struct stat sb;
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
-        if (S_ISREG(sb.st_mode))
-            sum += (uint64_t)sb.st_size;
-        else if (S_ISDIR(sb.st_mode) && depth > 0) {
-            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0)
-                sum += staged_bytes(sub, depth - 1);
-        }
-    }
-    closedir(d);
-    return sum;
-}
-
-uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t size,
-                            const char *md5)
-{
-    char dir[PATH_MAX + 32], staging[PATH_MAX + 80];
-    struct partial_info *list = NULL;
-    uint64_t have = 0;
-
-    state_dir_of(dir, sizeof dir, share_dir);
-    /* A large folder being fetched file by file: what is staged so far. */
-    snprintf(staging, sizeof staging, "%s/d-%s", dir, md5);
-    int fd = open(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0)
-        return staged_bytes(fd, 64);
-    long n = partial_list(dir, &list);
-    for (long i = 0; i < n; i++)
-        if (list[i].size == size && strcmp(list[i].md5, md5) == 0 &&
-            strcmp(list[i].name, name) == 0)
-            have = list[i].have_bytes;
-    free(list);
-    return have;
 }
 
 fs_status xfer_prepare_state_dir(const char *share_dir)
@@ -225,1191 +236,4 @@ fs_status xfer_prepare_state_dir(const char *share_dir)
     if (swept > 0)
         log_msg(L_INFO, "removed %ld orphaned partial file(s) from %s", swept, SHARE_STATE_DIR);
     return FS_OK;
-}
-
-/* --- trace events of transfers --- */
-
-/* The holder side of one upload: REQUEST, FETCH and LIST carry no query
- * id, so the query is the one this peer last sent a FOUND for the item
- * in (trace_find_hit); its origin is the requester. */
-struct up_trace {
-    struct trace_event ev;
-    uint64_t last_ms;
-};
-
-static void up_begin(struct peer *p, struct up_trace *u, const struct msg *req,
-                     const struct fs_addr *conn_from, uint64_t size, uint64_t offset)
-{
-    struct trace_event hit;
-    int known = trace_find_hit(p->trace, req->md5, req->path, &hit);
-
-    trace_init_event(&u->ev, TR_TRANSFER_STARTED, known ? hit.qid : NULL);
-    u->ev.role = TR_ROLE_HOLDER;
-    trace_set(u->ev.name, sizeof u->ev.name, req->path);
-    u->ev.to = known ? hit.origin : *conn_from;
-    u->ev.holder = hit.holder;
-    u->ev.size = size;
-    u->ev.bytes = offset;
-    trace_set(u->ev.md5, sizeof u->ev.md5, req->md5);
-    if (!known)
-        u->ev.holder = 0;
-    u->last_ms = net_now_ms();
-    trace_emit(p->trace, &u->ev);
-}
-
-/* At most one progress event every TRACE_PROGRESS_MS, and only when
- * somebody listens (they are never kept in the ring). */
-static void up_progress(struct peer *p, struct up_trace *u, uint64_t pos)
-{
-    uint64_t now = net_now_ms();
-
-    if (!trace_listening(p->trace) || now - u->last_ms < TRACE_PROGRESS_MS)
-        return;
-    u->last_ms = now;
-    u->ev.type = TR_TRANSFER_PROGRESS;
-    u->ev.bytes = pos;
-    trace_emit(p->trace, &u->ev);
-}
-
-static void up_end(struct peer *p, struct up_trace *u, uint64_t pos, fs_status st)
-{
-    u->ev.type = st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED;
-    u->ev.bytes = pos;
-    if (st)
-        trace_set(u->ev.reason, sizeof u->ev.reason, fs_status_name(st));
-    trace_emit(p->trace, &u->ev);
-}
-
-/* The requester side: started, progress, done or failed. */
-static void down_event(struct peer *p, enum trace_type type, const struct msg *hit, uint64_t pos,
-                       fs_status st, const char *why)
-{
-    struct trace_event ev;
-
-    trace_init_event(&ev, type, hit->qid);
-    ev.role = TR_ROLE_REQUESTER;
-    trace_set(ev.name, sizeof ev.name, hit->name);
-    ev.from = hit->holder;
-    ev.from_peer = hit->peer_id;
-    ev.holder = hit->peer_id;
-    ev.size = hit->size;
-    ev.bytes = pos;
-    trace_set(ev.md5, sizeof ev.md5, hit->md5);
-    if (type == TR_TRANSFER_FAILED) {
-        trace_set(ev.reason, sizeof ev.reason, st == FS_ECANCELED ? "cancelled"
-                                                                  : fs_status_name(st));
-        trace_set(ev.detail, sizeof ev.detail, why);
-    }
-    trace_emit(p->trace, &ev);
-}
-
-/* --- holder side --- */
-
-static fs_status stream_file(struct peer *p, int fd_out, const char *path, uint64_t len,
-                             int timeout_ms)
-{
-    char *buf = malloc(XFER_CHUNK);
-    int in = open(path, O_RDONLY | O_CLOEXEC);
-    fs_status st = FS_OK;
-
-    if (!buf || in < 0) {
-        st = buf ? FS_EIO : FS_ENOMEM;
-        goto out;
-    }
-    while (len > 0) {
-        ssize_t n = read(in, buf, len < XFER_CHUNK ? (size_t)len : XFER_CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            st = FS_EIO;
-            break;
-        }
-        st = net_write_all(fd_out, buf, (size_t)n, timeout_ms);
-        if (st)
-            break;
-        stats_add(&p->stats, bytes_sent, n);
-        len -= (uint64_t)n;
-    }
-out:
-    if (in >= 0)
-        close(in);
-    free(buf);
-    return st;
-}
-
-static void refuse(struct peer *p, struct conn *c, const char *code, const char *why,
-                   const char *path)
-{
-    char esc[LOG_ESCAPE_BUF];
-    stats_inc(&p->stats, uploads_failed);
-    log_msg(L_INFO, "request %s refused: %s", log_escape_str(esc, path), why);
-    conn_send_error(c->fd, code, why, c->timeout_ms);
-}
-
-/* Finds the item a REQUEST or FETCH names and resolves it inside the share.
- * Returns 0, or -1 after answering the requester with the refusal. */
-static int find_item(struct peer *p, struct conn *c, const struct msg *req,
-                     struct share_item *it, char *abs, size_t cap)
-{
-    struct share *sh = peer_share_get(p);
-    fs_status st;
-
-    share_refresh(sh);
-    st = share_lookup(sh, req->path, it);
-    if (st == FS_OK)
-        st = share_resolve(sh, req->path, 1, abs, cap);
-    peer_share_put(p);
-    if (st == FS_EBADNAME || st == FS_EREFUSED) {
-        refuse(p, c, "refused", "path is outside the share or not allowed", req->path);
-        return -1;
-    }
-    if (st) {
-        refuse(p, c, "notfound", "no such item in this share", req->path);
-        return -1;
-    }
-    if (strcmp(it->md5, req->md5) != 0) {
-        refuse(p, c, "changed", "the item has changed since it was found", req->path);
-        return -1;
-    }
-    return 0;
-}
-
-void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
-{
-    struct share_item it;
-    char abs[PATH_MAX], zip[PATH_MAX + 64], esc[LOG_ESCAPE_BUF];
-    struct fs_addr who;
-    fs_status st;
-
-    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
-        return;
-    struct share *sh = peer_share_get(p);
-    tmp_name(zip, sizeof zip, share_dir(sh), "out", ".zip");
-    peer_share_put(p);
-
-    struct msg item;
-    memset(&item, 0, sizeof item);
-    item.type = MSG_ITEM;
-    item.kind = it.kind;
-    item.size = it.size;
-    memcpy(item.md5, it.md5, sizeof item.md5);
-    st = zipio_pack(abs, zip);
-    if (st == FS_OK)
-        st = hash_md5_file(zip, item.zmd5, &item.len);
-    if (st) {
-        unlink(zip);
-        refuse(p, c, "internal", "cannot pack the item", req->path);
-        return;
-    }
-    log_msg(L_INFO, "request %s: sending %s of %llu bytes as a %llu-byte archive",
-            log_escape_str(esc, req->path), msg_kind_name(it.kind), (unsigned long long)it.size,
-            (unsigned long long)item.len);
-    net_peer_addr(c->fd, &who);
-    int slot = slot_add(p, 1, req->path, &who, item.len);
-    struct up_trace ut;
-    up_begin(p, &ut, req, &who, item.len, 0);
-    st = conn_send_msg(c->fd, &item, c->timeout_ms);
-    if (st == FS_OK)
-        st = stream_file(p, c->fd, zip, item.len, c->timeout_ms);
-    up_end(p, &ut, st == FS_OK ? item.len : 0, st);
-    slot_del(p, slot);
-    unlink(zip);
-    if (st) {
-        stats_inc(&p->stats, uploads_failed);
-        log_msg(L_WARN, "request %s: upload failed: %s", esc, fs_strerror(st));
-        return;
-    }
-    stats_inc(&p->stats, uploads);
-}
-
-/* Sends DATA frames for the chunks of fd from offset on. Each chunk is
- * read whole first, because its CRC goes in the frame's header. */
-static fs_status send_chunks(struct peer *p, struct conn *c, int fd, uint64_t size,
-                             uint64_t offset, int slot, struct up_trace *ut)
-{
-    char *buf = malloc(PARTIAL_CHUNK);
-    char head[MSG_MAX_HEADER];
-    fs_status st = FS_OK;
-    struct msg d;
-
-    if (!buf)
-        return FS_ENOMEM;
-    memset(&d, 0, sizeof d);
-    d.type = MSG_DATA;
-    posix_fadvise(fd, (off_t)offset, 0, POSIX_FADV_SEQUENTIAL);
-    for (uint64_t off = offset; off < size && st == FS_OK && !p->stopping; off += d.len) {
-        d.idx = off / PARTIAL_CHUNK;
-        d.len = size - off < PARTIAL_CHUNK ? size - off : PARTIAL_CHUNK;
-        st = partial_read_at(fd, buf, (size_t)d.len, off);
-        if (st)
-            break;
-        d.crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)d.len);
-        int n = msg_format(&d, head, sizeof head);
-        st = n < 0 ? FS_EINVAL : net_write_all(c->fd, head, (size_t)n, c->timeout_ms);
-        if (st == FS_OK)
-            st = net_write_all(c->fd, buf, (size_t)d.len, c->timeout_ms);
-        if (st == FS_OK) {
-            stats_add(&p->stats, bytes_sent, d.len);
-            slot_set(p, slot, off + d.len);
-            up_progress(p, ut, off + d.len);
-            ut->ev.bytes = off + d.len;
-        }
-    }
-    free(buf);
-    return p->stopping ? FS_ECANCELED : st;
-}
-
-int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
-{
-    struct share_item it;
-    char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
-    struct stat sb;
-    struct fs_addr who;
-
-    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
-        return -1;
-    if (it.kind != MSG_KIND_FILE) {
-        refuse(p, c, "refused", "FETCH is for files; ask for a folder with LIST or REQUEST",
-               req->path);
-        return -1;
-    }
-    if (req->offset > it.size || req->offset % PARTIAL_CHUNK != 0) {
-        refuse(p, c, "refused", "offset is not a chunk boundary inside the file", req->path);
-        return -1;
-    }
-    int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 || fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != it.size) {
-        if (fd >= 0)
-            close(fd);
-        refuse(p, c, "changed", "the item has changed since it was found", req->path);
-        return -1;
-    }
-    struct msg r;
-    memset(&r, 0, sizeof r);
-    r.type = MSG_RANGE;
-    r.size = it.size;
-    memcpy(r.md5, it.md5, sizeof r.md5);
-    r.offset = req->offset;
-    r.chunk = PARTIAL_CHUNK;
-    log_msg(L_INFO, "fetch %s: sending bytes %llu..%llu of %llu", log_escape_str(esc, req->path),
-            (unsigned long long)req->offset, (unsigned long long)it.size,
-            (unsigned long long)it.size);
-    net_peer_addr(c->fd, &who);
-    int slot = slot_add(p, 1, req->path, &who, it.size);
-    slot_set(p, slot, req->offset);
-    struct up_trace ut;
-    up_begin(p, &ut, req, &who, it.size, req->offset);
-    fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
-    if (st == FS_OK)
-        st = send_chunks(p, c, fd, it.size, req->offset, slot, &ut);
-    up_end(p, &ut, ut.ev.bytes, st);
-    slot_del(p, slot);
-    close(fd);
-    if (st) {
-        stats_inc(&p->stats, uploads_failed);
-        log_msg(L_INFO, "fetch %s: stopped: %s", esc, fs_strerror(st));
-        return -1;
-    }
-    stats_inc(&p->stats, uploads);
-    return 0;
-}
-
-int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req)
-{
-    struct share_item it;
-    char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
-    char *text = NULL;
-    size_t len = 0;
-
-    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
-        return -1;
-    if (it.kind != MSG_KIND_FOLDER) {
-        refuse(p, c, "refused", "LIST is for folders", req->path);
-        return -1;
-    }
-    struct share *sh = peer_share_get(p);
-    fs_status st = share_manifest(sh, req->path, &text, &len);
-    peer_share_put(p);
-    if (st) {
-        refuse(p, c, "changed", "the item has changed since it was found", req->path);
-        return -1;
-    }
-    struct msg m;
-    memset(&m, 0, sizeof m);
-    m.type = MSG_MANIFEST;
-    memcpy(m.md5, it.md5, sizeof m.md5);
-    m.len = len;
-    log_msg(L_INFO, "list %s: sending the manifest of %llu files", log_escape_str(esc, req->path),
-            (unsigned long long)it.files);
-    st = conn_send_msg(c->fd, &m, c->timeout_ms);
-    if (st == FS_OK)
-        st = net_write_all(c->fd, text, len, c->timeout_ms);
-    free(text);
-    return st == FS_OK ? 0 : -1;
-}
-
-/* --- requester side --- */
-
-struct fetch {
-    struct peer *p;
-    const struct msg *hit;
-    const struct xfer_watch *watch;
-    struct xfer_result *res;
-    char share[PATH_MAX];
-    char final[PATH_MAX + 300];
-    char zip[PATH_MAX + 64];
-    char xdir[PATH_MAX + 64];
-    int fd;
-    int slot;
-    uint64_t base; /* bytes of the item before the file being fetched (folders) */
-    uint64_t t0, last_report, last_done;
-    uint64_t last_trace; /* when the last transfer_progress event went out */
-    uint64_t pos;        /* bytes of the item present, as last reported */
-};
-
-/* One file to fetch by FETCH: the item itself, or a file inside a folder. */
-struct file_job {
-    const char *name;   /* the file's own name (partial state, messages) */
-    const char *remote; /* its path in the holder's share */
-    uint64_t size;
-    const char *md5;
-    const char *final;  /* where the verified file goes */
-    int staged;         /* part of a folder: synced with the folder, not alone */
-};
-
-/* Records why this holder failed (truncated to fit) and returns st. */
-static fs_status fail(struct fetch *f, fs_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static fs_status fail(struct fetch *f, fs_status st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
-/* Like fail(), for a failure on this side (the disk): another holder
- * would fail the same way, so the get stops trying (res->local). */
-static fs_status fail_local(struct fetch *f, fs_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static fs_status fail_local(struct fetch *f, fs_status st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
-    va_end(ap);
-    f->res->local = 1;
-    return st;
-}
-
-/* Like fail(), for a holder cut off because of what it sent: wrong bytes,
- * a stall, or bytes beyond what it announced. Counts it (holders_cut) and
- * logs it; the download then moves on to the next holder. */
-static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
-{
-    char h[ADDR_STR_MAX];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
-    va_end(ap);
-    stats_inc(&f->p->stats, holders_cut);
-    log_msg(L_WARN, "cut off holder %s (peer %u): %s", addr_format(&f->hit->holder, h),
-            f->hit->peer_id, f->res->why);
-    return st;
-}
-
-static int cancelled(const struct fetch *f)
-{
-    return f->p->stopping || (f->watch && f->watch->cancelled && f->watch->cancelled(f->watch->ctx));
-}
-
-/* Reports progress at most every 200 ms (and always when force is set). */
-static void report(struct fetch *f, uint64_t done, int force)
-{
-    uint64_t now = net_now_ms();
-
-    slot_set(f->p, f->slot, done);
-    f->pos = done;
-    if (trace_listening(f->p->trace) && now - f->last_trace >= TRACE_PROGRESS_MS) {
-        f->last_trace = now;
-        down_event(f->p, TR_TRANSFER_PROGRESS, f->hit, done, FS_OK, NULL);
-    }
-    if (!f->watch || !f->watch->progress || (!force && now - f->last_report < 200))
-        return;
-    double dt = (double)(now - f->last_report) / 1000.0;
-    struct xfer_event ev = {
-        .name = f->hit->name,
-        .done = done,
-        .total = f->hit->size,
-        .resumed_from = f->res->resumed_from,
-        .rate = dt > 0 && done >= f->last_done ? (double)(done - f->last_done) / dt : 0,
-        .peer = f->hit->peer_id,
-        .holder = &f->hit->holder,
-    };
-    f->watch->progress(f->watch->ctx, &ev);
-    f->last_report = now;
-    f->last_done = done;
-}
-
-static void note_first_byte(struct fetch *f)
-{
-    if (f->res->ttfb == 0)
-        f->res->ttfb = (double)(net_now_ms() - f->t0) / 1000.0;
-}
-
-static fs_status connect_holder(struct fetch *f, struct conn *c)
-{
-    struct cfg cf;
-    int sock;
-
-    peer_cfg_snapshot(f->p, &cf);
-    fs_status st = net_connect_tcp(&f->hit->holder, (int)cf.connect_timeout_ms, &sock);
-    if (st)
-        return fail(f, st, "cannot connect to the holder: %s", fs_strerror(st));
-    peer_track(f->p, sock);
-    conn_init(c, sock, (int)cf.io_timeout_ms);
-    return FS_OK;
-}
-
-static void disconnect(struct fetch *f, struct conn *c)
-{
-    peer_untrack(f->p, c->fd);
-    close(c->fd);
-}
-
-/* Reads the reply to REQUEST, FETCH or LIST: FS_OK with *m, or a failure
- * with res->why; a holder that does not know FETCH or LIST gives
- * FS_ENOTSUP. The reply must describe the item asked for: md5, and size
- * unless it is a MANIFEST. */
-static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum msg_type want,
-                            uint64_t size, const char *md5)
-{
-    const char *why = NULL;
-    fs_status st = conn_read_msg(c, m, c->timeout_ms, &why);
-
-    if (st == FS_EPROTO)
-        return cut(f, st, "holder sent a malformed reply: %s", why);
-    if (st == FS_ETIMEDOUT)
-        return cut(f, st, "holder stalled: no reply within %d ms", c->timeout_ms);
-    if (st)
-        return fail(f, st, "no reply from the holder: %s", fs_strerror(st));
-    if (m->type == MSG_ERROR && want != MSG_ITEM && strcmp(m->code, "unknown") == 0)
-        return fail(f, FS_ENOTSUP, "holder does not know %s", want == MSG_RANGE ? "FETCH" : "LIST");
-    if (m->type == MSG_ERROR)
-        return fail(f, FS_EREFUSED, "holder refused: %s", m->text);
-    if (m->type != want)
-        return cut(f, FS_EPROTO, "holder sent %s instead of %s", msg_type_name(m->type),
-                   msg_type_name(want));
-    if ((want != MSG_MANIFEST && m->size != size) || strcmp(m->md5, md5) != 0 ||
-        (want == MSG_ITEM && m->kind != f->hit->kind))
-        return cut(f, FS_EMISMATCH, "holder announced another item than it found");
-    return FS_OK;
-}
-
-/* --- files: FETCH, RANGE, DATA frames into a resumable partial --- */
-
-/* The receiving side of a file runs as two threads, so that MD5 (the
- * slowest step, ~0.9 GB/s) overlaps with everything else: the connection's
- * thread reads each DATA frame, checks its CRC and writes it into the
- * partial; a hasher thread feeds the chunks, in order, to the running MD5
- * and starts their writeback to disk.
- * They pass chunk buffers through a small ring (PIPE_DEPTH chunks: memory
- * stays bounded). Writing stays with the reader so that the two threads'
- * work is about even (profiling showed MD5 plus pwrite on one thread to be
- * the bottleneck). */
-#define PIPE_DEPTH 3
-
-struct pipe_slot {
-    char *buf;
-    uint64_t idx;
-    size_t len;
-    uint32_t crc;
-};
-
-/* lock guards everything below it; cond signals any change. md5 belongs
- * to the hasher thread while it runs; pt is only read by it. */
-struct pipeline {
-    struct hash_md5 *md5;
-    const struct partial *pt;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct pipe_slot queue[PIPE_DEPTH]; /* full chunks, FIFO */
-    unsigned head, count;
-    char *spare[PIPE_DEPTH]; /* empty buffers */
-    unsigned nspare;
-    int closed; /* the reader will queue nothing more */
-};
-
-static void *pipe_hasher(void *arg)
-{
-    struct pipeline *pl = arg;
-
-    pthread_mutex_lock(&pl->lock);
-    for (;;) {
-        while (pl->count == 0 && !pl->closed)
-            pthread_cond_wait(&pl->cond, &pl->lock);
-        if (pl->count == 0)
-            break;
-        struct pipe_slot sl = pl->queue[pl->head];
-        pthread_mutex_unlock(&pl->lock);
-        hash_update(pl->md5, sl.buf, sl.len);
-        partial_writeback(pl->pt, sl.idx); /* here, not in the reader: it can block */
-        pthread_mutex_lock(&pl->lock);
-        pl->head = (pl->head + 1) % PIPE_DEPTH;
-        pl->count--;
-        pl->spare[pl->nspare++] = sl.buf;
-        pthread_cond_broadcast(&pl->cond);
-    }
-    pthread_mutex_unlock(&pl->lock);
-    return NULL;
-}
-
-/* An empty buffer for the reader (waits for the hasher to free one). */
-static char *pipe_take(struct pipeline *pl)
-{
-    pthread_mutex_lock(&pl->lock);
-    while (pl->nspare == 0)
-        pthread_cond_wait(&pl->cond, &pl->lock);
-    char *buf = pl->spare[--pl->nspare];
-    pthread_mutex_unlock(&pl->lock);
-    return buf;
-}
-
-static void pipe_give(struct pipeline *pl, char *buf, int queue, const struct pipe_slot *sl)
-{
-    pthread_mutex_lock(&pl->lock);
-    if (queue) {
-        pl->queue[(pl->head + pl->count) % PIPE_DEPTH] = *sl;
-        pl->count++;
-    } else {
-        pl->spare[pl->nspare++] = buf;
-    }
-    pthread_cond_broadcast(&pl->cond);
-    pthread_mutex_unlock(&pl->lock);
-}
-
-/* Reads n body bytes into buf, all of them before deadline (net_now_ms()),
- * each wait also bounded by c->timeout_ms. *done gets the bytes read;
- * *late is set when it was the deadline, not one wait, that ran out. */
-static fs_status read_body_by(struct conn *c, char *buf, size_t n, uint64_t deadline,
-                              size_t *done, int *late)
-{
-    int io = c->timeout_ms;
-    fs_status st = FS_OK;
-
-    *done = 0;
-    *late = 0;
-    while (*done < n && st == FS_OK) {
-        uint64_t now = net_now_ms(), left = now < deadline ? deadline - now : 0;
-        size_t got = 0;
-        if (left == 0) {
-            *late = 1;
-            st = FS_ETIMEDOUT;
-            break;
-        }
-        c->timeout_ms = left < (uint64_t)io ? (int)left : io;
-        st = conn_read_body_some(c, buf + *done, n - *done, &got);
-        if (st == FS_ETIMEDOUT && left < (uint64_t)io)
-            *late = 1;
-        *done += got;
-    }
-    c->timeout_ms = io;
-    return st;
-}
-
-/* Reads one DATA frame for chunk idx into buf and checks its CRC. A holder
- * that sends anything else, stalls (no byte for io_timeout_ms), or takes
- * longer than XFER_FRAME_TIMEOUTS io timeouts for the whole frame (a
- * trickle) is cut off. The frame's length is checked before its body is
- * read, so a body that never ends is never read. */
-static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t want,
-                            char *buf, uint32_t *crc)
-{
-    struct msg d;
-    const char *why = NULL;
-    unsigned long long off = idx * PARTIAL_CHUNK, chunk = idx;
-    uint64_t deadline = net_now_ms() + (uint64_t)c->timeout_ms * XFER_FRAME_TIMEOUTS;
-    size_t done = 0;
-    int late = 0;
-    fs_status st = conn_read_msg(c, &d, c->timeout_ms, &why);
-
-    if (st == FS_OK && d.type != MSG_DATA)
-        return cut(f, FS_EPROTO, "holder sent %s where DATA for chunk %llu was due",
-                   msg_type_name(d.type), chunk);
-    if (st == FS_OK && d.idx != idx)
-        return cut(f, FS_EPROTO, "holder sent chunk %llu where chunk %llu was due",
-                   (unsigned long long)d.idx, chunk);
-    if (st == FS_OK && d.len != want)
-        return cut(f, FS_ETOOBIG, "holder announced %llu bytes for chunk %llu, which has %llu",
-                   (unsigned long long)d.len, chunk, (unsigned long long)want);
-    if (st == FS_OK)
-        st = read_body_by(c, buf, (size_t)want, deadline, &done, &late);
-    if (st == FS_ETIMEDOUT && late)
-        return cut(f, st, "holder too slow: chunk %llu not complete within %d ms (%zu of %llu "
-                   "bytes)", chunk, c->timeout_ms * XFER_FRAME_TIMEOUTS, done,
-                   (unsigned long long)want);
-    if (st == FS_ETIMEDOUT)
-        return cut(f, st, "holder stalled: nothing for %d ms at byte %llu", c->timeout_ms,
-                   off + done);
-    if (st == FS_EPROTO)
-        return cut(f, st, "holder sent a malformed frame at byte %llu: %s", off,
-                   why ? why : fs_strerror(st));
-    if (st == FS_ECLOSED)
-        return fail(f, st, "holder closed the connection at byte %llu", off + done);
-    if (st)
-        return fail(f, st, "transfer interrupted at byte %llu: %s", off + done, fs_strerror(st));
-    note_first_byte(f);
-    *crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)want);
-    if (*crc != d.crc)
-        return cut(f, FS_EMISMATCH, "chunk %llu failed its CRC check", chunk);
-    return FS_OK;
-}
-
-/* Receives DATA frames for every chunk the partial lacks, feeding md5. */
-static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial *pt,
-                                struct hash_md5 *md5)
-{
-    struct pipeline pl = {.md5 = md5, .pt = pt};
-    pthread_t hasher;
-    fs_status st = FS_OK;
-
-    for (unsigned i = 0; i < PIPE_DEPTH; i++) /* aligned: partial_put() writes them direct */
-        if (posix_memalign((void **)&pl.spare[pl.nspare], PARTIAL_ALIGN, pt->chunk) == 0)
-            pl.nspare++;
-    pthread_mutex_init(&pl.lock, NULL);
-    pthread_cond_init(&pl.cond, NULL);
-    if (pl.nspare < PIPE_DEPTH || pthread_create(&hasher, NULL, pipe_hasher, &pl) != 0) {
-        st = fail(f, FS_ENOMEM, "out of memory");
-        goto out;
-    }
-    while (pt->have < pt->nchunks && st == FS_OK) {
-        uint64_t idx = pt->have, off = idx * pt->chunk;
-        uint64_t want = pt->size - off < pt->chunk ? pt->size - off : pt->chunk;
-        struct pipe_slot sl = {.idx = idx, .len = (size_t)want};
-        if (cancelled(f)) {
-            st = fail(f, FS_ECANCELED, "cancelled at byte %llu", (unsigned long long)off);
-            break;
-        }
-        sl.buf = pipe_take(&pl);
-        st = read_frame(f, c, idx, want, sl.buf, &sl.crc);
-        if (st == FS_OK && (st = partial_put(pt, idx, sl.buf, (size_t)want, sl.crc)) != FS_OK)
-            fail_local(f, st, "cannot write the download into %s/%s: %s", f->share,
-                       SHARE_STATE_DIR, strerror(errno));
-        pipe_give(&pl, sl.buf, st == FS_OK, &sl);
-        if (st)
-            break;
-        f->res->bytes += want;
-        stats_add(&f->p->stats, bytes_received, want);
-        report(f, f->base + off + want, 0);
-    }
-    pthread_mutex_lock(&pl.lock);
-    pl.closed = 1;
-    pthread_cond_broadcast(&pl.cond);
-    pthread_mutex_unlock(&pl.lock);
-    pthread_join(hasher, NULL);
-out:
-    for (unsigned i = 0; i < pl.nspare; i++)
-        free(pl.spare[i]);
-    pthread_cond_destroy(&pl.cond);
-    pthread_mutex_destroy(&pl.lock);
-    return st;
-}
-
-/* Asks the holder for everything from the partial's first missing chunk,
- * on c (a connection to the holder that stays open for more requests), or
- * on a connection of its own when c is NULL. */
-static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct conn *c,
-                               struct partial *pt, struct hash_md5 *md5)
-{
-    struct conn own;
-    struct msg m;
-    fs_status st = FS_OK;
-
-    if (!c) {
-        if ((st = connect_holder(f, &own)) != FS_OK)
-            return st;
-        c = &own;
-    }
-    memset(&m, 0, sizeof m);
-    m.type = MSG_FETCH;
-    snprintf(m.path, sizeof m.path, "%s", j->remote);
-    memcpy(m.md5, j->md5, sizeof m.md5);
-    m.offset = pt->have * pt->chunk;
-    st = conn_send_msg(c->fd, &m, c->timeout_ms);
-    if (st)
-        fail(f, st, "sending the request failed: %s", fs_strerror(st));
-    else
-        st = read_reply(f, c, &m, MSG_RANGE, j->size, j->md5);
-    if (st == FS_OK && (m.offset != pt->have * pt->chunk || m.chunk != pt->chunk))
-        st = fail(f, FS_EPROTO, "holder answered another range than asked");
-    if (st == FS_OK)
-        st = receive_chunks(f, c, pt, md5);
-    if (c == &own)
-        disconnect(f, &own);
-    return st;
-}
-
-/* Refuses to start writing what cannot fit: the bytes still missing
- * against the space free where the partial lives. A FOUND can announce
- * any size; without this, a liar could make us fill the disk. Writes can
- * still fail later (others write too); receive_chunks() reports those. */
-static fs_status check_room(struct fetch *f, const struct partial *pt, const char *dir)
-{
-    struct statvfs sv;
-    struct stat sb;
-
-    if (fstatvfs(pt->fd, &sv) != 0 || fstat(pt->fd, &sb) != 0)
-        return FS_OK; /* cannot tell: the writes will */
-    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-    uint64_t used = (uint64_t)sb.st_blocks * 512; /* room the .part already holds */
-    uint64_t need = pt->size > used ? pt->size - used : 0;
-    if (need <= avail)
-        return FS_OK;
-    errno = ENOSPC;
-    return fail_local(f, FS_EIO, "%s: %s needs %llu more bytes, %s has %llu free",
-                      strerror(ENOSPC), pt->name, (unsigned long long)need, dir,
-                      (unsigned long long)avail);
-}
-
-/* One try at fetching j from this holder; see fetch_file(). *suspect is
- * set when the whole MD5 failed over bytes kept from an earlier attempt
- * (maybe another holder's): the partial is then discarded. */
-static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, struct conn *c,
-                                 int *suspect)
-{
-    char dir[PATH_MAX + 32];
-    struct partial *pt;
-    struct hash_md5 md5;
-    char hex[HASH_HEX_LEN + 1];
-    int resumed;
-    uint64_t bad = 0;
-
-    *suspect = 0;
-    state_dir_of(dir, sizeof dir, f->share);
-    fs_status st = partial_open(dir, j->name, j->size, j->md5, &pt, &resumed);
-    if (st == FS_EBUSY)
-        return fail(f, st, "another get is downloading %s right now", j->name);
-    if (st == FS_ETOOBIG)
-        return cut(f, st, "holder announced %llu bytes for %s, more than a download may hold "
-                   "(64 TiB)", (unsigned long long)j->size, j->name);
-    if (st)
-        return fail(f, st, "cannot keep a partial download in %s: %s", dir,
-                    st == FS_EIO ? strerror(errno) : fs_strerror(st));
-    pt->holder = f->hit->holder;
-    pt->durable = !j->staged;
-    partial_save(pt); /* records this holder */
-    if (hash_init(&md5) != FS_OK) {
-        partial_close(pt);
-        return fail(f, FS_ENOMEM, "out of memory");
-    }
-    if (resumed && pt->have > 0)
-        st = partial_check(pt, &md5, &bad); /* also rebuilds the MD5 of what is there */
-    uint64_t have = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
-    f->res->resumed_from += have;
-    if (bad)
-        log_msg(L_WARN, "partial %s: %llu chunk(s) failed their CRC check, fetching them again",
-                j->name, (unsigned long long)bad);
-    report(f, f->base + have, 1);
-    if (st == FS_OK && pt->have < pt->nchunks && (st = check_room(f, pt, dir)) == FS_OK)
-        st = fetch_missing(f, j, c, pt, &md5);
-    if (st) {
-        int saved = errno;
-        hash_abort(&md5);
-        if (pt->have == 0) {
-            partial_discard(pt); /* nothing worth keeping */
-        } else {
-            partial_trim(pt); /* a torn chunk gives its room back (a full disk) */
-            partial_save(pt); /* resumable from any holder of this item */
-        }
-        partial_close(pt);
-        errno = saved;
-        return st;
-    }
-    hash_final(&md5, hex);
-    if (strcmp(hex, j->md5) != 0) {
-        partial_discard(pt); /* every chunk passed its CRC: some holder lied */
-        partial_close(pt);
-        if (have > 0) {
-            *suspect = 1;
-            f->res->resumed_from -= have;
-            log_msg(L_WARN, "partial %s: content MD5 mismatch over %llu resumed bytes: "
-                    "fetching it whole from this holder", j->name, (unsigned long long)have);
-            return fail(f, FS_EMISMATCH, "content MD5 mismatch of %s over a resumed partial",
-                        j->name);
-        }
-        return cut(f, FS_EMISMATCH, "content MD5 mismatch of %s (got %s): partial discarded",
-                   j->name, hex);
-    }
-    report(f, f->base + j->size, 1);
-    st = partial_finish(pt, j->final, !j->staged);
-    if (st == FS_EEXIST) {
-        partial_discard(pt);
-        fail(f, st, "%s already exists, not overwritten", j->final);
-    } else if (st) {
-        fail(f, st, "cannot move the download into place: %s", strerror(errno));
-    }
-    partial_close(pt);
-    return st;
-}
-
-/* Fetches one file into j->final through a resumable partial; c as for
- * fetch_missing(). The partial may hold chunks from another holder; each
- * passed its CRC, but a liar sends CRCs that match its own bytes, and only
- * the whole MD5 can tell. When that fails over resumed bytes, the fault
- * may be theirs, not this holder's: the file is fetched once more, whole,
- * from this holder, which is cut off only if it fails on its own. */
-static fs_status fetch_file(struct fetch *f, const struct file_job *j, struct conn *c)
-{
-    int suspect;
-    fs_status st = fetch_file_once(f, j, c, &suspect);
-
-    if (suspect && !cancelled(f))
-        st = fetch_file_once(f, j, c, &suspect);
-    return st;
-}
-
-/* --- large folders: LIST, then each file by FETCH, staged and resumable --- */
-
-/* Reads the MANIFEST body and checks it against the folder's md5. */
-static fs_status read_manifest(struct fetch *f, struct conn *c, const struct msg *m,
-                               struct manifest *man)
-{
-    char hex[HASH_HEX_LEN + 1];
-    const char *why = "?";
-
-    if (m->len > MANIFEST_MAX_BYTES)
-        return fail(f, FS_ETOOBIG, "holder announced a manifest of %llu bytes",
-                    (unsigned long long)m->len);
-    char *text = malloc(m->len + 1);
-    if (!text)
-        return fail(f, FS_ENOMEM, "out of memory");
-    fs_status st = conn_read_body(c, text, (size_t)m->len);
-    if (st == FS_OK)
-        st = hash_md5_buf(text, (size_t)m->len, hex);
-    if (st)
-        fail(f, st, "reading the manifest failed: %s", fs_strerror(st));
-    else if (strcmp(hex, f->hit->md5) != 0)
-        st = fail(f, FS_EMISMATCH, "manifest MD5 mismatch (got %s)", hex);
-    else if ((st = manifest_parse(text, (size_t)m->len, man, &why)) != FS_OK)
-        fail(f, st, "bad manifest: %s", why);
-    else if (man->total_bytes != f->hit->size)
-        st = fail(f, FS_EMISMATCH, "manifest adds up to another size than announced");
-    free(text);
-    if (st && man->v)
-        manifest_free(man);
-    return st;
-}
-
-/* Flushes the file system that holds path (every file written below it,
- * and their folders) to disk: one call for a whole extracted or staged
- * item, instead of one fsync per file. */
-static fs_status sync_fs_of(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0)
-        return FS_EIO;
-    int rc = syncfs(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc == 0 ? FS_OK : FS_EIO;
-}
-
-/* Creates dir (and finds it usable if it exists as a real folder). */
-static fs_status ensure_dir(const char *path)
-{
-    struct stat sb;
-
-    if (mkdir(path, 0755) == 0)
-        return FS_OK;
-    if (errno == EEXIST && lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return FS_OK;
-    return FS_EIO;
-}
-
-/* A file already in the staging folder counts only if its bytes match. */
-static int staged_ok(const char *path, const struct manifest_entry *e)
-{
-    struct stat sb;
-    char hex[HASH_HEX_LEN + 1];
-
-    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != e->size)
-        return 0;
-    if (hash_md5_file(path, hex, NULL) == FS_OK && strcmp(hex, e->md5) == 0)
-        return 1;
-    unlink(path);
-    return 0;
-}
-
-static fs_status fetch_entries(struct fetch *f, struct conn *c, const struct manifest *man,
-                               const char *top)
-{
-    char path[PATH_MAX + MSG_MAX_PATH + 8], remote[MSG_MAX_PATH + 1];
-    fs_status st = FS_OK;
-
-    f->base = 0;
-    for (size_t i = 0; i < man->n && st == FS_OK; i++) {
-        const struct manifest_entry *e = &man->v[i];
-        snprintf(path, sizeof path, "%s/%s", top, e->path);
-        if (e->kind == MSG_KIND_FOLDER) {
-            if (ensure_dir(path) != FS_OK)
-                st = fail(f, FS_EIO, "cannot create %s: %s", path, strerror(errno));
-            continue;
-        }
-        if (cancelled(f))
-            return fail(f, FS_ECANCELED, "cancelled");
-        if (staged_ok(path, e)) {
-            f->res->resumed_from += e->size;
-        } else {
-            if (snprintf(remote, sizeof remote, "%s/%s", f->hit->path, e->path) >= (int)sizeof remote)
-                return fail(f, FS_ETOOBIG, "path too long inside the folder");
-            const char *slash = strrchr(e->path, '/');
-            struct file_job j = {.name = slash ? slash + 1 : e->path, .remote = remote,
-                                 .size = e->size, .md5 = e->md5, .final = path, .staged = 1};
-            st = fetch_file(f, &j, c);
-        }
-        f->base += e->size;
-    }
-    return st;
-}
-
-static fs_status fetch_folder(struct fetch *f)
-{
-    char dir[PATH_MAX + 32], staging[PATH_MAX + 80], top[PATH_MAX + 400];
-    struct manifest man;
-    struct conn c;
-    struct msg m;
-
-    state_dir_of(dir, sizeof dir, f->share);
-    snprintf(staging, sizeof staging, "%s/d-%s", dir, f->hit->md5);
-    snprintf(top, sizeof top, "%s/%s", staging, f->hit->name);
-    fs_status st = connect_holder(f, &c);
-    if (st)
-        return st;
-    memset(&m, 0, sizeof m);
-    m.type = MSG_LIST;
-    memcpy(m.path, f->hit->path, sizeof m.path);
-    memcpy(m.md5, f->hit->md5, sizeof m.md5);
-    st = conn_send_msg(c.fd, &m, c.timeout_ms);
-    if (st == FS_OK)
-        st = read_reply(f, &c, &m, MSG_MANIFEST, 0, f->hit->md5);
-    if (st == FS_OK)
-        st = read_manifest(f, &c, &m, &man);
-    if (st) {
-        disconnect(f, &c);
-        return st;
-    }
-    if (ensure_dir(staging) != FS_OK || ensure_dir(top) != FS_OK)
-        st = fail(f, FS_EIO, "cannot create %s: %s", top, strerror(errno));
-    if (st == FS_OK)
-        st = fetch_entries(f, &c, &man, top);
-    disconnect(f, &c);
-    manifest_free(&man);
-    if (st)
-        return st; /* the staging folder stays: the next get resumes it */
-    /* One sync for every file of the folder (partial_finish() skipped its
-     * per-file fsync), before the folder takes its name. */
-    if (sync_fs_of(staging) != FS_OK)
-        return fail(f, FS_EIO, "cannot sync the downloaded folder: %s", strerror(errno));
-    st = partial_place(top, f->final, 1);
-    if (st == FS_EEXIST)
-        return fail(f, st, "%s already exists in the share, not overwritten", f->hit->name);
-    if (st)
-        return fail(f, st, "cannot move the folder into place: %s", strerror(errno));
-    rmdir(staging);
-    return FS_OK;
-}
-
-/* --- folders (and holders without FETCH): a zip archive --- */
-
-/* Sends REQUEST and reads the ITEM header, checking it matches the hit. */
-static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
-{
-    struct msg req;
-
-    memset(&req, 0, sizeof req);
-    req.type = MSG_REQUEST;
-    memcpy(req.path, f->hit->path, sizeof req.path);
-    memcpy(req.md5, f->hit->md5, sizeof req.md5);
-    fs_status st = conn_send_msg(c->fd, &req, c->timeout_ms);
-    if (st)
-        return fail(f, st, "sending the request failed: %s", fs_strerror(st));
-    st = read_reply(f, c, item, MSG_ITEM, f->hit->size, f->hit->md5);
-    if (st)
-        return st;
-    /* A zip of n content bytes is n plus per-entry headers (a few hundred
-     * bytes each); a holder announcing much more is lying or broken, and
-     * must not be allowed to fill the disk. */
-    uint64_t limit = f->hit->size + f->hit->size / 8 + XFER_ARCHIVE_SLACK;
-    if (item->len > limit) {
-        stats_inc(&f->p->stats, archives_refused);
-        return fail(f, FS_ETOOBIG, "holder announced an archive far larger than the item");
-    }
-    return FS_OK;
-}
-
-/* Receives len body bytes into f->zip, hashing as they arrive. */
-static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item)
-{
-    struct hash_md5 h;
-    char hex[HASH_HEX_LEN + 1];
-    char *buf = malloc(XFER_CHUNK);
-    uint64_t left = item->len;
-    fs_status st = FS_OK;
-
-    if (!buf)
-        return fail(f, FS_ENOMEM, "out of memory");
-    f->fd = open(f->zip, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (f->fd < 0 || hash_init(&h) != FS_OK) {
-        free(buf);
-        return fail(f, FS_EIO, "cannot create %s", f->zip);
-    }
-    while (left > 0 && st == FS_OK) {
-        size_t got = 0;
-        if (cancelled(f)) {
-            st = fail(f, FS_ECANCELED, "cancelled");
-            break;
-        }
-        st = conn_read_body_some(c, buf, left < XFER_CHUNK ? (size_t)left : XFER_CHUNK, &got);
-        if (st) {
-            fail(f, st, "transfer interrupted: %s", fs_strerror(st));
-            break;
-        }
-        note_first_byte(f);
-        hash_update(&h, buf, got);
-        if (write(f->fd, buf, got) != (ssize_t)got)
-            st = fail_local(f, FS_EIO, "writing the download failed: %s", strerror(errno));
-        left -= got;
-        f->res->bytes += got;
-        stats_add(&f->p->stats, bytes_received, got);
-        /* archive bytes stand in for content bytes: close enough for a bar */
-        uint64_t done = item->len - left;
-        report(f, done < f->hit->size ? done : f->hit->size, 0);
-    }
-    free(buf);
-    if (st) {
-        hash_abort(&h);
-        return st;
-    }
-    hash_final(&h, hex);
-    if (strcmp(hex, item->zmd5) != 0)
-        return fail(f, FS_EMISMATCH, "archive MD5 mismatch (received %s)", hex);
-    if (fsync(f->fd) < 0)
-        return fail(f, FS_EIO, "fsync failed: %s", strerror(errno));
-    return FS_OK;
-}
-
-/* Extracts, verifies the item against the hit, and renames it into place. */
-static fs_status install(struct fetch *f)
-{
-    char top[MSG_MAX_NAME + 1], item_path[PATH_MAX + 400];
-    const char *why = NULL;
-    struct zipio_limits lim = zipio_default_limits;
-    enum msg_kind kind;
-    uint64_t size, files;
-    char md5[MSG_MD5_LEN + 1];
-
-    if (mkdir(f->xdir, 0700) < 0)
-        return fail(f, FS_EIO, "cannot create %s", f->xdir);
-    lim.max_total_bytes = f->hit->size; /* the FOUND said how much content there is */
-    fs_status st = zipio_unpack(f->zip, f->xdir, &lim, top, sizeof top, &why);
-    if (st) {
-        if (st == FS_EZIP || st == FS_ETOOBIG) /* the archive's fault, not ours */
-            stats_inc(&f->p->stats, archives_refused);
-        return fail(f, st, "archive refused: %s", why ? why : fs_strerror(st));
-    }
-    if (strcmp(top, f->hit->name) != 0) {
-        stats_inc(&f->p->stats, archives_refused);
-        return fail(f, FS_EZIP, "archive holds another name than the item");
-    }
-    snprintf(item_path, sizeof item_path, "%s/%s", f->xdir, top);
-    st = share_digest(item_path, &kind, &size, &files, md5);
-    if (st)
-        return fail(f, st, "cannot verify the extracted item: %s", fs_strerror(st));
-    if (kind != f->hit->kind || size != f->hit->size || strcmp(md5, f->hit->md5) != 0)
-        return fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s)", md5);
-    if (sync_fs_of(f->xdir) != FS_OK) /* the files reach the disk before their name */
-        return fail(f, FS_EIO, "cannot sync the extracted item: %s", strerror(errno));
-    st = partial_place(item_path, f->final, 1);
-    if (st == FS_EEXIST)
-        return fail(f, st, "%s already exists in the share, not overwritten", top);
-    if (st)
-        return fail(f, st, "cannot move the item into place: %s", strerror(errno));
-    return FS_OK;
-}
-
-static fs_status fetch_archive(struct fetch *f)
-{
-    struct conn c;
-    struct msg item;
-
-    tmp_name(f->zip, sizeof f->zip, f->share, "in", ".zip");
-    tmp_name(f->xdir, sizeof f->xdir, f->share, "x", "");
-    fs_status st = connect_holder(f, &c);
-    if (st)
-        return st;
-    st = ask(f, &c, &item);
-    if (st == FS_OK)
-        st = receive(f, &c, &item);
-    disconnect(f, &c);
-    if (f->fd >= 0)
-        close(f->fd);
-    f->fd = -1;
-    if (st == FS_OK)
-        st = install(f);
-    unlink(f->zip);
-    zipio_remove_tree(f->xdir);
-    return st;
-}
-
-fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_watch *watch,
-                     struct xfer_result *res)
-{
-    struct fetch f = {.p = p, .hit = hit, .watch = watch, .res = res, .fd = -1, .slot = -1};
-    struct stat sb;
-    fs_status st;
-
-    memset(res, 0, sizeof *res);
-    f.t0 = f.last_report = net_now_ms();
-    struct share *sh = peer_share_get(p);
-    snprintf(f.share, sizeof f.share, "%s", share_dir(sh));
-    peer_share_put(p);
-    snprintf(f.final, sizeof f.final, "%s/%s", f.share, hit->name);
-    if (lstat(f.final, &sb) == 0)
-        return fail(&f, FS_EEXIST, "%s already exists in the share, not overwritten", hit->name);
-
-    f.slot = slot_add(p, 0, hit->name, &hit->holder, hit->size);
-    down_event(p, TR_TRANSFER_STARTED, hit, 0, FS_OK, NULL);
-    f.last_trace = net_now_ms();
-    st = FS_ENOTSUP;
-    if (hit->kind == MSG_KIND_FILE) {
-        struct file_job j = {.name = hit->name, .remote = hit->path, .size = hit->size,
-                             .md5 = hit->md5, .final = f.final};
-        st = fetch_file(&f, &j, NULL);
-    } else if (hit->size >= XFER_STREAM_FOLDER_MIN) {
-        st = fetch_folder(&f);
-    }
-    if (st == FS_ENOTSUP)
-        st = fetch_archive(&f);
-    slot_del(p, f.slot);
-    down_event(p, st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED, hit,
-               st == FS_OK ? hit->size : f.pos, st, res->why);
-    res->seconds = (double)(net_now_ms() - f.t0) / 1000.0;
-    if (st == FS_OK) {
-        stats_inc(&p->stats, downloads);
-        sh = peer_share_get(p);
-        share_mark_dirty(sh);
-        peer_share_put(p);
-    } else if (st != FS_EEXIST && st != FS_ECANCELED) {
-        stats_inc(&p->stats, downloads_failed);
-    }
-    return st;
 }

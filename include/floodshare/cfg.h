@@ -6,6 +6,7 @@
  *   [limits]     workers max_queue io_timeout_ms connect_timeout_ms
  *                hit_window_ms query_cache_size query_cache_ttl_ms max_ttl
  *                max_conns max_conns_per_addr query_rate query_burst
+ *                upload_slots upload_slots_per_addr min_upload_rate
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -44,6 +45,10 @@ struct cfg {
     unsigned max_conns_per_addr; /* ...from one remote address: 256, 1..65536 */
     unsigned query_rate;         /* GETs per second accepted from one neighbour: 100 */
     unsigned query_burst;        /* ...and the bucket's depth: 200 */
+    unsigned upload_slots;       /* uploads served at once: 8, 1..1024 */
+    unsigned upload_slots_per_addr; /* ...to one requesting address: 2, 1..1024 */
+    unsigned min_upload_rate;    /* bytes/s an upload must move over each 10 s, else it is
+                                    cut: 16384, 0 (never cut)..1073741824 */
 };
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or

@@ -24,6 +24,7 @@
 #define MSG_MD5_LEN 32      /* an MD5 is 32 lower-case hex digits */
 #define MSG_NONCE_LEN 32    /* a link challenge is 32 lower-case hex digits */
 #define MSG_MAX_HOPS 255    /* ttl and hops must parse as 0..255 */
+#define MSG_MAX_RETRY_MS 600000 /* a BUSY's retry: at most 10 minutes */
 
 enum msg_type {
     MSG_GET = 1, /* flood query */
@@ -39,6 +40,8 @@ enum msg_type {
     MSG_HELLO,    /* first message on a neighbour link: who dialled */
     MSG_CHALLENGE, /* "prove that link is you": sent over our own link to `from` */
     MSG_PROVE,     /* the answer, sent over the link being proven */
+    MSG_BUSY,     /* a holder's refusal for now: every upload slot is taken; ask
+                     again after `retry` ms (the holder closes the connection) */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -56,6 +59,7 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   MANIFEST: md5 len
  *   HELLO:   from peer_id
  *   CHALLENGE, PROVE: from nonce
+ *   BUSY:    retry
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;
@@ -81,6 +85,7 @@ struct msg {
     uint64_t idx;    /* DATA: chunk index in the file (byte idx * chunk) */
     uint32_t crc;    /* DATA: CRC-32 of the frame's bytes (8 lower-case hex) */
     char nonce[MSG_NONCE_LEN + 1]; /* CHALLENGE/PROVE */
+    uint64_t retry;  /* BUSY: ms to wait before asking again, 1..MSG_MAX_RETRY_MS */
 };
 
 /* Parses one header from buf[0..len).

@@ -27,6 +27,12 @@ fs_status net_listen_unix(const char *path, int *fd);
 /* Connects within timeout_ms. FS_ECONNECT or FS_ETIMEDOUT on failure. */
 fs_status net_connect_tcp(const struct fs_addr *to, int timeout_ms, int *fd);
 fs_status net_connect_unix(const char *path, int timeout_ms, int *fd);
+/* Like net_connect_tcp(), from the local address from (a host, port 0)
+ * when it is one of this machine's: a peer configured with host 127.0.0.3
+ * then fetches from 127.0.0.3, the address it advertises. NULL, "",
+ * 0.0.0.0 or an address that is not local: the kernel picks, as usual. */
+fs_status net_connect_tcp_from(const struct fs_addr *to, const char *from, int timeout_ms,
+                               int *fd);
 
 /* Waits until fd is readable (1), or timeout_ms passes (0); -1 on error. */
 int net_wait_readable(int fd, int timeout_ms);

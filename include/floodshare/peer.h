@@ -2,7 +2,8 @@
  *
  * A peer has three kinds of threads: one acceptor on the peer port (the
  * gate, gate.h) that holds each connection until a whole header has come
- * and then hands it to a fixed pool of workers through a bounded queue; one
+ * and then hands it to a pool of workers, made on demand and gone when
+ * idle, through a bounded queue (tpool.h); one
  * acceptor on the control socket that runs each control client in its own
  * thread (at most PEER_MAX_CTL at once); and the main thread, which only
  * waits for SIGINT/SIGTERM (every other thread blocks them). */
@@ -18,10 +19,16 @@
 #include "floodshare/cfg.h"
 #include "floodshare/cut.h"
 #include "floodshare/stats.h"
+#include "floodshare/tpool.h"
 
 #define PEER_MAX_CTL 16        /* control clients served at once */
 #define PEER_IDLE_MS 15000     /* a receiver closes connections idle this long */
 #define PEER_MAX_TRACKED 512   /* sockets shut down at exit to wake their threads */
+/* The worker pool ([limits] workers threads at most, made on demand): a
+ * thread idle this long exits, so an idle peer keeps none. Stack: see
+ * docs/DESIGN.md for the measured deepest use. */
+#define PEER_WORKER_IDLE_MS 10000
+#define PEER_WORKER_STACK (512u * 1024 * TPOOL_STACK_SCALE)
 
 struct share;
 struct qcache;
@@ -30,6 +37,7 @@ struct xfer_table;
 struct gate;
 struct conn;
 struct trace;
+struct tpool;
 
 struct peer {
     /* cfg_lock guards cfg against `modify` while other threads read it:
@@ -56,15 +64,10 @@ struct peer {
     struct stats stats;
     atomic_int stopping;
 
-    /* Worker pool: qlock guards queue, q_head, q_len; qcond signals both
-     * "an fd was queued" and "stopping". */
-    pthread_mutex_t qlock;
-    pthread_cond_t qcond;
-    struct conn **queue; /* connections whose header is ready (see gate.h) */
-    unsigned q_cap, q_head, q_len; /* q_cap: fixed at start-up */
-    int io_timeout_ms;             /* fixed at start-up (cfg may change) */
-    pthread_t *workers;
-    unsigned n_workers;
+    /* Connections whose header is ready (see gate.h) wait in the pool's
+     * bounded queue for one of its threads (tpool.h). */
+    struct tpool *pool;
+    int io_timeout_ms; /* fixed at start-up (cfg may change) */
     struct gate *gate; /* the peer port's acceptor: limits, waiting headers */
     pthread_t acceptor, ctl_acceptor;
 

@@ -16,6 +16,7 @@
 #include "floodshare/status.h"
 
 struct peer;
+struct xfer_table;
 
 #define XFER_CHUNK (256 * 1024) /* bytes moved per read/write of an archive */
 /* Archive bytes allowed beyond the item's own size (zip headers of up to
@@ -31,6 +32,52 @@ struct peer;
  * FETCH each file: resumable, no archive copy); smaller ones as one zip
  * archive, which is faster for many small files. */
 #define XFER_STREAM_FOLDER_MIN (64ull * 1024 * 1024)
+
+/* --- the holder side: upload slots and pacing ---
+ *
+ * An upload (a REQUEST, FETCH or LIST being served) holds one of
+ * [limits] upload_slots, at most upload_slots_per_addr of them per
+ * requesting address. A requester beyond these gets BUSY with a retry time
+ * and its connection is closed (stats busy_refused). A requester fetching
+ * a folder file by file keeps its slot between FETCHes on the same
+ * connection, for at most XFER_SLOT_KEEP_MS of waiting each time; after
+ * that the slot goes back and its next FETCH must win one again.
+ * An upload that moves less than min_upload_rate bytes/s over any
+ * XFER_RATE_WINDOW_MS (counting bytes the requester's TCP acknowledged,
+ * not bytes merely queued in our socket buffer) is cut (stats
+ * uploads_slow): this bounds the whole transfer, where io_timeout_ms
+ * only bounds each wait. Its address then gets BUSY for
+ * XFER_SLOW_PENALTY_MS, so that it cannot take the freed slot straight
+ * back ahead of the requesters it was keeping waiting. */
+#define XFER_RATE_WINDOW_MS 10000
+#define XFER_SLOT_KEEP_MS 2000
+#define XFER_SLOW_PENALTY_MS XFER_RATE_WINDOW_MS
+#define XFER_BUSY_RETRY_MS 2000 /* a BUSY asks for this, plus up to 1 s of jitter */
+#define XFER_BUSY_TRIES 8       /* a get asks a BUSY holder again at most this often */
+
+struct xfer_limits {
+    unsigned slots, slots_per_addr; /* >= 1 */
+    unsigned min_rate;              /* bytes/s; 0: never cut */
+};
+
+/* Sets the limits above on t. Called once at start-up, before any upload
+ * (they are [limits] keys, fixed until a restart); until then nothing is
+ * limited. FS_ENOMEM, FS_EINVAL for 0 slots. */
+fs_status xfer_set_limits(struct xfer_table *t, const struct xfer_limits *lim);
+
+/* The upload slot of one requester's connection; zero it before use. */
+struct xfer_slot {
+    int held;
+    char host[ADDR_HOST_MAX + 1]; /* the requester's address, while held */
+};
+
+/* Takes a slot for the requester on c unless s already holds one. 0 when
+ * s holds one; -1 when none was free: BUSY was sent (counted busy_refused)
+ * and the caller must close c. */
+int xfer_slot_take(struct peer *p, struct conn *c, struct xfer_slot *s);
+
+/* Gives s's slot back if it holds one. */
+void xfer_slot_give(struct peer *p, struct xfer_slot *s);
 
 /* Serves one REQUEST (an item as a zip archive) or FETCH (a file's bytes
  * from an offset, in DATA frames) that arrived on c. The caller closes the
@@ -70,6 +117,8 @@ struct xfer_result {
     char why[256];         /* on failure: one line naming what went wrong */
     int local;             /* on failure: 1 when it was this side's (a full disk), so
                               another holder would fail the same way */
+    unsigned retry_ms;     /* on failure: the holder answered BUSY (every upload slot
+                              taken) and asks to be tried again after this long */
 };
 
 /* Downloads the item of hit (a FOUND) into the peer's share under
@@ -77,8 +126,10 @@ struct xfer_result {
  * an earlier attempt (any holder of the same item); folders as a zip
  * archive. FS_OK when the verified item is in place; FS_EEXIST when the
  * name already exists in the share (nothing written); FS_ECANCELED when
- * watch cancelled it (a file stays resumable); other statuses with
- * res->why when this holder failed.
+ * watch cancelled it (a file stays resumable); FS_EBUSY with
+ * res->retry_ms when the holder had no upload slot free (nothing lost: a
+ * partial stays resumable); other statuses with res->why when this holder
+ * failed.
  * A holder that sends other bytes than it announced, stalls, trickles
  * (XFER_FRAME_TIMEOUTS) or sends more than was asked is cut off at once
  * (stats holders_cut) and res->why says which.
@@ -108,7 +159,6 @@ struct xfer_active {
     double seconds;              /* since it started */
 };
 
-struct xfer_table;
 struct xfer_table *xfer_table_new(void);
 void xfer_table_free(struct xfer_table *t);
 

@@ -69,7 +69,7 @@ class Net:
     """A running network built from a topology spec (a file or a generator like ring:6)."""
 
     def __init__(self, spec: str, *, ttl: int | None = None, seed_files: bool = True,
-                 limits: dict[str, int] | None = None):
+                 limits: dict[str, int] | None = None, per_peer_address: bool = False):
         self.dir = Path(tempfile.mkdtemp(prefix="fs-it-"))
         self.procs_extra: list[subprocess.Popen] = []
         if "/" in spec and not spec.startswith("/"):
@@ -79,6 +79,8 @@ class Net:
             args += ["--ttl", str(ttl)]
         if not seed_files:
             args.append("--no-seed-files")
+        if per_peer_address:  # peer N listens (and fetches) on 127.0.0.N
+            args.append("--per-peer-address")
         for key, value in (limits or {}).items():  # a [limits] section in every INI
             args += ["--limit", f"{key}={value}"]
         r = subprocess.run(args, capture_output=True, text=True, timeout=60)

@@ -258,6 +258,38 @@ static void test_cfg_applies_defaults(void **state)
     assert_int_equal(c.query_cache_size, 4096);
     assert_int_equal(c.query_cache_ttl_ms, 120000);
     assert_int_equal(c.max_ttl, 15);
+    assert_int_equal(c.upload_slots, 8);
+    assert_int_equal(c.upload_slots_per_addr, 2);
+    assert_int_equal(c.min_upload_rate, 16384);
+}
+
+static void test_cfg_loads_upload_limits(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    s.extra = "\n[limits]\nupload_slots = 3\nupload_slots_per_addr = 1\nmin_upload_rate = 0\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.upload_slots, 3);
+    assert_int_equal(c.upload_slots_per_addr, 1);
+    assert_int_equal(c.min_upload_rate, 0); /* 0: uploads are never cut for being slow */
+}
+
+static void test_cfg_rejects_bad_upload_limits(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.extra = "\n[limits]\nupload_slots = 0\n";
+    assert_spec_error(state, &s, "limits", "upload_slots", "\"0\" is out of range (1..1024)");
+    s.extra = "\n[limits]\nupload_slots_per_addr = 1025\n";
+    assert_spec_error(state, &s, "limits", "upload_slots_per_addr",
+                      "\"1025\" is out of range (1..1024)");
+    s.extra = "\n[limits]\nmin_upload_rate = 16K\n";
+    assert_spec_error(state, &s, "limits", "min_upload_rate", "16K");
+    s.extra = "\n[limits]\nmin_upload_rate = 2000000000\n";
+    assert_spec_error(state, &s, "limits", "min_upload_rate", "out of range (0..1073741824)");
 }
 
 static void test_cfg_resolves_share_dir_against_ini_folder(void **state)
@@ -854,6 +886,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_cfg_loads_valid_file_with_all_keys),
         T(test_cfg_applies_defaults),
+        T(test_cfg_loads_upload_limits),
+        T(test_cfg_rejects_bad_upload_limits),
         T(test_cfg_resolves_share_dir_against_ini_folder),
         T(test_cfg_accepts_absolute_share_dir),
         T(test_cfg_accepts_empty_neighbour_list),

@@ -285,6 +285,57 @@ static void test_parse_refuses_bad_transfer_fields(void **state)
     }
 }
 
+/* BUSY: a holder with every upload slot taken tells the requester when to
+ * ask again (docs/PROTOCOL.md). */
+static void test_round_trip_busy(void **state)
+{
+    struct msg m;
+    char line[MSG_MAX_HEADER];
+
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_BUSY;
+    m.retry = 2000;
+    assert_int_equal(msg_format(&m, line, sizeof line), (int)strlen("FLOOD/1 BUSY retry=2000\n"));
+    assert_string_equal(line, "FLOOD/1 BUSY retry=2000\n");
+    assert_round_trip(&m);
+    m.retry = 1;
+    assert_round_trip(&m);
+    m.retry = MSG_MAX_RETRY_MS;
+    assert_round_trip(&m);
+    assert_string_equal(msg_type_name(MSG_BUSY), "BUSY");
+}
+
+static void test_parse_refuses_bad_busy(void **state)
+{
+    static const struct bad_case cases[] = {
+        {"FLOOD/1 BUSY\n", "BUSY needs retry"},
+        {"FLOOD/1 BUSY retry=0\n", "retry is not a number of ms from 1 to 600000"},
+        {"FLOOD/1 BUSY retry=600001\n", "retry is not a number of ms from 1 to 600000"},
+        {"FLOOD/1 BUSY retry=18446744073709551616\n",
+         "retry is not a number of ms from 1 to 600000"},
+        {"FLOOD/1 BUSY retry=-5\n", NOT_DIGITS("retry")},
+        {"FLOOD/1 BUSY retry=0100\n", "retry has a leading zero"},
+        {"FLOOD/1 BUSY retry=5 retry=6\n", "duplicate key retry"},
+    };
+
+    (void)state;
+    EXPECT_ALL_MALFORMED(cases);
+}
+
+static void test_format_refuses_busy_without_retry(void **state)
+{
+    struct msg m;
+    char line[MSG_MAX_HEADER];
+
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_BUSY;
+    assert_int_equal(msg_format(&m, line, sizeof line), -1);
+    m.retry = MSG_MAX_RETRY_MS + 1;
+    assert_int_equal(msg_format(&m, line, sizeof line), -1);
+}
+
 static void test_round_trip_error_with_empty_msg(void **state)
 {
     struct msg m;
@@ -1207,6 +1258,9 @@ int main(void)
         cmocka_unit_test(test_round_trip_link_handshake),
         cmocka_unit_test(test_round_trip_fetch_range_and_data),
         cmocka_unit_test(test_parse_refuses_bad_transfer_fields),
+        cmocka_unit_test(test_round_trip_busy),
+        cmocka_unit_test(test_parse_refuses_bad_busy),
+        cmocka_unit_test(test_format_refuses_busy_without_retry),
         cmocka_unit_test(test_round_trip_error_with_empty_msg),
         cmocka_unit_test(test_round_trip_names_with_special_bytes),
         cmocka_unit_test(test_round_trip_path_with_space_and_percent),

@@ -1,0 +1,996 @@
+/* xfer_fetch.c - the requester side: fetch a hit into the share through a
+ * resumable partial (files, large folders file by file) or a zip archive,
+ * verify it, and rename it into place. */
+#include "floodshare/xfer.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "floodshare/hash.h"
+#include "floodshare/log.h"
+#include "floodshare/manifest.h"
+#include "floodshare/net.h"
+#include "floodshare/partial.h"
+#include "floodshare/peer.h"
+#include "floodshare/share.h"
+#include "floodshare/tpool.h"
+#include "floodshare/trace.h"
+#include "floodshare/zipio.h"
+#include "xfer_int.h"
+
+/* Bytes of the regular files below the folder open as fd (closed here),
+ * links not followed, at most `depth` levels down. */
+static uint64_t staged_bytes(int fd, unsigned depth)
+{
+    DIR *d = fdopendir(fd);
+    struct dirent *e;
+    uint64_t sum = 0;
+
+    if (!d) {
+        close(fd);
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct stat sb;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISREG(sb.st_mode))
+            sum += (uint64_t)sb.st_size;
+        else if (S_ISDIR(sb.st_mode) && depth > 0) {
+            int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0)
+                sum += staged_bytes(sub, depth - 1);
+        }
+    }
+    closedir(d);
+    return sum;
+}
+
+uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t size,
+                            const char *md5)
+{
+    char dir[PATH_MAX + 32], staging[PATH_MAX + 80];
+    struct partial_info *list = NULL;
+    uint64_t have = 0;
+
+    xfer_state_dir(dir, sizeof dir, share_dir);
+    /* A large folder being fetched file by file: what is staged so far. */
+    snprintf(staging, sizeof staging, "%s/d-%s", dir, md5);
+    int fd = open(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return staged_bytes(fd, 64);
+    long n = partial_list(dir, &list);
+    for (long i = 0; i < n; i++)
+        if (list[i].size == size && strcmp(list[i].md5, md5) == 0 &&
+            strcmp(list[i].name, name) == 0)
+            have = list[i].have_bytes;
+    free(list);
+    return have;
+}
+
+/* The requester side: started, progress, done or failed. */
+static void down_event(struct peer *p, enum trace_type type, const struct msg *hit, uint64_t pos,
+                       fs_status st, const char *why)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, type, hit->qid);
+    ev.role = TR_ROLE_REQUESTER;
+    trace_set(ev.name, sizeof ev.name, hit->name);
+    ev.from = hit->holder;
+    ev.from_peer = hit->peer_id;
+    ev.holder = hit->peer_id;
+    ev.size = hit->size;
+    ev.bytes = pos;
+    trace_set(ev.md5, sizeof ev.md5, hit->md5);
+    if (type == TR_TRANSFER_FAILED) {
+        trace_set(ev.reason, sizeof ev.reason, st == FS_ECANCELED ? "cancelled"
+                                                                  : fs_status_name(st));
+        trace_set(ev.detail, sizeof ev.detail, why);
+    }
+    trace_emit(p->trace, &ev);
+}
+
+/* --- requester side --- */
+
+struct fetch {
+    struct peer *p;
+    const struct msg *hit;
+    const struct xfer_watch *watch;
+    struct xfer_result *res;
+    char share[PATH_MAX];
+    char final[PATH_MAX + 300];
+    char zip[PATH_MAX + 64];
+    char xdir[PATH_MAX + 64];
+    int fd;
+    int slot;
+    uint64_t base; /* bytes of the item before the file being fetched (folders) */
+    uint64_t t0, last_report, last_done;
+    uint64_t last_trace; /* when the last transfer_progress event went out */
+    uint64_t pos;        /* bytes of the item present, as last reported */
+};
+
+/* One file to fetch by FETCH: the item itself, or a file inside a folder. */
+struct file_job {
+    const char *name;   /* the file's own name (partial state, messages) */
+    const char *remote; /* its path in the holder's share */
+    uint64_t size;
+    const char *md5;
+    const char *final;  /* where the verified file goes */
+    int staged;         /* part of a folder: synced with the folder, not alone */
+};
+
+/* Records why this holder failed (truncated to fit) and returns st. */
+static fs_status fail(struct fetch *f, fs_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static fs_status fail(struct fetch *f, fs_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* Like fail(), for a failure on this side (the disk): another holder
+ * would fail the same way, so the get stops trying (res->local). */
+static fs_status fail_local(struct fetch *f, fs_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static fs_status fail_local(struct fetch *f, fs_status st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
+    va_end(ap);
+    f->res->local = 1;
+    return st;
+}
+
+/* Like fail(), for a holder cut off because of what it sent: wrong bytes,
+ * a stall, or bytes beyond what it announced. Counts it (holders_cut) and
+ * logs it; the download then moves on to the next holder. */
+static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
+{
+    char h[ADDR_STR_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
+    va_end(ap);
+    stats_inc(&f->p->stats, holders_cut);
+    log_msg(L_WARN, "cut off holder %s (peer %u): %s", addr_format(&f->hit->holder, h),
+            f->hit->peer_id, f->res->why);
+    return st;
+}
+
+static int cancelled(const struct fetch *f)
+{
+    return f->p->stopping || (f->watch && f->watch->cancelled && f->watch->cancelled(f->watch->ctx));
+}
+
+/* Reports progress at most every 200 ms (and always when force is set). */
+static void report(struct fetch *f, uint64_t done, int force)
+{
+    uint64_t now = net_now_ms();
+
+    xfer_table_set(f->p, f->slot, done);
+    f->pos = done;
+    if (trace_listening(f->p->trace) && now - f->last_trace >= TRACE_PROGRESS_MS) {
+        f->last_trace = now;
+        down_event(f->p, TR_TRANSFER_PROGRESS, f->hit, done, FS_OK, NULL);
+    }
+    if (!f->watch || !f->watch->progress || (!force && now - f->last_report < 200))
+        return;
+    double dt = (double)(now - f->last_report) / 1000.0;
+    struct xfer_event ev = {
+        .name = f->hit->name,
+        .done = done,
+        .total = f->hit->size,
+        .resumed_from = f->res->resumed_from,
+        .rate = dt > 0 && done >= f->last_done ? (double)(done - f->last_done) / dt : 0,
+        .peer = f->hit->peer_id,
+        .holder = &f->hit->holder,
+    };
+    f->watch->progress(f->watch->ctx, &ev);
+    f->last_report = now;
+    f->last_done = done;
+}
+
+static void note_first_byte(struct fetch *f)
+{
+    if (f->res->ttfb == 0)
+        f->res->ttfb = (double)(net_now_ms() - f->t0) / 1000.0;
+}
+
+static fs_status connect_holder(struct fetch *f, struct conn *c)
+{
+    struct cfg cf;
+    int sock;
+
+    peer_cfg_snapshot(f->p, &cf);
+    /* From the address this peer advertises: upload slots are per address. */
+    fs_status st = net_connect_tcp_from(&f->hit->holder, cf.host, (int)cf.connect_timeout_ms,
+                                        &sock);
+    if (st)
+        return fail(f, st, "cannot connect to the holder: %s", fs_strerror(st));
+    peer_track(f->p, sock);
+    conn_init(c, sock, (int)cf.io_timeout_ms);
+    return FS_OK;
+}
+
+static void disconnect(struct fetch *f, struct conn *c)
+{
+    peer_untrack(f->p, c->fd);
+    close(c->fd);
+}
+
+/* Reads the reply to REQUEST, FETCH or LIST: FS_OK with *m, or a failure
+ * with res->why; a holder that does not know FETCH or LIST gives
+ * FS_ENOTSUP; one with no upload slot free, FS_EBUSY and res->retry_ms.
+ * The reply must describe the item asked for: md5, and size
+ * unless it is a MANIFEST. */
+static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum msg_type want,
+                            uint64_t size, const char *md5)
+{
+    const char *why = NULL;
+    fs_status st = conn_read_msg(c, m, c->timeout_ms, &why);
+
+    if (st == FS_EPROTO)
+        return cut(f, st, "holder sent a malformed reply: %s", why);
+    if (st == FS_ETIMEDOUT)
+        return cut(f, st, "holder stalled: no reply within %d ms", c->timeout_ms);
+    if (st)
+        return fail(f, st, "no reply from the holder: %s", fs_strerror(st));
+    if (m->type == MSG_BUSY) {
+        f->res->retry_ms = (unsigned)m->retry;
+        return fail(f, FS_EBUSY, "holder busy: every upload slot it has is taken; it asks to "
+                    "be tried again in %u ms", f->res->retry_ms);
+    }
+    if (m->type == MSG_ERROR && want != MSG_ITEM && strcmp(m->code, "unknown") == 0)
+        return fail(f, FS_ENOTSUP, "holder does not know %s", want == MSG_RANGE ? "FETCH" : "LIST");
+    if (m->type == MSG_ERROR)
+        return fail(f, FS_EREFUSED, "holder refused: %s", m->text);
+    if (m->type != want)
+        return cut(f, FS_EPROTO, "holder sent %s instead of %s", msg_type_name(m->type),
+                   msg_type_name(want));
+    if ((want != MSG_MANIFEST && m->size != size) || strcmp(m->md5, md5) != 0 ||
+        (want == MSG_ITEM && m->kind != f->hit->kind))
+        return cut(f, FS_EMISMATCH, "holder announced another item than it found");
+    return FS_OK;
+}
+
+/* --- files: FETCH, RANGE, DATA frames into a resumable partial --- */
+
+/* The receiving side of a file runs as two threads, so that MD5 (the
+ * slowest step, ~0.9 GB/s) overlaps with everything else: the connection's
+ * thread reads each DATA frame, checks its CRC and writes it into the
+ * partial; a hasher thread feeds the chunks, in order, to the running MD5
+ * and starts their writeback to disk.
+ * They pass chunk buffers through a small ring (PIPE_DEPTH chunks: memory
+ * stays bounded). Writing stays with the reader so that the two threads'
+ * work is about even (profiling showed MD5 plus pwrite on one thread to be
+ * the bottleneck). */
+#define PIPE_DEPTH 3
+
+struct pipe_slot {
+    char *buf;
+    uint64_t idx;
+    size_t len;
+    uint32_t crc;
+};
+
+/* lock guards everything below it; cond signals any change. md5 belongs
+ * to the hasher thread while it runs; pt is only read by it. */
+struct pipeline {
+    struct hash_md5 *md5;
+    const struct partial *pt;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct pipe_slot queue[PIPE_DEPTH]; /* full chunks, FIFO */
+    unsigned head, count;
+    char *spare[PIPE_DEPTH]; /* empty buffers */
+    unsigned nspare;
+    int closed; /* the reader will queue nothing more */
+};
+
+static void *pipe_hasher(void *arg)
+{
+    struct pipeline *pl = arg;
+
+    pthread_mutex_lock(&pl->lock);
+    for (;;) {
+        while (pl->count == 0 && !pl->closed)
+            pthread_cond_wait(&pl->cond, &pl->lock);
+        if (pl->count == 0)
+            break;
+        struct pipe_slot sl = pl->queue[pl->head];
+        pthread_mutex_unlock(&pl->lock);
+        hash_update(pl->md5, sl.buf, sl.len);
+        partial_writeback(pl->pt, sl.idx); /* here, not in the reader: it can block */
+        pthread_mutex_lock(&pl->lock);
+        pl->head = (pl->head + 1) % PIPE_DEPTH;
+        pl->count--;
+        pl->spare[pl->nspare++] = sl.buf;
+        pthread_cond_broadcast(&pl->cond);
+    }
+    pthread_mutex_unlock(&pl->lock);
+    return NULL;
+}
+
+/* An empty buffer for the reader (waits for the hasher to free one). */
+static char *pipe_take(struct pipeline *pl)
+{
+    pthread_mutex_lock(&pl->lock);
+    while (pl->nspare == 0)
+        pthread_cond_wait(&pl->cond, &pl->lock);
+    char *buf = pl->spare[--pl->nspare];
+    pthread_mutex_unlock(&pl->lock);
+    return buf;
+}
+
+static void pipe_give(struct pipeline *pl, char *buf, int queue, const struct pipe_slot *sl)
+{
+    pthread_mutex_lock(&pl->lock);
+    if (queue) {
+        pl->queue[(pl->head + pl->count) % PIPE_DEPTH] = *sl;
+        pl->count++;
+    } else {
+        pl->spare[pl->nspare++] = buf;
+    }
+    pthread_cond_broadcast(&pl->cond);
+    pthread_mutex_unlock(&pl->lock);
+}
+
+/* Reads n body bytes into buf, all of them before deadline (net_now_ms()),
+ * each wait also bounded by c->timeout_ms. *done gets the bytes read;
+ * *late is set when it was the deadline, not one wait, that ran out. */
+static fs_status read_body_by(struct conn *c, char *buf, size_t n, uint64_t deadline,
+                              size_t *done, int *late)
+{
+    int io = c->timeout_ms;
+    fs_status st = FS_OK;
+
+    *done = 0;
+    *late = 0;
+    while (*done < n && st == FS_OK) {
+        uint64_t now = net_now_ms(), left = now < deadline ? deadline - now : 0;
+        size_t got = 0;
+        if (left == 0) {
+            *late = 1;
+            st = FS_ETIMEDOUT;
+            break;
+        }
+        c->timeout_ms = left < (uint64_t)io ? (int)left : io;
+        st = conn_read_body_some(c, buf + *done, n - *done, &got);
+        if (st == FS_ETIMEDOUT && left < (uint64_t)io)
+            *late = 1;
+        *done += got;
+    }
+    c->timeout_ms = io;
+    return st;
+}
+
+/* Reads one DATA frame for chunk idx into buf and checks its CRC. A holder
+ * that sends anything else, stalls (no byte for io_timeout_ms), or takes
+ * longer than XFER_FRAME_TIMEOUTS io timeouts for the whole frame (a
+ * trickle) is cut off. The frame's length is checked before its body is
+ * read, so a body that never ends is never read. */
+static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t want,
+                            char *buf, uint32_t *crc)
+{
+    struct msg d;
+    const char *why = NULL;
+    unsigned long long off = idx * PARTIAL_CHUNK, chunk = idx;
+    uint64_t deadline = net_now_ms() + (uint64_t)c->timeout_ms * XFER_FRAME_TIMEOUTS;
+    size_t done = 0;
+    int late = 0;
+    fs_status st = conn_read_msg(c, &d, c->timeout_ms, &why);
+
+    if (st == FS_OK && d.type != MSG_DATA)
+        return cut(f, FS_EPROTO, "holder sent %s where DATA for chunk %llu was due",
+                   msg_type_name(d.type), chunk);
+    if (st == FS_OK && d.idx != idx)
+        return cut(f, FS_EPROTO, "holder sent chunk %llu where chunk %llu was due",
+                   (unsigned long long)d.idx, chunk);
+    if (st == FS_OK && d.len != want)
+        return cut(f, FS_ETOOBIG, "holder announced %llu bytes for chunk %llu, which has %llu",
+                   (unsigned long long)d.len, chunk, (unsigned long long)want);
+    if (st == FS_OK)
+        st = read_body_by(c, buf, (size_t)want, deadline, &done, &late);
+    if (st == FS_ETIMEDOUT && late)
+        return cut(f, st, "holder too slow: chunk %llu not complete within %d ms (%zu of %llu "
+                   "bytes)", chunk, c->timeout_ms * XFER_FRAME_TIMEOUTS, done,
+                   (unsigned long long)want);
+    if (st == FS_ETIMEDOUT)
+        return cut(f, st, "holder stalled: nothing for %d ms at byte %llu", c->timeout_ms,
+                   off + done);
+    if (st == FS_EPROTO)
+        return cut(f, st, "holder sent a malformed frame at byte %llu: %s", off,
+                   why ? why : fs_strerror(st));
+    if (st == FS_ECLOSED)
+        return fail(f, st, "holder closed the connection at byte %llu", off + done);
+    if (st)
+        return fail(f, st, "transfer interrupted at byte %llu: %s", off + done, fs_strerror(st));
+    note_first_byte(f);
+    *crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)want);
+    if (*crc != d.crc)
+        return cut(f, FS_EMISMATCH, "chunk %llu failed its CRC check", chunk);
+    return FS_OK;
+}
+
+/* The hasher runs MD5 and sync_file_range on buffers it is handed: a few
+ * KB of stack (gcc -fstack-usage: pipe_hasher 64 bytes, plus OpenSSL's MD5
+ * and the syscall), so it gets XFER_HASHER_STACK, not glibc's 8 MiB. */
+#define XFER_HASHER_STACK (128u * 1024 * TPOOL_STACK_SCALE)
+
+static int start_hasher(pthread_t *t, struct pipeline *pl)
+{
+    pthread_attr_t at;
+    int rc = pthread_attr_init(&at);
+
+    if (rc != 0)
+        return rc;
+    rc = pthread_attr_setstacksize(&at, XFER_HASHER_STACK);
+    if (rc == 0)
+        rc = pthread_create(t, &at, pipe_hasher, pl);
+    pthread_attr_destroy(&at);
+    return rc;
+}
+
+/* Receives DATA frames for every chunk the partial lacks, feeding md5. */
+static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial *pt,
+                                struct hash_md5 *md5)
+{
+    struct pipeline pl = {.md5 = md5, .pt = pt};
+    pthread_t hasher;
+    fs_status st = FS_OK;
+
+    for (unsigned i = 0; i < PIPE_DEPTH; i++) /* aligned: partial_put() writes them direct */
+        if (posix_memalign((void **)&pl.spare[pl.nspare], PARTIAL_ALIGN, pt->chunk) == 0)
+            pl.nspare++;
+    pthread_mutex_init(&pl.lock, NULL);
+    pthread_cond_init(&pl.cond, NULL);
+    if (pl.nspare < PIPE_DEPTH || start_hasher(&hasher, &pl) != 0) {
+        st = fail(f, FS_ENOMEM, "out of memory");
+        goto out;
+    }
+    while (pt->have < pt->nchunks && st == FS_OK) {
+        uint64_t idx = pt->have, off = idx * pt->chunk;
+        uint64_t want = pt->size - off < pt->chunk ? pt->size - off : pt->chunk;
+        struct pipe_slot sl = {.idx = idx, .len = (size_t)want};
+        if (cancelled(f)) {
+            st = fail(f, FS_ECANCELED, "cancelled at byte %llu", (unsigned long long)off);
+            break;
+        }
+        sl.buf = pipe_take(&pl);
+        st = read_frame(f, c, idx, want, sl.buf, &sl.crc);
+        if (st == FS_OK && (st = partial_put(pt, idx, sl.buf, (size_t)want, sl.crc)) != FS_OK)
+            fail_local(f, st, "cannot write the download into %s/%s: %s", f->share,
+                       SHARE_STATE_DIR, strerror(errno));
+        pipe_give(&pl, sl.buf, st == FS_OK, &sl);
+        if (st)
+            break;
+        f->res->bytes += want;
+        stats_add(&f->p->stats, bytes_received, want);
+        report(f, f->base + off + want, 0);
+    }
+    pthread_mutex_lock(&pl.lock);
+    pl.closed = 1;
+    pthread_cond_broadcast(&pl.cond);
+    pthread_mutex_unlock(&pl.lock);
+    pthread_join(hasher, NULL);
+out:
+    for (unsigned i = 0; i < pl.nspare; i++)
+        free(pl.spare[i]);
+    pthread_cond_destroy(&pl.cond);
+    pthread_mutex_destroy(&pl.lock);
+    return st;
+}
+
+/* Asks the holder for everything from the partial's first missing chunk,
+ * on c (a connection to the holder that stays open for more requests), or
+ * on a connection of its own when c is NULL. */
+static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct conn *c,
+                               struct partial *pt, struct hash_md5 *md5)
+{
+    struct conn own;
+    struct msg m;
+    fs_status st = FS_OK;
+
+    if (!c) {
+        if ((st = connect_holder(f, &own)) != FS_OK)
+            return st;
+        c = &own;
+    }
+    memset(&m, 0, sizeof m);
+    m.type = MSG_FETCH;
+    snprintf(m.path, sizeof m.path, "%s", j->remote);
+    memcpy(m.md5, j->md5, sizeof m.md5);
+    m.offset = pt->have * pt->chunk;
+    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    if (st)
+        fail(f, st, "sending the request failed: %s", fs_strerror(st));
+    else
+        st = read_reply(f, c, &m, MSG_RANGE, j->size, j->md5);
+    if (st == FS_OK && (m.offset != pt->have * pt->chunk || m.chunk != pt->chunk))
+        st = fail(f, FS_EPROTO, "holder answered another range than asked");
+    if (st == FS_OK)
+        st = receive_chunks(f, c, pt, md5);
+    if (c == &own)
+        disconnect(f, &own);
+    return st;
+}
+
+/* Refuses to start writing what cannot fit: the bytes still missing
+ * against the space free where the partial lives. A FOUND can announce
+ * any size; without this, a liar could make us fill the disk. Writes can
+ * still fail later (others write too); receive_chunks() reports those. */
+static fs_status check_room(struct fetch *f, const struct partial *pt, const char *dir)
+{
+    struct statvfs sv;
+    struct stat sb;
+
+    if (fstatvfs(pt->fd, &sv) != 0 || fstat(pt->fd, &sb) != 0)
+        return FS_OK; /* cannot tell: the writes will */
+    uint64_t avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+    uint64_t used = (uint64_t)sb.st_blocks * 512; /* room the .part already holds */
+    uint64_t need = pt->size > used ? pt->size - used : 0;
+    if (need <= avail)
+        return FS_OK;
+    errno = ENOSPC;
+    return fail_local(f, FS_EIO, "%s: %s needs %llu more bytes, %s has %llu free",
+                      strerror(ENOSPC), pt->name, (unsigned long long)need, dir,
+                      (unsigned long long)avail);
+}
+
+/* One try at fetching j from this holder; see fetch_file(). *suspect is
+ * set when the whole MD5 failed over bytes kept from an earlier attempt
+ * (maybe another holder's): the partial is then discarded. */
+static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, struct conn *c,
+                                 int *suspect)
+{
+    char dir[PATH_MAX + 32];
+    struct partial *pt;
+    struct hash_md5 md5;
+    char hex[HASH_HEX_LEN + 1];
+    int resumed;
+    uint64_t bad = 0;
+
+    *suspect = 0;
+    xfer_state_dir(dir, sizeof dir, f->share);
+    fs_status st = partial_open(dir, j->name, j->size, j->md5, &pt, &resumed);
+    if (st == FS_EBUSY)
+        return fail(f, st, "another get is downloading %s right now", j->name);
+    if (st == FS_ETOOBIG)
+        return cut(f, st, "holder announced %llu bytes for %s, more than a download may hold "
+                   "(64 TiB)", (unsigned long long)j->size, j->name);
+    if (st)
+        return fail(f, st, "cannot keep a partial download in %s: %s", dir,
+                    st == FS_EIO ? strerror(errno) : fs_strerror(st));
+    pt->holder = f->hit->holder;
+    pt->durable = !j->staged;
+    partial_save(pt); /* records this holder */
+    if (hash_init(&md5) != FS_OK) {
+        partial_close(pt);
+        return fail(f, FS_ENOMEM, "out of memory");
+    }
+    if (resumed && pt->have > 0)
+        st = partial_check(pt, &md5, &bad); /* also rebuilds the MD5 of what is there */
+    uint64_t have = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
+    f->res->resumed_from += have;
+    if (bad)
+        log_msg(L_WARN, "partial %s: %llu chunk(s) failed their CRC check, fetching them again",
+                j->name, (unsigned long long)bad);
+    report(f, f->base + have, 1);
+    if (st == FS_OK && pt->have < pt->nchunks && (st = check_room(f, pt, dir)) == FS_OK)
+        st = fetch_missing(f, j, c, pt, &md5);
+    if (st) {
+        int saved = errno;
+        hash_abort(&md5);
+        if (pt->have == 0) {
+            partial_discard(pt); /* nothing worth keeping */
+        } else {
+            partial_trim(pt); /* a torn chunk gives its room back (a full disk) */
+            partial_save(pt); /* resumable from any holder of this item */
+        }
+        partial_close(pt);
+        errno = saved;
+        return st;
+    }
+    hash_final(&md5, hex);
+    if (strcmp(hex, j->md5) != 0) {
+        partial_discard(pt); /* every chunk passed its CRC: some holder lied */
+        partial_close(pt);
+        if (have > 0) {
+            *suspect = 1;
+            f->res->resumed_from -= have;
+            log_msg(L_WARN, "partial %s: content MD5 mismatch over %llu resumed bytes: "
+                    "fetching it whole from this holder", j->name, (unsigned long long)have);
+            return fail(f, FS_EMISMATCH, "content MD5 mismatch of %s over a resumed partial",
+                        j->name);
+        }
+        return cut(f, FS_EMISMATCH, "content MD5 mismatch of %s (got %s): partial discarded",
+                   j->name, hex);
+    }
+    report(f, f->base + j->size, 1);
+    st = partial_finish(pt, j->final, !j->staged);
+    if (st == FS_EEXIST) {
+        partial_discard(pt);
+        fail(f, st, "%s already exists, not overwritten", j->final);
+    } else if (st) {
+        fail(f, st, "cannot move the download into place: %s", strerror(errno));
+    }
+    partial_close(pt);
+    return st;
+}
+
+/* Fetches one file into j->final through a resumable partial; c as for
+ * fetch_missing(). The partial may hold chunks from another holder; each
+ * passed its CRC, but a liar sends CRCs that match its own bytes, and only
+ * the whole MD5 can tell. When that fails over resumed bytes, the fault
+ * may be theirs, not this holder's: the file is fetched once more, whole,
+ * from this holder, which is cut off only if it fails on its own. */
+static fs_status fetch_file(struct fetch *f, const struct file_job *j, struct conn *c)
+{
+    int suspect;
+    fs_status st = fetch_file_once(f, j, c, &suspect);
+
+    if (suspect && !cancelled(f))
+        st = fetch_file_once(f, j, c, &suspect);
+    return st;
+}
+
+/* --- large folders: LIST, then each file by FETCH, staged and resumable --- */
+
+/* Reads the MANIFEST body and checks it against the folder's md5. */
+static fs_status read_manifest(struct fetch *f, struct conn *c, const struct msg *m,
+                               struct manifest *man)
+{
+    char hex[HASH_HEX_LEN + 1];
+    const char *why = "?";
+
+    if (m->len > MANIFEST_MAX_BYTES)
+        return fail(f, FS_ETOOBIG, "holder announced a manifest of %llu bytes",
+                    (unsigned long long)m->len);
+    char *text = malloc(m->len + 1);
+    if (!text)
+        return fail(f, FS_ENOMEM, "out of memory");
+    fs_status st = conn_read_body(c, text, (size_t)m->len);
+    if (st == FS_OK)
+        st = hash_md5_buf(text, (size_t)m->len, hex);
+    if (st)
+        fail(f, st, "reading the manifest failed: %s", fs_strerror(st));
+    else if (strcmp(hex, f->hit->md5) != 0)
+        st = fail(f, FS_EMISMATCH, "manifest MD5 mismatch (got %s)", hex);
+    else if ((st = manifest_parse(text, (size_t)m->len, man, &why)) != FS_OK)
+        fail(f, st, "bad manifest: %s", why);
+    else if (man->total_bytes != f->hit->size)
+        st = fail(f, FS_EMISMATCH, "manifest adds up to another size than announced");
+    free(text);
+    if (st && man->v)
+        manifest_free(man);
+    return st;
+}
+
+/* Flushes the file system that holds path (every file written below it,
+ * and their folders) to disk: one call for a whole extracted or staged
+ * item, instead of one fsync per file. */
+static fs_status sync_fs_of(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0)
+        return FS_EIO;
+    int rc = syncfs(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc == 0 ? FS_OK : FS_EIO;
+}
+
+/* Creates dir (and finds it usable if it exists as a real folder). */
+static fs_status ensure_dir(const char *path)
+{
+    struct stat sb;
+
+    if (mkdir(path, 0755) == 0)
+        return FS_OK;
+    if (errno == EEXIST && lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return FS_OK;
+    return FS_EIO;
+}
+
+/* A file already in the staging folder counts only if its bytes match. */
+static int staged_ok(const char *path, const struct manifest_entry *e)
+{
+    struct stat sb;
+    char hex[HASH_HEX_LEN + 1];
+
+    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != e->size)
+        return 0;
+    if (hash_md5_file(path, hex, NULL) == FS_OK && strcmp(hex, e->md5) == 0)
+        return 1;
+    unlink(path);
+    return 0;
+}
+
+static fs_status fetch_entries(struct fetch *f, struct conn *c, const struct manifest *man,
+                               const char *top)
+{
+    char path[PATH_MAX + MSG_MAX_PATH + 8], remote[MSG_MAX_PATH + 1];
+    fs_status st = FS_OK;
+
+    f->base = 0;
+    for (size_t i = 0; i < man->n && st == FS_OK; i++) {
+        const struct manifest_entry *e = &man->v[i];
+        snprintf(path, sizeof path, "%s/%s", top, e->path);
+        if (e->kind == MSG_KIND_FOLDER) {
+            if (ensure_dir(path) != FS_OK)
+                st = fail(f, FS_EIO, "cannot create %s: %s", path, strerror(errno));
+            continue;
+        }
+        if (cancelled(f))
+            return fail(f, FS_ECANCELED, "cancelled");
+        if (staged_ok(path, e)) {
+            f->res->resumed_from += e->size;
+        } else {
+            if (snprintf(remote, sizeof remote, "%s/%s", f->hit->path, e->path) >= (int)sizeof remote)
+                return fail(f, FS_ETOOBIG, "path too long inside the folder");
+            const char *slash = strrchr(e->path, '/');
+            struct file_job j = {.name = slash ? slash + 1 : e->path, .remote = remote,
+                                 .size = e->size, .md5 = e->md5, .final = path, .staged = 1};
+            st = fetch_file(f, &j, c);
+        }
+        f->base += e->size;
+    }
+    return st;
+}
+
+static fs_status fetch_folder(struct fetch *f)
+{
+    char dir[PATH_MAX + 32], staging[PATH_MAX + 80], top[PATH_MAX + 400];
+    struct manifest man;
+    struct conn c;
+    struct msg m;
+
+    xfer_state_dir(dir, sizeof dir, f->share);
+    snprintf(staging, sizeof staging, "%s/d-%s", dir, f->hit->md5);
+    snprintf(top, sizeof top, "%s/%s", staging, f->hit->name);
+    fs_status st = connect_holder(f, &c);
+    if (st)
+        return st;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_LIST;
+    memcpy(m.path, f->hit->path, sizeof m.path);
+    memcpy(m.md5, f->hit->md5, sizeof m.md5);
+    st = conn_send_msg(c.fd, &m, c.timeout_ms);
+    if (st == FS_OK)
+        st = read_reply(f, &c, &m, MSG_MANIFEST, 0, f->hit->md5);
+    if (st == FS_OK)
+        st = read_manifest(f, &c, &m, &man);
+    if (st) {
+        disconnect(f, &c);
+        return st;
+    }
+    if (ensure_dir(staging) != FS_OK || ensure_dir(top) != FS_OK)
+        st = fail(f, FS_EIO, "cannot create %s: %s", top, strerror(errno));
+    if (st == FS_OK)
+        st = fetch_entries(f, &c, &man, top);
+    disconnect(f, &c);
+    manifest_free(&man);
+    if (st)
+        return st; /* the staging folder stays: the next get resumes it */
+    /* One sync for every file of the folder (partial_finish() skipped its
+     * per-file fsync), before the folder takes its name. */
+    if (sync_fs_of(staging) != FS_OK)
+        return fail(f, FS_EIO, "cannot sync the downloaded folder: %s", strerror(errno));
+    st = partial_place(top, f->final, 1);
+    if (st == FS_EEXIST)
+        return fail(f, st, "%s already exists in the share, not overwritten", f->hit->name);
+    if (st)
+        return fail(f, st, "cannot move the folder into place: %s", strerror(errno));
+    rmdir(staging);
+    return FS_OK;
+}
+
+/* --- folders (and holders without FETCH): a zip archive --- */
+
+/* Sends REQUEST and reads the ITEM header, checking it matches the hit. */
+static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
+{
+    struct msg req;
+
+    memset(&req, 0, sizeof req);
+    req.type = MSG_REQUEST;
+    memcpy(req.path, f->hit->path, sizeof req.path);
+    memcpy(req.md5, f->hit->md5, sizeof req.md5);
+    fs_status st = conn_send_msg(c->fd, &req, c->timeout_ms);
+    if (st)
+        return fail(f, st, "sending the request failed: %s", fs_strerror(st));
+    st = read_reply(f, c, item, MSG_ITEM, f->hit->size, f->hit->md5);
+    if (st)
+        return st;
+    /* A zip of n content bytes is n plus per-entry headers (a few hundred
+     * bytes each); a holder announcing much more is lying or broken, and
+     * must not be allowed to fill the disk. */
+    uint64_t limit = f->hit->size + f->hit->size / 8 + XFER_ARCHIVE_SLACK;
+    if (item->len > limit) {
+        stats_inc(&f->p->stats, archives_refused);
+        return fail(f, FS_ETOOBIG, "holder announced an archive far larger than the item");
+    }
+    return FS_OK;
+}
+
+/* Receives len body bytes into f->zip, hashing as they arrive. */
+static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item)
+{
+    struct hash_md5 h;
+    char hex[HASH_HEX_LEN + 1];
+    char *buf = malloc(XFER_CHUNK);
+    uint64_t left = item->len;
+    fs_status st = FS_OK;
+
+    if (!buf)
+        return fail(f, FS_ENOMEM, "out of memory");
+    f->fd = open(f->zip, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (f->fd < 0 || hash_init(&h) != FS_OK) {
+        free(buf);
+        return fail(f, FS_EIO, "cannot create %s", f->zip);
+    }
+    while (left > 0 && st == FS_OK) {
+        size_t got = 0;
+        if (cancelled(f)) {
+            st = fail(f, FS_ECANCELED, "cancelled");
+            break;
+        }
+        st = conn_read_body_some(c, buf, left < XFER_CHUNK ? (size_t)left : XFER_CHUNK, &got);
+        if (st) {
+            fail(f, st, "transfer interrupted: %s", fs_strerror(st));
+            break;
+        }
+        note_first_byte(f);
+        hash_update(&h, buf, got);
+        if (write(f->fd, buf, got) != (ssize_t)got)
+            st = fail_local(f, FS_EIO, "writing the download failed: %s", strerror(errno));
+        left -= got;
+        f->res->bytes += got;
+        stats_add(&f->p->stats, bytes_received, got);
+        /* archive bytes stand in for content bytes: close enough for a bar */
+        uint64_t done = item->len - left;
+        report(f, done < f->hit->size ? done : f->hit->size, 0);
+    }
+    free(buf);
+    if (st) {
+        hash_abort(&h);
+        return st;
+    }
+    hash_final(&h, hex);
+    if (strcmp(hex, item->zmd5) != 0)
+        return fail(f, FS_EMISMATCH, "archive MD5 mismatch (received %s)", hex);
+    if (fsync(f->fd) < 0)
+        return fail(f, FS_EIO, "fsync failed: %s", strerror(errno));
+    return FS_OK;
+}
+
+/* Extracts, verifies the item against the hit, and renames it into place. */
+static fs_status install(struct fetch *f)
+{
+    char top[MSG_MAX_NAME + 1], item_path[PATH_MAX + 400];
+    const char *why = NULL;
+    struct zipio_limits lim = zipio_default_limits;
+    enum msg_kind kind;
+    uint64_t size, files;
+    char md5[MSG_MD5_LEN + 1];
+
+    if (mkdir(f->xdir, 0700) < 0)
+        return fail(f, FS_EIO, "cannot create %s", f->xdir);
+    lim.max_total_bytes = f->hit->size; /* the FOUND said how much content there is */
+    fs_status st = zipio_unpack(f->zip, f->xdir, &lim, top, sizeof top, &why);
+    if (st) {
+        if (st == FS_EZIP || st == FS_ETOOBIG) /* the archive's fault, not ours */
+            stats_inc(&f->p->stats, archives_refused);
+        return fail(f, st, "archive refused: %s", why ? why : fs_strerror(st));
+    }
+    if (strcmp(top, f->hit->name) != 0) {
+        stats_inc(&f->p->stats, archives_refused);
+        return fail(f, FS_EZIP, "archive holds another name than the item");
+    }
+    snprintf(item_path, sizeof item_path, "%s/%s", f->xdir, top);
+    st = share_digest(item_path, &kind, &size, &files, md5);
+    if (st)
+        return fail(f, st, "cannot verify the extracted item: %s", fs_strerror(st));
+    if (kind != f->hit->kind || size != f->hit->size || strcmp(md5, f->hit->md5) != 0)
+        return fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s)", md5);
+    if (sync_fs_of(f->xdir) != FS_OK) /* the files reach the disk before their name */
+        return fail(f, FS_EIO, "cannot sync the extracted item: %s", strerror(errno));
+    st = partial_place(item_path, f->final, 1);
+    if (st == FS_EEXIST)
+        return fail(f, st, "%s already exists in the share, not overwritten", top);
+    if (st)
+        return fail(f, st, "cannot move the item into place: %s", strerror(errno));
+    return FS_OK;
+}
+
+static fs_status fetch_archive(struct fetch *f)
+{
+    struct conn c;
+    struct msg item;
+
+    xfer_tmp_name(f->zip, sizeof f->zip, f->share, "in", ".zip");
+    xfer_tmp_name(f->xdir, sizeof f->xdir, f->share, "x", "");
+    fs_status st = connect_holder(f, &c);
+    if (st)
+        return st;
+    st = ask(f, &c, &item);
+    if (st == FS_OK)
+        st = receive(f, &c, &item);
+    disconnect(f, &c);
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    if (st == FS_OK)
+        st = install(f);
+    unlink(f->zip);
+    zipio_remove_tree(f->xdir);
+    return st;
+}
+
+fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_watch *watch,
+                     struct xfer_result *res)
+{
+    struct fetch f = {.p = p, .hit = hit, .watch = watch, .res = res, .fd = -1, .slot = -1};
+    struct stat sb;
+    fs_status st;
+
+    memset(res, 0, sizeof *res);
+    f.t0 = f.last_report = net_now_ms();
+    struct share *sh = peer_share_get(p);
+    snprintf(f.share, sizeof f.share, "%s", share_dir(sh));
+    peer_share_put(p);
+    snprintf(f.final, sizeof f.final, "%s/%s", f.share, hit->name);
+    if (lstat(f.final, &sb) == 0)
+        return fail(&f, FS_EEXIST, "%s already exists in the share, not overwritten", hit->name);
+
+    f.slot = xfer_table_add(p, 0, hit->name, &hit->holder, hit->size);
+    down_event(p, TR_TRANSFER_STARTED, hit, 0, FS_OK, NULL);
+    f.last_trace = net_now_ms();
+    st = FS_ENOTSUP;
+    if (hit->kind == MSG_KIND_FILE) {
+        struct file_job j = {.name = hit->name, .remote = hit->path, .size = hit->size,
+                             .md5 = hit->md5, .final = f.final};
+        st = fetch_file(&f, &j, NULL);
+    } else if (hit->size >= XFER_STREAM_FOLDER_MIN) {
+        st = fetch_folder(&f);
+    }
+    if (st == FS_ENOTSUP)
+        st = fetch_archive(&f);
+    xfer_table_del(p, f.slot);
+    down_event(p, st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED, hit,
+               st == FS_OK ? hit->size : f.pos, st, res->why);
+    res->seconds = (double)(net_now_ms() - f.t0) / 1000.0;
+    if (st == FS_OK) {
+        stats_inc(&p->stats, downloads);
+        sh = peer_share_get(p);
+        share_mark_dirty(sh);
+        peer_share_put(p);
+    } else if (st != FS_EEXIST && st != FS_ECANCELED && !res->retry_ms) {
+        stats_inc(&p->stats, downloads_failed); /* a BUSY is not a failure: it is retried */
+    }
+    return st;
+}

@@ -1,0 +1,447 @@
+/* xfer_serve.c - the holder side: REQUEST (a zip archive), FETCH (DATA
+ * frames from an offset) and LIST (a folder's manifest). */
+#include "floodshare/xfer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <linux/sockios.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "floodshare/hash.h"
+#include "floodshare/log.h"
+#include "floodshare/net.h"
+#include "floodshare/partial.h"
+#include "floodshare/peer.h"
+#include "floodshare/share.h"
+#include "floodshare/trace.h"
+#include "floodshare/zipio.h"
+#include "xfer_int.h"
+
+/* --- trace events of transfers --- */
+
+/* The holder side of one upload: REQUEST, FETCH and LIST carry no query
+ * id, so the query is the one this peer last sent a FOUND for the item
+ * in (trace_find_hit); its origin is the requester. */
+struct up_trace {
+    struct trace_event ev;
+    uint64_t last_ms;
+};
+
+static void up_begin(struct peer *p, struct up_trace *u, const struct msg *req,
+                     const struct fs_addr *conn_from, uint64_t size, uint64_t offset)
+{
+    struct trace_event hit;
+    int known = trace_find_hit(p->trace, req->md5, req->path, &hit);
+
+    trace_init_event(&u->ev, TR_TRANSFER_STARTED, known ? hit.qid : NULL);
+    u->ev.role = TR_ROLE_HOLDER;
+    trace_set(u->ev.name, sizeof u->ev.name, req->path);
+    u->ev.to = known ? hit.origin : *conn_from;
+    u->ev.holder = hit.holder;
+    u->ev.size = size;
+    u->ev.bytes = offset;
+    trace_set(u->ev.md5, sizeof u->ev.md5, req->md5);
+    if (!known)
+        u->ev.holder = 0;
+    u->last_ms = net_now_ms();
+    trace_emit(p->trace, &u->ev);
+}
+
+/* At most one progress event every TRACE_PROGRESS_MS, and only when
+ * somebody listens (they are never kept in the ring). */
+static void up_progress(struct peer *p, struct up_trace *u, uint64_t pos)
+{
+    uint64_t now = net_now_ms();
+
+    if (!trace_listening(p->trace) || now - u->last_ms < TRACE_PROGRESS_MS)
+        return;
+    u->last_ms = now;
+    u->ev.type = TR_TRANSFER_PROGRESS;
+    u->ev.bytes = pos;
+    trace_emit(p->trace, &u->ev);
+}
+
+static void up_end(struct peer *p, struct up_trace *u, uint64_t pos, fs_status st)
+{
+    u->ev.type = st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED;
+    u->ev.bytes = pos;
+    if (st)
+        trace_set(u->ev.reason, sizeof u->ev.reason, fs_status_name(st));
+    trace_emit(p->trace, &u->ev);
+}
+
+/* --- pacing: min_upload_rate over each XFER_RATE_WINDOW_MS --- */
+
+/* One upload's writes. The rate counts bytes the requester's TCP has
+ * acknowledged (written minus what is still in our send queue, SIOCOUTQ):
+ * a requester that stops reading would otherwise look fast for as long as
+ * the socket buffers take bytes. Windows follow each other from the first
+ * byte on; the last, partial one is not judged. */
+struct pace {
+    int fd;
+    uint64_t min_rate;  /* bytes/s; 0: never cut */
+    uint64_t win_start; /* ms */
+    uint64_t win_acked; /* acknowledged bytes when the window began */
+    uint64_t written;   /* bytes handed to the socket */
+    uint64_t moved;     /* on a cut: bytes acknowledged in the window that failed */
+    int slow;           /* set when the upload was cut for being too slow */
+};
+
+static void pace_init(struct pace *pc, struct peer *p, int fd)
+{
+    memset(pc, 0, sizeof *pc);
+    pc->fd = fd;
+    pc->min_rate = xfer_min_rate(p);
+    pc->win_start = net_now_ms();
+}
+
+static uint64_t pace_acked(const struct pace *pc)
+{
+    int queued = 0;
+
+    if (ioctl(pc->fd, SIOCOUTQ, &queued) < 0 || queued < 0)
+        queued = 0; /* cannot tell: count what was written */
+    return pc->written > (uint64_t)queued ? pc->written - (uint64_t)queued : 0;
+}
+
+/* Judges the window when it is over. -1 (and pc->slow) when it moved too
+ * little; 0 otherwise. */
+static int pace_check(struct pace *pc, uint64_t now)
+{
+    if (pc->min_rate == 0 || now - pc->win_start < XFER_RATE_WINDOW_MS)
+        return 0;
+    uint64_t acked = pace_acked(pc), moved = acked - pc->win_acked;
+    if (moved * 1000 < pc->min_rate * (now - pc->win_start)) {
+        pc->slow = 1;
+        pc->moved = moved;
+        return -1;
+    }
+    pc->win_start = now;
+    pc->win_acked = acked;
+    return 0;
+}
+
+/* Writes all n bytes: each wait for buffer space at most timeout_ms, and
+ * the upload as a whole kept to min_rate. FS_ETIMEDOUT (pc->slow tells
+ * which), FS_ECLOSED, FS_EIO. */
+static fs_status pace_write(struct pace *pc, const void *buf, size_t n, int timeout_ms)
+{
+    const char *b = buf;
+    uint64_t last = net_now_ms(); /* last progress */
+
+    while (n > 0) {
+        uint64_t now = net_now_ms();
+        if (pace_check(pc, now) < 0)
+            return FS_ETIMEDOUT;
+        ssize_t w = send(pc->fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            b += w;
+            n -= (size_t)w;
+            pc->written += (uint64_t)w;
+            last = now;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return (errno == EPIPE || errno == ECONNRESET) ? FS_ECLOSED : FS_EIO;
+        if (now - last >= (uint64_t)timeout_ms)
+            return FS_ETIMEDOUT;
+        uint64_t wait = (uint64_t)timeout_ms - (now - last);
+        if (pc->min_rate && pc->win_start + XFER_RATE_WINDOW_MS - now < wait)
+            wait = pc->win_start + XFER_RATE_WINDOW_MS - now; /* wake to judge the window */
+        struct pollfd pfd = {.fd = pc->fd, .events = POLLOUT};
+        if (poll(&pfd, 1, (int)(wait ? wait : 1)) < 0 && errno != EINTR)
+            return FS_EIO;
+    }
+    return FS_OK;
+}
+
+/* Counts and logs how an upload ended badly. verb and esc name it
+ * ("fetch", the escaped path); level is for failures other than a cut. */
+static void upload_failed(struct peer *p, const struct pace *pc, const char *verb,
+                          const char *esc, const struct fs_addr *who, fs_status st, int level)
+{
+    char h[ADDR_STR_MAX];
+
+    stats_inc(&p->stats, uploads_failed);
+    if (pc->slow) {
+        /* Close with a reset: the bytes still queued for a requester that does
+         * not read would otherwise keep the socket, and its buffer, alive in
+         * the kernel long after we closed it. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(pc->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        xfer_slot_penalize(p, who->host);
+        stats_inc(&p->stats, uploads_slow);
+        log_msg(L_INFO, "%s %s: cut: %s moved %llu bytes in %d s, under min_upload_rate %llu "
+                "bytes/s", verb, esc, addr_format(who, h), (unsigned long long)pc->moved,
+                XFER_RATE_WINDOW_MS / 1000, (unsigned long long)pc->min_rate);
+    } else {
+        if (st == FS_ETIMEDOUT) /* a requester that stopped reading for io_timeout_ms */
+            stats_inc(&p->stats, timeouts);
+        log_msg(level, "%s %s: upload stopped: %s", verb, esc, fs_strerror(st));
+    }
+}
+
+/* --- holder side --- */
+
+static fs_status stream_file(struct peer *p, struct pace *pc, const char *path, uint64_t len,
+                             int timeout_ms)
+{
+    char *buf = malloc(XFER_CHUNK);
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    fs_status st = FS_OK;
+
+    if (!buf || in < 0) {
+        st = buf ? FS_EIO : FS_ENOMEM;
+        goto out;
+    }
+    while (len > 0) {
+        ssize_t n = read(in, buf, len < XFER_CHUNK ? (size_t)len : XFER_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            st = FS_EIO;
+            break;
+        }
+        st = pace_write(pc, buf, (size_t)n, timeout_ms);
+        if (st)
+            break;
+        stats_add(&p->stats, bytes_sent, n);
+        len -= (uint64_t)n;
+    }
+out:
+    if (in >= 0)
+        close(in);
+    free(buf);
+    return st;
+}
+
+static void refuse(struct peer *p, struct conn *c, const char *code, const char *why,
+                   const char *path)
+{
+    char esc[LOG_ESCAPE_BUF];
+    stats_inc(&p->stats, uploads_failed);
+    log_msg(L_INFO, "request %s refused: %s", log_escape_str(esc, path), why);
+    conn_send_error(c->fd, code, why, c->timeout_ms);
+}
+
+/* Finds the item a REQUEST or FETCH names and resolves it inside the share.
+ * Returns 0, or -1 after answering the requester with the refusal. */
+static int find_item(struct peer *p, struct conn *c, const struct msg *req,
+                     struct share_item *it, char *abs, size_t cap)
+{
+    struct share *sh = peer_share_get(p);
+    fs_status st;
+
+    share_refresh(sh);
+    st = share_lookup(sh, req->path, it);
+    if (st == FS_OK)
+        st = share_resolve(sh, req->path, 1, abs, cap);
+    peer_share_put(p);
+    if (st == FS_EBADNAME || st == FS_EREFUSED) {
+        refuse(p, c, "refused", "path is outside the share or not allowed", req->path);
+        return -1;
+    }
+    if (st) {
+        refuse(p, c, "notfound", "no such item in this share", req->path);
+        return -1;
+    }
+    if (strcmp(it->md5, req->md5) != 0) {
+        refuse(p, c, "changed", "the item has changed since it was found", req->path);
+        return -1;
+    }
+    return 0;
+}
+
+void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
+{
+    struct share_item it;
+    char abs[PATH_MAX], zip[PATH_MAX + 64], esc[LOG_ESCAPE_BUF];
+    struct fs_addr who;
+    fs_status st;
+
+    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+        return;
+    struct share *sh = peer_share_get(p);
+    xfer_tmp_name(zip, sizeof zip, share_dir(sh), "out", ".zip");
+    peer_share_put(p);
+
+    struct msg item;
+    memset(&item, 0, sizeof item);
+    item.type = MSG_ITEM;
+    item.kind = it.kind;
+    item.size = it.size;
+    memcpy(item.md5, it.md5, sizeof item.md5);
+    st = zipio_pack(abs, zip);
+    if (st == FS_OK)
+        st = hash_md5_file(zip, item.zmd5, &item.len);
+    if (st) {
+        unlink(zip);
+        refuse(p, c, "internal", "cannot pack the item", req->path);
+        return;
+    }
+    log_msg(L_INFO, "request %s: sending %s of %llu bytes as a %llu-byte archive",
+            log_escape_str(esc, req->path), msg_kind_name(it.kind), (unsigned long long)it.size,
+            (unsigned long long)item.len);
+    net_peer_addr(c->fd, &who);
+    int slot = xfer_table_add(p, 1, req->path, &who, item.len);
+    struct up_trace ut;
+    struct pace pc;
+    up_begin(p, &ut, req, &who, item.len, 0);
+    pace_init(&pc, p, c->fd);
+    st = conn_send_msg(c->fd, &item, c->timeout_ms);
+    if (st == FS_OK)
+        st = stream_file(p, &pc, zip, item.len, c->timeout_ms);
+    up_end(p, &ut, st == FS_OK ? item.len : 0, st);
+    xfer_table_del(p, slot);
+    unlink(zip);
+    if (st) {
+        upload_failed(p, &pc, "request", esc, &who, st, L_WARN);
+        return;
+    }
+    stats_inc(&p->stats, uploads);
+}
+
+/* Sends DATA frames for the chunks of fd from offset on. Each chunk is
+ * read whole first, because its CRC goes in the frame's header. */
+static fs_status send_chunks(struct peer *p, struct conn *c, struct pace *pc, int fd,
+                             uint64_t size, uint64_t offset, int slot, struct up_trace *ut)
+{
+    char *buf = malloc(PARTIAL_CHUNK);
+    char head[MSG_MAX_HEADER];
+    fs_status st = FS_OK;
+    struct msg d;
+
+    if (!buf)
+        return FS_ENOMEM;
+    memset(&d, 0, sizeof d);
+    d.type = MSG_DATA;
+    posix_fadvise(fd, (off_t)offset, 0, POSIX_FADV_SEQUENTIAL);
+    for (uint64_t off = offset; off < size && st == FS_OK && !p->stopping; off += d.len) {
+        d.idx = off / PARTIAL_CHUNK;
+        d.len = size - off < PARTIAL_CHUNK ? size - off : PARTIAL_CHUNK;
+        st = partial_read_at(fd, buf, (size_t)d.len, off);
+        if (st)
+            break;
+        d.crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)d.len);
+        int n = msg_format(&d, head, sizeof head);
+        st = n < 0 ? FS_EINVAL : pace_write(pc, head, (size_t)n, c->timeout_ms);
+        if (st == FS_OK)
+            st = pace_write(pc, buf, (size_t)d.len, c->timeout_ms);
+        if (st == FS_OK) {
+            stats_add(&p->stats, bytes_sent, d.len);
+            xfer_table_set(p, slot, off + d.len);
+            up_progress(p, ut, off + d.len);
+            ut->ev.bytes = off + d.len;
+        }
+    }
+    free(buf);
+    return p->stopping ? FS_ECANCELED : st;
+}
+
+int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
+{
+    struct share_item it;
+    char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
+    struct stat sb;
+    struct fs_addr who;
+
+    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+        return -1;
+    if (it.kind != MSG_KIND_FILE) {
+        refuse(p, c, "refused", "FETCH is for files; ask for a folder with LIST or REQUEST",
+               req->path);
+        return -1;
+    }
+    if (req->offset > it.size || req->offset % PARTIAL_CHUNK != 0) {
+        refuse(p, c, "refused", "offset is not a chunk boundary inside the file", req->path);
+        return -1;
+    }
+    int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != it.size) {
+        if (fd >= 0)
+            close(fd);
+        refuse(p, c, "changed", "the item has changed since it was found", req->path);
+        return -1;
+    }
+    struct msg r;
+    memset(&r, 0, sizeof r);
+    r.type = MSG_RANGE;
+    r.size = it.size;
+    memcpy(r.md5, it.md5, sizeof r.md5);
+    r.offset = req->offset;
+    r.chunk = PARTIAL_CHUNK;
+    log_msg(L_INFO, "fetch %s: sending bytes %llu..%llu of %llu", log_escape_str(esc, req->path),
+            (unsigned long long)req->offset, (unsigned long long)it.size,
+            (unsigned long long)it.size);
+    net_peer_addr(c->fd, &who);
+    int slot = xfer_table_add(p, 1, req->path, &who, it.size);
+    xfer_table_set(p, slot, req->offset);
+    struct up_trace ut;
+    struct pace pc;
+    up_begin(p, &ut, req, &who, it.size, req->offset);
+    pace_init(&pc, p, c->fd);
+    fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
+    if (st == FS_OK)
+        st = send_chunks(p, c, &pc, fd, it.size, req->offset, slot, &ut);
+    up_end(p, &ut, ut.ev.bytes, st);
+    xfer_table_del(p, slot);
+    close(fd);
+    if (st) {
+        upload_failed(p, &pc, "fetch", esc, &who, st, L_INFO);
+        return -1;
+    }
+    stats_inc(&p->stats, uploads);
+    return 0;
+}
+
+int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req)
+{
+    struct share_item it;
+    char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
+    char *text = NULL;
+    size_t len = 0;
+
+    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+        return -1;
+    if (it.kind != MSG_KIND_FOLDER) {
+        refuse(p, c, "refused", "LIST is for folders", req->path);
+        return -1;
+    }
+    struct share *sh = peer_share_get(p);
+    fs_status st = share_manifest(sh, req->path, &text, &len);
+    peer_share_put(p);
+    if (st) {
+        refuse(p, c, "changed", "the item has changed since it was found", req->path);
+        return -1;
+    }
+    struct msg m;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_MANIFEST;
+    memcpy(m.md5, it.md5, sizeof m.md5);
+    m.len = len;
+    log_msg(L_INFO, "list %s: sending the manifest of %llu files", log_escape_str(esc, req->path),
+            (unsigned long long)it.files);
+    struct pace pc;
+    pace_init(&pc, p, c->fd);
+    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    if (st == FS_OK)
+        st = pace_write(&pc, text, len, c->timeout_ms);
+    free(text);
+    if (st) {
+        struct fs_addr who;
+        net_peer_addr(c->fd, &who);
+        upload_failed(p, &pc, "list", esc, &who, st, L_INFO);
+        return -1;
+    }
+    return 0;
+}
