@@ -100,16 +100,14 @@ static int check_name(struct ctl_out *o, const char *name)
 
 /* --- search --- */
 
-static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o,
+                      const struct cfg *c)
 {
     struct flood_query *q;
     struct msg *hits;
     unsigned n = 0;
-    struct cfg c;
-
     if (need(o, a, 1, "search NAME [--json]") || check_name(o, a->pos[0]))
         return CTL_EXIT_USAGE;
-    peer_cfg_snapshot(p, &c);
     hits = calloc(FLOOD_MAX_HITS, sizeof *hits);
     if (!hits || flood_start(p, a->pos[0], &q) != FS_OK) {
         free(hits);
@@ -118,9 +116,9 @@ static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o)
     }
     if (!a->json)
         ctl_print(o, 1, "searching for \"%s\" (query %s, ttl %u, %u neighbours, %.1f s window)",
-                  a->pos[0], flood_query_id(q), c.ttl, flood_query_sent(q),
-                  c.hit_window_ms / 1000.0);
-    uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c.hit_window_ms : 0);
+                  a->pos[0], flood_query_id(q), c->ttl, flood_query_sent(q),
+                  c->hit_window_ms / 1000.0);
+    uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c->hit_window_ms : 0);
     while (n < FLOOD_MAX_HITS && flood_next_hit(p, q, deadline, &hits[n]) == FS_OK)
         n++;
 
@@ -131,7 +129,7 @@ static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o)
         json_obj_open(&j, NULL);
         json_str(&j, "query_id", flood_query_id(q));
         json_str(&j, "name", a->pos[0]);
-        json_uint(&j, "ttl", c.ttl);
+        json_uint(&j, "ttl", c->ttl);
         json_arr_open(&j, "hits");
         for (unsigned i = 0; i < n; i++)
             json_hit(&j, &hits[i]);
@@ -140,7 +138,7 @@ static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o)
         if (emit_json(o, &j) != CTL_EXIT_OK)
             code = CTL_EXIT_FAIL;
     } else if (n == 0) {
-        ctl_print(o, 2, "not found: no peer within ttl %u has \"%s\"", c.ttl, a->pos[0]);
+        ctl_print(o, 2, "not found: no peer within ttl %u has \"%s\"", c->ttl, a->pos[0]);
     } else {
         ctl_print(o, 1, "%u hit%s:", n, n == 1 ? "" : "s");
         ctl_print(o, 1, "  %-5s %-21s %4s  %-6s %12s  %-32s  %s", "peer", "holder", "hops",
@@ -281,10 +279,9 @@ static int get_busy_wait(struct peer *p, struct ctl_out *o, uint64_t until)
 
 /* Downloads from hits in arrival order until one succeeds; later hits are
  * waited for only while the hit window is open. */
-static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o, const struct cfg *c)
 {
     struct flood_query *q;
-    struct cfg c;
     struct attempt *at;
     struct xfer_result res;
     unsigned n = 0;
@@ -294,10 +291,9 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
     if (need(o, a, 1, "get NAME [--json]") || check_name(o, a->pos[0]))
         return CTL_EXIT_USAGE;
     const char *name = a->pos[0];
-    peer_cfg_snapshot(p, &c);
-    snprintf(final, sizeof final, "%s/%s", c.share_dir, name);
+    snprintf(final, sizeof final, "%s/%s", c->share_dir, name);
     if (access(final, F_OK) == 0 || errno != ENOENT) {
-        ctl_print(o, 2, "floodshare: \"%s\" already exists in %s: not overwritten", name, c.share_dir);
+        ctl_print(o, 2, "floodshare: \"%s\" already exists in %s: not overwritten", name, c->share_dir);
         return CTL_EXIT_FAIL;
     }
     at = calloc(FLOOD_MAX_HITS, sizeof *at);
@@ -308,9 +304,9 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
     }
     if (!a->json)
         ctl_print(o, 1, "searching for \"%s\" (query %s, ttl %u, sent to %u neighbours)", name,
-                  flood_query_id(q), c.ttl, flood_query_sent(q));
+                  flood_query_id(q), c->ttl, flood_query_sent(q));
     /* With no neighbour reachable, no hit can come: do not wait the window. */
-    uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c.hit_window_ms : 0);
+    uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c->hit_window_ms : 0);
     int over = 0; /* done: a success, or a failure no other try would mend */
     while (!over && n < FLOOD_MAX_HITS && !o->broken &&
            flood_next_hit(p, q, deadline, &at[n].hit) == FS_OK) {
@@ -320,7 +316,7 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
             ctl_print(o, 1, "found at peer %u %s, %u hops away (%s, %llu bytes): downloading",
                       t->hit.peer_id, addr_format(&t->hit.holder, h), t->hit.hops,
                       msg_kind_name(t->hit.kind), (unsigned long long)t->hit.size);
-        st = get_try(p, a, o, name, c.share_dir, t, &res, &over);
+        st = get_try(p, a, o, name, c->share_dir, t, &res, &over);
     }
     /* Holders that answered BUSY are asked again once the time they named
      * has passed (each wait at most GET_BUSY_MAX_WAIT_MS), each at most
@@ -348,7 +344,7 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
             ctl_print(o, 1, "asking busy peer %u %s again (try %u of %u)", t.hit.peer_id,
                       addr_format(&t.hit.holder, h), t.tries + 1, XFER_BUSY_TRIES + 1);
         }
-        st = get_try(p, a, o, name, c.share_dir, &at[n - 1], &res, &over);
+        st = get_try(p, a, o, name, c->share_dir, &at[n - 1], &res, &over);
     }
     if (st == FS_OK) {
         double mbs = res.seconds > 0 ? (double)res.bytes / res.seconds / 1e6 : 0;
@@ -360,7 +356,7 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
         snprintf(error, sizeof error, "%s: the partial download is kept, `get %s` resumes it",
                  at[n - 1].why, name);
     } else if (n == 0) {
-        snprintf(error, sizeof error, "not found: no peer within ttl %u has \"%s\"", c.ttl, name);
+        snprintf(error, sizeof error, "not found: no peer within ttl %u has \"%s\"", c->ttl, name);
     } else if (st == FS_EEXIST || res.local) { /* no other holder would do better */
         snprintf(error, sizeof error, "%s", at[n - 1].why);
     } else {
@@ -378,7 +374,8 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o)
 
 /* --- ls, config, stats --- */
 
-static int cmd_ls(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_ls(struct peer *p, const struct args *a, struct ctl_out *o,
+                  const struct cfg *c)
 {
     struct share_item *items = NULL;
 
@@ -428,38 +425,37 @@ static int cmd_ls(struct peer *p, const struct args *a, struct ctl_out *o)
     return CTL_EXIT_OK;
 }
 
-static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o,
+                      const struct cfg *c)
 {
-    struct cfg c;
     char nb[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX] = "", one[ADDR_STR_MAX];
 
     if (need(o, a, 0, "config [--json]"))
         return CTL_EXIT_USAGE;
-    peer_cfg_snapshot(p, &c);
     struct fs_addr down[CUT_MAX];
     size_t n_down = cut_list(&p->cut, down, CUT_MAX);
     if (a->json) {
         struct json j;
         json_init(&j, CMD_JSON_MAX);
         json_obj_open(&j, NULL);
-        json_uint(&j, "id", c.id);
-        json_str(&j, "host", c.host);
-        json_uint(&j, "port", c.port);
-        json_str(&j, "share_dir", c.share_dir);
-        json_uint(&j, "ttl", c.ttl);
+        json_uint(&j, "id", c->id);
+        json_str(&j, "host", c->host);
+        json_uint(&j, "port", c->port);
+        json_str(&j, "share_dir", c->share_dir);
+        json_uint(&j, "ttl", c->ttl);
         json_arr_open(&j, "neighbours");
-        for (size_t i = 0; i < c.n_neighbours; i++)
-            json_str(&j, NULL, addr_format(&c.neighbours[i], one));
+        for (size_t i = 0; i < c->n_neighbours; i++)
+            json_str(&j, NULL, addr_format(&c->neighbours[i], one));
         json_arr_close(&j);
-        json_str(&j, "config_file", c.path);
+        json_str(&j, "config_file", c->path);
         json_str(&j, "run_dir", p->run_dir);
-        json_uint(&j, "workers", c.workers);
-        json_uint(&j, "io_timeout_ms", c.io_timeout_ms);
-        json_uint(&j, "hit_window_ms", c.hit_window_ms);
-        json_uint(&j, "max_ttl", c.max_ttl);
-        json_uint(&j, "upload_slots", c.upload_slots);
-        json_uint(&j, "upload_slots_per_addr", c.upload_slots_per_addr);
-        json_uint(&j, "min_upload_rate", c.min_upload_rate);
+        json_uint(&j, "workers", c->workers);
+        json_uint(&j, "io_timeout_ms", c->io_timeout_ms);
+        json_uint(&j, "hit_window_ms", c->hit_window_ms);
+        json_uint(&j, "max_ttl", c->max_ttl);
+        json_uint(&j, "upload_slots", c->upload_slots);
+        json_uint(&j, "upload_slots_per_addr", c->upload_slots_per_addr);
+        json_uint(&j, "min_upload_rate", c->min_upload_rate);
         json_arr_open(&j, "links_down");
         for (size_t i = 0; i < n_down; i++)
             json_str(&j, NULL, addr_format(&down[i], one));
@@ -468,21 +464,21 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
         json_obj_close(&j);
         return emit_json(o, &j);
     }
-    for (size_t i = 0; i < c.n_neighbours; i++) {
+    for (size_t i = 0; i < c->n_neighbours; i++) {
         size_t len = strlen(nb);
-        snprintf(nb + len, sizeof nb - len, "%s%s", i ? ", " : "", addr_format(&c.neighbours[i], one));
+        snprintf(nb + len, sizeof nb - len, "%s%s", i ? ", " : "", addr_format(&c->neighbours[i], one));
     }
-    ctl_print(o, 1, "peer %u", c.id);
-    ctl_print(o, 1, "  config file  %s", c.path);
-    ctl_print(o, 1, "  address      %s:%u", c.host, (unsigned)c.port);
-    ctl_print(o, 1, "  share_dir    %s", c.share_dir);
-    ctl_print(o, 1, "  ttl          %u (max_ttl %u)", c.ttl, c.max_ttl);
+    ctl_print(o, 1, "peer %u", c->id);
+    ctl_print(o, 1, "  config file  %s", c->path);
+    ctl_print(o, 1, "  address      %s:%u", c->host, (unsigned)c->port);
+    ctl_print(o, 1, "  share_dir    %s", c->share_dir);
+    ctl_print(o, 1, "  ttl          %u (max_ttl %u)", c->ttl, c->max_ttl);
     ctl_print(o, 1, "  neighbours   %s", nb[0] ? nb : "(none)");
-    ctl_print(o, 1, "  limits       %u workers, io timeout %u ms, hit window %u ms", c.workers,
-              c.io_timeout_ms, c.hit_window_ms);
+    ctl_print(o, 1, "  limits       %u workers, io timeout %u ms, hit window %u ms", c->workers,
+              c->io_timeout_ms, c->hit_window_ms);
     ctl_print(o, 1, "  uploads      %u slots, %u per address, cut below %u bytes/s over 10 s%s",
-              c.upload_slots, c.upload_slots_per_addr, c.min_upload_rate,
-              c.min_upload_rate ? "" : " (never)");
+              c->upload_slots, c->upload_slots_per_addr, c->min_upload_rate,
+              c->min_upload_rate ? "" : " (never)");
     ctl_print(o, 1, "  control      %s", p->sock_path);
     nb[0] = '\0';
     for (size_t i = 0; i < n_down; i++) {
@@ -494,7 +490,8 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o)
     return CTL_EXIT_OK;
 }
 
-static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o,
+                     const struct cfg *c)
 {
     unsigned open = 0, proven = 0;
 
@@ -538,18 +535,16 @@ static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o)
 
 /* --- transfers --- */
 
-static int cmd_transfers(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_transfers(struct peer *p, const struct args *a, struct ctl_out *o,
+                         const struct cfg *c)
 {
     struct xfer_active act[XFER_MAX_ACTIVE];
     struct partial_info *parts = NULL;
     char dir[PATH_MAX + 32], who[ADDR_STR_MAX];
-    struct cfg c;
-
     if (need(o, a, 0, "transfers [--json]"))
         return CTL_EXIT_USAGE;
     size_t n = xfer_active_list(p, act, XFER_MAX_ACTIVE);
-    peer_cfg_snapshot(p, &c);
-    snprintf(dir, sizeof dir, "%s/%s", c.share_dir, SHARE_STATE_DIR);
+    snprintf(dir, sizeof dir, "%s/%s", c->share_dir, SHARE_STATE_DIR);
     long np = partial_list(dir, &parts);
     if (np < 0)
         np = 0;
@@ -604,41 +599,8 @@ static int cmd_transfers(struct peer *p, const struct args *a, struct ctl_out *o
 
 /* --- modify --- */
 
-/* Applies a freshly loaded configuration to the running peer: what can
- * change live does; id, host, port and [limits] need a restart. */
-static int apply_cfg(struct peer *p, const struct cfg *n, const char *key, struct ctl_out *o)
-{
-    if (strcmp(key, "share_dir") == 0) {
-        fs_status st;
-        if (xfer_prepare_state_dir(n->share_dir) != FS_OK) {
-            ctl_print(o, 2, "floodshare: cannot use %s", n->share_dir);
-            return CTL_EXIT_FAIL;
-        }
-        struct share *sh = share_open(n->share_dir, &st);
-        if (!sh) {
-            ctl_print(o, 2, "floodshare: cannot index %s: %s", n->share_dir, fs_strerror(st));
-            return CTL_EXIT_FAIL;
-        }
-        pthread_rwlock_wrlock(&p->share_lock);
-        struct share *old = p->share;
-        p->share = sh;
-        pthread_rwlock_unlock(&p->share_lock);
-        share_close(old);
-    }
-    pthread_mutex_lock(&p->cfg_lock);
-    p->cfg.ttl = n->ttl;
-    memcpy(p->cfg.neighbours, n->neighbours, sizeof n->neighbours);
-    p->cfg.n_neighbours = n->n_neighbours;
-    memcpy(p->cfg.share_dir, n->share_dir, sizeof n->share_dir);
-    memcpy(p->cfg.share_dir_raw, n->share_dir_raw, sizeof n->share_dir_raw);
-    p->cfg.log_level = n->log_level;
-    pthread_mutex_unlock(&p->cfg_lock);
-    flood_reconfigure(p);
-    log_verbosity = n->log_level;
-    return CTL_EXIT_OK;
-}
-
-static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o,
+                      const struct cfg *c)
 {
     static const struct {
         const char *key, *section, *ini_key;
@@ -649,7 +611,7 @@ static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o)
         {"log_level", "peer", "log_level"},
     };
     char err[CFG_ERR_MAX];
-    struct cfg c, *n;
+    struct cfg *n;
 
     if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level VALUE"))
         return CTL_EXIT_USAGE;
@@ -661,23 +623,30 @@ static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o)
                   "log_level can change while the peer runs)", a->pos[0]);
         return CTL_EXIT_USAGE;
     }
-    peer_cfg_snapshot(p, &c);
     /* Serialised: two concurrent modifies must not interleave file edits. */
     static pthread_mutex_t modify_lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&modify_lock);
-    fs_status st = cfg_set(c.path, keys[k].section, keys[k].ini_key, a->pos[1], err, sizeof err);
+    fs_status st = cfg_set(c->path, keys[k].section, keys[k].ini_key, a->pos[1], err, sizeof err);
     n = malloc(sizeof *n);
     if (st == FS_OK && n)
-        st = cfg_load(c.path, n, err, sizeof err);
+        st = cfg_load(c->path, n, err, sizeof err);
     int code = CTL_EXIT_CONFIG;
-    if (st == FS_OK && n)
-        code = apply_cfg(p, n, keys[k].key, o);
-    else
+    if (st == FS_OK && n) {
+        /* What can change live does (one call: the peer swaps its share and
+         * publishes the new snapshot); id, host, port and [limits] need a
+         * restart. */
+        code = CTL_EXIT_OK;
+        if (peer_reconfigure(p, n, keys[k].key, err, sizeof err) != FS_OK) {
+            ctl_print(o, 2, "floodshare: %s", err);
+            code = CTL_EXIT_FAIL;
+        }
+    } else {
         ctl_print(o, 2, "floodshare: %s", n ? err : "out of memory");
+    }
     pthread_mutex_unlock(&modify_lock);
     free(n);
     if (code == CTL_EXIT_OK) {
-        ctl_print(o, 1, "%s = %s (applied, and saved to %s)", a->pos[0], a->pos[1], c.path);
+        ctl_print(o, 1, "%s = %s (applied, and saved to %s)", a->pos[0], a->pos[1], c->path);
         log_msg(L_INFO, "modify %s = %s", a->pos[0], a->pos[1]);
     }
     return code;
@@ -685,10 +654,10 @@ static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o)
 
 /* --- link down/up, pause/resume: the teacher's scissors (cut.h) --- */
 
-static int cmd_link(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_link(struct peer *p, const struct args *a, struct ctl_out *o,
+                    const struct cfg *c)
 {
     struct fs_addr to;
-    struct cfg c;
     const char *why = NULL;
     char one[ADDR_STR_MAX];
 
@@ -704,14 +673,13 @@ static int cmd_link(struct peer *p, const struct args *a, struct ctl_out *o)
                   why ? why : "expected HOST:PORT");
         return CTL_EXIT_USAGE;
     }
-    peer_cfg_snapshot(p, &c);
     size_t i = 0;
-    while (i < c.n_neighbours && !addr_equal(&c.neighbours[i], &to))
+    while (i < c->n_neighbours && !addr_equal(&c->neighbours[i], &to))
         i++;
-    if (down && i == c.n_neighbours) {
+    if (down && i == c->n_neighbours) {
         /* Up stays allowed: `modify neighbours` may have removed it since. */
         ctl_print(o, 2, "floodshare: link: %s is not a neighbour of peer %u (see config)",
-                  addr_format(&to, one), c.id);
+                  addr_format(&to, one), c->id);
         return CTL_EXIT_FAIL;
     }
     if (cut_set_link(&p->cut, &to, down) != FS_OK) {
@@ -724,7 +692,8 @@ static int cmd_link(struct peer *p, const struct args *a, struct ctl_out *o)
     return CTL_EXIT_OK;
 }
 
-static int cmd_pause(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_pause(struct peer *p, const struct args *a, struct ctl_out *o,
+                     const struct cfg *c)
 {
     if (need(o, a, 0, "pause"))
         return CTL_EXIT_USAGE;
@@ -735,7 +704,8 @@ static int cmd_pause(struct peer *p, const struct args *a, struct ctl_out *o)
     return CTL_EXIT_OK;
 }
 
-static int cmd_resume(struct peer *p, const struct args *a, struct ctl_out *o)
+static int cmd_resume(struct peer *p, const struct args *a, struct ctl_out *o,
+                      const struct cfg *c)
 {
     if (need(o, a, 0, "resume"))
         return CTL_EXIT_USAGE;
@@ -882,15 +852,15 @@ static int cmd_events(struct peer *p, int argc, char **argv, struct ctl_out *o)
  * "id=N address=HOST:PORT neighbours=A,B" ("-" for none). */
 static int cmd_ping(struct peer *p, struct ctl_out *o)
 {
-    struct cfg c;
     char nb[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX] = "-", one[ADDR_STR_MAX];
+    const struct cfg *c = peer_cfg_get(p);
 
-    peer_cfg_snapshot(p, &c);
-    for (size_t i = 0; i < c.n_neighbours; i++) {
+    for (size_t i = 0; i < c->n_neighbours; i++) {
         size_t len = i ? strlen(nb) : 0;
-        snprintf(nb + len, sizeof nb - len, "%s%s", i ? "," : "", addr_format(&c.neighbours[i], one));
+        snprintf(nb + len, sizeof nb - len, "%s%s", i ? "," : "", addr_format(&c->neighbours[i], one));
     }
-    ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s", c.id, c.host, (unsigned)c.port, nb);
+    ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s", c->id, c->host, (unsigned)c->port, nb);
+    peer_cfg_put(c);
     return CTL_EXIT_OK;
 }
 
@@ -898,7 +868,7 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
 {
     static const struct {
         const char *name;
-        int (*fn)(struct peer *, const struct args *, struct ctl_out *);
+        int (*fn)(struct peer *, const struct args *, struct ctl_out *, const struct cfg *);
     } cmds[] = {
         {"get", cmd_get},     {"search", cmd_search}, {"ls", cmd_ls},       {"config", cmd_config},
         {"stats", cmd_stats}, {"modify", cmd_modify}, {"transfers", cmd_transfers},
@@ -917,7 +887,12 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
             continue;
         if (parse_args(argc, argv, &a, o) < 0)
             return CTL_EXIT_USAGE;
-        return cmds[i].fn(p, &a, o);
+        /* One shared snapshot of the live configuration for the whole command
+         * (never a 16 KiB copy; a `modify` meanwhile publishes a new one). */
+        const struct cfg *c = peer_cfg_get(p);
+        int rc = cmds[i].fn(p, &a, o, c);
+        peer_cfg_put(c);
+        return rc;
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
               "transfers, link, pause, resume, watch, events)",

@@ -153,15 +153,10 @@ static void reconf_on_loop(void *arg)
 
 void flood_reconfigure(struct peer *p)
 {
-    struct reconf r = {.f = p->flood, .c = NULL};
-    struct cfg *c = malloc(sizeof *c); /* 16 KiB: once per `modify`, never per message */
+    struct reconf r = {.f = p->flood, .c = peer_cfg_get(p)};
 
-    if (!c)
-        return;
-    peer_cfg_snapshot(p, c);
-    r.c = c;
     fplane_call(p->flood->fp, reconf_on_loop, &r);
-    free(c);
+    peer_cfg_put(r.c);
 }
 
 fs_status flood_run(struct peer *p)

@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -28,11 +30,95 @@
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
 
-void peer_cfg_snapshot(struct peer *p, struct cfg *out)
+/* A published configuration: immutable once live; freed by its last put. */
+struct cfg_snap {
+    atomic_uint refs;
+    struct cfg c;
+};
+
+static struct cfg_snap *snap_new(const struct cfg *c)
+{
+    struct cfg_snap *s = malloc(sizeof *s);
+
+    if (s) {
+        atomic_init(&s->refs, 1); /* the peer's own reference, while it is live */
+        s->c = *c;
+    }
+    return s;
+}
+
+const struct cfg *peer_cfg_get(struct peer *p)
 {
     pthread_mutex_lock(&p->cfg_lock);
-    *out = p->cfg;
+    struct cfg_snap *s = p->live;
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&p->cfg_lock);
+    return &s->c;
+}
+
+void peer_cfg_put(const struct cfg *c)
+{
+    if (!c)
+        return;
+    struct cfg_snap *s = (struct cfg_snap *)((char *)c - offsetof(struct cfg_snap, c));
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        free(s);
+}
+
+void peer_cfg_snapshot(struct peer *p, struct cfg *out)
+{
+    const struct cfg *c = peer_cfg_get(p);
+    *out = *c;
+    peer_cfg_put(c);
+}
+
+fs_status peer_reconfigure(struct peer *p, const struct cfg *n, const char *key, char *err,
+                           size_t cap)
+{
+    struct share *sh = NULL, *old = NULL;
+    fs_status st = FS_OK;
+
+    if (strcmp(key, "share_dir") == 0) {
+        if (xfer_prepare_state_dir(n->share_dir) != FS_OK) {
+            snprintf(err, cap, "cannot use %s", n->share_dir);
+            return FS_EIO;
+        }
+        sh = share_open(n->share_dir, &st);
+        if (!sh) {
+            snprintf(err, cap, "cannot index %s: %s", n->share_dir, fs_strerror(st));
+            return st;
+        }
+    }
+    /* Only what `modify` may change moves over; the rest stays as started. */
+    const struct cfg *cur = peer_cfg_get(p);
+    struct cfg_snap *s = snap_new(cur);
+    peer_cfg_put(cur);
+    if (!s) {
+        share_close(sh);
+        snprintf(err, cap, "out of memory");
+        return FS_ENOMEM;
+    }
+    s->c.ttl = n->ttl;
+    memcpy(s->c.neighbours, n->neighbours, sizeof n->neighbours);
+    s->c.n_neighbours = n->n_neighbours;
+    memcpy(s->c.share_dir, n->share_dir, sizeof n->share_dir);
+    memcpy(s->c.share_dir_raw, n->share_dir_raw, sizeof n->share_dir_raw);
+    s->c.log_level = n->log_level;
+    if (sh) {
+        pthread_rwlock_wrlock(&p->share_lock);
+        old = p->share;
+        p->share = sh;
+        pthread_rwlock_unlock(&p->share_lock);
+    }
+    pthread_mutex_lock(&p->cfg_lock);
+    struct cfg_snap *prev = p->live;
+    p->live = s;
+    pthread_mutex_unlock(&p->cfg_lock);
+    peer_cfg_put(&prev->c);
+    share_close(old);
+    log_verbosity = n->log_level;
+    flood_reconfigure(p);
+    return FS_OK;
 }
 
 struct share *peer_share_get(struct peer *p)
@@ -453,6 +539,8 @@ static void peer_destroy(struct peer *p)
     share_close(p->share);
     gate_free(p->gate);
     tpool_free(p->pool);
+    if (p->live)
+        peer_cfg_put(&p->live->c);
     pthread_mutex_destroy(&p->cfg_lock);
     pthread_rwlock_destroy(&p->share_lock);
     pthread_mutex_destroy(&p->ctl_lock);
@@ -470,6 +558,11 @@ static int peer_setup(struct peer *p, const char *ini)
     if (cfg_load(ini, &p->cfg, err, sizeof err) != FS_OK) {
         fprintf(stderr, "floodshare: %s\n", err);
         return 78;
+    }
+    p->live = snap_new(&p->cfg);
+    if (!p->live) {
+        fprintf(stderr, "floodshare: out of memory\n");
+        return 1;
     }
     log_set_peer(p->cfg.id);
     log_verbosity = p->cfg.log_level;
@@ -529,12 +622,11 @@ int peer_main(const char *ini_path, const char *run_dir)
     }
     if (rc == 0) {
         struct share_item *items = NULL;
-        struct cfg *c = malloc(sizeof *c);
+        const struct cfg *c = peer_cfg_get(p);
         long n = share_list(peer_share_get(p), &items);
         peer_share_put(p);
         free(items);
-        if (c) { /* a snapshot: `modify` may already be changing p->cfg */
-            peer_cfg_snapshot(p, c);
+        {
             log_msg(L_INFO, "up: listening on %s:%u, control %s, sharing %s (%ld top-level "
                     "items), ttl %u, %zu neighbours, %u workers", c->host, (unsigned)c->port,
                     p->sock_path, c->share_dir, n, c->ttl, c->n_neighbours, c->workers);
@@ -544,7 +636,7 @@ int peer_main(const char *ini_path, const char *run_dir)
             ev.count = (unsigned)c->n_neighbours;
             trace_set(ev.reason, sizeof ev.reason, "started");
             trace_emit(p->trace, &ev);
-            free(c);
+            peer_cfg_put(c);
         }
         do {
             if (sigwait(&set, &sig) != 0)

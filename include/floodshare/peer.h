@@ -40,10 +40,16 @@ struct trace;
 struct tpool;
 
 struct peer {
-    /* cfg_lock guards cfg against `modify` while other threads read it:
+    /* cfg is the configuration read at start-up: only its fixed fields
+     * (id, host, port, limits) may be read directly. The live one (ttl,
+     * neighbours, share_dir, log_level change with `modify`) is `live`, an
+     * immutable snapshot shared by reference count: peer_cfg_get/put.
+     * cfg_lock guards the `live` pointer (taken for a pointer copy and a
+     * count). Old comment kept for peer_cfg_snapshot:
      * readers copy the fields they need (peer_cfg_snapshot) under it. */
     pthread_mutex_t cfg_lock;
     struct cfg cfg;
+    struct cfg_snap *live;
     struct fs_addr self; /* host:port this peer advertises in GET/FOUND */
 
     char run_dir[PATH_MAX];
@@ -87,7 +93,21 @@ struct peer {
  * the process exit code: 0, 1 (runtime failure), 78 (bad config). */
 int peer_main(const char *ini_path, const char *run_dir);
 
-/* Copies the current configuration (under cfg_lock). */
+/* The live configuration: an immutable snapshot, valid until
+ * peer_cfg_put(). Never copied (it is 16 KiB); a `modify` meanwhile
+ * publishes a new snapshot and leaves this one alone. Never NULL. */
+const struct cfg *peer_cfg_get(struct peer *p);
+void peer_cfg_put(const struct cfg *c);
+
+/* Applies a changed configuration n (from `modify KEY`: ttl, neighbours,
+ * share_dir or log_level): opens the new share first when it moved, then
+ * publishes n as the live snapshot and hands ttl and neighbours to the
+ * flood plane. The one way the daemon's live state changes. FS_OK, or an
+ * error with err (cap bytes) saying what failed; nothing changed then. */
+fs_status peer_reconfigure(struct peer *p, const struct cfg *n, const char *key, char *err,
+                           size_t cap);
+
+/* Copies the current configuration (prefer peer_cfg_get: this copies 16 KiB). */
 void peer_cfg_snapshot(struct peer *p, struct cfg *out);
 
 /* The current share, read-locked: it stays valid (and is not swapped by
