@@ -140,26 +140,42 @@ static void wake(struct ev *ev)
     }
 }
 
-fs_status ev_post(struct ev *ev, void (*fn)(void *arg), void *arg)
+/* Queues p for the loop unless it is stopping (then FS_ECANCELED, and p is
+ * freed). Called with ev->lock held; wakes the loop. */
+static fs_status queue_post(struct ev *ev, struct ev_post *p)
 {
-    struct ev_post *p = malloc(sizeof *p);
-
-    if (!p)
-        return FS_ENOMEM;
-    p->fn = fn;
-    p->arg = arg;
-    p->next = NULL;
-    pthread_mutex_lock(&ev->lock);
     if (ev->stopping) {
-        pthread_mutex_unlock(&ev->lock);
         free(p);
         return FS_ECANCELED;
     }
     *ev->posts_tail = p;
     ev->posts_tail = &p->next;
-    pthread_mutex_unlock(&ev->lock);
     wake(ev);
     return FS_OK;
+}
+
+static struct ev_post *new_post(void (*fn)(void *arg), void *arg)
+{
+    struct ev_post *p = malloc(sizeof *p);
+
+    if (p) {
+        p->fn = fn;
+        p->arg = arg;
+        p->next = NULL;
+    }
+    return p;
+}
+
+fs_status ev_post(struct ev *ev, void (*fn)(void *arg), void *arg)
+{
+    struct ev_post *p = new_post(fn, arg);
+
+    if (!p)
+        return FS_ENOMEM;
+    pthread_mutex_lock(&ev->lock);
+    fs_status st = queue_post(ev, p);
+    pthread_mutex_unlock(&ev->lock);
+    return st;
 }
 
 static void run_wait(void *arg)
@@ -180,27 +196,17 @@ fs_status ev_call(struct ev *ev, void (*fn)(void *arg), void *arg)
         return FS_OK;
     }
     struct ev_wait w = {.fn = fn, .arg = arg, .done = 0};
-    struct ev_post *p = malloc(sizeof *p);
+    struct ev_post *p = new_post(run_wait, &w);
     if (!p)
         return FS_ENOMEM;
-    p->fn = run_wait;
-    p->arg = &w;
-    p->next = NULL;
     pthread_mutex_lock(&ev->lock);
-    if (ev->stopping) {
-        pthread_mutex_unlock(&ev->lock);
-        free(p);
-        return FS_ECANCELED;
-    }
-    *ev->posts_tail = p;
-    ev->posts_tail = &p->next;
-    wake(ev);
-    /* The loop marks w done after running it; a stop before that drops it
-     * (ev_run's last drain runs every post, so done is set either way). */
-    while (!w.done)
+    fs_status st = queue_post(ev, p);
+    /* The loop marks w done after running it. A post queued before the
+     * stop is still run: ev_run drains every post once more as it ends. */
+    while (st == FS_OK && !w.done)
         pthread_cond_wait(&ev->cond, &ev->lock);
     pthread_mutex_unlock(&ev->lock);
-    return FS_OK;
+    return st;
 }
 
 /* Runs every posted call; marks ev_call waiters done. */
