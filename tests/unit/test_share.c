@@ -37,6 +37,9 @@
 #include "floodshare/hash.h"
 #include "floodshare/share.h"
 
+/* Bound on share_refresh_wait() in these tests: reached only when broken. */
+#define FRESH_MS 10000
+
 struct fixture {
     char dir[64];
     struct share *sh;
@@ -298,7 +301,7 @@ static void test_share_finds_file_added_after_open_on_refresh(void **state)
     mkdir_p(fx->dir, "a/b/new");
     put(fx->dir, "a/b/new/fresh.txt", "fresh\n");
     /* Well inside the 2 s polling fall-back: only inotify can notice. */
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     assert_int_equal(share_find(sh, "fresh.txt", &it, 1), 1);
     assert_string_equal(it.path, "a/b/new/fresh.txt");
 }
@@ -312,7 +315,7 @@ static void test_share_notices_removed_file_on_refresh(void **state)
 
     snprintf(p, sizeof p, "%s/docs/sub/x.txt", fx->dir);
     assert_int_equal(unlink(p), 0);
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     assert_int_equal(share_lookup(sh, "docs/sub/x.txt", &it), FS_ENOTFOUND);
     lookup_ok(sh, "docs", &it);
     assert_int_equal(it.files, 1);
@@ -328,7 +331,7 @@ static void test_share_modified_file_gets_new_md5_on_refresh(void **state)
     lookup_ok(sh, "docs", &before);
     /* Same size and, very likely, the same mtime tick as the first write. */
     put(fx->dir, "docs/3.txt", "THREE\n");
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     lookup_ok(sh, "docs/3.txt", &after);
     md5_of("THREE\n", want);
     assert_string_equal(after.md5, want);
@@ -353,7 +356,7 @@ static void test_share_unchanged_file_is_not_rehashed(void **state)
     put(fx->dir, "docs/3.txt", "3hree\n");
     set_old_mtime(fx->dir, "docs/3.txt");
     share_mark_dirty(sh);
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     lookup_ok(sh, "docs/3.txt", &it);
     assert_string_equal(it.md5, old);
 
@@ -380,7 +383,7 @@ static void test_share_recent_file_is_rehashed_even_with_same_mtime(void **state
     ts[1] = sb.st_mtim;
     assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
     share_mark_dirty(sh);
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     lookup_ok(sh, "docs/3.txt", &it);
     md5_of("3hree\n", want);
     assert_string_equal(it.md5, want);
@@ -547,7 +550,7 @@ static void test_share_readers_see_whole_index_during_rescans(void **state)
     for (int i = 0; i < 50; i++) {
         snprintf(name, sizeof name, "docs/n%d.txt", i);
         put(fx->dir, name, name);
-        assert_int_equal(share_refresh(r.sh), FS_OK);
+        assert_int_equal(share_refresh_wait(r.sh, FRESH_MS), FS_OK);
     }
     __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
     assert_int_equal(pthread_join(t, NULL), 0);
@@ -904,7 +907,7 @@ static void test_share_close_saves_cache_that_lost_files(void **state)
     snprintf(gone, sizeof gone, "%s/docs/sub/x.txt", fx->dir);
     assert_int_equal(unlink(gone), 0);
     share_mark_dirty(fx->sh);
-    assert_int_equal(share_refresh(fx->sh), FS_OK);
+    assert_int_equal(share_refresh_wait(fx->sh, FRESH_MS), FS_OK);
     assert_int_equal(share_lookup(fx->sh, "docs/sub/x.txt", &it), FS_ENOTFOUND);
     mid = slurp(p, &len_mid);
     assert_memory_equal(mid, before, len_before);
@@ -973,20 +976,22 @@ static void test_share_read_only_share_is_indexed_without_cache(void **state)
     assert_int_equal(errno, ENOENT);
 }
 
-/* --- rescans do not block queries ---------------------------------------- */
+/* --- the share's own thread ------------------------------------------------ */
 
 #define PROBE_WAIT_SEC 10 /* only reached when the behaviour is broken */
 
-/* A rescan parked in the hash hook just before it hashes "big.bin". */
+/* The share's thread parked in the hash hook just before it hashes
+ * "big.bin"; the hook also records which threads hash anything. */
 struct probe {
     struct share *sh;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int hashing;  /* the rescan reached big.bin */
-    int released; /* the test lets it go on */
+    pthread_t caller; /* the test's thread */
+    int hashing;      /* the scan reached big.bin */
+    int released;     /* the test lets it go on */
     int timed_out;
-    int done; /* share_refresh() returned */
-    fs_status st;
+    int on_caller; /* something was hashed on the test's thread */
+    int done;      /* the helper's call returned */
 };
 
 static void deadline_in(struct timespec *ts, int sec)
@@ -1011,27 +1016,26 @@ static void probe_hook(void *arg, const char *path)
 {
     struct probe *p = arg;
 
-    if (strcmp(path, "big.bin") != 0)
-        return;
     pthread_mutex_lock(&p->mu);
-    p->hashing = 1;
-    pthread_cond_broadcast(&p->cv);
-    /* A deadline, not a plain wait: if share_find() needed the lock this
-     * rescan holds, the test must fail, not hang. */
-    p->timed_out = probe_wait(p, &p->released) != 0;
+    if (pthread_equal(pthread_self(), p->caller))
+        p->on_caller = 1;
+    if (strcmp(path, "big.bin") == 0) {
+        p->hashing = 1;
+        pthread_cond_broadcast(&p->cv);
+        /* A deadline, not a plain wait: if a query needed a lock this scan
+         * holds, the test must fail, not hang. */
+        p->timed_out = probe_wait(p, &p->released) != 0;
+    }
     pthread_mutex_unlock(&p->mu);
 }
 
-static void *probe_refresh(void *arg)
+static void probe_init(struct fixture *fx, struct probe *p)
 {
-    struct probe *p = arg;
-    fs_status st = share_refresh(p->sh);
-
-    pthread_mutex_lock(&p->mu);
-    p->st = st;
-    p->done = 1;
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
+    p->sh = open_share(fx);
+    p->caller = pthread_self();
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    share_set_hash_hook(p->sh, probe_hook, p);
 }
 
 /* Writes a file of mib MiB of real (non-sparse) data. */
@@ -1050,24 +1054,20 @@ static void put_big(const char *dir, const char *rel, int mib)
     assert_int_equal(fclose(f), 0);
 }
 
-/* Starts a rescan of the share that now holds a big new file and returns
- * once it is about to hash it, still holding it there. */
-static void probe_start(struct fixture *fx, struct probe *p, pthread_t *t)
+/* Puts a big new file into the share, nudges it and returns once the
+ * share's thread is about to hash it, holding it there. */
+static void probe_start(struct fixture *fx, struct probe *p)
 {
-    p->sh = open_share(fx);
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    share_set_hash_hook(p->sh, probe_hook, p);
+    probe_init(fx, p);
     put_big(fx->dir, "big.bin", 64);
-    share_mark_dirty(p->sh);
-    assert_int_equal(pthread_create(t, NULL, probe_refresh, p), 0);
+    assert_int_equal(share_refresh(p->sh), FS_OK);
     pthread_mutex_lock(&p->mu);
     assert_int_equal(probe_wait(p, &p->hashing), 0);
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Lets the rescan go on, waits for it and checks the new index. */
-static void probe_finish(struct probe *p, pthread_t t)
+/* Lets the scan go on, waits for a fresh index and checks it. */
+static void probe_finish(struct probe *p)
 {
     struct share_item it;
 
@@ -1075,57 +1075,254 @@ static void probe_finish(struct probe *p, pthread_t t)
     p->released = 1;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(share_refresh_wait(p->sh, FRESH_MS), FS_OK);
     assert_int_equal(p->timed_out, 0);
-    assert_int_equal(p->st, FS_OK);
     assert_int_equal(share_find(p->sh, "big.bin", &it, 1), 1);
     assert_int_equal(it.size, 64u << 20);
     share_set_hash_hook(p->sh, NULL, NULL);
+    assert_int_equal(p->on_caller, 0);
+}
+
+static void probe_destroy(struct probe *p)
+{
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
 }
 
-static void test_share_find_answers_from_old_index_while_rescan_hashes(void **state)
+static void test_share_find_answers_from_old_index_while_thread_hashes(void **state)
 {
     struct probe p = {0};
     struct share_item it[2], *v = NULL;
-    pthread_t t;
-    int done;
 
-    probe_start(*state, &p, &t);
-    /* The rescan is parked mid-hash; every query must answer now. */
+    probe_start(*state, &p);
+    /* The scan is parked mid-hash; every query must answer now. */
     assert_int_equal(share_find(p.sh, "big.bin", it, 2), 0);
     assert_int_equal(share_find(p.sh, "3.txt", it, 2), 1);
     assert_int_equal(share_lookup(p.sh, "docs", it), FS_OK);
     assert_int_equal(share_list(p.sh, &v), 5);
     free(v);
-    pthread_mutex_lock(&p.mu);
-    done = p.done;
-    pthread_mutex_unlock(&p.mu);
-    assert_int_equal(done, 0);
-    probe_finish(&p, t);
+    probe_finish(&p);
+    probe_destroy(&p);
 }
 
-static void test_share_second_refresh_returns_during_rescan(void **state)
+static void *refresh_in_helper(void *arg)
+{
+    struct probe *p = arg;
+
+    share_refresh(p->sh);
+    share_mark_dirty(p->sh);
+    pthread_mutex_lock(&p->mu);
+    p->done = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void test_share_refresh_returns_at_once_while_thread_hashes(void **state)
 {
     struct fixture *fx = *state;
     struct probe p = {0};
     struct share_item it;
     pthread_t t;
+    int done, released;
+
+    probe_start(fx, &p);
+    put(fx->dir, "late.txt", "late\n");
+    /* In a helper, so that a refresh that waited for the parked scan
+     * fails the test instead of hanging it. */
+    assert_int_equal(pthread_create(&t, NULL, refresh_in_helper, &p), 0);
+    pthread_mutex_lock(&p.mu);
+    done = probe_wait(&p, &p.done) == 0;
+    released = p.released;
+    pthread_mutex_unlock(&p.mu);
+    assert_true(done);
+    assert_false(released);
+    assert_int_equal(share_find(p.sh, "big.bin", &it, 1), 0);
+    probe_finish(&p);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    /* What changed during that scan is in the fresh index too. */
+    assert_int_equal(share_find(p.sh, "late.txt", &it, 1), 1);
+    probe_destroy(&p);
+}
+
+static void test_share_refresh_never_hashes_on_the_callers_thread(void **state)
+{
+    struct fixture *fx = *state;
+    struct probe p = {0};
+    struct share_item it;
+
+    probe_init(fx, &p);
+    put(fx->dir, "new.txt", "new\n");
+    share_mark_dirty(p.sh);
+    assert_int_equal(share_refresh(p.sh), FS_OK);
+    assert_int_equal(share_refresh_wait(p.sh, FRESH_MS), FS_OK);
+    assert_int_equal(share_find(p.sh, "new.txt", &it, 1), 1);
+    share_set_hash_hook(p.sh, NULL, NULL);
+    assert_int_equal(p.on_caller, 0);
+    probe_destroy(&p);
+}
+
+static void test_share_new_file_appears_once_hashed_without_any_call(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    struct share_item it;
+    char want[HASH_HEX_LEN + 1];
+    int found = 0;
+
+    put(fx->dir, "docs/unasked.txt", "unasked\n");
+    /* No refresh of any kind: the thread sees the change through inotify. */
+    for (int i = 0; i < FRESH_MS / 10 && !found; i++) {
+        found = share_find(sh, "unasked.txt", &it, 1) == 1;
+        if (!found)
+            usleep(10 * 1000);
+    }
+    assert_true(found);
+    md5_of("unasked\n", want);
+    assert_string_equal(it.md5, want);
+}
+
+/* Threads of this process, from /proc/self/task. */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_share_close_joins_its_thread(void **state)
+{
+    struct fixture *fx = *state;
+    int before = thread_count();
+
+    open_share(fx);
+    assert_int_equal(thread_count(), before + 1);
+    share_close(fx->sh);
+    fx->sh = NULL;
+    assert_int_equal(thread_count(), before);
+}
+
+static void *close_in_helper(void *arg)
+{
+    struct probe *p = arg;
+
+    share_close(p->sh);
+    pthread_mutex_lock(&p->mu);
+    p->done = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void test_share_close_abandons_a_hash_in_progress(void **state)
+{
+    struct fixture *fx = *state;
+    struct probe p = {0};
+    pthread_t t;
     int done;
 
-    probe_start(fx, &p, &t);
-    put(fx->dir, "late.txt", "late\n");
-    assert_int_equal(share_refresh(p.sh), FS_OK);
+    probe_start(fx, &p);
+    fx->sh = NULL; /* the helper closes it */
+    assert_int_equal(pthread_create(&t, NULL, close_in_helper, &p), 0);
+    /* Close must wait for the parked scan: the thread is joined, not left
+     * running on freed memory. */
+    usleep(100 * 1000);
     pthread_mutex_lock(&p.mu);
     done = p.done;
+    p.released = 1;
+    pthread_cond_broadcast(&p.cv);
     pthread_mutex_unlock(&p.mu);
-    assert_int_equal(done, 0);
-    assert_int_equal(share_find(p.sh, "big.bin", &it, 1), 0);
-    probe_finish(&p, t);
-    /* What changed during that rescan is picked up by the next one. */
-    assert_int_equal(share_refresh(p.sh), FS_OK);
-    assert_int_equal(share_find(p.sh, "late.txt", &it, 1), 1);
+    assert_false(done);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(p.timed_out, 0);
+    probe_destroy(&p);
+}
+
+/* Rewrites a file in place, again and again, alternating two contents of
+ * the same size, until told to stop: any read that spans a rewrite sees a
+ * mix that matches neither. */
+struct rewriter {
+    char path[PATH_MAX];
+    int stop;
+    int rounds;
+};
+
+#define REWRITE_MIB 32
+
+static void *rewrite_loop(void *arg)
+{
+    struct rewriter *r = arg;
+    static char chunk[256 * 1024];
+    int fd = open(r->path, O_WRONLY);
+
+    if (fd < 0)
+        return NULL;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        memset(chunk, r->rounds % 2 ? 'b' : 'a', sizeof chunk);
+        for (off_t off = 0; off < (off_t)REWRITE_MIB << 20; off += (off_t)sizeof chunk)
+            if (pwrite(fd, chunk, sizeof chunk, off) != (ssize_t)sizeof chunk)
+                break;
+        __atomic_add_fetch(&r->rounds, 1, __ATOMIC_RELEASE);
+    }
+    close(fd);
+    return NULL;
+}
+
+/* MD5 of REWRITE_MIB MiB of byte c. */
+static void md5_of_fill(char c, char hex[HASH_HEX_LEN + 1])
+{
+    size_t n = (size_t)REWRITE_MIB << 20;
+    char *buf = malloc(n);
+
+    assert_non_null(buf);
+    memset(buf, c, n);
+    assert_int_equal(hash_md5_buf(buf, n, hex), FS_OK);
+    free(buf);
+}
+
+static void test_share_file_written_while_hashed_is_not_advertised_with_a_torn_md5(void **state)
+{
+    struct fixture *fx = *state;
+    struct rewriter r = {0};
+    struct share_item it;
+    char a[HASH_HEX_LEN + 1], b[HASH_HEX_LEN + 1];
+    struct timespec t0, now;
+    pthread_t t;
+    int seen = 0, torn = 0;
+
+    md5_of_fill('a', a);
+    md5_of_fill('b', b);
+    put_big(fx->dir, "busy.bin", REWRITE_MIB);
+    open_share(fx);
+    snprintf(r.path, sizeof r.path, "%s/busy.bin", fx->dir);
+    assert_int_equal(pthread_create(&t, NULL, rewrite_loop, &r), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        share_mark_dirty(fx->sh);
+        assert_int_equal(share_refresh_wait(fx->sh, FRESH_MS), FS_OK);
+        if (share_lookup(fx->sh, "busy.bin", &it) == FS_OK) {
+            seen++;
+            if (strcmp(it.md5, a) != 0 && strcmp(it.md5, b) != 0)
+                torn++;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec - t0.tv_sec < 3);
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    print_message("%d rewrites, busy.bin listed %d times, %d torn\n", r.rounds, seen, torn);
+    assert_true(r.rounds > 2);
+    assert_int_equal(torn, 0);
+    /* Once it holds still it is listed, with the md5 of what it holds. */
+    share_mark_dirty(fx->sh);
+    assert_int_equal(share_refresh_wait(fx->sh, FRESH_MS), FS_OK);
+    assert_int_equal(share_lookup(fx->sh, "busy.bin", &it), FS_OK);
+    assert_string_equal(it.md5, r.rounds % 2 ? a : b);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1164,8 +1361,13 @@ int main(void)
         T(test_share_creates_private_state_dir_for_cache),
         T(test_share_close_saves_cache_that_lost_files),
         T(test_share_read_only_share_is_indexed_without_cache),
-        T(test_share_find_answers_from_old_index_while_rescan_hashes),
-        T(test_share_second_refresh_returns_during_rescan),
+        T(test_share_find_answers_from_old_index_while_thread_hashes),
+        T(test_share_refresh_returns_at_once_while_thread_hashes),
+        T(test_share_refresh_never_hashes_on_the_callers_thread),
+        T(test_share_new_file_appears_once_hashed_without_any_call),
+        T(test_share_close_joins_its_thread),
+        T(test_share_close_abandons_a_hash_in_progress),
+        T(test_share_file_written_while_hashed_is_not_advertised_with_a_torn_md5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
