@@ -35,10 +35,22 @@
 #define SHARE_SETTLE_MS 300
 /* Between two scans, so that a burst of changes costs one scan. */
 #define SHARE_SCAN_GAP_MS 50
-/* The thread's stack: the deepest path is a walk SHARE_MAX_DEPTH folders
- * down (under 700 bytes a level with -O2, see -fstack-usage) plus a log
- * line; file contents are read into the heap (struct walk's buf). */
+/* The share thread's stack. Its deepest path is a walk SHARE_MAX_DEPTH
+ * folders down: gcc -O2 -fstack-usage gives walk_dir + walk_child about
+ * 660 bytes a level (42 KiB for 64), and the deepest leaves (walk_watch or
+ * index_drain_events with a 4 KiB buffer, log_emit 2.4 KiB, stdio, MD5)
+ * add under 16 KiB; file contents are read into the heap (struct walk's
+ * buf). Sanitizers grow every frame several times over. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SHARE_THREAD_STACK (1024 * 1024)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SHARE_THREAD_STACK (1024 * 1024)
+#endif
+#endif
+#ifndef SHARE_THREAD_STACK
 #define SHARE_THREAD_STACK (256 * 1024)
+#endif
 /* A file whose mtime is this close to the scan start may be rewritten within
  * the same timestamp tick without its mtime changing, so its hash is not
  * trusted by the next scan (git's "racy clean" problem). */
@@ -89,6 +101,8 @@ struct share {
     struct timespec last_scan; /* CLOCK_MONOTONIC */
     share_hash_hook hook;      /* tests only, see share_set_hash_hook() */
     void *hook_arg;
+    share_read_hook read_hook; /* tests only, see share_set_read_hook() */
+    void *read_hook_arg;
     /* Guards the published index below. Readers see the old index or the
      * new one, never a mix; it is written only with scan_mu held too. */
     pthread_mutex_t mu;
@@ -118,9 +132,20 @@ struct walk {
     int hide_state;   /* skip SHARE_STATE_DIR at the top */
     share_hash_hook hook;
     void *hook_arg;
+    share_read_hook read_hook;
+    void *read_hook_arg;
     const atomic_int *stop; /* NULL, or give up (FS_ECANCELED) once it is set */
     unsigned char *buf;     /* SHARE_HASH_CHUNK bytes for reading files, malloc'd */
     time_t racy_from; /* files with mtime at or after this are not cacheable */
+    /* Unless eager, a file written to in [settle_from, settle_to] may still
+     * be being written: it is left for a later scan (changed is set). */
+    int eager;
+    struct timespec settle_from, settle_to;
+    const struct entry *prev; /* the index this scan replaces, sorted by path */
+    size_t n_prev;
+    /* Cache entries of files left for a later scan, kept for it. */
+    struct sharecache_ent *keep;
+    size_t n_keep, cap_keep;
     size_t hashed;
     int changed; /* the tree moved under the scan: scan again later */
     int full;    /* SHARE_MAX_ENTRIES reached: stop */
@@ -351,7 +376,8 @@ static int file_moved(int fd, const struct stat *before)
  * Gives up as soon as the file moves away from before (EAGAIN: a copy still
  * in progress is not worth reading to its end) or the scan is stopped
  * (ECANCELED). 0 or an errno. */
-static int walk_hash_fd(struct walk *w, int fd, const struct stat *before, struct entry *e)
+static int walk_hash_fd(struct walk *w, int fd, const char *rel, const struct stat *before,
+                        struct entry *e)
 {
     struct hash_md5 h;
     uint64_t total = 0;
@@ -379,6 +405,8 @@ static int walk_hash_fd(struct walk *w, int fd, const struct stat *before, struc
             break;
         hash_update(&h, w->buf, (size_t)n);
         total += (uint64_t)n;
+        if (w->read_hook)
+            w->read_hook(w->read_hook_arg, rel, total);
         if (file_moved(fd, before)) {
             hash_abort(&h);
             return EAGAIN;
@@ -393,8 +421,8 @@ static int walk_hash_fd(struct walk *w, int fd, const struct stat *before, struc
  * EAGAIN when the file was written to while it was read, so that the hash
  * may match no version of it (it must not be advertised with that hash),
  * ECANCELED when the scan was stopped. */
-static int walk_hash(struct walk *w, int dfd, const char *name, const struct stat *st,
-                     struct entry *e)
+static int walk_hash(struct walk *w, int dfd, const char *name, const char *rel,
+                     const struct stat *st, struct entry *e)
 {
     struct stat before;
     int fd, err = 0;
@@ -412,7 +440,7 @@ static int walk_hash(struct walk *w, int dfd, const char *name, const struct sta
         err = ENOENT;
         goto out;
     }
-    err = walk_hash_fd(w, fd, &before, e);
+    err = walk_hash_fd(w, fd, rel, &before, e);
     /* The last read may end before a write that changes neither size nor
      * the coarse mtime seen so far: compare once more after it. */
     if (!err && (e->size != (uint64_t)before.st_size || file_moved(fd, &before)))
@@ -425,6 +453,42 @@ static int walk_hash(struct walk *w, int dfd, const char *name, const struct sta
 out:
     close(fd);
     return err;
+}
+
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Keeps the cache entry of the file st describes (if any, whatever its size
+ * and mtime) for the next scan, which may find the file as it was. */
+static void walk_keep_cached(struct walk *w, const struct stat *st)
+{
+    struct sharecache_ent key = {.dev = st->st_dev, .ino = st->st_ino};
+    const struct sharecache_ent *c;
+
+    if (!w->cache)
+        return;
+    c = bsearch(&key, w->cache, w->n_cache, sizeof key, sharecache_cmp);
+    if (!c)
+        return;
+    if (w->n_keep == w->cap_keep) {
+        size_t cap = w->cap_keep ? w->cap_keep * 2 : 16;
+        struct sharecache_ent *v = realloc(w->keep, cap * sizeof *v);
+        if (!v)
+            return; /* only costs a hash later */
+        w->keep = v;
+        w->cap_keep = cap;
+    }
+    w->keep[w->n_keep++] = *c;
+}
+
+/* 1 if the file st describes was written to so recently that whoever wrote
+ * it may not be done (a copy that just created it is still empty). */
+static int walk_unsettled(const struct walk *w, const struct stat *st)
+{
+    return !w->eager && !ts_before(&st->st_mtim, &w->settle_from) &&
+           !ts_before(&w->settle_to, &st->st_mtim);
 }
 
 static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len,
@@ -446,15 +510,37 @@ static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len
         e->cacheable = 1;
         return;
     }
+    if (walk_unsettled(w, st)) {
+        /* Look again once it settled. Meanwhile a file the index already
+         * holds stays as it was hashed if nothing seen changed since (it
+         * must not flicker out of answers); a new or changed one waits. */
+        size_t i = entries_lower_bound(w->prev, w->n_prev, rel);
+        const struct entry *p = i < w->n_prev ? &w->prev[i] : NULL;
+        w->changed = 1;
+        if (p && strcmp(p->path, rel) == 0 && p->kind == MSG_KIND_FILE && p->dev == st->st_dev &&
+            p->ino == st->st_ino && p->size == (uint64_t)st->st_size &&
+            same_mtime(&p->mtime, &st->st_mtim)) {
+            e->size = p->size;
+            e->mtime = p->mtime;
+            memcpy(e->md5, p->md5, sizeof e->md5);
+            return;
+        }
+        free(e->path);
+        w->n--;
+        walk_keep_cached(w, st);
+        return;
+    }
     if (w->hook)
         w->hook(w->hook_arg, rel);
-    err = walk_hash(w, dfd, name, st, e);
+    err = walk_hash(w, dfd, name, rel, st, e);
     if (!err)
         return;
     free(e->path);
     w->n--;
     if (err == ECANCELED)
         walk_fail(w, FS_ECANCELED);
+    else if (err == EAGAIN && w->strict)
+        walk_fail(w, FS_EIO); /* share_digest(): no digest of a moving target */
     else if (err == EAGAIN)
         w->changed = 1; /* still being written: left out until it holds still */
     else
@@ -577,6 +663,16 @@ static fs_status walk_tree(struct walk *w, int fd)
 
     clock_gettime(CLOCK_REALTIME, &now);
     w->racy_from = now.tv_sec - SHARE_RACY_SEC;
+    w->settle_from = now;
+    w->settle_from.tv_nsec -= (long)SHARE_SETTLE_MS * 1000000;
+    while (w->settle_from.tv_nsec < 0) {
+        w->settle_from.tv_nsec += 1000000000;
+        w->settle_from.tv_sec--;
+    }
+    /* A clock that stepped back, or a date set in the future, must not
+     * keep a file unsettled (and the thread rescanning) for ever. */
+    w->settle_to = now;
+    w->settle_to.tv_sec += 1;
     walk_dir(w, fd, rel, 0, 0);
     free(w->buf);
     w->buf = NULL;
@@ -714,32 +810,40 @@ static fs_status index_build_names(const struct entry *v, size_t n, const struct
     return FS_OK;
 }
 
-/* The cache for the next scan: exactly the trusted hashes of this one, so it
- * forgets vanished files and never outgrows the index. */
-static fs_status index_build_cache(const struct entry *v, size_t n, struct sharecache_ent **out,
+/* The cache for the next scan: exactly the trusted hashes of this one, and
+ * those kept for files it left for later, so it forgets vanished files and
+ * never outgrows the index. One entry per (dev, ino): hard links are one
+ * file, and the cache file refuses duplicates. */
+static fs_status index_build_cache(const struct walk *w, struct sharecache_ent **out,
                                    size_t *n_out)
 {
+    size_t n = w->n + w->n_keep, k = 0, u = 0;
     struct sharecache_ent *c = malloc((n ? n : 1) * sizeof *c);
-    size_t k = 0;
 
     *out = NULL;
     *n_out = 0;
     if (!c)
         return FS_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].kind != MSG_KIND_FILE || !v[i].cacheable)
+    for (size_t i = 0; i < w->n; i++) {
+        const struct entry *e = &w->v[i];
+        if (e->kind != MSG_KIND_FILE || !e->cacheable)
             continue;
-        c[k].dev = v[i].dev;
-        c[k].ino = v[i].ino;
-        c[k].size = v[i].size;
-        c[k].mtime = v[i].mtime;
-        memcpy(c[k].md5, v[i].md5, sizeof c[k].md5);
+        c[k].dev = e->dev;
+        c[k].ino = e->ino;
+        c[k].size = e->size;
+        c[k].mtime = e->mtime;
+        memcpy(c[k].md5, e->md5, sizeof c[k].md5);
         k++;
     }
+    for (size_t i = 0; i < w->n_keep; i++)
+        c[k++] = w->keep[i];
     if (k)
         qsort(c, k, sizeof *c, sharecache_cmp);
+    for (size_t i = 0; i < k; i++)
+        if (u == 0 || sharecache_cmp(&c[u - 1], &c[i]) != 0)
+            c[u++] = c[i];
     *out = c;
-    *n_out = k;
+    *n_out = u;
     return FS_OK;
 }
 
@@ -762,7 +866,7 @@ static fs_status index_install(struct share *sh, struct walk *w)
     struct entry *old_items;
     size_t old_n, n_cache;
     struct sharecache_ent *cache;
-    fs_status st = index_build_cache(w->v, w->n, &cache, &n_cache);
+    fs_status st = index_build_cache(w, &cache, &n_cache);
 
     if (!st)
         st = index_build_names(w->v, w->n, &by_name);
@@ -807,12 +911,16 @@ static void index_note_polling(struct share *sh, int err)
 /* Rescans the whole share. Called with scan_mu held and mu not: the walk
  * and the hashing read only scan-side state, and queries go on answering
  * from the old index meanwhile. On failure the old index stays and the
- * share stays dirty. */
-static fs_status index_rescan(struct share *sh)
+ * share stays dirty. Unless eager (share_open(), a waiter: someone wants
+ * the share as it is now), files written to in the last SHARE_SETTLE_MS
+ * wait for the next scan. */
+static fs_status index_rescan(struct share *sh, int eager)
 {
     struct walk w = {.cache = sh->cache, .n_cache = sh->n_cache, .root = sh->dir,
                      .hide_state = 1, .hook = sh->hook, .hook_arg = sh->hook_arg,
-                     .stop = &sh->stop};
+                     .read_hook = sh->read_hook, .read_hook_arg = sh->read_hook_arg,
+                     .stop = &sh->stop, .eager = eager, .prev = sh->items,
+                     .n_prev = sh->n_items};
     fs_status st = FS_EIO;
     int fd;
 
@@ -844,6 +952,7 @@ out:
     if (w.ifd >= 0)
         close(w.ifd);
     entries_free(w.v, w.n);
+    free(w.keep);
     return st;
 }
 
@@ -919,7 +1028,7 @@ static fs_status share_check(struct share *sh, int waiter)
 
     pthread_mutex_lock(&sh->scan_mu);
     if (index_is_stale(sh) || (waiter && sh->ifd < 0))
-        st = index_rescan(sh);
+        st = index_rescan(sh, waiter);
     pthread_mutex_unlock(&sh->scan_mu);
     if (st && st != FS_ECANCELED && !sh->fail_logged) {
         log_msg(L_WARN, "share: cannot scan %s: %s; answering from the last index", sh->dir,
@@ -1094,7 +1203,7 @@ struct share *share_open(const char *dir, fs_status *st)
     /* The first index is built here, so that a share that cannot be read
      * fails to open and an opened one answers at once. */
     pthread_mutex_lock(&sh->scan_mu);
-    *st = index_rescan(sh);
+    *st = index_rescan(sh, 1);
     pthread_mutex_unlock(&sh->scan_mu);
     if (!*st)
         *st = share_start_thread(sh);
@@ -1162,6 +1271,14 @@ void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg)
     pthread_mutex_lock(&sh->scan_mu);
     sh->hook = fn;
     sh->hook_arg = arg;
+    pthread_mutex_unlock(&sh->scan_mu);
+}
+
+void share_set_read_hook(struct share *sh, share_read_hook fn, void *arg)
+{
+    pthread_mutex_lock(&sh->scan_mu);
+    sh->read_hook = fn;
+    sh->read_hook_arg = arg;
     pthread_mutex_unlock(&sh->scan_mu);
 }
 
@@ -1394,7 +1511,7 @@ fs_status share_resolve(const struct share *sh, const char *path, int must_exist
 static fs_status digest_folder(int fd, const char *abs_path, uint64_t *size, uint64_t *files,
                                char md5[MSG_MD5_LEN + 1])
 {
-    struct walk w = {.root = abs_path, .ifd = -1, .strict = 1};
+    struct walk w = {.root = abs_path, .ifd = -1, .strict = 1, .eager = 1};
     fs_status st = walk_tree(&w, fd);
 
     if (!st)

@@ -109,6 +109,13 @@ long share_list(struct share *sh, struct share_item **out);
 typedef void (*share_hash_hook)(void *arg, const char *path);
 void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg);
 
+/* For tests, like share_set_hash_hook(): fn(arg, path, done) is called
+ * after each read of the file at path that a later rescan hashes, done
+ * being the bytes read so far, before the rescan checks that the file held
+ * still. */
+typedef void (*share_read_hook)(void *arg, const char *path, uint64_t done);
+void share_set_read_hook(struct share *sh, share_read_hook fn, void *arg);
+
 /* Resolves a share-relative path to an absolute path under the share into
  * out (cap bytes). Refuses (FS_EBADNAME) absolute paths, "..", empty
  * components and anything not path_valid(); refuses (FS_EREFUSED) a path

@@ -514,6 +514,13 @@ static void test_share_stops_at_max_depth(void **state)
     assert_int_equal(share_lookup(fx->sh, rel, &it), FS_ENOTFOUND);
     snprintf(p, sizeof p, "%s/deep", fx->dir);
     assert_int_equal(share_digest(p, NULL, NULL, NULL, md5), FS_ETOOBIG);
+    /* The same depth walked on the share's own, smaller stack. */
+    rel[4 + 63 * 2] = '\0';
+    strcat(rel, "/leaf.txt");
+    put(fx->dir, rel, "leaf\n");
+    share_mark_dirty(fx->sh);
+    assert_int_equal(share_refresh_wait(fx->sh, FRESH_MS), FS_OK);
+    lookup_ok(fx->sh, rel, &it);
 }
 
 struct reader {
@@ -923,6 +930,27 @@ static void test_share_close_saves_cache_that_lost_files(void **state)
     md5_is(fx->sh, "docs/3.txt", "three\n");
 }
 
+static void test_share_hard_links_do_not_spoil_the_saved_cache(void **state)
+{
+    struct fixture *fx = *state;
+    char a[PATH_MAX], b[PATH_MAX];
+
+    snprintf(a, sizeof a, "%s/docs/3.txt", fx->dir);
+    snprintf(b, sizeof b, "%s/x/3-again.txt", fx->dir);
+    assert_int_equal(link(a, b), 0);
+    set_old_mtime(fx->dir, "docs/3.txt");
+    set_old_mtime(fx->dir, "a/b/target.txt");
+    open_share(fx);
+    reopen(fx);
+    /* Changed behind the cache's back: only a cache that was loaded keeps
+     * the old md5 (one with the link's (dev, ino) twice was refused). */
+    put(fx->dir, "a/b/target.txt", "TARGET\n");
+    set_old_mtime(fx->dir, "a/b/target.txt");
+    reopen(fx);
+    md5_is(fx->sh, "a/b/target.txt", "target\n");
+    md5_is(fx->sh, "x/3-again.txt", "three\n");
+}
+
 static int chown_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -1182,6 +1210,70 @@ static void test_share_new_file_appears_once_hashed_without_any_call(void **stat
     assert_string_equal(it.md5, want);
 }
 
+struct marker {
+    pthread_mutex_t mu;
+    int hashed; /* files named m<i>.txt the share's thread hashed */
+};
+
+static void marker_hook(void *arg, const char *path)
+{
+    struct marker *m = arg;
+
+    if (path[0] != 'm' || !strstr(path, ".txt"))
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->hashed++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Waits up to FRESH_MS for share_find(name) to say 1; 1 if it did. */
+static int wait_found(struct share *sh, const char *name, struct share_item *it)
+{
+    for (int i = 0; i < FRESH_MS / 10; i++) {
+        if (share_find(sh, name, it, 1) == 1)
+            return 1;
+        usleep(10 * 1000);
+    }
+    return 0;
+}
+
+static void test_share_file_being_written_is_not_advertised_before_it_settles(void **state)
+{
+    struct fixture *fx = *state;
+    struct marker m = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct share *sh = open_share(fx);
+    struct share_item it;
+    char p[PATH_MAX], name[32], want[HASH_HEX_LEN + 1], text[64] = "";
+    int fd, hashed, listed = 0;
+
+    share_set_hash_hook(sh, marker_hook, &m);
+    /* Like a slow cp: created empty, then written a little at a time. */
+    snprintf(p, sizeof p, "%s/copying.bin", fx->dir);
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(write(fd, "c", 1), 1);
+        strcat(text, "c");
+        /* Old files beside it, which the scans meanwhile do hash. */
+        snprintf(name, sizeof name, "m%d.txt", i);
+        put(fx->dir, name, name);
+        set_old_mtime(fx->dir, name);
+        usleep(50 * 1000);
+        listed += share_find(sh, "copying.bin", &it, 1);
+    }
+    pthread_mutex_lock(&m.mu);
+    hashed = m.hashed;
+    pthread_mutex_unlock(&m.mu);
+    print_message("%d markers hashed while copying.bin was written\n", hashed);
+    assert_true(hashed >= 2);
+    assert_int_equal(listed, 0);
+    assert_int_equal(close(fd), 0);
+    assert_true(wait_found(sh, "copying.bin", &it));
+    md5_of(text, want);
+    assert_string_equal(it.md5, want);
+    share_set_hash_hook(sh, NULL, NULL);
+}
+
 /* Threads of this process, from /proc/self/task. */
 static int thread_count(void)
 {
@@ -1244,44 +1336,42 @@ static void test_share_close_abandons_a_hash_in_progress(void **state)
     probe_destroy(&p);
 }
 
-/* Rewrites a file in place, again and again, alternating two contents of
- * the same size, until told to stop: any read that spans a rewrite sees a
- * mix that matches neither. */
-struct rewriter {
+/* Overwrites busy.bin with 'y' once the share's thread has read its first
+ * chunk of 'z': whatever it reads from then on is of another version. */
+struct overwrite {
     char path[PATH_MAX];
-    int stop;
-    int rounds;
+    int done;
 };
 
-#define REWRITE_MIB 32
+#define BUSY_MIB 4
 
-static void *rewrite_loop(void *arg)
+static void overwrite_hook(void *arg, const char *path, uint64_t done)
 {
-    struct rewriter *r = arg;
-    static char chunk[256 * 1024];
-    int fd = open(r->path, O_WRONLY);
+    struct overwrite *o = arg;
+    static char chunk[1 << 20];
+    int fd;
 
-    if (fd < 0)
-        return NULL;
-    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
-        memset(chunk, r->rounds % 2 ? 'b' : 'a', sizeof chunk);
-        for (off_t off = 0; off < (off_t)REWRITE_MIB << 20; off += (off_t)sizeof chunk)
-            if (pwrite(fd, chunk, sizeof chunk, off) != (ssize_t)sizeof chunk)
-                break;
-        __atomic_add_fetch(&r->rounds, 1, __ATOMIC_RELEASE);
-    }
-    close(fd);
-    return NULL;
+    if (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) || strcmp(path, "busy.bin") != 0 ||
+        done >= (uint64_t)BUSY_MIB << 20)
+        return;
+    memset(chunk, 'y', sizeof chunk);
+    fd = open(o->path, O_WRONLY);
+    assert_true(fd >= 0);
+    for (int i = 0; i < BUSY_MIB; i++)
+        assert_int_equal(pwrite(fd, chunk, sizeof chunk, (off_t)i << 20), (ssize_t)sizeof chunk);
+    assert_int_equal(close(fd), 0);
+    __atomic_store_n(&o->done, 1, __ATOMIC_RELEASE);
 }
 
-/* MD5 of REWRITE_MIB MiB of byte c. */
-static void md5_of_fill(char c, char hex[HASH_HEX_LEN + 1])
+/* MD5 of BUSY_MIB MiB that start with head bytes of a, the rest b. */
+static void md5_of_split(size_t head, char a, char b, char hex[HASH_HEX_LEN + 1])
 {
-    size_t n = (size_t)REWRITE_MIB << 20;
+    size_t n = (size_t)BUSY_MIB << 20;
     char *buf = malloc(n);
 
     assert_non_null(buf);
-    memset(buf, c, n);
+    memset(buf, b, n);
+    memset(buf, a, head);
     assert_int_equal(hash_md5_buf(buf, n, hex), FS_OK);
     free(buf);
 }
@@ -1289,40 +1379,40 @@ static void md5_of_fill(char c, char hex[HASH_HEX_LEN + 1])
 static void test_share_file_written_while_hashed_is_not_advertised_with_a_torn_md5(void **state)
 {
     struct fixture *fx = *state;
-    struct rewriter r = {0};
+    struct overwrite o = {0};
     struct share_item it;
-    char a[HASH_HEX_LEN + 1], b[HASH_HEX_LEN + 1];
-    struct timespec t0, now;
-    pthread_t t;
-    int seen = 0, torn = 0;
+    char torn[HASH_HEX_LEN + 1], now[HASH_HEX_LEN + 1];
+    struct share *sh = open_share(fx);
+    int done = 0, seen_torn = 0;
 
-    md5_of_fill('a', a);
-    md5_of_fill('b', b);
-    put_big(fx->dir, "busy.bin", REWRITE_MIB);
-    open_share(fx);
-    snprintf(r.path, sizeof r.path, "%s/busy.bin", fx->dir);
-    assert_int_equal(pthread_create(&t, NULL, rewrite_loop, &r), 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    do {
-        share_mark_dirty(fx->sh);
-        assert_int_equal(share_refresh_wait(fx->sh, FRESH_MS), FS_OK);
-        if (share_lookup(fx->sh, "busy.bin", &it) == FS_OK) {
-            seen++;
-            if (strcmp(it.md5, a) != 0 && strcmp(it.md5, b) != 0)
-                torn++;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-    } while (now.tv_sec - t0.tv_sec < 3);
-    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    print_message("%d rewrites, busy.bin listed %d times, %d torn\n", r.rounds, seen, torn);
-    assert_true(r.rounds > 2);
-    assert_int_equal(torn, 0);
+    /* The hash reads 256 KiB at a time: the first read sees 'z' only. */
+    md5_of_split(256 * 1024, 'z', 'y', torn);
+    md5_of_split(0, 'z', 'y', now);
+    snprintf(o.path, sizeof o.path, "%s/busy.bin", fx->dir);
+    share_set_read_hook(sh, overwrite_hook, &o);
+    put_big(fx->dir, "busy.bin", BUSY_MIB);
+    /* Old, so that the scan hashes it at once and the overwrite is sure
+     * to change its mtime. */
+    set_old_mtime(fx->dir, "busy.bin");
+    for (int i = 0; i < FRESH_MS / 10 && !done; i++) {
+        done = __atomic_load_n(&o.done, __ATOMIC_ACQUIRE);
+        if (!done)
+            usleep(10 * 1000);
+    }
+    assert_true(done);
+    /* A torn hash, if installed, would stay until the next scan at least
+     * SHARE_SETTLE_MS later: watch the index for a second. */
+    for (int i = 0; i < 500; i++) {
+        if (share_lookup(sh, "busy.bin", &it) == FS_OK && strcmp(it.md5, torn) == 0)
+            seen_torn++;
+        usleep(2 * 1000);
+    }
+    assert_int_equal(seen_torn, 0);
     /* Once it holds still it is listed, with the md5 of what it holds. */
-    share_mark_dirty(fx->sh);
-    assert_int_equal(share_refresh_wait(fx->sh, FRESH_MS), FS_OK);
-    assert_int_equal(share_lookup(fx->sh, "busy.bin", &it), FS_OK);
-    assert_string_equal(it.md5, r.rounds % 2 ? a : b);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
+    assert_int_equal(share_lookup(sh, "busy.bin", &it), FS_OK);
+    assert_string_equal(it.md5, now);
+    share_set_read_hook(sh, NULL, NULL);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1361,10 +1451,12 @@ int main(void)
         T(test_share_creates_private_state_dir_for_cache),
         T(test_share_close_saves_cache_that_lost_files),
         T(test_share_read_only_share_is_indexed_without_cache),
+        T(test_share_hard_links_do_not_spoil_the_saved_cache),
         T(test_share_find_answers_from_old_index_while_thread_hashes),
         T(test_share_refresh_returns_at_once_while_thread_hashes),
         T(test_share_refresh_never_hashes_on_the_callers_thread),
         T(test_share_new_file_appears_once_hashed_without_any_call),
+        T(test_share_file_being_written_is_not_advertised_before_it_settles),
         T(test_share_close_joins_its_thread),
         T(test_share_close_abandons_a_hash_in_progress),
         T(test_share_file_written_while_hashed_is_not_advertised_with_a_torn_md5),
