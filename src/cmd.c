@@ -21,8 +21,9 @@
 #include "floodshare/xfer.h"
 
 #define CMD_JSON_MAX (4 * 1024 * 1024)
-/* How long `ls` waits for the share's thread to take in recent changes. */
-#define CMD_LS_FRESH_MS 5000
+/* How long `ls` waits for the share's thread to take in recent changes:
+ * long enough to hash a few GiB of new files on a slow disk. */
+#define CMD_LS_FRESH_MS 60000
 
 struct args {
     int json;
