@@ -1300,6 +1300,52 @@ static void test_share_close_joins_its_thread(void **state)
     assert_int_equal(thread_count(), before);
 }
 
+/* Threads of this process whose nice value is nice. */
+static int threads_at_nice(int nice)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        char p[PATH_MAX], buf[1024], *q;
+        FILE *f;
+        int field, v = 0;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "/proc/self/task/%s/stat", de->d_name);
+        f = fopen(p, "r");
+        if (!f)
+            continue;
+        q = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+        fclose(f);
+        /* After "pid (comm)": state is field 3, nice field 19. */
+        for (field = 3, q = q ? q + 1 : NULL; q && field < 19; field++)
+            q = strchr(q + 1, ' ');
+        if (q && sscanf(q, " %d", &v) == 1 && v == nice)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_share_thread_runs_below_the_query_threads(void **state)
+{
+    int before = threads_at_nice(10);
+
+    int now = before;
+
+    open_share(*state);
+    /* The thread lowers its own priority as it starts. */
+    for (int i = 0; i < 100 && now == before; i++) {
+        now = threads_at_nice(10);
+        if (now == before)
+            usleep(10 * 1000);
+    }
+    assert_int_equal(now, before + 1);
+}
+
 static void *close_in_helper(void *arg)
 {
     struct probe *p = arg;
@@ -1458,6 +1504,7 @@ int main(void)
         T(test_share_new_file_appears_once_hashed_without_any_call),
         T(test_share_file_being_written_is_not_advertised_before_it_settles),
         T(test_share_close_joins_its_thread),
+        T(test_share_thread_runs_below_the_query_threads),
         T(test_share_close_abandons_a_hash_in_progress),
         T(test_share_file_written_while_hashed_is_not_advertised_with_a_torn_md5),
     };
