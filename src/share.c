@@ -36,9 +36,10 @@
 #define SHARE_SETTLE_MS 300
 /* Between two scans, so that a burst of changes costs one scan. */
 #define SHARE_SCAN_GAP_MS 50
-/* The share thread's nice value (Linux applies it to the one thread): on a
- * busy machine, hashing yields the CPU to the threads that answer queries
- * (a weight of about a tenth of theirs), but is never starved. */
+/* How much nicer than the rest of the peer the share thread runs (Linux
+ * applies it to the one thread; at most 19): on a busy machine, hashing
+ * yields the CPU to the threads that answer queries (a weight of about a
+ * tenth of theirs), but is never starved. */
 #define SHARE_THREAD_NICE 10
 /* The share thread's stack. Its deepest path is a walk SHARE_MAX_DEPTH
  * folders down: gcc -O2 -fstack-usage gives walk_dir + walk_child about
@@ -1055,9 +1056,13 @@ static void *share_thread(void *arg)
     int64_t hold_until = 0; /* no scan before this (monotonic ms) but for a waiter */
     uint64_t done = 0;      /* wait_done as this thread last set it */
 
-    /* Raising one's own nice value needs no privilege; failing it only
+    /* Relative to what the peer runs at (it may itself run under nice).
+     * Raising one's own nice value needs no privilege; failing it only
      * costs the queries some CPU. */
-    if (setpriority(PRIO_PROCESS, (id_t)gettid(), SHARE_THREAD_NICE) != 0)
+    errno = 0;
+    int prio = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (errno == 0 && setpriority(PRIO_PROCESS, (id_t)gettid(),
+                                  prio + SHARE_THREAD_NICE > 19 ? 19 : prio + SHARE_THREAD_NICE) != 0)
         log_msg(L_DEBUG, "share: cannot lower the scanner's priority: %s", strerror(errno));
     while (!atomic_load(&sh->stop)) {
         struct pollfd pf[2] = {{.fd = sh->wake_fd, .events = POLLIN},
