@@ -69,6 +69,7 @@ class HashingTest(NetCase):
         r = net.peer(1, "search", name, "--json", timeout=30)
         ms = (time.monotonic() - t0) * 1000
         doc = json.loads(r.stdout) if r.stdout.strip() else {"hits": []}
+        self.last_qid = doc.get("query_id")
         return doc["hits"], ms
 
     def test_holder_answers_within_100_ms_while_it_copies_and_hashes_2_gib(self):
@@ -98,7 +99,7 @@ class HashingTest(NetCase):
             hits, ms = self.search(net, "known.txt")
             phases[phase].append(round(ms))
             if len(hits) != 1:
-                missed.append((phase, len(phases[phase]), round(ms)))
+                missed.append((phase, len(phases[phase]), round(ms), self.last_qid))
             if phase == "hash" and len(phases["copy"]) + len(phases["hash"]) >= MIN_SEARCHES:
                 big, _ = self.search(net, "big.bin")
                 if big:
@@ -111,8 +112,12 @@ class HashingTest(NetCase):
               f"{len(phases['hash'])}; wall-clock ms (CLI start to exit) copy "
               f"{phases['copy']}, hash {phases['hash']}")
         total = len(phases["copy"]) + len(phases["hash"])
+        for *_, qid in missed:  # where the time went: both peers log the query with ms stamps
+            for pid in (1, 2):
+                lines = [l for l in net.log(pid).splitlines() if qid and f"q{qid[:4]}" in l]
+                print(f"  peer {pid} on query {qid}:\n    " + "\n    ".join(lines))
         self.assertEqual(missed, [], f"{len(missed)} of {total} searches had no hit inside "
-                                     f"{WINDOW_MS} ms (phase, number in it, wall-clock ms)")
+                                     f"{WINDOW_MS} ms (phase, number in it, wall-clock ms, query id)")
         self.assertGreaterEqual(len(phases["copy"]) + len(phases["hash"]), MIN_SEARCHES)
         self.assertGreaterEqual(len(phases["copy"]), 3, "the copy ended before it was searched")
         self.assertIsNotNone(found, "big.bin never became findable")
