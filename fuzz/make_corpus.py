@@ -233,6 +233,33 @@ def trace_seeds():
         write("trace", k, v)
 
 
+def sharecache_text(entries):
+    """index.cache as share.c writes it (sharecache.h)."""
+    body = "floodshare-index 1\n" + "".join(
+        f"{dev} {ino} {size} {sec} {nsec} {m}\n" for dev, ino, size, sec, nsec, m in entries)
+    return body + f"end {len(entries)} {md5(body.encode())}\n"
+
+
+def sharecache_seeds():
+    ents = [(2049, 131074, 12, 1764892800, 123456789, MD5),
+            (2049, 131075, 0, 1577836800, 0, md5(b"")),
+            (64768, 9, 1073741824, -5, 999999999, md5(b"big"))]
+    good = sharecache_text(ents)
+    write("sharecache", "three", good)
+    write("sharecache", "empty_index", sharecache_text([]))
+    write("sharecache", "unsorted", sharecache_text(list(reversed(ents))))
+    write("sharecache", "duplicate", sharecache_text([ents[0], ents[0]]))
+    write("sharecache", "bad_checksum", good.replace(MD5, md5(b"other"), 1))
+    write("sharecache", "no_end_line", good[:good.index("end ")])
+    write("sharecache", "torn_last_line", good[:-7])
+    write("sharecache", "version_2", good.replace("floodshare-index 1", "floodshare-index 2", 1))
+    write("sharecache", "wrong_count", good.replace("end 3 ", "end 4 ", 1))
+    write("sharecache", "trailing", good + "1 2 3 4 5 x\n")
+    write("sharecache", "huge_numbers", sharecache_text(
+        [(18446744073709551615, 18446744073709551615, 9223372036854775807,
+          -9223372036854775807, 999999999, MD5)]))
+
+
 if __name__ == "__main__":
     warnings.simplefilter("ignore")  # the duplicate-name seed is on purpose
     msg_seeds()
@@ -243,5 +270,6 @@ if __name__ == "__main__":
     ctl_seeds()
     http_seeds()
     trace_seeds()
+    sharecache_seeds()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")

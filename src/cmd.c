@@ -22,6 +22,9 @@
 #include "floodshare/xfer.h"
 
 #define CMD_JSON_MAX (4 * 1024 * 1024)
+/* How long `ls` waits for the share's thread to take in recent changes:
+ * long enough to hash a few GiB of new files on a slow disk. */
+#define CMD_LS_FRESH_MS 60000
 
 struct args {
     int json;
@@ -382,7 +385,10 @@ static int cmd_ls(struct peer *p, const struct args *a, struct ctl_out *o,
     if (need(o, a, 0, "ls [--json]"))
         return CTL_EXIT_USAGE;
     struct share *sh = peer_share_get(p);
-    share_refresh(sh);
+    /* A control thread may wait for the share's thread (a download just
+     * finished, a file was just copied in); past the bound it lists the
+     * index as it stands. */
+    share_refresh_wait(sh, CMD_LS_FRESH_MS);
     long n = share_list(sh, &items);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", share_dir(sh));

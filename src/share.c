@@ -1,5 +1,6 @@
-/* share.c - the share index: scan, hash cache (kept across restarts),
- * change detection, name search and confinement of share-relative paths. */
+/* share.c - the share index: scan and hash on the share's own thread, reuse
+ * of cached hashes (their file is sharecache.c's), change detection, name
+ * search and confinement of share-relative paths. */
 #include "floodshare/share.h"
 
 #include <dirent.h>
@@ -11,7 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,10 +24,39 @@
 #include "floodshare/hash.h"
 #include "floodshare/log.h"
 #include "floodshare/name.h"
+#include "floodshare/sharecache.h"
 
 #define SHARE_MAX_DEPTH 64         /* folder levels below the scanned root */
 #define SHARE_MAX_ENTRIES 1000000  /* items in one scan */
 #define SHARE_POLL_SEC 2           /* without inotify, a scan this old is dirty */
+#define SHARE_HASH_CHUNK (256 * 1024) /* bytes per read(2) while hashing */
+/* After a scan that saw the tree move under it (a file still being written),
+ * the thread lets it settle this long before it looks again, so that a
+ * long copy costs a few short scans a second, not one per write. */
+#define SHARE_SETTLE_MS 300
+/* Between two scans, so that a burst of changes costs one scan. */
+#define SHARE_SCAN_GAP_MS 50
+/* How much nicer than the rest of the peer the share thread runs (Linux
+ * applies it to the one thread; at most 19): on a busy machine, hashing
+ * yields the CPU to the threads that answer queries (a weight of about a
+ * tenth of theirs), but is never starved. */
+#define SHARE_THREAD_NICE 10
+/* The share thread's stack. Its deepest path is a walk SHARE_MAX_DEPTH
+ * folders down: gcc -O2 -fstack-usage gives walk_dir + walk_child about
+ * 660 bytes a level (42 KiB for 64), and the deepest leaves (walk_watch or
+ * index_drain_events with a 4 KiB buffer, log_emit 2.4 KiB, stdio, MD5)
+ * add under 16 KiB; file contents are read into the heap (struct walk's
+ * buf). Sanitizers grow every frame several times over. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SHARE_THREAD_STACK (1024 * 1024)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SHARE_THREAD_STACK (1024 * 1024)
+#endif
+#endif
+#ifndef SHARE_THREAD_STACK
+#define SHARE_THREAD_STACK (256 * 1024)
+#endif
 /* A file whose mtime is this close to the scan start may be rewritten within
  * the same timestamp tick without its mtime changing, so its hash is not
  * trusted by the next scan (git's "racy clean" problem). */
@@ -32,20 +66,6 @@
      IN_DELETE_SELF | IN_MODIFY | IN_ONLYDIR | IN_DONT_FOLLOW)
 /* "F " size ' ' md5 ' ' relpath '\n' */
 #define MANIFEST_LINE_MAX (2 + 20 + 1 + MSG_MD5_LEN + 1 + PATH_MAX_LEN + 1 + 1)
-
-/* The persisted cache (format in share.h). A valid file never comes near
- * the byte limit (SHARE_MAX_ENTRIES lines of at most 128 bytes), so a larger
- * one is not ours to trust or to read. */
-#define CACHE_MAGIC "floodshare-index 1"
-#define CACHE_MAX_BYTES (256L * 1024 * 1024)
-#define CACHE_LINE_MAX 160 /* a longest entry line is 128 bytes with its '\n' */
-/* Temporaries being written. Not "in-"/"out-"/"x-": those belong to xfer. A
- * crash between create and rename leaves one behind; share_open() removes
- * those older than CACHE_TMP_STALE_SEC (younger ones may be another open
- * share's write in progress). */
-#define CACHE_TMP_PREFIX SHARE_CACHE_FILE ".tmp-"
-#define CACHE_TMP_NAME_MAX 64
-#define CACHE_TMP_STALE_SEC 600
 
 /* One scanned file or folder. */
 struct entry {
@@ -60,45 +80,56 @@ struct entry {
     int cacheable; /* files only: hash may be reused by the next scan */
 };
 
-struct cache_ent {
-    dev_t dev;
-    ino_t ino;
-    uint64_t size;
-    struct timespec mtime;
-    char md5[MSG_MD5_LEN + 1];
-};
-
-/* Lock order: scan_mu, then mu. Queries take only mu, which a rescan holds
- * just to swap in the finished index, so hashing never makes a query wait. */
+/* Lock order: scan_mu, then mu; wait_mu is never held with either. Queries
+ * take only mu, which a rescan holds just to swap in the finished index, so
+ * hashing never makes a query wait.
+ *
+ * Every scan after share_open()'s first runs on the share's own thread
+ * (share_thread()), which sleeps in poll(2) on the inotify fd and wake_fd.
+ * Callers only nudge it through wake_fd; nothing they call scans. */
 struct share {
     char *dir;        /* canonical, immutable after share_open() */
-    atomic_int dirty; /* atomic so share_mark_dirty() never waits for a scan */
-    /* Serialises rescans (share_refresh() only trylocks it: a second caller
-     * answers from the old index instead of queueing behind the hashing) and
-     * guards every field down to mu. */
+    atomic_int dirty; /* rescan at the next chance; set by anyone, cleared by a scan */
+    atomic_int stop;  /* share_close(): the thread ends, a running scan gives up */
+    int wake_fd;      /* eventfd: written to nudge the thread */
+    pthread_t thread;
+    int thread_started;
+    /* Held by the thread around each check and scan, and by
+     * share_set_hash_hook(); guards every field down to mu. */
     pthread_mutex_t scan_mu;
-    struct cache_ent *cache; /* the hashes the next scan may reuse, sorted by (dev, ino) */
+    struct sharecache_ent *cache; /* the hashes the next scan may reuse, sorted by (dev, ino) */
     size_t n_cache;
     int cache_unsaved;         /* cache differs from what SHARE_CACHE_FILE holds */
     int save_logged;           /* a failure to save was reported (until a success) */
+    int fail_logged;           /* a failed scan was reported (until a success) */
     int ifd;                   /* inotify on every indexed folder, -1 if unavailable */
     int polling_logged;        /* the fall-back to polling was reported */
     struct timespec last_scan; /* CLOCK_MONOTONIC */
     share_hash_hook hook;      /* tests only, see share_set_hash_hook() */
     void *hook_arg;
+    share_read_hook read_hook; /* tests only, see share_set_read_hook() */
+    void *read_hook_arg;
     /* Guards the published index below. Readers see the old index or the
      * new one, never a mix; it is written only with scan_mu held too. */
     pthread_mutex_t mu;
     struct entry *items; /* sorted bytewise by path */
     size_t n_items;
     const struct entry **by_name; /* items sorted by (name, path) */
+    /* share_refresh_wait(): a waiter takes the ticket ++wait_req and sleeps
+     * on wait_cv until wait_done reaches it; the thread sets wait_done to the
+     * wait_req it read before a check once that check is over. Guarded by
+     * wait_mu. */
+    pthread_mutex_t wait_mu;
+    pthread_cond_t wait_cv; /* on CLOCK_MONOTONIC */
+    uint64_t wait_req, wait_done;
+    fs_status wait_st; /* how the check that set wait_done ended */
 };
 
 /* State of one recursive scan, for the index or for share_digest(). */
 struct walk {
     struct entry *v;
     size_t n, cap;
-    const struct cache_ent *cache; /* NULL: hash everything */
+    const struct sharecache_ent *cache; /* NULL: hash everything */
     size_t n_cache;
     const char *root; /* absolute path of the scanned folder, for watches */
     int ifd;          /* -1: add no watches */
@@ -107,7 +138,20 @@ struct walk {
     int hide_state;   /* skip SHARE_STATE_DIR at the top */
     share_hash_hook hook;
     void *hook_arg;
+    share_read_hook read_hook;
+    void *read_hook_arg;
+    const atomic_int *stop; /* NULL, or give up (FS_ECANCELED) once it is set */
+    unsigned char *buf;     /* SHARE_HASH_CHUNK bytes for reading files, malloc'd */
     time_t racy_from; /* files with mtime at or after this are not cacheable */
+    /* Unless eager, a file written to in [settle_from, settle_to] may still
+     * be being written: it is left for a later scan (changed is set). */
+    int eager;
+    struct timespec settle_from, settle_to;
+    const struct entry *prev; /* the index this scan replaces, sorted by path */
+    size_t n_prev;
+    /* Cache entries of files left for a later scan, kept for it. */
+    struct sharecache_ent *keep;
+    size_t n_keep, cap_keep;
     size_t hashed;
     int changed; /* the tree moved under the scan: scan again later */
     int full;    /* SHARE_MAX_ENTRIES reached: stop */
@@ -226,15 +270,17 @@ static fs_status folder_digests(struct entry *v, size_t n)
 
 /* --- scanning ------------------------------------------------------------- */
 
-static int walk_stopped(const struct walk *w)
-{
-    return w->st != FS_OK || w->full;
-}
-
 static void walk_fail(struct walk *w, fs_status st)
 {
     if (w->st == FS_OK)
         w->st = st;
+}
+
+static int walk_stopped(struct walk *w)
+{
+    if (w->stop && atomic_load(w->stop))
+        walk_fail(w, FS_ECANCELED);
+    return w->st != FS_OK || w->full;
 }
 
 /* A scan limit was hit at rel: share_digest() fails, the index goes on
@@ -308,37 +354,83 @@ static int same_mtime(const struct timespec *a, const struct timespec *b)
     return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
-static int cache_cmp(const void *a, const void *b)
-{
-    const struct cache_ent *x = a, *y = b;
-
-    if (x->dev != y->dev)
-        return x->dev < y->dev ? -1 : 1;
-    if (x->ino != y->ino)
-        return x->ino < y->ino ? -1 : 1;
-    return 0;
-}
-
 /* The cached hash of the file st describes, if size and mtime still match. */
-static const struct cache_ent *walk_cached(const struct walk *w, const struct stat *st)
+static const struct sharecache_ent *walk_cached(const struct walk *w, const struct stat *st)
 {
-    struct cache_ent key = {.dev = st->st_dev, .ino = st->st_ino};
-    const struct cache_ent *c;
+    struct sharecache_ent key = {.dev = st->st_dev, .ino = st->st_ino};
+    const struct sharecache_ent *c;
 
     if (!w->cache)
         return NULL;
-    c = bsearch(&key, w->cache, w->n_cache, sizeof key, cache_cmp);
+    c = bsearch(&key, w->cache, w->n_cache, sizeof key, sharecache_cmp);
     if (!c || c->size != (uint64_t)st->st_size || !same_mtime(&c->mtime, &st->st_mtim))
         return NULL;
     return c;
 }
 
-/* Hashes the regular file name in dfd that fstatat() described as *st into
- * e (md5, size = bytes hashed, mtime, cacheable). Returns 0 or an errno. */
-static int walk_hash(struct walk *w, int dfd, const char *name, const struct stat *st,
-                     struct entry *e)
+/* 1 if the file fd is no longer what before described: it grew, shrank or
+ * was written to. */
+static int file_moved(int fd, const struct stat *before)
 {
-    struct stat before, after;
+    struct stat now;
+
+    return fstat(fd, &now) != 0 || now.st_size != before->st_size ||
+           !same_mtime(&now.st_mtim, &before->st_mtim);
+}
+
+/* Hashes what fd holds into e->md5 and e->size, in SHARE_HASH_CHUNK reads.
+ * Gives up as soon as the file moves away from before (EAGAIN: a copy still
+ * in progress is not worth reading to its end) or the scan is stopped
+ * (ECANCELED). 0 or an errno. */
+static int walk_hash_fd(struct walk *w, int fd, const char *rel, const struct stat *before,
+                        struct entry *e)
+{
+    struct hash_md5 h;
+    uint64_t total = 0;
+
+    if (!w->buf && !(w->buf = malloc(SHARE_HASH_CHUNK)))
+        return ENOMEM;
+    if (hash_init(&h) != FS_OK)
+        return ENOMEM;
+    /* Advice only: its failure changes nothing. */
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (;;) {
+        if (w->stop && atomic_load(w->stop)) {
+            hash_abort(&h);
+            return ECANCELED;
+        }
+        ssize_t n = read(fd, w->buf, SHARE_HASH_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int err = errno;
+            hash_abort(&h);
+            return err;
+        }
+        if (n == 0)
+            break;
+        hash_update(&h, w->buf, (size_t)n);
+        total += (uint64_t)n;
+        if (w->read_hook)
+            w->read_hook(w->read_hook_arg, rel, total);
+        if (file_moved(fd, before)) {
+            hash_abort(&h);
+            return EAGAIN;
+        }
+    }
+    e->size = total;
+    return hash_final(&h, e->md5) == FS_OK ? 0 : ENOMEM;
+}
+
+/* Hashes the regular file name in dfd that fstatat() described as *st into
+ * e (md5, size = bytes hashed, mtime, cacheable). Returns 0 or an errno:
+ * EAGAIN when the file was written to while it was read, so that the hash
+ * may match no version of it (it must not be advertised with that hash),
+ * ECANCELED when the scan was stopped. */
+static int walk_hash(struct walk *w, int dfd, const char *name, const char *rel,
+                     const struct stat *st, struct entry *e)
+{
+    struct stat before;
     int fd, err = 0;
 
     /* O_NONBLOCK: if a FIFO replaced the file since fstatat(), open must not
@@ -354,28 +446,61 @@ static int walk_hash(struct walk *w, int dfd, const char *name, const struct sta
         err = ENOENT;
         goto out;
     }
-    if (hash_md5_fd(fd, e->md5, &e->size) != FS_OK || fstat(fd, &after) != 0) {
-        err = EIO;
+    err = walk_hash_fd(w, fd, rel, &before, e);
+    /* The last read may end before a write that changes neither size nor
+     * the coarse mtime seen so far: compare once more after it. */
+    if (!err && (e->size != (uint64_t)before.st_size || file_moved(fd, &before)))
+        err = EAGAIN;
+    if (err)
         goto out;
-    }
     w->hashed++;
     e->cacheable = before.st_mtim.tv_sec < w->racy_from;
-    /* Written to while we read it: the hash may match no version of it. */
-    if (e->size != (uint64_t)before.st_size || after.st_size != before.st_size ||
-        !same_mtime(&after.st_mtim, &before.st_mtim)) {
-        e->cacheable = 0;
-        w->changed = 1;
-    }
     e->mtime = before.st_mtim;
 out:
     close(fd);
     return err;
 }
 
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Keeps the cache entry of the file st describes (if any, whatever its size
+ * and mtime) for the next scan, which may find the file as it was. */
+static void walk_keep_cached(struct walk *w, const struct stat *st)
+{
+    struct sharecache_ent key = {.dev = st->st_dev, .ino = st->st_ino};
+    const struct sharecache_ent *c;
+
+    if (!w->cache)
+        return;
+    c = bsearch(&key, w->cache, w->n_cache, sizeof key, sharecache_cmp);
+    if (!c)
+        return;
+    if (w->n_keep == w->cap_keep) {
+        size_t cap = w->cap_keep ? w->cap_keep * 2 : 16;
+        struct sharecache_ent *v = realloc(w->keep, cap * sizeof *v);
+        if (!v)
+            return; /* only costs a hash later */
+        w->keep = v;
+        w->cap_keep = cap;
+    }
+    w->keep[w->n_keep++] = *c;
+}
+
+/* 1 if the file st describes was written to so recently that whoever wrote
+ * it may not be done (a copy that just created it is still empty). */
+static int walk_unsettled(const struct walk *w, const struct stat *st)
+{
+    return !w->eager && !ts_before(&st->st_mtim, &w->settle_from) &&
+           !ts_before(&w->settle_to, &st->st_mtim);
+}
+
 static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len,
                       const char *rel, const struct stat *st)
 {
-    const struct cache_ent *c = walk_cached(w, st);
+    const struct sharecache_ent *c = walk_cached(w, st);
     struct entry *e = walk_push(w, rel, name_len, MSG_KIND_FILE);
     int err;
 
@@ -391,14 +516,41 @@ static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len
         e->cacheable = 1;
         return;
     }
-    if (w->hook)
-        w->hook(w->hook_arg, rel);
-    err = walk_hash(w, dfd, name, st, e);
-    if (err) {
+    if (walk_unsettled(w, st)) {
+        /* Look again once it settled. Meanwhile a file the index already
+         * holds stays as it was hashed if nothing seen changed since (it
+         * must not flicker out of answers); a new or changed one waits. */
+        size_t i = entries_lower_bound(w->prev, w->n_prev, rel);
+        const struct entry *p = i < w->n_prev ? &w->prev[i] : NULL;
+        w->changed = 1;
+        if (p && strcmp(p->path, rel) == 0 && p->kind == MSG_KIND_FILE && p->dev == st->st_dev &&
+            p->ino == st->st_ino && p->size == (uint64_t)st->st_size &&
+            same_mtime(&p->mtime, &st->st_mtim)) {
+            e->size = p->size;
+            e->mtime = p->mtime;
+            memcpy(e->md5, p->md5, sizeof e->md5);
+            return;
+        }
         free(e->path);
         w->n--;
-        walk_unreadable(w, err, rel);
+        walk_keep_cached(w, st);
+        return;
     }
+    if (w->hook)
+        w->hook(w->hook_arg, rel);
+    err = walk_hash(w, dfd, name, rel, st, e);
+    if (!err)
+        return;
+    free(e->path);
+    w->n--;
+    if (err == ECANCELED)
+        walk_fail(w, FS_ECANCELED);
+    else if (err == EAGAIN && w->strict)
+        walk_fail(w, FS_EIO); /* share_digest(): no digest of a moving target */
+    else if (err == EAGAIN)
+        w->changed = 1; /* still being written: left out until it holds still */
+    else
+        walk_unreadable(w, err, rel);
 }
 
 /* Watches the folder about to be read, before reading it, so that a change
@@ -517,7 +669,19 @@ static fs_status walk_tree(struct walk *w, int fd)
 
     clock_gettime(CLOCK_REALTIME, &now);
     w->racy_from = now.tv_sec - SHARE_RACY_SEC;
+    w->settle_from = now;
+    w->settle_from.tv_nsec -= (long)SHARE_SETTLE_MS * 1000000;
+    while (w->settle_from.tv_nsec < 0) {
+        w->settle_from.tv_nsec += 1000000000;
+        w->settle_from.tv_sec--;
+    }
+    /* A clock that stepped back, or a date set in the future, must not
+     * keep a file unsettled (and the thread rescanning) for ever. */
+    w->settle_to = now;
+    w->settle_to.tv_sec += 1;
     walk_dir(w, fd, rel, 0, 0);
+    free(w->buf);
+    w->buf = NULL;
     if (w->st)
         return w->st;
     if (w->n)
@@ -552,112 +716,27 @@ static int state_dir_open(const char *root, int create)
     return fd;
 }
 
-static int cache_equal(const struct cache_ent *a, size_t na, const struct cache_ent *b,
+static int cache_equal(const struct sharecache_ent *a, size_t na, const struct sharecache_ent *b,
                        size_t nb)
 {
     if (na != nb)
         return 0;
     for (size_t i = 0; i < na; i++)
-        if (cache_cmp(&a[i], &b[i]) != 0 || a[i].size != b[i].size ||
+        if (sharecache_cmp(&a[i], &b[i]) != 0 || a[i].size != b[i].size ||
             !same_mtime(&a[i].mtime, &b[i].mtime) || strcmp(a[i].md5, b[i].md5) != 0)
             return 0;
     return 1;
 }
 
-/* Writes len bytes of line to f, and into h unless h is NULL. 0 or an errno. */
-static int cache_put(FILE *f, struct hash_md5 *h, const char *line, size_t len)
-{
-    if (h)
-        hash_update(h, line, len);
-    errno = 0;
-    if (fwrite(line, 1, len, f) == len)
-        return 0;
-    return errno ? errno : EIO;
-}
-
-/* Writes the whole cache file (format in share.h) to f. 0 or an errno. */
-static int cache_write(FILE *f, const struct cache_ent *c, size_t n)
-{
-    struct hash_md5 h;
-    char line[CACHE_LINE_MAX], md5[MSG_MD5_LEN + 1];
-    int err, len;
-
-    if (hash_init(&h) != FS_OK)
-        return ENOMEM;
-    err = cache_put(f, &h, CACHE_MAGIC "\n", strlen(CACHE_MAGIC "\n"));
-    for (size_t i = 0; i < n && !err; i++) {
-        len = snprintf(line, sizeof line, "%ju %ju %ju %jd %ld %s\n", (uintmax_t)c[i].dev,
-                       (uintmax_t)c[i].ino, (uintmax_t)c[i].size,
-                       (intmax_t)c[i].mtime.tv_sec, (long)c[i].mtime.tv_nsec, c[i].md5);
-        err = cache_put(f, &h, line, (size_t)len);
-    }
-    if (err) {
-        hash_abort(&h);
-        return err;
-    }
-    if (hash_final(&h, md5) != FS_OK)
-        return ENOMEM;
-    len = snprintf(line, sizeof line, "end %zu %s\n", n, md5);
-    return cache_put(f, NULL, line, (size_t)len);
-}
-
-/* Creates a new temporary for the cache in the folder sfd, its name into
- * name. The pid and a counter keep live writers (two shares open on one
- * folder) apart; O_EXCL steps over a crashed writer's leftover. Returns an
- * fd, or -1 with errno set. */
-static int cache_tmp_create(int sfd, char name[CACHE_TMP_NAME_MAX])
-{
-    static atomic_uint seq;
-
-    for (int tries = 0; tries < 16; tries++) {
-        snprintf(name, CACHE_TMP_NAME_MAX, CACHE_TMP_PREFIX "%ld-%u", (long)getpid(),
-                 atomic_fetch_add(&seq, 1));
-        int fd = openat(sfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd >= 0 || errno != EEXIST)
-            return fd;
-    }
-    return -1;
-}
-
-/* Replaces SHARE_CACHE_FILE in the folder sfd with c[0..n) so that a crash
- * at any point leaves the old file or the new one, never a torn one: write a
- * temporary, fsync it, rename it over, fsync the folder. 0 or an errno. */
-static int cache_replace(int sfd, const struct cache_ent *c, size_t n)
-{
-    char tmp[CACHE_TMP_NAME_MAX];
-    int fd = cache_tmp_create(sfd, tmp), err = 0;
-    FILE *f;
-
-    if (fd < 0)
-        return errno;
-    f = fdopen(fd, "w");
-    if (!f) {
-        err = errno;
-        close(fd);
-        goto out;
-    }
-    err = cache_write(f, c, n);
-    if (!err && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        err = errno;
-    if (fclose(f) != 0 && !err)
-        err = errno;
-    if (!err && renameat(sfd, tmp, sfd, SHARE_CACHE_FILE) != 0)
-        err = errno;
-    if (!err && fsync(sfd) != 0)
-        return errno; /* renamed: tmp is gone */
-out:
-    if (err)
-        unlinkat(sfd, tmp, 0);
-    return err;
-}
 
 /* Saves sh->cache. A read-only share is a normal setup, not a fault: it
  * only costs re-hashing after a restart, so it is said once, at debug
- * level. Called with scan_mu held, or from share_close(). */
+ * level. Called by the scanning thread with scan_mu held, or from
+ * share_close() once that thread is gone. */
 static void cache_save(struct share *sh)
 {
     int sfd = state_dir_open(sh->dir, 1);
-    int err = sfd < 0 ? errno : cache_replace(sfd, sh->cache, sh->n_cache);
+    int err = sfd < 0 ? errno : sharecache_save(sfd, sh->cache, sh->n_cache);
 
     if (sfd >= 0)
         close(sfd);
@@ -677,240 +756,38 @@ static void cache_save(struct share *sh)
                 SHARE_CACHE_FILE, strerror(err));
 }
 
-struct cache_reader {
-    FILE *f;
-    struct hash_md5 h; /* of every byte before the end line */
-    char line[CACHE_LINE_MAX];
-    struct cache_ent *v;
-    size_t n, cap;
-};
-
-/* Reads the next line into r->line, '\n' included, its length into *len.
- * 1: a line; 0: end of file; -1: a read error, or a line that is too long,
- * holds a NUL or lacks its '\n' (a truncated file). */
-static int cache_read_line(struct cache_reader *r, size_t *len)
-{
-    if (!fgets(r->line, sizeof r->line, r->f))
-        return ferror(r->f) ? -1 : 0;
-    *len = strlen(r->line);
-    return *len > 0 && r->line[*len - 1] == '\n' ? 1 : -1;
-}
-
-/* Parses the decimal at *p (digits only, at most max) and the byte sep that
- * must follow it, and moves *p past both. 0 or -1. */
-static int parse_u64(const char **p, uint64_t max, char sep, uint64_t *out)
-{
-    const char *s = *p;
-    uint64_t v = 0;
-
-    if (*s < '0' || *s > '9')
-        return -1;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        uint64_t d = (uint64_t)(*s - '0');
-        if (v > (max - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    if (*s != sep)
-        return -1;
-    *p = sep ? s + 1 : s;
-    *out = v;
-    return 0;
-}
-
-/* Parses "dev ino size sec nsec md5" (no '\n') into c. 0 or -1. */
-static int cache_parse_entry(const char *p, struct cache_ent *c)
-{
-    uint64_t dev, ino, size, sec, nsec;
-    int neg;
-
-    if (parse_u64(&p, UINT64_MAX, ' ', &dev) || parse_u64(&p, UINT64_MAX, ' ', &ino) ||
-        parse_u64(&p, INT64_MAX, ' ', &size))
-        return -1;
-    neg = *p == '-';
-    p += neg;
-    if (parse_u64(&p, INT64_MAX, ' ', &sec) || parse_u64(&p, 999999999, ' ', &nsec) ||
-        !hash_hex_valid(p))
-        return -1;
-    c->dev = (dev_t)dev;
-    c->ino = (ino_t)ino;
-    c->size = size;
-    c->mtime.tv_sec = neg ? -(time_t)sec : (time_t)sec;
-    c->mtime.tv_nsec = (long)nsec;
-    memcpy(c->md5, p, sizeof c->md5);
-    /* Where dev_t, ino_t or time_t are narrower, a value that does not fit
-     * would match the wrong file. */
-    if ((uint64_t)c->dev != dev || (uint64_t)c->ino != ino || (uint64_t)(time_t)sec != sec)
-        return -1;
-    return 0;
-}
-
-/* Appends the entry line in r->line ('\n' stripped). NULL, or why not. */
-static const char *cache_push(struct cache_reader *r)
-{
-    if (r->n == SHARE_MAX_ENTRIES)
-        return "too many entries";
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 256;
-        struct cache_ent *v = realloc(r->v, cap * sizeof *v);
-        if (!v)
-            return "out of memory";
-        r->v = v;
-        r->cap = cap;
-    }
-    if (cache_parse_entry(r->line, &r->v[r->n]) != 0)
-        return "malformed entry";
-    r->n++;
-    return NULL;
-}
-
-/* Checks the end line in r->line ('\n' stripped) against what was read. */
-static const char *cache_check_end(struct cache_reader *r)
-{
-    const char *p = r->line + strlen("end ");
-    char md5[MSG_MD5_LEN + 1];
-    uint64_t count;
-
-    if (parse_u64(&p, SIZE_MAX, ' ', &count) || !hash_hex_valid(p))
-        return "malformed end line";
-    if (count != r->n)
-        return "entry count mismatch";
-    if (hash_final(&r->h, md5) != FS_OK)
-        return "cannot hash";
-    return strcmp(md5, p) == 0 ? NULL : "checksum mismatch";
-}
-
-/* Checks and hashes the first line. NULL, or why the file is not ours. */
-static const char *cache_check_header(struct cache_reader *r)
-{
-    size_t len;
-    int rc = cache_read_line(r, &len);
-
-    if (rc != 1)
-        return rc == 0 ? "empty" : "not an index cache";
-    if (strcmp(r->line, CACHE_MAGIC "\n") != 0)
-        return strncmp(r->line, "floodshare-index ", 17) == 0 ? "unsupported version"
-                                                               : "not an index cache";
-    hash_update(&r->h, r->line, len);
-    return NULL;
-}
-
-/* Parses the whole file into r->v, sorted by (dev, ino). NULL, or why the
- * file is not a valid cache. */
-static const char *cache_parse(struct cache_reader *r)
-{
-    const char *why = cache_check_header(r);
-    size_t len = 0;
-    int rc = 0;
-
-    while (!why && (rc = cache_read_line(r, &len)) == 1 && strncmp(r->line, "end ", 4) != 0) {
-        hash_update(&r->h, r->line, len);
-        r->line[len - 1] = '\0';
-        why = cache_push(r);
-    }
-    if (why)
-        return why;
-    if (rc != 1)
-        return rc < 0 ? "truncated or unreadable" : "truncated: no end line";
-    r->line[len - 1] = '\0';
-    why = cache_check_end(r);
-    if (!why && cache_read_line(r, &len) != 0)
-        why = "data after the end line";
-    if (why)
-        return why;
-    if (r->n)
-        qsort(r->v, r->n, sizeof *r->v, cache_cmp);
-    for (size_t i = 1; i < r->n; i++)
-        if (cache_cmp(&r->v[i - 1], &r->v[i]) == 0)
-            return "duplicate entry";
-    return NULL;
-}
-
-/* Removes the temporaries of cache writes that a crash interrupted. */
-static void cache_remove_stale_tmps(int sfd)
-{
-    int fd = openat(sfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = fd < 0 ? NULL : fdopendir(fd);
-    struct timespec now;
-    struct dirent *de;
-    struct stat st;
-
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    clock_gettime(CLOCK_REALTIME, &now);
-    while ((de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, CACHE_TMP_PREFIX, strlen(CACHE_TMP_PREFIX)) != 0)
-            continue;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISREG(st.st_mode) && st.st_mtim.tv_sec < now.tv_sec - CACHE_TMP_STALE_SEC)
-            unlinkat(dirfd(d), de->d_name, 0);
-    }
-    closedir(d);
-}
-
-/* Opens SHARE_CACHE_FILE of the share at root for reading, never through a
- * symlink, and removes stale temporaries on the way. Returns the open file,
- * or NULL with *why saying what is wrong (NULL: there is no cache yet). */
-static FILE *cache_open(const char *root, const char **why)
-{
-    int sfd = state_dir_open(root, 0), fd;
-    FILE *f = NULL;
-    struct stat st;
-
-    *why = NULL;
-    if (sfd < 0) {
-        if (errno != ENOENT)
-            *why = strerror(errno);
-        return NULL;
-    }
-    cache_remove_stale_tmps(sfd);
-    fd = openat(sfd, SHARE_CACHE_FILE, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno != ENOENT)
-            *why = errno == ELOOP ? "a symbolic link" : strerror(errno);
-    } else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        *why = "not a regular file";
-    } else if (st.st_size > CACHE_MAX_BYTES) {
-        *why = "larger than 256 MiB";
-    } else if ((f = fdopen(fd, "r")) == NULL) {
-        *why = strerror(errno);
-    }
-    if (!f && fd >= 0)
-        close(fd);
-    close(sfd);
-    return f;
-}
-
 /* Loads the persisted cache into sh->cache (empty). A missing file is the
  * first start; any other problem is logged and the file ignored, so every
  * file is hashed, and the cache is marked unsaved so that the next save
  * replaces the bad file. */
 static void cache_load(struct share *sh)
 {
-    struct cache_reader r = {0};
-    const char *why;
+    struct sharecache_ent *v = NULL;
+    const char *why = NULL;
+    size_t n = 0;
+    int sfd = state_dir_open(sh->dir, 0);
+    fs_status st;
 
-    r.f = cache_open(sh->dir, &why);
-    if (r.f) {
-        why = hash_init(&r.h) != FS_OK ? "cannot hash" : cache_parse(&r);
-        hash_abort(&r.h);
-        fclose(r.f);
-    } else if (!why) {
-        return;
+    if (sfd < 0) {
+        if (errno == ENOENT)
+            return;
+        why = strerror(errno);
+        st = FS_EIO;
+    } else {
+        st = sharecache_load(sfd, &v, &n, &why);
+        close(sfd);
+        if (st == FS_ENOTFOUND)
+            return;
     }
-    if (why) {
+    if (st) {
         log_msg(L_WARN, "share: ignoring %s/%s/%s (%s); hashing every file again", sh->dir,
-                SHARE_STATE_DIR, SHARE_CACHE_FILE, why);
-        free(r.v);
+                SHARE_STATE_DIR, SHARE_CACHE_FILE, why ? why : fs_strerror(st));
         sh->cache_unsaved = 1;
         return;
     }
-    sh->cache = r.v;
-    sh->n_cache = r.n;
-    log_msg(L_DEBUG, "share: loaded %zu cached hashes for %s", r.n, sh->dir);
+    sh->cache = v;
+    sh->n_cache = n;
+    log_msg(L_DEBUG, "share: loaded %zu cached hashes for %s", n, sh->dir);
 }
 
 /* --- the index ------------------------------------------------------------ */
@@ -939,37 +816,45 @@ static fs_status index_build_names(const struct entry *v, size_t n, const struct
     return FS_OK;
 }
 
-/* The cache for the next scan: exactly the trusted hashes of this one, so it
- * forgets vanished files and never outgrows the index. */
-static fs_status index_build_cache(const struct entry *v, size_t n, struct cache_ent **out,
+/* The cache for the next scan: exactly the trusted hashes of this one, and
+ * those kept for files it left for later, so it forgets vanished files and
+ * never outgrows the index. One entry per (dev, ino): hard links are one
+ * file, and the cache file refuses duplicates. */
+static fs_status index_build_cache(const struct walk *w, struct sharecache_ent **out,
                                    size_t *n_out)
 {
-    struct cache_ent *c = malloc((n ? n : 1) * sizeof *c);
-    size_t k = 0;
+    size_t n = w->n + w->n_keep, k = 0, u = 0;
+    struct sharecache_ent *c = malloc((n ? n : 1) * sizeof *c);
 
     *out = NULL;
     *n_out = 0;
     if (!c)
         return FS_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].kind != MSG_KIND_FILE || !v[i].cacheable)
+    for (size_t i = 0; i < w->n; i++) {
+        const struct entry *e = &w->v[i];
+        if (e->kind != MSG_KIND_FILE || !e->cacheable)
             continue;
-        c[k].dev = v[i].dev;
-        c[k].ino = v[i].ino;
-        c[k].size = v[i].size;
-        c[k].mtime = v[i].mtime;
-        memcpy(c[k].md5, v[i].md5, sizeof c[k].md5);
+        c[k].dev = e->dev;
+        c[k].ino = e->ino;
+        c[k].size = e->size;
+        c[k].mtime = e->mtime;
+        memcpy(c[k].md5, e->md5, sizeof c[k].md5);
         k++;
     }
+    for (size_t i = 0; i < w->n_keep; i++)
+        c[k++] = w->keep[i];
     if (k)
-        qsort(c, k, sizeof *c, cache_cmp);
+        qsort(c, k, sizeof *c, sharecache_cmp);
+    for (size_t i = 0; i < k; i++)
+        if (u == 0 || sharecache_cmp(&c[u - 1], &c[i]) != 0)
+            c[u++] = c[i];
     *out = c;
-    *n_out = k;
+    *n_out = u;
     return FS_OK;
 }
 
 /* Makes cache the one the next scan reuses, noting whether it needs saving. */
-static void index_take_cache(struct share *sh, struct cache_ent *cache, size_t n)
+static void index_take_cache(struct share *sh, struct sharecache_ent *cache, size_t n)
 {
     if (!cache_equal(sh->cache, sh->n_cache, cache, n))
         sh->cache_unsaved = 1;
@@ -986,8 +871,8 @@ static fs_status index_install(struct share *sh, struct walk *w)
     const struct entry **by_name, **old_by_name;
     struct entry *old_items;
     size_t old_n, n_cache;
-    struct cache_ent *cache;
-    fs_status st = index_build_cache(w->v, w->n, &cache, &n_cache);
+    struct sharecache_ent *cache;
+    fs_status st = index_build_cache(w, &cache, &n_cache);
 
     if (!st)
         st = index_build_names(w->v, w->n, &by_name);
@@ -1032,11 +917,16 @@ static void index_note_polling(struct share *sh, int err)
 /* Rescans the whole share. Called with scan_mu held and mu not: the walk
  * and the hashing read only scan-side state, and queries go on answering
  * from the old index meanwhile. On failure the old index stays and the
- * share stays dirty. */
-static fs_status index_rescan(struct share *sh)
+ * share stays dirty. Unless eager (share_open(), a waiter: someone wants
+ * the share as it is now), files written to in the last SHARE_SETTLE_MS
+ * wait for the next scan. */
+static fs_status index_rescan(struct share *sh, int eager)
 {
     struct walk w = {.cache = sh->cache, .n_cache = sh->n_cache, .root = sh->dir,
-                     .hide_state = 1, .hook = sh->hook, .hook_arg = sh->hook_arg};
+                     .hide_state = 1, .hook = sh->hook, .hook_arg = sh->hook_arg,
+                     .read_hook = sh->read_hook, .read_hook_arg = sh->read_hook_arg,
+                     .stop = &sh->stop, .eager = eager, .prev = sh->items,
+                     .n_prev = sh->n_items};
     fs_status st = FS_EIO;
     int fd;
 
@@ -1068,6 +958,7 @@ out:
     if (w.ifd >= 0)
         close(w.ifd);
     entries_free(w.v, w.n);
+    free(w.keep);
     return st;
 }
 
@@ -1107,20 +998,194 @@ static int index_is_stale(struct share *sh)
            SHARE_POLL_SEC * 1000;
 }
 
-/* Frees sh without saving anything. */
+/* --- the scanning thread -------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void share_wake(struct share *sh)
+{
+    uint64_t one = 1;
+
+    /* Cannot block or fail in practice: the counter would have to reach
+     * 2^64 - 1 first. A lost nudge would only delay a rescan. */
+    if (write(sh->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_msg(L_DEBUG, "share: cannot wake the scanner: %s", strerror(errno));
+}
+
+static void share_drain_wake(struct share *sh)
+{
+    uint64_t n;
+
+    while (read(sh->wake_fd, &n, sizeof n) < 0 && errno == EINTR)
+        ;
+}
+
+/* One check on the thread: rescans if the share changed, or if a waiter
+ * asks and only a rescan can tell (no inotify). Returns how it went. */
+static fs_status share_check(struct share *sh, int waiter)
+{
+    fs_status st = FS_OK;
+
+    pthread_mutex_lock(&sh->scan_mu);
+    if (index_is_stale(sh) || (waiter && sh->ifd < 0))
+        st = index_rescan(sh, waiter);
+    pthread_mutex_unlock(&sh->scan_mu);
+    if (st && st != FS_ECANCELED && !sh->fail_logged) {
+        log_msg(L_WARN, "share: cannot scan %s: %s; answering from the last index", sh->dir,
+                fs_strerror(st));
+        sh->fail_logged = 1;
+    } else if (!st) {
+        sh->fail_logged = 0;
+    }
+    return st;
+}
+
+/* The share's thread: sleeps until the share changes (inotify), someone
+ * nudges it (wake_fd) or, without inotify, SHARE_POLL_SEC pass; then checks
+ * and rescans. An idle share costs no CPU: with inotify poll(2) has no
+ * timeout at all. */
+static void *share_thread(void *arg)
+{
+    struct share *sh = arg;
+    int64_t hold_until = 0; /* no scan before this (monotonic ms) but for a waiter */
+    uint64_t done = 0;      /* wait_done as this thread last set it */
+
+    /* Relative to what the peer runs at (it may itself run under nice).
+     * Raising one's own nice value needs no privilege; failing it only
+     * costs the queries some CPU. */
+    errno = 0;
+    int prio = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (errno == 0 && setpriority(PRIO_PROCESS, (id_t)gettid(),
+                                  prio + SHARE_THREAD_NICE > 19 ? 19 : prio + SHARE_THREAD_NICE) != 0)
+        log_msg(L_DEBUG, "share: cannot lower the scanner's priority: %s", strerror(errno));
+    while (!atomic_load(&sh->stop)) {
+        struct pollfd pf[2] = {{.fd = sh->wake_fd, .events = POLLIN},
+                               {.fd = -1, .events = POLLIN}};
+        int64_t now = mono_ms(), timeout = -1;
+
+        if (now < hold_until) {
+            timeout = hold_until - now; /* changes wait; only a nudge gets through */
+        } else if (atomic_load(&sh->dirty)) {
+            timeout = 0;
+        } else if (sh->ifd >= 0) {
+            pf[1].fd = sh->ifd;
+        } else {
+            timeout = (int64_t)sh->last_scan.tv_sec * 1000 + sh->last_scan.tv_nsec / 1000000 +
+                      SHARE_POLL_SEC * 1000 - now;
+            if (timeout < 0)
+                timeout = 0;
+        }
+        if (poll(pf, 2, (int)timeout) < 0 && errno != EINTR) {
+            log_msg(L_ERROR, "share: poll: %s; the index of %s is no longer updated",
+                    strerror(errno), sh->dir);
+            break;
+        }
+        if (atomic_load(&sh->stop))
+            break;
+        if (pf[0].revents)
+            share_drain_wake(sh);
+        pthread_mutex_lock(&sh->wait_mu);
+        uint64_t ticket = sh->wait_req;
+        pthread_mutex_unlock(&sh->wait_mu);
+        int waiter = ticket != done;
+        if (!waiter && mono_ms() < hold_until)
+            continue;
+        fs_status st = share_check(sh, waiter);
+        now = mono_ms();
+        if (st && st != FS_ECANCELED)
+            hold_until = now + SHARE_POLL_SEC * 1000; /* retry, but not in a loop */
+        else
+            hold_until = now + (atomic_load(&sh->dirty) ? SHARE_SETTLE_MS : SHARE_SCAN_GAP_MS);
+        if (waiter) {
+            pthread_mutex_lock(&sh->wait_mu);
+            sh->wait_done = done = ticket;
+            sh->wait_st = st;
+            pthread_cond_broadcast(&sh->wait_cv);
+            pthread_mutex_unlock(&sh->wait_mu);
+        }
+    }
+    return NULL;
+}
+
+/* Starts share_thread() with a small stack and every signal blocked (the
+ * daemon's sigwait() thread handles them). FS_OK or FS_ENOMEM. */
+static fs_status share_start_thread(struct share *sh)
+{
+    pthread_attr_t at;
+    sigset_t all, old;
+    int rc;
+
+    if (pthread_attr_init(&at) != 0)
+        return FS_ENOMEM;
+    rc = pthread_attr_setstacksize(&at, SHARE_THREAD_STACK);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (!rc)
+        rc = pthread_create(&sh->thread, &at, share_thread, sh);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    if (rc) {
+        log_msg(L_ERROR, "share: cannot start the scanner of %s: %s", sh->dir, strerror(rc));
+        return FS_ENOMEM;
+    }
+    sh->thread_started = 1;
+    return FS_OK;
+}
+
+/* Stops and joins the thread, if it runs; a scan in progress gives up at
+ * its next read. */
+static void share_stop_thread(struct share *sh)
+{
+    if (!sh->thread_started)
+        return;
+    atomic_store(&sh->stop, 1);
+    share_wake(sh);
+    pthread_join(sh->thread, NULL);
+    sh->thread_started = 0;
+}
+
+/* --- open, close, refresh -------------------------------------------------- */
+
+/* Frees sh without saving anything. Its thread must be gone. */
 static void share_free(struct share *sh)
 {
     if (!sh)
         return;
     if (sh->ifd >= 0)
         close(sh->ifd);
+    if (sh->wake_fd >= 0)
+        close(sh->wake_fd);
     entries_free(sh->items, sh->n_items);
     free(sh->by_name);
     free(sh->cache);
     pthread_mutex_destroy(&sh->mu);
     pthread_mutex_destroy(&sh->scan_mu);
+    pthread_mutex_destroy(&sh->wait_mu);
+    pthread_cond_destroy(&sh->wait_cv);
     free(sh->dir);
     free(sh);
+}
+
+/* Initialises the locks, the condition variable and wake_fd of sh. */
+static fs_status share_init_sync(struct share *sh)
+{
+    pthread_condattr_t ca;
+
+    pthread_mutex_init(&sh->scan_mu, NULL);
+    pthread_mutex_init(&sh->mu, NULL);
+    pthread_mutex_init(&sh->wait_mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&sh->wait_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return sh->wake_fd < 0 ? FS_EIO : FS_OK;
 }
 
 struct share *share_open(const char *dir, fs_status *st)
@@ -1142,13 +1207,20 @@ struct share *share_open(const char *dir, fs_status *st)
     sh->dir = real;
     real = NULL;
     sh->ifd = -1;
+    sh->wake_fd = -1;
     atomic_init(&sh->dirty, 1);
-    pthread_mutex_init(&sh->scan_mu, NULL);
-    pthread_mutex_init(&sh->mu, NULL);
+    atomic_init(&sh->stop, 0);
+    *st = share_init_sync(sh);
+    if (*st)
+        goto fail;
     cache_load(sh);
+    /* The first index is built here, so that a share that cannot be read
+     * fails to open and an opened one answers at once. */
     pthread_mutex_lock(&sh->scan_mu);
-    *st = index_rescan(sh);
+    *st = index_rescan(sh, 1);
     pthread_mutex_unlock(&sh->scan_mu);
+    if (!*st)
+        *st = share_start_thread(sh);
     if (*st)
         goto fail;
     return sh;
@@ -1164,6 +1236,7 @@ void share_close(struct share *sh)
 {
     if (!sh)
         return;
+    share_stop_thread(sh);
     if (sh->cache_unsaved)
         cache_save(sh);
     share_free(sh);
@@ -1176,16 +1249,34 @@ const char *share_dir(const struct share *sh)
 
 fs_status share_refresh(struct share *sh)
 {
-    fs_status st = FS_OK;
+    share_wake(sh);
+    return FS_OK;
+}
 
-    /* Busy: another thread is rescanning, possibly hashing for seconds.
-     * Waiting would only delay this caller's query; the rescan in progress
-     * will pick up whatever changed. */
-    if (pthread_mutex_trylock(&sh->scan_mu) != 0)
-        return FS_OK;
-    if (index_is_stale(sh))
-        st = index_rescan(sh);
-    pthread_mutex_unlock(&sh->scan_mu);
+fs_status share_refresh_wait(struct share *sh, int timeout_ms)
+{
+    struct timespec dl;
+    fs_status st = FS_ETIMEDOUT;
+    uint64_t ticket;
+    int rc = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&sh->wait_mu);
+    ticket = ++sh->wait_req;
+    pthread_mutex_unlock(&sh->wait_mu);
+    share_wake(sh);
+    pthread_mutex_lock(&sh->wait_mu);
+    while (sh->wait_done < ticket && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&sh->wait_cv, &sh->wait_mu, &dl);
+    if (sh->wait_done >= ticket)
+        st = sh->wait_st;
+    pthread_mutex_unlock(&sh->wait_mu);
     return st;
 }
 
@@ -1197,9 +1288,18 @@ void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg)
     pthread_mutex_unlock(&sh->scan_mu);
 }
 
+void share_set_read_hook(struct share *sh, share_read_hook fn, void *arg)
+{
+    pthread_mutex_lock(&sh->scan_mu);
+    sh->read_hook = fn;
+    sh->read_hook_arg = arg;
+    pthread_mutex_unlock(&sh->scan_mu);
+}
+
 void share_mark_dirty(struct share *sh)
 {
     atomic_store(&sh->dirty, 1);
+    share_wake(sh);
 }
 
 /* First position in by_name whose item's name is not below name. Called
@@ -1425,7 +1525,7 @@ fs_status share_resolve(const struct share *sh, const char *path, int must_exist
 static fs_status digest_folder(int fd, const char *abs_path, uint64_t *size, uint64_t *files,
                                char md5[MSG_MD5_LEN + 1])
 {
-    struct walk w = {.root = abs_path, .ifd = -1, .strict = 1};
+    struct walk w = {.root = abs_path, .ifd = -1, .strict = 1, .eager = 1};
     fs_status st = walk_tree(&w, fd);
 
     if (!st)

@@ -8,8 +8,12 @@
  * SHARE_STATE_DIR is hidden, and names that are not name_valid() are
  * skipped. The cache is kept across restarts in SHARE_CACHE_FILE, so a
  * restarted peer re-hashes only what changed while it was down.
- * Thread-safe: a rescan walks and hashes without the index lock, so queries
- * keep answering from the old index until the new one is swapped in. */
+ *
+ * Each open share has one thread of its own that rescans and hashes when the
+ * directory changes (inotify; without it, every 2 s). No other thread ever
+ * scans or hashes: queries answer from the
+ * index as it stands, and a file appears in it once it is hashed, and only
+ * if it held still (same size and mtime) while it was read. Thread-safe. */
 #ifndef FLOODSHARE_SHARE_H
 #define FLOODSHARE_SHARE_H
 
@@ -17,23 +21,20 @@
 #include <stdint.h>
 
 #include "floodshare/msg.h"
+#include "floodshare/sharecache.h"
 #include "floodshare/status.h"
 
 /* floodshare's own folder inside each share directory: partial downloads,
  * extraction and archive temporaries. Hidden from the index and queries. */
 #define SHARE_STATE_DIR ".floodshare"
 
-/* The persisted hash cache, inside SHARE_STATE_DIR. A text file:
- *   "floodshare-index 1\n"
- *   "<dev> <ino> <size> <mtime_sec> <mtime_nsec> <md5>\n"   one per file
- *   "end <count> <md5 of every byte before this line>\n"
- * in decimal, md5 as lower-case hex. Written atomically (temporary in the
- * same folder, fsync, rename, fsync of the folder) by a rescan that hashed
- * something new and by share_close(); a file that is malformed, truncated,
- * of another version, or larger than 256 MiB is ignored with a warning (the
- * share is then hashed afresh). Entries are trusted only while device,
- * inode, size and mtime all still match. */
-#define SHARE_CACHE_FILE "index.cache"
+/* The persisted hash cache, inside SHARE_STATE_DIR; format in sharecache.h.
+ * Written atomically by a rescan that hashed something new and by
+ * share_close(); a file that is malformed, truncated, of another version, or
+ * larger than 256 MiB is ignored with a warning (the share is then hashed
+ * afresh). Entries are trusted only while device, inode, size and mtime all
+ * still match. */
+#define SHARE_CACHE_FILE SHARECACHE_FILE
 
 struct share_item {
     char path[MSG_MAX_PATH + 1]; /* relative to the share dir, e.g. "docs/3.txt" */
@@ -46,29 +47,38 @@ struct share_item {
 
 struct share;
 
-/* Opens the share at dir (which must exist and be a directory) and builds the
- * index, hashing only files the persisted cache (SHARE_CACHE_FILE) does not
- * vouch for. Creates SHARE_STATE_DIR (mode 0700) when it has hashes to save;
- * a read-only share works, only without the persisted cache. Returns NULL
+/* Opens the share at dir (which must exist and be a directory), builds the
+ * index on the calling thread, hashing only files the persisted cache
+ * (SHARE_CACHE_FILE) does not vouch for, then starts the share's thread.
+ * Creates SHARE_STATE_DIR (mode 0700) when it has hashes to save; a
+ * read-only share works, only without the persisted cache. Returns NULL
  * with *st set on failure. */
 struct share *share_open(const char *dir, fs_status *st);
 
-/* Saves the hash cache if it changed since it was last saved, then frees
- * sh. No other call on sh may be running or follow. */
+/* Stops and joins the share's thread (a hash in progress is abandoned at
+ * its next read), saves the hash cache if it changed since it was last
+ * saved, then frees sh. No other call on sh may be running or follow. */
 void share_close(struct share *sh);
 
 /* The absolute, canonical path of the share directory. Valid until close. */
 const char *share_dir(const struct share *sh);
 
-/* Brings the index up to date if anything under the directory changed since
- * the last scan (inotify marks it dirty; without inotify, a scan older than
- * 2 s counts as dirty). Only changed files are re-hashed. Cheap when nothing
- * changed. Called before every search. One rescan runs at a time: while one
- * runs (in another thread), this returns FS_OK at once without waiting, and
- * the caller sees the old index until that rescan swaps the new one in. */
+/* Nudges the share's thread to look for changes (and, without inotify, to
+ * rescan if the last scan is 2 s old) and returns at once: it
+ * never scans or hashes on the caller's thread, so the flood plane may call
+ * it before every search. Always FS_OK. */
 fs_status share_refresh(struct share *sh);
 
-/* Forces the next share_refresh() to rescan (e.g. after a download). */
+/* For control paths that want a fresh index (`ls`, a finished download):
+ * nudges the thread and waits up to timeout_ms until a check that began
+ * after this call is over, so that the index reflects every change made
+ * before the call (a file still being written is left out until it holds
+ * still). FS_OK, FS_ETIMEDOUT, or why that rescan failed. Never call it
+ * from the flood plane. */
+fs_status share_refresh_wait(struct share *sh, int timeout_ms);
+
+/* Makes the thread rescan soon even if nothing seems changed (e.g. after a
+ * download). Returns at once. */
 void share_mark_dirty(struct share *sh);
 
 /* Copies up to max items whose name equals name exactly into out[], files
@@ -91,12 +101,20 @@ fs_status share_manifest(struct share *sh, const char *path, char **text, size_t
 long share_list(struct share *sh, struct share_item **out);
 
 /* For tests: fn(arg, path) is called by every later rescan of sh just before
- * it hashes the file at path (share-relative), in the rescanning thread,
- * with the index lock not held. fn may call share_find(), share_lookup() and
+ * it hashes the file at path (share-relative), on the share's thread, with
+ * the index lock not held. fn may call share_find(), share_lookup() and
  * share_list() (they answer from the old index) and share_refresh() (which
- * returns at once). NULL removes the hook. Waits for a running rescan. */
+ * returns at once), but not share_refresh_wait(). NULL removes the hook.
+ * Waits for a running rescan. */
 typedef void (*share_hash_hook)(void *arg, const char *path);
 void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg);
+
+/* For tests, like share_set_hash_hook(): fn(arg, path, done) is called
+ * after each read of the file at path that a later rescan hashes, done
+ * being the bytes read so far, before the rescan checks that the file held
+ * still. */
+typedef void (*share_read_hook)(void *arg, const char *path, uint64_t done);
+void share_set_read_hook(struct share *sh, share_read_hook fn, void *arg);
 
 /* Resolves a share-relative path to an absolute path under the share into
  * out (cap bytes). Refuses (FS_EBADNAME) absolute paths, "..", empty

@@ -194,12 +194,21 @@ class Net:
 
     def alive(self, pid: int) -> bool:
         """The peer's process exists and has not exited (peers are not our children: once
-        scripts/topology has exited, init reaps them, so no zombie lingers)."""
+        scripts/topology has exited, init reaps them, so no zombie lingers). A killed process
+        whose main thread is already a zombie has not exited while another of its threads is
+        still on its way out: until the last one is gone it holds its sockets (the port)."""
+        task = Path(f"/proc/{self.pid(pid)}/task")
         try:
-            status = Path(f"/proc/{self.pid(pid)}/status").read_text()
+            tids = os.listdir(task)
         except OSError:
             return False
-        return "\nState:\tZ" not in status
+        for tid in tids:
+            try:
+                if "\nState:\tZ" not in (task / tid / "status").read_text():
+                    return True
+            except OSError:
+                continue  # that thread is gone
+        return False
 
     def close(self) -> None:
         if (self.dir / "topology.json").exists():

@@ -67,6 +67,7 @@ class FloodTest(NetCase):
     def test_search_lists_every_holder_with_hops(self):
         net = self.net("ring:6")
         (net.share(3) / "4.txt").write_text("a second copy\n")
+        net.wait_indexed(3, "4.txt")  # hashed on the holder's own thread, not in the GET
         r = net.peer(1, "search", "4.txt", "--json")
         self.assertOk(r)
         hits = dict((h["peer"], h["hops"]) for h in last_json(r.stdout)["hits"])

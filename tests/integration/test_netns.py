@@ -471,6 +471,7 @@ class NetnsTest(NetCase):
     def test_flood_hit_and_download_cross_two_hosts(self):
         lab = self.lab
         want = make_big_file(lab.share("c") / "only-on-c.bin", 8 * MiB)
+        self.assertOk(lab.cli("peer", "3", "ls", timeout=120))  # C hashes on its own thread
         rx_before = lab.link_bytes("b", lab.veth[("b", "c")])[0]
 
         doc = self.get("only-on-c.bin")

@@ -164,6 +164,7 @@ class LargeFolderTest(NetCase):
         from fsnet import tree
         net = self.net("topologies/seed-chain.topo")
         self._folder(net.share(2) / "album", 3, 40 * MiB)
+        net.wait_indexed(2, "album")  # the holder hashes on its own thread, not in the GET
         r = net.peer(1, "get", "album", "--json", timeout=120)
         self.assertOk(r)
         self.assertEqual(tree(net.share(1) / "album"), tree(net.share(2) / "album"))
@@ -203,6 +204,7 @@ class ProgressTest(NetCase):
     def test_progress_shows_as_json_events_and_not_in_pipes(self):
         net = self.net("topologies/seed-chain.topo")
         make_big_file(net.share(2) / "mid.bin", 48 * MiB)
+        net.wait_indexed(2, "mid.bin")
         r = net.peer(1, "get", "mid.bin", "--json")
         self.assertOk(r)
         events = [json.loads(l) for l in r.stdout.splitlines()[:-1]]
@@ -222,6 +224,7 @@ class ProgressTest(NetCase):
         import pty
         net = self.net("topologies/seed-chain.topo")
         make_big_file(net.share(2) / "mid.bin", 96 * MiB)
+        net.wait_indexed(2, "mid.bin")
         pid, fd = pty.fork()
         if pid == 0:
             import fcntl, struct, termios

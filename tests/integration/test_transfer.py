@@ -23,6 +23,7 @@ class TransferTest(NetCase):
             sub.mkdir(parents=True, exist_ok=True)
             (sub / f"f{i}.bin").write_bytes(os.urandom(100 + i * 37))
         (album / "empty" / "deeper").mkdir(parents=True)
+        net.wait_indexed(3, "album")  # the holder hashes on its own thread, not in the GET
         r = net.peer(1, "get", "album", "--json")
         self.assertOk(r)
         doc = last_json(r.stdout)
@@ -80,6 +81,7 @@ class TransferTest(NetCase):
         net = self.net("topologies/seed-chain.topo")
         genuine = b"the genuine content\n" * 50
         (net.share(3) / "evil.txt").write_bytes(genuine)
+        net.wait_indexed(3, "evil.txt")
         evil = self._evil(net, "content", genuine=genuine)
         # Hold the honest path (peer 2) still until the liar's hit has reached peer 1, so the
         # liar is tried first whatever the timing, then let the honest hit through.

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -36,6 +37,9 @@
 
 #include "floodshare/hash.h"
 #include "floodshare/share.h"
+
+/* Bound on share_refresh_wait() in these tests: reached only when broken. */
+#define FRESH_MS 10000
 
 struct fixture {
     char dir[64];
@@ -298,7 +302,7 @@ static void test_share_finds_file_added_after_open_on_refresh(void **state)
     mkdir_p(fx->dir, "a/b/new");
     put(fx->dir, "a/b/new/fresh.txt", "fresh\n");
     /* Well inside the 2 s polling fall-back: only inotify can notice. */
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     assert_int_equal(share_find(sh, "fresh.txt", &it, 1), 1);
     assert_string_equal(it.path, "a/b/new/fresh.txt");
 }
@@ -312,7 +316,7 @@ static void test_share_notices_removed_file_on_refresh(void **state)
 
     snprintf(p, sizeof p, "%s/docs/sub/x.txt", fx->dir);
     assert_int_equal(unlink(p), 0);
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     assert_int_equal(share_lookup(sh, "docs/sub/x.txt", &it), FS_ENOTFOUND);
     lookup_ok(sh, "docs", &it);
     assert_int_equal(it.files, 1);
@@ -328,7 +332,7 @@ static void test_share_modified_file_gets_new_md5_on_refresh(void **state)
     lookup_ok(sh, "docs", &before);
     /* Same size and, very likely, the same mtime tick as the first write. */
     put(fx->dir, "docs/3.txt", "THREE\n");
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     lookup_ok(sh, "docs/3.txt", &after);
     md5_of("THREE\n", want);
     assert_string_equal(after.md5, want);
@@ -353,7 +357,7 @@ static void test_share_unchanged_file_is_not_rehashed(void **state)
     put(fx->dir, "docs/3.txt", "3hree\n");
     set_old_mtime(fx->dir, "docs/3.txt");
     share_mark_dirty(sh);
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     lookup_ok(sh, "docs/3.txt", &it);
     assert_string_equal(it.md5, old);
 
@@ -380,7 +384,7 @@ static void test_share_recent_file_is_rehashed_even_with_same_mtime(void **state
     ts[1] = sb.st_mtim;
     assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
     share_mark_dirty(sh);
-    assert_int_equal(share_refresh(sh), FS_OK);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
     lookup_ok(sh, "docs/3.txt", &it);
     md5_of("3hree\n", want);
     assert_string_equal(it.md5, want);
@@ -511,6 +515,13 @@ static void test_share_stops_at_max_depth(void **state)
     assert_int_equal(share_lookup(fx->sh, rel, &it), FS_ENOTFOUND);
     snprintf(p, sizeof p, "%s/deep", fx->dir);
     assert_int_equal(share_digest(p, NULL, NULL, NULL, md5), FS_ETOOBIG);
+    /* The same depth walked on the share's own, smaller stack. */
+    rel[4 + 63 * 2] = '\0';
+    strcat(rel, "/leaf.txt");
+    put(fx->dir, rel, "leaf\n");
+    share_mark_dirty(fx->sh);
+    assert_int_equal(share_refresh_wait(fx->sh, FRESH_MS), FS_OK);
+    lookup_ok(fx->sh, rel, &it);
 }
 
 struct reader {
@@ -547,7 +558,7 @@ static void test_share_readers_see_whole_index_during_rescans(void **state)
     for (int i = 0; i < 50; i++) {
         snprintf(name, sizeof name, "docs/n%d.txt", i);
         put(fx->dir, name, name);
-        assert_int_equal(share_refresh(r.sh), FS_OK);
+        assert_int_equal(share_refresh_wait(r.sh, FRESH_MS), FS_OK);
     }
     __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
     assert_int_equal(pthread_join(t, NULL), 0);
@@ -904,7 +915,7 @@ static void test_share_close_saves_cache_that_lost_files(void **state)
     snprintf(gone, sizeof gone, "%s/docs/sub/x.txt", fx->dir);
     assert_int_equal(unlink(gone), 0);
     share_mark_dirty(fx->sh);
-    assert_int_equal(share_refresh(fx->sh), FS_OK);
+    assert_int_equal(share_refresh_wait(fx->sh, FRESH_MS), FS_OK);
     assert_int_equal(share_lookup(fx->sh, "docs/sub/x.txt", &it), FS_ENOTFOUND);
     mid = slurp(p, &len_mid);
     assert_memory_equal(mid, before, len_before);
@@ -918,6 +929,27 @@ static void test_share_close_saves_cache_that_lost_files(void **state)
     free(after);
     open_share(fx);
     md5_is(fx->sh, "docs/3.txt", "three\n");
+}
+
+static void test_share_hard_links_do_not_spoil_the_saved_cache(void **state)
+{
+    struct fixture *fx = *state;
+    char a[PATH_MAX], b[PATH_MAX];
+
+    snprintf(a, sizeof a, "%s/docs/3.txt", fx->dir);
+    snprintf(b, sizeof b, "%s/x/3-again.txt", fx->dir);
+    assert_int_equal(link(a, b), 0);
+    set_old_mtime(fx->dir, "docs/3.txt");
+    set_old_mtime(fx->dir, "a/b/target.txt");
+    open_share(fx);
+    reopen(fx);
+    /* Changed behind the cache's back: only a cache that was loaded keeps
+     * the old md5 (one with the link's (dev, ino) twice was refused). */
+    put(fx->dir, "a/b/target.txt", "TARGET\n");
+    set_old_mtime(fx->dir, "a/b/target.txt");
+    reopen(fx);
+    md5_is(fx->sh, "a/b/target.txt", "target\n");
+    md5_is(fx->sh, "x/3-again.txt", "three\n");
 }
 
 static int chown_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -973,20 +1005,22 @@ static void test_share_read_only_share_is_indexed_without_cache(void **state)
     assert_int_equal(errno, ENOENT);
 }
 
-/* --- rescans do not block queries ---------------------------------------- */
+/* --- the share's own thread ------------------------------------------------ */
 
 #define PROBE_WAIT_SEC 10 /* only reached when the behaviour is broken */
 
-/* A rescan parked in the hash hook just before it hashes "big.bin". */
+/* The share's thread parked in the hash hook just before it hashes
+ * "big.bin"; the hook also records which threads hash anything. */
 struct probe {
     struct share *sh;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int hashing;  /* the rescan reached big.bin */
-    int released; /* the test lets it go on */
+    pthread_t caller; /* the test's thread */
+    int hashing;      /* the scan reached big.bin */
+    int released;     /* the test lets it go on */
     int timed_out;
-    int done; /* share_refresh() returned */
-    fs_status st;
+    int on_caller; /* something was hashed on the test's thread */
+    int done;      /* the helper's call returned */
 };
 
 static void deadline_in(struct timespec *ts, int sec)
@@ -1011,27 +1045,26 @@ static void probe_hook(void *arg, const char *path)
 {
     struct probe *p = arg;
 
-    if (strcmp(path, "big.bin") != 0)
-        return;
     pthread_mutex_lock(&p->mu);
-    p->hashing = 1;
-    pthread_cond_broadcast(&p->cv);
-    /* A deadline, not a plain wait: if share_find() needed the lock this
-     * rescan holds, the test must fail, not hang. */
-    p->timed_out = probe_wait(p, &p->released) != 0;
+    if (pthread_equal(pthread_self(), p->caller))
+        p->on_caller = 1;
+    if (strcmp(path, "big.bin") == 0) {
+        p->hashing = 1;
+        pthread_cond_broadcast(&p->cv);
+        /* A deadline, not a plain wait: if a query needed a lock this scan
+         * holds, the test must fail, not hang. */
+        p->timed_out = probe_wait(p, &p->released) != 0;
+    }
     pthread_mutex_unlock(&p->mu);
 }
 
-static void *probe_refresh(void *arg)
+static void probe_init(struct fixture *fx, struct probe *p)
 {
-    struct probe *p = arg;
-    fs_status st = share_refresh(p->sh);
-
-    pthread_mutex_lock(&p->mu);
-    p->st = st;
-    p->done = 1;
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
+    p->sh = open_share(fx);
+    p->caller = pthread_self();
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    share_set_hash_hook(p->sh, probe_hook, p);
 }
 
 /* Writes a file of mib MiB of real (non-sparse) data. */
@@ -1050,24 +1083,20 @@ static void put_big(const char *dir, const char *rel, int mib)
     assert_int_equal(fclose(f), 0);
 }
 
-/* Starts a rescan of the share that now holds a big new file and returns
- * once it is about to hash it, still holding it there. */
-static void probe_start(struct fixture *fx, struct probe *p, pthread_t *t)
+/* Puts a big new file into the share, nudges it and returns once the
+ * share's thread is about to hash it, holding it there. */
+static void probe_start(struct fixture *fx, struct probe *p)
 {
-    p->sh = open_share(fx);
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
-    share_set_hash_hook(p->sh, probe_hook, p);
+    probe_init(fx, p);
     put_big(fx->dir, "big.bin", 64);
-    share_mark_dirty(p->sh);
-    assert_int_equal(pthread_create(t, NULL, probe_refresh, p), 0);
+    assert_int_equal(share_refresh(p->sh), FS_OK);
     pthread_mutex_lock(&p->mu);
     assert_int_equal(probe_wait(p, &p->hashing), 0);
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Lets the rescan go on, waits for it and checks the new index. */
-static void probe_finish(struct probe *p, pthread_t t)
+/* Lets the scan go on, waits for a fresh index and checks it. */
+static void probe_finish(struct probe *p)
 {
     struct share_item it;
 
@@ -1075,57 +1104,369 @@ static void probe_finish(struct probe *p, pthread_t t)
     p->released = 1;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(share_refresh_wait(p->sh, FRESH_MS), FS_OK);
     assert_int_equal(p->timed_out, 0);
-    assert_int_equal(p->st, FS_OK);
     assert_int_equal(share_find(p->sh, "big.bin", &it, 1), 1);
     assert_int_equal(it.size, 64u << 20);
     share_set_hash_hook(p->sh, NULL, NULL);
+    assert_int_equal(p->on_caller, 0);
+}
+
+static void probe_destroy(struct probe *p)
+{
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
 }
 
-static void test_share_find_answers_from_old_index_while_rescan_hashes(void **state)
+static void test_share_find_answers_from_old_index_while_thread_hashes(void **state)
 {
     struct probe p = {0};
     struct share_item it[2], *v = NULL;
-    pthread_t t;
-    int done;
 
-    probe_start(*state, &p, &t);
-    /* The rescan is parked mid-hash; every query must answer now. */
+    probe_start(*state, &p);
+    /* The scan is parked mid-hash; every query must answer now. */
     assert_int_equal(share_find(p.sh, "big.bin", it, 2), 0);
     assert_int_equal(share_find(p.sh, "3.txt", it, 2), 1);
     assert_int_equal(share_lookup(p.sh, "docs", it), FS_OK);
     assert_int_equal(share_list(p.sh, &v), 5);
     free(v);
-    pthread_mutex_lock(&p.mu);
-    done = p.done;
-    pthread_mutex_unlock(&p.mu);
-    assert_int_equal(done, 0);
-    probe_finish(&p, t);
+    probe_finish(&p);
+    probe_destroy(&p);
 }
 
-static void test_share_second_refresh_returns_during_rescan(void **state)
+static void *refresh_in_helper(void *arg)
+{
+    struct probe *p = arg;
+
+    share_refresh(p->sh);
+    share_mark_dirty(p->sh);
+    pthread_mutex_lock(&p->mu);
+    p->done = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void test_share_refresh_returns_at_once_while_thread_hashes(void **state)
 {
     struct fixture *fx = *state;
     struct probe p = {0};
     struct share_item it;
     pthread_t t;
+    int done, released;
+
+    probe_start(fx, &p);
+    put(fx->dir, "late.txt", "late\n");
+    /* In a helper, so that a refresh that waited for the parked scan
+     * fails the test instead of hanging it. */
+    assert_int_equal(pthread_create(&t, NULL, refresh_in_helper, &p), 0);
+    pthread_mutex_lock(&p.mu);
+    done = probe_wait(&p, &p.done) == 0;
+    released = p.released;
+    pthread_mutex_unlock(&p.mu);
+    assert_true(done);
+    assert_false(released);
+    assert_int_equal(share_find(p.sh, "big.bin", &it, 1), 0);
+    probe_finish(&p);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    /* What changed during that scan is in the fresh index too. */
+    assert_int_equal(share_find(p.sh, "late.txt", &it, 1), 1);
+    probe_destroy(&p);
+}
+
+static void test_share_refresh_never_hashes_on_the_callers_thread(void **state)
+{
+    struct fixture *fx = *state;
+    struct probe p = {0};
+    struct share_item it;
+
+    probe_init(fx, &p);
+    put(fx->dir, "new.txt", "new\n");
+    share_mark_dirty(p.sh);
+    assert_int_equal(share_refresh(p.sh), FS_OK);
+    assert_int_equal(share_refresh_wait(p.sh, FRESH_MS), FS_OK);
+    assert_int_equal(share_find(p.sh, "new.txt", &it, 1), 1);
+    share_set_hash_hook(p.sh, NULL, NULL);
+    assert_int_equal(p.on_caller, 0);
+    probe_destroy(&p);
+}
+
+static void test_share_new_file_appears_once_hashed_without_any_call(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    struct share_item it;
+    char want[HASH_HEX_LEN + 1];
+    int found = 0;
+
+    put(fx->dir, "docs/unasked.txt", "unasked\n");
+    /* No refresh of any kind: the thread sees the change through inotify. */
+    for (int i = 0; i < FRESH_MS / 10 && !found; i++) {
+        found = share_find(sh, "unasked.txt", &it, 1) == 1;
+        if (!found)
+            usleep(10 * 1000);
+    }
+    assert_true(found);
+    md5_of("unasked\n", want);
+    assert_string_equal(it.md5, want);
+}
+
+struct marker {
+    pthread_mutex_t mu;
+    int hashed; /* files named m<i>.txt the share's thread hashed */
+};
+
+static void marker_hook(void *arg, const char *path)
+{
+    struct marker *m = arg;
+
+    if (path[0] != 'm' || !strstr(path, ".txt"))
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->hashed++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* Waits up to FRESH_MS for share_find(name) to say 1; 1 if it did. */
+static int wait_found(struct share *sh, const char *name, struct share_item *it)
+{
+    for (int i = 0; i < FRESH_MS / 10; i++) {
+        if (share_find(sh, name, it, 1) == 1)
+            return 1;
+        usleep(10 * 1000);
+    }
+    return 0;
+}
+
+static void test_share_file_being_written_is_not_advertised_before_it_settles(void **state)
+{
+    struct fixture *fx = *state;
+    struct marker m = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct share *sh = open_share(fx);
+    struct share_item it;
+    char p[PATH_MAX], name[32], want[HASH_HEX_LEN + 1], text[64] = "";
+    int fd, hashed, listed = 0;
+
+    share_set_hash_hook(sh, marker_hook, &m);
+    /* Like a slow cp: created empty, then written a little at a time. */
+    snprintf(p, sizeof p, "%s/copying.bin", fx->dir);
+    fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(write(fd, "c", 1), 1);
+        strcat(text, "c");
+        /* Old files beside it, which the scans meanwhile do hash. */
+        snprintf(name, sizeof name, "m%d.txt", i);
+        put(fx->dir, name, name);
+        set_old_mtime(fx->dir, name);
+        usleep(50 * 1000);
+        listed += share_find(sh, "copying.bin", &it, 1);
+    }
+    pthread_mutex_lock(&m.mu);
+    hashed = m.hashed;
+    pthread_mutex_unlock(&m.mu);
+    print_message("%d markers hashed while copying.bin was written\n", hashed);
+    assert_true(hashed >= 2);
+    assert_int_equal(listed, 0);
+    assert_int_equal(close(fd), 0);
+    assert_true(wait_found(sh, "copying.bin", &it));
+    md5_of(text, want);
+    assert_string_equal(it.md5, want);
+    share_set_hash_hook(sh, NULL, NULL);
+}
+
+/* Threads of this process, from /proc/self/task. */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_share_close_joins_its_thread(void **state)
+{
+    struct fixture *fx = *state;
+    int before = thread_count();
+
+    open_share(fx);
+    assert_int_equal(thread_count(), before + 1);
+    share_close(fx->sh);
+    fx->sh = NULL;
+    assert_int_equal(thread_count(), before);
+}
+
+/* Threads of this process whose nice value is nice. */
+static int threads_at_nice(int nice)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        char p[PATH_MAX], buf[1024], *q;
+        FILE *f;
+        int field, v = 0;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "/proc/self/task/%s/stat", de->d_name);
+        f = fopen(p, "r");
+        if (!f)
+            continue;
+        q = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+        fclose(f);
+        /* After "pid (comm)": state is field 3, nice field 19. */
+        for (field = 3, q = q ? q + 1 : NULL; q && field < 19; field++)
+            q = strchr(q + 1, ' ');
+        if (q && sscanf(q, " %d", &v) == 1 && v == nice)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_share_thread_runs_below_the_query_threads(void **state)
+{
+    int base, want, before;
+
+    errno = 0;
+    base = getpriority(PRIO_PROCESS, 0);
+    assert_int_equal(errno, 0);
+    want = base + 10 > 19 ? 19 : base + 10;
+    assert_true(want > base); /* the test itself must not run at nice 19 */
+    before = threads_at_nice(want);
+
+    int now = before;
+
+    open_share(*state);
+    /* The thread lowers its own priority as it starts. */
+    for (int i = 0; i < 100 && now == before; i++) {
+        now = threads_at_nice(want);
+        if (now == before)
+            usleep(10 * 1000);
+    }
+    assert_int_equal(now, before + 1);
+}
+
+static void *close_in_helper(void *arg)
+{
+    struct probe *p = arg;
+
+    share_close(p->sh);
+    pthread_mutex_lock(&p->mu);
+    p->done = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+static void test_share_close_abandons_a_hash_in_progress(void **state)
+{
+    struct fixture *fx = *state;
+    struct probe p = {0};
+    pthread_t t;
     int done;
 
-    probe_start(fx, &p, &t);
-    put(fx->dir, "late.txt", "late\n");
-    assert_int_equal(share_refresh(p.sh), FS_OK);
+    probe_start(fx, &p);
+    fx->sh = NULL; /* the helper closes it */
+    assert_int_equal(pthread_create(&t, NULL, close_in_helper, &p), 0);
+    /* Close must wait for the parked scan: the thread is joined, not left
+     * running on freed memory. */
+    usleep(100 * 1000);
     pthread_mutex_lock(&p.mu);
     done = p.done;
+    p.released = 1;
+    pthread_cond_broadcast(&p.cv);
     pthread_mutex_unlock(&p.mu);
-    assert_int_equal(done, 0);
-    assert_int_equal(share_find(p.sh, "big.bin", &it, 1), 0);
-    probe_finish(&p, t);
-    /* What changed during that rescan is picked up by the next one. */
-    assert_int_equal(share_refresh(p.sh), FS_OK);
-    assert_int_equal(share_find(p.sh, "late.txt", &it, 1), 1);
+    assert_false(done);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(p.timed_out, 0);
+    probe_destroy(&p);
+}
+
+/* Overwrites busy.bin with 'y' once the share's thread has read its first
+ * chunk of 'z': whatever it reads from then on is of another version. */
+struct overwrite {
+    char path[PATH_MAX];
+    int done;
+};
+
+#define BUSY_MIB 4
+
+static void overwrite_hook(void *arg, const char *path, uint64_t done)
+{
+    struct overwrite *o = arg;
+    static char chunk[1 << 20];
+    int fd;
+
+    if (__atomic_load_n(&o->done, __ATOMIC_ACQUIRE) || strcmp(path, "busy.bin") != 0 ||
+        done >= (uint64_t)BUSY_MIB << 20)
+        return;
+    memset(chunk, 'y', sizeof chunk);
+    fd = open(o->path, O_WRONLY);
+    assert_true(fd >= 0);
+    for (int i = 0; i < BUSY_MIB; i++)
+        assert_int_equal(pwrite(fd, chunk, sizeof chunk, (off_t)i << 20), (ssize_t)sizeof chunk);
+    assert_int_equal(close(fd), 0);
+    __atomic_store_n(&o->done, 1, __ATOMIC_RELEASE);
+}
+
+/* MD5 of BUSY_MIB MiB that start with head bytes of a, the rest b. */
+static void md5_of_split(size_t head, char a, char b, char hex[HASH_HEX_LEN + 1])
+{
+    size_t n = (size_t)BUSY_MIB << 20;
+    char *buf = malloc(n);
+
+    assert_non_null(buf);
+    memset(buf, b, n);
+    memset(buf, a, head);
+    assert_int_equal(hash_md5_buf(buf, n, hex), FS_OK);
+    free(buf);
+}
+
+static void test_share_file_written_while_hashed_is_not_advertised_with_a_torn_md5(void **state)
+{
+    struct fixture *fx = *state;
+    struct overwrite o = {0};
+    struct share_item it;
+    char torn[HASH_HEX_LEN + 1], now[HASH_HEX_LEN + 1];
+    struct share *sh = open_share(fx);
+    int done = 0, seen_torn = 0;
+
+    /* The hash reads 256 KiB at a time: the first read sees 'z' only. */
+    md5_of_split(256 * 1024, 'z', 'y', torn);
+    md5_of_split(0, 'z', 'y', now);
+    snprintf(o.path, sizeof o.path, "%s/busy.bin", fx->dir);
+    share_set_read_hook(sh, overwrite_hook, &o);
+    put_big(fx->dir, "busy.bin", BUSY_MIB);
+    /* Old, so that the scan hashes it at once and the overwrite is sure
+     * to change its mtime. */
+    set_old_mtime(fx->dir, "busy.bin");
+    for (int i = 0; i < FRESH_MS / 10 && !done; i++) {
+        done = __atomic_load_n(&o.done, __ATOMIC_ACQUIRE);
+        if (!done)
+            usleep(10 * 1000);
+    }
+    assert_true(done);
+    /* A torn hash, if installed, would stay until the next scan at least
+     * SHARE_SETTLE_MS later: watch the index for a second. */
+    for (int i = 0; i < 500; i++) {
+        if (share_lookup(sh, "busy.bin", &it) == FS_OK && strcmp(it.md5, torn) == 0)
+            seen_torn++;
+        usleep(2 * 1000);
+    }
+    assert_int_equal(seen_torn, 0);
+    /* Once it holds still it is listed, with the md5 of what it holds. */
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
+    assert_int_equal(share_lookup(sh, "busy.bin", &it), FS_OK);
+    assert_string_equal(it.md5, now);
+    share_set_read_hook(sh, NULL, NULL);
 }
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1164,8 +1505,16 @@ int main(void)
         T(test_share_creates_private_state_dir_for_cache),
         T(test_share_close_saves_cache_that_lost_files),
         T(test_share_read_only_share_is_indexed_without_cache),
-        T(test_share_find_answers_from_old_index_while_rescan_hashes),
-        T(test_share_second_refresh_returns_during_rescan),
+        T(test_share_hard_links_do_not_spoil_the_saved_cache),
+        T(test_share_find_answers_from_old_index_while_thread_hashes),
+        T(test_share_refresh_returns_at_once_while_thread_hashes),
+        T(test_share_refresh_never_hashes_on_the_callers_thread),
+        T(test_share_new_file_appears_once_hashed_without_any_call),
+        T(test_share_file_being_written_is_not_advertised_before_it_settles),
+        T(test_share_close_joins_its_thread),
+        T(test_share_thread_runs_below_the_query_threads),
+        T(test_share_close_abandons_a_hash_in_progress),
+        T(test_share_file_written_while_hashed_is_not_advertised_with_a_torn_md5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
