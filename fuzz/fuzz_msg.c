@@ -1,8 +1,8 @@
 /* fuzz_msg.c - msg_parse() over bytes as they come off a peer's socket.
  *
  * Covers every verb: the flood (GET, FOUND), the archive transfer (REQUEST,
- * ITEM, ERROR) and the transfer headers (FETCH, RANGE, DATA, LIST,
- * MANIFEST, BUSY). Beyond "no crash" it checks what the rest of the peer relies
+ * ITEM, ERROR), the transfer headers (FETCH, RANGE, DATA, LIST,
+ * MANIFEST, BUSY) and the link handshake (HELLO, CHALLENGE, PROVE). Beyond "no crash" it checks what the rest of the peer relies
  * on: the result codes are the documented ones, a refusal always says why
  * (and maps to an ERROR code), an accepted header consumed a whole line of at
  * most MSG_MAX_HEADER bytes, its names and paths pass name_valid() and
@@ -68,6 +68,13 @@ static void check_same(const struct msg *a, const struct msg *b)
     case MSG_BUSY:
         CHECK(a->retry == b->retry);
         break;
+    case MSG_HELLO:
+        CHECK(addr_equal(&a->from, &b->from) && a->peer_id == b->peer_id);
+        break;
+    case MSG_CHALLENGE:
+    case MSG_PROVE:
+        CHECK(addr_equal(&a->from, &b->from) && !strcmp(a->nonce, b->nonce));
+        break;
     }
 }
 
@@ -113,6 +120,15 @@ static void check_fields(const struct msg *m)
         break;
     case MSG_BUSY:
         CHECK(m->retry >= 1 && m->retry <= MSG_MAX_RETRY_MS);
+        break;
+    case MSG_HELLO:
+        CHECK(m->from.port != 0 && m->peer_id >= 1 && m->peer_id <= 65535);
+        break;
+    case MSG_CHALLENGE:
+    case MSG_PROVE:
+        CHECK(m->from.port != 0 && strlen(m->nonce) == MSG_NONCE_LEN);
+        for (const char *p = m->nonce; *p; p++) /* lower-case hex only */
+            CHECK((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'));
         break;
     default:
         CHECK(!"msg_parse() accepted a type msg.h does not list");
