@@ -207,21 +207,37 @@ static fs_status enqueue(struct link *l, const struct msg *m)
 
     if (n < 0)
         return FS_EINVAL;
-    if (l->out_len + (size_t)n > l->fp->o.max_queue_bytes) {
+    size_t sent = 0;
+    if (l->out_len == 0 && !l->connecting) {
+        /* The usual case: nothing waits, so the kernel takes it now and no
+         * queue memory is touched. */
+        ssize_t w = send(l->w.fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w == n)
+            return FS_OK;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            link_close(l, "write failed");
+            return FS_ECONNECT;
+        }
+        sent = w > 0 ? (size_t)w : 0; /* the rest must follow: framing */
+    }
+    if (!sent && l->out_len + (size_t)n > l->fp->o.max_queue_bytes) {
         stats_inc(l->fp->o.stats, flow_dropped);
         return FS_EBUSY;
     }
     if (!l->out) {
         l->out = malloc(l->fp->o.max_queue_bytes);
-        if (!l->out)
+        if (!l->out) {
+            if (sent) /* half a message is on the wire: the link cannot go on */
+                link_close(l, "out of memory");
             return FS_ENOMEM;
+        }
         l->out_off = l->out_len = 0;
     } else if (l->out_off + l->out_len + (size_t)n > l->fp->o.max_queue_bytes) {
         memmove(l->out, l->out + l->out_off, l->out_len);
         l->out_off = 0;
     }
-    memcpy(l->out + l->out_off + l->out_len, buf, (size_t)n);
-    l->out_len += (size_t)n;
+    memcpy(l->out + l->out_off + l->out_len, buf + sent, (size_t)n - sent);
+    l->out_len += (size_t)n - sent;
     if (flush(l) < 0) {
         link_close(l, "write failed");
         return FS_ECONNECT;
