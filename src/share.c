@@ -1064,6 +1064,7 @@ static void *share_thread(void *arg)
     if (errno == 0 && setpriority(PRIO_PROCESS, (id_t)gettid(),
                                   prio + SHARE_THREAD_NICE > 19 ? 19 : prio + SHARE_THREAD_NICE) != 0)
         log_msg(L_DEBUG, "share: cannot lower the scanner's priority: %s", strerror(errno));
+    int pending = 0; /* a nudge or a change came while a hold lasted: check after it */
     while (!atomic_load(&sh->stop)) {
         struct pollfd pf[2] = {{.fd = sh->wake_fd, .events = POLLIN},
                                {.fd = -1, .events = POLLIN}};
@@ -1071,7 +1072,7 @@ static void *share_thread(void *arg)
 
         if (now < hold_until) {
             timeout = hold_until - now; /* changes wait; only a nudge gets through */
-        } else if (atomic_load(&sh->dirty)) {
+        } else if (pending || atomic_load(&sh->dirty)) {
             timeout = 0;
         } else if (sh->ifd >= 0) {
             pf[1].fd = sh->ifd;
@@ -1081,21 +1082,33 @@ static void *share_thread(void *arg)
             if (timeout < 0)
                 timeout = 0;
         }
-        if (poll(pf, 2, (int)timeout) < 0 && errno != EINTR) {
+        int n = poll(pf, 2, (int)timeout);
+        if (n < 0 && errno != EINTR) {
             log_msg(L_ERROR, "share: poll: %s; the index of %s is no longer updated",
                     strerror(errno), sh->dir);
             break;
         }
         if (atomic_load(&sh->stop))
             break;
-        if (pf[0].revents)
+        if (pf[0].revents) {
             share_drain_wake(sh);
+            pending = 1;
+        }
+        if (pf[1].revents)
+            pending = 1;
         pthread_mutex_lock(&sh->wait_mu);
         uint64_t ticket = sh->wait_req;
         pthread_mutex_unlock(&sh->wait_mu);
         int waiter = ticket != done;
-        if (!waiter && mono_ms() < hold_until)
+        /* A hold that merely ran out is no reason to look again: only a
+         * nudge, a change, a waiter or (without inotify) the poll period is.
+         * Checking every time a hold ends kept an idle share polling at
+         * 20 Hz after its first nudge. */
+        int due = pending || atomic_load(&sh->dirty) ||
+                  (sh->ifd < 0 && n == 0 && now >= hold_until); /* the poll period is up */
+        if (!waiter && (mono_ms() < hold_until || !due))
             continue;
+        pending = 0;
         fs_status st = share_check(sh, waiter);
         now = mono_ms();
         if (st && st != FS_ECANCELED)
