@@ -29,7 +29,7 @@ struct xfer_table;
  * min(asked, XFER_SERVE_CHUNK_MAX), or PARTIAL_CHUNK to a FETCH that asks
  * for none (older requesters). The requester holds 3 chunk buffers, the
  * holder one: measured in bench/RESULTS.md ("transfer memory"). */
-#define XFER_FETCH_CHUNK (1024u * 1024)
+#define XFER_FETCH_CHUNK (512u * 1024)
 #define XFER_SERVE_CHUNK_MAX (4u * 1024 * 1024)
 /* A DATA frame (one chunk, at most 4 MiB) must arrive whole within this many
  * io_timeout_ms (and no wait inside it may last one io_timeout_ms): a
