@@ -53,7 +53,8 @@ static void check_same(const struct msg *a, const struct msg *b)
         CHECK(!strcmp(a->code, b->code) && !strcmp(a->text, b->text));
         break;
     case MSG_FETCH:
-        CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5) && a->offset == b->offset);
+        CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5) && a->offset == b->offset &&
+              a->chunk == b->chunk);
         break;
     case MSG_RANGE:
         CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && a->offset == b->offset);

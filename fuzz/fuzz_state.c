@@ -49,7 +49,7 @@ static void check_state(const struct partial *pt)
 {
     CHECK(name_valid(pt->name, strlen(pt->name)));
     CHECK(hash_hex_valid(pt->md5));
-    CHECK(pt->chunk >= 1 && pt->chunk <= 64u * 1024 * 1024);
+    CHECK(partial_chunk_valid(pt->chunk)); /* none in the text: PARTIAL_CHUNK */
     CHECK(pt->nchunks == pt->size / pt->chunk + (pt->size % pt->chunk != 0));
     CHECK(pt->have <= pt->nchunks);
     CHECK(pt->crc != NULL);

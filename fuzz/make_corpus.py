@@ -50,6 +50,7 @@ def msg_seeds():
         "error": "FLOOD/1 ERROR code=notfound msg=no%20such%20item\n",
         "error_empty": "FLOOD/1 ERROR code=busy msg=\r\n",
         "fetch": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912\n",
+        "fetch_chunk": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912 chunk=1048576\n",
         "range": f"FLOOD/1 RANGE size=1073741824 md5={MD5} offset=536870912 chunk=4194304\n",
         "data": "FLOOD/1 DATA idx=128 len=4194304 crc=9a3c41f0\n",
         "list": f"FLOOD/1 LIST path=photos/2023 md5={MD5}\n",
@@ -98,8 +99,12 @@ def state_seeds():
     write("state", "torn_last_line", hdr + "c 0 9a3c41f0\nc 1 0000")
     write("state", "empty_file", "floodshare-partial 1\nname e\nsize 0\nmd5 "
           f"{md5(b'')}\nchunk 4194304\n")
-    write("state", "small_chunks", f"floodshare-partial 1\nname my%20file.bin\nsize 10\nmd5 {MD5}\n"
-          "chunk 4\nholder 127.0.0.1:4000\nc 0 0000000a\nc 1 0000000b\n")
+    write("state", "small_chunks", f"floodshare-partial 1\nname my%20file.bin\nsize 150000\nmd5 {MD5}\n"
+          "chunk 65536\nholder 127.0.0.1:4000\nc 0 0000000a\nc 1 0000000b\n")
+    write("state", "chunk_1m", f"floodshare-partial 1\nname big%20file.bin\nsize 10485760\nmd5 {MD5}\n"
+          "chunk 1048576\nholder 127.0.0.1:10813\nc 0 9a3c41f0\nc 1 0000000b\n")
+    write("state", "no_chunk_line", f"floodshare-partial 1\nname big%20file.bin\nsize 10485760\nmd5 {MD5}\n"
+          "holder 127.0.0.1:10813\nc 0 9a3c41f0\n")
 
 
 FIXED = (2024, 1, 2, 3, 4, 6)

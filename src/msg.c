@@ -537,6 +537,9 @@ static const struct need item_keys[] = {
 };
 static const struct need error_keys[] = {NEED(ERROR, code), NEED(ERROR, msg)};
 static const struct need fetch_keys[] = {NEED(FETCH, path), NEED(FETCH, md5), NEED(FETCH, offset)};
+/* Optional keys: parsed when present, written when set (non-zero), never
+ * missing. Older peers skip them as unknown keys. */
+static const struct need fetch_opt[] = {{K_chunk, NULL}};
 static const struct need range_keys[] = {
     NEED(RANGE, size), NEED(RANGE, md5), NEED(RANGE, offset), NEED(RANGE, chunk),
 };
@@ -553,9 +556,13 @@ struct verb_spec {
     enum msg_type type;
     const struct need *keys;
     size_t nkeys;
+    const struct need *opt;
+    size_t nopt;
 };
 
-#define VERB(name, type, list) {name, type, list, sizeof list / sizeof list[0]}
+#define VERB(name, type, list) {name, type, list, sizeof list / sizeof list[0], NULL, 0}
+#define VERB_OPT(name, type, list, opt)                                                       \
+    {name, type, list, sizeof list / sizeof list[0], opt, sizeof opt / sizeof opt[0]}
 
 static const struct verb_spec verbs[] = {
     VERB("GET", MSG_GET, get_keys),
@@ -563,7 +570,7 @@ static const struct verb_spec verbs[] = {
     VERB("REQUEST", MSG_REQUEST, request_keys),
     VERB("ITEM", MSG_ITEM, item_keys),
     VERB("ERROR", MSG_ERROR, error_keys),
-    VERB("FETCH", MSG_FETCH, fetch_keys),
+    VERB_OPT("FETCH", MSG_FETCH, fetch_keys, fetch_opt),
     VERB("RANGE", MSG_RANGE, range_keys),
     VERB("DATA", MSG_DATA, data_keys),
     VERB("LIST", MSG_LIST, list_keys),
@@ -609,6 +616,9 @@ static int verb_uses(const struct verb_spec *v, int k)
 {
     for (size_t i = 0; i < v->nkeys; i++)
         if ((int)v->keys[i].key == k)
+            return 1;
+    for (size_t i = 0; i < v->nopt; i++)
+        if ((int)v->opt[i].key == k)
             return 1;
     return 0;
 }
@@ -898,6 +908,13 @@ static void put_value(struct wbuf *w, const struct msg *m, enum key k)
     }
 }
 
+/* Is optional key k set in m? Each optional key is a number whose 0 means
+ * "not given" (a value its parser refuses). */
+static int opt_set(const struct msg *m, enum key k)
+{
+    return k == K_chunk ? m->chunk != 0 : 1;
+}
+
 int msg_format(const struct msg *m, char *out, size_t cap)
 {
     const struct verb_spec *v = verb_by_type(m->type);
@@ -914,6 +931,14 @@ int msg_format(const struct msg *m, char *out, size_t cap)
         put_str(&w, keys[v->keys[i].key].name);
         put_str(&w, "=");
         put_value(&w, m, v->keys[i].key);
+    }
+    for (size_t i = 0; i < v->nopt; i++) {
+        if (!opt_set(m, v->opt[i].key))
+            continue;
+        put_str(&w, " ");
+        put_str(&w, keys[v->opt[i].key].name);
+        put_str(&w, "=");
+        put_value(&w, m, v->opt[i].key);
     }
     put_str(&w, "\n");
     /* Re-parsing applies exactly the receiver's rules to every field, so we

@@ -68,10 +68,15 @@ static int parse_chunk_line(const char *val, struct partial *pt)
     return 1;
 }
 
+int partial_chunk_valid(uint64_t chunk)
+{
+    return chunk >= PARTIAL_CHUNK_MIN && chunk <= PARTIAL_CHUNK_MAX && (chunk & (chunk - 1)) == 0;
+}
+
 /* Sizes the chunk table once size and chunk are known. */
 static fs_status size_table(struct partial *pt)
 {
-    if (pt->crc || pt->chunk == 0 || pt->chunk > 64u * 1024 * 1024)
+    if (pt->crc || !partial_chunk_valid(pt->chunk))
         return FS_EPROTO;
     if (pt->size / pt->chunk >= STATE_MAX_CHUNKS) /* a CRC each: a bounded table */
         return FS_ETOOBIG;
@@ -88,6 +93,17 @@ static int first_time(unsigned *seen, unsigned bit)
         return 0;
     *seen |= bit;
     return 1;
+}
+
+/* A state from before chunks were negotiated has no "chunk" line: its
+ * chunks are PARTIAL_CHUNK. Decided at its first "c" line or at its end. */
+static fs_status default_chunk(struct partial *pt, unsigned *seen)
+{
+    if (!(*seen & 2))
+        return FS_EPROTO;
+    *seen |= 8;
+    pt->chunk = PARTIAL_CHUNK;
+    return size_table(pt);
 }
 
 static fs_status parse_line(const char *line, size_t n, struct partial *pt, unsigned *seen)
@@ -119,14 +135,17 @@ static fs_status parse_line(const char *line, size_t n, struct partial *pt, unsi
             return FS_EPROTO;
         /* size_table() allocates a CRC per chunk: a tiny chunk under a huge
          * size would ask for terabytes. */
-        if (pt->chunk == 0 || pt->size / pt->chunk >= STATE_MAX_CHUNKS)
+        if (!partial_chunk_valid(pt->chunk) || pt->size / pt->chunk >= STATE_MAX_CHUNKS)
             return FS_EPROTO;
-        return size_table(pt);
+        return size_table(pt) == FS_OK ? FS_OK : FS_EPROTO;
     }
     if (line_value(line, n, "holder", val, sizeof val))
         return addr_parse(val, strlen(val), &pt->holder, NULL) == FS_OK ? FS_OK : FS_EPROTO;
-    if (line_value(line, n, "c", val, sizeof val))
+    if (line_value(line, n, "c", val, sizeof val)) {
+        if (!(*seen & 8) && default_chunk(pt, seen) != FS_OK)
+            return FS_EPROTO;
         return parse_chunk_line(val, pt) ? FS_OK : FS_EPROTO;
+    }
     return FS_EPROTO; /* unknown line: a newer version, or garbage */
 }
 
@@ -149,6 +168,8 @@ fs_status partial_parse_state(const char *text, size_t len, struct partial *pt)
             goto bad;
         i += n + 1;
     }
+    if (seen == 7 && default_chunk(pt, &seen) != FS_OK)
+        goto bad;
     if (seen != 15)
         goto bad;
     return FS_OK;
@@ -263,14 +284,17 @@ static void open_direct(struct partial *pt)
     pt->dfd = open(pt->data_path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
 }
 
-static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size, const char *md5)
+static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size, const char *md5,
+                            uint64_t chunk)
 {
     free(pt->crc);
     pt->crc = NULL;
     snprintf(pt->name, sizeof pt->name, "%s", name);
     memcpy(pt->md5, md5, sizeof pt->md5);
     pt->size = size;
-    pt->chunk = PARTIAL_CHUNK;
+    pt->chunk = chunk;
+    while (size / pt->chunk >= PARTIAL_CHUNKS_WANTED && pt->chunk < PARTIAL_CHUNK_MAX)
+        pt->chunk *= 2;
     pt->have = 0;
     fs_status st = size_table(pt);
     if (st)
@@ -288,7 +312,7 @@ static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size,
 }
 
 fs_status partial_open(const char *state_dir, const char *name, uint64_t size, const char *md5,
-                       struct partial **out, int *resumed)
+                       uint64_t chunk, struct partial **out, int *resumed)
 {
     struct partial *pt = calloc(1, sizeof *pt);
     char *text = NULL;
@@ -297,9 +321,13 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
 
     *out = NULL;
     *resumed = 0;
+    if (!partial_chunk_valid(chunk)) {
+        free(pt);
+        return FS_EINVAL;
+    }
     if (!pt)
         return FS_ENOMEM;
-    if (size / PARTIAL_CHUNK >= STATE_MAX_CHUNKS) { /* a FOUND may announce any size */
+    if (size / PARTIAL_CHUNK_MAX >= STATE_MAX_CHUNKS) { /* a FOUND may announce any size */
         free(pt);
         return FS_ETOOBIG;
     }
@@ -317,7 +345,7 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
             st = partial_save(pt); /* a clean copy to append to (drops a torn line) */
         }
     } else {
-        st = open_fresh(pt, name, size, md5);
+        st = open_fresh(pt, name, size, md5, chunk);
     }
     free(text);
     if (st) {
@@ -376,6 +404,59 @@ fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad)
         return partial_save(pt);
     }
     return FS_OK;
+}
+
+fs_status partial_round(struct partial *pt, uint64_t bytes)
+{
+    if (bytes == 0 || bytes % pt->chunk != 0)
+        return FS_EINVAL;
+    uint64_t per = bytes / pt->chunk, keep = pt->have - pt->have % per;
+    if (keep == pt->have || pt->have == pt->nchunks) /* a complete file needs nothing */
+        return FS_OK;
+    pt->have = keep;
+    return partial_save(pt);
+}
+
+fs_status partial_rechunk(struct partial *pt, uint64_t chunk)
+{
+    uint64_t old = pt->chunk, bytes = pt->have * old;
+
+    if (chunk == old)
+        return FS_OK;
+    if (!partial_chunk_valid(chunk) || bytes % chunk != 0 || bytes > pt->size)
+        return FS_EINVAL;
+    if (pt->size / chunk >= STATE_MAX_CHUNKS)
+        return FS_ETOOBIG;
+    uint64_t nchunks = pt->size / chunk + (pt->size % chunk != 0), have = bytes / chunk;
+    uint32_t *crc = calloc(nchunks ? nchunks : 1, sizeof *crc);
+    char *buf = chunk < old && have ? malloc(chunk) : NULL;
+    fs_status st = FS_OK;
+
+    if (!crc || (chunk < old && have && !buf)) {
+        free(crc);
+        return FS_ENOMEM;
+    }
+    for (uint64_t i = 0; i < have && st == FS_OK; i++) {
+        if (chunk > old) { /* whole old chunks: combine their CRCs */
+            uint64_t per = chunk / old;
+            crc[i] = pt->crc[i * per];
+            for (uint64_t k = 1; k < per; k++)
+                crc[i] = (uint32_t)crc32_combine(crc[i], pt->crc[i * per + k], (z_off_t)old);
+        } else if ((st = partial_read_at(pt->fd, buf, chunk, i * chunk)) == FS_OK) {
+            crc[i] = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)chunk);
+        }
+    }
+    free(buf);
+    if (st) {
+        free(crc);
+        return st;
+    }
+    free(pt->crc);
+    pt->crc = crc;
+    pt->chunk = chunk;
+    pt->nchunks = nchunks;
+    pt->have = have;
+    return partial_save(pt);
 }
 
 static fs_status write_at(int fd, const char *p, size_t len, uint64_t off)

@@ -391,12 +391,12 @@ static fs_status read_body_by(struct conn *c, char *buf, size_t n, uint64_t dead
  * longer than XFER_FRAME_TIMEOUTS io timeouts for the whole frame (a
  * trickle) is cut off. The frame's length is checked before its body is
  * read, so a body that never ends is never read. */
-static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t want,
-                            char *buf, uint32_t *crc)
+static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t size,
+                            uint64_t want, char *buf, uint32_t *crc)
 {
     struct msg d;
     const char *why = NULL;
-    unsigned long long off = idx * PARTIAL_CHUNK, chunk = idx;
+    unsigned long long off = idx * size, chunk = idx;
     uint64_t deadline = net_now_ms() + (uint64_t)c->timeout_ms * XFER_FRAME_TIMEOUTS;
     size_t done = 0;
     int late = 0;
@@ -479,7 +479,7 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             break;
         }
         sl.buf = pipe_take(&pl);
-        st = read_frame(f, c, idx, want, sl.buf, &sl.crc);
+        st = read_frame(f, c, idx, pt->chunk, want, sl.buf, &sl.crc);
         if (st == FS_OK && (st = partial_put(pt, idx, sl.buf, (size_t)want, sl.crc)) != FS_OK)
             fail_local(f, st, "cannot write the download into %s/%s: %s", f->share,
                        SHARE_STATE_DIR, strerror(errno));
@@ -503,6 +503,34 @@ out:
     return st;
 }
 
+/* Checks a RANGE against the FETCH that asked for it. Its chunk may differ
+ * from the one asked for (an older holder sends PARTIAL_CHUNK, a newer one
+ * may send less): the partial is then re-cut to it (partial_rechunk();
+ * the offset asked for is a multiple of every valid size, see
+ * resume_prefix()). A chunk that is no valid size cuts the holder off. */
+static fs_status accept_chunk(struct fetch *f, struct partial *pt, const struct msg *m)
+{
+    if (!partial_chunk_valid(m->chunk))
+        return cut(f, FS_EPROTO, "holder announced chunk=%llu, which is not a power of two "
+                   "from %u to %u", (unsigned long long)m->chunk, PARTIAL_CHUNK_MIN,
+                   PARTIAL_CHUNK_MAX);
+    if (m->offset != pt->have * pt->chunk)
+        return fail(f, FS_EPROTO, "holder answered another range than asked");
+    if (m->chunk == pt->chunk)
+        return FS_OK;
+    fs_status st = partial_rechunk(pt, m->chunk);
+    if (st == FS_EINVAL) /* the prefix is not whole chunks of that size: not ours to fix */
+        return fail(f, FS_EPROTO, "holder sends chunks of %llu bytes; the %llu bytes kept are "
+                    "not a whole number of them", (unsigned long long)m->chunk,
+                    (unsigned long long)m->offset);
+    if (st)
+        return fail_local(f, st, "cannot re-cut %s into chunks of %llu bytes: %s", pt->name,
+                          (unsigned long long)m->chunk, strerror(errno));
+    log_msg(L_INFO, "partial %s: holder sends chunks of %llu bytes, partial re-cut to match",
+            pt->name, (unsigned long long)m->chunk);
+    return FS_OK;
+}
+
 /* Asks the holder for everything from the partial's first missing chunk,
  * on c (a connection to the holder that stays open for more requests), or
  * on a connection of its own when c is NULL. */
@@ -523,13 +551,14 @@ static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct
     snprintf(m.path, sizeof m.path, "%s", j->remote);
     memcpy(m.md5, j->md5, sizeof m.md5);
     m.offset = pt->have * pt->chunk;
+    m.chunk = pt->chunk;
     st = conn_send_msg(c->fd, &m, c->timeout_ms);
     if (st)
         fail(f, st, "sending the request failed: %s", fs_strerror(st));
     else
         st = read_reply(f, c, &m, MSG_RANGE, j->size, j->md5);
-    if (st == FS_OK && (m.offset != pt->have * pt->chunk || m.chunk != pt->chunk))
-        st = fail(f, FS_EPROTO, "holder answered another range than asked");
+    if (st == FS_OK)
+        st = accept_chunk(f, pt, &m);
     if (st == FS_OK)
         st = receive_chunks(f, c, pt, md5);
     if (c == &own)
@@ -559,6 +588,32 @@ static fs_status check_room(struct fetch *f, const struct partial *pt, const cha
                       (unsigned long long)avail);
 }
 
+/* Checks a resumed partial's prefix (partial_check(), feeding md5) cut
+ * back to whole multiples of PARTIAL_CHUNK_MAX: a boundary of every chunk
+ * size, so any holder accepts the offset asked for (an older one refuses
+ * an offset that is not a multiple of its PARTIAL_CHUNK), and the prefix
+ * can be re-cut to whatever chunk it answers with. Costs at most 4 MiB
+ * fetched again per resume. */
+static fs_status resume_prefix(struct partial *pt, struct hash_md5 *md5, uint64_t *bad)
+{
+    uint64_t more = 0;
+    fs_status st = partial_round(pt, PARTIAL_CHUNK_MAX);
+
+    if (st == FS_OK)
+        st = partial_check(pt, md5, bad);
+    if (st || *bad == 0 || (pt->have * pt->chunk) % PARTIAL_CHUNK_MAX == 0)
+        return st;
+    /* A chunk failed its CRC mid-way: the prefix before it is unaligned
+     * again and md5 covers it all. Cut it back and hash it afresh. */
+    hash_abort(md5);
+    if (hash_init(md5) != FS_OK)
+        return FS_ENOMEM;
+    if ((st = partial_round(pt, PARTIAL_CHUNK_MAX)) == FS_OK)
+        st = partial_check(pt, md5, &more);
+    *bad += more;
+    return st;
+}
+
 /* One try at fetching j from this holder; see fetch_file(). *suspect is
  * set when the whole MD5 failed over bytes kept from an earlier attempt
  * (maybe another holder's): the partial is then discarded. */
@@ -574,7 +629,7 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
 
     *suspect = 0;
     xfer_state_dir(dir, sizeof dir, f->share);
-    fs_status st = partial_open(dir, j->name, j->size, j->md5, &pt, &resumed);
+    fs_status st = partial_open(dir, j->name, j->size, j->md5, XFER_FETCH_CHUNK, &pt, &resumed);
     if (st == FS_EBUSY)
         return fail(f, st, "another get is downloading %s right now", j->name);
     if (st == FS_ETOOBIG)
@@ -591,7 +646,7 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
         return fail(f, FS_ENOMEM, "out of memory");
     }
     if (resumed && pt->have > 0)
-        st = partial_check(pt, &md5, &bad); /* also rebuilds the MD5 of what is there */
+        st = resume_prefix(pt, &md5, &bad); /* also rebuilds the MD5 of what is there */
     uint64_t have = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
     f->res->resumed_from += have;
     if (bad)

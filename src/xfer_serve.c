@@ -314,9 +314,10 @@ void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
 /* Sends DATA frames for the chunks of fd from offset on. Each chunk is
  * read whole first, because its CRC goes in the frame's header. */
 static fs_status send_chunks(struct peer *p, struct conn *c, struct pace *pc, int fd,
-                             uint64_t size, uint64_t offset, int slot, struct up_trace *ut)
+                             uint64_t size, uint64_t offset, uint64_t chunk, int slot,
+                             struct up_trace *ut)
 {
-    char *buf = malloc(PARTIAL_CHUNK);
+    char *buf = malloc(chunk);
     char head[MSG_MAX_HEADER];
     fs_status st = FS_OK;
     struct msg d;
@@ -327,8 +328,8 @@ static fs_status send_chunks(struct peer *p, struct conn *c, struct pace *pc, in
     d.type = MSG_DATA;
     posix_fadvise(fd, (off_t)offset, 0, POSIX_FADV_SEQUENTIAL);
     for (uint64_t off = offset; off < size && st == FS_OK && !p->stopping; off += d.len) {
-        d.idx = off / PARTIAL_CHUNK;
-        d.len = size - off < PARTIAL_CHUNK ? size - off : PARTIAL_CHUNK;
+        d.idx = off / chunk;
+        d.len = size - off < chunk ? size - off : chunk;
         st = partial_read_at(fd, buf, (size_t)d.len, off);
         if (st)
             break;
@@ -362,7 +363,18 @@ int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
                req->path);
         return -1;
     }
-    if (req->offset > it.size || req->offset % PARTIAL_CHUNK != 0) {
+    /* The chunk: what was asked for, at most ours; PARTIAL_CHUNK for a
+     * requester that asks for none (it expects exactly that). */
+    uint64_t chunk = req->chunk == 0 ? PARTIAL_CHUNK
+                     : req->chunk < XFER_SERVE_CHUNK_MAX ? req->chunk : XFER_SERVE_CHUNK_MAX;
+    if (req->chunk != 0 && !partial_chunk_valid(req->chunk)) {
+        char why[MSG_MAX_TEXT + 1];
+        snprintf(why, sizeof why, "chunk=%llu is not a power of two from %u to %u",
+                 (unsigned long long)req->chunk, PARTIAL_CHUNK_MIN, PARTIAL_CHUNK_MAX);
+        refuse(p, c, "refused", why, req->path);
+        return -1;
+    }
+    if (req->offset > it.size || req->offset % chunk != 0) {
         refuse(p, c, "refused", "offset is not a chunk boundary inside the file", req->path);
         return -1;
     }
@@ -379,7 +391,7 @@ int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
     r.size = it.size;
     memcpy(r.md5, it.md5, sizeof r.md5);
     r.offset = req->offset;
-    r.chunk = PARTIAL_CHUNK;
+    r.chunk = chunk;
     log_msg(L_INFO, "fetch %s: sending bytes %llu..%llu of %llu", log_escape_str(esc, req->path),
             (unsigned long long)req->offset, (unsigned long long)it.size,
             (unsigned long long)it.size);
@@ -392,7 +404,7 @@ int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
     pace_init(&pc, p, c->fd);
     fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
     if (st == FS_OK)
-        st = send_chunks(p, c, &pc, fd, it.size, req->offset, slot, &ut);
+        st = send_chunks(p, c, &pc, fd, it.size, req->offset, chunk, slot, &ut);
     up_end(p, &ut, ut.ev.bytes, st);
     xfer_table_del(p, slot);
     close(fd);

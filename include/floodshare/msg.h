@@ -52,7 +52,7 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   REQUEST: path md5
  *   ITEM:    kind size md5 len zmd5
  *   ERROR:   code text
- *   FETCH:   path md5 offset
+ *   FETCH:   path md5 offset [chunk]   ([..]: optional; 0 when absent)
  *   RANGE:   size md5 offset chunk
  *   DATA:    idx len crc
  *   LIST:    path md5
@@ -81,7 +81,8 @@ struct msg {
     char code[MSG_MAX_CODE + 1];
     char text[MSG_MAX_TEXT + 1];
     uint64_t offset; /* FETCH/RANGE: first byte of the file to send */
-    uint64_t chunk;  /* RANGE: bytes per DATA frame (the last may be shorter) */
+    uint64_t chunk;  /* RANGE: bytes per DATA frame (the last may be shorter);
+                        FETCH: the frame size asked for, 0 = none asked */
     uint64_t idx;    /* DATA: chunk index in the file (byte idx * chunk) */
     uint32_t crc;    /* DATA: CRC-32 of the frame's bytes (8 lower-case hex) */
     char nonce[MSG_NONCE_LEN + 1]; /* CHALLENGE/PROVE */

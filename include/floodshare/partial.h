@@ -6,6 +6,7 @@
  *                  floodshare-partial 1
  *                  name NAME (percent-encoded)   size N   md5 HEX
  *                  chunk BYTES   holder HOST:PORT
+ *                  (no chunk line: PARTIAL_CHUNK, as before chunks were negotiated)
  *                  c IDX CRC      one line per chunk received
  * The state is written whole (temporary, fsync, rename, fsync of the folder:
  * partial_save()) when a download starts or forgets chunks, and a "c" line
@@ -26,11 +27,26 @@
 #include "floodshare/msg.h"
 #include "floodshare/status.h"
 
-#define PARTIAL_CHUNK (4u * 1024 * 1024) /* bytes per chunk */
+/* Bytes per chunk (= per DATA frame) are negotiated per transfer: a power
+ * of two from PARTIAL_CHUNK_MIN to PARTIAL_CHUNK_MAX (partial_chunk_valid()).
+ * PARTIAL_CHUNK is the one size of peers and state files from before the
+ * negotiation: what a FETCH without `chunk` gets and what a state file
+ * without a "chunk" line means. Every valid size divides PARTIAL_CHUNK_MAX,
+ * so a prefix of whole PARTIAL_CHUNK_MAX bytes is whole chunks of any. */
+#define PARTIAL_CHUNK_MIN (64u * 1024)
+#define PARTIAL_CHUNK_MAX (4u * 1024 * 1024)
+#define PARTIAL_CHUNK PARTIAL_CHUNK_MAX
+/* A fresh partial's chunk is doubled (up to PARTIAL_CHUNK_MAX) until the
+ * file has fewer than this many chunks, so its state file (~20 bytes a
+ * chunk) stays well under PARTIAL_STATE_MAX. */
+#define PARTIAL_CHUNKS_WANTED (UINT64_C(1) << 21)
 #define PARTIAL_STATE_MAX (64u * 1024 * 1024) /* largest state file read */
 /* Buffers handed to partial_put() at this alignment (and chunk offsets,
  * which are multiples of it) go to disk with O_DIRECT: see partial_put(). */
 #define PARTIAL_ALIGN 4096u
+
+/* 1 when chunk is a power of two from PARTIAL_CHUNK_MIN to PARTIAL_CHUNK_MAX. */
+int partial_chunk_valid(uint64_t chunk);
 
 struct partial {
     char data_path[4200];
@@ -55,8 +71,11 @@ struct partial {
 };
 
 /* Opens the partial download of (name, size, md5) in state_dir, creating
- * it if none exists. *resumed is set to 1 when an earlier one was found
- * (its `have` chunks are claimed, not yet checked: see partial_check()).
+ * it if none exists, with chunks of `chunk` bytes (a valid size, else
+ * FS_EINVAL; doubled for a file of PARTIAL_CHUNKS_WANTED chunks or more).
+ * *resumed is set to 1 when an earlier one was found; it keeps the chunk
+ * size its state records (its `have` chunks are claimed, not yet checked:
+ * see partial_check()).
  * A state file that does not parse, or describes another item, is
  * replaced by a fresh one. FS_EBUSY when another download of the same item
  * holds it (an exclusive flock on the .part file, released at close or
@@ -64,13 +83,27 @@ struct partial {
  * 2^24 chunks (64 TiB) or more, whose chunk table alone would be too big.
  * Caller frees with partial_close(). */
 fs_status partial_open(const char *state_dir, const char *name, uint64_t size, const char *md5,
-                       struct partial **out, int *resumed);
+                       uint64_t chunk, struct partial **out, int *resumed);
 
 /* Re-reads the claimed prefix, checking every chunk's CRC and feeding the
  * bytes into md5 (the running digest of the whole file). Stops at the first
  * chunk that does not match, and forgets it and everything after it (they
  * will be fetched again). *bad gets the number of chunks forgotten. */
 fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad);
+
+/* Forgets the chunks after the longest prefix of whole multiples of
+ * `bytes` (a multiple of pt->chunk), so the prefix ends on a boundary of
+ * every chunk size up to `bytes`; saves the state when that changed it.
+ * Call before partial_check(), whose MD5 must cover exactly the prefix. */
+fs_status partial_round(struct partial *pt, uint64_t bytes);
+
+/* Re-cuts the received prefix into chunks of `chunk` bytes (valid, else
+ * FS_EINVAL) and saves the state. The prefix must be a whole number of new
+ * chunks (FS_EINVAL otherwise; partial_round() to PARTIAL_CHUNK_MAX first
+ * makes sure): no byte is forgotten, so a running MD5 stays true. The new
+ * CRCs are combined from the old ones (a larger chunk: no I/O) or read back
+ * from the .part file (a smaller one: one buffer of `chunk` bytes). */
+fs_status partial_rechunk(struct partial *pt, uint64_t chunk);
 
 /* Writes chunk idx (== pt->have), then appends its line to the state.
  * When data is PARTIAL_ALIGN-aligned the chunk's whole blocks are written
@@ -145,7 +178,9 @@ struct partial_info {
 long partial_list(const char *state_dir, struct partial_info **out);
 
 /* Parses a state file's text[0..len) into pt's fields (name, size, md5,
- * chunk, holder, have, crc[] — crc is malloc'd). Pure; used by
+ * chunk, holder, have, crc[] — crc is malloc'd). A state without a
+ * "chunk" line (older versions) has chunks of PARTIAL_CHUNK; a chunk that
+ * is not partial_chunk_valid() makes it invalid. Pure; used by
  * partial_open() and partial_list(), and by the unit tests. FS_EPROTO
  * when the text is not a valid state of version 1. */
 fs_status partial_parse_state(const char *text, size_t len, struct partial *pt);

@@ -23,7 +23,15 @@ struct xfer_table;
  * ~300,000 entries). */
 #define XFER_ARCHIVE_SLACK (64ull * 1024 * 1024)
 #define XFER_MAX_ACTIVE 64 /* transfers `transfers` can show at once */
-/* A DATA frame (a 4 MiB chunk) must arrive whole within this many
+/* Chunk sizes (bytes per DATA frame, see partial.h and PROTOCOL.md FETCH):
+ * a requester asks for XFER_FETCH_CHUNK for a new download (a resumed one
+ * asks for the size its partial was made with); a holder sends
+ * min(asked, XFER_SERVE_CHUNK_MAX), or PARTIAL_CHUNK to a FETCH that asks
+ * for none (older requesters). The requester holds 3 chunk buffers, the
+ * holder one: measured in bench/RESULTS.md ("transfer memory"). */
+#define XFER_FETCH_CHUNK (512u * 1024)
+#define XFER_SERVE_CHUNK_MAX (4u * 1024 * 1024)
+/* A DATA frame (one chunk, at most 4 MiB) must arrive whole within this many
  * io_timeout_ms (and no wait inside it may last one io_timeout_ms): a
  * holder that trickles bytes is cut off like one that stalls. With the
  * default 10 s, a holder slower than ~100 KiB/s is cut off. */

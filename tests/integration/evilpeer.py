@@ -19,6 +19,10 @@ two chunks, so the requester keeps that first chunk and resumes after it from an
   fetch-poison   the first chunk with other bytes (and a CRC that matches them), then it hangs up
 And one honest but slow to start, for tests that must act between the RANGE and the bytes:
   fetch-gated    the genuine frames from the asked offset, once `gate` (an Event) is set
+                 (in 4 MiB chunks whatever the FETCH asks: an older holder)
+And one that announces an impossible frame size:
+  fetch-chunk    a RANGE with chunk=`range_chunk`, then the genuine bytes in frames of that size
+Every FETCH line's fields are kept in `fetches`.
 For these, `fetch_at` is when the FETCH arrived, `last_sent` when its last byte was accepted,
 `closed_at` when it saw the requester hang up, and `sent` how many bytes it got out.
 And one that claims a large folder and answers LIST:
@@ -55,6 +59,8 @@ class EvilPeer(FakeHolder):
         self.gate = threading.Event()
         self.fetch_at = self.last_sent = self.closed_at = None
         self.sent = 0
+        self.range_chunk = 3000
+        self.fetches: list[dict[str, str]] = []
         self.start()
 
     def _conn(self, c: socket.socket):
@@ -80,6 +86,7 @@ class EvilPeer(FakeHolder):
                         return
                     self.requests += 1
                     self.fetch_at = time.monotonic()
+                    self.fetches.append(fields(line))
                     self._answer_fetch(c, int(fields(line).get("offset", "0")))
                     return
         except OSError:
@@ -191,6 +198,18 @@ class EvilPeer(FakeHolder):
             return
         md5 = hashlib.md5(self.genuine).hexdigest()
         chunk = self.CHUNK
+        if self.mode == "fetch-chunk":
+            n = self.range_chunk
+            head = f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset=0 chunk={n}\n"
+            if not self._send(c, head.encode()):
+                return
+            for idx in range(0, min(4, (len(self.genuine) + n - 1) // n)):
+                data = self.genuine[idx * n:(idx + 1) * n]
+                head = f"FLOOD/1 DATA idx={idx} len={len(data)} crc={zlib.crc32(data):08x}\n"
+                if not self._send(c, head.encode() + data):
+                    return
+            self._hold(c, time.monotonic() + 5)
+            return
         if self.mode == "fetch-gated":
             head = f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset={offset} chunk={chunk}\n"
             if not self._send(c, head.encode()):

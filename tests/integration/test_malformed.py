@@ -243,6 +243,8 @@ def table(c: Ctx) -> list[Case]:
                   number_why("idx", NOT_DIGITS, u64)))
     add(malformed(g, "RANGE chunk zero", line("RANGE", edit(c.range, chunk="0")),
                   number_why("chunk", RANGE, "a number from 1 up that fits in 64 bits")))
+    add(malformed(g, "FETCH chunk zero", line("FETCH", c.fetch + [("chunk", "0")]),
+                  number_why("chunk", RANGE, "a number from 1 up that fits in 64 bits")))
     add(malformed(g, "DATA crc upper-case", line("DATA", edit(c.data, crc="ED82CD11")),
                   "crc is not 8 lower-case hex digits"))
     add(malformed(g, "DATA crc 7 digits", line("DATA", edit(c.data, crc="d82cd11")),
@@ -416,6 +418,10 @@ def table(c: Ctx) -> list[Case]:
              "the item has changed since it was found", counted=False, counter="uploads_failed"))
     add(Case(g, "LIST of a file", line("LIST", c.request), "refused", "LIST is for folders",
              counted=False, counter="uploads_failed"))
+    for v in ("3000", "32768", str(2 * CHUNK), str(U64)):
+        add(Case(g, f"FETCH chunk {v}", line("FETCH", c.fetch + [("chunk", v)]), "refused",
+                 f"chunk={v} is not a power of two from 65536 to 4194304", counted=False,
+                 counter="uploads_failed"))
     add(Case(g, "REQUEST of a missing item", RQ(path="nothing/here"), "notfound",
              "no such item in this share", counted=False, counter="uploads_failed"))
     return rows

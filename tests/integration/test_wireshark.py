@@ -2,7 +2,7 @@
 
 LiveFloodTest captures a real flood on the loopback device (only the peers' own ports) and checks
 that every message the peers sent is decoded with the values the peers report: the GET as sent
-and as forwarded, the FOUND on its way back, FETCH/RANGE and one DATA frame per 4 MiB chunk of a
+and as forwarded, the FOUND on its way back, FETCH/RANGE and one DATA frame per 512 KiB chunk of a
 file with the chunk's length and CRC-32, REQUEST/ITEM for a small folder, and a search.
 
 CraftedStreamTest writes a capture by hand (pcap records of fake TCP streams on 127.0.0.1; no
@@ -34,7 +34,7 @@ from pathlib import Path
 from fsnet import SRC, NetCase, last_json, make_big_file
 
 LUA = SRC / "tools" / "wireshark" / "floodshare.lua"
-CHUNK = 4 * 1024 * 1024  # the FETCH chunk size of this protocol version (PROTOCOL.md)
+CHUNK = 512 * 1024  # the chunk a get asks for and a holder grants (XFER_FETCH_CHUNK; PROTOCOL.md)
 
 
 def tshark_problem() -> str | None:
@@ -469,7 +469,7 @@ class LiveFloodTest(NetCase):
     def test_a_real_flood_decodes_field_by_field(self):
         net = self.net("topologies/seed-chain.topo")
         big = net.share(3) / "big.bin"
-        size = 2 * CHUNK + 1234567  # three DATA frames, the last one short
+        size = 2 * CHUNK + 1234567  # five DATA frames, the last one short
         md5 = make_big_file(big, size)
         album = net.share(3) / "album"
         (album / "sub").mkdir(parents=True)
@@ -536,7 +536,8 @@ class LiveFloodTest(NetCase):
 
         # The file by FETCH: one RANGE, then one DATA frame per chunk, each with its length and
         # the CRC-32 of that chunk of the file; the DATA count proves the bodies were reassembled.
-        self.assertEqual(len(sent("FETCH", path="big.bin", md5=md5, offset="0")), 1)
+        self.assertEqual(len(sent("FETCH", path="big.bin", md5=md5, offset="0",
+                                  chunk=str(CHUNK))), 1)
         self.assertEqual(len(sent("RANGE", size=str(size), md5=md5, offset="0",
                                   chunk=str(CHUNK))), 1)
         want = []

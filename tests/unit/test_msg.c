@@ -258,6 +258,38 @@ static void test_round_trip_fetch_range_and_data(void **state)
     assert_round_trip(&m);
 }
 
+/* FETCH's optional chunk (docs/PROTOCOL.md): written only when set, read
+ * when present, absent from an older requester's FETCH (0). */
+static void test_fetch_chunk_is_optional(void **state)
+{
+    static const char old[] = "FLOOD/1 FETCH path=a md5=6f5902ac237024bdd0c176cb93063dc4 "
+                              "offset=0\n";
+    static const char with[] = "FLOOD/1 FETCH path=a md5=6f5902ac237024bdd0c176cb93063dc4 "
+                               "offset=0 chunk=1048576\n";
+    static const char first[] = "FLOOD/1 FETCH chunk=65536 path=a "
+                                "md5=6f5902ac237024bdd0c176cb93063dc4 offset=4194304\n";
+    struct msg m;
+    size_t used;
+    char out[MSG_MAX_HEADER];
+
+    (void)state;
+    assert_int_equal(msg_parse(old, sizeof old - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_FETCH);
+    assert_int_equal(m.chunk, 0);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof old - 1));
+    assert_memory_equal(out, old, sizeof old - 1); /* no chunk= written */
+
+    assert_int_equal(msg_parse(with, sizeof with - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.chunk, 1048576);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof with - 1));
+    assert_memory_equal(out, with, sizeof with - 1);
+    assert_round_trip(&m);
+
+    assert_int_equal(msg_parse(first, sizeof first - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.chunk, 65536); /* any order, like every key */
+    assert_int_equal(m.offset, 4194304);
+}
+
 static void test_parse_refuses_bad_transfer_fields(void **state)
 {
     static const struct bad_case cases[] = {
@@ -270,6 +302,14 @@ static void test_parse_refuses_bad_transfer_fields(void **state)
          "chunk is not a number from 1 up that fits in 64 bits"},
         {"FLOOD/1 FETCH path=../x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0\n", NULL},
         {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4\n", "FETCH needs offset"},
+        {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 chunk=0\n",
+         "chunk is not a number from 1 up that fits in 64 bits"},
+        {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 chunk=1x\n",
+         NOT_DIGITS("chunk")},
+        {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 chunk=65536 "
+         "chunk=65536\n", "duplicate key chunk"},
+        {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4 chunk=65536\n",
+         "FETCH needs offset"},
     };
 
     (void)state;
@@ -1257,6 +1297,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_error),
         cmocka_unit_test(test_round_trip_link_handshake),
         cmocka_unit_test(test_round_trip_fetch_range_and_data),
+        cmocka_unit_test(test_fetch_chunk_is_optional),
         cmocka_unit_test(test_parse_refuses_bad_transfer_fields),
         cmocka_unit_test(test_round_trip_busy),
         cmocka_unit_test(test_parse_refuses_bad_busy),

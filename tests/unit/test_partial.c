@@ -19,7 +19,7 @@
 #define MD5_A "0123456789abcdef0123456789abcdef"
 
 static const char GOOD[] = "floodshare-partial 1\n"
-                           "name my%20file.bin\nsize 10\nmd5 " MD5_A "\nchunk 4\n"
+                           "name my%20file.bin\nsize 150000\nmd5 " MD5_A "\nchunk 65536\n"
                            "holder 127.0.0.1:4000\n"
                            "c 0 0000000a\nc 1 0000000b\n";
 
@@ -31,7 +31,7 @@ static void test_state_parses_with_its_chunk_prefix(void **state)
     memset(&pt, 0, sizeof pt);
     assert_int_equal(partial_parse_state(GOOD, strlen(GOOD), &pt), FS_OK);
     assert_string_equal(pt.name, "my file.bin");
-    assert_int_equal(pt.size, 10);
+    assert_int_equal(pt.size, 150000);
     assert_int_equal(pt.nchunks, 3);
     assert_int_equal(pt.have, 2);
     assert_int_equal(pt.crc[1], 0xb);
@@ -55,14 +55,18 @@ static void test_state_torn_last_line_is_ignored(void **state)
 static void test_state_refuses_gaps_garbage_and_other_versions(void **state)
 {
     static const char *bad[] = {
-        "floodshare-partial 2\nname a\nsize 1\nmd5 " MD5_A "\nchunk 4\n",
-        "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nc 1 0000000a\n",
-        "floodshare-partial 1\nname ..\nsize 1\nmd5 " MD5_A "\nchunk 4\n",
-        "floodshare-partial 1\nname a\nsize 1\nmd5 XYZ\nchunk 4\n",
+        "floodshare-partial 2\nname a\nsize 1\nmd5 " MD5_A "\nchunk 65536\n",
+        "floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A "\nchunk 65536\nc 1 0000000a\n",
+        "floodshare-partial 1\nname ..\nsize 1\nmd5 " MD5_A "\nchunk 65536\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 XYZ\nchunk 65536\n",
         "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nchunk 0\n",
-        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\n",
-        "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nc 0 zz\n",
-        "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nbogus line\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nchunk 3000\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nchunk 32768\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nchunk 8388608\n",
+        "floodshare-partial 1\nname a\nmd5 " MD5_A "\nc 0 0000000a\n",
+        "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nc 0 0000000a\nchunk 65536\n",
+        "floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A "\nchunk 65536\nc 0 zz\n",
+        "floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A "\nchunk 65536\nbogus line\n",
         "",
     };
 
@@ -81,18 +85,20 @@ static void test_state_refuses_gaps_garbage_and_other_versions(void **state)
  * what its text did. */
 static void test_state_refuses_repeated_keys_and_nul_bytes(void **state)
 {
-    static const char head[] = "floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\n";
+    static const char head[] = "floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A
+                               "\nchunk 65536\n";
     static const struct {
         const char *text;
         size_t len;
     } bad[] = {
 #define T(s) {s, sizeof s - 1}
-        T("floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nsize 10485\n"),
-        T("floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nchunk 2\n"),
-        T("floodshare-partial 1\nname a\nname b\nsize 10\nmd5 " MD5_A "\nchunk 4\n"),
-        T("floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nmd5 " MD5_A "\nchunk 4\n"),
-        T("floodshare-partial 1\nname a\nsize 10\0junk\nmd5 " MD5_A "\nchunk 4\n"),
-        T("floodshare-partial 1\nname a\nsize 10\nmd5 " MD5_A "\nchunk 4\nc 0 0000000a\0\n"),
+        T("floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A "\nchunk 65536\nsize 10485\n"),
+        T("floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A "\nchunk 65536\nchunk 131072\n"),
+        T("floodshare-partial 1\nname a\nname b\nsize 150000\nmd5 " MD5_A "\nchunk 65536\n"),
+        T("floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A "\nmd5 " MD5_A "\nchunk 65536\n"),
+        T("floodshare-partial 1\nname a\nsize 150000\0junk\nmd5 " MD5_A "\nchunk 65536\n"),
+        T("floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A "\nchunk 65536\n"
+          "c 0 0000000a\0\n"),
 #undef T
     };
     struct partial pt;
@@ -109,16 +115,21 @@ static void test_state_refuses_repeated_keys_and_nul_bytes(void **state)
 }
 
 /* Found by fuzz/fuzz_state.c: "size" of a terabyte in chunks of 1 byte made
- * the parser calloc() a CRC table of 4 TiB. The table is bounded (2^24
- * chunks); just past the bound it is refused, at it accepted. */
+ * the parser calloc() a CRC table of 4 TiB. Chunks are now at least 64 KiB
+ * and the table is bounded (2^24 chunks); just past the bound it is
+ * refused, at it accepted. */
 static void test_state_refuses_a_chunk_table_past_its_bound(void **state)
 {
-    static const char over[] = "floodshare-partial 1\nname a\nsize 16777217\nmd5 " MD5_A
+    static const char over[] = "floodshare-partial 1\nname a\nsize 1099511627777\nmd5 " MD5_A
+                               "\nchunk 65536\n";
+    static const char huge[] = "floodshare-partial 1\nname a\nsize 1125899906842624\nmd5 " MD5_A
+                               "\nchunk 65536\n";
+    static const char old_over[] = "floodshare-partial 1\nname a\nsize 70368744177664\nmd5 " MD5_A
+                                   "\n";
+    static const char tiny[] = "floodshare-partial 1\nname a\nsize 16777215\nmd5 " MD5_A
                                "\nchunk 1\n";
-    static const char huge[] = "floodshare-partial 1\nname a\nsize 1099511627776\nmd5 " MD5_A
-                               "\nchunk 1\n";
-    static const char at[] = "floodshare-partial 1\nname a\nsize 16777215\nmd5 " MD5_A
-                             "\nchunk 1\n";
+    static const char at[] = "floodshare-partial 1\nname a\nsize 1099511562240\nmd5 " MD5_A
+                             "\nchunk 65536\n";
     struct partial pt;
 
     (void)state;
@@ -127,9 +138,51 @@ static void test_state_refuses_a_chunk_table_past_its_bound(void **state)
     assert_null(pt.crc);
     assert_int_equal(partial_parse_state(huge, sizeof huge - 1, &pt), FS_EPROTO);
     assert_null(pt.crc);
+    assert_int_equal(partial_parse_state(old_over, sizeof old_over - 1, &pt), FS_EPROTO);
+    assert_null(pt.crc);
+    assert_int_equal(partial_parse_state(tiny, sizeof tiny - 1, &pt), FS_EPROTO);
+    assert_null(pt.crc);
     assert_int_equal(partial_parse_state(at, sizeof at - 1, &pt), FS_OK);
     assert_int_equal(pt.nchunks, 16777215);
     free(pt.crc);
+}
+
+/* A state written before chunks were negotiated has no "chunk" line: its
+ * chunks are PARTIAL_CHUNK (4 MiB), and its "c" lines still count. */
+static void test_state_without_a_chunk_line_means_4_mib(void **state)
+{
+    static const char old[] = "floodshare-partial 1\nname a\nsize 10000000\nmd5 " MD5_A
+                              "\nholder 127.0.0.1:4000\nc 0 0000000a\n";
+    static const char old_empty[] = "floodshare-partial 1\nname a\nsize 10000000\nmd5 " MD5_A
+                                    "\n";
+    struct partial pt;
+
+    (void)state;
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(old, sizeof old - 1, &pt), FS_OK);
+    assert_int_equal(pt.chunk, PARTIAL_CHUNK);
+    assert_int_equal(pt.nchunks, 3);
+    assert_int_equal(pt.have, 1);
+    assert_int_equal(pt.crc[0], 0xa);
+    free(pt.crc);
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(old_empty, sizeof old_empty - 1, &pt), FS_OK);
+    assert_int_equal(pt.chunk, PARTIAL_CHUNK);
+    assert_int_equal(pt.have, 0);
+    free(pt.crc);
+}
+
+static void test_chunk_sizes_are_powers_of_two_from_64k_to_4m(void **state)
+{
+    (void)state;
+    assert_true(partial_chunk_valid(65536));
+    assert_true(partial_chunk_valid(1024 * 1024));
+    assert_true(partial_chunk_valid(4 * 1024 * 1024));
+    assert_false(partial_chunk_valid(0));
+    assert_false(partial_chunk_valid(32768));
+    assert_false(partial_chunk_valid(3 * 65536));
+    assert_false(partial_chunk_valid(8 * 1024 * 1024));
+    assert_false(partial_chunk_valid(UINT64_MAX));
 }
 
 struct fx {
@@ -170,6 +223,102 @@ static void put(struct partial *pt, const struct fx *f, uint64_t idx)
     assert_int_equal(partial_put(pt, idx, f->data + off, n, crc), FS_OK);
 }
 
+/* Like put(), in the partial's own chunk size. */
+static void put_sized(struct partial *pt, const struct fx *f, uint64_t idx)
+{
+    size_t off = (size_t)(idx * pt->chunk);
+    size_t n = sizeof f->data - off < pt->chunk ? sizeof f->data - off : (size_t)pt->chunk;
+    uint32_t crc = (uint32_t)crc32(0, (const Bytef *)f->data + off, (uInt)n);
+    assert_int_equal(partial_put(pt, idx, f->data + off, n, crc), FS_OK);
+}
+
+/* Checks the prefix against its CRCs and that md5 covers exactly it. */
+static void assert_prefix_checks(struct partial *pt, const struct fx *f, uint64_t bytes)
+{
+    struct hash_md5 h, want;
+    char hex[33], want_hex[33];
+    uint64_t bad = 99;
+
+    assert_int_equal(pt->have * pt->chunk, bytes);
+    hash_init(&h);
+    assert_int_equal(partial_check(pt, &h, &bad), FS_OK);
+    assert_int_equal(bad, 0);
+    assert_int_equal(pt->have * pt->chunk, bytes);
+    hash_final(&h, hex);
+    hash_init(&want);
+    hash_update(&want, f->data, (size_t)bytes);
+    hash_final(&want, want_hex);
+    assert_string_equal(hex, want_hex);
+}
+
+/* A partial keeps the chunk size it was made with: a resume asks for the
+ * same, whatever the caller would pick for a new download. */
+static void test_the_state_records_the_chunk_size_it_was_made_with(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    int resumed;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, 1000, &pt, &resumed),
+                     FS_EINVAL);
+    assert_null(pt);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
+                                  &resumed), FS_OK);
+    assert_int_equal(pt->chunk, 1024 * 1024);
+    assert_int_equal(pt->nchunks, 13);
+    for (uint64_t i = 0; i < 6; i++)
+        put_sized(pt, f, i);
+    partial_close(pt);
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK, &pt,
+                                  &resumed), FS_OK);
+    assert_true(resumed);
+    assert_int_equal(pt->chunk, 1024 * 1024);
+    assert_int_equal(pt->have, 6);
+    assert_prefix_checks(pt, f, 6 * 1024 * 1024);
+    partial_close(pt);
+}
+
+/* A resume cuts the prefix back to whole 4 MiB, then re-cuts it to the
+ * chunk a holder sends, bigger (CRCs combined) or smaller (read back):
+ * the state stays checkable and no byte of the prefix is lost. */
+static void test_round_and_rechunk_keep_the_prefix_checkable(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    int resumed;
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
+                                  &resumed), FS_OK);
+    for (uint64_t i = 0; i < 6; i++)
+        put_sized(pt, f, i);
+    assert_int_equal(partial_rechunk(pt, PARTIAL_CHUNK), FS_EINVAL); /* 6 MiB: not whole */
+    assert_int_equal(partial_rechunk(pt, 3 * 65536), FS_EINVAL);
+    assert_int_equal(partial_round(pt, PARTIAL_CHUNK_MAX), FS_OK);
+    assert_int_equal(pt->have, 4);
+    assert_int_equal(partial_rechunk(pt, PARTIAL_CHUNK), FS_OK);
+    assert_int_equal(pt->chunk, PARTIAL_CHUNK);
+    assert_int_equal(pt->have, 1);
+    assert_int_equal(pt->nchunks, 4);
+    partial_close(pt);
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
+                                  &resumed), FS_OK);
+    assert_true(resumed);
+    assert_int_equal(pt->chunk, PARTIAL_CHUNK); /* saved */
+    assert_prefix_checks(pt, f, PARTIAL_CHUNK);
+    assert_int_equal(partial_rechunk(pt, 65536), FS_OK);
+    assert_int_equal(pt->have, 64);
+    put_sized(pt, f, 64); /* goes on in the new size */
+    partial_close(pt);
+
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK, &pt,
+                                  &resumed), FS_OK);
+    assert_int_equal(pt->chunk, 65536);
+    assert_prefix_checks(pt, f, 65 * 65536);
+    partial_close(pt);
+}
+
 static void test_reopen_resumes_and_check_rebuilds_the_md5(void **state)
 {
     struct fx *f = *state;
@@ -179,13 +328,15 @@ static void test_reopen_resumes_and_check_rebuilds_the_md5(void **state)
     int resumed;
     uint64_t bad;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     assert_false(resumed);
     put(pt, f, 0);
     put(pt, f, 1);
     partial_close(pt); /* as a kill would leave it */
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     assert_true(resumed);
     assert_int_equal(pt->have, 2);
     hash_init(&h);
@@ -217,7 +368,8 @@ static void put_all_from(struct fx *f, size_t misalign)
 
     assert_int_equal(posix_memalign((void **)&buf, PARTIAL_ALIGN, PARTIAL_CHUNK + PARTIAL_ALIGN),
                      0);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     if (misalign == 0 && pt->dfd < 0)
         print_message("note: %s takes no O_DIRECT; only the buffered path ran\n", f->dir);
     for (uint64_t idx = 0; idx < pt->nchunks; idx++) {
@@ -250,7 +402,8 @@ static void test_check_forgets_a_tampered_chunk_and_all_after_it(void **state)
     int resumed;
     uint64_t bad;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     put(pt, f, 0);
     put(pt, f, 1);
     put(pt, f, 2);
@@ -261,7 +414,8 @@ static void test_check_forgets_a_tampered_chunk_and_all_after_it(void **state)
     assert_int_equal(pwrite(fd, "X", 1, PARTIAL_CHUNK + 5), 1);
     close(fd);
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     hash_init(&h);
     assert_int_equal(partial_check(pt, &h, &bad), FS_OK);
     hash_abort(&h);
@@ -269,7 +423,8 @@ static void test_check_forgets_a_tampered_chunk_and_all_after_it(void **state)
     assert_int_equal(bad, 2);
     partial_close(pt);
     /* and the state on disk says so too */
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     assert_int_equal(pt->have, 1);
     partial_close(pt);
 }
@@ -280,13 +435,16 @@ static void test_second_download_of_the_same_item_is_refused(void **state)
     struct partial *a, *b;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &a, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &a, &resumed), FS_OK);
     put(a, f, 0);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &b, &resumed),
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &b, &resumed),
                      FS_EBUSY);
     assert_int_equal(a->have, 1);
     partial_close(a);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &b, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &b, &resumed), FS_OK);
     assert_true(resumed);
     partial_close(b);
 }
@@ -298,7 +456,8 @@ static void test_list_reports_bytes_present(void **state)
     struct partial_info *list = NULL;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     put(pt, f, 0);
     partial_close(pt);
     assert_int_equal(partial_list(f->dir, &list), 1);
@@ -314,10 +473,12 @@ static void test_another_item_with_that_md5_starts_afresh(void **state)
     struct partial *pt;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     put(pt, f, 0);
     partial_close(pt);
-    assert_int_equal(partial_open(f->dir, "y.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "y.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     assert_false(resumed);
     assert_int_equal(pt->have, 0);
     partial_close(pt);
@@ -375,7 +536,8 @@ static void test_trim_gives_back_the_room_of_a_torn_chunk(void **state)
     struct stat sb;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     put(pt, f, 0);
     /* chunk 1 half written when the disk filled up */
     assert_int_equal(pwrite(pt->fd, f->data, PARTIAL_CHUNK / 2, PARTIAL_CHUNK),
@@ -384,7 +546,8 @@ static void test_trim_gives_back_the_room_of_a_torn_chunk(void **state)
     assert_int_equal(fstat(pt->fd, &sb), 0);
     assert_int_equal(sb.st_size, PARTIAL_CHUNK);
     partial_close(pt);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     assert_true(resumed);
     assert_int_equal(pt->have, 1);
     partial_close(pt);
@@ -397,7 +560,8 @@ static void test_failed_save_keeps_the_old_state_whole(void **state)
     char tmp[sizeof pt->state_path + 8];
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     pt->durable = 1;
     put(pt, f, 0);
     assert_int_equal(partial_save(pt), FS_OK);
@@ -409,7 +573,8 @@ static void test_failed_save_keeps_the_old_state_whole(void **state)
     assert_int_equal(partial_save(pt), FS_EIO);
     partial_close(pt);
     assert_int_equal(rmdir(tmp), 0);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, &pt, &resumed), FS_OK);
+    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed), FS_OK);
     assert_int_equal(pt->have, 2); /* the appended line of chunk 1 went to the old state */
     partial_close(pt);
 }
@@ -421,7 +586,8 @@ static void test_an_absurd_size_is_refused_before_anything_is_made(void **state)
     int resumed;
 
     /* A FOUND may announce any size; a CRC per 4 MiB chunk of 2^63 bytes would be 8 TiB. */
-    assert_int_equal(partial_open(f->dir, "x.bin", UINT64_C(1) << 63, f->md5, &pt, &resumed),
+    assert_int_equal(partial_open(f->dir, "x.bin", UINT64_C(1) << 63, f->md5, PARTIAL_CHUNK,
+                                  &pt, &resumed),
                      FS_ETOOBIG);
     assert_null(pt);
     struct partial_info *list = NULL;
@@ -437,6 +603,8 @@ int main(void)
         cmocka_unit_test(test_state_refuses_gaps_garbage_and_other_versions),
         cmocka_unit_test(test_state_refuses_repeated_keys_and_nul_bytes),
         cmocka_unit_test(test_state_refuses_a_chunk_table_past_its_bound),
+        cmocka_unit_test(test_state_without_a_chunk_line_means_4_mib),
+        cmocka_unit_test(test_chunk_sizes_are_powers_of_two_from_64k_to_4m),
         cmocka_unit_test_setup_teardown(test_reopen_resumes_and_check_rebuilds_the_md5, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_check_forgets_a_tampered_chunk_and_all_after_it,
@@ -444,6 +612,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_download_of_the_same_item_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_list_reports_bytes_present, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_the_state_records_the_chunk_size_it_was_made_with,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_and_rechunk_keep_the_prefix_checkable, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_an_absurd_size_is_refused_before_anything_is_made,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_and_buffered_writes_store_the_same_bytes,
