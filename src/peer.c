@@ -600,10 +600,15 @@ int peer_main(const char *ini_path, const char *run_dir)
 
     peer_init(p);
     pick_run_dir(p, ini_path, run_dir);
-    /* Transfer buffers are 4 MiB: keep them mmap'ed, so a freed one goes
-     * back to the system at once instead of staying in a thread's arena
-     * (glibc would otherwise raise its threshold and keep them). */
-    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+    /* Transfer buffers are a chunk (512 KiB by default, 64 KiB to 4 MiB):
+     * keep those of 256 KiB and more mmap'ed, so a freed one goes back to
+     * the system at once instead of staying in a thread's arena (glibc
+     * would otherwise raise its threshold and keep them). And two arenas
+     * are plenty for a loop, a scanner and a few short-lived threads: every
+     * arena a thread touches stays resident, and a thousand peers on one
+     * machine pay for each. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_ARENA_MAX, 2);
     /* Block the signals before any thread exists, so that every thread
      * inherits the mask and only sigwait() below ever sees them. */
     sigemptyset(&set);
