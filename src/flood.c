@@ -373,8 +373,10 @@ static void send_hits(struct flood *f, const struct msg *get, const struct route
 {
     struct peer *p = f->p;
     struct share_item items[FLOOD_MAX_ITEMS_PER_GET];
+    /* No share_refresh() here: the share's own thread follows changes
+     * (inotify, or its poll period), so waking it for every GET is only
+     * work on the loop's hottest path. */
     struct share *sh = peer_share_get(p);
-    share_refresh(sh);
     size_t n = share_find(sh, get->name, items, FLOOD_MAX_ITEMS_PER_GET);
     peer_share_put(p);
 

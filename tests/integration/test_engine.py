@@ -62,13 +62,13 @@ def diameter(info: dict) -> int:
     best = 0
     for src in adj:
         dist = {src: 0}
-        todo = collections.deque([src])
-        while todo:
-            u = todo.popleft()
+        queue = collections.deque([src])
+        while queue:
+            u = queue.popleft()
             for v in adj[u]:
                 if v not in dist:
                     dist[v] = dist[u] + 1
-                    todo.append(v)
+                    queue.append(v)
         assert len(dist) == len(info["peers"]), "the graph is not connected"
         best = max(best, max(dist.values()))
     return best
