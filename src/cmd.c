@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,14 +11,16 @@
 
 #include "floodshare/cfg.h"
 #include "floodshare/ctl.h"
+#include "floodshare/cut.h"
 #include "floodshare/flood.h"
 #include "floodshare/json.h"
 #include "floodshare/log.h"
 #include "floodshare/name.h"
 #include "floodshare/partial.h"
 #include "floodshare/net.h"
-#include "floodshare/peer.h"
+#include "floodshare/node.h"
 #include "floodshare/share.h"
+#include "floodshare/stats.h"
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
 
@@ -103,7 +106,7 @@ static int check_name(struct ctl_out *o, const char *name)
 
 /* --- search --- */
 
-static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_search(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                       const struct cfg *c)
 {
     struct flood_query *q;
@@ -112,7 +115,7 @@ static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o,
     if (need(o, a, 1, "search NAME [--json]") || check_name(o, a->pos[0]))
         return CTL_EXIT_USAGE;
     hits = calloc(FLOOD_MAX_HITS, sizeof *hits);
-    if (!hits || flood_start(p, a->pos[0], &q) != FS_OK) {
+    if (!hits || flood_start(e->flood, a->pos[0], &q) != FS_OK) {
         free(hits);
         ctl_print(o, 2, "floodshare: too many queries running, try again");
         return CTL_EXIT_FAIL;
@@ -122,7 +125,7 @@ static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o,
                   a->pos[0], flood_query_id(q), c->ttl, flood_query_sent(q),
                   c->hit_window_ms / 1000.0);
     uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c->hit_window_ms : 0);
-    while (n < FLOOD_MAX_HITS && flood_next_hit(p, q, deadline, &hits[n]) == FS_OK)
+    while (n < FLOOD_MAX_HITS && flood_next_hit(e->flood, q, deadline, &hits[n]) == FS_OK)
         n++;
 
     int code = n ? CTL_EXIT_OK : CTL_EXIT_FAIL;
@@ -153,7 +156,7 @@ static int cmd_search(struct peer *p, const struct args *a, struct ctl_out *o,
                       (unsigned long long)hits[i].size, hits[i].md5, hits[i].path);
         }
     }
-    flood_end(p, q);
+    flood_end(e->flood, q);
     free(hits);
     return code;
 }
@@ -236,7 +239,7 @@ static int get_cancelled(void *ctx)
 /* Downloads t's hit once. Sets *over when the get is decided (a success, a
  * name taken, a cancel, or a local failure that any holder would meet); a
  * BUSY holder gets t->retry_at, until it has used XFER_BUSY_TRIES. */
-static fs_status get_try(struct peer *p, const struct args *a, struct ctl_out *o,
+static fs_status get_try(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                          const char *name, const char *share_dir, struct attempt *t,
                          struct xfer_result *res, int *over)
 {
@@ -249,7 +252,7 @@ static fs_status get_try(struct peer *p, const struct args *a, struct ctl_out *o
                   (unsigned long long)have, (unsigned long long)t->hit.size,
                   100.0 * (double)have / (double)(t->hit.size ? t->hit.size : 1));
     struct xfer_watch watch = {.progress = get_progress, .cancelled = get_cancelled, .ctx = o};
-    fs_status st = t->st = xfer_fetch(p, &t->hit, &watch, res);
+    fs_status st = t->st = xfer_fetch(e->xfers, &t->hit, &watch, res);
     snprintf(t->why, sizeof t->why, "%s", res->why);
     t->retry_at = 0;
     if (st == FS_OK || st == FS_EEXIST || st == FS_ECANCELED || res->local) {
@@ -269,10 +272,10 @@ static fs_status get_try(struct peer *p, const struct args *a, struct ctl_out *o
 }
 
 /* Waits until ms (net_now_ms()); -1 when the client left or the peer stops. */
-static int get_busy_wait(struct peer *p, struct ctl_out *o, uint64_t until)
+static int get_busy_wait(const struct cmd_env *e, struct ctl_out *o, uint64_t until)
 {
     for (uint64_t now = net_now_ms(); now < until; now = net_now_ms()) {
-        if (p->stopping || get_cancelled(o))
+        if (node_stopping(e->node) || get_cancelled(o))
             return -1;
         uint64_t left = until - now;
         poll(NULL, 0, left < 100 ? (int)left : 100);
@@ -282,7 +285,8 @@ static int get_busy_wait(struct peer *p, struct ctl_out *o, uint64_t until)
 
 /* Downloads from hits in arrival order until one succeeds; later hits are
  * waited for only while the hit window is open. */
-static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o, const struct cfg *c)
+static int cmd_get(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
+                   const struct cfg *c)
 {
     struct flood_query *q;
     struct attempt *at;
@@ -300,7 +304,7 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o, cons
         return CTL_EXIT_FAIL;
     }
     at = calloc(FLOOD_MAX_HITS, sizeof *at);
-    if (!at || flood_start(p, name, &q) != FS_OK) {
+    if (!at || flood_start(e->flood, name, &q) != FS_OK) {
         free(at);
         ctl_print(o, 2, "floodshare: too many queries running, try again");
         return CTL_EXIT_FAIL;
@@ -312,14 +316,14 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o, cons
     uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c->hit_window_ms : 0);
     int over = 0; /* done: a success, or a failure no other try would mend */
     while (!over && n < FLOOD_MAX_HITS && !o->broken &&
-           flood_next_hit(p, q, deadline, &at[n].hit) == FS_OK) {
+           flood_next_hit(e->flood, q, deadline, &at[n].hit) == FS_OK) {
         struct attempt *t = &at[n++];
         char h[ADDR_STR_MAX];
         if (!a->json)
             ctl_print(o, 1, "found at peer %u %s, %u hops away (%s, %llu bytes): downloading",
                       t->hit.peer_id, addr_format(&t->hit.holder, h), t->hit.hops,
                       msg_kind_name(t->hit.kind), (unsigned long long)t->hit.size);
-        st = get_try(p, a, o, name, c->share_dir, t, &res, &over);
+        st = get_try(e, a, o, name, c->share_dir, t, &res, &over);
     }
     /* Holders that answered BUSY are asked again once the time they named
      * has passed (each wait at most GET_BUSY_MAX_WAIT_MS), each at most
@@ -333,7 +337,7 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o, cons
                 next = &at[i];
         if (!next)
             break;
-        if (get_busy_wait(p, o, next->retry_at) < 0) {
+        if (get_busy_wait(e, o, next->retry_at) < 0) {
             st = FS_ECANCELED;
             snprintf(at[n - 1].why, sizeof at[n - 1].why,
                      "cancelled while waiting for a busy holder");
@@ -347,7 +351,7 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o, cons
             ctl_print(o, 1, "asking busy peer %u %s again (try %u of %u)", t.hit.peer_id,
                       addr_format(&t.hit.holder, h), t.tries + 1, XFER_BUSY_TRIES + 1);
         }
-        st = get_try(p, a, o, name, c->share_dir, &at[n - 1], &res, &over);
+        st = get_try(e, a, o, name, c->share_dir, &at[n - 1], &res, &over);
     }
     if (st == FS_OK) {
         double mbs = res.seconds > 0 ? (double)res.bytes / res.seconds / 1e6 : 0;
@@ -370,21 +374,21 @@ static int cmd_get(struct peer *p, const struct args *a, struct ctl_out *o, cons
         get_json(o, flood_query_id(q), name, st == FS_OK, at, n, &res, error);
     else if (st != FS_OK)
         ctl_print(o, 2, "floodshare: %s", error);
-    flood_end(p, q);
+    flood_end(e->flood, q);
     free(at);
     return st == FS_OK ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }
 
 /* --- ls, config, stats --- */
 
-static int cmd_ls(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_ls(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                   const struct cfg *c)
 {
     struct share_item *items = NULL;
 
     if (need(o, a, 0, "ls [--json]"))
         return CTL_EXIT_USAGE;
-    struct share *sh = peer_share_get(p);
+    struct share *sh = node_share_get(e->node);
     /* A control thread may wait for the share's thread (a download just
      * finished, a file was just copied in); past the bound it lists the
      * index as it stands. */
@@ -392,7 +396,7 @@ static int cmd_ls(struct peer *p, const struct args *a, struct ctl_out *o,
     long n = share_list(sh, &items);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", share_dir(sh));
-    peer_share_put(p);
+    node_share_put(e->node);
     if (n < 0) {
         ctl_print(o, 2, "floodshare: cannot list the share: %s", fs_strerror((int)n));
         return CTL_EXIT_FAIL;
@@ -431,7 +435,7 @@ static int cmd_ls(struct peer *p, const struct args *a, struct ctl_out *o,
     return CTL_EXIT_OK;
 }
 
-static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                       const struct cfg *c)
 {
     char nb[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX] = "", one[ADDR_STR_MAX];
@@ -439,7 +443,7 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o,
     if (need(o, a, 0, "config [--json]"))
         return CTL_EXIT_USAGE;
     struct fs_addr down[CUT_MAX];
-    size_t n_down = cut_list(&p->cut, down, CUT_MAX);
+    size_t n_down = cut_list(node_cut(e->node), down, CUT_MAX);
     if (a->json) {
         struct json j;
         json_init(&j, CMD_JSON_MAX);
@@ -454,7 +458,7 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o,
             json_str(&j, NULL, addr_format(&c->neighbours[i], one));
         json_arr_close(&j);
         json_str(&j, "config_file", c->path);
-        json_str(&j, "run_dir", p->run_dir);
+        json_str(&j, "run_dir", node_run_dir(e->node));
         json_uint(&j, "workers", c->workers);
         json_uint(&j, "io_timeout_ms", c->io_timeout_ms);
         json_uint(&j, "hit_window_ms", c->hit_window_ms);
@@ -466,7 +470,7 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o,
         for (size_t i = 0; i < n_down; i++)
             json_str(&j, NULL, addr_format(&down[i], one));
         json_arr_close(&j);
-        json_bool(&j, "paused", cut_paused(&p->cut));
+        json_bool(&j, "paused", cut_paused(node_cut(e->node)));
         json_obj_close(&j);
         return emit_json(o, &j);
     }
@@ -485,54 +489,55 @@ static int cmd_config(struct peer *p, const struct args *a, struct ctl_out *o,
     ctl_print(o, 1, "  uploads      %u slots, %u per address, cut below %u bytes/s over 10 s%s",
               c->upload_slots, c->upload_slots_per_addr, c->min_upload_rate,
               c->min_upload_rate ? "" : " (never)");
-    ctl_print(o, 1, "  control      %s", p->sock_path);
+    ctl_print(o, 1, "  control      %s", node_sock_path(e->node));
     nb[0] = '\0';
     for (size_t i = 0; i < n_down; i++) {
         size_t len = strlen(nb);
         snprintf(nb + len, sizeof nb - len, "%s%s", i ? ", " : "", addr_format(&down[i], one));
     }
     ctl_print(o, 1, "  links down   %s", nb[0] ? nb : "(none)");
-    ctl_print(o, 1, "  paused       %s", cut_paused(&p->cut) ? "yes (drops every GET and FOUND)" : "no");
+    ctl_print(o, 1, "  paused       %s",
+              cut_paused(node_cut(e->node)) ? "yes (drops every GET and FOUND)" : "no");
     return CTL_EXIT_OK;
 }
 
-static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_stats(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                      const struct cfg *c)
 {
+    const struct stats *st = node_stats(e->node);
     unsigned open = 0, proven = 0;
 
     if (need(o, a, 0, "stats [--json]"))
         return CTL_EXIT_USAGE;
-    flood_link_counts(p, &open, &proven);
+    flood_link_counts(e->flood, &open, &proven);
     if (a->json) {
         struct json j;
         json_init(&j, CMD_JSON_MAX);
         json_obj_open(&j, NULL);
-        json_uint(&j, "peer", p->cfg.id);
+        json_uint(&j, "peer", node_id(e->node));
         json_uint(&j, "links_open", open);
         json_uint(&j, "links_proven", proven);
-#define STATS_JSON(name, text) json_uint(&j, #name, stats_get(&p->stats, name));
+#define STATS_JSON(name, text) json_uint(&j, #name, stats_get(st, name));
         STATS_MAP(STATS_JSON)
 #undef STATS_JSON
         json_obj_open(&j, "drops");
-#define DROPS_JSON(reason, name) json_uint(&j, #reason, stats_get(&p->stats, name));
+#define DROPS_JSON(reason, name) json_uint(&j, #reason, stats_get(st, name));
         STATS_DROPS(DROPS_JSON)
 #undef DROPS_JSON
         json_obj_close(&j);
         json_obj_close(&j);
         return emit_json(o, &j);
     }
-#define STATS_TEXT(name, text)                                                              \
-    ctl_print(o, 1, "%-20s %12llu  %s", #name, (unsigned long long)stats_get(&p->stats, name), \
-              text);
+#define STATS_TEXT(name, text)                                                          \
+    ctl_print(o, 1, "%-20s %12llu  %s", #name, (unsigned long long)stats_get(st, name), text);
     STATS_MAP(STATS_TEXT)
 #undef STATS_TEXT
     ctl_print(o, 1, "%-20s %12u  %s", "links_open", open, "neighbour links open now (both ways)");
     ctl_print(o, 1, "%-20s %12u  %s", "links_proven", proven,
               "of those, links whose neighbour is proven (dialled, or answered a challenge)");
     ctl_print(o, 1, "drops by reason:");
-#define DROPS_TEXT(reason, name)                                                           \
-    ctl_print(o, 1, "  %-18s %12llu  (%s)", #reason, (unsigned long long)stats_get(&p->stats, name), \
+#define DROPS_TEXT(reason, name)                                                             \
+    ctl_print(o, 1, "  %-18s %12llu  (%s)", #reason, (unsigned long long)stats_get(st, name), \
               #name);
     STATS_DROPS(DROPS_TEXT)
 #undef DROPS_TEXT
@@ -541,7 +546,7 @@ static int cmd_stats(struct peer *p, const struct args *a, struct ctl_out *o,
 
 /* --- transfers --- */
 
-static int cmd_transfers(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_transfers(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                          const struct cfg *c)
 {
     struct xfer_active act[XFER_MAX_ACTIVE];
@@ -549,7 +554,7 @@ static int cmd_transfers(struct peer *p, const struct args *a, struct ctl_out *o
     char dir[PATH_MAX + 32], who[ADDR_STR_MAX];
     if (need(o, a, 0, "transfers [--json]"))
         return CTL_EXIT_USAGE;
-    size_t n = xfer_active_list(p, act, XFER_MAX_ACTIVE);
+    size_t n = xfer_active_list(e->xfers, act, XFER_MAX_ACTIVE);
     snprintf(dir, sizeof dir, "%s/%s", c->share_dir, SHARE_STATE_DIR);
     long np = partial_list(dir, &parts);
     if (np < 0)
@@ -605,7 +610,7 @@ static int cmd_transfers(struct peer *p, const struct args *a, struct ctl_out *o
 
 /* --- modify --- */
 
-static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                       const struct cfg *c)
 {
     static const struct {
@@ -642,7 +647,7 @@ static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o,
          * publishes the new snapshot); id, host, port and [limits] need a
          * restart. */
         code = CTL_EXIT_OK;
-        if (peer_reconfigure(p, n, keys[k].key, err, sizeof err) != FS_OK) {
+        if (node_reconfigure(e->node, n, keys[k].key, err, sizeof err) != FS_OK) {
             ctl_print(o, 2, "floodshare: %s", err);
             code = CTL_EXIT_FAIL;
         }
@@ -660,7 +665,7 @@ static int cmd_modify(struct peer *p, const struct args *a, struct ctl_out *o,
 
 /* --- link down/up, pause/resume: the teacher's scissors (cut.h) --- */
 
-static int cmd_link(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_link(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                     const struct cfg *c)
 {
     struct fs_addr to;
@@ -688,7 +693,7 @@ static int cmd_link(struct peer *p, const struct args *a, struct ctl_out *o,
                   addr_format(&to, one), c->id);
         return CTL_EXIT_FAIL;
     }
-    if (cut_set_link(&p->cut, &to, down) != FS_OK) {
+    if (cut_set_link(node_cut(e->node), &to, down) != FS_OK) {
         ctl_print(o, 2, "floodshare: link: %d links are down already", CUT_MAX);
         return CTL_EXIT_FAIL;
     }
@@ -698,25 +703,25 @@ static int cmd_link(struct peer *p, const struct args *a, struct ctl_out *o,
     return CTL_EXIT_OK;
 }
 
-static int cmd_pause(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_pause(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                      const struct cfg *c)
 {
     if (need(o, a, 0, "pause"))
         return CTL_EXIT_USAGE;
-    cut_set_paused(&p->cut, 1);
+    cut_set_paused(node_cut(e->node), 1);
     ctl_print(o, 1, "peer %u paused: it drops every GET and FOUND and sends none (resume to undo)",
-              p->cfg.id);
+              node_id(e->node));
     log_msg(L_INFO, "paused (control command)");
     return CTL_EXIT_OK;
 }
 
-static int cmd_resume(struct peer *p, const struct args *a, struct ctl_out *o,
+static int cmd_resume(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                       const struct cfg *c)
 {
     if (need(o, a, 0, "resume"))
         return CTL_EXIT_USAGE;
-    cut_set_paused(&p->cut, 0);
-    ctl_print(o, 1, "peer %u resumed", p->cfg.id);
+    cut_set_paused(node_cut(e->node), 0);
+    ctl_print(o, 1, "peer %u resumed", node_id(e->node));
     log_msg(L_INFO, "resumed (control command)");
     return CTL_EXIT_OK;
 }
@@ -784,7 +789,7 @@ static void send_event(struct ctl_out *o, enum ev_form form, const struct trace_
 /* Streams events as they happen until the client hangs up (noticed within
  * CMD_WATCH_POLL_MS) or the peer stops. A client that does not read loses
  * events (told by a "lost" event); the peer never waits for it. */
-static int cmd_watch(struct peer *p, int argc, char **argv, struct ctl_out *o)
+static int cmd_watch(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
 {
     enum ev_form form;
     const char *qid;
@@ -792,27 +797,27 @@ static int cmd_watch(struct peer *p, int argc, char **argv, struct ctl_out *o)
 
     if (parse_trace_args(argc, argv, 0, &form, &qid, o) < 0)
         return CTL_EXIT_USAGE;
-    struct trace_sub *sub = trace_subscribe(p->trace);
+    struct trace_sub *sub = trace_subscribe(node_trace(e->node));
     if (!sub) {
         ctl_print(o, 2, "floodshare: watch: %d watchers already listen to this peer",
                   TRACE_MAX_SUBS);
         return CTL_EXIT_FAIL;
     }
     if (form == FORM_TEXT)
-        ctl_print(o, 2, "watching peer %u (Ctrl-C to stop)", p->cfg.id);
-    while (!p->stopping && !ctl_client_gone(o)) {
-        if (trace_next(p->trace, sub, CMD_WATCH_POLL_MS, &ev))
+        ctl_print(o, 2, "watching peer %u (Ctrl-C to stop)", node_id(e->node));
+    while (!node_stopping(e->node) && !ctl_client_gone(o)) {
+        if (trace_next(node_trace(e->node), sub, CMD_WATCH_POLL_MS, &ev))
             send_event(o, form, &ev);
     }
     /* A last peer_down (shutdown) may still be queued. */
-    while (!o->broken && trace_next(p->trace, sub, 0, &ev))
+    while (!o->broken && trace_next(node_trace(e->node), sub, 0, &ev))
         send_event(o, form, &ev);
-    trace_unsubscribe(p->trace, sub);
+    trace_unsubscribe(node_trace(e->node), sub);
     return CTL_EXIT_OK;
 }
 
 /* Dumps the ring (or one query's events in it) and returns. */
-static int cmd_events(struct peer *p, int argc, char **argv, struct ctl_out *o)
+static int cmd_events(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
 {
     enum ev_form form;
     const char *qid;
@@ -822,15 +827,15 @@ static int cmd_events(struct peer *p, int argc, char **argv, struct ctl_out *o)
 
     if (parse_trace_args(argc, argv, 1, &form, &qid, o) < 0)
         return CTL_EXIT_USAGE;
-    size_t n = trace_dump(p->trace, qid, &evs);
-    trace_get_info(p->trace, &info);
+    size_t n = trace_dump(node_trace(e->node), qid, &evs);
+    trace_get_info(node_trace(e->node), &info);
     if (form == FORM_JSON) {
         struct json j;
         json_init(&j, (size_t)64 * 1024 * 1024);
         json_obj_open(&j, NULL);
         json_uint(&j, "schema", TRACE_SCHEMA);
-        json_uint(&j, "peer", p->cfg.id);
-        json_str(&j, "addr", addr_format(&p->self, a));
+        json_uint(&j, "peer", node_id(e->node));
+        json_str(&j, "addr", addr_format(node_self(e->node), a));
         json_uint(&j, "watchers", info.subscribers);
         json_uint(&j, "emitted", info.emitted);
         json_uint(&j, "ring_size", info.ring);
@@ -845,7 +850,8 @@ static int cmd_events(struct peer *p, int argc, char **argv, struct ctl_out *o)
     }
     if (form == FORM_TEXT)
         ctl_print(o, 1, "peer %u (%s): %zu event%s%s%s; %llu emitted, the ring keeps the last %zu; "
-                  "%u watcher%s", p->cfg.id, addr_format(&p->self, a), n, n == 1 ? "" : "s",
+                  "%u watcher%s", node_id(e->node), addr_format(node_self(e->node), a), n,
+                  n == 1 ? "" : "s",
                   qid ? " of query " : "", qid ? qid : "", (unsigned long long)info.emitted,
                   info.ring, info.subscribers, info.subscribers == 1 ? "" : "s");
     for (size_t i = 0; i < n && !o->broken; i++)
@@ -856,25 +862,26 @@ static int cmd_events(struct peer *p, int argc, char **argv, struct ctl_out *o)
 
 /* One machine-readable line for `floodshare peers`:
  * "id=N address=HOST:PORT neighbours=A,B" ("-" for none). */
-static int cmd_ping(struct peer *p, struct ctl_out *o)
+static int cmd_ping(const struct cmd_env *e, struct ctl_out *o)
 {
     char nb[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX] = "-", one[ADDR_STR_MAX];
-    const struct cfg *c = peer_cfg_get(p);
+    const struct cfg *c = node_cfg_get(e->node);
 
     for (size_t i = 0; i < c->n_neighbours; i++) {
         size_t len = i ? strlen(nb) : 0;
         snprintf(nb + len, sizeof nb - len, "%s%s", i ? "," : "", addr_format(&c->neighbours[i], one));
     }
     ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s", c->id, c->host, (unsigned)c->port, nb);
-    peer_cfg_put(c);
+    node_cfg_put(c);
     return CTL_EXIT_OK;
 }
 
-int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
+int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
 {
     static const struct {
         const char *name;
-        int (*fn)(struct peer *, const struct args *, struct ctl_out *, const struct cfg *);
+        int (*fn)(const struct cmd_env *, const struct args *, struct ctl_out *,
+                  const struct cfg *);
     } cmds[] = {
         {"get", cmd_get},     {"search", cmd_search}, {"ls", cmd_ls},       {"config", cmd_config},
         {"stats", cmd_stats}, {"modify", cmd_modify}, {"transfers", cmd_transfers},
@@ -883,11 +890,11 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
     struct args a;
 
     if (strcmp(argv[0], "ping") == 0)
-        return cmd_ping(p, o);
+        return cmd_ping(e, o);
     if (strcmp(argv[0], "watch") == 0)
-        return cmd_watch(p, argc, argv, o);
+        return cmd_watch(e, argc, argv, o);
     if (strcmp(argv[0], "events") == 0)
-        return cmd_events(p, argc, argv, o);
+        return cmd_events(e, argc, argv, o);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(argv[0], cmds[i].name) != 0)
             continue;
@@ -895,9 +902,9 @@ int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o)
             return CTL_EXIT_USAGE;
         /* One shared snapshot of the live configuration for the whole command
          * (never a 16 KiB copy; a `modify` meanwhile publishes a new one). */
-        const struct cfg *c = peer_cfg_get(p);
-        int rc = cmds[i].fn(p, &a, o, c);
-        peer_cfg_put(c);
+        const struct cfg *c = node_cfg_get(e->node);
+        int rc = cmds[i].fn(e, &a, o, c);
+        node_cfg_put(c);
         return rc;
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "

@@ -11,7 +11,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "floodshare/cmd.h"
 #include "floodshare/log.h"
 #include "floodshare/msg.h"
 #include "floodshare/net.h"
@@ -210,7 +209,7 @@ static int read_request(int fd, char *buf, size_t cap, size_t *len)
     return -1;
 }
 
-void ctl_serve(struct peer *p, int fd)
+void ctl_serve(int fd, ctl_handler run, void *arg)
 {
     char line[CTL_MAX_LINE], storage[CTL_MAX_LINE + CTL_MAX_ARGS];
     char *argv[CTL_MAX_ARGS];
@@ -228,7 +227,7 @@ void ctl_serve(struct peer *p, int fd)
         finish(fd, CTL_EXIT_USAGE);
         return;
     }
-    int code = cmd_run(p, argc, argv, &o);
+    int code = run(arg, argc, argv, &o);
     if (!o.broken)
         finish(fd, code);
 }

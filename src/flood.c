@@ -10,11 +10,13 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "floodshare/cut.h"
 #include "floodshare/fplane.h"
 #include "floodshare/gate.h"
 #include "floodshare/log.h"
 #include "floodshare/net.h"
-#include "floodshare/peer.h"
+#include "floodshare/node.h"
+#include "floodshare/stats.h"
 #include "floodshare/qcache.h"
 #include "floodshare/route.h"
 #include "floodshare/share.h"
@@ -44,7 +46,13 @@ struct flood {
     pthread_cond_t cond;
     struct flood_query *queries[FLOOD_MAX_QUERIES];
     int stopping;
-    struct peer *p;
+    /* Borrowed from the node, fixed from flood_new() on. */
+    struct node *node;
+    struct stats *stats;
+    struct trace *trace;
+    struct cut *cut;
+    struct fs_addr self;
+    struct gate *gate; /* set by flood_run(): where closed links go back */
     struct fplane *fp;
     struct route *route;
     struct route_cfg rcfg; /* a small copy of the configuration (route.h) */
@@ -57,33 +65,39 @@ static void on_lost(void *arg, const struct msg *m, const struct fs_addr *to, fs
 static void release_conn(void *arg, struct conn *c)
 {
     struct flood *f = arg;
-    gate_done(f->p->gate, c);
+    gate_done(f->gate, c);
 }
 
-struct flood *flood_new(struct peer *p, const struct cfg *c)
+struct flood *flood_new(struct node *n)
 {
     struct flood *f = calloc(1, sizeof *f);
     pthread_condattr_t ca;
 
     if (!f)
         return NULL;
-    f->p = p;
-    f->route = route_new(p->qc);
+    const struct cfg *c = node_cfg_get(n);
+    f->node = n;
+    f->stats = node_stats(n);
+    f->trace = node_trace(n);
+    f->cut = node_cut(n);
+    f->self = *node_self(n);
+    f->route = route_new(node_qcache(n));
     struct fplane_opts o = {
-        .self = p->self,
+        .self = f->self,
         .self_id = c->id,
         .connect_timeout_ms = (int)c->connect_timeout_ms,
         .max_queue_bytes = FLOOD_LINK_QUEUE,
         .down_ms = 1000,
         .challenge_ms = FLOOD_CHALLENGE_MS,
-        .idle_ms = PEER_IDLE_MS,
-        .stats = &p->stats,
+        .idle_ms = FLOOD_IDLE_MS,
+        .stats = f->stats,
         .on_msg = on_msg,
         .on_lost = on_lost,
         .release = release_conn,
         .arg = f,
     };
     f->fp = fplane_new(&o);
+    node_cfg_put(c);
     if (!f->route || !f->fp) {
         route_free(f->route);
         fplane_free(f->fp);
@@ -151,19 +165,23 @@ static void reconf_on_loop(void *arg)
     fplane_set_neighbours(f->fp, c->neighbours, c->n_neighbours);
 }
 
-void flood_reconfigure(struct peer *p)
+/* The node's listener: a `modify` published c (ttl, neighbours). */
+static void reconfigure(void *arg, const struct cfg *c)
 {
-    struct reconf r = {.f = p->flood, .c = peer_cfg_get(p)};
+    struct flood *f = arg;
+    struct reconf r = {.f = f, .c = c};
 
-    fplane_call(p->flood->fp, reconf_on_loop, &r);
-    peer_cfg_put(r.c);
+    fplane_call(f->fp, reconf_on_loop, &r);
 }
 
-fs_status flood_run(struct peer *p)
+fs_status flood_run(struct flood *f, struct gate *g)
 {
-    if (fplane_start(p->flood->fp) != FS_OK)
+    f->gate = g;
+    if (fplane_start(f->fp) != FS_OK || node_on_reconfigure(f->node, reconfigure, f) != FS_OK)
         return FS_ENOMEM;
-    flood_reconfigure(p);
+    const struct cfg *c = node_cfg_get(f->node);
+    reconfigure(f, c);
+    node_cfg_put(c);
     return FS_OK;
 }
 
@@ -178,11 +196,11 @@ static void counts_on_loop(void *arg)
     fplane_counts(k->fp, &k->open, &k->proven);
 }
 
-void flood_link_counts(struct peer *p, unsigned *open, unsigned *proven)
+void flood_link_counts(struct flood *f, unsigned *open, unsigned *proven)
 {
-    struct counts k = {p->flood->fp, 0, 0};
+    struct counts k = {f->fp, 0, 0};
 
-    fplane_call(p->flood->fp, counts_on_loop, &k);
+    fplane_call(f->fp, counts_on_loop, &k);
     *open = k.open;
     *proven = k.proven;
 }
@@ -215,12 +233,12 @@ static void target_list(const struct flood *f, const struct fs_addr *skip, char 
     list[0] = '\0';
     for (size_t i = 0; i < f->rcfg.n_neighbours; i++)
         if (!skip || !addr_equal(&f->rcfg.neighbours[i], skip))
-            list_add(list, cap, &f->p->self, &f->rcfg.neighbours[i]);
+            list_add(list, cap, &f->self, &f->rcfg.neighbours[i]);
 }
 
 /* Emits a trace event about GET m (its query, name, previous hop and
  * origin); ttl is the ttl it is handled with, reason why it was dropped. */
-static void trace_get(struct peer *p, enum trace_type type, const struct msg *m, unsigned ttl,
+static void trace_get(struct flood *f, enum trace_type type, const struct msg *m, unsigned ttl,
                       const char *reason)
 {
     struct trace_event ev;
@@ -232,35 +250,35 @@ static void trace_get(struct peer *p, enum trace_type type, const struct msg *m,
     ev.ttl = ttl;
     ev.hops = m->hops;
     trace_set(ev.reason, sizeof ev.reason, reason);
-    trace_emit(p->trace, &ev);
+    trace_emit(f->trace, &ev);
 }
 
-/* Emits a trace event about FOUND f (sent, relayed, received or dropped):
+/* Emits a trace event about FOUND fm (sent, relayed, received or dropped):
  * from/to are the hops it came from and goes to (either may be NULL). */
-static void trace_found(struct peer *p, enum trace_type type, const struct msg *f,
+static void trace_found(struct flood *f, enum trace_type type, const struct msg *fm,
                         const struct fs_addr *from, const struct fs_addr *to, const char *reason)
 {
     struct trace_event ev;
 
-    trace_init_event(&ev, type, f->qid);
-    trace_set(ev.name, sizeof ev.name, f->path);
+    trace_init_event(&ev, type, fm->qid);
+    trace_set(ev.name, sizeof ev.name, fm->path);
     if (from) {
         ev.from = *from;
-        if (addr_equal(from, &f->holder)) /* straight from the holder: its id is known */
-            ev.from_peer = f->peer_id;
+        if (addr_equal(from, &fm->holder)) /* straight from the holder: its id is known */
+            ev.from_peer = fm->peer_id;
     }
     if (to)
         ev.to = *to;
-    ev.holder = f->peer_id;
-    ev.hops = f->hops;
-    ev.size = f->size;
-    trace_set(ev.md5, sizeof ev.md5, f->md5);
+    ev.holder = fm->peer_id;
+    ev.hops = fm->hops;
+    ev.size = fm->size;
+    trace_set(ev.md5, sizeof ev.md5, fm->md5);
     trace_set(ev.reason, sizeof ev.reason, reason);
-    trace_emit(p->trace, &ev);
+    trace_emit(f->trace, &ev);
 }
 
 /* A GET or FOUND that could not be written to `to`. */
-static void trace_send_refused(struct peer *p, const char *qid, const char *what,
+static void trace_send_refused(struct flood *f, const char *qid, const char *what,
                                const struct fs_addr *to, const char *reason)
 {
     struct trace_event ev;
@@ -269,7 +287,7 @@ static void trace_send_refused(struct peer *p, const char *qid, const char *what
     trace_set(ev.msg, sizeof ev.msg, what);
     ev.to = *to;
     trace_set(ev.reason, sizeof ev.reason, reason);
-    trace_emit(p->trace, &ev);
+    trace_emit(f->trace, &ev);
 }
 
 /* The trace reason and the log's words for a send that failed with st. */
@@ -284,32 +302,32 @@ static const char *send_reason(fs_status st)
 }
 
 /* Counts, traces and logs a GET or FOUND that did not go out. */
-static void send_failed(struct peer *p, const char *qid, const char *what,
+static void send_failed(struct flood *f, const char *qid, const char *what,
                         const struct fs_addr *to, fs_status st)
 {
     char a[ADDR_STR_MAX];
 
-    trace_send_refused(p, qid, what, to, send_reason(st));
+    trace_send_refused(f, qid, what, to, send_reason(st));
     if (st == FS_EBUSY) { /* counted as flow_dropped by the plane */
         log_msg(L_DEBUG, "q%.4s: %s to %s dropped: its queue is full (flow control)", qid, what,
                 addr_format(to, a));
         return;
     }
-    stats_inc(&p->stats, neighbours_skipped);
+    stats_inc(f->stats, neighbours_skipped);
     log_msg(L_INFO, "neighbour %s is down (%s), %s skipped", addr_format(to, a),
             st == FS_EREFUSED ? "recently unreachable" : fs_strerror(st), what);
 }
 
 /* 1 (after recording it) when a teacher cut the link to `to` or paused
  * this peer (cut.h): the message is not sent. */
-static int send_is_cut(struct peer *p, const char *qid, const char *what, const struct fs_addr *to)
+static int send_is_cut(struct flood *f, const char *qid, const char *what, const struct fs_addr *to)
 {
-    const char *why = cut_blocks(&p->cut, to);
+    const char *why = cut_blocks(f->cut, to);
     if (!why)
         return 0;
     char a[ADDR_STR_MAX];
-    stats_inc(&p->stats, cut_dropped);
-    trace_send_refused(p, qid, what, to, why);
+    stats_inc(f->stats, cut_dropped);
+    trace_send_refused(f, qid, what, to, why);
     log_msg(L_INFO, "q%.4s: %s to %s not sent: %s", qid, what, addr_format(to, a), why);
     return 1;
 }
@@ -320,14 +338,13 @@ static int send_is_cut(struct peer *p, const char *qid, const char *what, const 
  * caused it. */
 static unsigned send_to_neighbours(struct flood *f, const struct msg *m, const struct fs_addr *skip)
 {
-    struct peer *p = f->p;
     unsigned ok = 0;
 
     for (size_t i = 0; i < f->rcfg.n_neighbours; i++) {
         const struct fs_addr *n = &f->rcfg.neighbours[i];
         if (skip && addr_equal(n, skip))
             continue;
-        if (send_is_cut(p, m->qid, "GET", n))
+        if (send_is_cut(f, m->qid, "GET", n))
             continue;
         struct trace_event ev; /* before the send: it precedes the receiver's `received` */
         trace_init_event(&ev, TR_FORWARDED, m->qid);
@@ -335,7 +352,7 @@ static unsigned send_to_neighbours(struct flood *f, const struct msg *m, const s
         ev.to = *n;
         ev.ttl = m->ttl;
         ev.hops = m->hops;
-        trace_emit(p->trace, &ev);
+        trace_emit(f->trace, &ev);
         uint32_t link = 0;
         fs_status st = fplane_send(f->fp, n, m, &link);
         if (st == FS_OK) {
@@ -343,42 +360,41 @@ static unsigned send_to_neighbours(struct flood *f, const struct msg *m, const s
             route_sent(f->route, m->qid, link, net_now_ms());
             ok++;
         } else {
-            send_failed(p, m->qid, "GET", n, st);
+            send_failed(f, m->qid, "GET", n, st);
         }
     }
     return ok;
 }
 
-/* The holder's FOUND f for get, before it is sent: it names the origin, so
+/* The holder's FOUND fm for get, before it is sent: it names the origin, so
  * that a later REQUEST/FETCH (which carries no query id) can be tied to
  * the query (trace_find_hit). */
-static void trace_found_sent(struct peer *p, const struct msg *f, const struct msg *get)
+static void trace_found_sent(struct flood *f, const struct msg *fm, const struct msg *get)
 {
     struct trace_event ev;
 
-    trace_init_event(&ev, TR_FOUND_SENT, f->qid);
-    trace_set(ev.name, sizeof ev.name, f->path);
+    trace_init_event(&ev, TR_FOUND_SENT, fm->qid);
+    trace_set(ev.name, sizeof ev.name, fm->path);
     ev.to = get->from;
     ev.origin = get->origin;
-    ev.holder = f->peer_id;
-    ev.hops = f->hops;
-    ev.size = f->size;
-    trace_set(ev.md5, sizeof ev.md5, f->md5);
-    trace_emit(p->trace, &ev);
+    ev.holder = fm->peer_id;
+    ev.hops = fm->hops;
+    ev.size = fm->size;
+    trace_set(ev.md5, sizeof ev.md5, fm->md5);
+    trace_emit(f->trace, &ev);
 }
 
 /* Searches the index as it stands (hashing runs elsewhere) and answers
  * each match with a FOUND back over the link the GET came in on. */
 static void send_hits(struct flood *f, const struct msg *get, const struct route_hop *hop)
 {
-    struct peer *p = f->p;
     struct share_item items[FLOOD_MAX_ITEMS_PER_GET];
     /* No share_refresh() here: the share's own thread follows changes
      * (inotify, or its poll period), so waking it for every GET is only
      * work on the loop's hottest path. */
-    struct share *sh = peer_share_get(p);
+    struct share *sh = node_share_get(f->node);
     size_t n = share_find(sh, get->name, items, FLOOD_MAX_ITEMS_PER_GET);
-    peer_share_put(p);
+    node_share_put(f->node);
 
     if (n > FLOOD_MAX_ITEMS_PER_GET)
         n = FLOOD_MAX_ITEMS_PER_GET;
@@ -386,7 +402,7 @@ static void send_hits(struct flood *f, const struct msg *get, const struct route
     trace_init_event(&ev, TR_SEARCHED, get->qid);
     trace_set(ev.name, sizeof ev.name, get->name);
     ev.count = (unsigned)n;
-    trace_emit(p->trace, &ev);
+    trace_emit(f->trace, &ev);
     for (size_t i = 0; i < n; i++) {
         struct msg fm;
         char to[ADDR_STR_MAX];
@@ -394,32 +410,32 @@ static void send_hits(struct flood *f, const struct msg *get, const struct route
         fm.type = MSG_FOUND;
         memcpy(fm.qid, get->qid, sizeof fm.qid);
         fm.hops = get->hops + 1;
-        fm.from = p->self;
-        fm.holder = p->self;
+        fm.from = f->self;
+        fm.holder = f->self;
         fm.peer_id = f->id;
         fm.kind = items[i].kind;
         fm.size = items[i].size;
         memcpy(fm.md5, items[i].md5, sizeof fm.md5);
         memcpy(fm.path, items[i].path, sizeof fm.path);
         memcpy(fm.name, items[i].name, sizeof fm.name);
-        trace_found_sent(p, &fm, get);
-        if (send_is_cut(p, get->qid, "FOUND", &hop->addr))
+        trace_found_sent(f, &fm, get);
+        if (send_is_cut(f, get->qid, "FOUND", &hop->addr))
             continue;
         fs_status st = fplane_send_link(f->fp, hop->link, &fm);
-        hop_label(&p->self, &hop->addr, to, sizeof to);
+        hop_label(&f->self, &hop->addr, to, sizeof to);
         if (st == FS_OK) {
-            stats_inc(&p->stats, hits_sent);
+            stats_inc(f->stats, hits_sent);
             log_msg(L_INFO, "hit q%.4s %s (%s, %llu bytes) -> found sent back to %s", get->qid,
                     items[i].path, msg_kind_name(items[i].kind),
                     (unsigned long long)items[i].size, to);
         } else {
-            send_failed(p, get->qid, "FOUND", &hop->addr, st);
+            send_failed(f, get->qid, "FOUND", &hop->addr, st);
         }
     }
 }
 
 /* Counts a drop route decided on, under its reason's counter. */
-static void count_drop(struct peer *p, const char *reason)
+static void count_drop(struct flood *f, const char *reason)
 {
     static const struct {
         const char *reason;
@@ -435,7 +451,7 @@ static void count_drop(struct peer *p, const char *reason)
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (strcmp(map[i].reason, reason) == 0) {
-            _Atomic uint64_t *c = (_Atomic uint64_t *)((char *)&p->stats + map[i].off);
+            _Atomic uint64_t *c = (_Atomic uint64_t *)((char *)f->stats + map[i].off);
             atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
         }
     }
@@ -460,7 +476,6 @@ static const char *get_drop_words(const char *reason)
 static void forward_get(struct flood *f, const struct msg *get, const struct route_hop *hop,
                         unsigned ttl, const char *what)
 {
-    struct peer *p = f->p;
     char list[512], name[LOG_ESCAPE_BUF], from[ADDR_STR_MAX];
 
     target_list(f, &hop->addr, list, sizeof list);
@@ -472,35 +487,34 @@ static void forward_get(struct flood *f, const struct msg *get, const struct rou
     struct msg fwd = *get;
     fwd.ttl = ttl - 1;
     fwd.hops = get->hops + 1;
-    fwd.from = p->self;
-    stats_add(&p->stats, queries_forwarded, send_to_neighbours(f, &fwd, &hop->addr));
+    fwd.from = f->self;
+    stats_add(f->stats, queries_forwarded, send_to_neighbours(f, &fwd, &hop->addr));
 }
 
 static void handle_get(struct flood *f, const struct msg *get, const struct route_hop *hop)
 {
-    struct peer *p = f->p;
     struct route_verdict v;
     char name[LOG_ESCAPE_BUF], from[ADDR_STR_MAX];
 
     log_escape_str(name, get->name);
     addr_format(&hop->addr, from);
-    const char *cut = cut_blocks(&p->cut, &hop->addr);
+    const char *cut = cut_blocks(f->cut, &hop->addr);
     if (cut) {
-        stats_inc(&p->stats, cut_dropped);
-        trace_get(p, TR_DROPPED, get, get->ttl, cut);
+        stats_inc(f->stats, cut_dropped);
+        trace_get(f, TR_DROPPED, get, get->ttl, cut);
         log_msg(L_INFO, "get q%.4s %s from %s: dropped (%s)", get->qid, name, from, cut);
         return;
     }
     route_get(f->route, get, hop, net_now_ms(), &v);
     if (v.clamped) {
-        stats_inc(&p->stats, ttl_clamped);
+        stats_inc(f->stats, ttl_clamped);
         log_msg(L_INFO, "get q%.4s: ttl %u above max_ttl, clamped to %u", get->qid, get->ttl,
                 v.ttl);
     }
     if (v.action == ROUTE_DROP) {
-        count_drop(p, v.reason);
+        count_drop(f, v.reason);
         int dup = strcmp(v.reason, "duplicate") == 0;
-        trace_get(p, dup ? TR_DUPLICATE : TR_DROPPED, get, v.ttl, dup ? NULL : v.reason);
+        trace_get(f, dup ? TR_DUPLICATE : TR_DROPPED, get, v.ttl, dup ? NULL : v.reason);
         if (dup)
             log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u: duplicate, dropped", get->qid,
                     name, from, v.ttl, get->hops);
@@ -513,13 +527,13 @@ static void handle_get(struct flood *f, const struct msg *get, const struct rout
         /* Seen already, but this copy has more ttl left than any before:
          * it goes on, so peers within its reach are reached; it is not
          * searched again and answers nothing. */
-        stats_inc(&p->stats, duplicates_forwarded);
-        trace_get(p, TR_DUPLICATE, get, v.ttl, "more_ttl");
+        stats_inc(f->stats, duplicates_forwarded);
+        trace_get(f, TR_DUPLICATE, get, v.ttl, "more_ttl");
         forward_get(f, get, hop, v.ttl, " (duplicate with more ttl: forwarded again)");
         return;
     }
-    stats_inc(&p->stats, queries_handled);
-    trace_get(p, TR_RECEIVED, get, v.ttl, NULL);
+    stats_inc(f->stats, queries_handled);
+    trace_get(f, TR_RECEIVED, get, v.ttl, NULL);
     /* Forward before searching: the flood spreads without waiting for this
      * peer's search, and the log reads in the order things happen. */
     forward_get(f, get, hop, v.ttl, "");
@@ -536,7 +550,6 @@ static struct flood_query *find_query(struct flood *f, const char *qid)
 
 static void deliver_hit(struct flood *f, const struct msg *found, const struct route_hop *hop)
 {
-    struct peer *p = f->p;
     int kept = 0;
 
     pthread_mutex_lock(&f->lock);
@@ -549,7 +562,7 @@ static void deliver_hit(struct flood *f, const struct msg *found, const struct r
     }
     /* Under the lock: the query's thread may start the transfer as soon as
      * the hit is visible, and its events must come after this one. */
-    trace_found(p, other_name ? TR_FOUND_DROPPED : kept ? TR_FOUND_RECEIVED : TR_FOUND_DROPPED,
+    trace_found(f, other_name ? TR_FOUND_DROPPED : kept ? TR_FOUND_RECEIVED : TR_FOUND_DROPPED,
                 found, &hop->addr, NULL, other_name ? "other_name" : kept ? NULL : "finished");
     pthread_mutex_unlock(&f->lock);
 
@@ -559,15 +572,15 @@ static void deliver_hit(struct flood *f, const struct msg *found, const struct r
     if (other_name) {
         /* A hit must be for the name asked: otherwise a lying peer could
          * make `get a.txt` download anything it likes into the share. */
-        stats_inc(&p->stats, found_dropped);
+        stats_inc(f->stats, found_dropped);
         log_msg(L_INFO, "found q%.4s %s at peer %u: not the name that was asked for, dropped",
                 found->qid, name, found->peer_id);
     } else if (kept) {
-        stats_inc(&p->stats, hits_received);
+        stats_inc(f->stats, hits_received);
         log_msg(L_INFO, "found q%.4s %s at peer %u %s (%u hops): arrived at the origin",
                 found->qid, name, found->peer_id, at, found->hops);
     } else {
-        stats_inc(&p->stats, found_dropped);
+        stats_inc(f->stats, found_dropped);
         log_msg(L_INFO, "found q%.4s %s at peer %u: query already finished, dropped", found->qid,
                 name, found->peer_id);
     }
@@ -575,22 +588,21 @@ static void deliver_hit(struct flood *f, const struct msg *found, const struct r
 
 static void handle_found(struct flood *f, const struct msg *found, const struct route_hop *hop)
 {
-    struct peer *p = f->p;
     struct route_verdict v;
     char name[LOG_ESCAPE_BUF], to[ADDR_STR_MAX], sender[ADDR_STR_MAX];
 
     addr_format(&hop->addr, sender);
-    const char *cut = cut_blocks(&p->cut, &hop->addr);
+    const char *cut = cut_blocks(f->cut, &hop->addr);
     if (cut) {
-        stats_inc(&p->stats, cut_dropped);
-        trace_found(p, TR_FOUND_DROPPED, found, &hop->addr, NULL, cut);
+        stats_inc(f->stats, cut_dropped);
+        trace_found(f, TR_FOUND_DROPPED, found, &hop->addr, NULL, cut);
         log_msg(L_INFO, "found q%.4s from %s: dropped (%s)", found->qid, sender, cut);
         return;
     }
     route_found(f->route, found, hop, net_now_ms(), &v);
     if (v.action == ROUTE_DROP) {
-        count_drop(p, v.reason);
-        trace_found(p, TR_FOUND_DROPPED, found, &hop->addr, NULL, v.reason);
+        count_drop(f, v.reason);
+        trace_found(f, TR_FOUND_DROPPED, found, &hop->addr, NULL, v.reason);
         log_msg(L_INFO, "found q%.4s from %s: %s, dropped", found->qid, sender,
                 strcmp(v.reason, "no_route") == 0 ? "no such query forwarded here"
                 : strcmp(v.reason, "route_lost") == 0 ? "the query was never sent there"
@@ -602,19 +614,19 @@ static void handle_found(struct flood *f, const struct msg *found, const struct 
         return;
     }
     log_escape_str(name, found->path);
-    hop_label(&p->self, &v.back, to, sizeof to);
+    hop_label(&f->self, &v.back, to, sizeof to);
     struct msg relay = *found;
-    relay.from = p->self;
-    if (send_is_cut(p, found->qid, "FOUND", &v.back))
+    relay.from = f->self;
+    if (send_is_cut(f, found->qid, "FOUND", &v.back))
         return;
-    trace_found(p, TR_FOUND_RELAYED, found, &hop->addr, &v.back, NULL);
+    trace_found(f, TR_FOUND_RELAYED, found, &hop->addr, &v.back, NULL);
     fs_status st = fplane_send_link(f->fp, v.back_link, &relay);
     if (st == FS_OK) {
-        stats_inc(&p->stats, hits_relayed);
+        stats_inc(f->stats, hits_relayed);
         log_msg(L_INFO, "found q%.4s %s at peer %u: relayed back -> %s", found->qid, name,
                 found->peer_id, to);
     } else {
-        send_failed(p, found->qid, "FOUND", &v.back, st);
+        send_failed(f, found->qid, "FOUND", &v.back, st);
     }
 }
 
@@ -637,9 +649,9 @@ static void on_lost(void *arg, const struct msg *m, const struct fs_addr *to, fs
 
     if (m->type != MSG_GET && m->type != MSG_FOUND)
         return;
-    if (m->type == MSG_GET && m->from.port == f->p->self.port && m->hops > 0)
-        atomic_fetch_sub_explicit(&f->p->stats.queries_forwarded, 1, memory_order_relaxed);
-    send_failed(f->p, m->qid, msg_type_name(m->type), to, st);
+    if (m->type == MSG_GET && m->from.port == f->self.port && m->hops > 0)
+        atomic_fetch_sub_explicit(&f->stats->queries_forwarded, 1, memory_order_relaxed);
+    send_failed(f, m->qid, msg_type_name(m->type), to, st);
 }
 
 static void new_qid(char out[MSG_QID_LEN + 1])
@@ -686,20 +698,19 @@ static void start_on_loop(void *arg)
 {
     struct start_job *j = arg;
     struct flood *f = j->f;
-    struct peer *p = f->p;
     struct flood_query *q = j->q;
     char list[512], esc[LOG_ESCAPE_BUF];
 
     route_start(f->route, q->qid, f->ttl, net_now_ms());
-    stats_inc(&p->stats, queries_started);
+    stats_inc(f->stats, queries_started);
     struct msg get;
     memset(&get, 0, sizeof get);
     get.type = MSG_GET;
     memcpy(get.qid, q->qid, sizeof get.qid);
     get.ttl = f->ttl;
     get.hops = 0;
-    get.origin = p->self;
-    get.from = p->self;
+    get.origin = f->self;
+    get.from = f->self;
     snprintf(get.name, sizeof get.name, "%s", q->name);
     target_list(f, NULL, list, sizeof list);
     log_msg(L_INFO, "get q%.4s %s started ttl=%u ->%s", q->qid, log_escape_str(esc, q->name),
@@ -709,11 +720,11 @@ static void start_on_loop(void *arg)
     trace_set(ev.name, sizeof ev.name, q->name);
     ev.ttl = f->ttl;
     ev.count = (unsigned)f->rcfg.n_neighbours;
-    trace_emit(p->trace, &ev);
+    trace_emit(f->trace, &ev);
     q->sent = send_to_neighbours(f, &get, NULL);
 }
 
-fs_status flood_start(struct peer *p, const char *name, struct flood_query **out)
+fs_status flood_start(struct flood *f, const char *name, struct flood_query **out)
 {
     struct flood_query *q = calloc(1, sizeof *q);
 
@@ -722,13 +733,13 @@ fs_status flood_start(struct peer *p, const char *name, struct flood_query **out
         return FS_ENOMEM;
     new_qid(q->qid);
     snprintf(q->name, sizeof q->name, "%s", name);
-    if (register_query(p->flood, q) != FS_OK) {
+    if (register_query(f, q) != FS_OK) {
         free(q);
         return FS_EBUSY;
     }
-    struct start_job j = {p->flood, q};
-    if (fplane_call(p->flood->fp, start_on_loop, &j) != FS_OK) {
-        flood_end(p, q);
+    struct start_job j = {f, q};
+    if (fplane_call(f->fp, start_on_loop, &j) != FS_OK) {
+        flood_end(f, q);
         return FS_ECANCELED;
     }
     *out = q;
@@ -745,10 +756,9 @@ unsigned flood_query_sent(const struct flood_query *q)
     return q->sent;
 }
 
-fs_status flood_next_hit(struct peer *p, struct flood_query *q, uint64_t deadline_ms,
+fs_status flood_next_hit(struct flood *f, struct flood_query *q, uint64_t deadline_ms,
                          struct msg *hit)
 {
-    struct flood *f = p->flood;
     struct timespec ts = {.tv_sec = (time_t)(deadline_ms / 1000),
                           .tv_nsec = (long)(deadline_ms % 1000) * 1000000L};
     fs_status st = FS_ETIMEDOUT;
@@ -772,10 +782,8 @@ fs_status flood_next_hit(struct peer *p, struct flood_query *q, uint64_t deadlin
     return st;
 }
 
-void flood_end(struct peer *p, struct flood_query *q)
+void flood_end(struct flood *f, struct flood_query *q)
 {
-    struct flood *f = p->flood;
-
     pthread_mutex_lock(&f->lock);
     for (int i = 0; i < FLOOD_MAX_QUERIES; i++)
         if (f->queries[i] == q)

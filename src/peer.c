@@ -1,11 +1,13 @@
-/* peer.c - the daemon: listen, hand connections to workers, shut down. */
+/* peer.c - the daemon: listen, hand connections to the planes, shut down. */
 #include "floodshare/peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <poll.h>
-#include <stdatomic.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -17,141 +19,54 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "floodshare/cfg.h"
+#include "floodshare/cmd.h"
 #include "floodshare/conn.h"
 #include "floodshare/ctl.h"
 #include "floodshare/flood.h"
 #include "floodshare/gate.h"
 #include "floodshare/log.h"
 #include "floodshare/net.h"
-#include "floodshare/qcache.h"
+#include "floodshare/node.h"
 #include "floodshare/rundir.h"
 #include "floodshare/share.h"
+#include "floodshare/stats.h"
 #include "floodshare/tpool.h"
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
 
-/* A published configuration: immutable once live; freed by its last put. */
-struct cfg_snap {
-    atomic_uint refs;
-    struct cfg c;
+#define PEER_MAX_CTL 16    /* control clients served at once */
+#define PEER_IDLE_MS 15000 /* the gate closes kept-alive transfer connections idle this long */
+/* The worker pool ([limits] workers threads at most, made on demand): a
+ * thread idle this long exits, so an idle peer keeps none. Stack: see
+ * docs/DESIGN.md for the measured deepest use. */
+#define PEER_WORKER_IDLE_MS 10000
+#define PEER_WORKER_STACK (512u * 1024 * TPOOL_STACK_SCALE)
+
+/* The daemon: what it made, and the threads it runs. Private to this file;
+ * the planes see only the node and each other's handles (cmd_env). */
+struct peer {
+    struct cfg cfg; /* as read at start-up; the live one is the node's */
+    char run_dir[PATH_MAX];
+    char sock_path[PATH_MAX]; /* the control socket; "" until it is ours */
+    struct node *node;
+    struct flood *flood;
+    struct xfer_plane *xfers;
+    struct cmd_env env; /* node, flood, xfers: what control commands act on */
+    int listen_fd, ctl_fd;
+    int wake[2]; /* a pipe: written once at shutdown to wake the control acceptor */
+
+    /* Connections whose header is ready (see gate.h) wait in the pool's
+     * bounded queue for one of its threads (tpool.h). */
+    struct tpool *pool;
+    struct gate *gate; /* the peer port's acceptor: limits, waiting headers */
+    pthread_t acceptor, ctl_acceptor;
+
+    /* ctl_lock guards n_ctl; ctl_cond signals "a control thread ended". */
+    pthread_mutex_t ctl_lock;
+    pthread_cond_t ctl_cond;
+    unsigned n_ctl;
 };
-
-static struct cfg_snap *snap_new(const struct cfg *c)
-{
-    struct cfg_snap *s = malloc(sizeof *s);
-
-    if (s) {
-        atomic_init(&s->refs, 1); /* the peer's own reference, while it is live */
-        s->c = *c;
-    }
-    return s;
-}
-
-const struct cfg *peer_cfg_get(struct peer *p)
-{
-    pthread_mutex_lock(&p->cfg_lock);
-    struct cfg_snap *s = p->live;
-    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&p->cfg_lock);
-    return &s->c;
-}
-
-void peer_cfg_put(const struct cfg *c)
-{
-    if (!c)
-        return;
-    struct cfg_snap *s = (struct cfg_snap *)((char *)c - offsetof(struct cfg_snap, c));
-    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
-        free(s);
-}
-
-void peer_cfg_snapshot(struct peer *p, struct cfg *out)
-{
-    const struct cfg *c = peer_cfg_get(p);
-    *out = *c;
-    peer_cfg_put(c);
-}
-
-fs_status peer_reconfigure(struct peer *p, const struct cfg *n, const char *key, char *err,
-                           size_t cap)
-{
-    struct share *sh = NULL, *old = NULL;
-    fs_status st = FS_OK;
-
-    if (strcmp(key, "share_dir") == 0) {
-        if (xfer_prepare_state_dir(n->share_dir) != FS_OK) {
-            snprintf(err, cap, "cannot use %s", n->share_dir);
-            return FS_EIO;
-        }
-        sh = share_open(n->share_dir, &st);
-        if (!sh) {
-            snprintf(err, cap, "cannot index %s: %s", n->share_dir, fs_strerror(st));
-            return st;
-        }
-    }
-    /* Only what `modify` may change moves over; the rest stays as started. */
-    const struct cfg *cur = peer_cfg_get(p);
-    struct cfg_snap *s = snap_new(cur);
-    peer_cfg_put(cur);
-    if (!s) {
-        share_close(sh);
-        snprintf(err, cap, "out of memory");
-        return FS_ENOMEM;
-    }
-    s->c.ttl = n->ttl;
-    memcpy(s->c.neighbours, n->neighbours, sizeof n->neighbours);
-    s->c.n_neighbours = n->n_neighbours;
-    memcpy(s->c.share_dir, n->share_dir, sizeof n->share_dir);
-    memcpy(s->c.share_dir_raw, n->share_dir_raw, sizeof n->share_dir_raw);
-    s->c.log_level = n->log_level;
-    if (sh) {
-        pthread_rwlock_wrlock(&p->share_lock);
-        old = p->share;
-        p->share = sh;
-        pthread_rwlock_unlock(&p->share_lock);
-    }
-    pthread_mutex_lock(&p->cfg_lock);
-    struct cfg_snap *prev = p->live;
-    p->live = s;
-    pthread_mutex_unlock(&p->cfg_lock);
-    peer_cfg_put(&prev->c);
-    share_close(old);
-    log_verbosity = n->log_level;
-    flood_reconfigure(p);
-    return FS_OK;
-}
-
-struct share *peer_share_get(struct peer *p)
-{
-    pthread_rwlock_rdlock(&p->share_lock);
-    return p->share;
-}
-
-void peer_share_put(struct peer *p)
-{
-    pthread_rwlock_unlock(&p->share_lock);
-}
-
-void peer_track(struct peer *p, int fd)
-{
-    pthread_mutex_lock(&p->track_lock);
-    for (int i = 0; i < PEER_MAX_TRACKED; i++) {
-        if (p->tracked[i] < 0) {
-            p->tracked[i] = fd;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&p->track_lock);
-}
-
-void peer_untrack(struct peer *p, int fd)
-{
-    pthread_mutex_lock(&p->track_lock);
-    for (int i = 0; i < PEER_MAX_TRACKED; i++)
-        if (p->tracked[i] == fd)
-            p->tracked[i] = -1;
-    pthread_mutex_unlock(&p->track_lock);
-}
 
 /* --- one peer-protocol connection --- */
 
@@ -182,21 +97,21 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
     struct msg m;
     struct fs_addr from;
     char addr[ADDR_STR_MAX];
-    int timeout = p->io_timeout_ms;
+    int timeout = node_io_timeout_ms(p->node);
 
     net_peer_addr(c->fd, &from);
     addr_format(&from, addr);
-    while (!p->stopping) {
+    while (!node_stopping(p->node)) {
         const char *why = NULL;
         if (!conn_ready(c) && !c->eof && !(slot->held && wait_next(c, XFER_SLOT_KEEP_MS))) {
-            xfer_slot_give(p, slot);
+            xfer_slot_give(p->xfers, slot);
             gate_park(p->gate, c);
             return 1;
         }
         /* Does not wait: a header is there, or the stream ended mid-header. */
         fs_status st = conn_read_msg(c, &m, 0, &why);
         if (st == FS_EPROTO) {
-            stats_inc(&p->stats, malformed_dropped);
+            stats_inc(node_stats(p->node), malformed_dropped);
             log_msg(L_INFO, "connection from %s: malformed message (%s), closed", addr, why);
             conn_send_error(c->fd, msg_error_code(why), why, timeout);
             return 0;
@@ -210,17 +125,19 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
                     msg_type_name(m.type));
             return 0;
         } else if (m.type == MSG_REQUEST || m.type == MSG_FETCH || m.type == MSG_LIST) {
-            if (xfer_slot_take(p, c, slot) < 0)
+            if (xfer_slot_take(p->xfers, c, slot) < 0)
                 return 0; /* BUSY was sent */
             if (m.type == MSG_REQUEST) {
-                xfer_serve(p, c, &m);
+                xfer_serve(p->xfers, c, &m);
                 return 0;
             }
             /* A requester fetching a folder file by file reuses its connection. */
-            if ((m.type == MSG_FETCH ? xfer_serve_fetch(p, c, &m) : xfer_serve_list(p, c, &m)) < 0)
+            int more = m.type == MSG_FETCH ? xfer_serve_fetch(p->xfers, c, &m)
+                                           : xfer_serve_list(p->xfers, c, &m);
+            if (more < 0)
                 return 0;
         } else {
-            stats_inc(&p->stats, malformed_dropped);
+            stats_inc(node_stats(p->node), malformed_dropped);
             log_msg(L_INFO, "connection from %s: unexpected %s, closed", addr,
                     msg_type_name(m.type));
             char text[MSG_MAX_TEXT + 1];
@@ -239,7 +156,7 @@ static int serve_conn(struct peer *p, struct conn *c)
 
     memset(&slot, 0, sizeof slot);
     int parked = serve_msgs(p, c, &slot);
-    xfer_slot_give(p, &slot);
+    xfer_slot_give(p->xfers, &slot);
     return parked;
 }
 
@@ -250,9 +167,9 @@ static void serve_job(void *arg, void *job)
     struct conn *c = job;
     int fd = c->fd;
 
-    peer_track(p, fd);
-    int parked = !p->stopping && serve_conn(p, c);
-    peer_untrack(p, fd);
+    node_track(p->node, fd);
+    int parked = !node_stopping(p->node) && serve_conn(p, c);
+    node_untrack(p->node, fd);
     if (!parked)
         gate_done(p->gate, c);
 }
@@ -282,7 +199,7 @@ static void dispatch(void *arg, struct conn *c)
     }
 
     if (tpool_submit(p->pool, c) != FS_OK) {
-        stats_inc(&p->stats, busy_refused);
+        stats_inc(node_stats(p->node), busy_refused);
         conn_send_error(c->fd, "busy", "every worker is busy, try again", 200);
         gate_done(p->gate, c);
     }
@@ -294,7 +211,7 @@ static int accept_or_stop(struct peer *p, int fd)
     struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = p->wake[0], .events = POLLIN}};
 
     for (;;) {
-        if (p->stopping)
+        if (node_stopping(p->node))
             return -1;
         if (poll(pfd, 2, -1) < 0) {
             if (errno == EINTR)
@@ -327,14 +244,20 @@ struct ctl_job {
     int fd;
 };
 
+/* ctl_serve()'s handler: the control commands (cmd.h) on this peer. */
+static int run_cmd(void *arg, int argc, char **argv, struct ctl_out *o)
+{
+    return cmd_run(arg, argc, argv, o);
+}
+
 static void *ctl_thread(void *arg)
 {
     struct ctl_job *job = arg;
     struct peer *p = job->p;
 
-    peer_track(p, job->fd);
-    ctl_serve(p, job->fd);
-    peer_untrack(p, job->fd);
+    node_track(p->node, job->fd);
+    ctl_serve(job->fd, run_cmd, &p->env);
+    node_untrack(p->node, job->fd);
     close(job->fd);
     free(job);
     pthread_mutex_lock(&p->ctl_lock);
@@ -457,18 +380,12 @@ static int start_threads(struct peer *p)
         .run = serve_job,
         .arg = p,
     };
-    struct xfer_limits xl = {
-        .slots = p->cfg.upload_slots,
-        .slots_per_addr = p->cfg.upload_slots_per_addr,
-        .min_rate = p->cfg.min_upload_rate,
-    };
 
-    p->io_timeout_ms = (int)p->cfg.io_timeout_ms;
     raise_fd_limit(p);
-    if (xfer_set_limits(p->xfers, &xl) != FS_OK || tpool_new(&p->pool, &po) != FS_OK ||
-        gate_open(&p->gate, p->listen_fd, &lim, &p->stats, dispatch, p) != FS_OK)
+    if (tpool_new(&p->pool, &po) != FS_OK ||
+        gate_open(&p->gate, p->listen_fd, &lim, node_stats(p->node), dispatch, p) != FS_OK)
         return -1;
-    if (flood_run(p) != FS_OK)
+    if (flood_run(p->flood, p->gate) != FS_OK)
         return -1;
     if (pthread_create(&p->acceptor, NULL, acceptor_main, p) != 0)
         return -1;
@@ -481,17 +398,14 @@ static int start_threads(struct peer *p)
 
 static void stop_threads(struct peer *p, int started)
 {
-    p->stopping = 1;
+    /* Marks the node stopping and shuts down the sockets its threads may
+     * be blocked on (workers' transfers, control clients). */
+    node_stop(p->node);
     if (write(p->wake[1], "x", 1) < 0) { /* wakes the control acceptor */
     }
     if (p->gate)
         gate_stop(p->gate);
     flood_shutdown(p->flood);
-    pthread_mutex_lock(&p->track_lock);
-    for (int i = 0; i < PEER_MAX_TRACKED; i++)
-        if (p->tracked[i] >= 0)
-            shutdown(p->tracked[i], SHUT_RDWR);
-    pthread_mutex_unlock(&p->track_lock);
     if (started) {
         pthread_join(p->acceptor, NULL);
         if (!pthread_equal(p->ctl_acceptor, p->acceptor))
@@ -511,16 +425,12 @@ static void peer_init(struct peer *p)
     memset(p, 0, sizeof *p);
     p->listen_fd = p->ctl_fd = -1;
     p->wake[0] = p->wake[1] = -1;
-    pthread_mutex_init(&p->cfg_lock, NULL);
-    pthread_rwlock_init(&p->share_lock, NULL);
     pthread_mutex_init(&p->ctl_lock, NULL);
     pthread_cond_init(&p->ctl_cond, NULL);
-    pthread_mutex_init(&p->track_lock, NULL);
-    cut_init(&p->cut);
-    for (int i = 0; i < PEER_MAX_TRACKED; i++)
-        p->tracked[i] = -1;
 }
 
+/* Frees in the reverse order of peer_setup: the planes before the node
+ * they borrow. */
 static void peer_destroy(struct peer *p)
 {
     if (p->sock_path[0])
@@ -532,68 +442,84 @@ static void peer_destroy(struct peer *p)
     for (int i = 0; i < 2; i++)
         if (p->wake[i] >= 0)
             close(p->wake[i]);
-    qcache_free(p->qc);
     flood_free(p->flood);
-    xfer_table_free(p->xfers);
-    trace_free(p->trace);
-    share_close(p->share);
     gate_free(p->gate);
     tpool_free(p->pool);
-    if (p->live)
-        peer_cfg_put(&p->live->c);
-    pthread_mutex_destroy(&p->cfg_lock);
-    pthread_rwlock_destroy(&p->share_lock);
+    xfer_plane_free(p->xfers);
+    node_free(p->node);
     pthread_mutex_destroy(&p->ctl_lock);
     pthread_cond_destroy(&p->ctl_cond);
-    pthread_mutex_destroy(&p->track_lock);
-    cut_destroy(&p->cut);
 }
 
 /* Creates everything but the threads. Returns an exit code, 0 if ready. */
 static int peer_setup(struct peer *p, const char *ini)
 {
     char err[CFG_ERR_MAX];
-    fs_status st;
 
     if (cfg_load(ini, &p->cfg, err, sizeof err) != FS_OK) {
         fprintf(stderr, "floodshare: %s\n", err);
         return 78;
     }
-    p->live = snap_new(&p->cfg);
-    if (!p->live) {
-        fprintf(stderr, "floodshare: out of memory\n");
-        return 1;
-    }
     log_set_peer(p->cfg.id);
     log_verbosity = p->cfg.log_level;
-    snprintf(p->self.host, sizeof p->self.host, "%s", p->cfg.host);
-    p->self.port = p->cfg.port;
-    if (xfer_prepare_state_dir(p->cfg.share_dir) != FS_OK) {
-        log_msg(L_ERROR, "cannot use %s/%s: %s", p->cfg.share_dir, SHARE_STATE_DIR, strerror(errno));
+    p->node = node_new(&p->cfg, p->run_dir, err, sizeof err);
+    if (!p->node) {
+        log_msg(L_ERROR, "%s", err);
         return 1;
     }
-    p->share = share_open(p->cfg.share_dir, &st);
-    if (!p->share) {
-        log_msg(L_ERROR, "cannot index %s: %s", p->cfg.share_dir, fs_strerror(st));
-        return 1;
-    }
-    p->qc = qcache_new(p->cfg.query_cache_size, p->cfg.query_cache_ttl_ms);
-    p->flood = p->qc ? flood_new(p, &p->cfg) : NULL;
-    p->xfers = xfer_table_new();
-    p->trace = trace_new(TRACE_RING, p->cfg.id, &p->self);
-    if (!p->qc || !p->flood || !p->xfers || !p->trace ||
-        pipe2(p->wake, O_CLOEXEC) < 0) {
+    struct xfer_limits xl = {
+        .slots = p->cfg.upload_slots,
+        .slots_per_addr = p->cfg.upload_slots_per_addr,
+        .min_rate = p->cfg.min_upload_rate,
+    };
+    p->flood = flood_new(p->node);
+    p->xfers = xfer_plane_new(p->node, &xl);
+    if (!p->flood || !p->xfers || pipe2(p->wake, O_CLOEXEC) < 0) {
         log_msg(L_ERROR, "out of memory");
         return 1;
     }
+    p->env = (struct cmd_env){.node = p->node, .flood = p->flood, .xfers = p->xfers};
     if (open_sockets(p) < 0)
         return 1;
+    node_set_sock_path(p->node, p->sock_path);
     return 0;
+}
+
+/* Logs and traces that the peer is up, with what it serves. */
+static void announce_up(struct peer *p)
+{
+    struct share_item *items = NULL;
+    const struct cfg *c = node_cfg_get(p->node);
+    long n = share_list(node_share_get(p->node), &items);
+    node_share_put(p->node);
+    free(items);
+    log_msg(L_INFO, "up: listening on %s:%u, control %s, sharing %s (%ld top-level items), "
+            "ttl %u, %zu neighbours, %u workers", c->host, (unsigned)c->port, p->sock_path,
+            c->share_dir, n, c->ttl, c->n_neighbours, c->workers);
+    struct trace_event ev;
+    trace_init_event(&ev, TR_PEER_UP, NULL);
+    ev.ttl = c->ttl;
+    ev.count = (unsigned)c->n_neighbours;
+    trace_set(ev.reason, sizeof ev.reason, "started");
+    trace_emit(node_trace(p->node), &ev);
+    node_cfg_put(c);
+}
+
+static void announce_down(struct peer *p, int sig)
+{
+    struct trace *tr = node_trace(p->node);
+    struct trace_event ev;
+
+    log_msg(L_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    trace_init_event(&ev, TR_PEER_DOWN, NULL);
+    trace_set(ev.reason, sizeof ev.reason, sig == SIGINT ? "SIGINT" : "SIGTERM");
+    trace_emit(tr, &ev);
+    trace_drain(tr, 500); /* let the watchers see it before their sockets close */
 }
 
 int peer_main(const char *ini_path, const char *run_dir)
 {
-    static struct peer peer; /* large (PATH_MAX buffers): not on the stack */
+    static struct peer peer; /* large (a cfg, PATH_MAX buffers): not on the stack */
     struct peer *p = &peer;
     sigset_t set;
     int sig = 0, started = 0;
@@ -626,33 +552,12 @@ int peer_main(const char *ini_path, const char *run_dir)
         }
     }
     if (rc == 0) {
-        struct share_item *items = NULL;
-        const struct cfg *c = peer_cfg_get(p);
-        long n = share_list(peer_share_get(p), &items);
-        peer_share_put(p);
-        free(items);
-        {
-            log_msg(L_INFO, "up: listening on %s:%u, control %s, sharing %s (%ld top-level "
-                    "items), ttl %u, %zu neighbours, %u workers", c->host, (unsigned)c->port,
-                    p->sock_path, c->share_dir, n, c->ttl, c->n_neighbours, c->workers);
-            struct trace_event ev;
-            trace_init_event(&ev, TR_PEER_UP, NULL);
-            ev.ttl = c->ttl;
-            ev.count = (unsigned)c->n_neighbours;
-            trace_set(ev.reason, sizeof ev.reason, "started");
-            trace_emit(p->trace, &ev);
-            peer_cfg_put(c);
-        }
+        announce_up(p);
         do {
             if (sigwait(&set, &sig) != 0)
                 break;
         } while (sig == SIGHUP); /* a closed terminal must not stop a peer */
-        log_msg(L_INFO, "%s received, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        struct trace_event ev;
-        trace_init_event(&ev, TR_PEER_DOWN, NULL);
-        trace_set(ev.reason, sizeof ev.reason, sig == SIGINT ? "SIGINT" : "SIGTERM");
-        trace_emit(p->trace, &ev);
-        trace_drain(p->trace, 500); /* let the watchers see it before their sockets close */
+        announce_down(p, sig);
     }
     if (p->pool)
         stop_threads(p, started);

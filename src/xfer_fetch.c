@@ -17,12 +17,15 @@
 #include <zlib.h>
 
 #include "floodshare/hash.h"
+#include "floodshare/cfg.h"
 #include "floodshare/log.h"
 #include "floodshare/manifest.h"
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
-#include "floodshare/peer.h"
+#include "floodshare/node.h"
+#include "floodshare/stats.h"
 #include "floodshare/share.h"
+#include "floodshare/statedir.h"
 #include "floodshare/tpool.h"
 #include "floodshare/trace.h"
 #include "floodshare/zipio.h"
@@ -64,7 +67,7 @@ uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t si
     struct partial_info *list = NULL;
     uint64_t have = 0;
 
-    xfer_state_dir(dir, sizeof dir, share_dir);
+    statedir_path(dir, sizeof dir, share_dir);
     /* A large folder being fetched file by file: what is staged so far. */
     snprintf(staging, sizeof staging, "%s/d-%s", dir, md5);
     int fd = open(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -80,8 +83,8 @@ uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t si
 }
 
 /* The requester side: started, progress, done or failed. */
-static void down_event(struct peer *p, enum trace_type type, const struct msg *hit, uint64_t pos,
-                       fs_status st, const char *why)
+static void down_event(struct xfer_plane *x, enum trace_type type, const struct msg *hit,
+                       uint64_t pos, fs_status st, const char *why)
 {
     struct trace_event ev;
 
@@ -99,13 +102,13 @@ static void down_event(struct peer *p, enum trace_type type, const struct msg *h
                                                                   : fs_status_name(st));
         trace_set(ev.detail, sizeof ev.detail, why);
     }
-    trace_emit(p->trace, &ev);
+    trace_emit(x->trace, &ev);
 }
 
 /* --- requester side --- */
 
 struct fetch {
-    struct peer *p;
+    struct xfer_plane *x;
     const struct msg *hit;
     const struct xfer_watch *watch;
     struct xfer_result *res;
@@ -173,7 +176,7 @@ static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
     va_end(ap);
-    stats_inc(&f->p->stats, holders_cut);
+    stats_inc(f->x->stats, holders_cut);
     log_msg(L_WARN, "cut off holder %s (peer %u): %s", addr_format(&f->hit->holder, h),
             f->hit->peer_id, f->res->why);
     return st;
@@ -181,7 +184,8 @@ static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
 
 static int cancelled(const struct fetch *f)
 {
-    return f->p->stopping || (f->watch && f->watch->cancelled && f->watch->cancelled(f->watch->ctx));
+    return node_stopping(f->x->node) ||
+           (f->watch && f->watch->cancelled && f->watch->cancelled(f->watch->ctx));
 }
 
 /* Reports progress at most every 200 ms (and always when force is set). */
@@ -189,11 +193,11 @@ static void report(struct fetch *f, uint64_t done, int force)
 {
     uint64_t now = net_now_ms();
 
-    xfer_table_set(f->p, f->slot, done);
+    xfer_table_set(f->x, f->slot, done);
     f->pos = done;
-    if (trace_listening(f->p->trace) && now - f->last_trace >= TRACE_PROGRESS_MS) {
+    if (trace_listening(f->x->trace) && now - f->last_trace >= TRACE_PROGRESS_MS) {
         f->last_trace = now;
-        down_event(f->p, TR_TRANSFER_PROGRESS, f->hit, done, FS_OK, NULL);
+        down_event(f->x, TR_TRANSFER_PROGRESS, f->hit, done, FS_OK, NULL);
     }
     if (!f->watch || !f->watch->progress || (!force && now - f->last_report < 200))
         return;
@@ -220,23 +224,23 @@ static void note_first_byte(struct fetch *f)
 
 static fs_status connect_holder(struct fetch *f, struct conn *c)
 {
-    struct cfg cf;
+    const struct cfg *cf = node_cfg_get(f->x->node);
     int sock;
 
-    peer_cfg_snapshot(f->p, &cf);
     /* From the address this peer advertises: upload slots are per address. */
-    fs_status st = net_connect_tcp_from(&f->hit->holder, cf.host, (int)cf.connect_timeout_ms,
+    fs_status st = net_connect_tcp_from(&f->hit->holder, cf->host, (int)cf->connect_timeout_ms,
                                         &sock);
+    node_cfg_put(cf);
     if (st)
         return fail(f, st, "cannot connect to the holder: %s", fs_strerror(st));
-    peer_track(f->p, sock);
-    conn_init(c, sock, (int)cf.io_timeout_ms);
+    node_track(f->x->node, sock);
+    conn_init(c, sock, node_io_timeout_ms(f->x->node));
     return FS_OK;
 }
 
 static void disconnect(struct fetch *f, struct conn *c)
 {
-    peer_untrack(f->p, c->fd);
+    node_untrack(f->x->node, c->fd);
     close(c->fd);
 }
 
@@ -487,7 +491,7 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
         if (st)
             break;
         f->res->bytes += want;
-        stats_add(&f->p->stats, bytes_received, want);
+        stats_add(f->x->stats, bytes_received, want);
         report(f, f->base + off + want, 0);
     }
     pthread_mutex_lock(&pl.lock);
@@ -628,7 +632,7 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
     uint64_t bad = 0;
 
     *suspect = 0;
-    xfer_state_dir(dir, sizeof dir, f->share);
+    statedir_path(dir, sizeof dir, f->share);
     fs_status st = partial_open(dir, j->name, j->size, j->md5, XFER_FETCH_CHUNK, &pt, &resumed);
     if (st == FS_EBUSY)
         return fail(f, st, "another get is downloading %s right now", j->name);
@@ -824,7 +828,7 @@ static fs_status fetch_folder(struct fetch *f)
     struct conn c;
     struct msg m;
 
-    xfer_state_dir(dir, sizeof dir, f->share);
+    statedir_path(dir, sizeof dir, f->share);
     snprintf(staging, sizeof staging, "%s/d-%s", dir, f->hit->md5);
     snprintf(top, sizeof top, "%s/%s", staging, f->hit->name);
     fs_status st = connect_holder(f, &c);
@@ -886,7 +890,7 @@ static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
      * must not be allowed to fill the disk. */
     uint64_t limit = f->hit->size + f->hit->size / 8 + XFER_ARCHIVE_SLACK;
     if (item->len > limit) {
-        stats_inc(&f->p->stats, archives_refused);
+        stats_inc(f->x->stats, archives_refused);
         return fail(f, FS_ETOOBIG, "holder announced an archive far larger than the item");
     }
     return FS_OK;
@@ -925,7 +929,7 @@ static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item
             st = fail_local(f, FS_EIO, "writing the download failed: %s", strerror(errno));
         left -= got;
         f->res->bytes += got;
-        stats_add(&f->p->stats, bytes_received, got);
+        stats_add(f->x->stats, bytes_received, got);
         /* archive bytes stand in for content bytes: close enough for a bar */
         uint64_t done = item->len - left;
         report(f, done < f->hit->size ? done : f->hit->size, 0);
@@ -959,11 +963,11 @@ static fs_status install(struct fetch *f)
     fs_status st = zipio_unpack(f->zip, f->xdir, &lim, top, sizeof top, &why);
     if (st) {
         if (st == FS_EZIP || st == FS_ETOOBIG) /* the archive's fault, not ours */
-            stats_inc(&f->p->stats, archives_refused);
+            stats_inc(f->x->stats, archives_refused);
         return fail(f, st, "archive refused: %s", why ? why : fs_strerror(st));
     }
     if (strcmp(top, f->hit->name) != 0) {
-        stats_inc(&f->p->stats, archives_refused);
+        stats_inc(f->x->stats, archives_refused);
         return fail(f, FS_EZIP, "archive holds another name than the item");
     }
     snprintf(item_path, sizeof item_path, "%s/%s", f->xdir, top);
@@ -987,8 +991,8 @@ static fs_status fetch_archive(struct fetch *f)
     struct conn c;
     struct msg item;
 
-    xfer_tmp_name(f->zip, sizeof f->zip, f->share, "in", ".zip");
-    xfer_tmp_name(f->xdir, sizeof f->xdir, f->share, "x", "");
+    statedir_tmp_name(f->zip, sizeof f->zip, f->share, "in", ".zip");
+    statedir_tmp_name(f->xdir, sizeof f->xdir, f->share, "x", "");
     fs_status st = connect_holder(f, &c);
     if (st)
         return st;
@@ -1006,24 +1010,24 @@ static fs_status fetch_archive(struct fetch *f)
     return st;
 }
 
-fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_watch *watch,
+fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct xfer_watch *watch,
                      struct xfer_result *res)
 {
-    struct fetch f = {.p = p, .hit = hit, .watch = watch, .res = res, .fd = -1, .slot = -1};
+    struct fetch f = {.x = x, .hit = hit, .watch = watch, .res = res, .fd = -1, .slot = -1};
     struct stat sb;
     fs_status st;
 
     memset(res, 0, sizeof *res);
     f.t0 = f.last_report = net_now_ms();
-    struct share *sh = peer_share_get(p);
+    struct share *sh = node_share_get(x->node);
     snprintf(f.share, sizeof f.share, "%s", share_dir(sh));
-    peer_share_put(p);
+    node_share_put(x->node);
     snprintf(f.final, sizeof f.final, "%s/%s", f.share, hit->name);
     if (lstat(f.final, &sb) == 0)
         return fail(&f, FS_EEXIST, "%s already exists in the share, not overwritten", hit->name);
 
-    f.slot = xfer_table_add(p, 0, hit->name, &hit->holder, hit->size);
-    down_event(p, TR_TRANSFER_STARTED, hit, 0, FS_OK, NULL);
+    f.slot = xfer_table_add(x, 0, hit->name, &hit->holder, hit->size);
+    down_event(x, TR_TRANSFER_STARTED, hit, 0, FS_OK, NULL);
     f.last_trace = net_now_ms();
     st = FS_ENOTSUP;
     if (hit->kind == MSG_KIND_FILE) {
@@ -1035,17 +1039,17 @@ fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_wa
     }
     if (st == FS_ENOTSUP)
         st = fetch_archive(&f);
-    xfer_table_del(p, f.slot);
-    down_event(p, st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED, hit,
+    xfer_table_del(x, f.slot);
+    down_event(x, st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED, hit,
                st == FS_OK ? hit->size : f.pos, st, res->why);
     res->seconds = (double)(net_now_ms() - f.t0) / 1000.0;
     if (st == FS_OK) {
-        stats_inc(&p->stats, downloads);
-        sh = peer_share_get(p);
+        stats_inc(x->stats, downloads);
+        sh = node_share_get(x->node);
         share_mark_dirty(sh);
-        peer_share_put(p);
+        node_share_put(x->node);
     } else if (st != FS_EEXIST && st != FS_ECANCELED && !res->retry_ms) {
-        stats_inc(&p->stats, downloads_failed); /* a BUSY is not a failure: it is retried */
+        stats_inc(x->stats, downloads_failed); /* a BUSY is not a failure: it is retried */
     }
     return st;
 }

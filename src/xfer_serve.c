@@ -19,8 +19,10 @@
 #include "floodshare/log.h"
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
-#include "floodshare/peer.h"
+#include "floodshare/node.h"
+#include "floodshare/stats.h"
 #include "floodshare/share.h"
+#include "floodshare/statedir.h"
 #include "floodshare/trace.h"
 #include "floodshare/zipio.h"
 #include "xfer_int.h"
@@ -35,11 +37,11 @@ struct up_trace {
     uint64_t last_ms;
 };
 
-static void up_begin(struct peer *p, struct up_trace *u, const struct msg *req,
+static void up_begin(struct xfer_plane *x, struct up_trace *u, const struct msg *req,
                      const struct fs_addr *conn_from, uint64_t size, uint64_t offset)
 {
     struct trace_event hit;
-    int known = trace_find_hit(p->trace, req->md5, req->path, &hit);
+    int known = trace_find_hit(x->trace, req->md5, req->path, &hit);
 
     trace_init_event(&u->ev, TR_TRANSFER_STARTED, known ? hit.qid : NULL);
     u->ev.role = TR_ROLE_HOLDER;
@@ -52,30 +54,30 @@ static void up_begin(struct peer *p, struct up_trace *u, const struct msg *req,
     if (!known)
         u->ev.holder = 0;
     u->last_ms = net_now_ms();
-    trace_emit(p->trace, &u->ev);
+    trace_emit(x->trace, &u->ev);
 }
 
 /* At most one progress event every TRACE_PROGRESS_MS, and only when
  * somebody listens (they are never kept in the ring). */
-static void up_progress(struct peer *p, struct up_trace *u, uint64_t pos)
+static void up_progress(struct xfer_plane *x, struct up_trace *u, uint64_t pos)
 {
     uint64_t now = net_now_ms();
 
-    if (!trace_listening(p->trace) || now - u->last_ms < TRACE_PROGRESS_MS)
+    if (!trace_listening(x->trace) || now - u->last_ms < TRACE_PROGRESS_MS)
         return;
     u->last_ms = now;
     u->ev.type = TR_TRANSFER_PROGRESS;
     u->ev.bytes = pos;
-    trace_emit(p->trace, &u->ev);
+    trace_emit(x->trace, &u->ev);
 }
 
-static void up_end(struct peer *p, struct up_trace *u, uint64_t pos, fs_status st)
+static void up_end(struct xfer_plane *x, struct up_trace *u, uint64_t pos, fs_status st)
 {
     u->ev.type = st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED;
     u->ev.bytes = pos;
     if (st)
         trace_set(u->ev.reason, sizeof u->ev.reason, fs_status_name(st));
-    trace_emit(p->trace, &u->ev);
+    trace_emit(x->trace, &u->ev);
 }
 
 /* --- pacing: min_upload_rate over each XFER_RATE_WINDOW_MS --- */
@@ -95,11 +97,11 @@ struct pace {
     int slow;           /* set when the upload was cut for being too slow */
 };
 
-static void pace_init(struct pace *pc, struct peer *p, int fd)
+static void pace_init(struct pace *pc, struct xfer_plane *x, int fd)
 {
     memset(pc, 0, sizeof *pc);
     pc->fd = fd;
-    pc->min_rate = xfer_min_rate(p);
+    pc->min_rate = x->min_rate;
     pc->win_start = net_now_ms();
 }
 
@@ -167,33 +169,33 @@ static fs_status pace_write(struct pace *pc, const void *buf, size_t n, int time
 
 /* Counts and logs how an upload ended badly. verb and esc name it
  * ("fetch", the escaped path); level is for failures other than a cut. */
-static void upload_failed(struct peer *p, const struct pace *pc, const char *verb,
+static void upload_failed(struct xfer_plane *x, const struct pace *pc, const char *verb,
                           const char *esc, const struct fs_addr *who, fs_status st, int level)
 {
     char h[ADDR_STR_MAX];
 
-    stats_inc(&p->stats, uploads_failed);
+    stats_inc(x->stats, uploads_failed);
     if (pc->slow) {
         /* Close with a reset: the bytes still queued for a requester that does
          * not read would otherwise keep the socket, and its buffer, alive in
          * the kernel long after we closed it. */
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(pc->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        xfer_slot_penalize(p, who->host);
-        stats_inc(&p->stats, uploads_slow);
+        xfer_slot_penalize(x, who->host);
+        stats_inc(x->stats, uploads_slow);
         log_msg(L_INFO, "%s %s: cut: %s moved %llu bytes in %d s, under min_upload_rate %llu "
                 "bytes/s", verb, esc, addr_format(who, h), (unsigned long long)pc->moved,
                 XFER_RATE_WINDOW_MS / 1000, (unsigned long long)pc->min_rate);
     } else {
         if (st == FS_ETIMEDOUT) /* a requester that stopped reading for io_timeout_ms */
-            stats_inc(&p->stats, timeouts);
+            stats_inc(x->stats, timeouts);
         log_msg(level, "%s %s: upload stopped: %s", verb, esc, fs_strerror(st));
     }
 }
 
 /* --- holder side --- */
 
-static fs_status stream_file(struct peer *p, struct pace *pc, const char *path, uint64_t len,
+static fs_status stream_file(struct xfer_plane *x, struct pace *pc, const char *path, uint64_t len,
                              int timeout_ms)
 {
     char *buf = malloc(XFER_CHUNK);
@@ -215,7 +217,7 @@ static fs_status stream_file(struct peer *p, struct pace *pc, const char *path, 
         st = pace_write(pc, buf, (size_t)n, timeout_ms);
         if (st)
             break;
-        stats_add(&p->stats, bytes_sent, n);
+        stats_add(x->stats, bytes_sent, n);
         len -= (uint64_t)n;
     }
 out:
@@ -225,55 +227,55 @@ out:
     return st;
 }
 
-static void refuse(struct peer *p, struct conn *c, const char *code, const char *why,
+static void refuse(struct xfer_plane *x, struct conn *c, const char *code, const char *why,
                    const char *path)
 {
     char esc[LOG_ESCAPE_BUF];
-    stats_inc(&p->stats, uploads_failed);
+    stats_inc(x->stats, uploads_failed);
     log_msg(L_INFO, "request %s refused: %s", log_escape_str(esc, path), why);
     conn_send_error(c->fd, code, why, c->timeout_ms);
 }
 
 /* Finds the item a REQUEST or FETCH names and resolves it inside the share.
  * Returns 0, or -1 after answering the requester with the refusal. */
-static int find_item(struct peer *p, struct conn *c, const struct msg *req,
+static int find_item(struct xfer_plane *x, struct conn *c, const struct msg *req,
                      struct share_item *it, char *abs, size_t cap)
 {
-    struct share *sh = peer_share_get(p);
+    struct share *sh = node_share_get(x->node);
     fs_status st;
 
     share_refresh(sh);
     st = share_lookup(sh, req->path, it);
     if (st == FS_OK)
         st = share_resolve(sh, req->path, 1, abs, cap);
-    peer_share_put(p);
+    node_share_put(x->node);
     if (st == FS_EBADNAME || st == FS_EREFUSED) {
-        refuse(p, c, "refused", "path is outside the share or not allowed", req->path);
+        refuse(x, c, "refused", "path is outside the share or not allowed", req->path);
         return -1;
     }
     if (st) {
-        refuse(p, c, "notfound", "no such item in this share", req->path);
+        refuse(x, c, "notfound", "no such item in this share", req->path);
         return -1;
     }
     if (strcmp(it->md5, req->md5) != 0) {
-        refuse(p, c, "changed", "the item has changed since it was found", req->path);
+        refuse(x, c, "changed", "the item has changed since it was found", req->path);
         return -1;
     }
     return 0;
 }
 
-void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
+void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req)
 {
     struct share_item it;
     char abs[PATH_MAX], zip[PATH_MAX + 64], esc[LOG_ESCAPE_BUF];
     struct fs_addr who;
     fs_status st;
 
-    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+    if (find_item(x, c, req, &it, abs, sizeof abs) < 0)
         return;
-    struct share *sh = peer_share_get(p);
-    xfer_tmp_name(zip, sizeof zip, share_dir(sh), "out", ".zip");
-    peer_share_put(p);
+    struct share *sh = node_share_get(x->node);
+    statedir_tmp_name(zip, sizeof zip, share_dir(sh), "out", ".zip");
+    node_share_put(x->node);
 
     struct msg item;
     memset(&item, 0, sizeof item);
@@ -286,34 +288,34 @@ void xfer_serve(struct peer *p, struct conn *c, const struct msg *req)
         st = hash_md5_file(zip, item.zmd5, &item.len);
     if (st) {
         unlink(zip);
-        refuse(p, c, "internal", "cannot pack the item", req->path);
+        refuse(x, c, "internal", "cannot pack the item", req->path);
         return;
     }
     log_msg(L_INFO, "request %s: sending %s of %llu bytes as a %llu-byte archive",
             log_escape_str(esc, req->path), msg_kind_name(it.kind), (unsigned long long)it.size,
             (unsigned long long)item.len);
     net_peer_addr(c->fd, &who);
-    int slot = xfer_table_add(p, 1, req->path, &who, item.len);
+    int slot = xfer_table_add(x, 1, req->path, &who, item.len);
     struct up_trace ut;
     struct pace pc;
-    up_begin(p, &ut, req, &who, item.len, 0);
-    pace_init(&pc, p, c->fd);
+    up_begin(x, &ut, req, &who, item.len, 0);
+    pace_init(&pc, x, c->fd);
     st = conn_send_msg(c->fd, &item, c->timeout_ms);
     if (st == FS_OK)
-        st = stream_file(p, &pc, zip, item.len, c->timeout_ms);
-    up_end(p, &ut, st == FS_OK ? item.len : 0, st);
-    xfer_table_del(p, slot);
+        st = stream_file(x, &pc, zip, item.len, c->timeout_ms);
+    up_end(x, &ut, st == FS_OK ? item.len : 0, st);
+    xfer_table_del(x, slot);
     unlink(zip);
     if (st) {
-        upload_failed(p, &pc, "request", esc, &who, st, L_WARN);
+        upload_failed(x, &pc, "request", esc, &who, st, L_WARN);
         return;
     }
-    stats_inc(&p->stats, uploads);
+    stats_inc(x->stats, uploads);
 }
 
 /* Sends DATA frames for the chunks of fd from offset on. Each chunk is
  * read whole first, because its CRC goes in the frame's header. */
-static fs_status send_chunks(struct peer *p, struct conn *c, struct pace *pc, int fd,
+static fs_status send_chunks(struct xfer_plane *x, struct conn *c, struct pace *pc, int fd,
                              uint64_t size, uint64_t offset, uint64_t chunk, int slot,
                              struct up_trace *ut)
 {
@@ -327,7 +329,9 @@ static fs_status send_chunks(struct peer *p, struct conn *c, struct pace *pc, in
     memset(&d, 0, sizeof d);
     d.type = MSG_DATA;
     posix_fadvise(fd, (off_t)offset, 0, POSIX_FADV_SEQUENTIAL);
-    for (uint64_t off = offset; off < size && st == FS_OK && !p->stopping; off += d.len) {
+    for (uint64_t off = offset; off < size && st == FS_OK; off += d.len) {
+        if (node_stopping(x->node))
+            break;
         d.idx = off / chunk;
         d.len = size - off < chunk ? size - off : chunk;
         st = partial_read_at(fd, buf, (size_t)d.len, off);
@@ -339,27 +343,27 @@ static fs_status send_chunks(struct peer *p, struct conn *c, struct pace *pc, in
         if (st == FS_OK)
             st = pace_write(pc, buf, (size_t)d.len, c->timeout_ms);
         if (st == FS_OK) {
-            stats_add(&p->stats, bytes_sent, d.len);
-            xfer_table_set(p, slot, off + d.len);
-            up_progress(p, ut, off + d.len);
+            stats_add(x->stats, bytes_sent, d.len);
+            xfer_table_set(x, slot, off + d.len);
+            up_progress(x, ut, off + d.len);
             ut->ev.bytes = off + d.len;
         }
     }
     free(buf);
-    return p->stopping ? FS_ECANCELED : st;
+    return node_stopping(x->node) ? FS_ECANCELED : st;
 }
 
-int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
+int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req)
 {
     struct share_item it;
     char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
     struct stat sb;
     struct fs_addr who;
 
-    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+    if (find_item(x, c, req, &it, abs, sizeof abs) < 0)
         return -1;
     if (it.kind != MSG_KIND_FILE) {
-        refuse(p, c, "refused", "FETCH is for files; ask for a folder with LIST or REQUEST",
+        refuse(x, c, "refused", "FETCH is for files; ask for a folder with LIST or REQUEST",
                req->path);
         return -1;
     }
@@ -371,18 +375,18 @@ int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
         char why[MSG_MAX_TEXT + 1];
         snprintf(why, sizeof why, "chunk=%llu is not a power of two from %u to %u",
                  (unsigned long long)req->chunk, PARTIAL_CHUNK_MIN, PARTIAL_CHUNK_MAX);
-        refuse(p, c, "refused", why, req->path);
+        refuse(x, c, "refused", why, req->path);
         return -1;
     }
     if (req->offset > it.size || req->offset % chunk != 0) {
-        refuse(p, c, "refused", "offset is not a chunk boundary inside the file", req->path);
+        refuse(x, c, "refused", "offset is not a chunk boundary inside the file", req->path);
         return -1;
     }
     int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0 || fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != it.size) {
         if (fd >= 0)
             close(fd);
-        refuse(p, c, "changed", "the item has changed since it was found", req->path);
+        refuse(x, c, "changed", "the item has changed since it was found", req->path);
         return -1;
     }
     struct msg r;
@@ -396,44 +400,44 @@ int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req)
             (unsigned long long)req->offset, (unsigned long long)it.size,
             (unsigned long long)it.size);
     net_peer_addr(c->fd, &who);
-    int slot = xfer_table_add(p, 1, req->path, &who, it.size);
-    xfer_table_set(p, slot, req->offset);
+    int slot = xfer_table_add(x, 1, req->path, &who, it.size);
+    xfer_table_set(x, slot, req->offset);
     struct up_trace ut;
     struct pace pc;
-    up_begin(p, &ut, req, &who, it.size, req->offset);
-    pace_init(&pc, p, c->fd);
+    up_begin(x, &ut, req, &who, it.size, req->offset);
+    pace_init(&pc, x, c->fd);
     fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
     if (st == FS_OK)
-        st = send_chunks(p, c, &pc, fd, it.size, req->offset, chunk, slot, &ut);
-    up_end(p, &ut, ut.ev.bytes, st);
-    xfer_table_del(p, slot);
+        st = send_chunks(x, c, &pc, fd, it.size, req->offset, chunk, slot, &ut);
+    up_end(x, &ut, ut.ev.bytes, st);
+    xfer_table_del(x, slot);
     close(fd);
     if (st) {
-        upload_failed(p, &pc, "fetch", esc, &who, st, L_INFO);
+        upload_failed(x, &pc, "fetch", esc, &who, st, L_INFO);
         return -1;
     }
-    stats_inc(&p->stats, uploads);
+    stats_inc(x->stats, uploads);
     return 0;
 }
 
-int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req)
+int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req)
 {
     struct share_item it;
     char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
     char *text = NULL;
     size_t len = 0;
 
-    if (find_item(p, c, req, &it, abs, sizeof abs) < 0)
+    if (find_item(x, c, req, &it, abs, sizeof abs) < 0)
         return -1;
     if (it.kind != MSG_KIND_FOLDER) {
-        refuse(p, c, "refused", "LIST is for folders", req->path);
+        refuse(x, c, "refused", "LIST is for folders", req->path);
         return -1;
     }
-    struct share *sh = peer_share_get(p);
+    struct share *sh = node_share_get(x->node);
     fs_status st = share_manifest(sh, req->path, &text, &len);
-    peer_share_put(p);
+    node_share_put(x->node);
     if (st) {
-        refuse(p, c, "changed", "the item has changed since it was found", req->path);
+        refuse(x, c, "changed", "the item has changed since it was found", req->path);
         return -1;
     }
     struct msg m;
@@ -444,7 +448,7 @@ int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req)
     log_msg(L_INFO, "list %s: sending the manifest of %llu files", log_escape_str(esc, req->path),
             (unsigned long long)it.files);
     struct pace pc;
-    pace_init(&pc, p, c->fd);
+    pace_init(&pc, x, c->fd);
     st = conn_send_msg(c->fd, &m, c->timeout_ms);
     if (st == FS_OK)
         st = pace_write(&pc, text, len, c->timeout_ms);
@@ -452,7 +456,7 @@ int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req)
     if (st) {
         struct fs_addr who;
         net_peer_addr(c->fd, &who);
-        upload_failed(p, &pc, "list", esc, &who, st, L_INFO);
+        upload_failed(x, &pc, "list", esc, &who, st, L_INFO);
         return -1;
     }
     return 0;

@@ -1,13 +1,24 @@
 /* cmd.h - the commands a running peer executes for the CLI and REPL:
- * get, search, ls, config, modify, stats, ping. */
+ * get, search, ls, config, modify, stats, transfers, link, pause, watch,
+ * events, ping. */
 #ifndef FLOODSHARE_CMD_H
 #define FLOODSHARE_CMD_H
 
-struct peer;
 struct ctl_out;
+struct flood;
+struct node;
+struct xfer_plane;
+
+/* What the commands act on: the node, and its flood and transfer planes.
+ * All borrowed; they outlive every command. */
+struct cmd_env {
+    struct node *node;
+    struct flood *flood;
+    struct xfer_plane *xfers;
+};
 
 /* Runs argv[0..argc) (argv[0] is the command, "--json" may appear among
  * the arguments) and writes its output to o. Returns the exit code. */
-int cmd_run(struct peer *p, int argc, char **argv, struct ctl_out *o);
+int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o);
 
 #endif

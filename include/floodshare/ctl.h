@@ -32,8 +32,6 @@ enum {
     CTL_EXIT_CONFIG = 78,    /* EX_CONFIG */
 };
 
-struct peer;
-
 /* Where a command writes its output: lines go to the client as they are
  * printed (so progress shows while a command runs). `broken` becomes 1 when
  * the client has gone (e.g. Ctrl-C): commands may stop early. */
@@ -80,8 +78,13 @@ fs_status ctl_parse_progress(const char *s, size_t len, struct ctl_progress *out
 int ctl_parse_line(const char *buf, size_t len, char **argv, int max, char *storage, size_t cap,
                    const char **why);
 
-/* Serves one control client on fd (read request, run it, answer). */
-void ctl_serve(struct peer *p, int fd);
+/* Runs one request (argv[0] is the command), writing to o; returns the
+ * exit code for the client. */
+typedef int (*ctl_handler)(void *arg, int argc, char **argv, struct ctl_out *o);
+
+/* Serves one control client on fd: reads its request, has run(arg, ...)
+ * execute it, and answers with the output and the exit code. */
+void ctl_serve(int fd, ctl_handler run, void *arg);
 
 /* Answers a client we cannot serve with an error and exit code 1. */
 void ctl_refuse(int fd, const char *why);

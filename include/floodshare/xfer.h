@@ -15,8 +15,8 @@
 #include "floodshare/msg.h"
 #include "floodshare/status.h"
 
-struct peer;
-struct xfer_table;
+struct node;
+struct xfer_plane;
 
 #define XFER_CHUNK (256 * 1024) /* bytes moved per read/write of an archive */
 /* Archive bytes allowed beyond the item's own size (zip headers of up to
@@ -68,10 +68,13 @@ struct xfer_limits {
     unsigned min_rate;              /* bytes/s; 0: never cut */
 };
 
-/* Sets the limits above on t. Called once at start-up, before any upload
- * (they are [limits] keys, fixed until a restart); until then nothing is
- * limited. FS_ENOMEM, FS_EINVAL for 0 slots. */
-fs_status xfer_set_limits(struct xfer_table *t, const struct xfer_limits *lim);
+/* Makes the transfer plane of node n with the limits above ([limits] keys,
+ * fixed until a restart). n is borrowed and must outlive it. NULL when out
+ * of memory or lim has 0 slots. */
+struct xfer_plane *xfer_plane_new(struct node *n, const struct xfer_limits *lim);
+
+/* Frees x; no transfer may be running. NULL is a no-op. */
+void xfer_plane_free(struct xfer_plane *x);
 
 /* The upload slot of one requester's connection; zero it before use. */
 struct xfer_slot {
@@ -82,21 +85,21 @@ struct xfer_slot {
 /* Takes a slot for the requester on c unless s already holds one. 0 when
  * s holds one; -1 when none was free: BUSY was sent (counted busy_refused)
  * and the caller must close c. */
-int xfer_slot_take(struct peer *p, struct conn *c, struct xfer_slot *s);
+int xfer_slot_take(struct xfer_plane *x, struct conn *c, struct xfer_slot *s);
 
 /* Gives s's slot back if it holds one. */
-void xfer_slot_give(struct peer *p, struct xfer_slot *s);
+void xfer_slot_give(struct xfer_plane *x, struct xfer_slot *s);
 
 /* Serves one REQUEST (an item as a zip archive) or FETCH (a file's bytes
  * from an offset, in DATA frames) that arrived on c. The caller closes the
  * connection afterwards. */
-void xfer_serve(struct peer *p, struct conn *c, const struct msg *req);
+void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req);
 
 /* Serve FETCH (a file's bytes from an offset, in DATA frames) and LIST (a
  * folder's manifest). Return 0 when the connection may carry another
  * request, -1 when it must be closed. */
-int xfer_serve_fetch(struct peer *p, struct conn *c, const struct msg *req);
-int xfer_serve_list(struct peer *p, struct conn *c, const struct msg *req);
+int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req);
+int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req);
 
 /* What a download reports while it runs. */
 struct xfer_event {
@@ -145,18 +148,13 @@ struct xfer_result {
  * a byte is written ("No space left on device: ..."); when a write fails
  * anyway, the partial is cut back to its last whole chunk and kept, so a
  * `get` after space was freed resumes it. watch may be NULL. */
-fs_status xfer_fetch(struct peer *p, const struct msg *hit, const struct xfer_watch *watch,
+fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct xfer_watch *watch,
                      struct xfer_result *res);
 
 /* Bytes of (name, size, md5) already downloaded in share_dir's partial
  * state (for a large folder: the files already staged), 0 when none. */
 uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t size,
                             const char *md5);
-
-/* Removes leftovers of interrupted transfers from share_dir/SHARE_STATE_DIR
- * (creating the folder if missing); partial downloads (.part/.state) are
- * kept, they are resumed. Called at start-up. */
-fs_status xfer_prepare_state_dir(const char *share_dir);
 
 /* Transfers running now, for `transfers`. */
 struct xfer_active {
@@ -167,10 +165,8 @@ struct xfer_active {
     double seconds;              /* since it started */
 };
 
-struct xfer_table *xfer_table_new(void);
-void xfer_table_free(struct xfer_table *t);
 
 /* Copies up to max running transfers into out; returns how many. */
-size_t xfer_active_list(struct peer *p, struct xfer_active *out, size_t max);
+size_t xfer_active_list(struct xfer_plane *x, struct xfer_active *out, size_t max);
 
 #endif
