@@ -36,7 +36,7 @@ RESULT_FILES = {"scale": BENCH / "scale.json", "stall": BENCH / "stall.json",
                 "slowreaders": BENCH / "slowreaders.json"}
 TICK = os.sysconf("SC_CLK_TCK")
 
-# RESULTS.md is written by several tools, each between its own markers (see "Sections of
+# RESULTS.md is written by several tools, each between its own markers (see "sections of
 # RESULTS.md" below). In the order they appear in the file: name -> who writes it.
 SECTIONS = {
     "transfers": "bench/run, from results.json",
@@ -587,13 +587,6 @@ def parse_sections(text: str, what: str = "RESULTS.md") -> dict[str, tuple[int, 
     return found
 
 
-def check_results_md(path: Path) -> None:
-    """Raise BenchError if `path` exists and its markers do not pair up. Run before a long
-    benchmark, so that it fails before measuring rather than after."""
-    if path.exists():
-        parse_sections(path.read_text(), str(path))
-
-
 def lines_outside_sections(text: str) -> list[str]:
     """The non-blank lines of `text` that are in no section (BenchError as parse_sections)."""
     found = parse_sections(text)
@@ -638,8 +631,11 @@ def replace_section(path: Path, name: str, body: list[str], create: bool = True)
             while lines and not lines[-1].strip():
                 lines.pop()
             lines += ([""] if lines else []) + block
+    out = "\n".join(lines) + "\n"
+    if set(parse_sections(out, f"{path} as it would be written")) != set(found) | {name}:
+        raise BenchError(f"{path}: the new '{name}' section holds section markers")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.write_text(out)
     os.replace(tmp, path)
     return True
 
