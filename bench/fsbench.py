@@ -4,7 +4,9 @@ They drive only floodshare's stable interfaces: `scripts/topology up/down`, the 
 (`floodshare --run DIR peer N search|get|stats|events ... --json`) and /proc. Every result file
 (bench/scale.json, bench/stall.json, bench/slowreaders.json) keeps one entry per `--label`
 (`before` = the code before the peer engine of issue 10, `after` = with it), and every run
-rewrites bench/ENGINE.md from all three files, so the labels stand side by side.
+rewrites bench/ENGINE.md from all three files, so the labels stand side by side, and the engine
+section of bench/RESULTS.md. It also holds how RESULTS.md is shared between tools (each replaces
+only its own marked section: replace_section), which bench/run uses too.
 Python 3.11 standard library only; Linux only (/proc).
 """
 
@@ -33,8 +35,21 @@ ENGINE_MD = BENCH / "ENGINE.md"
 RESULT_FILES = {"scale": BENCH / "scale.json", "stall": BENCH / "stall.json",
                 "slowreaders": BENCH / "slowreaders.json"}
 TICK = os.sysconf("SC_CLK_TCK")
-RESULTS_BEGIN = "<!-- engine benchmarks: written by bench/scale, bench/stall, bench/slowreaders -->"
-RESULTS_END = "<!-- end of the engine benchmarks -->"
+
+# RESULTS.md is written by several tools, each between its own markers (see "sections of
+# RESULTS.md" below). In the order they appear in the file: name -> who writes it.
+SECTIONS = {
+    "transfers": "bench/run, from results.json",
+    "chunk-size": None,  # written by hand: no tool writes it, every tool keeps it
+    "engine": "bench/scale, bench/stall and bench/slowreaders, from scale.json, stall.json "
+              "and slowreaders.json",
+}
+# The engine section's markers before the sections had names; still read, never written.
+LEGACY_MARKERS = {
+    "<!-- engine benchmarks: written by bench/scale, bench/stall, bench/slowreaders -->":
+        ("begin", "engine"),
+    "<!-- end of the engine benchmarks -->": ("end", "engine"),
+}
 
 
 class BenchError(Exception):
@@ -497,22 +512,132 @@ def write_engine_md(out_dir: Path) -> None:
 
 
 def update_results_md(out_dir: Path, md: list[str]) -> None:
-    """The same tables as a marked section at the end of RESULTS.md (issue 10 asks for them
-    there). bench/run rewrites RESULTS.md whole and drops the section; running any of the
-    three scripts with --report-only puts it back from the JSON files."""
-    path = out_dir / "RESULTS.md"
+    """The same tables as the engine section of RESULTS.md (issue 10 asks for them there);
+    the rest of the file is kept. Nothing is written if `out_dir` has no RESULTS.md (a quick
+    look with --out elsewhere)."""
+    body = ["#" + md[0]] + ["#" + line if line.startswith("## ") else line for line in md[1:]]
+    replace_section(out_dir / "RESULTS.md", "engine", body, create=False)
+
+
+# --- sections of RESULTS.md ---------------------------------------------------------------------
+#
+# Each section is a run of whole lines between
+#     <!-- begin NAME: written by OWNER; ... -->
+#     <!-- end NAME -->
+# A tool replaces only its own section and keeps every other line of the file as it is: the
+# other tools' sections, hand-written ones, and any text outside all sections.
+
+
+def begin_marker(name: str) -> str:
+    owner = SECTIONS[name]
+    if owner is None:
+        return f"<!-- begin {name}: written by hand; every tool keeps it -->"
+    return f"<!-- begin {name}: written by {owner}; the other tools keep it -->"
+
+
+def end_marker(name: str) -> str:
+    return f"<!-- end {name} -->"
+
+
+def _marker(line: str) -> tuple[str, str] | None:
+    """("begin" | "end", NAME) if `line` is a section marker, else None."""
+    line = line.strip()
+    if line in LEGACY_MARKERS:
+        return LEGACY_MARKERS[line]
+    if not (line.startswith("<!-- ") and line.endswith(" -->")):
+        return None
+    words = line[5:-4].split()
+    # Only the two shapes written above count: any other comment is text.
+    if len(words) >= 2 and words[0] == "begin" and words[1].endswith(":"):
+        return "begin", words[1][:-1]
+    if len(words) == 2 and words[0] == "end":
+        return "end", words[1]
+    return None
+
+
+def parse_sections(text: str, what: str = "RESULTS.md") -> dict[str, tuple[int, int]]:
+    """NAME -> (index of its begin line, index of its end line) in text.split("\n"). Raises
+    BenchError if the markers do not pair up (nested, unclosed, repeated or unknown), so that
+    no tool ever guesses where a section ends and overwrites someone else's lines."""
+    found: dict[str, tuple[int, int]] = {}
+    open_name, open_at = None, -1
+    for i, line in enumerate(text.split("\n")):
+        m = _marker(line)
+        if m is None:
+            continue
+        kind, name = m
+        if name not in SECTIONS:
+            raise BenchError(f"{what} line {i + 1}: unknown section '{name}' "
+                             f"(known: {', '.join(SECTIONS)})")
+        if kind == "begin":
+            if open_name is not None:
+                raise BenchError(f"{what} line {i + 1}: section '{name}' begins inside "
+                                 f"'{open_name}' (line {open_at + 1})")
+            if name in found:
+                raise BenchError(f"{what} line {i + 1}: a second section '{name}'")
+            open_name, open_at = name, i
+        else:
+            if open_name != name:
+                raise BenchError(f"{what} line {i + 1}: end of '{name}' but "
+                                 + (f"'{open_name}' is open" if open_name else "none is open"))
+            found[name] = (open_at, i)
+            open_name = None
+    if open_name is not None:
+        raise BenchError(f"{what} line {open_at + 1}: section '{open_name}' never ends")
+    return found
+
+
+def lines_outside_sections(text: str) -> list[str]:
+    """The non-blank lines of `text` that are in no section (BenchError as parse_sections)."""
+    found = parse_sections(text)
+    inside = {i for first, last in found.values() for i in range(first, last + 1)}
+    return [line for i, line in enumerate(text.split("\n")) if i not in inside and line.strip()]
+
+
+def replace_section(path: Path, name: str, body: list[str], create: bool = True) -> bool:
+    """Put `body` (lines, without the markers) in section `name` of `path`, between fresh
+    markers, and keep every other line of the file as it was. A section the file does not have
+    yet goes before the first section that SECTIONS lists after it, else at the end. If the file
+    does not exist it is created with only that section, or, with create=False, left alone.
+    Returns whether the file was written; raises BenchError on unpaired markers (the file is
+    then unchanged). The file is replaced atomically."""
+    if SECTIONS[name] is None:
+        raise BenchError(f"section '{name}' is written by hand, not by a tool")
     if not path.exists():
-        return
-    text = path.read_text()
-    begin, end = RESULTS_BEGIN, RESULTS_END
-    if begin in text and end in text:
-        text = text[:text.index(begin)].rstrip("\n") + text[text.index(end) + len(end):]
-    body = ["", begin, "", "#" + md[0]] + ["#" + line if line.startswith("## ") else line
-                                          for line in md[1:]]
-    body += [end, ""]
-    tmp = out_dir / "RESULTS.md.tmp"
-    tmp.write_text(text.rstrip("\n") + "\n" + "\n".join(body))
+        if not create:
+            return False
+        text = ""
+    else:
+        text = path.read_text()
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline
+    found = parse_sections(text, str(path))
+    while body and not body[0].strip():
+        body = body[1:]
+    while body and not body[-1].strip():
+        body = body[:-1]
+    block = [begin_marker(name), "", *body, "", end_marker(name)]
+    if name in found:
+        first, last = found[name]
+        lines[first:last + 1] = block
+    else:
+        later = [found[n][0] for n in list(SECTIONS)[list(SECTIONS).index(name) + 1:]
+                 if n in found]
+        if later:
+            at = min(later)
+            lines[at:at] = block + [""]
+        else:
+            while lines and not lines[-1].strip():
+                lines.pop()
+            lines += ([""] if lines else []) + block
+    out = "\n".join(lines) + "\n"
+    if set(parse_sections(out, f"{path} as it would be written")) != set(found) | {name}:
+        raise BenchError(f"{path}: the new '{name}' section holds section markers")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(out)
     os.replace(tmp, path)
+    return True
 
 
 def free_port(host: str = "127.0.0.1") -> tuple[socket.socket, int]:
