@@ -1,8 +1,8 @@
 /* fuzz_msg.c - msg_parse() over bytes as they come off a peer's socket.
  *
  * Covers every verb: the flood (GET, FOUND), the archive transfer (REQUEST,
- * ITEM, ERROR), the transfer headers (FETCH, RANGE, DATA, LIST,
- * MANIFEST, BUSY) and the link handshake (HELLO, CHALLENGE, PROVE). Beyond "no crash" it checks what the rest of the peer relies
+ * ITEM, ERROR), the transfer headers (FETCH, RANGE with its optional mode,
+ * DATA, LIST, MANIFEST, BUSY) and the link handshake (HELLO, CHALLENGE, PROVE). Beyond "no crash" it checks what the rest of the peer relies
  * on: the result codes are the documented ones, a refusal always says why
  * (and maps to an ERROR code), an accepted header consumed a whole line of at
  * most MSG_MAX_HEADER bytes, its names and paths pass name_valid() and
@@ -59,6 +59,9 @@ static void check_same(const struct msg *a, const struct msg *b)
     case MSG_RANGE:
         CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && a->offset == b->offset);
         CHECK(a->chunk == b->chunk);
+        /* The optional mode: carried exactly, and only when it was given. */
+        CHECK(a->has_mode == b->has_mode);
+        CHECK(!a->has_mode || a->mode == b->mode);
         break;
     case MSG_DATA:
         CHECK(a->idx == b->idx && a->len == b->len && a->crc == b->crc);
@@ -113,6 +116,9 @@ static void check_fields(const struct msg *m)
         break;
     case MSG_RANGE:
         CHECK(m->chunk >= 1 && strlen(m->md5) == MSG_MD5_LEN);
+        /* mode= is 1 to 4 octal digits; without it, nothing is claimed. */
+        CHECK(m->has_mode == 0 || m->has_mode == 1);
+        CHECK(m->has_mode ? m->mode <= 07777 : m->mode == 0);
         break;
     case MSG_MANIFEST:
         CHECK(strlen(m->md5) == MSG_MD5_LEN);

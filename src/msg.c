@@ -400,6 +400,24 @@ static fs_status parse_retry(const char *v, size_t n, struct msg *m, const char 
     return num_field(v, n, 1, MSG_MAX_RETRY_MS, &m->retry, &w, why);
 }
 
+/* 1 to 4 octal digits (a leading 0 is fine: it is octal); the receiver
+ * keeps only the permission bits (& 0777). */
+static fs_status parse_mode(const char *v, size_t n, struct msg *m, const char **why)
+{
+    unsigned x = 0;
+
+    if (n == 0 || n > 4)
+        return fail(why, "mode is not 1 to 4 octal digits");
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '7')
+            return fail(why, "mode is not 1 to 4 octal digits");
+        x = x * 8 + (unsigned)(v[i] - '0');
+    }
+    m->mode = x;
+    m->has_mode = 1;
+    return FS_OK;
+}
+
 static fs_status parse_name(const char *v, size_t n, struct msg *m, const char **why)
 {
     static const struct text_why w = {
@@ -493,7 +511,8 @@ typedef fs_status (*parse_fn)(const char *v, size_t n, struct msg *m, const char
 
 #define KEY_LIST(X)                                                                           \
     X(qid) X(ttl) X(hops) X(origin) X(from) X(holder) X(peer) X(kind) X(size) X(md5) X(path)  \
-        X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc) X(nonce) X(retry)
+        X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc) X(nonce) X(retry) \
+            X(mode)
 
 enum key {
 #define KEY_ENUM(k) K_##k,
@@ -543,6 +562,8 @@ static const struct need fetch_opt[] = {{K_chunk, NULL}};
 static const struct need range_keys[] = {
     NEED(RANGE, size), NEED(RANGE, md5), NEED(RANGE, offset), NEED(RANGE, chunk),
 };
+/* The file's permission bits on the holder, so the download gets them. */
+static const struct need range_opt[] = {{K_mode, NULL}};
 static const struct need data_keys[] = {NEED(DATA, idx), NEED(DATA, len), NEED(DATA, crc)};
 static const struct need list_keys[] = {NEED(LIST, path), NEED(LIST, md5)};
 static const struct need manifest_keys[] = {NEED(MANIFEST, md5), NEED(MANIFEST, len)};
@@ -571,7 +592,7 @@ static const struct verb_spec verbs[] = {
     VERB("ITEM", MSG_ITEM, item_keys),
     VERB("ERROR", MSG_ERROR, error_keys),
     VERB_OPT("FETCH", MSG_FETCH, fetch_keys, fetch_opt),
-    VERB("RANGE", MSG_RANGE, range_keys),
+    VERB_OPT("RANGE", MSG_RANGE, range_keys, range_opt),
     VERB("DATA", MSG_DATA, data_keys),
     VERB("LIST", MSG_LIST, list_keys),
     VERB("MANIFEST", MSG_MANIFEST, manifest_keys),
@@ -867,6 +888,18 @@ static void put_crc(struct wbuf *w, uint32_t crc)
     put_str(w, tmp);
 }
 
+static void put_mode(struct wbuf *w, unsigned mode)
+{
+    char tmp[16];
+
+    if (mode > 07777) {
+        w->bad = 1;
+        return;
+    }
+    snprintf(tmp, sizeof tmp, "%o", mode);
+    put_str(w, tmp);
+}
+
 static void put_addr(struct wbuf *w, const struct fs_addr *a)
 {
     char tmp[ADDR_STR_MAX];
@@ -904,15 +937,20 @@ static void put_value(struct wbuf *w, const struct msg *m, enum key k)
     case K_crc: put_crc(w, m->crc); break;
     case K_nonce: put_enc(w, m->nonce, sizeof m->nonce); break;
     case K_retry: put_u64(w, m->retry); break;
+    case K_mode: put_mode(w, m->mode); break;
     case K_COUNT: w->bad = 1; break;
     }
 }
 
-/* Is optional key k set in m? Each optional key is a number whose 0 means
- * "not given" (a value its parser refuses). */
+/* Is optional key k set in m? chunk is a number whose 0 means "not given"
+ * (a value its parser refuses); mode, where 0 is a mode, has its flag. */
 static int opt_set(const struct msg *m, enum key k)
 {
-    return k == K_chunk ? m->chunk != 0 : 1;
+    if (k == K_chunk)
+        return m->chunk != 0;
+    if (k == K_mode)
+        return m->has_mode;
+    return 1;
 }
 
 int msg_format(const struct msg *m, char *out, size_t cap)

@@ -53,7 +53,7 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   ITEM:    kind size md5 len zmd5
  *   ERROR:   code text
  *   FETCH:   path md5 offset [chunk]   ([..]: optional; 0 when absent)
- *   RANGE:   size md5 offset chunk
+ *   RANGE:   size md5 offset chunk [mode]
  *   DATA:    idx len crc
  *   LIST:    path md5
  *   MANIFEST: md5 len
@@ -87,6 +87,9 @@ struct msg {
     uint32_t crc;    /* DATA: CRC-32 of the frame's bytes (8 lower-case hex) */
     char nonce[MSG_NONCE_LEN + 1]; /* CHALLENGE/PROVE */
     uint64_t retry;  /* BUSY: ms to wait before asking again, 1..MSG_MAX_RETRY_MS */
+    unsigned mode;   /* RANGE: the file's permission bits on the holder (octal on
+                        the wire, 0..07777), when has_mode */
+    int has_mode;    /* RANGE: mode was given (older holders send none) */
 };
 
 /* Parses one header from buf[0..len).

@@ -290,6 +290,69 @@ static void test_fetch_chunk_is_optional(void **state)
     assert_int_equal(m.offset, 4194304);
 }
 
+/* RANGE's optional mode (docs/PROTOCOL.md): the file's permission bits on
+ * the holder, octal; written only when set (0 is a mode: has_mode says),
+ * absent from an older holder's RANGE. */
+static void test_range_mode_is_optional_and_octal(void **state)
+{
+    static const char old[] = "FLOOD/1 RANGE size=5 md5=6f5902ac237024bdd0c176cb93063dc4 "
+                              "offset=0 chunk=524288\n";
+    static const char with[] = "FLOOD/1 RANGE size=5 md5=6f5902ac237024bdd0c176cb93063dc4 "
+                               "offset=0 chunk=524288 mode=755\n";
+    static const char zero[] = "FLOOD/1 RANGE size=5 md5=6f5902ac237024bdd0c176cb93063dc4 "
+                               "offset=0 chunk=524288 mode=0\n";
+    static const char four[] = "FLOOD/1 RANGE mode=4755 size=5 "
+                               "md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 chunk=524288\n";
+    struct msg m;
+    size_t used;
+    char out[MSG_MAX_HEADER];
+
+    (void)state;
+    assert_int_equal(msg_parse(old, sizeof old - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.has_mode, 0);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof old - 1));
+    assert_memory_equal(out, old, sizeof old - 1); /* no mode= written */
+
+    assert_int_equal(msg_parse(with, sizeof with - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.has_mode, 1);
+    assert_int_equal(m.mode, 0755);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof with - 1));
+    assert_memory_equal(out, with, sizeof with - 1);
+    assert_round_trip(&m);
+
+    assert_int_equal(msg_parse(zero, sizeof zero - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.has_mode, 1);
+    assert_int_equal(m.mode, 0);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof zero - 1));
+    assert_memory_equal(out, zero, sizeof zero - 1); /* mode 0 is still written */
+
+    assert_int_equal(msg_parse(four, sizeof four - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.mode, 04755); /* parsed whole; the receiver keeps & 0777 */
+    assert_round_trip(&m);
+
+    m.mode = 010000; /* more than 4 octal digits: never written */
+    assert_int_equal(msg_format(&m, out, sizeof out), -1);
+}
+
+static void test_parse_refuses_bad_range_mode(void **state)
+{
+#define RANGE_HEAD "FLOOD/1 RANGE size=5 md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 chunk=65536"
+    static const struct bad_case cases[] = {
+        {RANGE_HEAD " mode=\n", "mode is not 1 to 4 octal digits"},
+        {RANGE_HEAD " mode=8\n", "mode is not 1 to 4 octal digits"},
+        {RANGE_HEAD " mode=0644x\n", "mode is not 1 to 4 octal digits"},
+        {RANGE_HEAD " mode=10000\n", "mode is not 1 to 4 octal digits"},
+        {RANGE_HEAD " mode=-644\n", "mode is not 1 to 4 octal digits"},
+        {RANGE_HEAD " mode=0x1a4\n", "mode is not 1 to 4 octal digits"},
+        {RANGE_HEAD " mode=%36%34%34\n", "mode is not 1 to 4 octal digits"},
+        {RANGE_HEAD " mode=644 mode=644\n", "duplicate key mode"},
+    };
+#undef RANGE_HEAD
+
+    (void)state;
+    expect_all_malformed(cases, sizeof cases / sizeof cases[0]);
+}
+
 static void test_parse_refuses_bad_transfer_fields(void **state)
 {
     static const struct bad_case cases[] = {
@@ -1298,6 +1361,8 @@ int main(void)
         cmocka_unit_test(test_round_trip_link_handshake),
         cmocka_unit_test(test_round_trip_fetch_range_and_data),
         cmocka_unit_test(test_fetch_chunk_is_optional),
+        cmocka_unit_test(test_range_mode_is_optional_and_octal),
+        cmocka_unit_test(test_parse_refuses_bad_range_mode),
         cmocka_unit_test(test_parse_refuses_bad_transfer_fields),
         cmocka_unit_test(test_round_trip_busy),
         cmocka_unit_test(test_parse_refuses_bad_busy),

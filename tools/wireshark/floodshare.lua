@@ -67,6 +67,7 @@ local KEYS = {
     chunk  = { kind = "number", label = "Chunk size (bytes per DATA frame)" },
     idx    = { kind = "number", label = "Chunk index" },
     crc    = { kind = "crc",    label = "CRC-32 of the chunk" },
+    mode   = { kind = "text",   label = "Permission bits of the file on the holder (octal)" },
 }
 
 -- The verbs, the keys each one must carry, and whether a body of `len` bytes follows.
