@@ -38,6 +38,8 @@ static char *write_state(const struct partial *pt, size_t *len)
                          enc, pt->size, pt->md5, pt->chunk);
     if (pt->holder.port)
         n += (size_t)snprintf(t + n, cap - n, "holder %s\n", addr_format(&pt->holder, holder));
+    if (pt->has_mode)
+        n += (size_t)snprintf(t + n, cap - n, "mode %o\n", (unsigned)pt->mode);
     for (uint64_t i = 0; i < pt->have; i++)
         n += (size_t)snprintf(t + n, cap - n, "c %" PRIu64 " %08" PRIx32 "\n", i, pt->crc[i]);
     CHECK(n < cap);
@@ -74,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(!strcmp(pt.name, back.name) && !strcmp(pt.md5, back.md5));
         CHECK(pt.size == back.size && pt.chunk == back.chunk && pt.nchunks == back.nchunks);
         CHECK(addr_equal(&pt.holder, &back.holder) && pt.have == back.have);
+        CHECK(pt.has_mode == back.has_mode && pt.mode == back.mode && pt.mode <= 07777);
         CHECK(pt.have == 0 || !memcmp(pt.crc, back.crc, (size_t)pt.have * sizeof *pt.crc));
         free(back.crc);
         free(again);

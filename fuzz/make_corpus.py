@@ -52,6 +52,8 @@ def msg_seeds():
         "fetch": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912\n",
         "fetch_chunk": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912 chunk=1048576\n",
         "range": f"FLOOD/1 RANGE size=1073741824 md5={MD5} offset=536870912 chunk=4194304\n",
+        "range_mode": f"FLOOD/1 RANGE size=1073741824 md5={MD5} offset=0 chunk=524288 "
+                      f"mode=755\n",
         "data": "FLOOD/1 DATA idx=128 len=4194304 crc=9a3c41f0\n",
         "list": f"FLOOD/1 LIST path=photos/2023 md5={MD5}\n",
         "manifest": f"FLOOD/1 MANIFEST md5={MD5} len=58\nD sub\nF 12 {MD5} sub/a.txt\n",
@@ -95,6 +97,7 @@ def state_seeds():
     hdr = f"floodshare-partial 1\nname big%20file.bin\nsize 10485760\nmd5 {MD5}\nchunk 4194304\n"
     write("state", "fresh", hdr)
     write("state", "holder_chunks", hdr + "holder 127.0.0.1:10813\nc 0 9a3c41f0\nc 1 0000000b\n")
+    write("state", "holder_mode", hdr + "holder 127.0.0.1:10813\nmode 755\nc 0 9a3c41f0\n")
     write("state", "all_chunks", hdr + "holder peer-3:10813\nc 0 9a3c41f0\nc 1 0000000b\nc 2 ffffffff\n")
     write("state", "torn_last_line", hdr + "c 0 9a3c41f0\nc 1 0000")
     write("state", "empty_file", "floodshare-partial 1\nname e\nsize 0\nmd5 "

@@ -101,14 +101,14 @@ struct node *node_new(const struct cfg *c, const char *run_dir, char *err, size_
     n->live = snap_new(c);
     if (!n->live)
         goto oom;
-    if (statedir_prepare(c->share_dir) != FS_OK) {
-        snprintf(err, cap, "cannot use %s/%s: %s", c->share_dir, SHARE_STATE_DIR,
-                 strerror(errno));
-        goto fail;
-    }
     n->share = share_open(c->share_dir, &st);
     if (!n->share) {
         snprintf(err, cap, "cannot index %s: %s", c->share_dir, fs_strerror(st));
+        goto fail;
+    }
+    if (statedir_prepare(share_root_fd(n->share)) != FS_OK) {
+        snprintf(err, cap, "cannot use %s/%s: %s", c->share_dir, SHARE_STATE_DIR,
+                 strerror(errno));
         goto fail;
     }
     n->qc = qcache_new(c->query_cache_size, c->query_cache_ttl_ms);
@@ -179,13 +179,16 @@ static struct share *open_new_share(const char *dir, char *err, size_t cap)
 {
     fs_status st;
 
-    if (statedir_prepare(dir) != FS_OK) {
-        snprintf(err, cap, "cannot use %s", dir);
+    struct share *sh = share_open(dir, &st);
+    if (!sh) {
+        snprintf(err, cap, "cannot index %s: %s", dir, fs_strerror(st));
         return NULL;
     }
-    struct share *sh = share_open(dir, &st);
-    if (!sh)
-        snprintf(err, cap, "cannot index %s: %s", dir, fs_strerror(st));
+    if (statedir_prepare(share_root_fd(sh)) != FS_OK) {
+        snprintf(err, cap, "cannot use %s/%s: %s", dir, SHARE_STATE_DIR, strerror(errno));
+        share_close(sh);
+        return NULL;
+    }
     return sh;
 }
 

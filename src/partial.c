@@ -139,6 +139,16 @@ static fs_status parse_line(const char *line, size_t n, struct partial *pt, unsi
             return FS_EPROTO;
         return size_table(pt) == FS_OK ? FS_OK : FS_EPROTO;
     }
+    if (line_value(line, n, "mode", val, sizeof val)) {
+        /* The holder's permission bits, 1 to 4 octal digits (RANGE mode). */
+        size_t l = strlen(val);
+        char *end;
+        if (!first_time(seen, 16) || l == 0 || l > 4 || strspn(val, "01234567") != l)
+            return FS_EPROTO;
+        pt->mode = (mode_t)strtoul(val, &end, 8);
+        pt->has_mode = 1;
+        return FS_OK;
+    }
     if (line_value(line, n, "holder", val, sizeof val))
         return addr_parse(val, strlen(val), &pt->holder, NULL) == FS_OK ? FS_OK : FS_EPROTO;
     if (line_value(line, n, "c", val, sizeof val)) {
@@ -156,6 +166,8 @@ fs_status partial_parse_state(const char *text, size_t len, struct partial *pt)
 
     pt->crc = NULL;
     pt->have = pt->nchunks = 0;
+    pt->has_mode = 0;
+    pt->mode = 0;
     if (len <= magic || memcmp(text, STATE_MAGIC, magic) != 0 || text[magic] != '\n')
         return FS_EPROTO;
     i = magic + 1;
@@ -168,9 +180,9 @@ fs_status partial_parse_state(const char *text, size_t len, struct partial *pt)
             goto bad;
         i += n + 1;
     }
-    if (seen == 7 && default_chunk(pt, &seen) != FS_OK)
+    if ((seen & 15) == 7 && default_chunk(pt, &seen) != FS_OK)
         goto bad;
-    if (seen != 15)
+    if ((seen & 15) != 15)
         goto bad;
     return FS_OK;
 bad:
@@ -180,12 +192,12 @@ bad:
     return FS_EPROTO;
 }
 
-/* --- files --- */
+/* --- files: all reached through the state folder's descriptor --- */
 
-static fs_status read_small(const char *path, char **text, size_t *len)
+static fs_status read_small(int dirfd, const char *name, char **text, size_t *len)
 {
     struct stat sb;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     fs_status st = FS_EIO;
 
     *text = NULL;
@@ -206,27 +218,20 @@ static fs_status read_small(const char *path, char **text, size_t *len)
     return st;
 }
 
-/* fsyncs the folder that holds path, so a rename or create there survives
- * a crash. Errors are ignored: the caller's data is already safe, only the
- * name might be lost, and nothing can be done about it here. */
-static void sync_parent(const char *path)
+/* fsyncs the folder dirfd, so a rename or create there survives a crash.
+ * Errors are ignored: the caller's data is already safe, only the name
+ * might be lost, and nothing can be done about it here. */
+static void sync_dir(int dirfd)
 {
-    char dir[4200];
-    const char *slash = strrchr(path, '/');
+    int err = errno;
 
-    if (!slash)
-        return;
-    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int dfd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    (void)fsync(dirfd);
+    errno = err;
 }
 
 fs_status partial_save(struct partial *pt)
 {
-    char tmp[sizeof pt->state_path + 8], enc[3 * MSG_MAX_NAME + 1], holder[ADDR_STR_MAX];
+    char tmp[sizeof pt->state_name + 8], enc[3 * MSG_MAX_NAME + 1], holder[ADDR_STR_MAX];
     size_t cap = 256 + sizeof enc + pt->have * 32;
     char *text = malloc(cap);
     fs_status st = FS_EIO;
@@ -238,18 +243,21 @@ fs_status partial_save(struct partial *pt)
                      "\n", enc, pt->size, pt->md5, pt->chunk);
     if (pt->holder.port)
         n += snprintf(text + n, cap - (size_t)n, "holder %s\n", addr_format(&pt->holder, holder));
+    if (pt->has_mode)
+        n += snprintf(text + n, cap - (size_t)n, "mode %o\n", (unsigned)(pt->mode & 07777));
     for (uint64_t i = 0; i < pt->have; i++)
         n += snprintf(text + n, cap - (size_t)n, "c %" PRIu64 " %08" PRIx32 "\n", i, pt->crc[i]);
-    snprintf(tmp, sizeof tmp, "%s.tmp", pt->state_path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    snprintf(tmp, sizeof tmp, "%s.tmp", pt->state_name);
+    int fd = openat(pt->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+                    0600);
     if (fd >= 0) {
         /* durable: the new state is on disk before it takes the name, and
          * the rename is on disk before we go on (a crash leaves the old
          * state or the new one, never an empty file under the name). */
         if (write(fd, text, (size_t)n) == n && (!pt->durable || fsync(fd) == 0) &&
-            rename(tmp, pt->state_path) == 0) {
+            renameat(pt->dirfd, tmp, pt->dirfd, pt->state_name) == 0) {
             if (pt->durable)
-                sync_parent(pt->state_path);
+                sync_dir(pt->dirfd);
             /* Later "c" lines go to the file now under the state's name. */
             if (pt->state_fd >= 0)
                 close(pt->state_fd);
@@ -258,7 +266,7 @@ fs_status partial_save(struct partial *pt)
             st = FS_OK;
         } else {
             int saved = errno;
-            unlink(tmp);
+            unlinkat(pt->dirfd, tmp, 0);
             errno = saved;
         }
         if (fd >= 0)
@@ -278,10 +286,15 @@ static fs_status lock_part(int fd)
 }
 
 /* A second descriptor for direct writes; -1 (buffered only) where the
- * file system has no O_DIRECT. Not locked: the lock is on pt->fd. */
+ * file system has no O_DIRECT. Not locked: the lock is on pt->fd. Opened
+ * through /proc/self/fd, so it is the very file pt->fd holds, whatever
+ * became of its name. */
 static void open_direct(struct partial *pt)
 {
-    pt->dfd = open(pt->data_path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOFOLLOW);
+    char self[64];
+
+    snprintf(self, sizeof self, "/proc/self/fd/%d", pt->fd);
+    pt->dfd = open(self, O_WRONLY | O_DIRECT | O_CLOEXEC);
 }
 
 static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size, const char *md5,
@@ -293,13 +306,15 @@ static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size,
     memcpy(pt->md5, md5, sizeof pt->md5);
     pt->size = size;
     pt->chunk = chunk;
+    pt->has_mode = 0;
+    pt->mode = 0;
     while (size / pt->chunk >= PARTIAL_CHUNKS_WANTED && pt->chunk < PARTIAL_CHUNK_MAX)
         pt->chunk *= 2;
     pt->have = 0;
     fs_status st = size_table(pt);
     if (st)
         return st;
-    pt->fd = open(pt->data_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (pt->fd < 0)
         return FS_EIO;
     fs_status st2 = lock_part(pt->fd);
@@ -311,8 +326,8 @@ static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size,
     return partial_save(pt);
 }
 
-fs_status partial_open(const char *state_dir, const char *name, uint64_t size, const char *md5,
-                       uint64_t chunk, struct partial **out, int *resumed)
+fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const char *md5,
+                          uint64_t chunk, struct partial **out, int *resumed)
 {
     struct partial *pt = calloc(1, sizeof *pt);
     char *text = NULL;
@@ -321,7 +336,7 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
 
     *out = NULL;
     *resumed = 0;
-    if (!partial_chunk_valid(chunk)) {
+    if (!partial_chunk_valid(chunk) || !hash_hex_valid(md5)) {
         free(pt);
         return FS_EINVAL;
     }
@@ -332,12 +347,17 @@ fs_status partial_open(const char *state_dir, const char *name, uint64_t size, c
         return FS_ETOOBIG;
     }
     pt->fd = pt->dfd = pt->state_fd = -1;
-    snprintf(pt->data_path, sizeof pt->data_path, "%s/%s.part", state_dir, md5);
-    snprintf(pt->state_path, sizeof pt->state_path, "%s/%s.state", state_dir, md5);
-    if (read_small(pt->state_path, &text, &len) == FS_OK &&
+    pt->dirfd = fcntl(state_dir, F_DUPFD_CLOEXEC, 0);
+    if (pt->dirfd < 0) {
+        free(pt);
+        return FS_EIO;
+    }
+    snprintf(pt->data_name, sizeof pt->data_name, "%s.part", md5);
+    snprintf(pt->state_name, sizeof pt->state_name, "%s.state", md5);
+    if (read_small(pt->dirfd, pt->state_name, &text, &len) == FS_OK &&
         partial_parse_state(text, len, pt) == FS_OK && pt->size == size &&
         strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 &&
-        (pt->fd = open(pt->data_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+        (pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
         *resumed = 1;
         st = lock_part(pt->fd);
         if (st == FS_OK) {
@@ -519,22 +539,49 @@ void partial_writeback(const struct partial *pt, uint64_t idx)
                     SYNC_FILE_RANGE_WRITE);
 }
 
-fs_status partial_place(const char *from, const char *final_path, int durable)
+fs_status partial_place_at(int from_dir, const char *from, int to_dir, const char *to,
+                           int durable)
 {
-    if (renameat2(AT_FDCWD, from, AT_FDCWD, final_path, RENAME_NOREPLACE) < 0)
+    if (renameat2(from_dir, from, to_dir, to, RENAME_NOREPLACE) < 0)
         return errno == EEXIST ? FS_EEXIST : FS_EIO;
     if (durable) /* the rename itself must survive a crash */
-        sync_parent(final_path);
+        sync_dir(to_dir);
     return FS_OK;
 }
 
-fs_status partial_finish(struct partial *pt, const char *final_path, int durable)
+mode_t partial_umask(void)
 {
+    char line[128];
+    unsigned long mask = 077; /* cannot tell: share with nobody */
+    FILE *f = fopen("/proc/self/status", "re");
+
+    if (!f)
+        return (mode_t)mask;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "Umask:", 6) == 0) {
+            char *end;
+            unsigned long v = strtoul(line + 6, &end, 8);
+            if (end != line + 6 && v <= 0777)
+                mask = v;
+            break;
+        }
+    fclose(f);
+    return (mode_t)mask;
+}
+
+fs_status partial_finish_at(struct partial *pt, int to_dir, const char *to, int durable)
+{
+    mode_t mode = pt->has_mode ? pt->mode : 0644;
+
+    /* The holder's permission bits, masked as if this process had created
+     * the file with them: the .part was made 0600 while it was incomplete. */
+    if (fchmod(pt->fd, mode & 0777 & ~partial_umask()) < 0)
+        return FS_EIO;
     if (durable && fsync(pt->fd) < 0)
         return FS_EIO;
-    fs_status st = partial_place(pt->data_path, final_path, durable);
+    fs_status st = partial_place_at(pt->dirfd, pt->data_name, to_dir, to, durable);
     if (st == FS_OK)
-        unlink(pt->state_path);
+        unlinkat(pt->dirfd, pt->state_name, 0);
     return st;
 }
 
@@ -566,14 +613,19 @@ static int sibling_exists(int dfd, const char *name, const char *other_suffix)
     return fstatat(dfd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-long partial_sweep(const char *state_dir)
+long partial_sweep_at(int state_dir)
 {
-    DIR *d = opendir(state_dir);
+    int fd = fcntl(state_dir, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
     struct dirent *e;
     long removed = 0;
 
-    if (!d)
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
         return 0;
+    }
+    rewinddir(d); /* the dup shares its reading position with state_dir */
     while ((e = readdir(d)) != NULL) {
         const char *n = e->d_name;
         int orphan = md5_named(n, ".state.tmp") ||
@@ -588,8 +640,8 @@ long partial_sweep(const char *state_dir)
 
 void partial_discard(struct partial *pt)
 {
-    unlink(pt->data_path);
-    unlink(pt->state_path);
+    unlinkat(pt->dirfd, pt->data_name, 0);
+    unlinkat(pt->dirfd, pt->state_name, 0);
 }
 
 void partial_close(struct partial *pt)
@@ -602,29 +654,35 @@ void partial_close(struct partial *pt)
         close(pt->dfd);
     if (pt->state_fd >= 0)
         close(pt->state_fd);
+    if (pt->dirfd >= 0)
+        close(pt->dirfd);
     free(pt->crc);
     free(pt);
 }
 
-long partial_list(const char *state_dir, struct partial_info **out)
+long partial_list_at(int state_dir, struct partial_info **out)
 {
-    DIR *d = opendir(state_dir);
+    int fd = fcntl(state_dir, F_DUPFD_CLOEXEC, 0);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
     struct dirent *e;
     size_t n = 0, cap = 0;
 
     *out = NULL;
-    if (!d)
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
         return 0;
+    }
+    rewinddir(d); /* the dup shares its reading position with state_dir */
     while ((e = readdir(d)) != NULL) {
         size_t l = strlen(e->d_name);
-        char path[4200], *text;
+        char *text;
         size_t len;
         struct partial pt;
         if (l != MSG_MD5_LEN + 6 || strcmp(e->d_name + MSG_MD5_LEN, ".state") != 0)
             continue;
-        snprintf(path, sizeof path, "%s/%s", state_dir, e->d_name);
         memset(&pt, 0, sizeof pt);
-        if (read_small(path, &text, &len) != FS_OK)
+        if (read_small(dirfd(d), e->d_name, &text, &len) != FS_OK)
             continue;
         fs_status st = partial_parse_state(text, len, &pt);
         free(text);
@@ -649,4 +707,18 @@ long partial_list(const char *state_dir, struct partial_info **out)
     }
     closedir(d);
     return (long)n;
+}
+
+long partial_list(const char *state_dir, struct partial_info **out)
+{
+    /* The state folder's own name is never a link (O_NOFOLLOW). */
+    int fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    long n;
+
+    *out = NULL;
+    if (fd < 0)
+        return 0;
+    n = partial_list_at(fd, out);
+    close(fd);
+    return n;
 }

@@ -18,8 +18,11 @@
 #include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 #include "floodshare/hash.h"
 #include "floodshare/log.h"
@@ -63,7 +66,7 @@
 #define SHARE_RACY_SEC 2
 #define SHARE_WATCH_MASK                                                                   \
     (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB |    \
-     IN_DELETE_SELF | IN_MODIFY | IN_ONLYDIR | IN_DONT_FOLLOW)
+     IN_DELETE_SELF | IN_MODIFY | IN_ONLYDIR)
 /* "F " size ' ' md5 ' ' relpath '\n' */
 #define MANIFEST_LINE_MAX (2 + 20 + 1 + MSG_MD5_LEN + 1 + PATH_MAX_LEN + 1 + 1)
 
@@ -88,7 +91,12 @@ struct entry {
  * (share_thread()), which sleeps in poll(2) on the inotify fd and wake_fd.
  * Callers only nudge it through wake_fd; nothing they call scans. */
 struct share {
-    char *dir;        /* canonical, immutable after share_open() */
+    /* The share folder, opened once by share_open() and held until
+     * share_close(): every path below it is reached through this descriptor
+     * (share_open_beneath()), never through a path string, so replacing the
+     * folder or a parent with a link changes nothing the peer reads. */
+    int root_fd;
+    char *dir;        /* the folder's name when opened, for messages only */
     atomic_int dirty; /* rescan at the next chance; set by anyone, cleared by a scan */
     atomic_int stop;  /* share_close(): the thread ends, a running scan gives up */
     int wake_fd;      /* eventfd: written to nudge the thread */
@@ -131,7 +139,7 @@ struct walk {
     size_t n, cap;
     const struct sharecache_ent *cache; /* NULL: hash everything */
     size_t n_cache;
-    const char *root; /* absolute path of the scanned folder, for watches */
+    const char *root; /* the scanned folder's name, for messages */
     int ifd;          /* -1: add no watches */
     int watch_err;    /* why watching failed (ifd was then closed) */
     int strict;       /* share_digest(): a symlink or a limit fails the scan */
@@ -553,22 +561,21 @@ static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len
         walk_unreadable(w, err, rel);
 }
 
-/* Watches the folder about to be read, before reading it, so that a change
- * made while the scan runs is seen by the next share_refresh(). */
-static void walk_watch(struct walk *w, const char *rel)
+/* Watches the folder about to be read (open as fd), before reading it, so
+ * that a change made while the scan runs is seen by the next
+ * share_refresh(). The watch goes through /proc/self/fd, which names the
+ * very folder fd holds: a path string from the root could meanwhile lead
+ * through a link to somewhere else. */
+static void walk_watch(struct walk *w, int fd)
 {
-    char abs[PATH_MAX];
-    int n;
+    char self[64];
 
     if (w->ifd < 0)
         return;
-    n = snprintf(abs, sizeof abs, "%s%s%s", w->root, *rel ? "/" : "", rel);
-    if (n < 0 || (size_t)n >= sizeof abs)
-        w->watch_err = ENAMETOOLONG;
-    else if (inotify_add_watch(w->ifd, abs, SHARE_WATCH_MASK) < 0)
-        w->watch_err = errno;
-    else
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    if (inotify_add_watch(w->ifd, self, SHARE_WATCH_MASK) >= 0)
         return;
+    w->watch_err = errno;
     /* A partly watched tree would miss changes: poll instead. */
     close(w->ifd);
     w->ifd = -1;
@@ -646,7 +653,7 @@ static void walk_dir(struct walk *w, int fd, char *rel, size_t rlen, unsigned de
             walk_unreadable(w, err, rel);
         return;
     }
-    walk_watch(w, rel);
+    walk_watch(w, dirfd(d));
     while (!walk_stopped(w)) {
         errno = 0;
         de = readdir(d);
@@ -691,15 +698,13 @@ static fs_status walk_tree(struct walk *w, int fd)
 
 /* --- the persisted cache -------------------------------------------------- */
 
-/* Opens the share's state folder without following a symlink, creating it
- * (0700) first if create and it is missing. Returns an fd, or -1 with errno
- * set. */
-static int state_dir_open(const char *root, int create)
+/* Opens the state folder of the share root rfd without following a
+ * symlink, creating it (0700) first if create and it is missing. Returns an
+ * fd, or -1 with errno set. */
+static int state_dir_open(int rfd, int create)
 {
-    int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, err;
+    int fd;
 
-    if (rfd < 0)
-        return -1;
     fd = openat(rfd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
         int made = mkdirat(rfd, SHARE_STATE_DIR, 0700) == 0;
@@ -707,12 +712,20 @@ static int state_dir_open(const char *root, int create)
         if (made || errno == EEXIST)
             fd = openat(rfd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         /* The new folder's name must be durable before the cache inside it. */
-        if (made && fd >= 0)
+        if (made && fd >= 0) {
+            int err = errno;
             (void)fsync(rfd);
+            errno = err;
+        }
     }
-    err = errno;
-    close(rfd);
-    errno = err;
+    /* Another user's folder under that name (one who can write the share)
+     * would feed us hashes: not ours, not used (statedir_open() says so too). */
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || sb.st_uid != geteuid())) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
     return fd;
 }
 
@@ -735,7 +748,7 @@ static int cache_equal(const struct sharecache_ent *a, size_t na, const struct s
  * share_close() once that thread is gone. */
 static void cache_save(struct share *sh)
 {
-    int sfd = state_dir_open(sh->dir, 1);
+    int sfd = state_dir_open(sh->root_fd, 1);
     int err = sfd < 0 ? errno : sharecache_save(sfd, sh->cache, sh->n_cache);
 
     if (sfd >= 0)
@@ -765,7 +778,7 @@ static void cache_load(struct share *sh)
     struct sharecache_ent *v = NULL;
     const char *why = NULL;
     size_t n = 0;
-    int sfd = state_dir_open(sh->dir, 0);
+    int sfd = state_dir_open(sh->root_fd, 0);
     fs_status st;
 
     if (sfd < 0) {
@@ -936,7 +949,8 @@ static fs_status index_rescan(struct share *sh, int eager)
     if (w.ifd < 0)
         w.watch_err = errno;
     atomic_store(&sh->dirty, 0);
-    fd = open(sh->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* A fresh descriptor of the held root: the walk reads and closes it. */
+    fd = openat(sh->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         goto out;
     st = walk_tree(&w, fd);
@@ -1174,6 +1188,8 @@ static void share_free(struct share *sh)
         close(sh->ifd);
     if (sh->wake_fd >= 0)
         close(sh->wake_fd);
+    if (sh->root_fd >= 0)
+        close(sh->root_fd);
     entries_free(sh->items, sh->n_items);
     free(sh->by_name);
     free(sh->cache);
@@ -1201,30 +1217,53 @@ static fs_status share_init_sync(struct share *sh)
     return sh->wake_fd < 0 ? FS_EIO : FS_OK;
 }
 
+/* The name of the folder fd holds, malloc'd: what /proc says it is now
+ * (exact, whatever links dir went through), else dir made absolute. For
+ * messages only; nothing is ever opened by it. */
+static char *root_name(int fd, const char *dir)
+{
+    char self[64], buf[PATH_MAX];
+    ssize_t n;
+
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    n = readlink(self, buf, sizeof buf - 1);
+    if (n > 0 && buf[0] == '/') {
+        buf[n] = '\0';
+        return strdup(buf);
+    }
+    char *real = realpath(dir, NULL);
+    return real ? real : strdup(dir);
+}
+
 struct share *share_open(const char *dir, fs_status *st)
 {
     struct share *sh = NULL;
-    struct stat sb;
-    char *real = realpath(dir, NULL);
+    int fd;
 
-    *st = FS_ENOTFOUND;
-    if (!real)
-        goto fail;
-    *st = FS_EINVAL;
-    if (stat(real, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        goto fail;
+    /* The one time the share is reached by its name: from here on it is
+     * this descriptor (the configured path was resolved once, now). */
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        *st = errno == ENOENT ? FS_ENOTFOUND : errno == ENOTDIR ? FS_EINVAL : FS_EIO;
+        return NULL;
+    }
     *st = FS_ENOMEM;
     sh = calloc(1, sizeof *sh);
-    if (!sh)
-        goto fail;
-    sh->dir = real;
-    real = NULL;
+    if (!sh) {
+        close(fd);
+        return NULL;
+    }
+    sh->root_fd = fd;
     sh->ifd = -1;
     sh->wake_fd = -1;
     atomic_init(&sh->dirty, 1);
     atomic_init(&sh->stop, 0);
     *st = share_init_sync(sh);
     if (*st)
+        goto fail;
+    *st = FS_ENOMEM;
+    sh->dir = root_name(fd, dir);
+    if (!sh->dir)
         goto fail;
     cache_load(sh);
     /* The first index is built here, so that a share that cannot be read
@@ -1238,7 +1277,6 @@ struct share *share_open(const char *dir, fs_status *st)
         goto fail;
     return sh;
 fail:
-    free(real);
     /* Not share_close(): a failed open must not overwrite a good cache
      * with what little it loaded. */
     share_free(sh);
@@ -1258,6 +1296,11 @@ void share_close(struct share *sh)
 const char *share_dir(const struct share *sh)
 {
     return sh->dir;
+}
+
+int share_root_fd(const struct share *sh)
+{
+    return sh->root_fd;
 }
 
 fs_status share_refresh(struct share *sh)
@@ -1459,86 +1502,189 @@ long share_list(struct share *sh, struct share_item **out)
 
 /* --- confinement ---------------------------------------------------------- */
 
-/* Classifies why the component name of dfd could not be opened as a folder:
- * FS_EREFUSED for a symlink, FS_ENOTFOUND when it is missing or not a
- * folder (nothing can exist below it), FS_EIO otherwise. */
-static fs_status resolve_why(int dfd, const char *name)
-{
-    struct stat st;
+/* 1: never call openat2(), walk instead. Set for good the first time the
+ * kernel says it has no openat2 (ENOSYS), or from the start when the
+ * environment has FLOODSHARE_TEST_NO_OPENAT2 set (tests run the fallback
+ * with it; both ways are confined, so it weakens nothing). */
+static atomic_int beneath_walk_only;
+static pthread_once_t beneath_once = PTHREAD_ONCE_INIT;
 
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-        return errno == ENOENT ? FS_ENOTFOUND : FS_EIO;
-    if (S_ISLNK(st.st_mode))
-        return FS_EREFUSED;
-    return S_ISDIR(st.st_mode) ? FS_EIO : FS_ENOTFOUND;
+static void beneath_init(void)
+{
+    const char *v = getenv("FLOODSHARE_TEST_NO_OPENAT2");
+
+    if (v && *v && strcmp(v, "0") != 0)
+        atomic_store(&beneath_walk_only, 1);
 }
 
-/* Walks path (path_valid()) from the share root without following any
- * symlink. FS_ENOTFOUND when a component is missing. */
-static fs_status resolve_walk(const char *root, const char *path)
+void share_beneath_set_walk(int on)
+{
+    pthread_once(&beneath_once, beneath_init);
+    atomic_store(&beneath_walk_only, on ? 1 : 0);
+}
+
+int share_beneath_walks(void)
+{
+    pthread_once(&beneath_once, beneath_init);
+    return atomic_load(&beneath_walk_only);
+}
+
+/* The status of an open of name in dfd that failed with err: FS_EREFUSED
+ * (errno ELOOP) when name is a symbolic link, FS_ENOTFOUND when it is
+ * missing or its parent was no folder, FS_EEXIST for O_EXCL, FS_EIO
+ * otherwise (errno err). */
+static fs_status beneath_why(int dfd, const char *name, int err)
+{
+    struct stat sb;
+
+    if (err == ELOOP || err == ENOTDIR || err == EXDEV) {
+        /* ENOTDIR: O_PATH | O_DIRECTORY | O_NOFOLLOW on a link says that. */
+        if (err != ENOTDIR ||
+            (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(sb.st_mode))) {
+            errno = ELOOP;
+            return FS_EREFUSED;
+        }
+    }
+    errno = err;
+    if (err == ENOENT || err == ENOTDIR)
+        return FS_ENOTFOUND;
+    if (err == EEXIST)
+        return FS_EEXIST;
+    return FS_EIO;
+}
+
+/* An O_PATH | O_NOFOLLOW open of a link gives the link itself: refuse it. */
+static fs_status beneath_not_link(int fd, int flags)
+{
+    struct stat sb;
+
+    if (!(flags & O_PATH))
+        return FS_OK;
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return FS_EIO;
+    }
+    if (S_ISLNK(sb.st_mode)) {
+        close(fd);
+        errno = ELOOP;
+        return FS_EREFUSED;
+    }
+    return FS_OK;
+}
+
+/* The kernel's own confinement (Linux 5.6+). 1 when it answered (*st set,
+ * *out on FS_OK), 0 when the walk must answer: the kernel has no openat2,
+ * or only the walk can tell what an ENOTDIR was about. */
+static int beneath_openat2(int dirfd, const char *rel, int flags, mode_t mode, int *out,
+                           fs_status *st)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
+        .mode = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (uint64_t)mode : 0,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd;
+
+    /* EAGAIN: a rename raced the lookup and the kernel would rather we
+     * asked again than guess; EINTR: a signal. */
+    for (int tries = 0;; tries++) {
+        fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+        if (fd >= 0 || (errno != EAGAIN && errno != EINTR) || tries >= 16)
+            break;
+    }
+    if (fd < 0 && errno == ENOSYS) {
+        atomic_store(&beneath_walk_only, 1);
+        return 0;
+    }
+    /* ENOTDIR may be a file where a folder was expected or, for an
+     * O_PATH | O_DIRECTORY open, a link at the end: the walk tells which
+     * (it is confined too). */
+    if (fd < 0 && errno == ENOTDIR)
+        return 0;
+    if (fd < 0) {
+        int err = errno;
+        if (err == ELOOP || err == EXDEV) {
+            errno = ELOOP;
+            *st = FS_EREFUSED;
+        } else {
+            *st = beneath_why(dirfd, rel, err);
+        }
+        return 1;
+    }
+    *st = beneath_not_link((int)fd, flags);
+    if (*st == FS_OK)
+        *out = (int)fd;
+    return 1;
+}
+
+/* The fall-back: one component at a time, each opened with O_NOFOLLOW
+ * relative to the folder before it, so no link is ever followed, and what
+ * is opened last is below dirfd whatever is renamed meanwhile. */
+static fs_status beneath_walk(int dirfd, const char *rel, int flags, mode_t mode, int *out)
 {
     char comp[NAME_MAX_LEN + 1];
-    struct stat st;
-    fs_status st_out = FS_EIO;
-    int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int cur = dirfd, fd;
+    fs_status st;
 
-    if (fd < 0)
-        return FS_EIO;
-    for (const char *p = path;;) {
+    for (const char *p = rel;;) {
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
         memcpy(comp, p, len);
         comp[len] = '\0';
         if (!slash) {
-            if (fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) != 0)
-                st_out = errno == ENOENT ? FS_ENOTFOUND : FS_EIO;
-            else
-                st_out = S_ISLNK(st.st_mode) ? FS_EREFUSED : FS_OK;
+            fd = openat(cur, comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+            st = fd < 0 ? beneath_why(cur, comp, errno) : beneath_not_link(fd, flags);
+            if (st == FS_OK)
+                *out = fd;
             break;
         }
-        int next = openat(fd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0) {
-            st_out = resolve_why(fd, comp);
+        fd = openat(cur, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+            st = beneath_why(cur, comp, errno);
             break;
         }
-        close(fd);
-        fd = next;
+        if (cur != dirfd)
+            close(cur);
+        cur = fd;
         p = slash + 1;
     }
-    close(fd);
-    return st_out;
+    if (cur != dirfd) {
+        int err = errno;
+        close(cur);
+        errno = err;
+    }
+    return st;
 }
 
-fs_status share_resolve(const struct share *sh, const char *path, int must_exist, char *out,
-                        size_t cap)
+fs_status share_open_beneath(int dirfd, const char *rel, int flags, mode_t mode, int *out)
 {
-    fs_status st;
-    int n;
+    fs_status st = FS_EIO;
 
-    if (cap)
-        out[0] = '\0';
-    if (!path || !path_valid(path, strlen(path)))
+    *out = -1;
+    if (!rel || !path_valid(rel, strlen(rel)))
         return FS_EBADNAME;
-    st = resolve_walk(sh->dir, path);
-    if (st == FS_ENOTFOUND && !must_exist)
-        st = FS_OK;
-    if (st)
-        return st;
-    n = snprintf(out, cap, "%s/%s", sh->dir, path);
-    if (n < 0 || (size_t)n >= cap) {
-        if (cap)
-            out[0] = '\0';
-        return FS_ETOOBIG;
+    if (dirfd < 0) {
+        errno = EBADF;
+        return FS_EINVAL;
     }
-    return FS_OK;
+    if (!share_beneath_walks() && beneath_openat2(dirfd, rel, flags, mode, out, &st))
+        return st;
+    return beneath_walk(dirfd, rel, flags, mode, out);
+}
+
+fs_status share_openat(const struct share *sh, const char *rel, int flags, int *fd)
+{
+    return share_open_beneath(sh->root_fd, rel, flags & ~O_CREAT, 0, fd);
 }
 
 /* --- share_digest --------------------------------------------------------- */
 
-static fs_status digest_folder(int fd, const char *abs_path, uint64_t *size, uint64_t *files,
+static fs_status digest_folder(int fd, const char *name, uint64_t *size, uint64_t *files,
                                char md5[MSG_MD5_LEN + 1])
 {
-    struct walk w = {.root = abs_path, .ifd = -1, .strict = 1, .eager = 1};
+    struct walk w = {.root = name, .ifd = -1, .strict = 1, .eager = 1};
     fs_status st = walk_tree(&w, fd);
 
     if (!st)
@@ -1547,8 +1693,8 @@ static fs_status digest_folder(int fd, const char *abs_path, uint64_t *size, uin
     return st;
 }
 
-fs_status share_digest(const char *abs_path, enum msg_kind *kind, uint64_t *size,
-                       uint64_t *files, char md5[MSG_MD5_LEN + 1])
+fs_status share_digest_at(int dirfd, const char *name, enum msg_kind *kind, uint64_t *size,
+                          uint64_t *files, char md5[MSG_MD5_LEN + 1])
 {
     uint64_t sz = 0, nf = 0;
     struct stat sb;
@@ -1557,9 +1703,11 @@ fs_status share_digest(const char *abs_path, enum msg_kind *kind, uint64_t *size
     int fd;
 
     md5[0] = '\0';
-    fd = open(abs_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return errno == ENOENT ? FS_ENOTFOUND : errno == ELOOP ? FS_EREFUSED : FS_EIO;
+    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        st = errno == ENOENT ? FS_ENOTFOUND : errno == ELOOP ? FS_EREFUSED : FS_EIO;
+        goto out;
+    }
     if (fstat(fd, &sb) != 0)
         goto out;
     if (S_ISREG(sb.st_mode)) {
@@ -1567,7 +1715,7 @@ fs_status share_digest(const char *abs_path, enum msg_kind *kind, uint64_t *size
         nf = 1;
     } else if (S_ISDIR(sb.st_mode)) {
         k = MSG_KIND_FOLDER;
-        st = digest_folder(fd, abs_path, &sz, &nf, md5);
+        st = digest_folder(fd, name, &sz, &nf, md5);
         fd = -1;
     } else {
         st = FS_EINVAL;

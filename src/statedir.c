@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -17,45 +16,72 @@
 #include "floodshare/share.h"
 #include "floodshare/zipio.h"
 
-void statedir_tmp_name(char *out, size_t cap, const char *share_dir, const char *prefix,
-                       const char *suffix)
+void statedir_tmp_name(char *out, size_t cap, const char *prefix, const char *suffix)
 {
     unsigned char r[6];
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
         memset(r, 0, sizeof r);
-    snprintf(out, cap, "%s/%s/%s-%02x%02x%02x%02x%02x%02x%s", share_dir, SHARE_STATE_DIR, prefix,
-             r[0], r[1], r[2], r[3], r[4], r[5], suffix);
+    snprintf(out, cap, "%s-%02x%02x%02x%02x%02x%02x%s", prefix, r[0], r[1], r[2], r[3], r[4],
+             r[5], suffix);
 }
 
-void statedir_path(char *out, size_t cap, const char *share_dir)
+fs_status statedir_open(int root_fd, int *out)
 {
-    snprintf(out, cap, "%s/%s", share_dir, SHARE_STATE_DIR);
-}
+    struct stat sb;
+    int made = 0, fd;
 
-fs_status statedir_prepare(const char *share_dir)
-{
-    char dir[PATH_MAX + 32], path[PATH_MAX + 300];
-
-    snprintf(dir, sizeof dir, "%s/%s", share_dir, SHARE_STATE_DIR);
-    if (mkdir(dir, 0700) == 0) {
-        /* its name must be on disk before the partial downloads inside it */
-        int sfd = open(share_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (sfd >= 0) {
-            fsync(sfd);
-            close(sfd);
-        }
-    } else if (errno != EEXIST) {
+    *out = -1;
+    fd = openat(root_fd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        made = mkdirat(root_fd, SHARE_STATE_DIR, 0700) == 0;
+        /* EEXIST: another writer made it since the openat() above. */
+        if (made || errno == EEXIST)
+            fd = openat(root_fd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0)
+        return errno == ELOOP || errno == ENOTDIR ? FS_EREFUSED : FS_EIO;
+    /* Someone else's folder under our name (made by another user who can
+     * write the share) could read or swap our partial downloads. */
+    if (fstat(fd, &sb) != 0 || sb.st_uid != geteuid()) {
+        close(fd);
+        errno = EPERM;
+        return FS_EREFUSED;
+    }
+    if ((sb.st_mode & 07777) != 0700 && fchmod(fd, 0700) != 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
         return FS_EIO;
     }
-    DIR *d = opendir(dir);
-    if (!d)
+    /* Its name must be on disk before the partial downloads inside it. */
+    if (made)
+        (void)fsync(root_fd);
+    *out = fd;
+    return FS_OK;
+}
+
+fs_status statedir_prepare(int root_fd)
+{
+    int sfd = -1;
+    fs_status st = statedir_open(root_fd, &sfd);
+
+    if (st)
+        return st;
+    int dfd = fcntl(sfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+    if (!d) {
+        int err = errno;
+        if (dfd >= 0)
+            close(dfd);
+        close(sfd);
+        errno = err;
         return FS_EIO;
+    }
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         /* A staging folder whose item took its name before the kill. */
         if (!strncmp(e->d_name, "d-", 2)) {
-            if (rmdir(path) == 0)
+            if (unlinkat(sfd, e->d_name, AT_REMOVEDIR) == 0)
                 log_msg(L_INFO, "removed the empty staging folder %s/%s", SHARE_STATE_DIR,
                         e->d_name);
             continue;
@@ -63,13 +89,14 @@ fs_status statedir_prepare(const char *share_dir)
         if (strncmp(e->d_name, "out-", 4) && strncmp(e->d_name, "in-", 3) &&
             strncmp(e->d_name, "x-", 2))
             continue;
-        zipio_remove_tree(path);
+        zipio_remove_at(sfd, e->d_name);
         log_msg(L_INFO, "removed leftover of an interrupted transfer: %s/%s", SHARE_STATE_DIR,
                 e->d_name);
     }
     closedir(d);
-    long swept = partial_sweep(dir);
+    long swept = partial_sweep_at(sfd);
     if (swept > 0)
         log_msg(L_INFO, "removed %ld orphaned partial file(s) from %s", swept, SHARE_STATE_DIR);
+    close(sfd);
     return FS_OK;
 }

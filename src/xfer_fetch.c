@@ -63,17 +63,31 @@ static uint64_t staged_bytes(int fd, unsigned depth)
 uint64_t xfer_partial_bytes(const char *share_dir, const char *name, uint64_t size,
                             const char *md5)
 {
-    char dir[PATH_MAX + 32], staging[PATH_MAX + 80];
+    char staging[MSG_MD5_LEN + 8];
     struct partial_info *list = NULL;
     uint64_t have = 0;
+    int root, sfd;
 
-    statedir_path(dir, sizeof dir, share_dir);
+    if (!hash_hex_valid(md5))
+        return 0;
+    /* Only counts what is waiting, for a progress line: read below the
+     * share's folder by descriptors, the state folder never through a link. */
+    root = open(share_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return 0;
+    sfd = openat(root, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(root);
+    if (sfd < 0)
+        return 0;
     /* A large folder being fetched file by file: what is staged so far. */
-    snprintf(staging, sizeof staging, "%s/d-%s", dir, md5);
-    int fd = open(staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd >= 0)
+    snprintf(staging, sizeof staging, "d-%s", md5);
+    int fd = openat(sfd, staging, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        close(sfd);
         return staged_bytes(fd, 64);
-    long n = partial_list(dir, &list);
+    }
+    long n = partial_list_at(sfd, &list);
+    close(sfd);
     for (long i = 0; i < n; i++)
         if (list[i].size == size && strcmp(list[i].md5, md5) == 0 &&
             strcmp(list[i].name, name) == 0)
@@ -107,16 +121,20 @@ static void down_event(struct xfer_plane *x, enum trace_type type, const struct 
 
 /* --- requester side --- */
 
+/* Everything a download writes is reached through root (the share's
+ * folder, a descriptor of its own: a `modify share_dir` meanwhile does not
+ * close it) and state (its state folder): never through a path string, so
+ * a link swapped in anywhere cannot redirect a byte. */
 struct fetch {
     struct xfer_plane *x;
     const struct msg *hit;
     const struct xfer_watch *watch;
     struct xfer_result *res;
-    char share[PATH_MAX];
-    char final[PATH_MAX + 300];
-    char zip[PATH_MAX + 64];
-    char xdir[PATH_MAX + 64];
-    int fd;
+    char share[PATH_MAX]; /* the share's name, for messages only */
+    int root;             /* the share's folder */
+    int state;            /* its SHARE_STATE_DIR */
+    char xdir[64];        /* the extraction folder's name in state */
+    int fd;               /* the received archive (nameless) */
     int slot;
     uint64_t base; /* bytes of the item before the file being fetched (folders) */
     uint64_t t0, last_report, last_done;
@@ -130,7 +148,8 @@ struct file_job {
     const char *remote; /* its path in the holder's share */
     uint64_t size;
     const char *md5;
-    const char *final;  /* where the verified file goes */
+    int dir;            /* the folder the verified file goes into ... */
+    const char *base;   /* ... under this name */
     int staged;         /* part of a folder: synced with the folder, not alone */
 };
 
@@ -520,6 +539,16 @@ static fs_status accept_chunk(struct fetch *f, struct partial *pt, const struct 
                    PARTIAL_CHUNK_MAX);
     if (m->offset != pt->have * pt->chunk)
         return fail(f, FS_EPROTO, "holder answered another range than asked");
+    /* The holder's permission bits go into the state, so that a partial
+     * completed now and placed by a later get still gets them. */
+    mode_t mode = m->has_mode ? (mode_t)(m->mode & 0777) : 0644;
+    if (!pt->has_mode || pt->mode != mode) {
+        pt->mode = mode;
+        pt->has_mode = 1;
+        if (m->chunk == pt->chunk && partial_save(pt) != FS_OK)
+            return fail_local(f, FS_EIO, "cannot save the state of %s: %s", pt->name,
+                              strerror(errno));
+    }
     if (m->chunk == pt->chunk)
         return FS_OK;
     fs_status st = partial_rechunk(pt, m->chunk);
@@ -632,8 +661,9 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
     uint64_t bad = 0;
 
     *suspect = 0;
-    statedir_path(dir, sizeof dir, f->share);
-    fs_status st = partial_open(dir, j->name, j->size, j->md5, XFER_FETCH_CHUNK, &pt, &resumed);
+    snprintf(dir, sizeof dir, "%s/%s", f->share, SHARE_STATE_DIR); /* for messages */
+    fs_status st = partial_open_at(f->state, j->name, j->size, j->md5, XFER_FETCH_CHUNK, &pt,
+                                   &resumed);
     if (st == FS_EBUSY)
         return fail(f, st, "another get is downloading %s right now", j->name);
     if (st == FS_ETOOBIG)
@@ -688,10 +718,10 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
                    j->name, hex);
     }
     report(f, f->base + j->size, 1);
-    st = partial_finish(pt, j->final, !j->staged);
+    st = partial_finish_at(pt, j->dir, j->base, !j->staged);
     if (st == FS_EEXIST) {
         partial_discard(pt);
-        fail(f, st, "%s already exists, not overwritten", j->final);
+        fail(f, st, "%s already exists, not overwritten", j->name);
     } else if (st) {
         fail(f, st, "cannot move the download into place: %s", strerror(errno));
     }
@@ -699,7 +729,7 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
     return st;
 }
 
-/* Fetches one file into j->final through a resumable partial; c as for
+/* Fetches one file into j->dir/j->base through a resumable partial; c as for
  * fetch_missing(). The partial may hold chunks from another holder; each
  * passed its CRC, but a liar sends CRCs that match its own bytes, and only
  * the whole MD5 can tell. When that fails over resumed bytes, the fault
@@ -747,75 +777,109 @@ static fs_status read_manifest(struct fetch *f, struct conn *c, const struct msg
     return st;
 }
 
-/* Flushes the file system that holds path (every file written below it,
- * and their folders) to disk: one call for a whole extracted or staged
- * item, instead of one fsync per file. */
-static fs_status sync_fs_of(const char *path)
+/* Flushes the file system that holds the folder fd (every file written
+ * below it, and their folders) to disk: one call for a whole extracted or
+ * staged item, instead of one fsync per file. */
+static fs_status sync_fs_of(int fd)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0)
-        return FS_EIO;
-    int rc = syncfs(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc == 0 ? FS_OK : FS_EIO;
+    return syncfs(fd) == 0 ? FS_OK : FS_EIO;
 }
 
-/* Creates dir (and finds it usable if it exists as a real folder). */
-static fs_status ensure_dir(const char *path)
+/* Creates the folder name in dirfd (and finds it usable if it exists as a
+ * real folder, never a link), and opens it into *out. */
+static fs_status ensure_dir_at(int dirfd, const char *name, int *out)
 {
-    struct stat sb;
+    *out = -1;
+    if (mkdirat(dirfd, name, 0755) != 0 && errno != EEXIST)
+        return FS_EIO;
+    *out = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return *out < 0 ? (errno == ELOOP || errno == ENOTDIR ? FS_EREFUSED : FS_EIO) : FS_OK;
+}
 
-    if (mkdir(path, 0755) == 0)
-        return FS_OK;
-    if (errno == EEXIST && lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-        return FS_OK;
-    return FS_EIO;
+/* Opens the folder that holds path (path_valid(), relative to topfd) below
+ * topfd without following a link, into *dir, and points *base at path's
+ * last component. */
+static fs_status open_parent(int topfd, const char *path, int *dir, const char **base)
+{
+    char parent[MSG_MAX_PATH + 1];
+    const char *slash = strrchr(path, '/');
+
+    *base = slash ? slash + 1 : path;
+    if (!slash) {
+        *dir = fcntl(topfd, F_DUPFD_CLOEXEC, 0);
+        return *dir < 0 ? FS_EIO : FS_OK;
+    }
+    snprintf(parent, sizeof parent, "%.*s", (int)(slash - path), path);
+    return share_open_beneath(topfd, parent, O_RDONLY | O_DIRECTORY, 0, dir);
 }
 
 /* A file already in the staging folder counts only if its bytes match. */
-static int staged_ok(const char *path, const struct manifest_entry *e)
+static int staged_ok(int dir, const char *base, const struct manifest_entry *e)
 {
     struct stat sb;
     char hex[HASH_HEX_LEN + 1];
+    int ok = 0, fd;
 
-    if (lstat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != e->size)
+    if (fstatat(dir, base, &sb, AT_SYMLINK_NOFOLLOW) != 0)
         return 0;
-    if (hash_md5_file(path, hex, NULL) == FS_OK && strcmp(hex, e->md5) == 0)
-        return 1;
-    unlink(path);
-    return 0;
+    if (!S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != e->size) {
+        zipio_remove_at(dir, base);
+        return 0;
+    }
+    fd = openat(dir, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+        ok = hash_md5_fd(fd, hex, NULL) == FS_OK && strcmp(hex, e->md5) == 0;
+        close(fd);
+    }
+    if (!ok)
+        unlinkat(dir, base, 0);
+    return ok;
 }
 
 static fs_status fetch_entries(struct fetch *f, struct conn *c, const struct manifest *man,
-                               const char *top)
+                               int topfd)
 {
-    char path[PATH_MAX + MSG_MAX_PATH + 8], remote[MSG_MAX_PATH + 1];
+    char remote[MSG_MAX_PATH + 1], esc[LOG_ESCAPE_BUF];
     fs_status st = FS_OK;
 
     f->base = 0;
     for (size_t i = 0; i < man->n && st == FS_OK; i++) {
         const struct manifest_entry *e = &man->v[i];
-        snprintf(path, sizeof path, "%s/%s", top, e->path);
+        const char *base;
+        int dir = -1;
+        /* The manifest is sorted and lists every folder before what is in
+         * it, so the parent exists: made by this loop, below topfd. */
+        st = open_parent(topfd, e->path, &dir, &base);
+        if (st) {
+            st = fail(f, st == FS_EREFUSED ? FS_EREFUSED : FS_EIO, "cannot open the folder of %s "
+                      "in the staging folder: %s", log_escape_str(esc, e->path), fs_strerror(st));
+            break;
+        }
         if (e->kind == MSG_KIND_FOLDER) {
-            if (ensure_dir(path) != FS_OK)
-                st = fail(f, FS_EIO, "cannot create %s: %s", path, strerror(errno));
+            int sub = -1;
+            if (ensure_dir_at(dir, base, &sub) != FS_OK)
+                st = fail(f, FS_EIO, "cannot create %s: %s", log_escape_str(esc, e->path),
+                          strerror(errno));
+            if (sub >= 0)
+                close(sub);
+            close(dir);
             continue;
         }
-        if (cancelled(f))
+        if (cancelled(f)) {
+            close(dir);
             return fail(f, FS_ECANCELED, "cancelled");
-        if (staged_ok(path, e)) {
+        }
+        if (staged_ok(dir, base, e)) {
             f->res->resumed_from += e->size;
+        } else if (snprintf(remote, sizeof remote, "%s/%s", f->hit->path, e->path) >=
+                   (int)sizeof remote) {
+            st = fail(f, FS_ETOOBIG, "path too long inside the folder");
         } else {
-            if (snprintf(remote, sizeof remote, "%s/%s", f->hit->path, e->path) >= (int)sizeof remote)
-                return fail(f, FS_ETOOBIG, "path too long inside the folder");
-            const char *slash = strrchr(e->path, '/');
-            struct file_job j = {.name = slash ? slash + 1 : e->path, .remote = remote,
-                                 .size = e->size, .md5 = e->md5, .final = path, .staged = 1};
+            struct file_job j = {.name = base, .remote = remote, .size = e->size, .md5 = e->md5,
+                                 .dir = dir, .base = base, .staged = 1};
             st = fetch_file(f, &j, c);
         }
+        close(dir);
         f->base += e->size;
     }
     return st;
@@ -823,14 +887,13 @@ static fs_status fetch_entries(struct fetch *f, struct conn *c, const struct man
 
 static fs_status fetch_folder(struct fetch *f)
 {
-    char dir[PATH_MAX + 32], staging[PATH_MAX + 80], top[PATH_MAX + 400];
+    char staging[MSG_MD5_LEN + 8];
     struct manifest man;
     struct conn c;
     struct msg m;
+    int stagefd = -1, topfd = -1;
 
-    statedir_path(dir, sizeof dir, f->share);
-    snprintf(staging, sizeof staging, "%s/d-%s", dir, f->hit->md5);
-    snprintf(top, sizeof top, "%s/%s", staging, f->hit->name);
+    snprintf(staging, sizeof staging, "d-%s", f->hit->md5);
     fs_status st = connect_holder(f, &c);
     if (st)
         return st;
@@ -847,25 +910,33 @@ static fs_status fetch_folder(struct fetch *f)
         disconnect(f, &c);
         return st;
     }
-    if (ensure_dir(staging) != FS_OK || ensure_dir(top) != FS_OK)
-        st = fail(f, FS_EIO, "cannot create %s: %s", top, strerror(errno));
+    if (ensure_dir_at(f->state, staging, &stagefd) != FS_OK ||
+        ensure_dir_at(stagefd, f->hit->name, &topfd) != FS_OK)
+        st = fail_local(f, FS_EIO, "cannot create %s/%s/%s/%s: %s", f->share, SHARE_STATE_DIR,
+                        staging, f->hit->name, strerror(errno));
     if (st == FS_OK)
-        st = fetch_entries(f, &c, &man, top);
+        st = fetch_entries(f, &c, &man, topfd);
     disconnect(f, &c);
     manifest_free(&man);
-    if (st)
-        return st; /* the staging folder stays: the next get resumes it */
-    /* One sync for every file of the folder (partial_finish() skipped its
+    if (topfd >= 0)
+        close(topfd);
+    /* On failure the staging folder stays: the next get resumes it. One
+     * sync for every file of the folder (partial_finish_at() skipped its
      * per-file fsync), before the folder takes its name. */
-    if (sync_fs_of(staging) != FS_OK)
-        return fail(f, FS_EIO, "cannot sync the downloaded folder: %s", strerror(errno));
-    st = partial_place(top, f->final, 1);
-    if (st == FS_EEXIST)
-        return fail(f, st, "%s already exists in the share, not overwritten", f->hit->name);
-    if (st)
-        return fail(f, st, "cannot move the folder into place: %s", strerror(errno));
-    rmdir(staging);
-    return FS_OK;
+    if (st == FS_OK && sync_fs_of(stagefd) != FS_OK)
+        st = fail(f, FS_EIO, "cannot sync the downloaded folder: %s", strerror(errno));
+    if (st == FS_OK) {
+        st = partial_place_at(stagefd, f->hit->name, f->root, f->hit->name, 1);
+        if (st == FS_EEXIST)
+            fail(f, st, "%s already exists in the share, not overwritten", f->hit->name);
+        else if (st)
+            fail(f, st, "cannot move the folder into place: %s", strerror(errno));
+    }
+    if (stagefd >= 0)
+        close(stagefd);
+    if (st == FS_OK)
+        unlinkat(f->state, staging, AT_REMOVEDIR);
+    return st;
 }
 
 /* --- folders (and holders without FETCH): a zip archive --- */
@@ -896,21 +967,27 @@ static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
     return FS_OK;
 }
 
-/* Receives len body bytes into f->zip, hashing as they arrive. */
+/* Receives len body bytes into a nameless file in the state folder (made
+ * there and unlinked at once: a kill leaves nothing behind), hashing as
+ * they arrive. */
 static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item)
 {
     struct hash_md5 h;
-    char hex[HASH_HEX_LEN + 1];
+    char hex[HASH_HEX_LEN + 1], tmp[64];
     char *buf = malloc(XFER_CHUNK);
     uint64_t left = item->len;
     fs_status st = FS_OK;
 
     if (!buf)
         return fail(f, FS_ENOMEM, "out of memory");
-    f->fd = open(f->zip, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    statedir_tmp_name(tmp, sizeof tmp, "in", ".zip");
+    f->fd = openat(f->state, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (f->fd >= 0)
+        unlinkat(f->state, tmp, 0);
     if (f->fd < 0 || hash_init(&h) != FS_OK) {
         free(buf);
-        return fail(f, FS_EIO, "cannot create %s", f->zip);
+        return fail_local(f, FS_EIO, "cannot create an archive in %s/%s: %s", f->share,
+                          SHARE_STATE_DIR, strerror(errno));
     }
     while (left > 0 && st == FS_OK) {
         size_t got = 0;
@@ -942,48 +1019,59 @@ static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item
     hash_final(&h, hex);
     if (strcmp(hex, item->zmd5) != 0)
         return fail(f, FS_EMISMATCH, "archive MD5 mismatch (received %s)", hex);
-    if (fsync(f->fd) < 0)
-        return fail(f, FS_EIO, "fsync failed: %s", strerror(errno));
     return FS_OK;
 }
 
 /* Extracts, verifies the item against the hit, and renames it into place. */
 static fs_status install(struct fetch *f)
 {
-    char top[MSG_MAX_NAME + 1], item_path[PATH_MAX + 400];
+    char top[MSG_MAX_NAME + 1];
     const char *why = NULL;
     struct zipio_limits lim = zipio_default_limits;
     enum msg_kind kind;
     uint64_t size, files;
     char md5[MSG_MD5_LEN + 1];
+    int xfd;
 
-    if (mkdir(f->xdir, 0700) < 0)
-        return fail(f, FS_EIO, "cannot create %s", f->xdir);
+    statedir_tmp_name(f->xdir, sizeof f->xdir, "x", "");
+    if (mkdirat(f->state, f->xdir, 0700) < 0 ||
+        (xfd = openat(f->state, f->xdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return fail_local(f, FS_EIO, "cannot create %s/%s/%s: %s", f->share, SHARE_STATE_DIR,
+                          f->xdir, strerror(errno));
     lim.max_total_bytes = f->hit->size; /* the FOUND said how much content there is */
-    fs_status st = zipio_unpack(f->zip, f->xdir, &lim, top, sizeof top, &why);
+    fs_status st = zipio_unpack_at(f->fd, xfd, &lim, top, sizeof top, &why);
     if (st) {
         if (st == FS_EZIP || st == FS_ETOOBIG) /* the archive's fault, not ours */
             stats_inc(f->x->stats, archives_refused);
-        return fail(f, st, "archive refused: %s", why ? why : fs_strerror(st));
+        fail(f, st, "archive refused: %s", why ? why : fs_strerror(st));
+        goto out;
     }
     if (strcmp(top, f->hit->name) != 0) {
         stats_inc(f->x->stats, archives_refused);
-        return fail(f, FS_EZIP, "archive holds another name than the item");
+        st = fail(f, FS_EZIP, "archive holds another name than the item");
+        goto out;
     }
-    snprintf(item_path, sizeof item_path, "%s/%s", f->xdir, top);
-    st = share_digest(item_path, &kind, &size, &files, md5);
-    if (st)
-        return fail(f, st, "cannot verify the extracted item: %s", fs_strerror(st));
-    if (kind != f->hit->kind || size != f->hit->size || strcmp(md5, f->hit->md5) != 0)
-        return fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s)", md5);
-    if (sync_fs_of(f->xdir) != FS_OK) /* the files reach the disk before their name */
-        return fail(f, FS_EIO, "cannot sync the extracted item: %s", strerror(errno));
-    st = partial_place(item_path, f->final, 1);
+    st = share_digest_at(xfd, top, &kind, &size, &files, md5);
+    if (st) {
+        fail(f, st, "cannot verify the extracted item: %s", fs_strerror(st));
+        goto out;
+    }
+    if (kind != f->hit->kind || size != f->hit->size || strcmp(md5, f->hit->md5) != 0) {
+        st = fail(f, FS_EMISMATCH, "content MD5 mismatch (got %s)", md5);
+        goto out;
+    }
+    if (sync_fs_of(xfd) != FS_OK) { /* the files reach the disk before their name */
+        st = fail(f, FS_EIO, "cannot sync the extracted item: %s", strerror(errno));
+        goto out;
+    }
+    st = partial_place_at(xfd, top, f->root, f->hit->name, 1);
     if (st == FS_EEXIST)
-        return fail(f, st, "%s already exists in the share, not overwritten", top);
-    if (st)
-        return fail(f, st, "cannot move the item into place: %s", strerror(errno));
-    return FS_OK;
+        fail(f, st, "%s already exists in the share, not overwritten", top);
+    else if (st)
+        fail(f, st, "cannot move the item into place: %s", strerror(errno));
+out:
+    close(xfd);
+    return st;
 }
 
 static fs_status fetch_archive(struct fetch *f)
@@ -991,8 +1079,7 @@ static fs_status fetch_archive(struct fetch *f)
     struct conn c;
     struct msg item;
 
-    statedir_tmp_name(f->zip, sizeof f->zip, f->share, "in", ".zip");
-    statedir_tmp_name(f->xdir, sizeof f->xdir, f->share, "x", "");
+    f->xdir[0] = '\0';
     fs_status st = connect_holder(f, &c);
     if (st)
         return st;
@@ -1000,20 +1087,21 @@ static fs_status fetch_archive(struct fetch *f)
     if (st == FS_OK)
         st = receive(f, &c, &item);
     disconnect(f, &c);
+    if (st == FS_OK)
+        st = install(f);
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
-    if (st == FS_OK)
-        st = install(f);
-    unlink(f->zip);
-    zipio_remove_tree(f->xdir);
+    if (f->xdir[0])
+        zipio_remove_at(f->state, f->xdir);
     return st;
 }
 
 fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct xfer_watch *watch,
                      struct xfer_result *res)
 {
-    struct fetch f = {.x = x, .hit = hit, .watch = watch, .res = res, .fd = -1, .slot = -1};
+    struct fetch f = {.x = x, .hit = hit, .watch = watch, .res = res, .fd = -1, .slot = -1,
+                      .root = -1, .state = -1};
     struct stat sb;
     fs_status st;
 
@@ -1021,10 +1109,20 @@ fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct x
     f.t0 = f.last_report = net_now_ms();
     struct share *sh = node_share_get(x->node);
     snprintf(f.share, sizeof f.share, "%s", share_dir(sh));
+    f.root = fcntl(share_root_fd(sh), F_DUPFD_CLOEXEC, 0);
     node_share_put(x->node);
-    snprintf(f.final, sizeof f.final, "%s/%s", f.share, hit->name);
-    if (lstat(f.final, &sb) == 0)
+    if (f.root < 0)
+        return fail_local(&f, FS_EIO, "cannot hold the share %s: %s", f.share, strerror(errno));
+    if (fstatat(f.root, hit->name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+        close(f.root);
         return fail(&f, FS_EEXIST, "%s already exists in the share, not overwritten", hit->name);
+    }
+    st = statedir_open(f.root, &f.state);
+    if (st) {
+        close(f.root);
+        return fail_local(&f, st, "cannot use %s/%s: %s", f.share, SHARE_STATE_DIR,
+                          strerror(errno));
+    }
 
     f.slot = xfer_table_add(x, 0, hit->name, &hit->holder, hit->size);
     down_event(x, TR_TRANSFER_STARTED, hit, 0, FS_OK, NULL);
@@ -1032,13 +1130,15 @@ fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct x
     st = FS_ENOTSUP;
     if (hit->kind == MSG_KIND_FILE) {
         struct file_job j = {.name = hit->name, .remote = hit->path, .size = hit->size,
-                             .md5 = hit->md5, .final = f.final};
+                             .md5 = hit->md5, .dir = f.root, .base = hit->name};
         st = fetch_file(&f, &j, NULL);
     } else if (hit->size >= XFER_STREAM_FOLDER_MIN) {
         st = fetch_folder(&f);
     }
     if (st == FS_ENOTSUP)
         st = fetch_archive(&f);
+    close(f.state);
+    close(f.root);
     xfer_table_del(x, f.slot);
     down_event(x, st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED, hit,
                st == FS_OK ? hit->size : f.pos, st, res->why);

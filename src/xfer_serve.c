@@ -195,19 +195,20 @@ static void upload_failed(struct xfer_plane *x, const struct pace *pc, const cha
 
 /* --- holder side --- */
 
-static fs_status stream_file(struct xfer_plane *x, struct pace *pc, const char *path, uint64_t len,
+/* Sends the first len bytes of the file fd (read with pread: its offset
+ * does not matter). */
+static fs_status stream_file(struct xfer_plane *x, struct pace *pc, int fd, uint64_t len,
                              int timeout_ms)
 {
     char *buf = malloc(XFER_CHUNK);
-    int in = open(path, O_RDONLY | O_CLOEXEC);
+    uint64_t off = 0;
     fs_status st = FS_OK;
 
-    if (!buf || in < 0) {
-        st = buf ? FS_EIO : FS_ENOMEM;
-        goto out;
-    }
-    while (len > 0) {
-        ssize_t n = read(in, buf, len < XFER_CHUNK ? (size_t)len : XFER_CHUNK);
+    if (!buf)
+        return FS_ENOMEM;
+    while (off < len) {
+        ssize_t n = pread(fd, buf, len - off < XFER_CHUNK ? (size_t)(len - off) : XFER_CHUNK,
+                          (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -218,11 +219,8 @@ static fs_status stream_file(struct xfer_plane *x, struct pace *pc, const char *
         if (st)
             break;
         stats_add(x->stats, bytes_sent, n);
-        len -= (uint64_t)n;
+        off += (uint64_t)n;
     }
-out:
-    if (in >= 0)
-        close(in);
     free(buf);
     return st;
 }
@@ -236,19 +234,33 @@ static void refuse(struct xfer_plane *x, struct conn *c, const char *code, const
     conn_send_error(c->fd, code, why, c->timeout_ms);
 }
 
-/* Finds the item a REQUEST or FETCH names and resolves it inside the share.
- * Returns 0, or -1 after answering the requester with the refusal. */
+/* Finds the item a REQUEST, FETCH or LIST names in the index and opens it
+ * beneath the share's root descriptor (share_openat(): no symbolic link is
+ * followed anywhere on the way, whatever was renamed since the scan), as a
+ * file or a folder like the index says. Returns 0 with *fd (the caller's
+ * to close), or -1 after answering the requester with the refusal; a path
+ * that crosses a link is also counted (symlinks_refused) and logged. */
 static int find_item(struct xfer_plane *x, struct conn *c, const struct msg *req,
-                     struct share_item *it, char *abs, size_t cap)
+                     struct share_item *it, int *fd)
 {
     struct share *sh = node_share_get(x->node);
+    char esc[LOG_ESCAPE_BUF];
+    struct stat sb;
     fs_status st;
 
+    *fd = -1;
     share_refresh(sh);
     st = share_lookup(sh, req->path, it);
+    /* O_NONBLOCK: a FIFO swapped in must not hold the worker; the type
+     * check below refuses it. */
     if (st == FS_OK)
-        st = share_resolve(sh, req->path, 1, abs, cap);
+        st = share_openat(sh, req->path, O_RDONLY | O_NONBLOCK, fd);
     node_share_put(x->node);
+    if (st == FS_EREFUSED) {
+        stats_inc(x->stats, symlinks_refused);
+        log_msg(L_WARN, "request %s: the path crosses a symbolic link: refused, not followed",
+                log_escape_str(esc, req->path));
+    }
     if (st == FS_EBADNAME || st == FS_EREFUSED) {
         refuse(x, c, "refused", "path is outside the share or not allowed", req->path);
         return -1;
@@ -257,25 +269,84 @@ static int find_item(struct xfer_plane *x, struct conn *c, const struct msg *req
         refuse(x, c, "notfound", "no such item in this share", req->path);
         return -1;
     }
-    if (strcmp(it->md5, req->md5) != 0) {
+    if (fstat(*fd, &sb) != 0 || (it->kind == MSG_KIND_FILE && !S_ISREG(sb.st_mode)) ||
+        (it->kind == MSG_KIND_FOLDER && !S_ISDIR(sb.st_mode)) || strcmp(it->md5, req->md5) != 0) {
+        close(*fd);
+        *fd = -1;
         refuse(x, c, "changed", "the item has changed since it was found", req->path);
         return -1;
     }
     return 0;
 }
 
+/* What zipio_pack_fd() left out of a folder's archive: a link is counted
+ * and logged (it is never followed, and not a reason to fail the item). */
+struct pack_note {
+    struct xfer_plane *x;
+    const char *item; /* escaped, for the log */
+};
+
+static void pack_skipped(void *arg, const char *path, int is_link)
+{
+    struct pack_note *n = arg;
+    char esc[LOG_ESCAPE_BUF];
+
+    if (!is_link) {
+        log_msg(L_DEBUG, "request %s: %s is neither a file nor a folder: left out",
+                n->item, log_escape_str(esc, path));
+        return;
+    }
+    stats_inc(n->x->stats, symlinks_refused);
+    log_msg(L_INFO, "request %s: %s is a symbolic link: left out of the archive, not followed",
+            n->item, log_escape_str(esc, path));
+}
+
+/* Packs the item open as fd into a new, nameless file in the share's state
+ * folder (created there, then unlinked at once: nothing to clean up after
+ * a kill). Returns its descriptor, or -1. */
+static int pack_item(struct xfer_plane *x, int fd, const char *name, const char *esc_path)
+{
+    char tmp[64];
+    int sfd = -1, zfd = -1;
+    struct share *sh = node_share_get(x->node);
+    fs_status st = statedir_open(share_root_fd(sh), &sfd);
+
+    node_share_put(x->node);
+    if (st) {
+        log_msg(L_WARN, "request %s: cannot use the state folder %s: %s", esc_path,
+                SHARE_STATE_DIR, strerror(errno));
+        return -1;
+    }
+    statedir_tmp_name(tmp, sizeof tmp, "out", ".zip");
+    zfd = openat(sfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (zfd >= 0)
+        unlinkat(sfd, tmp, 0);
+    close(sfd);
+    if (zfd < 0)
+        return -1;
+    struct pack_note note = {.x = x, .item = esc_path};
+    st = zipio_pack_fd(fd, name, zfd, pack_skipped, &note);
+    if (st) {
+        log_msg(L_WARN, "request %s: cannot pack the item: %s", esc_path, fs_strerror(st));
+        close(zfd);
+        return -1;
+    }
+    return zfd;
+}
+
 void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req)
 {
     struct share_item it;
-    char abs[PATH_MAX], zip[PATH_MAX + 64], esc[LOG_ESCAPE_BUF];
+    char esc[LOG_ESCAPE_BUF];
     struct fs_addr who;
-    fs_status st;
+    fs_status st = FS_EIO;
+    int fd, zfd;
 
-    if (find_item(x, c, req, &it, abs, sizeof abs) < 0)
+    if (find_item(x, c, req, &it, &fd) < 0)
         return;
-    struct share *sh = node_share_get(x->node);
-    statedir_tmp_name(zip, sizeof zip, share_dir(sh), "out", ".zip");
-    node_share_put(x->node);
+    log_escape_str(esc, req->path);
+    zfd = pack_item(x, fd, it.name, esc);
+    close(fd);
 
     struct msg item;
     memset(&item, 0, sizeof item);
@@ -283,17 +354,16 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req)
     item.kind = it.kind;
     item.size = it.size;
     memcpy(item.md5, it.md5, sizeof item.md5);
-    st = zipio_pack(abs, zip);
-    if (st == FS_OK)
-        st = hash_md5_file(zip, item.zmd5, &item.len);
+    if (zfd >= 0 && lseek(zfd, 0, SEEK_SET) == 0)
+        st = hash_md5_fd(zfd, item.zmd5, &item.len);
     if (st) {
-        unlink(zip);
+        if (zfd >= 0)
+            close(zfd);
         refuse(x, c, "internal", "cannot pack the item", req->path);
         return;
     }
-    log_msg(L_INFO, "request %s: sending %s of %llu bytes as a %llu-byte archive",
-            log_escape_str(esc, req->path), msg_kind_name(it.kind), (unsigned long long)it.size,
-            (unsigned long long)item.len);
+    log_msg(L_INFO, "request %s: sending %s of %llu bytes as a %llu-byte archive", esc,
+            msg_kind_name(it.kind), (unsigned long long)it.size, (unsigned long long)item.len);
     net_peer_addr(c->fd, &who);
     int slot = xfer_table_add(x, 1, req->path, &who, item.len);
     struct up_trace ut;
@@ -302,10 +372,10 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req)
     pace_init(&pc, x, c->fd);
     st = conn_send_msg(c->fd, &item, c->timeout_ms);
     if (st == FS_OK)
-        st = stream_file(x, &pc, zip, item.len, c->timeout_ms);
+        st = stream_file(x, &pc, zfd, item.len, c->timeout_ms);
     up_end(x, &ut, st == FS_OK ? item.len : 0, st);
     xfer_table_del(x, slot);
-    unlink(zip);
+    close(zfd);
     if (st) {
         upload_failed(x, &pc, "request", esc, &who, st, L_WARN);
         return;
@@ -356,13 +426,15 @@ static fs_status send_chunks(struct xfer_plane *x, struct conn *c, struct pace *
 int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req)
 {
     struct share_item it;
-    char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
+    char esc[LOG_ESCAPE_BUF];
     struct stat sb;
     struct fs_addr who;
+    int fd;
 
-    if (find_item(x, c, req, &it, abs, sizeof abs) < 0)
+    if (find_item(x, c, req, &it, &fd) < 0)
         return -1;
     if (it.kind != MSG_KIND_FILE) {
+        close(fd);
         refuse(x, c, "refused", "FETCH is for files; ask for a folder with LIST or REQUEST",
                req->path);
         return -1;
@@ -375,17 +447,17 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
         char why[MSG_MAX_TEXT + 1];
         snprintf(why, sizeof why, "chunk=%llu is not a power of two from %u to %u",
                  (unsigned long long)req->chunk, PARTIAL_CHUNK_MIN, PARTIAL_CHUNK_MAX);
+        close(fd);
         refuse(x, c, "refused", why, req->path);
         return -1;
     }
     if (req->offset > it.size || req->offset % chunk != 0) {
+        close(fd);
         refuse(x, c, "refused", "offset is not a chunk boundary inside the file", req->path);
         return -1;
     }
-    int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0 || fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != it.size) {
-        if (fd >= 0)
-            close(fd);
+    if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != it.size) {
+        close(fd);
         refuse(x, c, "changed", "the item has changed since it was found", req->path);
         return -1;
     }
@@ -396,6 +468,8 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
     memcpy(r.md5, it.md5, sizeof r.md5);
     r.offset = req->offset;
     r.chunk = chunk;
+    r.mode = (unsigned)(sb.st_mode & 0777); /* the download gets these bits */
+    r.has_mode = 1;
     log_msg(L_INFO, "fetch %s: sending bytes %llu..%llu of %llu", log_escape_str(esc, req->path),
             (unsigned long long)req->offset, (unsigned long long)it.size,
             (unsigned long long)it.size);
@@ -423,12 +497,17 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
 int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req)
 {
     struct share_item it;
-    char abs[PATH_MAX], esc[LOG_ESCAPE_BUF];
+    char esc[LOG_ESCAPE_BUF];
     char *text = NULL;
     size_t len = 0;
+    int fd;
 
-    if (find_item(x, c, req, &it, abs, sizeof abs) < 0)
+    /* The manifest comes from the index, but the folder must still be
+     * reachable beneath the root without a link: one swapped in since the
+     * scan is refused (and counted) here, as for FETCH. */
+    if (find_item(x, c, req, &it, &fd) < 0)
         return -1;
+    close(fd);
     if (it.kind != MSG_KIND_FOLDER) {
         refuse(x, c, "refused", "LIST is for folders", req->path);
         return -1;

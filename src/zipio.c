@@ -108,11 +108,20 @@ fs_status zipio_remove_tree(const char *path)
     return remove_at(AT_FDCWD, path) ? FS_EIO : FS_OK;
 }
 
+fs_status zipio_remove_at(int dirfd, const char *name)
+{
+    if (dirfd < 0 || !name || !name_valid(name, strlen(name)))
+        return FS_EINVAL;
+    return remove_at(dirfd, name) ? FS_EIO : FS_OK;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Packing                                                                  */
 
 struct pack_ctx {
     zipFile zf;
+    zipio_skip_fn skip; /* told of every entry left out, may be NULL */
+    void *skip_arg;
     unsigned char *buf; /* ZIPIO_CHUNK bytes */
     dev_t out_dev;      /* the archive being written, so that it is */
     ino_t out_ino;      /* never packed into itself */
@@ -289,8 +298,9 @@ static fs_status pack_children(struct pack_ctx *c, int fd)
 
     for (size_t i = 0; s == FS_OK && i < n; i++) {
         size_t saved = c->len;
-        s = path_push(c, names[i], strlen(names[i]));
-        if (s == FS_OK)
+        /* A name the index skips (not name_valid(), or a path too long to
+         * extract) is not part of the folder's manifest: left out here too. */
+        if (path_push(c, names[i], strlen(names[i])) == FS_OK)
             s = pack_node(c, fd, names[i]);
         c->len = saved;
         c->path[saved] = '\0';
@@ -300,8 +310,33 @@ static fs_status pack_children(struct pack_ctx *c, int fd)
     return s;
 }
 
-/* Packs parentfd/fsname as the entry c->path. Only regular files and
- * folders are packed; the fstat after opening catches a swap since lstat. */
+/* Tells the caller that c->path (a link when is_link) was left out. */
+static void pack_skipped(struct pack_ctx *c, int is_link)
+{
+    if (c->skip)
+        c->skip(c->skip_arg, c->path, is_link);
+}
+
+/* Packs fd, open on st's file or folder, as the entry c->path. */
+static fs_status pack_open(struct pack_ctx *c, int fd, const struct stat *st)
+{
+    fs_status s;
+
+    if (S_ISDIR(st->st_mode)) {
+        s = pack_dir_entry(c, st);
+        if (s == FS_OK)
+            s = pack_children(c, fd);
+        return s;
+    }
+    return pack_file_entry(c, fd, st);
+}
+
+/* Packs parentfd/fsname as the entry c->path, through descriptors only: the
+ * entry is looked at with AT_SYMLINK_NOFOLLOW and opened with O_NOFOLLOW
+ * relative to its folder's descriptor, so no link is ever followed. Links
+ * and whatever is neither a regular file nor a folder are left out (and
+ * reported), as the share's index leaves them out of the folder's manifest;
+ * the fstat after opening catches a swap since the first look. */
 static fs_status pack_node(struct pack_ctx *c, int parentfd, const char *fsname)
 {
     struct stat st, fst;
@@ -309,44 +344,37 @@ static fs_status pack_node(struct pack_ctx *c, int parentfd, const char *fsname)
     fs_status s;
 
     if (fstatat(parentfd, fsname, &st, AT_SYMLINK_NOFOLLOW))
-        return FS_EIO;
-    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-        return FS_EREFUSED;
+        return errno == ENOENT ? FS_OK : FS_EIO; /* gone meanwhile: as if never there */
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        pack_skipped(c, S_ISLNK(st.st_mode));
+        return FS_OK;
+    }
     if (st.st_dev == c->out_dev && st.st_ino == c->out_ino)
         return FS_EINVAL;
     /* O_NONBLOCK: should a FIFO be swapped in, open must not hang on it. */
     fd = openat(parentfd, fsname,
                 O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
                     (S_ISDIR(st.st_mode) ? O_DIRECTORY : 0));
+    if (fd < 0 && (errno == ELOOP || errno == ENOTDIR)) {
+        /* Became a link (or something else) since fstatat(): still not followed. */
+        struct stat now;
+        if (fstatat(parentfd, fsname, &now, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(now.st_mode)) {
+            pack_skipped(c, 1);
+            return FS_OK;
+        }
+        return FS_EREFUSED;
+    }
     if (fd < 0)
-        return errno == ELOOP || errno == ENOTDIR ? FS_EREFUSED : FS_EIO;
+        return FS_EIO;
     if (fstat(fd, &fst) || fst.st_ino != st.st_ino || fst.st_dev != st.st_dev ||
         (fst.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
         s = FS_EREFUSED;
         goto out;
     }
-    if (S_ISDIR(fst.st_mode)) {
-        s = pack_dir_entry(c, &fst);
-        if (s == FS_OK)
-            s = pack_children(c, fd);
-    } else {
-        s = pack_file_entry(c, fd, &fst);
-    }
+    s = pack_open(c, fd, &fst);
 out:
     close(fd);
     return s;
-}
-
-/* src without trailing '/': with one, lstat() and O_NOFOLLOW would resolve
- * a symlink src instead of refusing it. The caller frees the copy. */
-static char *strip_slashes(const char *src)
-{
-    char *p = strdup(src);
-    size_t end = p ? strlen(p) : 0;
-
-    while (end > 1 && p[end - 1] == '/')
-        p[--end] = '\0';
-    return p;
 }
 
 /* minizip opens the archive through this hook so that it writes to the file
@@ -363,66 +391,58 @@ static voidpf ZCALLBACK open_out_fd(voidpf opaque, const void *filename, int mod
     return f;
 }
 
-static fs_status pack_into(struct pack_ctx *c, int outfd, const char *src_abs,
-                           const char *out_path)
+static fs_status pack_into(struct pack_ctx *c, int srcfd, const struct stat *src, int outfd)
 {
     zlib_filefunc64_def ff;
     struct stat ost;
     fs_status s;
 
-    if (fstat(outfd, &ost))
+    if (fstat(outfd, &ost) || !S_ISREG(ost.st_mode))
         return FS_EIO;
     c->out_dev = ost.st_dev;
     c->out_ino = ost.st_ino;
+    if (src->st_dev == c->out_dev && src->st_ino == c->out_ino)
+        return FS_EINVAL;
     fill_fopen64_filefunc(&ff);
     ff.zopen64_file = open_out_fd;
     ff.opaque = &outfd;
-    c->zf = zipOpen2_64(out_path, APPEND_STATUS_CREATE, NULL, &ff);
+    /* The name is only handed to our hook, which ignores it. */
+    c->zf = zipOpen2_64("archive", APPEND_STATUS_CREATE, NULL, &ff);
     if (!c->zf)
         return FS_EIO;
-    s = pack_node(c, AT_FDCWD, src_abs);
+    s = pack_open(c, srcfd, src);
     if (zipClose(c->zf, NULL) != ZIP_OK && s == FS_OK)
         s = FS_EIO;
     c->zf = NULL;
     return s;
 }
 
-fs_status zipio_pack(const char *src_abs, const char *out_path)
+fs_status zipio_pack_fd(int srcfd, const char *name, int outfd, zipio_skip_fn skip, void *arg)
 {
     struct pack_ctx *c = NULL;
-    char *src = NULL;
-    const char *name;
-    int outfd = -1;
+    struct stat st;
     fs_status s;
 
-    if (!src_abs || !out_path || !*src_abs || !*out_path)
+    if (srcfd < 0 || outfd < 0 || !name)
         return FS_EINVAL;
+    if (fstat(srcfd, &st))
+        return FS_EIO;
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return FS_EREFUSED;
     c = calloc(1, sizeof *c);
-    src = strip_slashes(src_abs);
-    if (!c || !src || !(c->buf = malloc(ZIPIO_CHUNK))) {
+    if (!c || !(c->buf = malloc(ZIPIO_CHUNK))) {
         s = FS_ENOMEM;
         goto out;
     }
-    name = strrchr(src, '/');
-    name = name ? name + 1 : src;
+    c->skip = skip;
+    c->skip_arg = arg;
     s = path_push(c, name, strlen(name));
-    if (s)
-        goto out;
-    outfd = open(out_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (outfd < 0) {
-        s = errno == EEXIST ? FS_EEXIST : FS_EIO;
-        goto out;
-    }
-    s = pack_into(c, outfd, src, out_path);
-    if (close(outfd) && s == FS_OK)
-        s = FS_EIO;
-    if (s)
-        unlink(out_path);
+    if (s == FS_OK)
+        s = pack_into(c, srcfd, &st, outfd);
 out:
     if (c)
         free(c->buf);
     free(c);
-    free(src);
     return s;
 }
 
@@ -440,6 +460,7 @@ struct zentry {
     uint64_t csize; /* declared compressed size */
     uint64_t hdr;   /* where its local header starts in the archive file */
     uint64_t end;   /* where its compressed data ends */
+    mode_t mode;    /* a file's permission bits: see entry_mode() */
 };
 
 struct zlist {
@@ -577,6 +598,20 @@ static fs_status check_entry(const struct zcur *cur, const struct zipio_limits *
     return s;
 }
 
+/* The permission bits a file entry is created with: the holder's (& 0777:
+ * never setuid, setgid or sticky) when the archive says it was made on Unix
+ * and records a regular file's mode, else 0644; the umask applies on top,
+ * as for any file this process creates. */
+static mode_t entry_mode(const struct zcur *cur)
+{
+    unsigned host = (unsigned)(cur->fi.version >> 8) & 0xff;
+    unsigned long mode = cur->fi.external_fa >> 16;
+
+    if ((host == ZIPIO_HOST_UNIX || host == ZIPIO_HOST_OSX) && (mode & S_IFMT) == S_IFREG)
+        return (mode_t)(mode & 0777);
+    return 0644;
+}
+
 static fs_status zlist_add(struct zlist *l, const struct zcur *cur)
 {
     if (l->n == l->cap) {
@@ -600,6 +635,7 @@ static fs_status zlist_add(struct zlist *l, const struct zcur *cur)
     e->size = cur->fi.uncompressed_size;
     e->csize = cur->fi.compressed_size;
     e->hdr = e->end = 0;
+    e->mode = entry_mode(cur);
     l->n++;
     return FS_OK;
 }
@@ -1033,9 +1069,12 @@ static fs_status open_dirs(int basefd, const char *path, size_t len, int *out,
     return FS_OK;
 }
 
-static fs_status create_file(int dirfd, const char *name, int *out, const char **why)
+static fs_status create_file(int dirfd, const char *name, mode_t mode, int *out,
+                             const char **why)
 {
-    *out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    /* Created with its final mode: even without u+w the new descriptor
+     * may write, and the umask is applied by the kernel. */
+    *out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (*out >= 0)
         return FS_OK;
     if (errno == EEXIST) {
@@ -1074,7 +1113,7 @@ static fs_status extract_below_top(struct unpack_ctx *u, const struct zentry *e,
         s = (dirfd = fcntl(u->topfd, F_DUPFD_CLOEXEC, 0)) < 0 ? FS_EIO : FS_OK;
     if (s)
         return s;
-    s = create_file(dirfd, base, &fd, why);
+    s = create_file(dirfd, base, e->mode, &fd, why);
     if (s == FS_OK) {
         s = write_entry(u, fd, e, why);
         if (close(fd) && s == FS_OK) {
@@ -1093,7 +1132,7 @@ static fs_status extract_top(struct unpack_ctx *u, const struct zlist *l, const 
     fs_status s;
 
     if (l->v[0].len == u->toplen && !l->v[0].is_dir) {
-        s = create_file(u->destfd, u->top, &fd, why);
+        s = create_file(u->destfd, u->top, l->v[0].mode, &fd, why);
         if (s)
             return s;
         u->created = 1;
@@ -1144,8 +1183,8 @@ static fs_status extract(struct unpack_ctx *u, const struct zlist *l, const char
     return s;
 }
 
-static fs_status unpack_checked(struct unpack_ctx *u, const char *dest_dir,
-                                const struct zlist *l, const char **why)
+static fs_status unpack_checked(struct unpack_ctx *u, int destfd, const struct zlist *l,
+                                const char **why)
 {
     fs_status s;
 
@@ -1153,7 +1192,7 @@ static fs_status unpack_checked(struct unpack_ctx *u, const char *dest_dir,
     u->top[u->toplen] = '\0';
     if (!(u->buf = malloc(ZIPIO_CHUNK)) || !(u->in = malloc(ZIPIO_CHUNK)))
         return FS_ENOMEM;
-    u->destfd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    u->destfd = fcntl(destfd, F_DUPFD_CLOEXEC, 0);
     if (u->destfd < 0) {
         *why = "cannot open the destination folder";
         return FS_EIO;
@@ -1178,13 +1217,12 @@ static voidpf ZCALLBACK open_in_fd(voidpf opaque, const void *filename, int mode
     return f;
 }
 
-static fs_status open_archive(const char *zip_path, struct zfile *zf, unzFile *uf,
-                              const char **why)
+static fs_status open_archive(int zipfd, struct zfile *zf, unzFile *uf, const char **why)
 {
     zlib_filefunc64_def ff;
     struct stat st;
 
-    zf->fd = open(zip_path, O_RDONLY | O_CLOEXEC);
+    zf->fd = fcntl(zipfd, F_DUPFD_CLOEXEC, 0);
     if (zf->fd < 0 || fstat(zf->fd, &st) || !S_ISREG(st.st_mode)) {
         *why = "cannot read the archive";
         return FS_EIO;
@@ -1193,7 +1231,8 @@ static fs_status open_archive(const char *zip_path, struct zfile *zf, unzFile *u
     fill_fopen64_filefunc(&ff);
     ff.zopen64_file = open_in_fd;
     ff.opaque = &zf->fd;
-    if (!(*uf = unzOpen2_64(zip_path, &ff))) {
+    /* The name is only handed to our hook, which ignores it. */
+    if (!(*uf = unzOpen2_64("archive", &ff))) {
         *why = "not a zip archive";
         return FS_EZIP;
     }
@@ -1216,9 +1255,8 @@ static fs_status check_archive(unzFile uf, const struct zfile *zf,
     return s;
 }
 
-fs_status zipio_unpack(const char *zip_path, const char *dest_dir,
-                       const struct zipio_limits *limits, char *top, size_t topcap,
-                       const char **why)
+fs_status zipio_unpack_at(int zipfd, int destfd, const struct zipio_limits *limits, char *top,
+                          size_t topcap, const char **why)
 {
     struct unpack_ctx *u = NULL;
     struct zlist l = {0};
@@ -1232,11 +1270,11 @@ fs_status zipio_unpack(const char *zip_path, const char *dest_dir,
         *why = NULL;
     if (top && topcap)
         top[0] = '\0';
-    if (!zip_path || !dest_dir)
+    if (zipfd < 0 || destfd < 0)
         return FS_EINVAL;
     if (!limits)
         limits = &zipio_default_limits;
-    s = open_archive(zip_path, &zf, &uf, &reason);
+    s = open_archive(zipfd, &zf, &uf, &reason);
     if (s == FS_OK)
         s = check_archive(uf, &zf, limits, &l, &toplen, &reason);
     if (s == FS_OK && top && topcap <= toplen) {
@@ -1249,7 +1287,7 @@ fs_status zipio_unpack(const char *zip_path, const char *dest_dir,
         goto out;
     *u = (struct unpack_ctx){.uf = uf, .lim = limits, .destfd = -1, .topfd = -1,
                              .toplen = toplen};
-    s = unpack_checked(u, dest_dir, &l, &reason);
+    s = unpack_checked(u, destfd, &l, &reason);
     if (s == FS_OK && top)
         memcpy(top, u->top, toplen + 1);
 out:
@@ -1269,5 +1307,37 @@ out:
         close(zf.fd);
     if (why)
         *why = reason;
+    return s;
+}
+
+fs_status zipio_unpack(const char *zip_path, const char *dest_dir,
+                       const struct zipio_limits *limits, char *top, size_t topcap,
+                       const char **why)
+{
+    int zfd = -1, dfd = -1;
+    fs_status s;
+
+    if (why)
+        *why = NULL;
+    if (top && topcap)
+        top[0] = '\0';
+    if (!zip_path || !dest_dir)
+        return FS_EINVAL;
+    zfd = open(zip_path, O_RDONLY | O_CLOEXEC);
+    if (zfd < 0) {
+        if (why)
+            *why = "cannot read the archive";
+        return FS_EIO;
+    }
+    dfd = open(dest_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        close(zfd);
+        if (why)
+            *why = "cannot open the destination folder";
+        return FS_EIO;
+    }
+    s = zipio_unpack_at(zfd, dfd, limits, top, topcap, why);
+    close(dfd);
+    close(zfd);
     return s;
 }

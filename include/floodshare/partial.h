@@ -5,7 +5,8 @@
  *   <md5>.state  what is known about them (text, docs/PROTOCOL.md):
  *                  floodshare-partial 1
  *                  name NAME (percent-encoded)   size N   md5 HEX
- *                  chunk BYTES   holder HOST:PORT
+ *                  chunk BYTES   holder HOST:PORT   mode OCTAL (the holder's
+ *                  permission bits; optional)
  *                  (no chunk line: PARTIAL_CHUNK, as before chunks were negotiated)
  *                  c IDX CRC      one line per chunk received
  * The state is written whole (temporary, fsync, rename, fsync of the folder:
@@ -15,12 +16,15 @@
  * The appended lines are not fsync'ed: after a crash, every chunk the state
  * names is checked against its CRC before it is trusted, so a lost write is
  * re-fetched, never believed; a torn last line is ignored.
- * Nothing here ever holds the final name. */
+ * Nothing here ever holds the final name. Every file is reached through the
+ * state folder's descriptor (and the final name through its folder's), by
+ * names made of the item's MD5: never through a path string. */
 #ifndef FLOODSHARE_PARTIAL_H
 #define FLOODSHARE_PARTIAL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "floodshare/addr.h"
 #include "floodshare/hash.h"
@@ -49,8 +53,9 @@
 int partial_chunk_valid(uint64_t chunk);
 
 struct partial {
-    char data_path[4200];
-    char state_path[4200];
+    int dirfd;                          /* the state folder (a dup, owned) */
+    char data_name[MSG_MD5_LEN + 8];    /* "<md5>.part" in it */
+    char state_name[MSG_MD5_LEN + 8];   /* "<md5>.state" in it */
     char name[MSG_MAX_NAME + 1];
     char md5[MSG_MD5_LEN + 1];
     uint64_t size;
@@ -59,6 +64,8 @@ struct partial {
     uint64_t have;   /* chunks 0..have-1 are received (a contiguous prefix) */
     uint32_t *crc;   /* nchunks entries; valid below `have` */
     struct fs_addr holder;
+    mode_t mode;     /* the holder's permission bits (RANGE mode), when has_mode */
+    int has_mode;    /* else the finished file gets 0644 (& ~umask) */
     int fd;          /* the .part file, open for reading and writing */
     int dfd;         /* the same, opened O_DIRECT; -1 where unsupported */
     int state_fd;    /* the .state file, open for appending "c" lines */
@@ -70,7 +77,8 @@ struct partial {
     int durable;
 };
 
-/* Opens the partial download of (name, size, md5) in state_dir, creating
+/* Opens the partial download of (name, size, md5) in the folder state_dir
+ * (a descriptor, duplicated: the caller keeps its own), creating
  * it if none exists, with chunks of `chunk` bytes (a valid size, else
  * FS_EINVAL; doubled for a file of PARTIAL_CHUNKS_WANTED chunks or more).
  * *resumed is set to 1 when an earlier one was found; it keeps the chunk
@@ -81,9 +89,10 @@ struct partial {
  * holds it (an exclusive flock on the .part file, released at close or
  * when the process dies); FS_ETOOBIG, with nothing created, for a size of
  * 2^24 chunks (64 TiB) or more, whose chunk table alone would be too big.
- * Caller frees with partial_close(). */
-fs_status partial_open(const char *state_dir, const char *name, uint64_t size, const char *md5,
-                       uint64_t chunk, struct partial **out, int *resumed);
+ * FS_EINVAL for an md5 that is not 32 lower-case hex digits (it names the
+ * files). Caller frees with partial_close(). */
+fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const char *md5,
+                          uint64_t chunk, struct partial **out, int *resumed);
 
 /* Re-reads the claimed prefix, checking every chunk's CRC and feeding the
  * bytes into md5 (the running digest of the whole file). Stops at the first
@@ -134,27 +143,39 @@ fs_status partial_save(struct partial *pt);
  * back. The partial stays resumable. */
 fs_status partial_trim(struct partial *pt);
 
-/* Removes what a process killed at the wrong moment leaves in state_dir
- * and nothing else can reach: "<md5>.state.tmp" files (killed in
+/* Removes what a process killed at the wrong moment leaves in the folder
+ * state_dir and nothing else can reach: "<md5>.state.tmp" files (killed in
  * partial_save()), a .state whose .part is gone (killed between
- * partial_finish()'s rename and its unlink: the item is complete) and a
- * .part without a .state (killed in partial_open() before the first
+ * partial_finish_at()'s rename and its unlink: the item is complete) and a
+ * .part without a .state (killed in partial_open_at() before the first
  * save). Only for start-up, when no download runs. Returns how many. */
-long partial_sweep(const char *state_dir);
+long partial_sweep_at(int state_dir);
 
-/* Renames from to final_path, never replacing anything there (FS_EEXIST;
- * FS_EIO for other failures), then, when durable, fsyncs final_path's
- * folder so the rename survives a crash. The one way a verified download
- * (a file, a staged folder or an extracted archive) takes its name. */
-fs_status partial_place(const char *from, const char *final_path, int durable);
+/* Renames from (in the folder from_dir) to `to` (in the folder to_dir) with
+ * renameat2(RENAME_NOREPLACE): never replacing anything there (FS_EEXIST;
+ * FS_EIO for other failures, errno says why), then, when durable, fsyncs
+ * to_dir so the rename survives a crash. The one way a verified download
+ * (a file, a staged folder or an extracted archive) takes its name: to_dir
+ * is the share's root descriptor (or a staging folder's), so the name is
+ * taken where the share is, whatever path now leads there. */
+fs_status partial_place_at(int from_dir, const char *from, int to_dir, const char *to,
+                           int durable);
 
-/* The whole file is here and verified: fsync it (when durable), rename it
- * to final_path (never replacing anything: FS_EEXIST), fsync the folder
+/* The whole file is here and verified: give it the holder's permission
+ * bits (pt->mode if has_mode, else 0644; & 0777, masked by this process's
+ * umask as a file it created would be: the .part itself is 0600 while it is
+ * incomplete), fsync it (when durable), rename it to `to` in the
+ * folder to_dir (never replacing anything: FS_EEXIST), fsync that folder
  * (when durable), and remove the state. A caller that passes durable = 0
  * must make the data durable itself before anyone relies on it (a folder
  * download syncs its staging area once at the end instead of once per
  * file). pt stays valid for partial_close(). */
-fs_status partial_finish(struct partial *pt, const char *final_path, int durable);
+fs_status partial_finish_at(struct partial *pt, int to_dir, const char *to, int durable);
+
+/* This process's umask, read from /proc/self/status (umask(2) cannot be
+ * read without changing it, which would race with other threads creating
+ * files); 077 when it cannot be read. */
+mode_t partial_umask(void);
 
 /* Deletes both files (the bytes cannot be trusted any more). */
 void partial_discard(struct partial *pt);
@@ -173,15 +194,20 @@ struct partial_info {
     struct fs_addr holder;
 };
 
-/* Lists the partial downloads in state_dir. *out is malloc'd (caller
- * frees); returns the count, or a negative fs_status. */
+/* Lists the partial downloads in the folder state_dir (a descriptor, not
+ * closed). *out is malloc'd (caller frees); returns the count, or a
+ * negative fs_status. */
+long partial_list_at(int state_dir, struct partial_info **out);
+
+/* partial_list_at() of the folder at the path state_dir, opened with
+ * O_NOFOLLOW: for `transfers`, which shows what is waiting locally. */
 long partial_list(const char *state_dir, struct partial_info **out);
 
 /* Parses a state file's text[0..len) into pt's fields (name, size, md5,
- * chunk, holder, have, crc[] — crc is malloc'd). A state without a
+ * chunk, holder, mode, have, crc[] — crc is malloc'd). A state without a
  * "chunk" line (older versions) has chunks of PARTIAL_CHUNK; a chunk that
  * is not partial_chunk_valid() makes it invalid. Pure; used by
- * partial_open() and partial_list(), and by the unit tests. FS_EPROTO
+ * partial_open_at() and partial_list_at(), and by the unit tests. FS_EPROTO
  * when the text is not a valid state of version 1. */
 fs_status partial_parse_state(const char *text, size_t len, struct partial *pt);
 

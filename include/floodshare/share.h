@@ -6,7 +6,16 @@
  * mtime), so a rescan re-hashes only what changed and a query never hashes.
  * Symbolic links are never followed nor listed, the top-level state folder
  * SHARE_STATE_DIR is hidden, and names that are not name_valid() are
- * skipped. The cache is kept across restarts in SHARE_CACHE_FILE, so a
+ * skipped.
+ *
+ * Confinement: share_open() opens the share folder once, as a descriptor
+ * held until share_close(), and everything below it is reached through that
+ * descriptor only (share_openat(), share_open_beneath()): openat2() with
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, or, where
+ * the kernel has no openat2, a walk that opens one component at a time with
+ * O_NOFOLLOW. A path that crosses a symbolic link anywhere is refused
+ * (FS_EREFUSED), never followed, and replacing the share folder or one of
+ * its parents with a link changes nothing the share reads. The cache is kept across restarts in SHARE_CACHE_FILE, so a
  * restarted peer re-hashes only what changed while it was down.
  *
  * Each open share has one thread of its own that rescans and hashes when the
@@ -19,6 +28,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "floodshare/msg.h"
 #include "floodshare/sharecache.h"
@@ -47,7 +57,8 @@ struct share_item {
 
 struct share;
 
-/* Opens the share at dir (which must exist and be a directory), builds the
+/* Opens the share at dir (which must exist and be a directory; the one
+ * time it is reached by name: links in dir are resolved now, once), builds the
  * index on the calling thread, hashing only files the persisted cache
  * (SHARE_CACHE_FILE) does not vouch for, then starts the share's thread.
  * Creates SHARE_STATE_DIR (mode 0700) when it has hashes to save; a
@@ -60,8 +71,15 @@ struct share *share_open(const char *dir, fs_status *st);
  * saved, then frees sh. No other call on sh may be running or follow. */
 void share_close(struct share *sh);
 
-/* The absolute, canonical path of the share directory. Valid until close. */
+/* The share folder's absolute name as it was when opened, for messages
+ * only: never open a path built from it (use share_openat()). Valid until
+ * close. */
 const char *share_dir(const struct share *sh);
+
+/* The descriptor of the share folder (O_RDONLY | O_DIRECTORY), held from
+ * share_open() to share_close(). Borrowed: do not close it; dup() it to
+ * keep it beyond the share (a `modify share_dir` closes the old share). */
+int share_root_fd(const struct share *sh);
 
 /* Nudges the share's thread to look for changes (and, without inotify, to
  * rescan if the last scan is 2 s old) and returns at once: it
@@ -116,22 +134,43 @@ void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg);
 typedef void (*share_read_hook)(void *arg, const char *path, uint64_t done);
 void share_set_read_hook(struct share *sh, share_read_hook fn, void *arg);
 
-/* Resolves a share-relative path to an absolute path under the share into
- * out (cap bytes). Refuses (FS_EBADNAME) absolute paths, "..", empty
- * components and anything not path_valid(); refuses (FS_EREFUSED) a path
- * that passes through a symbolic link or resolves outside the share. The
- * target need not exist (FS_OK with out filled) unless must_exist, in which
- * case a missing target is FS_ENOTFOUND. */
-fs_status share_resolve(const struct share *sh, const char *path, int must_exist, char *out,
-                        size_t cap);
+/* Opens rel, a path_valid() path relative to the folder dirfd, without
+ * following a symbolic link in any component and without leaving dirfd:
+ * openat2() with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+ * RESOLVE_NO_MAGICLINKS, or, where the kernel has no openat2 (ENOSYS), a
+ * walk opening each component with O_NOFOLLOW | O_DIRECTORY from the one
+ * before. flags are open(2) flags for the last component (O_NOFOLLOW and
+ * O_CLOEXEC are added; O_PATH is fine; mode is for O_CREAT). On FS_OK *out
+ * is the new descriptor, the caller's to close. FS_EBADNAME when rel is not
+ * path_valid() (absolute, "..", empty components); FS_EREFUSED (errno
+ * ELOOP) when a component, the last one included, is a symbolic link;
+ * FS_ENOTFOUND when a component is missing or not a folder; FS_EEXIST for
+ * O_CREAT | O_EXCL on an existing name; FS_EIO otherwise (errno says why).
+ * *out is -1 on failure. */
+fs_status share_open_beneath(int dirfd, const char *rel, int flags, mode_t mode, int *out);
 
-/* Computes the digest of the file or folder at abs_path exactly as the index
- * does, without the cache. For a folder, md5 is the MD5 of its manifest: one
- * line per entry below it, sorted bytewise by relative path, "F <size> <md5>
- * <relpath>\n" for a file and "D <relpath>\n" for a folder (relpath relative
- * to the folder itself, '/'-separated); size is the sum of file sizes and
- * *files the number of files. Symlinks anywhere make it FS_EREFUSED. */
-fs_status share_digest(const char *abs_path, enum msg_kind *kind, uint64_t *size,
-                       uint64_t *files, char md5[MSG_MD5_LEN + 1]);
+/* share_open_beneath() from the share's root descriptor. Creates nothing
+ * (O_CREAT is dropped). */
+fs_status share_openat(const struct share *sh, const char *rel, int flags, int *fd);
+
+/* For tests: 1 makes share_open_beneath() walk without trying openat2(),
+ * as on a kernel without it; 0 goes back to openat2() (unless the kernel
+ * lacks it). The environment variable FLOODSHARE_TEST_NO_OPENAT2 (non-empty,
+ * not "0") sets it for a whole process, so integration tests can run a
+ * peer on the fall-back. share_beneath_walks() says which is in use. */
+void share_beneath_set_walk(int on);
+int share_beneath_walks(void);
+
+/* Computes the digest of the file or folder name in the folder dirfd
+ * (opened with O_NOFOLLOW: a link there is FS_EREFUSED) exactly as the
+ * index does, without the cache. For a folder, md5 is the MD5 of its
+ * manifest: one line per entry below it, sorted bytewise by relative path,
+ * "F <size> <md5> <relpath>\n" for a file and "D <relpath>\n" for a folder
+ * (relpath relative to the folder itself, '/'-separated); size is the sum
+ * of file sizes and *files the number of files. The folder is walked by
+ * descriptors; symlinks anywhere in it make it FS_EREFUSED. Tests may pass
+ * AT_FDCWD and a path of their own. */
+fs_status share_digest_at(int dirfd, const char *name, enum msg_kind *kind, uint64_t *size,
+                          uint64_t *files, char md5[MSG_MD5_LEN + 1]);
 
 #endif

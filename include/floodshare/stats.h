@@ -41,7 +41,8 @@
     X(cut_dropped, "GETs/FOUNDs not sent or dropped: link down or peer paused") \
     X(flow_dropped, "GETs/FOUNDs dropped: the neighbour's output queue was full") \
     X(spoofed_dropped, "messages whose from disagreed with the link they came on") \
-    X(uploads_slow, "uploads cut for moving less than min_upload_rate")
+    X(uploads_slow, "uploads cut for moving less than min_upload_rate")        \
+    X(symlinks_refused, "paths refused or entries left out: a symbolic link in the share")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).

@@ -102,6 +102,8 @@ class Ctx:
         self.a3 = "%s:%d" % net.addr(3)
         body = (net.share(2) / "2.txt").read_bytes()
         self.body = body
+        # RANGE carries the file's permission bits on the holder (octal, as %o writes them).
+        self.mode = "%o" % ((net.share(2) / "2.txt").stat().st_mode & 0o777)
         self.md5 = hashlib.md5(body).hexdigest()
         # `from` names nobody's neighbour: this test's connections are strangers, and one
         # claiming peer 1's address would be dropped as spoofed (peer 1 proved it).
@@ -120,7 +122,8 @@ class Ctx:
 
     def fetch_answer(self) -> bytes:
         size = len(self.body)
-        return (f"FLOOD/1 RANGE size={size} md5={self.md5} offset=0 chunk={CHUNK}\n"
+        return (f"FLOOD/1 RANGE size={size} md5={self.md5} offset=0 chunk={CHUNK} "
+                f"mode={self.mode}\n"
                 f"FLOOD/1 DATA idx=0 len={size} crc={zlib.crc32(self.body):08x}\n"
                 ).encode() + self.body
 

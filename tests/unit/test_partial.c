@@ -39,6 +39,38 @@ static void test_state_parses_with_its_chunk_prefix(void **state)
     free(pt.crc);
 }
 
+/* The holder's permission bits are kept in the state (mode OCTAL), so a
+ * partial completed by one get and placed by the next still gets them. */
+static void test_state_keeps_the_holders_mode(void **state)
+{
+    static const char *bad[] = {
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nmode 8\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nmode 10000\n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nmode \n",
+        "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A "\nmode 644\nmode 644\n",
+    };
+    char text[300];
+    struct partial pt;
+
+    (void)state;
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(GOOD, strlen(GOOD), &pt), FS_OK);
+    assert_int_equal(pt.has_mode, 0);
+    free(pt.crc);
+    snprintf(text, sizeof text, "floodshare-partial 1\nname a\nsize 1\nmd5 " MD5_A
+             "\nmode 750\nc 0 0000000a\n");
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(text, strlen(text), &pt), FS_OK);
+    assert_int_equal(pt.has_mode, 1);
+    assert_int_equal(pt.mode, 0750);
+    assert_int_equal(pt.have, 1);
+    free(pt.crc);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&pt, 0, sizeof pt);
+        assert_int_equal(partial_parse_state(bad[i], strlen(bad[i]), &pt), FS_EPROTO);
+    }
+}
+
 static void test_state_torn_last_line_is_ignored(void **state)
 {
     struct partial pt;
@@ -187,6 +219,7 @@ static void test_chunk_sizes_are_powers_of_two_from_64k_to_4m(void **state)
 
 struct fx {
     char dir[64];
+    int dfd; /* dir, as the peer holds its state folder */
     char data[3 * PARTIAL_CHUNK + 100];
     char md5[33];
 };
@@ -198,6 +231,8 @@ static int setup(void **state)
 
     strcpy(f->dir, "/tmp/fs_partial_XXXXXX");
     assert_non_null(mkdtemp(f->dir));
+    f->dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(f->dfd >= 0);
     for (size_t i = 0; i < sizeof f->data; i++)
         f->data[i] = (char)(i * 2654435761u >> 11);
     hash_init(&h);
@@ -210,6 +245,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    close(f->dfd);
     zipio_remove_tree(f->dir);
     free(f);
     return 0;
@@ -259,10 +295,10 @@ static void test_the_state_records_the_chunk_size_it_was_made_with(void **state)
     struct partial *pt;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, 1000, &pt, &resumed),
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, 1000, &pt, &resumed),
                      FS_EINVAL);
     assert_null(pt);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
                                   &resumed), FS_OK);
     assert_int_equal(pt->chunk, 1024 * 1024);
     assert_int_equal(pt->nchunks, 13);
@@ -270,7 +306,7 @@ static void test_the_state_records_the_chunk_size_it_was_made_with(void **state)
         put_sized(pt, f, i);
     partial_close(pt);
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK, &pt,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK, &pt,
                                   &resumed), FS_OK);
     assert_true(resumed);
     assert_int_equal(pt->chunk, 1024 * 1024);
@@ -288,7 +324,7 @@ static void test_round_and_rechunk_keep_the_prefix_checkable(void **state)
     struct partial *pt;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
                                   &resumed), FS_OK);
     for (uint64_t i = 0; i < 6; i++)
         put_sized(pt, f, i);
@@ -302,7 +338,7 @@ static void test_round_and_rechunk_keep_the_prefix_checkable(void **state)
     assert_int_equal(pt->nchunks, 4);
     partial_close(pt);
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, 1024 * 1024, &pt,
                                   &resumed), FS_OK);
     assert_true(resumed);
     assert_int_equal(pt->chunk, PARTIAL_CHUNK); /* saved */
@@ -312,7 +348,7 @@ static void test_round_and_rechunk_keep_the_prefix_checkable(void **state)
     put_sized(pt, f, 64); /* goes on in the new size */
     partial_close(pt);
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK, &pt,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK, &pt,
                                   &resumed), FS_OK);
     assert_int_equal(pt->chunk, 65536);
     assert_prefix_checks(pt, f, 65 * 65536);
@@ -328,14 +364,14 @@ static void test_reopen_resumes_and_check_rebuilds_the_md5(void **state)
     int resumed;
     uint64_t bad;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     assert_false(resumed);
     put(pt, f, 0);
     put(pt, f, 1);
     partial_close(pt); /* as a kill would leave it */
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     assert_true(resumed);
     assert_int_equal(pt->have, 2);
@@ -350,7 +386,7 @@ static void test_reopen_resumes_and_check_rebuilds_the_md5(void **state)
 
     char final[128];
     snprintf(final, sizeof final, "%s/x.bin", f->dir);
-    assert_int_equal(partial_finish(pt, final, 1), FS_OK);
+    assert_int_equal(partial_finish_at(pt, f->dfd, "x.bin", 1), FS_OK);
     partial_close(pt);
     struct stat sb;
     assert_int_equal(stat(final, &sb), 0);
@@ -368,7 +404,7 @@ static void put_all_from(struct fx *f, size_t misalign)
 
     assert_int_equal(posix_memalign((void **)&buf, PARTIAL_ALIGN, PARTIAL_CHUNK + PARTIAL_ALIGN),
                      0);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     if (misalign == 0 && pt->dfd < 0)
         print_message("note: %s takes no O_DIRECT; only the buffered path ran\n", f->dir);
@@ -402,19 +438,19 @@ static void test_check_forgets_a_tampered_chunk_and_all_after_it(void **state)
     int resumed;
     uint64_t bad;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     put(pt, f, 0);
     put(pt, f, 1);
     put(pt, f, 2);
-    char path[sizeof pt->data_path];
-    strcpy(path, pt->data_path);
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", f->dir, pt->data_name);
     partial_close(pt);
     int fd = open(path, O_WRONLY);
     assert_int_equal(pwrite(fd, "X", 1, PARTIAL_CHUNK + 5), 1);
     close(fd);
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     hash_init(&h);
     assert_int_equal(partial_check(pt, &h, &bad), FS_OK);
@@ -423,7 +459,7 @@ static void test_check_forgets_a_tampered_chunk_and_all_after_it(void **state)
     assert_int_equal(bad, 2);
     partial_close(pt);
     /* and the state on disk says so too */
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     assert_int_equal(pt->have, 1);
     partial_close(pt);
@@ -435,15 +471,15 @@ static void test_second_download_of_the_same_item_is_refused(void **state)
     struct partial *a, *b;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &a, &resumed), FS_OK);
     put(a, f, 0);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &b, &resumed),
                      FS_EBUSY);
     assert_int_equal(a->have, 1);
     partial_close(a);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &b, &resumed), FS_OK);
     assert_true(resumed);
     partial_close(b);
@@ -456,7 +492,7 @@ static void test_list_reports_bytes_present(void **state)
     struct partial_info *list = NULL;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     put(pt, f, 0);
     partial_close(pt);
@@ -473,11 +509,11 @@ static void test_another_item_with_that_md5_starts_afresh(void **state)
     struct partial *pt;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     put(pt, f, 0);
     partial_close(pt);
-    assert_int_equal(partial_open(f->dir, "y.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "y.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     assert_false(resumed);
     assert_int_equal(pt->have, 0);
@@ -517,7 +553,7 @@ static void test_sweep_removes_what_a_kill_orphans_and_nothing_else(void **state
     touch(f->dir, "index.cache");                 /* not ours */
     touch(f->dir, "notes.state.tmp");             /* not an md5 name */
     touch(f->dir, "0123456789abcdef0123456789abcdeg.part");
-    assert_int_equal(partial_sweep(f->dir), 3);
+    assert_int_equal(partial_sweep_at(f->dfd), 3);
     assert_false(exists(f->dir, MD5_A ".state.tmp"));
     assert_false(exists(f->dir, MD5_B ".state"));
     assert_false(exists(f->dir, MD5_C ".part"));
@@ -526,7 +562,7 @@ static void test_sweep_removes_what_a_kill_orphans_and_nothing_else(void **state
     assert_true(exists(f->dir, "index.cache"));
     assert_true(exists(f->dir, "notes.state.tmp"));
     assert_true(exists(f->dir, "0123456789abcdef0123456789abcdeg.part"));
-    assert_int_equal(partial_sweep(f->dir), 0);
+    assert_int_equal(partial_sweep_at(f->dfd), 0);
 }
 
 static void test_trim_gives_back_the_room_of_a_torn_chunk(void **state)
@@ -536,7 +572,7 @@ static void test_trim_gives_back_the_room_of_a_torn_chunk(void **state)
     struct stat sb;
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     put(pt, f, 0);
     /* chunk 1 half written when the disk filled up */
@@ -546,7 +582,7 @@ static void test_trim_gives_back_the_room_of_a_torn_chunk(void **state)
     assert_int_equal(fstat(pt->fd, &sb), 0);
     assert_int_equal(sb.st_size, PARTIAL_CHUNK);
     partial_close(pt);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     assert_true(resumed);
     assert_int_equal(pt->have, 1);
@@ -557,15 +593,15 @@ static void test_failed_save_keeps_the_old_state_whole(void **state)
 {
     struct fx *f = *state;
     struct partial *pt;
-    char tmp[sizeof pt->state_path + 8];
+    char tmp[128];
     int resumed;
 
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     pt->durable = 1;
     put(pt, f, 0);
     assert_int_equal(partial_save(pt), FS_OK);
-    snprintf(tmp, sizeof tmp, "%s.tmp", pt->state_path);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", f->dir, pt->state_name);
     struct stat sb;
     assert_int_equal(lstat(tmp, &sb), -1); /* renamed away */
     put(pt, f, 1);
@@ -573,10 +609,67 @@ static void test_failed_save_keeps_the_old_state_whole(void **state)
     assert_int_equal(partial_save(pt), FS_EIO);
     partial_close(pt);
     assert_int_equal(rmdir(tmp), 0);
-    assert_int_equal(partial_open(f->dir, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed), FS_OK);
     assert_int_equal(pt->have, 2); /* the appended line of chunk 1 went to the old state */
     partial_close(pt);
+}
+
+/* Finishes the whole of f's data as name with umask mask; its mode. */
+static mode_t finish_with(struct fx *f, const char *name, int has_mode, mode_t mode, mode_t mask)
+{
+    struct partial *pt;
+    struct stat sb;
+    int resumed;
+
+    assert_int_equal(partial_open_at(f->dfd, name, sizeof f->data, f->md5, PARTIAL_CHUNK, &pt,
+                                     &resumed), FS_OK);
+    for (uint64_t i = 0; i < pt->nchunks; i++)
+        put(pt, f, i);
+    pt->has_mode = has_mode;
+    pt->mode = mode;
+    assert_int_equal(partial_save(pt), FS_OK);
+    partial_close(pt);
+    /* placed by a later open, as after a kill: the mode came from the state */
+    assert_int_equal(partial_open_at(f->dfd, name, sizeof f->data, f->md5, PARTIAL_CHUNK, &pt,
+                                     &resumed), FS_OK);
+    assert_true(resumed);
+    assert_int_equal(pt->has_mode, has_mode);
+    mode_t old = umask(mask);
+    assert_int_equal(partial_umask(), mask);
+    fs_status st = partial_finish_at(pt, f->dfd, name, 0);
+    umask(old);
+    assert_int_equal(st, FS_OK);
+    partial_close(pt);
+    assert_int_equal(fstatat(f->dfd, name, &sb, AT_SYMLINK_NOFOLLOW), 0);
+    assert_int_equal(unlinkat(f->dfd, name, 0), 0);
+    return sb.st_mode & 07777;
+}
+
+/* Modes follow the holder: a file fetched in chunks gets the holder's
+ * permission bits (never setuid/setgid/sticky), masked by the umask, not
+ * the 0600 its partial had; 0644 when the holder sent none. */
+static void test_finish_gives_the_holders_mode_masked_by_the_umask(void **state)
+{
+    struct fx *f = *state;
+
+    assert_int_equal(finish_with(f, "run.sh", 1, 0755, 022), 0755);
+    assert_int_equal(finish_with(f, "run.sh", 1, 0755, 027), 0750);
+    assert_int_equal(finish_with(f, "private", 1, 0600, 022), 0600);
+    assert_int_equal(finish_with(f, "suid", 1, 04755, 022), 0755);
+    assert_int_equal(finish_with(f, "old-holder", 0, 0, 022), 0644);
+    assert_int_equal(finish_with(f, "old-holder", 0, 0, 077), 0600);
+}
+
+static void test_an_md5_that_is_not_hex_names_no_file(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt = (struct partial *)1;
+    int resumed;
+
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", 1, "../../../../../../tmp/x_not_an_md5x",
+                                     PARTIAL_CHUNK, &pt, &resumed), FS_EINVAL);
+    assert_null(pt);
 }
 
 static void test_an_absurd_size_is_refused_before_anything_is_made(void **state)
@@ -586,7 +679,7 @@ static void test_an_absurd_size_is_refused_before_anything_is_made(void **state)
     int resumed;
 
     /* A FOUND may announce any size; a CRC per 4 MiB chunk of 2^63 bytes would be 8 TiB. */
-    assert_int_equal(partial_open(f->dir, "x.bin", UINT64_C(1) << 63, f->md5, PARTIAL_CHUNK,
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", UINT64_C(1) << 63, f->md5, PARTIAL_CHUNK,
                                   &pt, &resumed),
                      FS_ETOOBIG);
     assert_null(pt);
@@ -600,6 +693,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_state_parses_with_its_chunk_prefix),
         cmocka_unit_test(test_state_torn_last_line_is_ignored),
+        cmocka_unit_test(test_state_keeps_the_holders_mode),
+        cmocka_unit_test_setup_teardown(test_finish_gives_the_holders_mode_masked_by_the_umask,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_md5_that_is_not_hex_names_no_file, setup,
+                                        teardown),
         cmocka_unit_test(test_state_refuses_gaps_garbage_and_other_versions),
         cmocka_unit_test(test_state_refuses_repeated_keys_and_nul_bytes),
         cmocka_unit_test(test_state_refuses_a_chunk_table_past_its_bound),

@@ -90,6 +90,7 @@ static int setup(void **state)
     char p[PATH_MAX];
 
     assert_non_null(fx);
+    share_beneath_set_walk(0); /* a test that failed half-way may have left it on */
     strcpy(fx->dir, "/tmp/test_share.XXXXXX");
     assert_non_null(mkdtemp(fx->dir));
     mkdir_p(fx->dir, "a/b");
@@ -223,7 +224,7 @@ static void test_share_folder_digest_is_md5_of_documented_manifest(void **state)
     assert_string_equal(it[0].md5, want);
 
     snprintf(p, sizeof p, "%s/docs", fx->dir);
-    assert_int_equal(share_digest(p, &kind, &size, &files, md5), FS_OK);
+    assert_int_equal(share_digest_at(AT_FDCWD, p, &kind, &size, &files, md5), FS_OK);
     assert_int_equal(kind, MSG_KIND_FOLDER);
     assert_int_equal(size, 7);
     assert_int_equal(files, 2);
@@ -362,7 +363,7 @@ static void test_share_unchanged_file_is_not_rehashed(void **state)
     assert_string_equal(it.md5, old);
 
     snprintf(p, sizeof p, "%s/docs/3.txt", fx->dir);
-    assert_int_equal(share_digest(p, NULL, NULL, NULL, now), FS_OK);
+    assert_int_equal(share_digest_at(AT_FDCWD, p, NULL, NULL, NULL, now), FS_OK);
     assert_string_not_equal(now, old);
 }
 
@@ -390,65 +391,187 @@ static void test_share_recent_file_is_rehashed_even_with_same_mtime(void **state
     assert_string_equal(it.md5, want);
 }
 
-static void test_share_resolve_refuses_escapes(void **state)
-{
-    struct share *sh = open_share(*state);
-    char out[PATH_MAX];
+/* Runs each confinement check twice: with openat2(), and with the
+ * component walk a kernel without it gets. */
+#define BOTH_WAYS(walk) for (int walk = 0; walk < 2; share_beneath_set_walk(0), walk++) \
+    if ((share_beneath_set_walk(walk), share_beneath_walks() == walk))
 
-    assert_int_equal(share_resolve(sh, "../x", 0, out, sizeof out), FS_EBADNAME);
-    assert_int_equal(share_resolve(sh, "/etc/passwd", 0, out, sizeof out), FS_EBADNAME);
-    assert_int_equal(share_resolve(sh, "a/../../x", 0, out, sizeof out), FS_EBADNAME);
-    assert_int_equal(share_resolve(sh, "", 0, out, sizeof out), FS_EBADNAME);
-    assert_int_equal(share_resolve(sh, "docs//3.txt", 0, out, sizeof out), FS_EBADNAME);
-    assert_int_equal(share_resolve(sh, "docs/", 0, out, sizeof out), FS_EBADNAME);
-    assert_string_equal(out, "");
+/* Opens rel below sh's root with flags: the status, and the fd closed. */
+static fs_status try_open(struct share *sh, const char *rel, int flags)
+{
+    int fd = 12345;
+    fs_status st = share_openat(sh, rel, flags, &fd);
+
+    if (st == FS_OK) {
+        assert_true(fd >= 0);
+        close(fd);
+    } else {
+        assert_int_equal(fd, -1);
+    }
+    return st;
 }
 
-static void test_share_resolve_refuses_paths_through_symlinks(void **state)
+static void test_share_openat_refuses_escapes(void **state)
 {
     struct share *sh = open_share(*state);
-    char out[PATH_MAX];
 
-    assert_int_equal(share_resolve(sh, "link_out/passwd", 1, out, sizeof out), FS_EREFUSED);
-    assert_int_equal(share_resolve(sh, "link_out/passwd", 0, out, sizeof out), FS_EREFUSED);
-    assert_int_equal(share_resolve(sh, "link_out/nonexistent/x", 0, out, sizeof out),
-                     FS_EREFUSED);
-    assert_int_equal(share_resolve(sh, "link_out", 0, out, sizeof out), FS_EREFUSED);
-    assert_int_equal(share_resolve(sh, "link_in/3.txt", 1, out, sizeof out), FS_EREFUSED);
-    assert_int_equal(share_resolve(sh, "links/file_link", 1, out, sizeof out), FS_EREFUSED);
-    assert_string_equal(out, "");
+    BOTH_WAYS(walk) {
+        assert_int_equal(try_open(sh, "../x", O_RDONLY), FS_EBADNAME);
+        assert_int_equal(try_open(sh, "/etc/passwd", O_RDONLY), FS_EBADNAME);
+        assert_int_equal(try_open(sh, "a/../../x", O_RDONLY), FS_EBADNAME);
+        assert_int_equal(try_open(sh, "", O_RDONLY), FS_EBADNAME);
+        assert_int_equal(try_open(sh, "docs//3.txt", O_RDONLY), FS_EBADNAME);
+        assert_int_equal(try_open(sh, "docs/", O_RDONLY), FS_EBADNAME);
+        assert_int_equal(try_open(sh, ".", O_RDONLY), FS_EBADNAME);
+    }
 }
 
-static void test_share_resolve_accepts_path_inside(void **state)
+static void test_share_openat_refuses_paths_through_symlinks(void **state)
 {
     struct share *sh = open_share(*state);
-    char out[PATH_MAX], want[PATH_MAX];
+    static const int flags[] = {O_RDONLY, O_RDONLY | O_NONBLOCK, O_PATH, O_RDONLY | O_DIRECTORY,
+                                O_PATH | O_DIRECTORY};
 
-    assert_int_equal(share_resolve(sh, "docs/3.txt", 1, out, sizeof out), FS_OK);
-    snprintf(want, sizeof want, "%s/docs/3.txt", share_dir(sh));
-    assert_string_equal(out, want);
+    BOTH_WAYS(walk) {
+        for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+            int f = flags[i];
+            errno = 0;
+            assert_int_equal(try_open(sh, "link_out/passwd", f), FS_EREFUSED);
+            assert_int_equal(errno, ELOOP);
+            assert_int_equal(try_open(sh, "link_out/nonexistent/x", f), FS_EREFUSED);
+            assert_int_equal(try_open(sh, "link_out", f), FS_EREFUSED);
+            assert_int_equal(try_open(sh, "link_in/3.txt", f), FS_EREFUSED);
+            assert_int_equal(try_open(sh, "link_in", f), FS_EREFUSED);
+            assert_int_equal(try_open(sh, "links/file_link", f), FS_EREFUSED);
+        }
+    }
 }
 
-static void test_share_resolve_missing_target_depends_on_must_exist(void **state)
+static void test_share_openat_opens_what_is_inside(void **state)
 {
     struct share *sh = open_share(*state);
-    char out[PATH_MAX], want[PATH_MAX];
+    char buf[16] = "";
+    struct stat sb;
+    int fd;
 
-    assert_int_equal(share_resolve(sh, "docs/nope.txt", 1, out, sizeof out), FS_ENOTFOUND);
-    assert_int_equal(share_resolve(sh, "nodir/nope.txt", 1, out, sizeof out), FS_ENOTFOUND);
-    assert_int_equal(share_resolve(sh, "docs/nope.txt", 0, out, sizeof out), FS_OK);
-    assert_int_equal(share_resolve(sh, "nodir/deeper/nope.txt", 0, out, sizeof out), FS_OK);
-    snprintf(want, sizeof want, "%s/nodir/deeper/nope.txt", share_dir(sh));
-    assert_string_equal(out, want);
+    BOTH_WAYS(walk) {
+        assert_int_equal(share_openat(sh, "docs/3.txt", O_RDONLY, &fd), FS_OK);
+        assert_int_equal(read(fd, buf, sizeof buf - 1), 6);
+        assert_memory_equal(buf, "three\n", 6);
+        close(fd);
+        assert_int_equal(share_openat(sh, "docs/sub", O_RDONLY | O_DIRECTORY, &fd), FS_OK);
+        assert_int_equal(fstatat(fd, "x.txt", &sb, 0), 0);
+        close(fd);
+        assert_int_equal(share_openat(sh, "a/b/target.txt", O_PATH, &fd), FS_OK);
+        assert_int_equal(fstat(fd, &sb), 0);
+        assert_true(S_ISREG(sb.st_mode));
+        close(fd);
+    }
 }
 
-static void test_share_resolve_small_buffer_is_etoobig(void **state)
+static void test_share_openat_missing_or_not_a_folder_is_not_found(void **state)
 {
     struct share *sh = open_share(*state);
-    char out[8];
 
-    assert_int_equal(share_resolve(sh, "docs/3.txt", 1, out, sizeof out), FS_ETOOBIG);
-    assert_string_equal(out, "");
+    BOTH_WAYS(walk) {
+        assert_int_equal(try_open(sh, "docs/nope.txt", O_RDONLY), FS_ENOTFOUND);
+        assert_int_equal(try_open(sh, "nodir/deeper/nope.txt", O_RDONLY), FS_ENOTFOUND);
+        assert_int_equal(try_open(sh, "docs/3.txt/x", O_RDONLY), FS_ENOTFOUND);
+        assert_int_equal(try_open(sh, "docs/3.txt", O_RDONLY | O_DIRECTORY), FS_ENOTFOUND);
+    }
+}
+
+static void test_share_open_beneath_creates_only_where_asked(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    char p[PATH_MAX];
+    struct stat sb;
+    int fd;
+
+    BOTH_WAYS(walk) {
+        const char *rel = walk ? "docs/sub/made-walk.txt" : "docs/sub/made.txt";
+        assert_int_equal(share_open_beneath(share_root_fd(sh), rel,
+                                            O_WRONLY | O_CREAT | O_EXCL, 0600, &fd), FS_OK);
+        close(fd);
+        snprintf(p, sizeof p, "%s/%s", fx->dir, rel);
+        assert_int_equal(lstat(p, &sb), 0);
+        assert_int_equal(share_open_beneath(share_root_fd(sh), rel,
+                                            O_WRONLY | O_CREAT | O_EXCL, 0600, &fd), FS_EEXIST);
+        /* Never created at the far end of a link. */
+        assert_int_equal(share_open_beneath(share_root_fd(sh), "link_in/made.txt",
+                                            O_WRONLY | O_CREAT | O_EXCL, 0600, &fd), FS_EREFUSED);
+        snprintf(p, sizeof p, "%s/docs/made.txt", fx->dir);
+        assert_int_equal(lstat(p, &sb), -1);
+    }
+}
+
+/* What the swap race does, one step at a time: a folder the index knows
+ * becomes a link to a folder outside, holding a file of the same name. */
+static void test_share_openat_refuses_a_folder_swapped_for_a_link(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    char out[64], p[PATH_MAX], q[PATH_MAX];
+    struct share_item it;
+
+    strcpy(out, "/tmp/test_share_out.XXXXXX");
+    assert_non_null(mkdtemp(out));
+    put(out, "3.txt", "outside secret\n");
+    lookup_ok(sh, "docs/3.txt", &it);
+    snprintf(p, sizeof p, "%s/docs", fx->dir);
+    snprintf(q, sizeof q, "%s/docs.real", fx->dir);
+    assert_int_equal(rename(p, q), 0);
+    assert_int_equal(symlink(out, p), 0);
+    BOTH_WAYS(walk) {
+        errno = 0;
+        assert_int_equal(try_open(sh, "docs/3.txt", O_RDONLY), FS_EREFUSED);
+        assert_int_equal(errno, ELOOP);
+        assert_int_equal(try_open(sh, "docs", O_RDONLY | O_DIRECTORY), FS_EREFUSED);
+    }
+    /* Nor does the next scan follow it. */
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
+    assert_int_equal(share_lookup(sh, "docs/3.txt", &it), FS_ENOTFOUND);
+    assert_int_equal(share_find(sh, "3.txt", &it, 1), 1);
+    assert_string_equal(it.path, "docs.real/3.txt");
+    snprintf(p, sizeof p, "%s/3.txt", out);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(rmdir(out), 0);
+}
+
+/* The share folder itself replaced by a link to another folder: the held
+ * descriptor still sees the folder it opened (now under another name), and
+ * nothing of the other folder is indexed or opened. */
+static void test_share_root_replaced_by_a_link_shows_nothing_of_its_target(void **state)
+{
+    struct fixture *fx = *state;
+    struct share *sh = open_share(fx);
+    char other[64], moved[80];
+    struct share_item it;
+
+    strcpy(other, "/tmp/test_share_other.XXXXXX");
+    assert_non_null(mkdtemp(other));
+    put(other, "only_there.txt", "elsewhere\n");
+    snprintf(moved, sizeof moved, "%s.moved", fx->dir);
+    assert_int_equal(rename(fx->dir, moved), 0);
+    assert_int_equal(symlink(other, fx->dir), 0);
+    put(moved, "added_later.txt", "new\n");
+    share_mark_dirty(sh);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
+    BOTH_WAYS(walk) {
+        assert_int_equal(share_find(sh, "only_there.txt", &it, 1), 0);
+        assert_int_equal(try_open(sh, "only_there.txt", O_RDONLY), FS_ENOTFOUND);
+        assert_int_equal(try_open(sh, "docs/3.txt", O_RDONLY), FS_OK);
+    }
+    assert_int_equal(share_find(sh, "added_later.txt", &it, 1), 1);
+    lookup_ok(sh, "docs/3.txt", &it);
+    share_close(sh);
+    fx->sh = NULL;
+    assert_int_equal(unlink(fx->dir), 0);
+    assert_int_equal(rename(moved, fx->dir), 0);
+    snprintf(moved, sizeof moved, "%s/only_there.txt", other);
+    assert_int_equal(unlink(moved), 0);
+    assert_int_equal(rmdir(other), 0);
 }
 
 static void test_share_lookup_finds_item_by_path(void **state)
@@ -491,11 +614,11 @@ static void test_share_digest_refuses_symlink_inside(void **state)
     uint64_t size = 1, files = 1;
 
     snprintf(p, sizeof p, "%s/links", fx->dir);
-    assert_int_equal(share_digest(p, NULL, &size, &files, md5), FS_EREFUSED);
+    assert_int_equal(share_digest_at(AT_FDCWD, p, NULL, &size, &files, md5), FS_EREFUSED);
     assert_string_equal(md5, "");
     assert_int_equal(size, 0);
     snprintf(p, sizeof p, "%s/link_in", fx->dir);
-    assert_int_equal(share_digest(p, NULL, NULL, NULL, md5), FS_EREFUSED);
+    assert_int_equal(share_digest_at(AT_FDCWD, p, NULL, NULL, NULL, md5), FS_EREFUSED);
 }
 
 static void test_share_stops_at_max_depth(void **state)
@@ -514,7 +637,7 @@ static void test_share_stops_at_max_depth(void **state)
     strcat(rel, "/d");
     assert_int_equal(share_lookup(fx->sh, rel, &it), FS_ENOTFOUND);
     snprintf(p, sizeof p, "%s/deep", fx->dir);
-    assert_int_equal(share_digest(p, NULL, NULL, NULL, md5), FS_ETOOBIG);
+    assert_int_equal(share_digest_at(AT_FDCWD, p, NULL, NULL, NULL, md5), FS_ETOOBIG);
     /* The same depth walked on the share's own, smaller stack. */
     rel[4 + 63 * 2] = '\0';
     strcat(rel, "/leaf.txt");
@@ -1487,11 +1610,13 @@ int main(void)
         T(test_share_modified_file_gets_new_md5_on_refresh),
         T(test_share_unchanged_file_is_not_rehashed),
         T(test_share_recent_file_is_rehashed_even_with_same_mtime),
-        T(test_share_resolve_refuses_escapes),
-        T(test_share_resolve_refuses_paths_through_symlinks),
-        T(test_share_resolve_accepts_path_inside),
-        T(test_share_resolve_missing_target_depends_on_must_exist),
-        T(test_share_resolve_small_buffer_is_etoobig),
+        T(test_share_openat_refuses_escapes),
+        T(test_share_openat_refuses_paths_through_symlinks),
+        T(test_share_openat_opens_what_is_inside),
+        T(test_share_openat_missing_or_not_a_folder_is_not_found),
+        T(test_share_open_beneath_creates_only_where_asked),
+        T(test_share_openat_refuses_a_folder_swapped_for_a_link),
+        T(test_share_root_replaced_by_a_link_shows_nothing_of_its_target),
         T(test_share_lookup_finds_item_by_path),
         T(test_share_list_gives_top_level_items_sorted),
         T(test_share_digest_refuses_symlink_inside),

@@ -253,6 +253,49 @@ static void expect_crafted_refused(const struct fx *f, const struct craft *e, si
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
+/* ---- packing from descriptors ---- */
+
+/* What zipio_pack_fd() reported as left out. */
+struct skipped {
+    int links, others;
+    char last[256];
+};
+
+static void note_skip(void *arg, const char *path, int is_link)
+{
+    struct skipped *sk = arg;
+
+    if (is_link)
+        sk->links++;
+    else
+        sk->others++;
+    snprintf(sk->last, sizeof sk->last, "%s", path);
+}
+
+/* Packs the file or folder at item, opened as a peer opens an item
+ * (O_NOFOLLOW), under its own name into a new archive at zip (removed
+ * again on failure). */
+static fs_status pack_path(const char *item, const char *zip, struct skipped *sk)
+{
+    const char *name = strrchr(item, '/');
+    int src = open(item, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), out;
+    fs_status st;
+
+    if (src < 0)
+        return FS_EIO;
+    out = open(zip, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(src);
+        return FS_EIO;
+    }
+    st = zipio_pack_fd(src, name ? name + 1 : item, out, sk ? note_skip : NULL, sk);
+    close(out);
+    close(src);
+    if (st)
+        unlink(zip);
+    return st;
+}
+
 /* ---- round trips ---- */
 
 static void pack_unpack(const struct fx *f, const char *item, const char *want_top)
@@ -260,7 +303,7 @@ static void pack_unpack(const struct fx *f, const char *item, const char *want_t
     char top[NAME_MAX_LEN + 1];
     const char *why = "not reset";
 
-    assert_int_equal(zipio_pack(item, f->zip), FS_OK);
+    assert_int_equal(pack_path(item, f->zip, NULL), FS_OK);
     assert_int_equal(zipio_unpack(f->zip, f->dest, NULL, top, sizeof top, &why), FS_OK);
     assert_null(why);
     assert_string_equal(top, want_top);
@@ -345,7 +388,7 @@ static void test_small_file_is_deflated_with_unix_attributes(void **state)
     assert_int_equal(mkdir(item, 0755), 0);
     path_join(p, sizeof p, item, "readme");
     put_file(p, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 32);
-    assert_int_equal(zipio_pack(item, f->zip), FS_OK);
+    assert_int_equal(pack_path(item, f->zip, NULL), FS_OK);
     uf = unzOpen64(f->zip);
     assert_non_null(uf);
     assert_int_equal(unzLocateFile(uf, "docs/", 1), UNZ_OK);
@@ -389,15 +432,18 @@ static void test_pack_is_deterministic(void **state)
         put_file(p, names[i], strlen(names[i]));
     }
     path_join(zip2, sizeof zip2, f->root, "b.zip");
-    assert_int_equal(zipio_pack(item, f->zip), FS_OK);
-    assert_int_equal(zipio_pack(item, zip2), FS_OK);
+    assert_int_equal(pack_path(item, f->zip, NULL), FS_OK);
+    assert_int_equal(pack_path(item, zip2, NULL), FS_OK);
     assert_same_file(f->zip, zip2);
 }
 
-static void test_pack_refuses_folder_containing_symlink(void **state)
+/* A link inside a folder is left out (and reported), never followed, and
+ * does not fail the folder: the index leaves it out of the manifest too. */
+static void test_pack_leaves_links_and_fifos_out_of_a_folder(void **state)
 {
     struct fx *f = *state;
     char item[256], p[256];
+    struct skipped sk = {0};
 
     path_join(item, sizeof item, f->src, "sneaky");
     assert_int_equal(mkdir(item, 0755), 0);
@@ -405,35 +451,181 @@ static void test_pack_refuses_folder_containing_symlink(void **state)
     put_file(p, "a", 1);
     path_join(p, sizeof p, item, "passwd");
     assert_int_equal(symlink("/etc/passwd", p), 0);
-    assert_int_equal(zipio_pack(item, f->zip), FS_EREFUSED);
+    path_join(p, sizeof p, item, "dirlink");
+    assert_int_equal(symlink("/etc", p), 0);
+    path_join(p, sizeof p, item, "fifo");
+    assert_int_equal(mkfifo(p, 0600), 0);
+    assert_int_equal(pack_path(item, f->zip, &sk), FS_OK);
+    assert_int_equal(sk.links, 2);
+    assert_int_equal(sk.others, 1);
+    assert_int_equal(zipio_unpack(f->zip, f->dest, NULL, NULL, 0, NULL), FS_OK);
+    path_join(p, sizeof p, f->dest, "sneaky");
+    assert_int_equal(count_dir(p), 1);
+    path_join(p, sizeof p, f->dest, "sneaky/a.txt");
+    assert_file_is(p, "a");
+}
+
+static void test_pack_refuses_a_source_that_is_neither_file_nor_folder(void **state)
+{
+    struct fx *f = *state;
+    char fifo[256];
+
+    path_join(fifo, sizeof fifo, f->src, "fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(pack_path(fifo, f->zip, NULL), FS_EREFUSED);
     assert_int_equal(access(f->zip, F_OK), -1);
 }
 
-static void test_pack_refuses_symlink_source(void **state)
+static void test_pack_never_packs_the_archive_into_itself(void **state)
 {
     struct fx *f = *state;
-    char dir[256], link[256], slashed[260];
+    char item[256], zip[256];
 
-    path_join(dir, sizeof dir, f->src, "real");
-    assert_int_equal(mkdir(dir, 0755), 0);
-    path_join(link, sizeof link, f->src, "link");
-    assert_int_equal(symlink(dir, link), 0);
-    assert_int_equal(zipio_pack(link, f->zip), FS_EREFUSED);
-    snprintf(slashed, sizeof slashed, "%s/", link);
-    assert_int_equal(zipio_pack(slashed, f->zip), FS_EREFUSED);
-    assert_int_equal(access(f->zip, F_OK), -1);
+    path_join(item, sizeof item, f->src, "box");
+    assert_int_equal(mkdir(item, 0755), 0);
+    path_join(zip, sizeof zip, item, "self.zip");
+    assert_int_equal(pack_path(item, zip, NULL), FS_EINVAL);
 }
 
-static void test_pack_refuses_existing_output(void **state)
+/* The packer reads the folder it was given, by descriptors: renaming the
+ * folder away and putting a link to somewhere else in its place changes
+ * nothing it packs. */
+static void test_pack_walks_the_folder_it_holds_not_its_path(void **state)
 {
     struct fx *f = *state;
-    char item[256];
+    char item[256], moved[256], other[256], p[256], top[NAME_MAX_LEN + 1];
+    int src, out;
 
-    path_join(item, sizeof item, f->src, "x");
-    put_file(item, "x", 1);
-    put_file(f->zip, "keep", 4);
-    assert_int_equal(zipio_pack(item, f->zip), FS_EEXIST);
-    assert_file_is(f->zip, "keep");
+    path_join(item, sizeof item, f->src, "mine");
+    assert_int_equal(mkdir(item, 0755), 0);
+    path_join(p, sizeof p, item, "sub");
+    assert_int_equal(mkdir(p, 0755), 0);
+    path_join(p, sizeof p, item, "sub/real.txt");
+    put_file(p, "real", 4);
+    path_join(other, sizeof other, f->root, "other");
+    assert_int_equal(mkdir(other, 0755), 0);
+    path_join(p, sizeof p, other, "sub");
+    assert_int_equal(mkdir(p, 0755), 0);
+    path_join(p, sizeof p, other, "sub/secret.txt");
+    put_file(p, "secret", 6);
+
+    src = open(item, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(src >= 0);
+    path_join(moved, sizeof moved, f->src, "mine.moved");
+    assert_int_equal(rename(item, moved), 0);
+    assert_int_equal(symlink(other, item), 0);
+    /* and a link in the middle of what it walks */
+    path_join(p, sizeof p, moved, "sub");
+    char subreal[256];
+    path_join(subreal, sizeof subreal, moved, "sub.real");
+    assert_int_equal(rename(p, subreal), 0);
+    path_join(p, sizeof p, other, "sub");
+    char sublink[256];
+    path_join(sublink, sizeof sublink, moved, "sub");
+    assert_int_equal(symlink(p, sublink), 0);
+
+    out = open(f->zip, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    assert_true(out >= 0);
+    struct skipped sk = {0};
+    assert_int_equal(zipio_pack_fd(src, "mine", out, note_skip, &sk), FS_OK);
+    close(out);
+    close(src);
+    assert_int_equal(sk.links, 1);
+    assert_string_equal(sk.last, "mine/sub");
+    assert_int_equal(zipio_unpack(f->zip, f->dest, NULL, top, sizeof top, NULL), FS_OK);
+    path_join(p, sizeof p, f->dest, "mine/sub.real/real.txt");
+    assert_file_is(p, "real");
+    path_join(p, sizeof p, f->dest, "mine");
+    assert_int_equal(count_dir(p), 1);
+}
+
+/* Modes follow the holder: each file gets its entry's permission bits
+ * (never setuid/setgid/sticky), masked by the umask. */
+static void test_unpack_gives_files_their_entry_modes_masked_by_the_umask(void **state)
+{
+    struct fx *f = *state;
+    char item[256], p[600];
+    static const struct { const char *name; mode_t mode; } files[] = {
+        {"run.sh", 0755}, {"private", 0600}, {"plain", 0644}, {"readonly", 0444},
+    };
+    static const mode_t masks[] = {022, 027, 077};
+    struct stat sb;
+
+    path_join(item, sizeof item, f->src, "modes");
+    assert_int_equal(mkdir(item, 0755), 0);
+    for (size_t i = 0; i < NELEM(files); i++) {
+        path_join(p, sizeof p, item, files[i].name);
+        put_file(p, "x", 1);
+        assert_int_equal(chmod(p, files[i].mode), 0);
+    }
+    assert_int_equal(pack_path(item, f->zip, NULL), FS_OK);
+    for (size_t m = 0; m < NELEM(masks); m++) {
+        char dest[256];
+        snprintf(dest, sizeof dest, "%s/%zu", f->dest, m);
+        assert_int_equal(mkdir(dest, 0755), 0);
+        mode_t old = umask(masks[m]);
+        fs_status st = zipio_unpack(f->zip, dest, NULL, NULL, 0, NULL);
+        umask(old);
+        assert_int_equal(st, FS_OK);
+        for (size_t i = 0; i < NELEM(files); i++) {
+            snprintf(p, sizeof p, "%s/modes/%s", dest, files[i].name);
+            assert_int_equal(lstat(p, &sb), 0);
+            assert_int_equal(sb.st_mode & 07777, files[i].mode & ~masks[m]);
+        }
+    }
+}
+
+static void test_unpack_strips_setuid_and_defaults_without_a_unix_mode(void **state)
+{
+    struct fx *f = *state;
+    char p[256];
+    struct stat sb;
+    const struct craft e[] = {
+        {.name = "top/", .made_by = UNIX_MADE_BY, .ext_attr = (uLong)(S_IFDIR | 0755) << 16},
+        {.name = "top/suid", .data = "s", .len = 1, .made_by = UNIX_MADE_BY,
+         .ext_attr = (uLong)(S_IFREG | 06755) << 16},
+        {.name = "top/dos", .data = "d", .len = 1, .made_by = 0, .ext_attr = 0},
+        {.name = "top/nomode", .data = "n", .len = 1, .made_by = UNIX_MADE_BY, .ext_attr = 0},
+    };
+
+    craft_zip(f->zip, e, NELEM(e));
+    mode_t old = umask(022);
+    fs_status st = zipio_unpack(f->zip, f->dest, NULL, NULL, 0, NULL);
+    umask(old);
+    assert_int_equal(st, FS_OK);
+    path_join(p, sizeof p, f->dest, "top/suid");
+    assert_int_equal(lstat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0755);
+    path_join(p, sizeof p, f->dest, "top/dos");
+    assert_int_equal(lstat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0644);
+    path_join(p, sizeof p, f->dest, "top/nomode");
+    assert_int_equal(lstat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0644);
+}
+
+static void test_remove_at_removes_below_a_descriptor_without_following(void **state)
+{
+    struct fx *f = *state;
+    char outside[256], keep[256], p[256];
+    int dfd;
+
+    path_join(outside, sizeof outside, f->root, "outside");
+    assert_int_equal(mkdir(outside, 0755), 0);
+    path_join(keep, sizeof keep, outside, "keep");
+    put_file(keep, "k", 1);
+    path_join(p, sizeof p, f->src, "x-1");
+    assert_int_equal(mkdir(p, 0755), 0);
+    path_join(p, sizeof p, f->src, "x-1/link");
+    assert_int_equal(symlink(outside, p), 0);
+    dfd = open(f->src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    assert_int_equal(zipio_remove_at(dfd, "x-1"), FS_OK);
+    assert_int_equal(zipio_remove_at(dfd, "x-1"), FS_OK); /* missing is fine */
+    assert_int_equal(zipio_remove_at(dfd, "../x"), FS_EINVAL);
+    close(dfd);
+    assert_int_equal(count_dir(f->src), 0);
+    assert_file_is(keep, "k");
 }
 
 /* ---- unpack refusals ---- */
@@ -624,7 +816,7 @@ static void test_unpack_refuses_truncated_archive(void **state)
     put_noise(p, 256 * 1024);
     path_join(p, sizeof p, item, "text");
     put_file(p, "some text", 9);
-    assert_int_equal(zipio_pack(item, f->zip), FS_OK);
+    assert_int_equal(pack_path(item, f->zip, NULL), FS_OK);
     assert_int_equal(stat(f->zip, &st), 0);
     assert_int_equal(truncate(f->zip, st.st_size / 2), 0);
     expect_refused(f, NULL, FS_EZIP, "not a zip archive");
@@ -716,9 +908,13 @@ int main(void)
         T(test_small_file_is_deflated_with_unix_attributes),
         T(test_empty_file_round_trips),
         T(test_pack_is_deterministic),
-        T(test_pack_refuses_folder_containing_symlink),
-        T(test_pack_refuses_symlink_source),
-        T(test_pack_refuses_existing_output),
+        T(test_pack_leaves_links_and_fifos_out_of_a_folder),
+        T(test_pack_refuses_a_source_that_is_neither_file_nor_folder),
+        T(test_pack_never_packs_the_archive_into_itself),
+        T(test_pack_walks_the_folder_it_holds_not_its_path),
+        T(test_unpack_gives_files_their_entry_modes_masked_by_the_umask),
+        T(test_unpack_strips_setuid_and_defaults_without_a_unix_mode),
+        T(test_remove_at_removes_below_a_descriptor_without_following),
         T(test_unpack_refuses_dotdot_name),
         T(test_unpack_refuses_absolute_name),
         T(test_unpack_refuses_backslash_name),
