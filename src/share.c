@@ -1275,6 +1275,9 @@ struct share *share_open(const char *dir, fs_status *st)
         *st = share_start_thread(sh);
     if (*st)
         goto fail;
+    log_msg(L_INFO, "share: %s is held open; paths below it are opened %s", sh->dir,
+            share_beneath_walks() ? "one component at a time with O_NOFOLLOW (no openat2)"
+                                  : "with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)");
     return sh;
 fail:
     /* Not share_close(): a failed open must not overwrite a good cache
@@ -1512,8 +1515,18 @@ static pthread_once_t beneath_once = PTHREAD_ONCE_INIT;
 static void beneath_init(void)
 {
     const char *v = getenv("FLOODSHARE_TEST_NO_OPENAT2");
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC};
+    long fd;
 
-    if (v && *v && strcmp(v, "0") != 0)
+    if (v && *v && strcmp(v, "0") != 0) {
+        atomic_store(&beneath_walk_only, 1);
+        return;
+    }
+    /* Ask once, so that the share can say which way it is confined. */
+    fd = syscall(SYS_openat2, AT_FDCWD, ".", &how, sizeof how);
+    if (fd >= 0)
+        close((int)fd);
+    else if (errno == ENOSYS)
         atomic_store(&beneath_walk_only, 1);
 }
 
