@@ -2,7 +2,7 @@
  *
  * The state file sits in the share's .floodshare/ folder, where anything
  * with write access to the share can change it, and a crash can leave it
- * torn; partial_open() trusts what this parser accepts to size its chunk
+ * torn; partial_open_at() trusts what this parser accepts to size its chunk
  * table and to decide which chunks to re-read. So an accepted state must be
  * consistent: a valid name and MD5, a chunk size the writer could have used,
  * a chunk table of exactly ceil(size / chunk) entries with the claimed

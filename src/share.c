@@ -133,7 +133,7 @@ struct share {
     fs_status wait_st; /* how the check that set wait_done ended */
 };
 
-/* State of one recursive scan, for the index or for share_digest(). */
+/* State of one recursive scan, for the index or for share_digest_at(). */
 struct walk {
     struct entry *v;
     size_t n, cap;
@@ -142,7 +142,7 @@ struct walk {
     const char *root; /* the scanned folder's name, for messages */
     int ifd;          /* -1: add no watches */
     int watch_err;    /* why watching failed (ifd was then closed) */
-    int strict;       /* share_digest(): a symlink or a limit fails the scan */
+    int strict;       /* share_digest_at(): a symlink or a limit fails the scan */
     int hide_state;   /* skip SHARE_STATE_DIR at the top */
     share_hash_hook hook;
     void *hook_arg;
@@ -291,7 +291,7 @@ static int walk_stopped(struct walk *w)
     return w->st != FS_OK || w->full;
 }
 
-/* A scan limit was hit at rel: share_digest() fails, the index goes on
+/* A scan limit was hit at rel: share_digest_at() fails, the index goes on
  * without that part and says so once per scan. */
 static void walk_limit(struct walk *w, const char *what, const char *rel)
 {
@@ -554,7 +554,7 @@ static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len
     if (err == ECANCELED)
         walk_fail(w, FS_ECANCELED);
     else if (err == EAGAIN && w->strict)
-        walk_fail(w, FS_EIO); /* share_digest(): no digest of a moving target */
+        walk_fail(w, FS_EIO); /* share_digest_at(): no digest of a moving target */
     else if (err == EAGAIN)
         w->changed = 1; /* still being written: left out until it holds still */
     else

@@ -28,18 +28,21 @@ void statedir_tmp_name(char *out, size_t cap, const char *prefix, const char *su
 fs_status statedir_open(int root_fd, int *out)
 {
     struct stat sb;
-    int made = 0, fd;
+    int made = 0, fd = -1;
+    fs_status st;
 
     *out = -1;
-    fd = openat(root_fd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
+    st = share_open_beneath(root_fd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY, 0, &fd);
+    if (st == FS_ENOTFOUND && errno == ENOENT) {
         made = mkdirat(root_fd, SHARE_STATE_DIR, 0700) == 0;
-        /* EEXIST: another writer made it since the openat() above. */
+        /* EEXIST: another writer made it since the open above. */
         if (made || errno == EEXIST)
-            fd = openat(root_fd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            st = share_open_beneath(root_fd, SHARE_STATE_DIR, O_RDONLY | O_DIRECTORY, 0, &fd);
     }
-    if (fd < 0)
-        return errno == ELOOP || errno == ENOTDIR ? FS_EREFUSED : FS_EIO;
+    if (st == FS_ENOTFOUND && errno == ENOTDIR) /* a file of that name: not ours to use */
+        st = FS_EREFUSED;
+    if (st)
+        return st == FS_EREFUSED ? FS_EREFUSED : FS_EIO;
     /* Someone else's folder under our name (made by another user who can
      * write the share) could read or swap our partial downloads. */
     if (fstat(fd, &sb) != 0 || sb.st_uid != geteuid()) {

@@ -2,7 +2,7 @@
  *
  * The index lists every regular file and folder under the share directory
  * (recursively) with its size and MD5. A folder's MD5 is the MD5 of its
- * manifest (see share_digest()). Hashes are cached by (device, inode, size,
+ * manifest (see share_digest_at()). Hashes are cached by (device, inode, size,
  * mtime), so a rescan re-hashes only what changed and a query never hashes.
  * Symbolic links are never followed nor listed, the top-level state folder
  * SHARE_STATE_DIR is hidden, and names that are not name_valid() are
@@ -109,7 +109,7 @@ size_t share_find(struct share *sh, const char *name, struct share_item *out, si
 fs_status share_lookup(struct share *sh, const char *path, struct share_item *out);
 
 /* The manifest of the folder at path, exactly the text its md5 is the MD5
- * of (see share_digest()), from the index (no hashing). *text is malloc'd
+ * of (see share_digest_at()), from the index (no hashing). *text is malloc'd
  * and NUL-terminated, caller frees; *len excludes the NUL. FS_ENOTFOUND
  * when path is not a folder of the index, FS_EBADNAME for a bad path. */
 fs_status share_manifest(struct share *sh, const char *path, char **text, size_t *len);

@@ -17,7 +17,8 @@ void statedir_tmp_name(char *out, size_t cap, const char *prefix, const char *su
 
 /* Opens the state folder of the share whose root is open as root_fd,
  * creating it (mode 0700) if missing; never through a link (FS_EREFUSED,
- * errno ELOOP). A folder of that name that this user does not own is
+ * errno ELOOP; a file of that name: errno ENOTDIR). A folder of that name
+ * that this user does not own is
  * refused (FS_EREFUSED, errno EPERM): another user who can write the share
  * could otherwise read or swap the downloads under way; one of ours is
  * made 0700 again if it is not. On FS_OK *fd is the caller's to close;
