@@ -1551,7 +1551,7 @@ static fs_status beneath_why(int dfd, const char *name, int err)
     struct stat sb;
 
     if (err == ELOOP || err == ENOTDIR || err == EXDEV) {
-        /* ENOTDIR: O_PATH | O_DIRECTORY | O_NOFOLLOW on a link says that. */
+        /* ENOTDIR: O_DIRECTORY | O_NOFOLLOW on a link says that. */
         if (err != ENOTDIR ||
             (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(sb.st_mode))) {
             errno = ELOOP;
@@ -1612,7 +1612,7 @@ static int beneath_openat2(int dirfd, const char *rel, int flags, mode_t mode, i
         return 0;
     }
     /* ENOTDIR may be a file where a folder was expected or, for an
-     * O_PATH | O_DIRECTORY open, a link at the end: the walk tells which
+     * O_DIRECTORY open, a link at the end: the walk tells which
      * (it is confined too). */
     if (fd < 0 && errno == ENOTDIR)
         return 0;
