@@ -548,42 +548,79 @@ static struct flood_query *find_query(struct flood *f, const char *qid)
     return NULL;
 }
 
+/* Hits one relaying neighbour may fill in a query's table: a fair share,
+ * so that a liar answering with a storm of FOUNDs leaves room for the
+ * answers that come over the other links. */
+static unsigned fair_share(const struct flood_query *q)
+{
+    unsigned share = FLOOD_MAX_HITS / (q->sent ? q->sent : 1);
+    return share ? share : 1;
+}
+
+/* Why q must not keep hit h (NULL: keep it). Under f->lock. */
+static const char *hit_refusal(const struct flood_query *q, const struct msg *h)
+{
+    unsigned via = 0;
+
+    if (!q)
+        return "finished";
+    if (strcmp(q->name, h->name) != 0)
+        return "other_name";
+    for (unsigned i = 0; i < q->n_hits; i++) {
+        const struct msg *k = &q->hits[i];
+        /* One holder counts once per item: forged copies of one hit, or
+         * the same answer come round two ways, take no second row. */
+        if (addr_equal(&k->holder, &h->holder) && strcmp(k->path, h->path) == 0)
+            return "same_holder";
+        via += addr_equal(&k->from, &h->from);
+    }
+    if (via >= fair_share(q))
+        return "fair_share";
+    if (q->n_hits >= FLOOD_MAX_HITS)
+        return "finished";
+    return NULL;
+}
+
 static void deliver_hit(struct flood *f, const struct msg *found, const struct route_hop *hop)
 {
-    int kept = 0;
-
     pthread_mutex_lock(&f->lock);
     struct flood_query *q = find_query(f, found->qid);
-    int other_name = q && strcmp(q->name, found->name) != 0;
-    if (q && !other_name && q->n_hits < FLOOD_MAX_HITS) {
+    const char *why = hit_refusal(q, found);
+    unsigned share = q ? fair_share(q) : 0; /* q may be gone once unlocked */
+    if (!why) {
         q->hits[q->n_hits++] = *found;
-        kept = 1;
         pthread_cond_broadcast(&f->cond);
     }
     /* Under the lock: the query's thread may start the transfer as soon as
      * the hit is visible, and its events must come after this one. */
-    trace_found(f, other_name ? TR_FOUND_DROPPED : kept ? TR_FOUND_RECEIVED : TR_FOUND_DROPPED,
-                found, &hop->addr, NULL, other_name ? "other_name" : kept ? NULL : "finished");
+    trace_found(f, why ? TR_FOUND_DROPPED : TR_FOUND_RECEIVED, found, &hop->addr, NULL, why);
     pthread_mutex_unlock(&f->lock);
 
-    char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX];
+    char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX], via[ADDR_STR_MAX];
     log_escape_str(name, found->path);
     addr_format(&found->holder, at);
-    if (other_name) {
-        /* A hit must be for the name asked: otherwise a lying peer could
-         * make `get a.txt` download anything it likes into the share. */
-        stats_inc(f->stats, found_dropped);
-        log_msg(L_INFO, "found q%.4s %s at peer %u: not the name that was asked for, dropped",
-                found->qid, name, found->peer_id);
-    } else if (kept) {
+    if (!why) {
         stats_inc(f->stats, hits_received);
         log_msg(L_INFO, "found q%.4s %s at peer %u %s (%u hops): arrived at the origin",
                 found->qid, name, found->peer_id, at, found->hops);
-    } else {
-        stats_inc(f->stats, found_dropped);
+        return;
+    }
+    stats_inc(f->stats, found_dropped);
+    if (strcmp(why, "other_name") == 0)
+        /* A hit must be for the name asked: otherwise a lying peer could
+         * make `get a.txt` download anything it likes into the share. */
+        log_msg(L_INFO, "found q%.4s %s at peer %u: not the name that was asked for, dropped",
+                found->qid, name, found->peer_id);
+    else if (strcmp(why, "same_holder") == 0)
+        log_msg(L_DEBUG, "found q%.4s %s at peer %u %s: that holder's hit is already in, dropped",
+                found->qid, name, found->peer_id, at);
+    else if (strcmp(why, "fair_share") == 0)
+        log_msg(L_DEBUG, "found q%.4s %s at peer %u: %s already relayed its fair share of hits "
+                "(%u), dropped", found->qid, name, found->peer_id,
+                addr_format(&found->from, via), share);
+    else
         log_msg(L_INFO, "found q%.4s %s at peer %u: query already finished, dropped", found->qid,
                 name, found->peer_id);
-    }
 }
 
 static void handle_found(struct flood *f, const struct msg *found, const struct route_hop *hop)
