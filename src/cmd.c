@@ -477,9 +477,10 @@ static int cmd_get(const struct cmd_env *e, const struct args *a, struct ctl_out
                       "MD5 %s verified", name, last->hit.peer_id,
                       (unsigned long long)last->hit.size, res.seconds, mbs, last->hit.md5);
     } else if (timed_out) {
+        int part = last && xfer_partial_bytes(c->share_dir, name, last->hit.size, last->hit.md5);
         snprintf(error, sizeof error, "get_timeout_ms (%.1f s) reached after %u holder%s tried%s",
                  c->get_timeout_ms / 1000.0, n, n == 1 ? "" : "s",
-                 n ? ": a partial download is kept, and the same get resumes it" : "");
+                 part ? ": the partial download is kept, and the same get resumes it" : "");
     } else if (st == FS_ECANCELED && last) {
         snprintf(error, sizeof error, "%s: the partial download is kept, `get %s` resumes it",
                  last->why, name);
