@@ -182,6 +182,9 @@ class Web:
             return out
 
     def stop(self) -> str:
+        """Stops it (once; later calls return the same stderr)."""
+        if self.proc.stderr.closed:
+            return self.err
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -189,10 +192,10 @@ class Web:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        err = self.proc.stderr.read()
+        self.err = self.proc.stderr.read()
         self.proc.stdout.close()
         self.proc.stderr.close()
-        return err
+        return self.err
 
 
 def sse_until(web: Web, pred, timeout: float = 20) -> list[dict]:
