@@ -772,12 +772,15 @@ static int write_token_file(struct web *w, const char *run_dir)
         }
         done += (size_t)r;
     }
-    if (fsync(fd) < 0 || close(fd) < 0) {
+    int synced = fsync(fd);
+    err = errno;
+    if (close(fd) < 0 && synced == 0) {
+        synced = -1;
         err = errno;
-        fd = -1;
-        goto out;
     }
     fd = -1;
+    if (synced < 0)
+        goto out;
     if (renameat(w->run_fd, tmp, w->run_fd, w->token_file) < 0) {
         err = errno;
         goto out;
@@ -859,8 +862,9 @@ static int parse_opts(int argc, char **argv, const char **run_dir, struct fs_add
         return CTL_EXIT_USAGE;
     }
     if (!is_loopback(at->host) && !*pub) {
-        fprintf(stderr, "floodshare web: %s is not a loopback address: anyone who reaches it could "
-                "try the token over plain HTTP; add --public to listen there\n", at->host);
+        fprintf(stderr, "floodshare web: %s is not a loopback address: the dashboard speaks plain "
+                "HTTP, so whoever sees the traffic sees its token; add --public to listen there "
+                "anyway\n", at->host);
         return CTL_EXIT_USAGE;
     }
     return -1;
