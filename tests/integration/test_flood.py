@@ -59,10 +59,12 @@ class FloodTest(NetCase):
         # 3 GETs from the origin, then each peer forwards to its 2 other neighbours: 6 copies
         # arrive at peers that have already handled the id, and all 6 are dropped. A copy that
         # raced ahead with ttl 1 makes the origin's ttl-2 copy one with more ttl left, which is
-        # forwarded again (2 more GETs, dropped where they arrive).
+        # forwarded again to those of the 2 others that have not sent this peer a copy with as
+        # much ttl (at most 2 more GETs, dropped where they arrive).
         again = sum(s["duplicates_forwarded"] for s in stats.values())
-        self.assertEqual(sum(s["duplicates_dropped"] for s in stats.values()), 6 + again)
-        self.assertEqual(sum(s["queries_forwarded"] for s in stats.values()), 6 + 2 * again)
+        sent = sum(s["queries_forwarded"] for s in stats.values())
+        self.assertEqual(sum(s["duplicates_dropped"] for s in stats.values()), sent - again)
+        self.assertTrue(6 <= sent <= 6 + 2 * again, (sent, again))
 
     def test_search_lists_every_holder_with_hops(self):
         net = self.net("ring:6")
