@@ -52,7 +52,10 @@ class FloodTest(NetCase):
 
     def test_each_peer_handles_a_query_once_in_a_ring(self):
         stats = self._handled_once("ring:6", 1, "4.txt")
-        self.assertGreaterEqual(sum(s["duplicates_dropped"] for s in stats.values()), 1)
+        # the two ways round meet: a copy is dropped there, or (when the long way won) it came
+        # with more ttl left, was forwarded again, and spared the peer that sent less
+        self.assertGreaterEqual(sum(s["duplicates_dropped"] + s["duplicates_forwarded"]
+                                    for s in stats.values()), 1)
 
     def test_each_peer_handles_a_query_once_in_a_full_mesh(self):
         stats = self._handled_once("mesh:4", 1, "3.txt")
