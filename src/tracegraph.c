@@ -673,13 +673,13 @@ static void text_counts(const struct tracegraph *g, FILE *out)
                 "link carries it at most once each way): %s\n", c->links_reached, g->n_nodes,
                 c->get_bound, c->gets_sent <= c->get_bound ? "within" : "EXCEEDED");
         fprintf(out, "         flooding sends exactly %u here (the origin's degree, plus degree-1 "
-                "for each peer that forwarded,\n         less the neighbours that already sent "
-                "it as much ttl when it forwarded again)\n", c->gets_expected);
+                "for each peer that forwarded)\n", c->gets_expected);
         if (c->reforwarded)
             fprintf(out, "         %u duplicate%s came with more ttl left than the first copy and "
-                    "%s forwarded again,\n         so peers a shorter way reaches are not "
-                    "missed: that may cross the bound\n", c->reforwarded,
-                    c->reforwarded == 1 ? "" : "s", c->reforwarded == 1 ? "was" : "were");
+                    "%s forwarded again\n         (not to neighbours that had sent as much ttl), "
+                    "so peers a shorter way reaches are not\n         missed: that may cross the "
+                    "bound\n", c->reforwarded, c->reforwarded == 1 ? "" : "s",
+                    c->reforwarded == 1 ? "was" : "were");
     } else {
         fputs("         bound: unknown (no topology)\n", out);
     }
