@@ -227,13 +227,27 @@ static void list_add(char *list, size_t cap, const struct fs_addr *self, const s
 }
 
 /* The labels of every neighbour but `skip` (may be NULL), for a log line
- * like " 10814 10815". */
-static void target_list(const struct flood *f, const struct fs_addr *skip, char *list, size_t cap)
+ * like " 10814 10815"; when m is given, those route_wanted() spares m are
+ * named apart: " 10814 (not to 10815: it had the query with as much ttl)". */
+static void target_list(const struct flood *f, const struct fs_addr *skip, const struct msg *m,
+                        char *list, size_t cap)
 {
+    char spared[256] = "";
+    uint64_t now = net_now_ms();
+
     list[0] = '\0';
-    for (size_t i = 0; i < f->rcfg.n_neighbours; i++)
-        if (!skip || !addr_equal(&f->rcfg.neighbours[i], skip))
-            list_add(list, cap, &f->self, &f->rcfg.neighbours[i]);
+    for (size_t i = 0; i < f->rcfg.n_neighbours; i++) {
+        const struct fs_addr *n = &f->rcfg.neighbours[i];
+        if (skip && addr_equal(n, skip))
+            continue;
+        if (m && !route_wanted(f->route, m->qid, n, m->ttl, now))
+            list_add(spared, sizeof spared, &f->self, n);
+        else
+            list_add(list, cap, &f->self, n);
+    }
+    size_t len = strlen(list);
+    if (spared[0] && len < cap)
+        snprintf(list + len, cap - len, " (not to%s: it had the query with as much ttl)", spared);
 }
 
 /* Emits a trace event about GET m (its query, name, previous hop and
@@ -339,11 +353,14 @@ static int send_is_cut(struct flood *f, const char *qid, const char *what, const
 static unsigned send_to_neighbours(struct flood *f, const struct msg *m, const struct fs_addr *skip)
 {
     unsigned ok = 0;
+    uint64_t now = net_now_ms();
 
     for (size_t i = 0; i < f->rcfg.n_neighbours; i++) {
         const struct fs_addr *n = &f->rcfg.neighbours[i];
         if (skip && addr_equal(n, skip))
             continue;
+        if (!route_wanted(f->route, m->qid, n, m->ttl, now))
+            continue; /* it sent us a copy with as much ttl: ours would be a duplicate there */
         if (send_is_cut(f, m->qid, "GET", n))
             continue;
         struct trace_event ev; /* before the send: it precedes the receiver's `received` */
@@ -477,17 +494,17 @@ static void forward_get(struct flood *f, const struct msg *get, const struct rou
                         unsigned ttl, const char *what)
 {
     char list[512], name[LOG_ESCAPE_BUF], from[ADDR_STR_MAX];
+    struct msg fwd = *get;
 
-    target_list(f, &hop->addr, list, sizeof list);
+    fwd.ttl = ttl > 0 ? ttl - 1 : 0;
+    fwd.hops = get->hops + 1;
+    fwd.from = f->self;
+    target_list(f, &hop->addr, &fwd, list, sizeof list);
     log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u%s ->%s", get->qid,
             log_escape_str(name, get->name), addr_format(&hop->addr, from), ttl, get->hops, what,
             ttl > 1 ? (list[0] ? list : " (no other neighbour)") : " (ttl 1: not forwarded)");
     if (ttl <= 1)
         return;
-    struct msg fwd = *get;
-    fwd.ttl = ttl - 1;
-    fwd.hops = get->hops + 1;
-    fwd.from = f->self;
     stats_add(f->stats, queries_forwarded, send_to_neighbours(f, &fwd, &hop->addr));
 }
 
@@ -749,7 +766,7 @@ static void start_on_loop(void *arg)
     get.origin = f->self;
     get.from = f->self;
     snprintf(get.name, sizeof get.name, "%s", q->name);
-    target_list(f, NULL, list, sizeof list);
+    target_list(f, NULL, NULL, list, sizeof list);
     log_msg(L_INFO, "get q%.4s %s started ttl=%u ->%s", q->qid, log_escape_str(esc, q->name),
             f->ttl, list[0] ? list : " (no neighbours)");
     struct trace_event ev;
