@@ -10,7 +10,7 @@
  * each neighbour sent it with) is a small array of its own, grown as hops
  * are added and freed with the entry: a peer has 4 neighbours where it may
  * have 64, and the ring's slots, all touched once it has gone round, stay
- * ~120 bytes each instead of carrying room for 64 of everything. */
+ * 112 bytes each instead of carrying room for 64 of everything. */
 #include "floodshare/qcache.h"
 
 #include <pthread.h>
