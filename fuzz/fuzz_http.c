@@ -1,5 +1,6 @@
-/* fuzz_http.c - the dashboard's HTTP request parser, webhttp_parse(), over
- * whatever a browser (or anything else on the listening address) sends.
+/* fuzz_http.c - the dashboard's HTTP request parser, webhttp_parse(), and
+ * its cookie finder, webhttp_cookie(), over whatever a browser (or anything
+ * else on the listening address) sends.
  *
  * Besides not crashing: an accepted head ends with the blank line within
  * WEB_MAX_HEAD bytes and inside the input, its method is GET or POST, its
@@ -7,7 +8,14 @@
  * is within WEB_MAX_BODY. Parsing is a pure function of the bytes: the
  * same bytes with anything appended after the head parse the same, and any
  * prefix that stops before the blank line is NEED_MORE or the same refusal
- * class, never a different acceptance. A refusal names what was wrong. */
+ * class, never a different acceptance. A refusal names what was wrong.
+ *
+ * Cookies (which carry the dashboard's token): webhttp_cookie reads nothing
+ * outside the bytes it is given, accepted head or not; a value it returns is
+ * shorter than the buffer, holds no ';', and is found again, the same, when
+ * the head is all it is given; the nth cookie of a name exists only if the
+ * (n-1)th does. The Bearer token is a NUL-terminated field without leading
+ * blanks. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +31,42 @@ static void check_terminated(const char *field, size_t cap)
     CHECK(memchr(field, '\0', cap) != NULL);
 }
 
+/* The cookies called name in buf[0..len): every nth until there is none.
+ * The input is copied to a buffer of exactly len bytes so that ASan sees a
+ * read past it. */
+static void check_cookies(const char *buf, size_t len, const char *name)
+{
+    char *copy = malloc(len ? len : 1);
+    char v[WEB_TOKEN_MAX + 1];
+
+    if (!copy)
+        return;
+    if (len)
+        memcpy(copy, buf, len);
+    for (size_t nth = 0; nth < WEB_MAX_COOKIES; nth++) {
+        memset(v, 0x5a, sizeof v);
+        int r = webhttp_cookie(copy, len, name, nth, v, sizeof v);
+        CHECK(r == -1 || r == 0 || r == 1);
+        check_terminated(v, sizeof v);
+        if (r <= 0)
+            CHECK(v[0] == '\0');
+        if (r == 1)
+            CHECK(strchr(v, ';') == NULL);
+        if (r == 0) {
+            CHECK(webhttp_cookie(copy, len, name, nth + 1, v, sizeof v) == 0);
+            break;
+        }
+    }
+    free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
     struct web_req req, again;
     const char *why = NULL;
 
+    check_cookies(buf, size, "floodshare_web_8080");
     memset(&req, 0x5a, sizeof req); /* nothing may be left unset on success */
     fs_status st = webhttp_parse(buf, size, &req, &why);
     if (st == FS_NEED_MORE) {
@@ -47,6 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_terminated(req.query, sizeof req.query);
     check_terminated(req.host, sizeof req.host);
     check_terminated(req.token, sizeof req.token);
+    check_terminated(req.bearer, sizeof req.bearer);
+    CHECK(req.bearer[0] != ' ' && req.bearer[0] != '\t');
     CHECK(req.path[0] == '/');
     CHECK(req.content_length <= WEB_MAX_BODY);
 
@@ -57,7 +97,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(again.head_len == req.head_len && again.content_length == req.content_length);
     CHECK(strcmp(again.method, req.method) == 0 && strcmp(again.path, req.path) == 0 &&
           strcmp(again.query, req.query) == 0 && strcmp(again.host, req.host) == 0 &&
-          strcmp(again.token, req.token) == 0 && again.csrf_header == req.csrf_header);
+          strcmp(again.token, req.token) == 0 && strcmp(again.bearer, req.bearer) == 0 &&
+          again.csrf_header == req.csrf_header);
+    /* The cookies of the head are those of the head with its body: the finder
+     * stops at the blank line. */
+    char a[WEB_TOKEN_MAX + 1], b[WEB_TOKEN_MAX + 1];
+    for (size_t nth = 0; nth < 4; nth++) {
+        int ra = webhttp_cookie(buf, req.head_len, "floodshare_web_8080", nth, a, sizeof a);
+        int rb = webhttp_cookie(buf, size, "floodshare_web_8080", nth, b, sizeof b);
+        CHECK(ra == rb && strcmp(a, b) == 0);
+        if (ra == 0)
+            break;
+    }
+    check_cookies(buf, req.head_len, "a");
     /* A head cut before its end is never accepted. */
     why = NULL;
     CHECK(webhttp_parse(buf, req.head_len - 1, &again, &why) != FS_OK);

@@ -209,6 +209,13 @@ def http_seeds():
         "chunked": "POST /api/cmd HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "huge_length": "POST /api/cmd HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
         "http2": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        "cookie": "GET /events HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nCookie: a=1; floodshare_web_8080="
+                  "\"0123456789abcdef\"; floodshare_web_8080=x\r\ncookie:a=2\r\n\r\n",
+        "bearer": "POST /api/cmd HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer  "
+                  "0123456789abcdef\r\nX-Floodshare: 1\r\nContent-Length: 19\r\n\r\n"
+                  "peer 1 modify ttl 2",
+        "login": "GET /?speed=4&token=0123456789abcdef HTTP/1.1\r\nHost: localhost:8080\r\n"
+                 "Authorization: Basic YTpi\r\n\r\n",
     }
     for k, v in heads.items():
         write("http", k, v)

@@ -54,6 +54,7 @@ static const struct limit_key limit_keys[] = {
     {"upload_slots", offsetof(struct cfg, upload_slots), 8, 1, 1024},
     {"upload_slots_per_addr", offsetof(struct cfg, upload_slots_per_addr), 2, 1, 1024},
     {"min_upload_rate", offsetof(struct cfg, min_upload_rate), 16384, 0, 1073741824},
+    {"get_timeout_ms", offsetof(struct cfg, get_timeout_ms), 120000, 0, 86400000},
 };
 #define N_LIMIT_KEYS (sizeof limit_keys / sizeof limit_keys[0])
 
@@ -63,7 +64,8 @@ static const char *const peer_keys[] = {"id", "host", "port", "share_dir", "ttl"
 #define LIMIT_KEYS                                                                      \
     "workers, max_queue, io_timeout_ms, connect_timeout_ms, hit_window_ms, "            \
     "query_cache_size, query_cache_ttl_ms, max_ttl, max_conns, max_conns_per_addr, "     \
-    "query_rate, query_burst, upload_slots, upload_slots_per_addr, min_upload_rate"
+    "query_rate, query_burst, upload_slots, upload_slots_per_addr, min_upload_rate, "   \
+    "get_timeout_ms"
 #define NEIGHBOUR_SEPS ", \t"
 
 /* ---------- error messages ---------- */

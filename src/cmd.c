@@ -228,10 +228,24 @@ static void get_progress(void *ctx, const struct xfer_event *ev)
     ctl_send_progress(ctx, &pr);
 }
 
-/* The client hanging up (Ctrl-C) cancels the download; it stays resumable. */
+/* One get: its client, and the deadline of the whole get ([limits]
+ * get_timeout_ms; UINT64_MAX: none). */
+struct get_ctx {
+    struct ctl_out *o;
+    uint64_t deadline;
+};
+
+/* The client hanging up (Ctrl-C), or the get's deadline, cancels the
+ * download; it stays resumable. */
 static int get_cancelled(void *ctx)
 {
-    return ctl_client_gone(ctx);
+    const struct get_ctx *g = ctx;
+    return ctl_client_gone(g->o) || net_now_ms() >= g->deadline;
+}
+
+static void get_progress_ctx(void *ctx, const struct xfer_event *ev)
+{
+    get_progress(((struct get_ctx *)ctx)->o, ev);
 }
 
 #define GET_BUSY_MAX_WAIT_MS 60000 /* a BUSY's retry is followed up to this long */
@@ -239,10 +253,11 @@ static int get_cancelled(void *ctx)
 /* Downloads t's hit once. Sets *over when the get is decided (a success, a
  * name taken, a cancel, or a local failure that any holder would meet); a
  * BUSY holder gets t->retry_at, until it has used XFER_BUSY_TRIES. */
-static fs_status get_try(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
+static fs_status get_try(const struct cmd_env *e, const struct args *a, struct get_ctx *g,
                          const char *name, const char *share_dir, struct attempt *t,
                          struct xfer_result *res, int *over)
 {
+    struct ctl_out *o = g->o;
     char h[ADDR_STR_MAX];
     uint64_t have = xfer_partial_bytes(share_dir, name, t->hit.size, t->hit.md5);
 
@@ -251,7 +266,8 @@ static fs_status get_try(const struct cmd_env *e, const struct args *a, struct c
         ctl_print(o, 1, "resuming \"%s\" at byte %llu of %llu (%.0f%% already here)", name,
                   (unsigned long long)have, (unsigned long long)t->hit.size,
                   100.0 * (double)have / (double)(t->hit.size ? t->hit.size : 1));
-    struct xfer_watch watch = {.progress = get_progress, .cancelled = get_cancelled, .ctx = o};
+    struct xfer_watch watch = {.progress = get_progress_ctx, .cancelled = get_cancelled,
+                               .ctx = g};
     fs_status st = t->st = xfer_fetch(e->xfers, &t->hit, &watch, res);
     snprintf(t->why, sizeof t->why, "%s", res->why);
     t->retry_at = 0;
@@ -271,11 +287,12 @@ static fs_status get_try(const struct cmd_env *e, const struct args *a, struct c
     return st;
 }
 
-/* Waits until ms (net_now_ms()); -1 when the client left or the peer stops. */
-static int get_busy_wait(const struct cmd_env *e, struct ctl_out *o, uint64_t until)
+/* Waits until ms (net_now_ms()); -1 when the client left, the peer stops
+ * or the get's deadline passed. */
+static int get_busy_wait(const struct cmd_env *e, struct get_ctx *g, uint64_t until)
 {
     for (uint64_t now = net_now_ms(); now < until; now = net_now_ms()) {
-        if (node_stopping(e->node) || get_cancelled(o))
+        if (node_stopping(e->node) || get_cancelled(g))
             return -1;
         uint64_t left = until - now;
         poll(NULL, 0, left < 100 ? (int)left : 100);
@@ -283,99 +300,203 @@ static int get_busy_wait(const struct cmd_env *e, struct ctl_out *o, uint64_t un
     return 0;
 }
 
-/* Downloads from hits in arrival order until one succeeds; later hits are
- * waited for only while the hit window is open. */
+/* The hits of one get: those waiting to be tried (pend, in arrival order)
+ * and those tried (at, in the order of their last try: at[n_at - 1] is the
+ * holder that delivered, if one did). A holder is tried at most once,
+ * unless it answered BUSY. */
+struct get_state {
+    struct attempt at[FLOOD_MAX_HITS];
+    struct msg pend[FLOOD_MAX_HITS];
+    unsigned n_at, n_pend;
+};
+
+static int holder_tried(const struct get_state *gs, const struct fs_addr *holder)
+{
+    for (unsigned i = 0; i < gs->n_at; i++)
+        if (addr_equal(&gs->at[i].hit.holder, holder))
+            return 1;
+    return 0;
+}
+
+/* Failed tries of hits that came over the link from `via`. */
+static unsigned via_failures(const struct get_state *gs, const struct fs_addr *via)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < gs->n_at; i++)
+        n += gs->at[i].st != FS_OK && !gs->at[i].retry_at && addr_equal(&gs->at[i].hit.from, via);
+    return n;
+}
+
+/* Queues a hit unless its holder was tried already. */
+static void get_add_hit(struct get_state *gs, const struct msg *hit)
+{
+    if (!holder_tried(gs, &hit->holder) && gs->n_pend < FLOOD_MAX_HITS)
+        gs->pend[gs->n_pend++] = *hit;
+}
+
+/* Takes the next hit to try into *out: of the pending ones whose holder
+ * was not tried yet, the first to arrive over the link whose hits failed
+ * least. A liar that answers first with a storm of hits then costs one
+ * try, not one per lie: the next try goes to a hit from another link. */
+static int get_pick(struct get_state *gs, struct msg *out)
+{
+    int best = -1;
+    unsigned best_fails = 0;
+
+    for (unsigned i = 0; i < gs->n_pend; i++) {
+        if (holder_tried(gs, &gs->pend[i].holder))
+            continue;
+        unsigned fails = via_failures(gs, &gs->pend[i].from);
+        if (best < 0 || fails < best_fails) {
+            best = (int)i;
+            best_fails = fails;
+        }
+    }
+    if (best < 0) {
+        gs->n_pend = 0;
+        return 0;
+    }
+    *out = gs->pend[best];
+    memmove(&gs->pend[best], &gs->pend[best + 1],
+            (gs->n_pend - (unsigned)best - 1) * sizeof gs->pend[0]);
+    gs->n_pend--;
+    return 1;
+}
+
+/* The BUSY holder to ask again first, or NULL. */
+static struct attempt *get_next_busy(struct get_state *gs)
+{
+    struct attempt *next = NULL;
+    for (unsigned i = 0; i < gs->n_at; i++)
+        if (gs->at[i].retry_at && gs->at[i].tries <= XFER_BUSY_TRIES &&
+            (!next || gs->at[i].retry_at < next->retry_at))
+            next = &gs->at[i];
+    return next;
+}
+
+/* Moves a BUSY holder's attempt to the end of the tries (it is tried
+ * again now) and returns it. */
+static struct attempt *get_again(struct get_state *gs, struct attempt *t)
+{
+    struct attempt keep = *t;
+    struct attempt *last = &gs->at[gs->n_at - 1];
+    memmove(t, t + 1, (size_t)(last - t) * sizeof *t);
+    *last = keep;
+    return last;
+}
+
+/* Downloads from the hits as they arrive until one holder delivers: hits
+ * are waited for while the hit window is open, BUSY holders asked again
+ * when they said, and the whole get ends at its deadline. */
 static int cmd_get(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                    const struct cfg *c)
 {
     struct flood_query *q;
-    struct attempt *at;
     struct xfer_result res;
-    unsigned n = 0;
     fs_status st = FS_ETIMEDOUT;
     char final[PATH_MAX + 300], error[320] = "";
 
+    memset(&res, 0, sizeof res);
     if (need(o, a, 1, "get NAME [--json]") || check_name(o, a->pos[0]))
         return CTL_EXIT_USAGE;
     const char *name = a->pos[0];
     snprintf(final, sizeof final, "%s/%s", c->share_dir, name);
     if (access(final, F_OK) == 0 || errno != ENOENT) {
-        ctl_print(o, 2, "floodshare: \"%s\" already exists in %s: not overwritten", name, c->share_dir);
+        ctl_print(o, 2, "floodshare: \"%s\" already exists in %s: not overwritten", name,
+                  c->share_dir);
         return CTL_EXIT_FAIL;
     }
-    at = calloc(FLOOD_MAX_HITS, sizeof *at);
-    if (!at || flood_start(e->flood, name, &q) != FS_OK) {
-        free(at);
+    struct get_state *gs = calloc(1, sizeof *gs);
+    if (!gs || flood_start(e->flood, name, &q) != FS_OK) {
+        free(gs);
         ctl_print(o, 2, "floodshare: too many queries running, try again");
         return CTL_EXIT_FAIL;
     }
+    uint64_t t0 = net_now_ms();
+    struct get_ctx g = {.o = o,
+                        .deadline = c->get_timeout_ms ? t0 + c->get_timeout_ms : UINT64_MAX};
     if (!a->json)
         ctl_print(o, 1, "searching for \"%s\" (query %s, ttl %u, sent to %u neighbours)", name,
                   flood_query_id(q), c->ttl, flood_query_sent(q));
     /* With no neighbour reachable, no hit can come: do not wait the window. */
-    uint64_t deadline = net_now_ms() + (flood_query_sent(q) ? c->hit_window_ms : 0);
+    uint64_t window = t0 + (flood_query_sent(q) ? c->hit_window_ms : 0);
     int over = 0; /* done: a success, or a failure no other try would mend */
-    while (!over && n < FLOOD_MAX_HITS && !o->broken &&
-           flood_next_hit(e->flood, q, deadline, &at[n].hit) == FS_OK) {
-        struct attempt *t = &at[n++];
-        char h[ADDR_STR_MAX];
-        if (!a->json)
-            ctl_print(o, 1, "found at peer %u %s, %u hops away (%s, %llu bytes): downloading",
-                      t->hit.peer_id, addr_format(&t->hit.holder, h), t->hit.hops,
-                      msg_kind_name(t->hit.kind), (unsigned long long)t->hit.size);
-        st = get_try(e, a, o, name, c->share_dir, t, &res, &over);
-    }
-    /* Holders that answered BUSY are asked again once the time they named
-     * has passed (each wait at most GET_BUSY_MAX_WAIT_MS), each at most
-     * XFER_BUSY_TRIES times, in the order they were found. A retry that
-     * succeeds moves to the end: at[n - 1] is the holder that delivered. */
-    while (!over && !o->broken) {
-        struct attempt *next = NULL;
-        for (unsigned i = 0; i < n; i++)
-            if (at[i].retry_at && at[i].tries <= XFER_BUSY_TRIES &&
-                (!next || at[i].retry_at < next->retry_at))
-                next = &at[i];
-        if (!next)
-            break;
-        if (get_busy_wait(e, o, next->retry_at) < 0) {
-            st = FS_ECANCELED;
-            snprintf(at[n - 1].why, sizeof at[n - 1].why,
-                     "cancelled while waiting for a busy holder");
-            break;
-        }
-        struct attempt t = *next;
-        memmove(next, next + 1, (size_t)(&at[n - 1] - next) * sizeof *next);
-        at[n - 1] = t;
-        if (!a->json) {
+    struct msg hit;
+    while (!over && !o->broken && !get_cancelled(&g)) {
+        while (flood_next_hit(e->flood, q, 0, &hit) == FS_OK) /* those already in */
+            get_add_hit(gs, &hit);
+        struct attempt *t = NULL;
+        if (get_pick(gs, &hit)) {
+            t = &gs->at[gs->n_at++];
+            memset(t, 0, sizeof *t);
+            t->hit = hit;
             char h[ADDR_STR_MAX];
-            ctl_print(o, 1, "asking busy peer %u %s again (try %u of %u)", t.hit.peer_id,
-                      addr_format(&t.hit.holder, h), t.tries + 1, XFER_BUSY_TRIES + 1);
+            if (!a->json)
+                ctl_print(o, 1, "found at peer %u %s, %u hops away (%s, %llu bytes): downloading",
+                          hit.peer_id, addr_format(&hit.holder, h), hit.hops,
+                          msg_kind_name(hit.kind), (unsigned long long)hit.size);
+        } else {
+            /* Nothing new to try: wait for a hit while the window is open,
+             * but not past the time a BUSY holder asked to be tried again. */
+            struct attempt *busy = get_next_busy(gs);
+            uint64_t until = window < g.deadline ? window : g.deadline;
+            if (busy && busy->retry_at < until)
+                until = busy->retry_at;
+            if (net_now_ms() < until) {
+                if (flood_next_hit(e->flood, q, until, &hit) == FS_OK)
+                    get_add_hit(gs, &hit);
+                continue;
+            }
+            if (!busy)
+                break;
+            if (get_busy_wait(e, &g, busy->retry_at) < 0) {
+                st = FS_ECANCELED;
+                snprintf(busy->why, sizeof busy->why, "%s",
+                         get_cancelled(&g) && !ctl_client_gone(o)
+                             ? "get_timeout_ms reached while waiting for a busy holder"
+                             : "cancelled while waiting for a busy holder");
+                get_again(gs, busy);
+                break;
+            }
+            t = get_again(gs, busy);
+            if (!a->json) {
+                char h[ADDR_STR_MAX];
+                ctl_print(o, 1, "asking busy peer %u %s again (try %u of %u)", t->hit.peer_id,
+                          addr_format(&t->hit.holder, h), t->tries + 1, XFER_BUSY_TRIES + 1);
+            }
         }
-        st = get_try(e, a, o, name, c->share_dir, &at[n - 1], &res, &over);
+        st = get_try(e, a, &g, name, c->share_dir, t, &res, &over);
     }
+    unsigned n = gs->n_at;
+    const struct attempt *last = n ? &gs->at[n - 1] : NULL;
+    int timed_out = st != FS_OK && net_now_ms() >= g.deadline && !ctl_client_gone(o);
     if (st == FS_OK) {
         double mbs = res.seconds > 0 ? (double)res.bytes / res.seconds / 1e6 : 0;
         if (!a->json)
             ctl_print(o, 1, "downloaded \"%s\" from peer %u: %llu bytes in %.2f s (%.1f MB/s), "
-                      "MD5 %s verified", name, at[n - 1].hit.peer_id,
-                      (unsigned long long)at[n - 1].hit.size, res.seconds, mbs, at[n - 1].hit.md5);
-    } else if (st == FS_ECANCELED) {
+                      "MD5 %s verified", name, last->hit.peer_id,
+                      (unsigned long long)last->hit.size, res.seconds, mbs, last->hit.md5);
+    } else if (timed_out) {
+        int part = last && xfer_partial_bytes(c->share_dir, name, last->hit.size, last->hit.md5);
+        snprintf(error, sizeof error, "get_timeout_ms (%.1f s) reached after %u holder%s tried%s",
+                 c->get_timeout_ms / 1000.0, n, n == 1 ? "" : "s",
+                 part ? ": the partial download is kept, and the same get resumes it" : "");
+    } else if (st == FS_ECANCELED && last) {
         snprintf(error, sizeof error, "%s: the partial download is kept, `get %s` resumes it",
-                 at[n - 1].why, name);
+                 last->why, name);
     } else if (n == 0) {
         snprintf(error, sizeof error, "not found: no peer within ttl %u has \"%s\"", c->ttl, name);
     } else if (st == FS_EEXIST || res.local) { /* no other holder would do better */
-        snprintf(error, sizeof error, "%s", at[n - 1].why);
+        snprintf(error, sizeof error, "%s", last->why);
     } else {
-        snprintf(error, sizeof error, "every holder failed (%u tried); last: %s", n,
-                 at[n - 1].why);
+        snprintf(error, sizeof error, "every holder failed (%u tried); last: %s", n, last->why);
     }
     if (a->json)
-        get_json(o, flood_query_id(q), name, st == FS_OK, at, n, &res, error);
+        get_json(o, flood_query_id(q), name, st == FS_OK, gs->at, n, &res, error);
     else if (st != FS_OK)
         ctl_print(o, 2, "floodshare: %s", error);
     flood_end(e->flood, q);
-    free(at);
+    free(gs);
     return st == FS_OK ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }
 
@@ -466,6 +587,7 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "upload_slots", c->upload_slots);
         json_uint(&j, "upload_slots_per_addr", c->upload_slots_per_addr);
         json_uint(&j, "min_upload_rate", c->min_upload_rate);
+        json_uint(&j, "get_timeout_ms", c->get_timeout_ms);
         json_arr_open(&j, "links_down");
         for (size_t i = 0; i < n_down; i++)
             json_str(&j, NULL, addr_format(&down[i], one));
@@ -484,8 +606,9 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     ctl_print(o, 1, "  share_dir    %s", c->share_dir);
     ctl_print(o, 1, "  ttl          %u (max_ttl %u)", c->ttl, c->max_ttl);
     ctl_print(o, 1, "  neighbours   %s", nb[0] ? nb : "(none)");
-    ctl_print(o, 1, "  limits       %u workers, io timeout %u ms, hit window %u ms", c->workers,
-              c->io_timeout_ms, c->hit_window_ms);
+    ctl_print(o, 1, "  limits       %u workers, io timeout %u ms, hit window %u ms, get timeout "
+              "%u ms%s", c->workers, c->io_timeout_ms, c->hit_window_ms, c->get_timeout_ms,
+              c->get_timeout_ms ? "" : " (none)");
     ctl_print(o, 1, "  uploads      %u slots, %u per address, cut below %u bytes/s over 10 s%s",
               c->upload_slots, c->upload_slots_per_addr, c->min_upload_rate,
               c->min_upload_rate ? "" : " (never)");

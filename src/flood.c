@@ -227,13 +227,27 @@ static void list_add(char *list, size_t cap, const struct fs_addr *self, const s
 }
 
 /* The labels of every neighbour but `skip` (may be NULL), for a log line
- * like " 10814 10815". */
-static void target_list(const struct flood *f, const struct fs_addr *skip, char *list, size_t cap)
+ * like " 10814 10815"; when m is given, those route_wanted() spares m are
+ * named apart: " 10814 (not to 10815: it had the query with as much ttl)". */
+static void target_list(const struct flood *f, const struct fs_addr *skip, const struct msg *m,
+                        char *list, size_t cap)
 {
+    char spared[256] = "";
+    uint64_t now = net_now_ms();
+
     list[0] = '\0';
-    for (size_t i = 0; i < f->rcfg.n_neighbours; i++)
-        if (!skip || !addr_equal(&f->rcfg.neighbours[i], skip))
-            list_add(list, cap, &f->self, &f->rcfg.neighbours[i]);
+    for (size_t i = 0; i < f->rcfg.n_neighbours; i++) {
+        const struct fs_addr *n = &f->rcfg.neighbours[i];
+        if (skip && addr_equal(n, skip))
+            continue;
+        if (m && !route_wanted(f->route, m->qid, n, m->ttl, now))
+            list_add(spared, sizeof spared, &f->self, n);
+        else
+            list_add(list, cap, &f->self, n);
+    }
+    size_t len = strlen(list);
+    if (spared[0] && len < cap)
+        snprintf(list + len, cap - len, " (not to%s: it had the query with as much ttl)", spared);
 }
 
 /* Emits a trace event about GET m (its query, name, previous hop and
@@ -339,11 +353,14 @@ static int send_is_cut(struct flood *f, const char *qid, const char *what, const
 static unsigned send_to_neighbours(struct flood *f, const struct msg *m, const struct fs_addr *skip)
 {
     unsigned ok = 0;
+    uint64_t now = net_now_ms();
 
     for (size_t i = 0; i < f->rcfg.n_neighbours; i++) {
         const struct fs_addr *n = &f->rcfg.neighbours[i];
         if (skip && addr_equal(n, skip))
             continue;
+        if (!route_wanted(f->route, m->qid, n, m->ttl, now))
+            continue; /* it sent us a copy with as much ttl: ours would be a duplicate there */
         if (send_is_cut(f, m->qid, "GET", n))
             continue;
         struct trace_event ev; /* before the send: it precedes the receiver's `received` */
@@ -477,17 +494,17 @@ static void forward_get(struct flood *f, const struct msg *get, const struct rou
                         unsigned ttl, const char *what)
 {
     char list[512], name[LOG_ESCAPE_BUF], from[ADDR_STR_MAX];
+    struct msg fwd = *get;
 
-    target_list(f, &hop->addr, list, sizeof list);
+    fwd.ttl = ttl > 0 ? ttl - 1 : 0;
+    fwd.hops = get->hops + 1;
+    fwd.from = f->self;
+    target_list(f, &hop->addr, &fwd, list, sizeof list);
     log_msg(L_INFO, "get q%.4s %s from %s ttl=%u hops=%u%s ->%s", get->qid,
             log_escape_str(name, get->name), addr_format(&hop->addr, from), ttl, get->hops, what,
             ttl > 1 ? (list[0] ? list : " (no other neighbour)") : " (ttl 1: not forwarded)");
     if (ttl <= 1)
         return;
-    struct msg fwd = *get;
-    fwd.ttl = ttl - 1;
-    fwd.hops = get->hops + 1;
-    fwd.from = f->self;
     stats_add(f->stats, queries_forwarded, send_to_neighbours(f, &fwd, &hop->addr));
 }
 
@@ -548,42 +565,79 @@ static struct flood_query *find_query(struct flood *f, const char *qid)
     return NULL;
 }
 
+/* Hits one relaying neighbour may fill in a query's table: a fair share,
+ * so that a liar answering with a storm of FOUNDs leaves room for the
+ * answers that come over the other links. */
+static unsigned fair_share(const struct flood_query *q)
+{
+    unsigned share = FLOOD_MAX_HITS / (q->sent ? q->sent : 1);
+    return share ? share : 1;
+}
+
+/* Why q must not keep hit h (NULL: keep it). Under f->lock. */
+static const char *hit_refusal(const struct flood_query *q, const struct msg *h)
+{
+    unsigned via = 0;
+
+    if (!q)
+        return "finished";
+    if (strcmp(q->name, h->name) != 0)
+        return "other_name";
+    for (unsigned i = 0; i < q->n_hits; i++) {
+        const struct msg *k = &q->hits[i];
+        /* One holder counts once per item: forged copies of one hit, or
+         * the same answer come round two ways, take no second row. */
+        if (addr_equal(&k->holder, &h->holder) && strcmp(k->path, h->path) == 0)
+            return "same_holder";
+        via += addr_equal(&k->from, &h->from);
+    }
+    if (via >= fair_share(q))
+        return "fair_share";
+    if (q->n_hits >= FLOOD_MAX_HITS)
+        return "finished";
+    return NULL;
+}
+
 static void deliver_hit(struct flood *f, const struct msg *found, const struct route_hop *hop)
 {
-    int kept = 0;
-
     pthread_mutex_lock(&f->lock);
     struct flood_query *q = find_query(f, found->qid);
-    int other_name = q && strcmp(q->name, found->name) != 0;
-    if (q && !other_name && q->n_hits < FLOOD_MAX_HITS) {
+    const char *why = hit_refusal(q, found);
+    unsigned share = q ? fair_share(q) : 0; /* q may be gone once unlocked */
+    if (!why) {
         q->hits[q->n_hits++] = *found;
-        kept = 1;
         pthread_cond_broadcast(&f->cond);
     }
     /* Under the lock: the query's thread may start the transfer as soon as
      * the hit is visible, and its events must come after this one. */
-    trace_found(f, other_name ? TR_FOUND_DROPPED : kept ? TR_FOUND_RECEIVED : TR_FOUND_DROPPED,
-                found, &hop->addr, NULL, other_name ? "other_name" : kept ? NULL : "finished");
+    trace_found(f, why ? TR_FOUND_DROPPED : TR_FOUND_RECEIVED, found, &hop->addr, NULL, why);
     pthread_mutex_unlock(&f->lock);
 
-    char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX];
+    char name[LOG_ESCAPE_BUF], at[ADDR_STR_MAX], via[ADDR_STR_MAX];
     log_escape_str(name, found->path);
     addr_format(&found->holder, at);
-    if (other_name) {
-        /* A hit must be for the name asked: otherwise a lying peer could
-         * make `get a.txt` download anything it likes into the share. */
-        stats_inc(f->stats, found_dropped);
-        log_msg(L_INFO, "found q%.4s %s at peer %u: not the name that was asked for, dropped",
-                found->qid, name, found->peer_id);
-    } else if (kept) {
+    if (!why) {
         stats_inc(f->stats, hits_received);
         log_msg(L_INFO, "found q%.4s %s at peer %u %s (%u hops): arrived at the origin",
                 found->qid, name, found->peer_id, at, found->hops);
-    } else {
-        stats_inc(f->stats, found_dropped);
+        return;
+    }
+    stats_inc(f->stats, found_dropped);
+    if (strcmp(why, "other_name") == 0)
+        /* A hit must be for the name asked: otherwise a lying peer could
+         * make `get a.txt` download anything it likes into the share. */
+        log_msg(L_INFO, "found q%.4s %s at peer %u: not the name that was asked for, dropped",
+                found->qid, name, found->peer_id);
+    else if (strcmp(why, "same_holder") == 0)
+        log_msg(L_DEBUG, "found q%.4s %s at peer %u %s: that holder's hit is already in, dropped",
+                found->qid, name, found->peer_id, at);
+    else if (strcmp(why, "fair_share") == 0)
+        log_msg(L_DEBUG, "found q%.4s %s at peer %u: %s already relayed its fair share of hits "
+                "(%u), dropped", found->qid, name, found->peer_id,
+                addr_format(&found->from, via), share);
+    else
         log_msg(L_INFO, "found q%.4s %s at peer %u: query already finished, dropped", found->qid,
                 name, found->peer_id);
-    }
 }
 
 static void handle_found(struct flood *f, const struct msg *found, const struct route_hop *hop)
@@ -712,7 +766,7 @@ static void start_on_loop(void *arg)
     get.origin = f->self;
     get.from = f->self;
     snprintf(get.name, sizeof get.name, "%s", q->name);
-    target_list(f, NULL, list, sizeof list);
+    target_list(f, NULL, NULL, list, sizeof list);
     log_msg(L_INFO, "get q%.4s %s started ttl=%u ->%s", q->qid, log_escape_str(esc, q->name),
             f->ttl, list[0] ? list : " (no neighbours)");
     struct trace_event ev;

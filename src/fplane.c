@@ -22,6 +22,7 @@
 #define FP_STACK (256 * 1024) /* the loop's deepest frame is a few KiB (msg + header) */
 #define FP_READS_PER_WAKE 16  /* reads from one link per wake-up, so none can hog the loop */
 #define FP_HOLD_BYTES 16384   /* GET/FOUND bytes held while a claim is being proven */
+#define FP_QUEUE_MIN 2048     /* an output queue's first size; doubled up to max_queue_bytes */
 
 enum link_state {
     LS_NEW,      /* inbound, has named nobody yet */
@@ -46,8 +47,8 @@ struct link {
     int adopted;
     char *held;      /* GETs and FOUNDs that came while its claim was challenged */
     size_t held_len;
-    char *out;       /* the output queue: bytes not yet written */
-    size_t out_off, out_len;
+    char *out;       /* the output queue: bytes not yet written; out_cap bytes, */
+    size_t out_off, out_len, out_cap; /* grown as needed up to max_queue_bytes */
     struct link *next;
 };
 
@@ -187,7 +188,7 @@ static int flush(struct link *l)
     if (l->out_len == 0) { /* an idle link holds no queue memory */
         free(l->out);
         l->out = NULL;
-        l->out_off = 0;
+        l->out_off = l->out_cap = 0;
     }
     uint32_t want = EV_READ | (l->out_len > 0 || l->connecting ? EV_WRITE : 0);
     if (want != l->w.events) {
@@ -224,20 +225,31 @@ static fs_status enqueue(struct link *l, const struct msg *m)
         stats_inc(l->fp->o.stats, flow_dropped);
         return FS_EBUSY;
     }
-    if (!l->out) {
-        l->out = malloc(l->fp->o.max_queue_bytes);
-        if (!l->out) {
+    size_t rest = (size_t)n - sent, need = l->out_len + rest;
+    if (l->out_off + need > l->out_cap && l->out_off > 0) {
+        memmove(l->out, l->out + l->out_off, l->out_len);
+        l->out_off = 0;
+    }
+    if (need > l->out_cap) {
+        /* Grown, not allocated whole: most queues only ever hold a HELLO
+         * that waits for connect(), and every touched page of a freed
+         * 64 KiB buffer stays in the loop's malloc arena. */
+        size_t cap = l->out_cap ? l->out_cap : FP_QUEUE_MIN;
+        while (cap < need)
+            cap *= 2;
+        if (cap > l->fp->o.max_queue_bytes && need <= l->fp->o.max_queue_bytes)
+            cap = l->fp->o.max_queue_bytes;
+        char *q = realloc(l->out, cap);
+        if (!q) {
             if (sent) /* half a message is on the wire: the link cannot go on */
                 link_close(l, "out of memory");
             return FS_ENOMEM;
         }
-        l->out_off = l->out_len = 0;
-    } else if (l->out_off + l->out_len + (size_t)n > l->fp->o.max_queue_bytes) {
-        memmove(l->out, l->out + l->out_off, l->out_len);
-        l->out_off = 0;
+        l->out = q;
+        l->out_cap = cap;
     }
-    memcpy(l->out + l->out_off + l->out_len, buf + sent, (size_t)n - sent);
-    l->out_len += (size_t)n - sent;
+    memcpy(l->out + l->out_off + l->out_len, buf + sent, rest);
+    l->out_len += rest;
     if (flush(l) < 0) {
         link_close(l, "write failed");
         return FS_ECONNECT;
@@ -712,7 +724,7 @@ static void dial_failed(struct link *l, const char *why)
     size_t off = l->out_off, end = l->out_off + l->out_len;
     char *q = l->out;
     l->out = NULL;
-    l->out_len = 0;
+    l->out_len = l->out_cap = 0;
     link_close(l, why);
     while (q && off < end) {
         struct msg m;

@@ -4,7 +4,13 @@
  * so insertion order is expiry order: expiring pops from the head while the
  * head is stale, and "full" evicts the head. A linear-probing hash index
  * maps a qid to its ring slot; deletion shifts later entries back instead
- * of leaving tombstones, so churn can never clog the index. */
+ * of leaving tombstones, so churn can never clog the index.
+ *
+ * What an entry knows per hop (the links it went out over, the highest ttl
+ * each neighbour sent it with) is a small array of its own, grown as hops
+ * are added and freed with the entry: a peer has 4 neighbours where it may
+ * have 64, and the ring's slots, all touched once it has gone round, stay
+ * 112 bytes each instead of carrying room for 64 of everything. */
 #include "floodshare/qcache.h"
 
 #include <pthread.h>
@@ -16,17 +22,32 @@
 /* Keeps 2 * capacity, rounded up to a power of two, inside uint32_t. */
 #define QC_MAX_CAPACITY ((size_t)1 << 30)
 
+enum qhop_kind {
+    QH_SENT_LINK, /* key: a link the query went out over */
+    QH_SENT_ADDR, /* key: dest_tag() of an address it was sent to */
+    QH_HEARD,     /* key: addr_key() of a neighbour that sent a copy; ttl: the highest */
+};
+
+struct qhop {
+    uint64_t key;
+    uint8_t kind; /* enum qhop_kind */
+    uint8_t ttl;
+};
+
+#define QC_MAX_HOPS (QCACHE_MAX_SENT + QCACHE_MAX_HEARD)
+
 struct qentry {
     char qid[MSG_QID_LEN]; /* not NUL-terminated; a shorter id is zero-padded */
     uint32_t hash;
-    int local; /* started by this peer: there is no previous hop */
-    unsigned max_ttl;   /* the highest ttl a copy of it was handled with */
-    uint32_t prev_link; /* the link the first copy came over (0: none) */
-    struct fs_addr prev;
+    uint32_t prev_link;  /* the link the first copy came over (0: none) */
     uint64_t expires_ms; /* dead once now_ms >= expires_ms */
-    unsigned n_sent;
-    uint32_t sent[QCACHE_MAX_SENT]; /* dest_tag() of each hop the query was sent to */
+    struct qhop *hops;   /* n_hops of cap_hops; NULL while none */
+    uint8_t n_hops, cap_hops, n_sent, n_heard;
+    uint8_t local;       /* started by this peer: there is no previous hop */
+    uint8_t max_ttl;     /* the highest ttl a copy of it was handled with */
+    struct fs_addr prev;
 };
+_Static_assert(QC_MAX_HOPS <= UINT8_MAX, "hop counts fit a byte");
 
 struct qcache {
     /* capacity, mask and ttl_ms are set once by qcache_new() and only read. */
@@ -34,9 +55,10 @@ struct qcache {
     size_t mask; /* index slots - 1; slots >= 2 * capacity keeps the load <= 1/2 */
     uint32_t ttl_ms;
 
-    /* lock guards everything below: the ring, its head and count, and the
-     * index. Every public call holds it for its whole (short, non-blocking)
-     * run and calls nothing outside this file while holding it. */
+    /* lock guards everything below: the ring, its head and count, the
+     * index, and every entry's hops. Every public call holds it for its
+     * whole (short, non-blocking) run and calls nothing outside this file
+     * while holding it but malloc and free. */
     pthread_mutex_t lock;
     struct qentry *ring; /* capacity slots; live: head .. head+count-1 (mod capacity) */
     size_t head, count;
@@ -104,6 +126,8 @@ void qcache_free(struct qcache *qc)
 {
     if (!qc)
         return;
+    for (size_t i = 0; i < qc->count; i++)
+        free(qc->ring[(qc->head + i) % qc->capacity].hops);
     pthread_mutex_destroy(&qc->lock);
     free(qc->ring);
     free(qc->index);
@@ -160,6 +184,11 @@ static void index_insert(struct qcache *qc, size_t pos)
 
 static void pop_head(struct qcache *qc)
 {
+    struct qentry *e = &qc->ring[qc->head];
+
+    free(e->hops);
+    e->hops = NULL;
+    e->n_hops = e->cap_hops = e->n_sent = e->n_heard = 0;
     index_delete(qc, slot_of(qc, qc->head));
     qc->head = (qc->head + 1) % qc->capacity;
     qc->count--;
@@ -202,11 +231,45 @@ static void add_entry(struct qcache *qc, const char key[MSG_QID_LEN], uint32_t h
     if (prev)
         e->prev = *prev;
     e->prev_link = prev_link;
-    e->max_ttl = ttl;
+    e->max_ttl = (uint8_t)(ttl > UINT8_MAX ? UINT8_MAX : ttl);
     e->expires_ms = expiry_for(qc, now_ms);
-    e->n_sent = 0;
+    /* hops: NULL and 0 in a slot never used or emptied by pop_head() */
     index_insert(qc, pos);
     qc->count++;
+}
+
+/* e's hop of that kind and key, or NULL. */
+static struct qhop *find_hop(struct qentry *e, enum qhop_kind kind, uint64_t key)
+{
+    for (unsigned i = 0; i < e->n_hops; i++)
+        if (e->hops[i].kind == kind && e->hops[i].key == key)
+            return &e->hops[i];
+    return NULL;
+}
+
+/* Appends a hop to e: NULL past the bound of its kind, or out of memory. */
+static struct qhop *add_hop(struct qentry *e, enum qhop_kind kind, uint64_t key)
+{
+    uint8_t *n = kind == QH_HEARD ? &e->n_heard : &e->n_sent;
+
+    if (*n >= (kind == QH_HEARD ? QCACHE_MAX_HEARD : QCACHE_MAX_SENT))
+        return NULL;
+    if (e->n_hops == e->cap_hops) {
+        unsigned cap = e->cap_hops ? 2u * e->cap_hops : 4u;
+        if (cap > QC_MAX_HOPS)
+            cap = QC_MAX_HOPS;
+        struct qhop *h = realloc(e->hops, cap * sizeof *h);
+        if (!h)
+            return NULL;
+        e->hops = h;
+        e->cap_hops = (uint8_t)cap;
+    }
+    ++*n;
+    struct qhop *h = &e->hops[e->n_hops++];
+    h->kind = (uint8_t)kind;
+    h->key = key;
+    h->ttl = 0;
+    return h;
 }
 
 int qcache_see(struct qcache *qc, const char *qid, const struct fs_addr *prev,
@@ -228,7 +291,7 @@ int qcache_see(struct qcache *qc, const char *qid, const struct fs_addr *prev,
     } else {
         struct qentry *e = &qc->ring[qc->index[slot] - 1];
         if (!e->local && ttl > e->max_ttl) {
-            e->max_ttl = ttl;
+            e->max_ttl = (uint8_t)(ttl > UINT8_MAX ? UINT8_MAX : ttl);
             verdict = QCACHE_MORE_TTL;
         }
     }
@@ -323,10 +386,12 @@ static struct qentry *live_entry(struct qcache *qc, const char *qid, uint64_t no
 
 void qcache_sent_to(struct qcache *qc, const char *qid, const struct fs_addr *to, uint64_t now_ms)
 {
+    uint32_t tag = dest_tag(to);
+
     pthread_mutex_lock(&qc->lock);
     struct qentry *e = live_entry(qc, qid, now_ms);
-    if (e && e->n_sent < QCACHE_MAX_SENT)
-        e->sent[e->n_sent++] = dest_tag(to);
+    if (e && !find_hop(e, QH_SENT_ADDR, tag))
+        add_hop(e, QH_SENT_ADDR, tag);
     pthread_mutex_unlock(&qc->lock);
 }
 
@@ -338,8 +403,8 @@ int qcache_was_sent_to(struct qcache *qc, const char *qid, const struct fs_addr 
 
     pthread_mutex_lock(&qc->lock);
     struct qentry *e = live_entry(qc, qid, now_ms);
-    for (unsigned i = 0; e && i < e->n_sent && !ok; i++)
-        ok = tag_match(e->sent[i], tag);
+    for (unsigned i = 0; e && i < e->n_hops && !ok; i++)
+        ok = e->hops[i].kind == QH_SENT_ADDR && tag_match((uint32_t)e->hops[i].key, tag);
     pthread_mutex_unlock(&qc->lock);
     return ok;
 }
@@ -348,24 +413,71 @@ void qcache_sent_link(struct qcache *qc, const char *qid, uint32_t link, uint64_
 {
     pthread_mutex_lock(&qc->lock);
     struct qentry *e = live_entry(qc, qid, now_ms);
-    for (unsigned i = 0; e && i < e->n_sent; i++)
-        if (e->sent[i] == link)
-            e = NULL; /* a copy forwarded again goes over the same links */
-    if (e && e->n_sent < QCACHE_MAX_SENT)
-        e->sent[e->n_sent++] = link;
+    /* a copy forwarded again goes over the same links: kept once */
+    if (e && !find_hop(e, QH_SENT_LINK, link))
+        add_hop(e, QH_SENT_LINK, link);
     pthread_mutex_unlock(&qc->lock);
 }
 
 int qcache_was_sent_link(struct qcache *qc, const char *qid, uint32_t link, uint64_t now_ms)
 {
-    int ok = 0;
+    int ok;
 
     pthread_mutex_lock(&qc->lock);
     struct qentry *e = live_entry(qc, qid, now_ms);
-    for (unsigned i = 0; e && i < e->n_sent && !ok; i++)
-        ok = e->sent[i] == link;
+    ok = e && find_hop(e, QH_SENT_LINK, link) != NULL;
     pthread_mutex_unlock(&qc->lock);
     return ok;
+}
+
+/* 64 bits of host and port: neighbours are told apart exactly in practice
+ * (a 32-bit dest_tag() keeps only 15 bits of the host). */
+static uint64_t addr_key(const struct fs_addr *a)
+{
+    uint64_t h = 14695981039346656037ull;
+
+    for (const char *c = a->host; *c; c++) {
+        h ^= (unsigned char)*c;
+        h *= 1099511628211ull;
+    }
+    h ^= a->port;
+    h *= 1099511628211ull;
+    return h;
+}
+
+void qcache_heard(struct qcache *qc, const char *qid, const struct fs_addr *from, unsigned ttl,
+                  uint64_t now_ms)
+{
+    uint64_t key = addr_key(from);
+
+    if (ttl > UINT8_MAX)
+        ttl = UINT8_MAX;
+    pthread_mutex_lock(&qc->lock);
+    struct qentry *e = live_entry(qc, qid, now_ms);
+    struct qhop *h = e ? find_hop(e, QH_HEARD, key) : NULL;
+    if (e && !h)
+        h = add_hop(e, QH_HEARD, key);
+    if (h && ttl > h->ttl)
+        h->ttl = (uint8_t)ttl;
+    pthread_mutex_unlock(&qc->lock);
+}
+
+int qcache_heard_ttl(struct qcache *qc, const char *qid, const struct fs_addr *from,
+                     uint64_t now_ms, unsigned *ttl)
+{
+    uint64_t key = addr_key(from);
+    int heard = 0;
+
+    *ttl = 0;
+    pthread_mutex_lock(&qc->lock);
+    struct qentry *e = live_entry(qc, qid, now_ms);
+    struct qhop *h = e ? find_hop(e, QH_HEARD, key) : NULL;
+    if (h) {
+        *ttl = h->ttl;
+        heard = 1;
+    }
+    pthread_mutex_unlock(&qc->lock);
+    return heard;
 }
 
 size_t qcache_count(struct qcache *qc, uint64_t now_ms)

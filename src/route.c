@@ -131,6 +131,21 @@ void route_get(struct route *r, const struct msg *get, const struct route_hop *h
     case QCACHE_MORE_TTL: v->action = ROUTE_FORWARD; break;
     default: drop(v, "duplicate"); break;
     }
+    /* Only a proven neighbour's copy may keep us from sending to it
+     * (route_wanted): a claim must not silence a peer's real neighbour. */
+    if (hop->proven)
+        qcache_heard(r->qc, get->qid, &hop->addr, v->ttl, now_ms);
+}
+
+int route_wanted(struct route *r, const char *qid, const struct fs_addr *to, unsigned ttl,
+                 uint64_t now_ms)
+{
+    unsigned heard;
+
+    /* `to` forwarded the query with `heard` left, so it handled a copy
+     * with heard + 1 or more, and drops one with no more than that as a
+     * duplicate: it has flooded at least as far as ours would. */
+    return !qcache_heard_ttl(r->qc, qid, to, now_ms, &heard) || heard + 1 < ttl;
 }
 
 void route_found(struct route *r, const struct msg *found, const struct route_hop *hop,

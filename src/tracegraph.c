@@ -31,15 +31,24 @@ static int cmp_event(const void *a, const void *b)
 }
 
 /* The peer id of an address; 0 when unknown. */
-static unsigned resolve(struct build *b, const struct fs_addr *a)
+static unsigned lookup(const struct build *b, const struct fs_addr *a)
 {
     if (!a->port)
         return 0;
     for (size_t i = 0; i < b->n_map; i++)
         if (addr_equal(&b->map[i].addr, a))
             return b->map[i].id;
-    b->g->unknown_hops++;
     return 0;
+}
+
+/* lookup(), counting an address no peer id is known for. */
+static unsigned resolve(struct build *b, const struct fs_addr *a)
+{
+    unsigned id = lookup(b, a);
+
+    if (!id && a->port)
+        b->g->unknown_hops++;
+    return id;
 }
 
 /* Grows *arr (of elem-byte items, *cap of them) to hold one more. */
@@ -277,10 +286,36 @@ static int cmp_node(const void *a, const void *b)
     return (x->peer > y->peer) - (x->peer < y->peer);
 }
 
+/* A copy of the query that `from` sent to `at`: the highest ttl. */
+struct heard {
+    unsigned at, from, ttl;
+};
+
+/* The degree of peer id, and whether neighbour m's copies at id spare it
+ * a copy with ttl `send` (route_wanted: m sent send - 1 or more). */
+static unsigned sends_of(const struct tg_topology *t, const struct heard *h, size_t n_h,
+                         unsigned id, unsigned send)
+{
+    unsigned sends = 0;
+
+    for (size_t k = 0; k < t->n_links; k++) {
+        unsigned m = t->links[k].a == id ? t->links[k].b : t->links[k].b == id ? t->links[k].a : 0;
+        int spared = 0;
+        if (!m)
+            continue;
+        for (size_t i = 0; i < n_h && !spared; i++)
+            spared = h[i].at == id && h[i].from == m && h[i].ttl + 1 >= send;
+        sends += !spared;
+    }
+    return sends;
+}
+
 /* The links among reached peers, and what flooding sends over them. */
 static void count_bound(struct build *b)
 {
     struct tracegraph *g = b->g;
+    struct heard *h = NULL;
+    size_t n_h = 0, cap_h = 0;
 
     if (!b->topo || b->topo->n_links == 0)
         return;
@@ -291,18 +326,41 @@ static void count_bound(struct build *b)
             g->counts.links_reached++;
     }
     g->counts.get_bound = 2 * g->counts.links_reached;
-    /* A peer forwards once: the origin to every neighbour, any other peer
-     * whose copy had ttl > 1 to every neighbour but the one it came from;
-     * and again, the same way, for each later copy with more ttl left. */
-    for (size_t i = 0; i < g->n_nodes; i++) {
-        const struct tg_node *n = &g->nodes[i];
-        unsigned deg = 0, times = n->reforwards;
-        if (n->origin || (n->hop >= 0 && n->ttl_in > 1))
-            times++;
-        for (size_t k = 0; k < b->topo->n_links; k++)
-            deg += b->topo->links[k].a == n->peer || b->topo->links[k].b == n->peer;
-        g->counts.gets_expected += times * (n->origin ? deg : (deg ? deg - 1 : 0));
+    /* The forwarding rule, replayed over the events in order: the origin
+     * sends to every neighbour; a peer that handles a copy with ttl > 1
+     * (its first, or a later one with more ttl left) sends ttl - 1 to every
+     * neighbour that has not itself sent it a copy with ttl - 2 or more,
+     * which for a first copy is every neighbour but the sender. Copies
+     * dropped as duplicates count as sent; copies dropped otherwise do not
+     * (route.c). */
+    for (size_t i = 0; i < b->n; i++) {
+        const struct trace_event *e = b->ev[i];
+        if (e->type == TR_QUERY_STARTED) {
+            g->counts.gets_expected += sends_of(b->topo, NULL, 0, e->peer, 0);
+            continue;
+        }
+        if (e->type != TR_RECEIVED && e->type != TR_DUPLICATE)
+            continue;
+        unsigned from = e->from_peer ? e->from_peer : lookup(b, &e->from);
+        struct heard *k = NULL;
+        for (size_t j = 0; j < n_h && !k && from; j++)
+            if (h[j].at == e->peer && h[j].from == from)
+                k = &h[j];
+        if (!k && from && grow((void **)&h, &cap_h, n_h, sizeof *h) == 0) {
+            k = &h[n_h++];
+            *k = (struct heard){e->peer, from, 0};
+        }
+        if (k && e->ttl > k->ttl)
+            k->ttl = e->ttl;
+        int handled = e->type == TR_RECEIVED || strcmp(e->reason, "more_ttl") == 0;
+        if (!handled || e->ttl <= 1)
+            continue;
+        unsigned sends = sends_of(b->topo, h, n_h, e->peer, e->ttl - 1);
+        if (!k && sends > 0) /* its sender is not known, but is a neighbour all the same */
+            sends--;
+        g->counts.gets_expected += sends;
     }
+    free(h);
 }
 
 static int walk(struct build *b)
@@ -618,9 +676,10 @@ static void text_counts(const struct tracegraph *g, FILE *out)
                 "for each peer that forwarded)\n", c->gets_expected);
         if (c->reforwarded)
             fprintf(out, "         %u duplicate%s came with more ttl left than the first copy and "
-                    "%s forwarded again,\n         so peers a shorter way reaches are not "
-                    "missed: that may cross the bound\n", c->reforwarded,
-                    c->reforwarded == 1 ? "" : "s", c->reforwarded == 1 ? "was" : "were");
+                    "%s forwarded again\n         (not to neighbours that had sent as much ttl), "
+                    "so peers a shorter way reaches are not\n         missed: that may cross the "
+                    "bound\n", c->reforwarded, c->reforwarded == 1 ? "" : "s",
+                    c->reforwarded == 1 ? "was" : "were");
     } else {
         fputs("         bound: unknown (no topology)\n", out);
     }

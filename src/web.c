@@ -9,12 +9,18 @@
  * The event stream is the CLI's own `floodshare --run DIR watch --json`,
  * run as a child process: it already connects to every peer, merges their
  * events in time order, names hops by peer id and reconnects to peers that
- * come back. Its lines are kept (WEB_HISTORY) and fanned out to every page. */
+ * come back. Its lines are kept (WEB_HISTORY) and fanned out to every page.
+ *
+ * Every request must carry the token made at start (docs/SECURITY.md,
+ * "The dashboard"): the peers' control sockets are mode 0600, and this
+ * server, which reaches them, must not open them to every local user. The
+ * page may run only the commands of page_may_run(). */
 #include "floodshare/web.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <openssl/crypto.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,8 +45,12 @@
 
 struct web {
     const char *run_dir;
-    char token[33]; /* "" without --public: no token needed */
+    char token[WEB_TOKEN_MAX + 1]; /* 2 * WEB_TOKEN_BYTES hex digits; every request needs it */
+    size_t token_len;
     char port[8];   /* the port we listen on, for the Host check */
+    char cookie[sizeof WEB_COOKIE_PREFIX + 8]; /* the token's cookie: prefix and port */
+    char token_file[32]; /* its name in the run folder (WEB_TOKEN_FILE) */
+    int run_fd;          /* the run folder, which holds token_file; -1 before it is open */
     int loopback;   /* no --public: Host must name 127.0.0.1/localhost */
     int listen_fd;
     int stop_pipe[2];
@@ -156,12 +166,15 @@ static int send_all(int fd, const void *buf, size_t n)
     return net_write_all(fd, buf, n, WEB_IO_TIMEOUT_MS) == FS_OK ? 0 : -1;
 }
 
-static void respond(int fd, int code, const char *type, const void *body, size_t len)
+/* Answers code with body; extra is "" or more header lines, each ending in \r\n. */
+static void respond_h(int fd, int code, const char *type, const char *extra, const void *body,
+                      size_t len)
 {
     static const struct {
         int code;
         const char *text;
-    } reasons[] = {{200, "OK"},          {400, "Bad Request"},          {403, "Forbidden"},
+    } reasons[] = {{200, "OK"},          {303, "See Other"},            {400, "Bad Request"},
+                   {401, "Unauthorized"},  {403, "Forbidden"},
                    {404, "Not Found"},   {405, "Method Not Allowed"},   {408, "Request Timeout"},
                    {413, "Payload Too Large"}, {431, "Request Header Fields Too Large"},
                    {500, "Internal Server Error"}, {503, "Service Unavailable"}};
@@ -169,16 +182,24 @@ static void respond(int fd, int code, const char *type, const void *body, size_t
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
         if (reasons[i].code == code)
             reason = reasons[i].text;
-    char head[512];
+    char head[2048];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s; charset=utf-8\r\n"
                      "Content-Length: %zu\r\nCache-Control: no-store\r\n"
                      "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
+                     "Referrer-Policy: no-referrer\r\n"
                      "Content-Security-Policy: default-src 'self'; style-src 'self'; "
-                     "img-src 'self' data:\r\nConnection: close\r\n\r\n",
-                     code, reason, type, len);
+                     "img-src 'self' data:\r\n%sConnection: close\r\n\r\n",
+                     code, reason, type, len, extra);
+    if (n < 0 || (size_t)n >= sizeof head)
+        return; /* no extra header is this long */
     if (send_all(fd, head, (size_t)n) == 0 && len)
         send_all(fd, body, len);
+}
+
+static void respond(int fd, int code, const char *type, const void *body, size_t len)
+{
+    respond_h(fd, code, type, "", body, len);
 }
 
 /* An error as text the page shows as it is ("what was wrong"). */
@@ -281,12 +302,57 @@ static void api_peers(struct web *w, int fd)
     free(doc);
 }
 
+/* Whether the page may run argv[0..argc) ("get", "3.txt", "--json"): NULL
+ * if so, else why not, written into why[cap].
+ *
+ * An allow-list, not a deny-list: a command or a `modify` key added to the
+ * peer later stays CLI-only until it is added here. Nothing the page may run
+ * changes what a peer shares or whom it talks to (share_dir, neighbours):
+ * whoever holds the dashboard's token must not be able to make a peer serve
+ * /etc or join another network (issue 11). `get` adds a file to the share,
+ * as a download must. The key of `modify` is found as the peer finds it
+ * (cmd.c parse_args): the first argument that is not an option ("--..."). */
+static const char *page_may_run(int argc, char **argv, char *why, size_t cap)
+{
+    static const char *const verbs[] = {"get",       "search", "ls",   "config", "stats",
+                                        "transfers", "events", "link", "pause",  "resume",
+                                        "modify"};
+    static const char *const modify_keys[] = {"ttl"};
+    size_t v = 0;
+
+    while (v < sizeof verbs / sizeof verbs[0] && strcmp(argv[0], verbs[v]) != 0)
+        v++;
+    if (v == sizeof verbs / sizeof verbs[0]) {
+        snprintf(why, cap, "the dashboard does not run \"%.40s\": it runs get, search, ls, "
+                 "config, stats, transfers, events, link, pause, resume and modify ttl; "
+                 "use the CLI for anything else", argv[0]);
+        return why;
+    }
+    if (strcmp(argv[0], "modify") != 0)
+        return NULL;
+    int i = 1;
+    while (i < argc && strncmp(argv[i], "--", 2) == 0)
+        i++;
+    if (i == argc)
+        return NULL; /* no key: the peer says how modify is used */
+    for (size_t k = 0; k < sizeof modify_keys / sizeof modify_keys[0]; k++)
+        if (strcmp(argv[i], modify_keys[k]) == 0)
+            return NULL;
+    if (strcmp(argv[i], "share_dir") == 0 || strcmp(argv[i], "neighbours") == 0)
+        snprintf(why, cap, "modify %s refused: use the CLI: the dashboard cannot change "
+                 "share_dir or neighbours (what a peer shares and whom it talks to)", argv[i]);
+    else
+        snprintf(why, cap, "modify %.40s refused: the dashboard may modify only ttl; use the CLI "
+                 "(floodshare peer N modify KEY VALUE)", argv[i]);
+    return why;
+}
+
 /* POST /api/cmd: the body is one CLI command line, "peer N COMMAND ARGS",
- * split like the REPL splits it and run through ctl_call, exactly as
- * `floodshare peer N COMMAND ARGS` would. */
+ * split like the REPL splits it and, if page_may_run() lets it, run through
+ * ctl_call exactly as `floodshare peer N COMMAND ARGS` would. */
 static void api_cmd(struct web *w, int fd, const char *body, size_t len)
 {
-    char line[WEB_MAX_BODY + 1], storage[WEB_MAX_BODY + CTL_MAX_ARGS + 8];
+    char line[WEB_MAX_BODY + 1], storage[WEB_MAX_BODY + CTL_MAX_ARGS + 8], refused[256];
     char *argv[CTL_MAX_ARGS + 2];
     const char *why = NULL;
 
@@ -309,6 +375,10 @@ static void api_cmd(struct web *w, int fd, const char *body, size_t len)
     }
     if (strcmp(argv[2], "watch") == 0) {
         respond_error(fd, 400, "watch streams forever: the page reads /events instead");
+        return;
+    }
+    if (page_may_run(argc - 2, argv + 2, refused, sizeof refused)) {
+        respond_error(fd, 403, refused);
         return;
     }
     char *out = NULL, *err = NULL;
@@ -408,16 +478,79 @@ static int host_ok(const struct web *w, const char *host)
     return 0;
 }
 
-/* Compares without stopping at the first difference (no timing hint). */
-static int token_ok(const struct web *w, const struct web_req *r)
+/* 1 if given is the token. The length is no secret (it is always
+ * 2 * WEB_TOKEN_BYTES); the bytes are compared in constant time, so the
+ * answer's timing says nothing of how much of a guess was right. */
+static int token_is(const struct web *w, const char *given)
 {
-    char q[WEB_TOKEN_MAX + 1] = "";
-    const char *given = r->token[0] ? r->token : (webhttp_query(r->query, "token", q, sizeof q), q);
-    size_t n = strlen(w->token);
-    unsigned diff = strlen(given) != n;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)(given[i] ^ w->token[i]);
-    return diff == 0;
+    size_t n = strnlen(given, WEB_TOKEN_MAX + 1);
+    return n == w->token_len && CRYPTO_memcmp(given, w->token, n) == 0;
+}
+
+/* 1 if the request's ?token= is the token (then it may set the cookie). */
+static int query_token_ok(const struct web *w, const struct web_req *r)
+{
+    char q[WEB_MAX_PATH]; /* as long as any query: never cut to a match */
+    return webhttp_query(r->query, "token", q, sizeof q) && token_is(w, q);
+}
+
+/* 1 if the request proves it knows the token, in any of the ways a client
+ * can send it: the cookie the page got (every cookie of that name: another
+ * server on this host may have set a decoy for a narrower Path), Authorization:
+ * Bearer, X-Floodshare-Token, or ?token=. */
+static int token_ok(const struct web *w, const struct web_req *r, const char *head)
+{
+    char c[WEB_TOKEN_MAX + 1];
+    int ok = (r->bearer[0] && token_is(w, r->bearer)) || (r->token[0] && token_is(w, r->token)) ||
+             query_token_ok(w, r);
+    for (size_t i = 0; !ok && i < WEB_MAX_COOKIES; i++) {
+        int found = webhttp_cookie(head, r->head_len, w->cookie, i, c, sizeof c);
+        if (found == 0)
+            break;
+        ok = found > 0 && token_is(w, c);
+    }
+    return ok;
+}
+
+/* 401 and nothing else: no page, no peers, no events. */
+static void respond_unauthorized(int fd)
+{
+    static const char body[] =
+        "floodshare web: this dashboard needs its token: open the URL `floodshare web` printed "
+        "at start (the token is also in the run folder's web-PORT.token, readable only by the "
+        "peers' user)\n";
+    respond_h(fd, 401, "text/plain", "WWW-Authenticate: Bearer realm=\"floodshare web\"\r\n",
+              body, sizeof body - 1);
+}
+
+/* GET / or /index.html with the right ?token=: set the cookie and send the
+ * browser to the same URL without the token, so the address bar (on a
+ * classroom projector), history and bookmarks never show it. HttpOnly: no
+ * script reads it; SameSite=Strict: no other site's page sends it. */
+static void respond_login(const struct web *w, int fd, const struct web_req *r)
+{
+    char rest[WEB_MAX_PATH] = "", extra[WEB_MAX_PATH * 2 + 256];
+    size_t n = 0;
+    const char *s = r->query;
+
+    /* Every parameter but token=, in order; never longer than the query. */
+    while (*s) {
+        const char *amp = strchr(s, '&');
+        size_t len = amp ? (size_t)(amp - s) : strlen(s);
+        if (len && strncmp(s, "token=", 6) != 0) {
+            if (n)
+                rest[n++] = '&';
+            memcpy(rest + n, s, len);
+            n += len;
+        }
+        s = amp ? amp + 1 : s + len;
+    }
+    rest[n] = '\0';
+    /* The target's bytes were checked (0x21..0x7e): no CR or LF gets into the header. */
+    snprintf(extra, sizeof extra,
+             "Location: %s%s%s\r\nSet-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Strict\r\n",
+             r->path, n ? "?" : "", rest, w->cookie, w->token);
+    respond_h(fd, 303, "text/plain", extra, "", 0);
 }
 
 /* Reads the head and body of one request into buf. 0 with *req filled;
@@ -471,8 +604,8 @@ static void serve(struct web *w, int fd)
 
     if (read_request(fd, buf, sizeof buf, &req, &body) < 0)
         return;
-    if (w->token[0] && !token_ok(w, &req)) {
-        respond_error(fd, 403, "missing or wrong token (open the URL printed at start)");
+    if (!token_ok(w, &req, buf)) {
+        respond_unauthorized(fd);
         return;
     }
     if (w->loopback && !host_ok(w, req.host)) {
@@ -480,6 +613,11 @@ static void serve(struct web *w, int fd)
         return;
     }
     int get = strcmp(req.method, "GET") == 0;
+    if (get && (strcmp(req.path, "/") == 0 || strcmp(req.path, "/index.html") == 0) &&
+        query_token_ok(w, &req)) {
+        respond_login(w, fd, &req);
+        return;
+    }
     if (strcmp(req.path, "/api/cmd") == 0) {
         if (get) {
             respond_error(fd, 405, "POST a command line to /api/cmd");
@@ -587,6 +725,89 @@ static void wait_watched(struct web *w)
     }
 }
 
+/* Writes the token, one line, to the run folder as WEB_TOKEN_FILE, for the
+ * scripts and tests that start the dashboard and for a teacher who lost the
+ * URL. It is made under a temporary name with O_EXCL and mode 0600, so it is
+ * never readable by anyone else, not for an instant and whatever the umask
+ * (which only takes bits away), then renamed over the final name, so a
+ * reader finds the whole token or none. Keeps the folder open in w->run_fd
+ * to remove the file at exit. 0, or -1 after saying why on stderr. */
+static int write_token_file(struct web *w, const char *run_dir)
+{
+    char tmp[64] = "", line[WEB_TOKEN_MAX + 2];
+    unsigned char rnd[8];
+    int fd = -1, rc = -1, err = 0;
+
+    snprintf(w->token_file, sizeof w->token_file, WEB_TOKEN_FILE, w->port);
+    w->run_fd = open(run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (w->run_fd < 0) {
+        fprintf(stderr, "floodshare web: cannot open the run folder %s for the token file: %s\n",
+                run_dir, strerror(errno));
+        return -1;
+    }
+    for (int tries = 0; fd < 0 && tries < 8; tries++) {
+        if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+            err = errno;
+            break;
+        }
+        snprintf(tmp, sizeof tmp, ".%s.%02x%02x%02x%02x%02x%02x%02x%02x", w->token_file, rnd[0],
+                 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+        fd = openat(w->run_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        err = errno;
+        if (fd < 0 && err != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        tmp[0] = '\0'; /* not ours: nothing to remove */
+        goto out;
+    }
+    size_t n = (size_t)snprintf(line, sizeof line, "%s\n", w->token), done = 0;
+    while (done < n) {
+        ssize_t r = write(fd, line + done, n - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            err = r < 0 ? errno : EIO;
+            goto out;
+        }
+        done += (size_t)r;
+    }
+    int synced = fsync(fd);
+    err = errno;
+    if (close(fd) < 0 && synced == 0) {
+        synced = -1;
+        err = errno;
+    }
+    fd = -1;
+    if (synced < 0)
+        goto out;
+    if (renameat(w->run_fd, tmp, w->run_fd, w->token_file) < 0) {
+        err = errno;
+        goto out;
+    }
+    tmp[0] = '\0';
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp[0])
+        unlinkat(w->run_fd, tmp, 0);
+    if (rc < 0)
+        fprintf(stderr, "floodshare web: cannot write the token file %s/%s: %s\n", run_dir,
+                w->token_file, strerror(err));
+    return rc;
+}
+
+/* Removes the token file (at exit: the token dies with this process). */
+static void drop_token_file(struct web *w)
+{
+    if (w->run_fd < 0)
+        return;
+    unlinkat(w->run_fd, w->token_file, 0);
+    close(w->run_fd);
+    w->run_fd = -1;
+}
+
 static int is_loopback(const char *host)
 {
     return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0 ||
@@ -597,8 +818,10 @@ static void usage(FILE *f)
 {
     fputs("usage: floodshare [--run DIR] web [--listen HOST:PORT] [--public]\n"
           "  --listen HOST:PORT  where to listen (default 127.0.0.1:8080)\n"
-          "  --public            needed to listen on an address other than loopback; every\n"
-          "                      request then needs the token printed at start\n",
+          "  --public            needed to listen on an address other than loopback (plain\n"
+          "                      HTTP: whoever sees the traffic sees the token)\n"
+          "Every request needs the token made at start: open the URL printed then (the\n"
+          "token is also in DIR/web-PORT.token, mode 0600).\n",
           f);
 }
 
@@ -639,8 +862,9 @@ static int parse_opts(int argc, char **argv, const char **run_dir, struct fs_add
         return CTL_EXIT_USAGE;
     }
     if (!is_loopback(at->host) && !*pub) {
-        fprintf(stderr, "floodshare web: %s is not a loopback address: anyone who reaches it could "
-                "run commands on your peers; add --public to listen there with a token\n", at->host);
+        fprintf(stderr, "floodshare web: %s is not a loopback address: the dashboard speaks plain "
+                "HTTP, so whoever sees the traffic sees its token; add --public to listen there "
+                "anyway\n", at->host);
         return CTL_EXIT_USAGE;
     }
     return -1;
@@ -657,18 +881,19 @@ int web_main(const char *run_dir, int argc, char **argv)
         return code;
     w.run_dir = run_dir;
     w.listen_fd = -1;
+    w.run_fd = -1;
     w.loopback = !pub; /* --public: the token is the defence, from any Host */
     pthread_mutex_init(&w.hist_lock, NULL);
     pthread_cond_init(&w.hist_cond, NULL);
-    if (pub) {
-        unsigned char rnd[16];
-        if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
-            fprintf(stderr, "floodshare web: no random bytes for a token\n");
-            return CTL_EXIT_FAIL;
-        }
-        for (size_t i = 0; i < sizeof rnd; i++)
-            snprintf(w.token + 2 * i, 3, "%02x", rnd[i]);
+    unsigned char rnd[WEB_TOKEN_BYTES];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        fprintf(stderr, "floodshare web: no random bytes for a token: %s\n", strerror(errno));
+        return CTL_EXIT_FAIL;
     }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(w.token + 2 * i, 3, "%02x", rnd[i]);
+    w.token_len = 2 * sizeof rnd;
+    OPENSSL_cleanse(rnd, sizeof rnd);
     uint16_t bound = 0;
     fs_status st = net_listen_tcp(at.host, at.port, &w.listen_fd, &bound);
     if (st != FS_OK) {
@@ -677,8 +902,12 @@ int web_main(const char *run_dir, int argc, char **argv)
         return CTL_EXIT_FAIL;
     }
     snprintf(w.port, sizeof w.port, "%u", bound);
+    snprintf(w.cookie, sizeof w.cookie, "%s%s", WEB_COOKIE_PREFIX, w.port);
+    if (write_token_file(&w, run_dir) < 0)
+        return CTL_EXIT_FAIL;
     if (pipe2(w.stop_pipe, O_CLOEXEC) < 0) {
         perror("floodshare web: pipe");
+        drop_token_file(&w);
         return CTL_EXIT_FAIL;
     }
     g_web = &w;
@@ -691,13 +920,14 @@ int web_main(const char *run_dir, int argc, char **argv)
     pthread_t watcher;
     if (pthread_create(&watcher, NULL, watch_thread, &w) != 0) {
         fprintf(stderr, "floodshare web: cannot start the event watcher\n");
+        drop_token_file(&w);
         return CTL_EXIT_FAIL;
     }
     wait_watched(&w);
-    printf("floodshare web: dashboard of %s at http://%s:%s/%s%s\n", run_dir,
-           w.loopback ? "127.0.0.1" : at.host, w.port, w.token[0] ? "?token=" : "", w.token);
-    if (w.token[0])
-        printf("floodshare web: token %s (every request needs it)\n", w.token);
+    printf("floodshare web: dashboard of %s at http://%s:%s/?token=%s\n", run_dir,
+           w.loopback ? "127.0.0.1" : at.host, w.port, w.token);
+    printf("floodshare web: token %s (every request needs it; also in %s/%s, mode 0600)\n",
+           w.token, run_dir, w.token_file);
     fflush(stdout);
 
     struct pollfd fds[2] = {{w.listen_fd, POLLIN, 0}, {w.stop_pipe[0], POLLIN, 0}};
@@ -715,6 +945,7 @@ int web_main(const char *run_dir, int argc, char **argv)
     pthread_mutex_unlock(&w.hist_lock);
     pthread_join(watcher, NULL);
     close(w.listen_fd);
+    drop_token_file(&w);
     for (int i = 0; i < 50 && atomic_load(&w.n_conn) > 0; i++)
         usleep(100 * 1000); /* give page threads 5 s to notice */
     pthread_mutex_lock(&w.hist_lock);

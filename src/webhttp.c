@@ -91,6 +91,18 @@ static fs_status parse_header(const char *s, size_t n, struct web_req *req, cons
             *why = "X-Floodshare-Token too long";
             return FS_EPROTO;
         }
+    } else if (IS("Authorization")) {
+        /* "Bearer" SP+ token; another scheme is not ours and is ignored. */
+        if (vlen > 6 && strncasecmp(v, "Bearer", 6) == 0 && (v[6] == ' ' || v[6] == '\t')) {
+            const char *t = v + 7;
+            size_t tlen = vlen - 7;
+            while (tlen && (*t == ' ' || *t == '\t'))
+                t++, tlen--;
+            if (!copy_field(req->bearer, sizeof req->bearer, t, tlen)) {
+                *why = "Authorization: Bearer token too long";
+                return FS_EPROTO;
+            }
+        }
     } else if (IS("X-Floodshare")) {
         req->csrf_header = vlen == 1 && v[0] == '1';
     } else if (IS("Content-Length")) {
@@ -175,6 +187,87 @@ int webhttp_query(const char *query, const char *key, char *out, size_t cap)
             return 1;
         }
         s = amp ? amp + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Trims spaces and tabs on both ends of s[0..*n). */
+static const char *trim(const char *s, size_t *n)
+{
+    while (*n && (*s == ' ' || *s == '\t'))
+        s++, (*n)--;
+    while (*n && (s[*n - 1] == ' ' || s[*n - 1] == '\t'))
+        (*n)--;
+    return s;
+}
+
+/* Looks at one Cookie header's value v[0..n): "a=1; b=2". Returns 1/-1 as
+ * webhttp_cookie when the *left-th cookie called name (counting down
+ * through every header) is here, else 0 with *left lowered by the ones seen. */
+static int cookie_in(const char *v, size_t n, const char *name, size_t *left, char *out,
+                     size_t cap)
+{
+    size_t nlen = strlen(name);
+
+    while (n) {
+        const char *semi = memchr(v, ';', n);
+        size_t plen = semi ? (size_t)(semi - v) : n;
+        size_t len = plen;
+        const char *pair = trim(v, &len);
+        const char *eq = memchr(pair, '=', len);
+        if (eq && (size_t)(eq - pair) == nlen && memcmp(pair, name, nlen) == 0) {
+            if (*left == 0) {
+                size_t vl = len - nlen - 1;
+                const char *val = trim(eq + 1, &vl);
+                if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"')
+                    val++, vl -= 2;
+                if (vl >= cap)
+                    return -1;
+                memcpy(out, val, vl);
+                out[vl] = '\0';
+                return 1;
+            }
+            (*left)--;
+        }
+        if (!semi)
+            break;
+        v = semi + 1;
+        n -= plen + 1;
+    }
+    return 0;
+}
+
+int webhttp_cookie(const char *head, size_t len, const char *name, size_t nth, char *out,
+                   size_t cap)
+{
+    size_t pos = 0, left = nth;
+    int first = 1;
+
+    if (cap)
+        out[0] = '\0';
+    if (!cap || !name[0])
+        return 0;
+    while (pos < len) {
+        const char *nl = memchr(head + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (head + pos)) : len - pos;
+        const char *line = head + pos;
+        pos += n + 1;
+        if (n && line[n - 1] == '\r')
+            n--;
+        if (first) { /* the request line */
+            first = 0;
+            continue;
+        }
+        if (n == 0)
+            break; /* the blank line: the head ends */
+        if (n > 7 && strncasecmp(line, "Cookie:", 7) == 0) {
+            int r = cookie_in(line + 7, n - 7, name, &left, out, cap);
+            if (r) {
+                if (r < 0)
+                    out[0] = '\0';
+                return r;
+            }
+        }
     }
     return 0;
 }

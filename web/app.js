@@ -1,10 +1,13 @@
 /* floodshare web: the page. Plain JavaScript, no library: it draws the peers from
  * /api/peers, reads trace events from /events (server-sent events) and animates them one
  * by one; every button runs a control command through POST /api/cmd, the same command line
- * the CLI takes ("peer 2 get 4.txt"). */
+ * the CLI takes ("peer 2 get 4.txt").
+ *
+ * The page never sees the dashboard's token: opening the printed URL (?token=...) set it in
+ * an HttpOnly, SameSite=Strict cookie, which the browser sends with every request of this
+ * page, EventSource included. A 401 means that cookie is missing or stale. */
 'use strict';
 
-const TOKEN = new URLSearchParams(location.search).get('token') || '';
 const $ = (id) => document.getElementById(id);
 const SVGNS = 'http://www.w3.org/2000/svg';
 const STEP_MS = 700;          /* one event at 1x */
@@ -22,10 +25,7 @@ const state = {
 };
 state.timeline = state.all;  /* live: the list is every event */
 
-function withToken(url) {
-  if (!TOKEN) return url;
-  return url + (url.includes('?') ? '&' : '?') + 'token=' + encodeURIComponent(TOKEN);
-}
+const NO_TOKEN = 'this page has no valid token: open the URL `floodshare web` printed at start';
 
 function el(name, attrs, parent) {
   const e = document.createElementNS(SVGNS, name);
@@ -38,7 +38,8 @@ function el(name, attrs, parent) {
 
 async function loadPeers() {
   try {
-    const r = await fetch(withToken('/api/peers'), { headers: { 'X-Floodshare-Token': TOKEN } });
+    const r = await fetch('/api/peers');
+    if (r.status === 401) throw new Error(NO_TOKEN);
     if (!r.ok) throw new Error(await r.text());
     const doc = await r.json();
     state.peers = doc.peers;
@@ -330,14 +331,16 @@ function addEvent(e) {
 }
 
 function connect() {
-  const es = new EventSource(withToken('/events'));
+  const es = new EventSource('/events');
   es.onmessage = (m) => {
     const id = Number(m.lastEventId);
     if (id <= state.lastId) return;  /* a reconnect sends the history again */
     state.lastId = id;
     try { addEvent(JSON.parse(m.data)); } catch (err) { /* not an event: ignore */ }
   };
-  es.onerror = () => setStatus('event stream lost: reconnecting…', 'paused');
+  /* CLOSED: the server refused the stream (401), and EventSource gives up */
+  es.onerror = () => setStatus(es.readyState === EventSource.CLOSED ? 'event stream refused: ' + NO_TOKEN
+    : 'event stream lost: reconnecting…', 'paused');
 }
 
 /* --- panels --- */
@@ -423,10 +426,10 @@ async function runCommand(ev) {
   out.className = ''; out.textContent = '$ floodshare ' + line + '\n…';
   if (!state.replaying) { state.playing = true; kick(); }
   try {
-    const r = await fetch(withToken('/api/cmd'), { method: 'POST', body: line,
-      headers: { 'Content-Type': 'text/plain', 'X-Floodshare': '1', 'X-Floodshare-Token': TOKEN } });
+    const r = await fetch('/api/cmd', { method: 'POST', body: line,
+      headers: { 'Content-Type': 'text/plain', 'X-Floodshare': '1' } });
     const text = await r.text();
-    if (!r.ok) { out.className = 'fail'; out.textContent = text; return; }
+    if (!r.ok) { out.className = 'fail'; out.textContent = r.status === 401 ? NO_TOKEN : text; return; }
     const res = JSON.parse(text);
     out.className = res.exit === 0 ? '' : 'fail';
     out.textContent = `$ floodshare ${res.command}\n${res.stdout}${res.stderr}(exit ${res.exit})`;

@@ -6,7 +6,7 @@
  *   [limits]     workers max_queue io_timeout_ms connect_timeout_ms
  *                hit_window_ms query_cache_size query_cache_ttl_ms max_ttl
  *                max_conns max_conns_per_addr query_rate query_burst
- *                upload_slots upload_slots_per_addr min_upload_rate
+ *                upload_slots upload_slots_per_addr min_upload_rate get_timeout_ms
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -49,6 +49,8 @@ struct cfg {
     unsigned upload_slots_per_addr; /* ...to one requesting address: 2, 1..1024 */
     unsigned min_upload_rate;    /* bytes/s an upload must move over each 10 s, else it is
                                     cut: 16384, 0 (never cut)..1073741824 */
+    unsigned get_timeout_ms;     /* a whole `get`: finding, trying holders, downloading:
+                                    120000, 0 (no deadline)..86400000 */
 };
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or

@@ -49,9 +49,23 @@ fs_status qcache_route_link(struct qcache *qc, const char *qid, uint64_t now_ms,
                             struct fs_addr *prev, uint32_t *prev_link, int *local);
 
 /* Remembers that qid was sent over link; qcache_was_sent_link() asks. A
- * table is used with links or with addresses (below), never both. */
+ * table is used with links or with addresses (below), never both. At most
+ * QCACHE_MAX_SENT links per query. */
 void qcache_sent_link(struct qcache *qc, const char *qid, uint32_t link, uint64_t now_ms);
 int qcache_was_sent_link(struct qcache *qc, const char *qid, uint32_t link, uint64_t now_ms);
+
+/* Neighbours whose copies a query remembers: as many as a peer may have. */
+#define QCACHE_MAX_HEARD 64
+
+/* Remembers that neighbour `from` sent a copy of qid with ttl left, keeping
+ * the highest ttl per neighbour (at most QCACHE_MAX_HEARD neighbours per
+ * query). Nothing happens for an unknown or expired qid: call it after
+ * qcache_see(). qcache_heard_ttl() gives that highest ttl: 1 with *ttl
+ * set when `from` sent a copy, else 0 (and *ttl 0). */
+void qcache_heard(struct qcache *qc, const char *qid, const struct fs_addr *from, unsigned ttl,
+                  uint64_t now_ms);
+int qcache_heard_ttl(struct qcache *qc, const char *qid, const struct fs_addr *from,
+                     uint64_t now_ms, unsigned *ttl);
 
 /* Looks up the reverse route of qid at now_ms. FS_OK: *local is 1 for a
  * query this peer started, else 0 and *prev holds the previous hop.

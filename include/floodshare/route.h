@@ -81,9 +81,21 @@ void route_sent(struct route *r, const char *qid, uint32_t link, uint64_t now_ms
  * claim was refuted), throttle (the link's bucket, or the shared one when
  * the link is unproven), ttl0, max_hop_count, then clamps to max_ttl and
  * deduplicates: a first copy is HANDLE, a copy with more ttl than any
- * before is FORWARD, others are dropped as `duplicate`. */
+ * before is FORWARD, others are dropped as `duplicate`. A copy over a
+ * proven link that gets this far is remembered with its ttl, whatever the
+ * verdict (route_wanted). */
 void route_get(struct route *r, const struct msg *get, const struct route_hop *hop,
                uint64_t now_ms, struct route_verdict *v);
+
+/* 1 if GET qid with ttl left should go to neighbour `to` now; 0 when `to`
+ * itself already sent us a copy with ttl - 1 or more left (recorded by
+ * route_get() for proven links): it handled the query with at least ttl,
+ * so ours would be dropped there as a duplicate. This keeps a copy that
+ * is forwarded again for its higher ttl (ROUTE_FORWARD) from going back
+ * to the link it came on, or to neighbours that already flooded at least
+ * as far. */
+int route_wanted(struct route *r, const char *qid, const struct fs_addr *to, unsigned ttl,
+                 uint64_t now_ms);
 
 /* Decides what to do with a FOUND that arrived over hop: spoofed (its
  * `from` is not the link's neighbour), no_route (an unknown query),

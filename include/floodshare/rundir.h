@@ -4,9 +4,10 @@
  * A run folder holds each running peer's control socket, DIR/peer-N.sock
  * (the peer creates it, `serve`), and the INI files of its peers:
  * DIR/peer-N.ini as scripts/topology writes them, or DIR/peerN.ini as
- * configs/ ships them. These three names are the whole contract; nothing
- * else in a run folder means anything to floodshare (scripts/topology also
- * keeps peer-N.log and peer-N.pid there for itself).
+ * configs/ ships them. These three names are the contract between the
+ * peers and their clients; besides them, `floodshare web` keeps its token in
+ * DIR/web-PORT.token (mode 0600, web.c) while it runs, and scripts/topology
+ * keeps peer-N.log and peer-N.pid there for itself.
  *
  * Nothing here allocates or keeps state. Paths are written into the
  * caller's buffers; a path that does not fit is FS_ETOOBIG with the text

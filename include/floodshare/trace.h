@@ -1,8 +1,9 @@
 /* trace.h - trace events: what a peer does, kept in a ring and streamed to
  * whoever listens (docs/TRACE.md is the contract of the event schema).
  *
- * Emitting an event is a struct copy into a ring of the last TRACE_RING
- * events under one mutex; nothing is formatted and no I/O happens in the
+ * Emitting an event packs it into a ring of the last TRACE_RING events
+ * (fewer when they carry long names: the ring holds 128 bytes per event)
+ * under one mutex; nothing is formatted and no I/O happens in the
  * emitting thread. When somebody listens (an atomic subscriber count is
  * checked first), the event is also copied into each subscriber's bounded
  * queue; the subscriber's own thread formats and writes it. A subscriber
@@ -87,8 +88,10 @@ struct trace_event {
 
 struct trace;
 
-/* A ring of `ring` (>= 1) events for peer `peer` at `addr`. NULL when out
- * of memory. Free with trace_free() once no thread emits or listens. */
+/* A ring of at most `ring` (>= 1) events, packed into ring * 128 bytes
+ * (at least a few of the longest events), for peer `peer` at `addr`. NULL
+ * when out of memory. Free with trace_free() once no thread emits or
+ * listens. */
 struct trace *trace_new(size_t ring, unsigned peer, const struct fs_addr *addr);
 void trace_free(struct trace *t);
 

@@ -15,9 +15,15 @@
 #define WEB_MAX_PEERS 256      /* peers of a run folder the API lists */
 #define WEB_KEEPALIVE_MS 15000 /* an SSE comment this often keeps proxies and tabs awake */
 #define WEB_EVENTS_POLL_MS 1000 /* how soon a page that closed its event stream is noticed */
+#define WEB_TOKEN_BYTES 32     /* random bytes of the token (64 hex digits; WEB_TOKEN_MAX) */
+#define WEB_COOKIE_PREFIX "floodshare_web_" /* + the port: the cookie that holds the token */
+#define WEB_TOKEN_FILE "web-%s.token"       /* in the run folder, %s the port; mode 0600 */
 
 /* `web [--run DIR] [--listen HOST:PORT] [--public]`: argv[0] is "web".
- * Runs until SIGINT/SIGTERM; returns the exit code. */
+ * Makes a random token, writes it to DIR/web-PORT.token (mode 0600) and
+ * prints the URL that carries it; every request must then prove it knows
+ * the token (README "The classroom dashboard", docs/SECURITY.md). Runs until
+ * SIGINT/SIGTERM, then removes the token file; returns the exit code. */
 int web_main(const char *run_dir, int argc, char **argv);
 
 /* An asset of the page, embedded at build time (webassets.c, generated). */

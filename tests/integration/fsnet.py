@@ -258,8 +258,23 @@ class NetCase(unittest.TestCase):
         self.nets.append(n)
         return n
 
+    # A sanitizer report in a peer's log (its stderr) fails the test. The peers run with
+    # halt_on_error=0 (scripts/test), so a peer that reported goes on serving and the test
+    # sees the whole run; the report is found here. "ThreadSanitizer:" catches TSan's
+    # "WARNING: ThreadSanitizer: data race / lock-order-inversion / thread leak ...", its
+    # FATAL and CHECK failures, and its "reported N warnings" at exit.
     SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
-                       "WARNING: ThreadSanitizer")
+                       "ThreadSanitizer:")
+
+    @classmethod
+    def sanitizer_report(cls, log: str, limit: int = 12000) -> str | None:
+        """The log from its first sanitizer report on (at most limit characters), or None: the
+        report itself, not only the log's tail, which a busy peer fills after it."""
+        at = [i for i in (log.find(m) for m in cls.SANITIZER_MARKS) if i >= 0]
+        if not at:
+            return None
+        start = log.rfind("\n", 0, min(at)) + 1
+        return log[start:start + limit]
 
     def tearDown(self):
         result = getattr(self._outcome, "result", None)
@@ -269,8 +284,9 @@ class NetCase(unittest.TestCase):
             n.close()  # first: leak reports are written when the peers exit
             for pid in n.peers:
                 log = n.log(pid)
-                if any(m in log for m in self.SANITIZER_MARKS):
-                    reports.append(f"--- peer {pid}: sanitizer report ---\n{log[-6000:]}")
+                report = self.sanitizer_report(log)
+                if report is not None:
+                    reports.append(f"--- peer {pid}: sanitizer report ---\n{report}")
                 elif failed or os.environ.get("FS_SHOW_LOGS"):
                     print(f"--- peer {pid} log ---\n{log[-4000:]}")
             shutil.rmtree(n.dir, ignore_errors=True)

@@ -177,10 +177,12 @@ class Classroom(NetCase):
         self.assertEqual((c["received"], c["get_bound"]), (4, 20))
         self.assertEqual(c["duplicates"], c["gets_sent"] - 4)
         # every first copy that left with ttl >= 2 is forwarded to the 3 other neighbours, and
-        # so is every later copy that came with more ttl left (reforwarded: a race)
+        # so is every later copy that came with more ttl left (reforwarded: a race), except to
+        # neighbours that already sent that peer a copy with as much ttl
+        self.assertEqual(c["gets_sent"], c["gets_expected"])
         if all(n["hop"] <= 3 for n in tr["nodes"]):
             r = c["reforwarded"]
-            self.assertEqual((c["gets_sent"], c["duplicates"]), (16 + 3 * r, 12 + 3 * r))
+            self.assertTrue(16 <= c["gets_sent"] <= 16 + 3 * r, c)
 
     # --- exercise 3 -----------------------------------------------------------------------------
     def test_exercise_3_the_ladder_routes_around_a_dead_peer_within_the_ttl(self):

@@ -119,7 +119,11 @@ class ExhaustionTest(NetCase):
         net = self.net("line:2", seed_files=False, limits={"max_conns_per_addr": 4})
         host, port = net.addr(1)
         # Peer 2's neighbour link to peer 1 comes from 127.0.0.1 too and is one of the four:
-        # it is being served (by the flood plane), so it is never the one closed.
+        # it is being served (by the flood plane), so it is never the one closed. Wait until
+        # the flood plane has it (both links open at peer 1): until its HELLO has been read it
+        # waits at the gate like the others, and on a slow start (the TSan build) it was the
+        # one that had waited longest, so it was closed instead of connection 6.
+        net.wait_for(lambda: net.stats(1)["links_open"] == 2, timeout=20)
         socks = [socket.create_connection((host, port)) for _ in range(10)]
         net.wait_for(lambda: net.stats(1)["limit_refused"] == 7, timeout=10)
         # The seven that waited longest were closed; the last three are still open.

@@ -52,17 +52,22 @@ class FloodTest(NetCase):
 
     def test_each_peer_handles_a_query_once_in_a_ring(self):
         stats = self._handled_once("ring:6", 1, "4.txt")
-        self.assertGreaterEqual(sum(s["duplicates_dropped"] for s in stats.values()), 1)
+        # the two ways round meet: a copy is dropped there, or (when the long way won) it came
+        # with more ttl left, was forwarded again, and spared the peer that sent less
+        self.assertGreaterEqual(sum(s["duplicates_dropped"] + s["duplicates_forwarded"]
+                                    for s in stats.values()), 1)
 
     def test_each_peer_handles_a_query_once_in_a_full_mesh(self):
         stats = self._handled_once("mesh:4", 1, "3.txt")
         # 3 GETs from the origin, then each peer forwards to its 2 other neighbours: 6 copies
         # arrive at peers that have already handled the id, and all 6 are dropped. A copy that
         # raced ahead with ttl 1 makes the origin's ttl-2 copy one with more ttl left, which is
-        # forwarded again (2 more GETs, dropped where they arrive).
+        # forwarded again to those of the 2 others that have not sent this peer a copy with as
+        # much ttl (at most 2 more GETs, dropped where they arrive).
         again = sum(s["duplicates_forwarded"] for s in stats.values())
-        self.assertEqual(sum(s["duplicates_dropped"] for s in stats.values()), 6 + again)
-        self.assertEqual(sum(s["queries_forwarded"] for s in stats.values()), 6 + 2 * again)
+        sent = sum(s["queries_forwarded"] for s in stats.values())
+        self.assertEqual(sum(s["duplicates_dropped"] for s in stats.values()), sent - again)
+        self.assertTrue(6 <= sent <= 6 + 2 * again, (sent, again))
 
     def test_search_lists_every_holder_with_hops(self):
         net = self.net("ring:6")

@@ -217,12 +217,13 @@ class TraceTest(NetCase):
         c = tr["counts"]
         # the origin sends 3, each other peer forwards to its 2 other neighbours; a copy that
         # raced ahead with ttl 1 makes the origin's own copy one with more ttl left, which is
-        # forwarded again to the 2 others (r of them: a race, so 0 or more)
+        # forwarded again to those of the 2 others that have not sent that peer as much ttl
+        # (r of them: a race, so 0 or more)
         r = c["reforwarded"]
-        self.assertEqual(c["gets_sent"], 9 + 2 * r)
-        self.assertEqual(c["gets_expected"], 9 + 2 * r)
+        self.assertTrue(9 <= c["gets_sent"] <= 9 + 2 * r, c)
+        self.assertEqual(c["gets_expected"], c["gets_sent"])
         self.assertEqual(c["get_bound"], 12)
-        self.assertEqual(c["duplicates"], 6 + 2 * r)
+        self.assertEqual(c["duplicates"], c["gets_sent"] - 3)
         self.assertEqual(c["received"], 3)
         self.check_dot(net, qid, evs, 1, 3)
 

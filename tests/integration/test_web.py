@@ -125,36 +125,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Web:
-    """A running `floodshare web` on 127.0.0.1 and a free port; stopped by its pid."""
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers to look at, not to follow."""
 
-    def __init__(self, net, *extra: str):
+    def redirect_request(self, *args, **kw):
+        return None
+
+
+OPENER = urllib.request.build_opener(NoRedirect)
+
+
+class Web:
+    """A running `floodshare web` on 127.0.0.1 and a free port; stopped by its pid. Its token is
+    read from the URL it prints, the way a teacher gets it."""
+
+    def __init__(self, net, *extra: str, preexec_fn=None):
         self.port = free_port()
+        self.run = net.dir
         self.proc = subprocess.Popen(
             [str(BIN), "--run", str(net.dir), "web", "--listen", f"127.0.0.1:{self.port}", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
         self.first = self.proc.stdout.readline()  # printed once it listens
         if "dashboard of" not in self.first:
             self.proc.kill()
             raise AssertionError(f"web did not start: {self.first} {self.proc.stderr.read()}")
-        self.token = ""
-        if "--public" in extra:
-            self.token = re.search(r"token ([0-9a-f]{32})", self.proc.stdout.readline())[1]
+        self.token = re.search(r"/\?token=([0-9a-f]{64})$", self.first.strip())[1]
+        self.second = self.proc.stdout.readline()
+        self.token_file = Path(net.dir) / f"web-{self.port}.token"
         self.base = f"http://127.0.0.1:{self.port}"
+        self.auth = {"Authorization": f"Bearer {self.token}"}
 
     def request(self, path: str, *, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 30):
-        """(status, headers, body text); 4xx/5xx are returned, not raised."""
-        req = urllib.request.Request(self.base + path, data=body, headers=headers or {},
+                timeout: float = 30, auth: bool = True):
+        """(status, headers, body text); 4xx/5xx are returned, not raised, and redirects are not
+        followed. With auth, the token goes as Authorization: Bearer (headers may override)."""
+        req = urllib.request.Request(self.base + path, data=body,
+                                     headers={**(self.auth if auth else {}), **(headers or {})},
                                      method="POST" if body is not None else "GET")
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with OPENER.open(req, timeout=timeout) as r:
                 return r.status, r.headers, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read().decode()
 
-    def cmd(self, line: str) -> tuple[int, dict | str]:
-        st, _, text = self.request("/api/cmd", body=line.encode(), headers={"X-Floodshare": "1"})
+    def cmd(self, line: str, **kw) -> tuple[int, dict | str]:
+        st, _, text = self.request("/api/cmd", body=line.encode(), headers={"X-Floodshare": "1"},
+                                   **kw)
         return st, (json.loads(text) if st == 200 else text)
 
     def raw(self, data: bytes, timeout: float = 10) -> bytes:
@@ -166,6 +182,9 @@ class Web:
             return out
 
     def stop(self) -> str:
+        """Stops it (once; later calls return the same stderr)."""
+        if self.proc.stderr.closed:
+            return self.err
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
@@ -173,17 +192,18 @@ class Web:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        err = self.proc.stderr.read()
+        self.err = self.proc.stderr.read()
         self.proc.stdout.close()
         self.proc.stderr.close()
-        return err
+        return self.err
 
 
 def sse_until(web: Web, pred, timeout: float = 20) -> list[dict]:
     """Reads /events until pred(events) holds (bounded in time); returns the events."""
     evs: list[dict] = []
     with socket.create_connection(("127.0.0.1", web.port), timeout=timeout) as s:
-        s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n\r\n".encode())
+        s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"
+                  f"Authorization: Bearer {web.token}\r\n\r\n".encode())
         buf, deadline = b"", time.monotonic() + timeout
         while time.monotonic() < deadline:
             chunk = s.recv(65536)
@@ -201,10 +221,10 @@ def sse_until(web: Web, pred, timeout: float = 20) -> list[dict]:
 
 
 class WebCase(NetCase):
-    def web(self, net, *extra) -> Web:
+    def web(self, net, *extra, **kw) -> Web:
         """A Web stopped after the test, which fails if it did not exit 0 (a leak report in the
         ASan build exits 86) or printed a sanitizer report."""
-        w = Web(net, *extra)
+        w = Web(net, *extra, **kw)
         def stop():
             err = w.stop()
             self.assertEqual(w.proc.returncode, 0, err)
@@ -264,6 +284,7 @@ class WebHttpTest(WebCase):
         net = self.net("ring:3")
         w = self.web(net)
         host = f"Host: 127.0.0.1:{w.port}\r\n"
+        tok = f"Authorization: Bearer {w.token}\r\n"
 
         def status(data: bytes) -> tuple[int, bytes]:
             out = w.raw(data)
@@ -272,7 +293,7 @@ class WebHttpTest(WebCase):
             return int(m[1]), out
 
         cases = [
-            (f"GET /api/cmd HTTP/1.1\r\n{host}\r\n", 405, b"POST a command line"),
+            (f"GET /api/cmd HTTP/1.1\r\n{host}{tok}\r\n", 405, b"POST a command line"),
             (f"PUT / HTTP/1.1\r\n{host}\r\n", 400, b"method not supported"),
             (f"GET / HTTP/2.0\r\n{host}\r\n", 400, b"HTTP version not supported"),
             (f"GET nope HTTP/1.1\r\n{host}\r\n", 400, b"must start with /"),
@@ -282,10 +303,12 @@ class WebHttpTest(WebCase):
              413, b"body too large"),
             (f"POST /api/cmd HTTP/1.1\r\n{host}X-Floodshare: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
              400, b"Transfer-Encoding not supported"),
-            (f"POST /api/cmd HTTP/1.1\r\n{host}Content-Length: 12\r\n\r\npeer 1 pause", 403,
+            (f"POST /api/cmd HTTP/1.1\r\n{host}{tok}Content-Length: 12\r\n\r\npeer 1 pause", 403,
              b"X-Floodshare: 1"),  # CSRF: another site's form cannot add the header
-            ("GET / HTTP/1.1\r\nHost: attacker.example:80\r\n\r\n", 403, b"Host header"),
-            ("GET / HTTP/1.1\r\n\r\n", 403, b"Host header"),  # DNS rebinding needs a Host
+            (f"GET / HTTP/1.1\r\nHost: attacker.example:80\r\n{tok}\r\n", 403, b"Host header"),
+            (f"GET / HTTP/1.1\r\n{tok}\r\n", 403, b"Host header"),  # DNS rebinding needs a Host
+            (f"GET / HTTP/1.1\r\n{host}Authorization: Bearer {'a' * 65}\r\n\r\n", 400,
+             b"token too long"),
         ]
         for req, code, text in cases:
             got, out = status(req.encode())
@@ -301,9 +324,12 @@ class WebHttpTest(WebCase):
             st, res = w.cmd(line)
             self.assertEqual(st, 400, line)
             self.assertIn(text, res, line)
-        st, res = w.cmd("peer 1 frobnicate")  # the peer's own refusal, as the CLI shows it
+        st, res = w.cmd("peer 1 frobnicate")  # not on the page's list: refused before the peer
+        self.assertEqual(st, 403)
+        self.assertIn('the dashboard does not run "frobnicate"', res)
+        st, res = w.cmd("peer 1 modify ttl")  # on the list: the peer's own refusal, as the CLI's
         self.assertEqual((st, res["exit"]), (200, 64))
-        self.assertIn('unknown command "frobnicate"', res["stderr"])
+        self.assertIn("usage: peer N modify", res["stderr"])
 
         # a request that never ends is cut after the timeout; idle connections past the bound
         # are refused with 503 at once, and the server serves again when they are gone
@@ -333,7 +359,8 @@ class WebHttpTest(WebCase):
         streams = []
         for _ in range(32):
             s = socket.create_connection(("127.0.0.1", w.port), timeout=5)
-            s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{w.port}\r\n\r\n".encode())
+            s.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{w.port}\r\n"
+                      f"Authorization: Bearer {w.token}\r\n\r\n".encode())
             self.assertIn(b"200 OK", s.recv(4096))
             streams.append(s)
         try:
@@ -345,7 +372,7 @@ class WebHttpTest(WebCase):
         net.wait_for(lambda: w.request("/")[0] == 200, timeout=10, step=0.1)
         self.assertLess(time.monotonic() - t0, 4)  # not the 15 s keepalive
 
-    def test_public_needs_the_flag_and_then_a_token_on_every_request(self):
+    def test_public_needs_the_flag_and_a_token_on_every_request_from_any_host(self):
         net = self.net("ring:3")
         r = subprocess.run([str(BIN), "--run", str(net.dir), "web", "--listen", "0.0.0.0:1"],
                            capture_output=True, text=True, timeout=10)
@@ -359,16 +386,21 @@ class WebHttpTest(WebCase):
 
         w = self.web(net, "--public")
         self.assertIn(f"?token={w.token}", w.first)
-        for path in ("/", "/api/peers", "/events", f"/?token={'0' * 32}", "/?token="):
-            st, _, text = w.request(path)
-            self.assertEqual(st, 403, path)
-            self.assertIn("missing or wrong token", text)
-        st, res = w.cmd("peer 1 pause")
-        self.assertEqual(st, 403)
+        for path in ("/", "/api/peers", "/events", f"/?token={'0' * 64}", "/?token="):
+            st, _, text = w.request(path, auth=False)
+            self.assertEqual(st, 401, path)
+            self.assertIn("needs its token", text)
+        st, res = w.cmd("peer 1 pause", auth=False)
+        self.assertEqual(st, 401)
         self.assertFalse(json.loads(net.peer(1, "config", "--json").stdout)["paused"])
-        self.assertEqual(w.request(f"/?token={w.token}")[0], 200)
-        self.assertEqual(w.request("/api/peers", headers={"X-Floodshare-Token": w.token})[0], 200)
-        st, _, text = w.request(f"/api/cmd?token={w.token}", body=b"peer 1 pause",
+        # --public: no Host check (the class's browsers name the machine); the token is the door
+        other = {"Host": "teacher.example:80"}
+        self.assertEqual(w.request("/api/peers", headers=other, auth=False)[0], 401)
+        self.assertEqual(w.request(f"/index.html?token={w.token}", headers=other, auth=False)[0],
+                         303)
+        self.assertEqual(w.request("/api/peers", auth=False,
+                                   headers={**other, "X-Floodshare-Token": w.token})[0], 200)
+        st, _, text = w.request(f"/api/cmd?token={w.token}", body=b"peer 1 pause", auth=False,
                                 headers={"X-Floodshare": "1"})
         self.assertEqual(json.loads(text)["exit"], 0, text)
         self.assertTrue(json.loads(net.peer(1, "config", "--json").stdout)["paused"])
@@ -391,6 +423,13 @@ const [url, requester, name, holder, cut, shot] = process.argv.slice(2);
     page.on('pageerror', (e) => errors.push(String(e)));
     page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
     await page.goto(url);
+    // the token went into a cookie and out of the address bar; a reload still works
+    const landed = page.url();
+    const cookies = (await page.context().cookies()).map((c) => ({ name: c.name,
+      httpOnly: c.httpOnly, sameSite: c.sameSite, inPage: false }));
+    for (const c of cookies)
+      c.inPage = await page.evaluate((n) => document.cookie.includes(n), c.name);
+    await page.reload();
     await page.waitForSelector('#nodes g.node[data-peer="' + holder + '"]', { timeout: 15000 });
     const ran = (what) => page.waitForFunction((w) => {
       const t = document.getElementById('cmd-out').textContent;
@@ -420,7 +459,7 @@ const [url, requester, name, holder, cut, shot] = process.argv.slice(2);
     const roles = await page.$$eval('#nodes g.node', (gs) => gs.map((g) => ({
       peer: Number(g.dataset.peer), role: g.querySelector('.shape').getAttribute('class') })));
     const down = await page.$$eval('#links line.link.down', (ls) => ls.length);
-    console.log(JSON.stringify({ rows, roles, errors, down,
+    console.log(JSON.stringify({ rows, roles, errors, down, landed, cookies,
       output: await page.textContent('#cmd-out') }));
   } finally {
     await browser.close();
@@ -463,13 +502,18 @@ class WebBrowserTest(WebCase):
         shot = build_dir() / "web-dashboard.png"
         shot.unlink(missing_ok=True)
         # the page cuts link 1-2 first, so the query and the hit can only go by peer 4
-        r = subprocess.run(["node", str(driver), w.base + "/?speed=4", "1", "3.txt", "3", "2",
+        # the URL as printed, token and all: the page must work after one click
+        r = subprocess.run(["node", str(driver), w.first.split(" at ", 1)[1].strip() + "&speed=4",
+                            "1", "3.txt", "3", "2",
                             str(shot)],
                            capture_output=True, text=True, timeout=120,
                            env={**os.environ, "PW_CORE": str(mod), "CHROMIUM": str(CHROMIUM)})
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         page = json.loads(r.stdout.strip().splitlines()[-1])
         self.assertEqual(page["errors"], [])
+        self.assertEqual(page["landed"], w.base + "/?speed=4")
+        self.assertEqual(page["cookies"], [{"name": f"floodshare_web_{w.port}", "httpOnly": True,
+                                            "sameSite": "Strict", "inPage": False}])
         self.assertEqual(page["down"], 1)
         self.assertEqual(json.loads(net.peer(1, "config", "--json").stdout)["links_down"],
                          [addr_of(net, 2)])

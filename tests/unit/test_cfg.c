@@ -211,7 +211,7 @@ static void test_cfg_loads_valid_file_with_all_keys(void **state)
     s.peers = "127.0.0.1:10812, localhost:10811";
     s.extra = "\n[limits]\nworkers = 4\nmax_queue = 8\nio_timeout_ms = 500\n"
               "connect_timeout_ms = 300\nhit_window_ms = 50\nquery_cache_size = 32\n"
-              "query_cache_ttl_ms = 5000\nmax_ttl = 7\n";
+              "query_cache_ttl_ms = 5000\nmax_ttl = 7\nget_timeout_ms = 0\n";
     write_spec(f, &s);
     assert_loads(f, &c);
     assert_string_equal(c.path, f->ini);
@@ -237,6 +237,7 @@ static void test_cfg_loads_valid_file_with_all_keys(void **state)
     assert_int_equal(c.query_cache_size, 32);
     assert_int_equal(c.query_cache_ttl_ms, 5000);
     assert_int_equal(c.max_ttl, 7);
+    assert_int_equal(c.get_timeout_ms, 0); /* 0: no deadline */
 }
 
 static void test_cfg_applies_defaults(void **state)
@@ -255,6 +256,7 @@ static void test_cfg_applies_defaults(void **state)
     assert_int_equal(c.io_timeout_ms, 10000);
     assert_int_equal(c.connect_timeout_ms, 2000);
     assert_int_equal(c.hit_window_ms, 2000);
+    assert_int_equal(c.get_timeout_ms, 120000);
     assert_int_equal(c.query_cache_size, 4096);
     assert_int_equal(c.query_cache_ttl_ms, 120000);
     assert_int_equal(c.max_ttl, 15);

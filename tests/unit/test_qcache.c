@@ -318,6 +318,91 @@ static void test_sent_to_answers_who_may_reply(void **state)
     qcache_free(qc);
 }
 
+/* The highest ttl each neighbour sent a copy with: the flood's damping of
+ * copies forwarded again asks it (route_wanted). */
+static void test_heard_keeps_the_highest_ttl_per_neighbour(void **state)
+{
+    struct qcache *qc = qcache_new(8, 1000);
+    struct fs_addr n2 = addr("127.0.0.1", 10812), n3 = addr("127.0.0.1", 10813);
+    struct fs_addr elsewhere = addr("127.0.0.9", 10812);
+    unsigned ttl = 99;
+
+    (void)state;
+    qcache_heard(qc, QID_A, &n2, 4, 0); /* unknown id: nothing recorded */
+    assert_int_equal(qcache_see(qc, QID_A, &n2, 1, 3, 0), QCACHE_NEW);
+    assert_false(qcache_heard_ttl(qc, QID_A, &n2, 0, &ttl));
+    assert_int_equal(ttl, 0);
+    qcache_heard(qc, QID_A, &n2, 3, 0);
+    qcache_heard(qc, QID_A, &n2, 2, 1); /* a lower copy later: the highest stays */
+    assert_true(qcache_heard_ttl(qc, QID_A, &n2, 1, &ttl));
+    assert_int_equal(ttl, 3);
+    qcache_heard(qc, QID_A, &n2, 5, 2);
+    assert_true(qcache_heard_ttl(qc, QID_A, &n2, 2, &ttl));
+    assert_int_equal(ttl, 5);
+    qcache_heard(qc, QID_A, &n3, 0, 2); /* even ttl 0 says it had the query */
+    assert_true(qcache_heard_ttl(qc, QID_A, &n3, 2, &ttl));
+    assert_int_equal(ttl, 0);
+    assert_false(qcache_heard_ttl(qc, QID_A, &elsewhere, 2, &ttl)); /* same port, other host */
+    assert_false(qcache_heard_ttl(qc, QID_B, &n2, 2, &ttl));
+    assert_false(qcache_heard_ttl(qc, QID_A, &n2, 1000, &ttl)); /* expired */
+    qcache_free(qc);
+}
+
+/* Per query, at most QCACHE_MAX_HEARD neighbours and QCACHE_MAX_SENT links
+ * are remembered, each bound on its own: many neighbours heard never cost
+ * a link its FOUND. */
+static void test_hops_of_a_query_are_bounded_each_on_its_own(void **state)
+{
+    struct qcache *qc = qcache_new(8, 1000);
+    struct fs_addr prev = addr("127.0.0.1", 10000);
+    unsigned ttl;
+
+    (void)state;
+    assert_int_equal(qcache_see(qc, QID_A, &prev, 1, 3, 0), QCACHE_NEW);
+    for (uint16_t i = 0; i < 2 * QCACHE_MAX_HEARD; i++) {
+        struct fs_addr n = addr("127.0.0.1", (uint16_t)(20000 + i));
+        qcache_heard(qc, QID_A, &n, 2, 0);
+    }
+    for (uint32_t link = 1; link <= 2 * QCACHE_MAX_SENT; link++)
+        qcache_sent_link(qc, QID_A, link, 0);
+    struct fs_addr last = addr("127.0.0.1", 20000 + QCACHE_MAX_HEARD - 1);
+    struct fs_addr past = addr("127.0.0.1", 20000 + QCACHE_MAX_HEARD);
+    assert_true(qcache_heard_ttl(qc, QID_A, &last, 0, &ttl));
+    assert_false(qcache_heard_ttl(qc, QID_A, &past, 0, &ttl));
+    assert_true(qcache_was_sent_link(qc, QID_A, QCACHE_MAX_SENT, 0));
+    assert_false(qcache_was_sent_link(qc, QID_A, QCACHE_MAX_SENT + 1, 0));
+    /* a link sent over again is kept once, so it takes no second place */
+    assert_int_equal(qcache_see(qc, QID_B, &prev, 1, 3, 0), QCACHE_NEW);
+    for (int i = 0; i < 3 * QCACHE_MAX_SENT; i++)
+        qcache_sent_link(qc, QID_B, 7, 0);
+    qcache_sent_link(qc, QID_B, 8, 0);
+    assert_true(qcache_was_sent_link(qc, QID_B, 8, 0));
+    qcache_free(qc);
+}
+
+/* An entry pushed out, by age or by a full table, forgets its hops: the id
+ * seen again starts with none. */
+static void test_an_id_seen_again_after_eviction_has_no_hops(void **state)
+{
+    struct qcache *qc = qcache_new(2, 1000);
+    struct fs_addr n2 = addr("127.0.0.1", 10812);
+    unsigned ttl;
+
+    (void)state;
+    assert_int_equal(qcache_see(qc, QID_A, &n2, 1, 3, 0), QCACHE_NEW);
+    qcache_heard(qc, QID_A, &n2, 3, 0);
+    qcache_sent_link(qc, QID_A, 5, 0);
+    qcache_insert(qc, "00000000000000b1", NULL, 1);
+    qcache_insert(qc, "00000000000000b2", NULL, 2); /* full: QID_A goes */
+    assert_int_equal(qcache_see(qc, QID_A, &n2, 1, 3, 3), QCACHE_NEW);
+    assert_false(qcache_heard_ttl(qc, QID_A, &n2, 3, &ttl));
+    assert_false(qcache_was_sent_link(qc, QID_A, 5, 3));
+    qcache_heard(qc, QID_A, &n2, 1, 3);
+    assert_true(qcache_heard_ttl(qc, QID_A, &n2, 3, &ttl));
+    assert_int_equal(ttl, 1);
+    qcache_free(qc); /* frees the live entries' hops (ASan's leak check) */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +419,9 @@ int main(void)
         cmocka_unit_test(test_earlier_now_expires_with_entry_ahead),
         cmocka_unit_test(test_churn_keeps_live_ids_findable),
         cmocka_unit_test(test_sent_to_answers_who_may_reply),
+        cmocka_unit_test(test_heard_keeps_the_highest_ttl_per_neighbour),
+        cmocka_unit_test(test_hops_of_a_query_are_bounded_each_on_its_own),
+        cmocka_unit_test(test_an_id_seen_again_after_eviction_has_no_hops),
         cmocka_unit_test(test_threads_see_each_shared_id_new_exactly_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -271,6 +271,63 @@ static void test_found_of_own_query_is_delivered(void **state)
     assert_int_equal(v.action, ROUTE_DELIVER);
 }
 
+/* Damping: a copy forwarded again for its higher ttl goes neither back to
+ * the link it came on nor to a neighbour that already sent us a copy with
+ * ttl - 1 or more (it handled the query with at least that ttl, so ours
+ * would be a duplicate there); it does go to a neighbour that sent less,
+ * or nothing. */
+static void test_copy_forwarded_again_skips_neighbours_that_had_as_much_ttl(void **state)
+{
+    struct fixture *fx = *state;
+    struct route_verdict v;
+    struct route_hop a = hop(1, 1001, 1), b = hop(2, 1002, 1), c = hop(3, 1003, 1);
+    struct msg longway = get(QID, 1001, 3, 4), shortway = get(QID, 1002, 6, 1);
+    struct msg low = get(QID, 1003, 3, 4);
+    struct fs_addr n1 = addr(1001), n2 = addr(1002), n3 = addr(1003), n4 = addr(1004);
+
+    route_get(fx->r, &longway, &a, 0, &v);
+    assert_int_equal(v.action, ROUTE_HANDLE);
+    /* the first copy goes on with ttl 2 to all but 1001, which sent ttl 3 */
+    assert_false(route_wanted(fx->r, QID, &n1, 2, 0));
+    assert_true(route_wanted(fx->r, QID, &n2, 2, 0));
+    route_get(fx->r, &low, &c, 1, &v); /* 1003 (not configured: only a hop) sends ttl 3 */
+    assert_string_equal(v.reason, "duplicate");
+    route_get(fx->r, &shortway, &b, 2, &v);
+    assert_int_equal(v.action, ROUTE_FORWARD);
+    /* forwarded again with ttl 5 */
+    assert_false(route_wanted(fx->r, QID, &n2, 5, 2)); /* where it came from (sent 6) */
+    assert_true(route_wanted(fx->r, QID, &n1, 5, 2));  /* sent 3: handled 4 at least */
+    assert_true(route_wanted(fx->r, QID, &n3, 5, 2));  /* the same, as a duplicate */
+    assert_true(route_wanted(fx->r, QID, &n4, 5, 2));  /* sent nothing */
+    /* the boundary: a neighbour that sent h handled h + 1 */
+    assert_false(route_wanted(fx->r, QID, &n3, 4, 2));
+    assert_true(route_wanted(fx->r, QID, &n3, 5, 2));
+    /* 1001 sends again, ttl 4: a duplicate, and remembered all the same */
+    struct msg again = get(QID, 1001, 4, 3);
+    route_get(fx->r, &again, &a, 3, &v);
+    assert_string_equal(v.reason, "duplicate");
+    assert_false(route_wanted(fx->r, QID, &n1, 5, 3));
+    assert_true(route_wanted(fx->r, QID, &n1, 6, 3));
+}
+
+/* Only a proven link's copy counts: a stranger claiming neighbour 1002
+ * cannot keep the real 1002 from getting the query. */
+static void test_unproven_copy_does_not_spare_a_neighbour(void **state)
+{
+    struct fixture *fx = *state;
+    struct route_verdict v;
+    struct route_hop a = hop(1, 1001, 1), liar = hop(9, 1002, 0);
+    struct msg first = get(QID, 1001, 3, 0), claim = get(QID, 1002, 7, 0);
+    struct fs_addr n2 = addr(1002);
+
+    route_get(fx->r, &first, &a, 0, &v);
+    assert_int_equal(v.action, ROUTE_HANDLE);
+    route_get(fx->r, &claim, &liar, 1, &v);
+    assert_int_equal(v.action, ROUTE_FORWARD);
+    assert_true(route_wanted(fx->r, QID, &n2, 6, 1));
+    assert_true(route_wanted(fx->r, QID, &n2, 2, 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +339,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bucket_refills_at_query_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl0_and_hops_and_clamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_with_more_ttl_is_forwarded_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_copy_forwarded_again_skips_neighbours_that_had_as_much_ttl,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unproven_copy_does_not_spare_a_neighbour, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_own_query_coming_back_is_a_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_found_goes_back_over_the_link_its_get_came_on, setup,

@@ -285,6 +285,107 @@ static void test_line_form_round_trips_every_field(void **state)
     assert_int_equal(trace_encode(&a, line, 20), -1);
 }
 
+static void assert_same_event(const struct trace_event *a, const struct trace_event *b)
+{
+    assert_int_equal(a->type, b->type);
+    assert_int_equal(a->ts_us, b->ts_us);
+    assert_int_equal(a->seq, b->seq);
+    assert_int_equal(a->peer, b->peer);
+    assert_true(addr_equal(&a->addr, &b->addr));
+    assert_memory_equal(&a->from, &b->from, sizeof a->from);
+    assert_memory_equal(&a->to, &b->to, sizeof a->to);
+    assert_memory_equal(&a->origin, &b->origin, sizeof a->origin);
+    assert_string_equal(a->qid, b->qid);
+    assert_string_equal(a->name, b->name);
+    assert_int_equal(a->from_peer, b->from_peer);
+    assert_int_equal(a->to_peer, b->to_peer);
+    assert_int_equal(a->holder, b->holder);
+    assert_int_equal(a->ttl, b->ttl);
+    assert_int_equal(a->hops, b->hops);
+    assert_int_equal(a->count, b->count);
+    assert_int_equal(a->role, b->role);
+    assert_int_equal(a->bytes, b->bytes);
+    assert_int_equal(a->size, b->size);
+    assert_string_equal(a->md5, b->md5);
+    assert_string_equal(a->reason, b->reason);
+    assert_string_equal(a->detail, b->detail);
+    assert_string_equal(a->msg, b->msg);
+}
+
+/* The ring keeps events packed: every field, at its longest or empty,
+ * comes back out as it went in. */
+static void test_ring_gives_back_every_field_as_emitted(void **state)
+{
+    struct trace *t = trace_new(8, 3, &SELF);
+    struct trace_event full, empty, longest, *evs;
+
+    (void)state;
+    full_event(&full);
+    trace_emit(t, &full); /* stamps ts_us, seq, peer and addr in place */
+    trace_init_event(&empty, TR_PEER_UP, NULL);
+    trace_emit(t, &empty);
+    full_event(&longest);
+    memset(longest.name, 'n', TRACE_NAME_MAX);
+    memset(longest.detail, 'd', TRACE_DETAIL_MAX);
+    memset(longest.reason, 'r', sizeof longest.reason - 1);
+    memset(longest.msg, 'm', sizeof longest.msg - 1);
+    memset(longest.from.host, 'h', ADDR_HOST_MAX);
+    memset(longest.to.host, 'h', ADDR_HOST_MAX);
+    memset(longest.origin.host, 'h', ADDR_HOST_MAX);
+    longest.from.port = longest.to.port = longest.origin.port = 65535;
+    longest.from_peer = longest.to_peer = longest.holder = UINT32_MAX;
+    longest.ttl = longest.hops = longest.count = UINT32_MAX;
+    longest.bytes = longest.size = UINT64_MAX;
+    trace_emit(t, &longest);
+    assert_int_equal(trace_dump(t, NULL, &evs), 3);
+    assert_same_event(&evs[0], &full);
+    assert_same_event(&evs[1], &empty);
+    assert_same_event(&evs[2], &longest);
+    assert_int_equal(evs[1].qid[0], '\0');
+    free(evs);
+    trace_free(t);
+}
+
+/* Long events take more of the ring's bytes, so fewer of them are kept;
+ * what is kept is always the newest, in order and intact, also where a
+ * record wraps around the end of the ring. */
+static void test_ring_of_long_events_keeps_the_newest_that_fit(void **state)
+{
+    enum { RING = 64, N = 500 };
+    struct trace *t = trace_new(RING, 1, &SELF);
+    struct trace_event ev, *evs;
+    struct trace_info info;
+
+    (void)state;
+    for (unsigned i = 0; i < N; i++) {
+        trace_init_event(&ev, TR_SEND_FAILED, QID);
+        memset(ev.name, 'a' + (int)(i % 26), 1 + (i * 37) % TRACE_NAME_MAX);
+        memset(ev.detail, 'x', (i * 11) % TRACE_DETAIL_MAX);
+        ev.count = i;
+        trace_emit(t, &ev);
+    }
+    size_t n = trace_dump(t, NULL, &evs);
+    assert_true(n >= 4 && n < RING); /* bounded by bytes, not by the event count */
+    for (size_t k = 0; k < n; k++) {
+        unsigned i = N - (unsigned)n + (unsigned)k;
+        assert_int_equal(evs[k].seq, i + 1);
+        assert_int_equal(evs[k].count, i);
+        assert_int_equal(strlen(evs[k].name), 1 + (i * 37) % TRACE_NAME_MAX);
+        assert_int_equal(evs[k].name[0], 'a' + (int)(i % 26));
+        assert_int_equal(strlen(evs[k].detail), (i * 11) % TRACE_DETAIL_MAX);
+    }
+    free(evs);
+    /* Short events again: the count is the bound once more. */
+    emit_n(t, TR_RECEIVED, QID, 3 * RING);
+    assert_int_equal(trace_dump(t, NULL, &evs), RING);
+    assert_int_equal(evs[RING - 1].seq, N + 3 * RING);
+    assert_int_equal(evs[0].count, 2 * RING);
+    free(evs);
+    trace_get_info(t, &info);
+    assert_int_equal(info.in_ring, RING);
+    trace_free(t);
+}
+
 static void test_line_form_refuses_what_is_not_an_event(void **state)
 {
     struct trace_event ev;
@@ -403,6 +504,8 @@ int main(void)
         cmocka_unit_test(test_next_times_out_when_nothing_happens),
         cmocka_unit_test(test_concurrent_emitters_and_a_reader_account_for_every_event),
         cmocka_unit_test(test_line_form_round_trips_every_field),
+        cmocka_unit_test(test_ring_gives_back_every_field_as_emitted),
+        cmocka_unit_test(test_ring_of_long_events_keeps_the_newest_that_fit),
         cmocka_unit_test(test_line_form_refuses_what_is_not_an_event),
         cmocka_unit_test(test_json_has_the_fields_of_its_type_only),
         cmocka_unit_test(test_text_names_hops_by_peer_id_when_it_can),

@@ -287,6 +287,67 @@ static char *dot_line(char *text, const char *head, char *out, size_t cap)
     return out;
 }
 
+/* ring:5 from peer 1, ttl 5, where the long way round wins at 2: 1-5-4-3-2
+ * brings ttl 2 before 1's own copy brings 5. 2 forwards that copy again
+ * with ttl 4, to 3 (which sent only 2: it handled 3) but not to 1; 3 then
+ * takes it as more ttl too, and forwards it again to nobody: 2 sent 4, and
+ * 4 sent 3, so both handled the query with at least the 3 it would send. */
+static const struct tg_peer RING5[] = {
+    {1, {"127.0.0.1", 10001}}, {2, {"127.0.0.1", 10002}}, {3, {"127.0.0.1", 10003}},
+    {4, {"127.0.0.1", 10004}}, {5, {"127.0.0.1", 10005}},
+};
+static const struct tg_link RING5_LINKS[] = {{1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 1}};
+
+static struct trace_event *ring_ev(uint64_t t, unsigned peer, enum trace_type type,
+                                   unsigned other, unsigned ttl)
+{
+    struct trace_event *e = &evs[n_evs++];
+
+    trace_init_event(e, type, Q);
+    e->ts_us = 1000000 + t;
+    e->seq = n_evs;
+    e->peer = peer;
+    e->addr = RING5[peer - 1].addr;
+    e->ttl = ttl;
+    if (type == TR_FORWARDED)
+        e->to = RING5[other - 1].addr;
+    else if (other)
+        e->from = RING5[other - 1].addr;
+    return e;
+}
+
+static void test_expected_gets_spare_neighbours_that_sent_as_much_ttl(void **state)
+{
+    struct tg_topology topo = {RING5, 5, RING5_LINKS, 5};
+    struct tracegraph g;
+
+    (void)state;
+    n_evs = 0;
+    ring_ev(0, 1, TR_QUERY_STARTED, 0, 5);
+    ring_ev(1, 1, TR_FORWARDED, 2, 5);
+    ring_ev(2, 1, TR_FORWARDED, 5, 5);
+    ring_ev(10, 5, TR_RECEIVED, 1, 5);
+    ring_ev(11, 5, TR_FORWARDED, 4, 4);
+    ring_ev(20, 4, TR_RECEIVED, 5, 4);
+    ring_ev(21, 4, TR_FORWARDED, 3, 3);
+    ring_ev(30, 3, TR_RECEIVED, 4, 3);
+    ring_ev(31, 3, TR_FORWARDED, 2, 2);
+    ring_ev(40, 2, TR_RECEIVED, 3, 2);
+    ring_ev(41, 2, TR_FORWARDED, 1, 1);
+    struct trace_event *e = ring_ev(50, 2, TR_DUPLICATE, 1, 5);
+    trace_set(e->reason, sizeof e->reason, "more_ttl");
+    ring_ev(51, 2, TR_FORWARDED, 3, 4);
+    ring_ev(55, 1, TR_DUPLICATE, 2, 1);
+    e = ring_ev(60, 3, TR_DUPLICATE, 2, 4);
+    trace_set(e->reason, sizeof e->reason, "more_ttl");
+    assert_int_equal(tracegraph_build(evs, n_evs, &topo, &g), FS_OK);
+    /* 2 (origin) + 1 + 1 + 1 + 1 (first copies) + 1 (2 again) + 0 (3 again) */
+    assert_int_equal(g.counts.gets_sent, 7);
+    assert_int_equal(g.counts.reforwarded, 2);
+    assert_int_equal(g.counts.gets_expected, 7);
+    tracegraph_free(&g);
+}
+
 static void test_dot_marks_roles_hops_duplicates_and_the_reverse_path(void **state)
 {
     struct tracegraph g;
@@ -358,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_without_topology_ids_come_from_the_emitters_and_the_bound_is_unknown),
         cmocka_unit_test(test_a_found_dropped_on_the_way_ends_its_path_with_the_reason),
         cmocka_unit_test(test_events_of_no_query_give_not_found),
+        cmocka_unit_test(test_expected_gets_spare_neighbours_that_sent_as_much_ttl),
         cmocka_unit_test(test_dot_marks_roles_hops_duplicates_and_the_reverse_path),
         cmocka_unit_test(test_text_report_tells_the_story),
     };

@@ -111,6 +111,73 @@ static void test_limits_on_the_head_and_its_fields(void **state)
     assert_int_equal(webhttp_parse(nul, sizeof nul - 1, &r, &why), FS_EPROTO);
 }
 
+static void test_a_bearer_token_is_read_and_other_schemes_are_ignored(void **state)
+{
+    struct web_req r;
+    const char *why;
+    static char big[256];
+
+    assert_int_equal(parse("GET / HTTP/1.1\r\nauthorization: bearer \t abc123 \r\n\r\n", &r, &why),
+                     FS_OK);
+    assert_string_equal(r.bearer, "abc123");
+    assert_int_equal(parse("GET / HTTP/1.1\r\nAuthorization: Basic YTpi\r\n\r\n", &r, &why),
+                     FS_OK);
+    assert_string_equal(r.bearer, "");
+    /* "Bearer" must be the whole scheme, followed by a space */
+    assert_int_equal(parse("GET / HTTP/1.1\r\nAuthorization: Bearerabc\r\n\r\n", &r, &why),
+                     FS_OK);
+    assert_string_equal(r.bearer, "");
+    assert_int_equal(parse("GET / HTTP/1.1\r\nAuthorization: Bearer\r\n\r\n", &r, &why), FS_OK);
+    assert_string_equal(r.bearer, "");
+    int n = snprintf(big, sizeof big, "GET / HTTP/1.1\r\nAuthorization: Bearer %0*d\r\n\r\n",
+                     WEB_TOKEN_MAX, 7);
+    assert_int_equal(webhttp_parse(big, (size_t)n, &r, &why), FS_OK);
+    assert_int_equal(strlen(r.bearer), WEB_TOKEN_MAX);
+    n = snprintf(big, sizeof big, "GET / HTTP/1.1\r\nAuthorization: Bearer %0*d\r\n\r\n",
+                 WEB_TOKEN_MAX + 1, 7);
+    assert_int_equal(webhttp_parse(big, (size_t)n, &r, &why), FS_EPROTO);
+    assert_non_null(strstr(why, "Bearer token too long"));
+}
+
+static void test_cookies_are_found_by_exact_name_in_every_cookie_header(void **state)
+{
+    const char *s = "GET / HTTP/1.1\r\nCookie: fs=1\r\nHost: h\r\n"
+                    "cookie: a=b;fs_web=\"q1\" ; fs_web=two;FS_WEB=caps; x\r\n"
+                    "Cookie:fs_web= three \r\n\r\nCookie: fs_web=body\r\n";
+    size_t head = strstr(s, "\r\n\r\n") + 4 - s;
+    char v[8];
+
+    assert_int_equal(webhttp_cookie(s, head, "fs_web", 0, v, sizeof v), 1);
+    assert_string_equal(v, "q1"); /* quotes removed */
+    assert_int_equal(webhttp_cookie(s, head, "fs_web", 1, v, sizeof v), 1);
+    assert_string_equal(v, "two");
+    assert_int_equal(webhttp_cookie(s, head, "fs_web", 2, v, sizeof v), 1);
+    assert_string_equal(v, "three");
+    /* not after the head, not by another case, not a prefix of a name */
+    assert_int_equal(webhttp_cookie(s, head, "fs_web", 3, v, sizeof v), 0);
+    assert_string_equal(v, "");
+    assert_int_equal(webhttp_cookie(s, head, "fs", 0, v, sizeof v), 1);
+    assert_string_equal(v, "1");
+    assert_int_equal(webhttp_cookie(s, head, "fs", 1, v, sizeof v), 0);
+    assert_int_equal(webhttp_cookie(s, head, "FS_WEB", 0, v, sizeof v), 1);
+    assert_string_equal(v, "caps");
+    assert_int_equal(webhttp_cookie(s, head, "x", 0, v, sizeof v), 0); /* no '=': no cookie */
+    assert_int_equal(webhttp_cookie(s, head, "", 0, v, sizeof v), 0);
+    /* the request line is not a header */
+    assert_int_equal(webhttp_cookie("Cookie: a=1\r\n\r\n", 15, "a", 0, v, sizeof v), 0);
+}
+
+static void test_a_cookie_too_long_for_the_buffer_is_reported_not_cut(void **state)
+{
+    const char *s = "GET / HTTP/1.1\r\nCookie: t=12345678; u=1234567\r\n\r\n";
+    char v[8];
+
+    assert_int_equal(webhttp_cookie(s, strlen(s), "t", 0, v, sizeof v), -1);
+    assert_string_equal(v, "");
+    assert_int_equal(webhttp_cookie(s, strlen(s), "u", 0, v, sizeof v), 1);
+    assert_string_equal(v, "1234567");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +185,9 @@ int main(void)
         cmocka_unit_test(test_incomplete_heads_ask_for_more_at_every_cut),
         cmocka_unit_test(test_malformed_and_unsupported_are_refused_with_a_reason),
         cmocka_unit_test(test_limits_on_the_head_and_its_fields),
+        cmocka_unit_test(test_a_bearer_token_is_read_and_other_schemes_are_ignored),
+        cmocka_unit_test(test_cookies_are_found_by_exact_name_in_every_cookie_header),
+        cmocka_unit_test(test_a_cookie_too_long_for_the_buffer_is_reported_not_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
