@@ -112,7 +112,7 @@ class HostileArchiveTest(NetCase):
 
     def _refused(self, net, evil, mode, outside):
         share = net.share(1)
-        evil.mode = mode
+        evil.prepare(mode)
         before_share = snapshot(share)
         before_run = snapshot(net.dir, is_log)
         before = net.stats(1)
