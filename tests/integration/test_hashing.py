@@ -15,11 +15,11 @@ from fsnet import NetCase
 
 BIG = 2 << 30        # the file copied into the holder's share while it is searched
 PIECE = 1 << 20      # written a piece at a time, as cp does
-# Every peer's hit window: a hit that takes longer is not a hit. Hashing the 2 GiB inside a query
-# (what issue 10 removed) holds the hit for the whole hash, over 2.5 s at this machine's MD5 speed
-# (openssl speed -evp md5: about 800 MB/s), so 500 ms tells the two apart with room for a loaded
-# CI machine: 100 ms missed once by a hair (a hit at 100.4 ms) with another suite running.
-WINDOW_MS = 500
+# Every peer's hit window: a hit that takes longer is not a hit. 100 ms is issue 10's figure.
+# Hashing the 2 GiB inside a query (what issue 10 removed) holds the hit for the whole hash, over
+# 2.5 s here. On a machine shared with other heavy jobs (load average 5+) one hit in ~100 has come
+# in at 100.4 ms; CI runs the suite alone.
+WINDOW_MS = 100
 MIN_SEARCHES = 20
 
 
@@ -76,7 +76,7 @@ class HashingTest(NetCase):
         self.last_qid = doc.get("query_id")
         return doc["hits"], ms
 
-    def test_holder_answers_within_its_hit_window_while_it_copies_and_hashes_2_gib(self):
+    def test_holder_answers_within_100_ms_while_it_copies_and_hashes_2_gib(self):
         net = self.net("line:2", seed_files=False, limits={"hit_window_ms": WINDOW_MS})
         # The big file goes to /var/tmp (a disk, not a tmpfs in RAM); the holder shares that
         # folder from now on, which also swaps its share while it runs.
