@@ -220,8 +220,12 @@ class EvilPeer(FakeHolder):
                     return
             self._hold(c, time.monotonic() + 5)  # the requester closes when it has it all
             return
+        # The RANGE first: building the frames (xor, CRC of several MiB in Python) took over the
+        # requester's 1 s wait for a reply on a loaded machine under TSan.
+        head = f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset=0 chunk={chunk}\n"
+        if not self._send(c, head.encode()):
             return
-        out = [f"FLOOD/1 RANGE size={len(self.genuine)} md5={md5} offset=0 chunk={chunk}\n".encode()]
+        out = []
         for idx in range(0, max(1, (len(self.genuine) + chunk - 1) // chunk)):
             data = self.genuine[idx * chunk:(idx + 1) * chunk]
             crc = zlib.crc32(data)
