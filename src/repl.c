@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "floodshare/cli.h"
 #include "floodshare/ctl.h"
@@ -104,7 +105,8 @@ static int term_open(struct term *t)
     el_source(t->el, NULL);      /* ~/.editrc, as other libedit programs */
     /* After ~/.editrc, so that these two win: Ctrl-C is a key while editing. */
     el_set(t->el, EL_SETTY, "-d", "-isig", NULL);
-    el_set(t->el, EL_ADDFN, "fs-cancel-line", "drop the line, as Ctrl-C in bash", repl_ctrl_c);
+    /* el_wset with literals: el_set would copy the two names and never free them. */
+    el_wset(t->el, EL_ADDFN, L"fs-cancel-line", L"drop the line, as Ctrl-C in bash", repl_ctrl_c);
     el_set(t->el, EL_BIND, "^C", "fs-cancel-line", NULL);
     return 0;
 }
@@ -211,6 +213,8 @@ int cli_repl(const char *run_dir)
         }
         code = cli_exec(run_dir, argc, argv);
         fflush(stdout);
+        if (tty) /* `web` leaves its own handler behind */
+            sigaction(SIGINT, &sa, NULL);
     }
     if (tty) {
         if (eof)

@@ -62,6 +62,16 @@ def blast(port: int, n: int) -> None:
         s.sendall(lines)
 
 
+def until(cond, what: str, timeout: float, *watches) -> None:
+    """Waits for cond; on time out, fails naming what and showing the watches' last lines."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            tails = "\n".join("\n".join(w.lines[-40:]) for w in watches)
+            raise AssertionError(f"{what}: not within {timeout} s; last lines:\n{tails}")
+        time.sleep(0.1)
+
+
 class WatchFollowTest(NetCase):
     def wait_watchers(self, net, pids, want):
         net.wait_for(lambda: all(peer_events(net, p)["watchers"] == want for p in pids),
@@ -93,8 +103,8 @@ class WatchFollowTest(NetCase):
         self.reload(net)
         self.assertNotEqual({p: net.addr(p)[1] for p in net.peers}, old_ports)
         blast(net.addr(1)[1], 6000)
-        net.wait_for(lambda: net.stats(1)["queries_handled"] + net.stats(1)["throttled"] >= 6000,
-                     timeout=60, step=0.1)
+        until(lambda: net.stats(1)["queries_handled"] + net.stats(1)["throttled"] >= 6000,
+              "peer 1 took the 6000 GETs", 120)
         ring = peer_events(net, 1)
         first = ring["events"][0]["seq"]
         self.assertGreater(first, 1, "the ring still holds peer 1's first events")
@@ -104,8 +114,9 @@ class WatchFollowTest(NetCase):
 
         # both reach every peer again, and say what they could not get back
         line = f"missed {missed} events from peer 1 (not in its ring any more)"
-        net.wait_for(lambda: line in text.text() and text.text().count("up (watch: connected)")
-                     >= 6, timeout=30, step=0.1)
+        until(lambda: line in text.text(), repr(line), 60, text)
+        until(lambda: text.text().count("up (watch: connected)") >= 6, "6 peers reached again",
+              30, text)
         self.wait_watchers(net, list(net.peers), 2)
         # the events after the restart that the rings still hold are shown, from peer 2's start
         self.assertRegex(text.text(), r"peer 2 +- +up at 127\.0\.0\.1:%d " % net.addr(2)[1])
@@ -114,7 +125,7 @@ class WatchFollowTest(NetCase):
         r = net.peer(2, "get", "5.txt", "--json")
         self.assertOk(r)
         qid = last_json(r.stdout)["query_id"]
-        net.wait_for(lambda: f'q{qid[:4]}  downloaded "5.txt"' in text.text(), timeout=20)
+        until(lambda: f'q{qid[:4]}  downloaded "5.txt"' in text.text(), "the get after", 30, text)
         mine = [l for l in text.lines if f" q{qid[:4]} " in l]
         self.assertTrue(any(re.search(r"peer 3 +q\w+ +received \"5\.txt\" from peer 2 "
                                       r"\(ttl \d+, hop 1\)", l) for l in mine), "\n".join(mine))
