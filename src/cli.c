@@ -1,6 +1,7 @@
 /* cli.c - argv parsing, one-shot commands, and `peers`. */
 #include "floodshare/cli.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -20,7 +21,7 @@
 
 #define CLI_MAX_PEERS 1024
 
-static const char usage_text[] =
+static const char usage_head[] =
     "usage: floodshare [--run DIR] peer ID COMMAND [ARGS...]\n"
     "       floodshare [--run DIR] peers [--json]\n"
     "       floodshare [--run DIR] watch [--json]\n"
@@ -30,7 +31,23 @@ static const char usage_text[] =
     "       floodshare serve [--run DIR] CONFIG.ini\n"
     "       floodshare --help | --version\n"
     "\n"
-    "Commands sent to peer ID (through DIR/peer-ID.sock):\n"
+    "Commands sent to peer ID (through DIR/peer-ID.sock):\n";
+
+/* The REPL's `help`: the same commands, as they are typed at its prompt. */
+static const char repl_head[] =
+    "Commands (as from a shell, without `floodshare [--run DIR]` in front):\n"
+    "  peers [--json]          every peer of the run folder: up or down, and its neighbours\n"
+    "  peer N COMMAND [ARGS]   one command to peer N (below), e.g. `peer 1 get 3.txt`\n"
+    "  watch [--json]          every peer's events, merged in time order (Ctrl-C stops)\n"
+    "  trace QUERY-ID [--json|--dot] [--svg FILE] [--png FILE]\n"
+    "                          one query's flood, reconstructed (e.g. `trace 4d78`)\n"
+    "  web [--listen HOST:PORT] [--public]   the classroom dashboard (Ctrl-C stops)\n"
+    "  help, exit              Ctrl-D leaves too; Ctrl-C clears the line, or stops a get\n"
+    "\n"
+    "Commands to peer N:\n";
+
+/* One line per command a peer runs; both helps show them. */
+static const char peer_commands[] =
     "  get NAME [--json]       find NAME by flooding a query, download it into the share\n"
     "  search NAME [--json]    list the hits for NAME (holder, kind, size, MD5, hops)\n"
     "  ls [--json]             what this peer shares\n"
@@ -42,7 +59,9 @@ static const char usage_text[] =
     "  pause                   the peer drops every GET and FOUND: down for the flood\n"
     "  resume                  undo pause\n"
     "  watch [--json]          stream this peer's trace events until Ctrl-C\n"
-    "  events [--json] [QID]   the trace events this peer keeps (of one query)\n"
+    "  events [--json] [QID]   the trace events this peer keeps (of one query)\n";
+
+static const char usage_tail[] =
     "\n"
     "watch merges the events of every peer of DIR in time order; trace QUERY-ID\n"
     "(a query id as get/search print it, or its first digits) reconstructs that\n"
@@ -56,11 +75,21 @@ static const char usage_text[] =
     "DIR is --run, else $FLOODSHARE_RUN, else ./run (for serve: else the INI's folder).\n"
     "\n"
     "Exit codes: 0 success; 1 not found within TTL, every holder failed, or refused;\n"
-    "64 bad usage; 69 the peer is not running; 78 bad configuration.\n";
+    "64 bad usage; 69 the peer is not running (or not in DIR); 78 bad configuration.\n";
 
 static void usage(FILE *f)
 {
-    fputs(usage_text, f);
+    fputs(usage_head, f);
+    fputs(peer_commands, f);
+    fputs(usage_tail, f);
+}
+
+void cli_repl_help(FILE *f)
+{
+    fputs(repl_head, f);
+    fputs(peer_commands, f);
+    fputs("\nA get that was stopped resumes where it stopped when asked again. "
+          "Details: README.md, docs/TRACE.md.\n", f);
 }
 
 /* Parses a peer id 1..65535; 0 when s is not one. */
@@ -71,6 +100,56 @@ static unsigned parse_id(const char *s)
     if (!*s || *end || s[0] == '0' || s[0] == '-' || s[0] == '+' || v > 65535)
         return 0;
     return (unsigned)v;
+}
+
+/* The peer ids of run_dir as ranges, "1-6" or "1-3, 5, 7-9", into out;
+ * "" when it has none (or cannot be read). Returns out. */
+static char *id_ranges(const char *run_dir, char *out, size_t cap)
+{
+    unsigned *ids = calloc(CLI_MAX_PEERS, sizeof *ids);
+    long n = ids ? rundir_ids(run_dir, ids, CLI_MAX_PEERS) : -1;
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (long i = 0; i < n && len < cap; i++) {
+        long k = i;
+        while (k + 1 < n && ids[k + 1] == ids[k] + 1)
+            k++;
+        int w = k == i ? snprintf(out + len, cap - len, "%s%u", i ? ", " : "", ids[i])
+                       : snprintf(out + len, cap - len, "%s%u-%u", i ? ", " : "", ids[i], ids[k]);
+        if (w < 0 || (size_t)w >= cap - len) {
+            snprintf(out + len, cap - len, "...");
+            break;
+        }
+        len += (size_t)w;
+        i = k;
+    }
+    free(ids);
+    return out;
+}
+
+/* Says that peer id is not running, or, when the run folder has no such
+ * peer at all, which peers it has. */
+static void say_no_peer(const char *run_dir, unsigned id, const char *sock)
+{
+    unsigned *ids = calloc(CLI_MAX_PEERS, sizeof *ids);
+    long n = ids ? rundir_ids(run_dir, ids, CLI_MAX_PEERS) : -1;
+    int err = errno, known = n == CLI_MAX_PEERS; /* a folder that full: cannot tell */
+    char have[256];
+
+    for (long i = 0; i < n && !known; i++)
+        known = ids[i] == id;
+    free(ids);
+    if (n < 0 && ids && err == ENOENT)
+        fprintf(stderr, "floodshare: no peer %u: the run folder %s does not exist (start peers "
+                "with scripts/topology up SPEC --run %s)\n", id, run_dir, run_dir);
+    else if (n < 0 || known)
+        fprintf(stderr, "floodshare: peer %u is not running (no answer on %s)\n", id, sock);
+    else if (id_ranges(run_dir, have, sizeof have)[0])
+        fprintf(stderr, "floodshare: no peer %u in %s: peers are %s\n", id, run_dir, have);
+    else
+        fprintf(stderr, "floodshare: no peer %u in %s: it has no peers (start some with "
+                "scripts/topology up)\n", id, run_dir);
 }
 
 /* How `peer N COMMAND` shows progress: a live line on a terminal's stderr,
@@ -184,7 +263,7 @@ static int cmd_peer(const char *run_dir, int argc, char **argv)
     }
     int code = nargs ? call_interruptible(sock, nargs, args, &view) : CTL_EXIT_USAGE;
     if (code == CTL_EXIT_NOPEER)
-        fprintf(stderr, "floodshare: peer %u is not running (no answer on %s)\n", id, sock);
+        say_no_peer(run_dir, id, sock);
     return code;
 }
 
@@ -286,6 +365,30 @@ static void peers_json(const char *run_dir, const struct peer_row *rows, size_t 
     json_free(&j);
 }
 
+/* row's neighbours as peer numbers ("2, 3"), an address only for one that
+ * is no peer of the run folder; "-" for none. Into out; returns out. */
+static const char *neighbour_names(const struct peer_row *rows, size_t n,
+                                   const struct peer_row *row, char *out, size_t cap)
+{
+    char list[sizeof row->neighbours];
+    size_t len = 0;
+
+    memcpy(list, row->neighbours, sizeof list);
+    out[0] = '\0';
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        unsigned id = 0;
+        for (size_t i = 0; i < n && !id; i++)
+            if (strcmp(rows[i].address, t) == 0)
+                id = rows[i].id;
+        int w = id ? snprintf(out + len, cap - len, "%s%u", len ? ", " : "", id)
+                   : snprintf(out + len, cap - len, "%s%s", len ? ", " : "", t);
+        if (w < 0 || (size_t)w >= cap - len)
+            break;
+        len += (size_t)w;
+    }
+    return len ? out : "-";
+}
+
 static int cmd_peers(const char *run_dir, int argc, char **argv)
 {
     int json = argc == 2 && strcmp(argv[1], "--json") == 0;
@@ -313,10 +416,11 @@ static int cmd_peers(const char *run_dir, int argc, char **argv)
     } else if (n == 0) {
         printf("no peers in %s (start some with scripts/topology up)\n", run_dir);
     } else {
+        char nb[sizeof rows[0].neighbours + 64];
         printf("%-6s %-22s %-5s %s\n", "peer", "address", "state", "neighbours");
         for (size_t i = 0; i < n; i++)
             printf("%-6u %-22s %-5s %s\n", rows[i].id, rows[i].address[0] ? rows[i].address : "?",
-                   rows[i].up ? "up" : "down", rows[i].neighbours[0] ? rows[i].neighbours : "-");
+                   rows[i].up ? "up" : "down", neighbour_names(rows, n, &rows[i], nb, sizeof nb));
     }
     free(ids);
     free(rows);
@@ -340,6 +444,26 @@ int cli_exec(const char *run_dir, int argc, char **argv)
     if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         return CTL_EXIT_OK;
+    }
+    static const char *const peer_cmds[] = {"get", "search", "ls", "config", "modify", "stats",
+                                            "transfers", "link", "pause", "resume", "events",
+                                            "rm"};
+    for (size_t i = 0; i < sizeof peer_cmds / sizeof peer_cmds[0]; i++) {
+        if (strcmp(argv[0], peer_cmds[i]) != 0)
+            continue;
+        /* `get 3.txt`: the command is right, the peer that runs it is missing. */
+        char have[256], line[512];
+        size_t len = 0;
+        for (int k = 0; k < argc && len < sizeof line; k++) {
+            int w = snprintf(line + len, sizeof line - len, " %s", argv[k]);
+            len += w > 0 ? (size_t)w : 0;
+        }
+        id_ranges(run_dir, have, sizeof have);
+        fprintf(stderr, "floodshare: say which peer %s: peer N%s%s%s%s\n",
+                strcmp(argv[0], "get") == 0 || strcmp(argv[0], "search") == 0 ? "asks"
+                                                                              : "you mean",
+                line, have[0] ? " (peers are " : "", have, have[0] ? ")" : "");
+        return CTL_EXIT_USAGE;
     }
     fprintf(stderr, "floodshare: unknown command \"%s\" (try `help`)\n", argv[0]);
     return CTL_EXIT_USAGE;

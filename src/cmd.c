@@ -545,9 +545,9 @@ static int cmd_ls(const struct cmd_env *e, const struct args *a, struct ctl_out 
     ctl_print(o, 1, "%s: %ld item%s", dir, n, n == 1 ? "" : "s");
     for (long i = 0; i < n; i++) {
         if (items[i].kind == MSG_KIND_FOLDER)
-            ctl_print(o, 1, "  %-30s folder %12llu  %s  (%llu files)", items[i].name,
+            ctl_print(o, 1, "  %-30s folder %12llu  %s  (%llu file%s)", items[i].name,
                       (unsigned long long)items[i].size, items[i].md5,
-                      (unsigned long long)items[i].files);
+                      (unsigned long long)items[i].files, items[i].files == 1 ? "" : "s");
         else
             ctl_print(o, 1, "  %-30s file   %12llu  %s", items[i].name,
                       (unsigned long long)items[i].size, items[i].md5);
@@ -624,6 +624,100 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     return CTL_EXIT_OK;
 }
 
+/* --- the text of `stats`: every counter once, grouped, a few to a line --- */
+
+#define STATS_TEXT_WIDTH 78 /* columns a line of `stats` fills before it wraps */
+#define STATS_TEXT_INDENT 11 /* the group's name, then the counters */
+
+/* One line of `stats` being filled: "group     name N   name N", wrapped
+ * under the group's name when the next counter does not fit. */
+struct stats_line {
+    struct ctl_out *o;
+    char text[256];
+    size_t len;
+};
+
+static void stats_line_start(struct stats_line *l, const char *group)
+{
+    l->len = (size_t)snprintf(l->text, sizeof l->text, "%-*s", STATS_TEXT_INDENT - 1, group);
+}
+
+static void stats_line_end(struct stats_line *l)
+{
+    if (l->len > STATS_TEXT_INDENT - 1)
+        ctl_print(l->o, 1, "%s", l->text);
+    l->len = 0;
+}
+
+static void stats_line_add(struct stats_line *l, const char *name, unsigned long long v)
+{
+    char item[96];
+    int n = snprintf(item, sizeof item, "%s %llu", name, v);
+
+    if (n < 0)
+        return;
+    if (l->len > STATS_TEXT_INDENT && l->len + 3 + (size_t)n > STATS_TEXT_WIDTH) {
+        stats_line_end(l);
+        stats_line_start(l, "");
+    }
+    l->len += (size_t)snprintf(l->text + l->len, sizeof l->text - l->len, "%s%s",
+                               l->len > STATS_TEXT_INDENT ? "   " : " ", item);
+    if (l->len >= sizeof l->text)
+        l->len = sizeof l->text - 1;
+}
+
+/* 1 when the counter `name` is shown under "drops" by its reason instead. */
+static int stats_is_drop(const char *name)
+{
+#define STATS_DROP_NAME(reason, counter) \
+    if (strcmp(name, #counter) == 0)      \
+        return 1;
+    STATS_DROPS(STATS_DROP_NAME)
+#undef STATS_DROP_NAME
+    return 0;
+}
+
+/* The group a counter is shown in; counters added later land in "other". */
+static const char *stats_group(const char *name)
+{
+    if (strncmp(name, "queries_", 8) == 0 || strcmp(name, "duplicates_forwarded") == 0)
+        return "queries";
+    if (strncmp(name, "hits_", 5) == 0)
+        return "hits";
+    if (strncmp(name, "upload", 6) == 0 || strncmp(name, "download", 8) == 0 ||
+        strncmp(name, "bytes_", 6) == 0)
+        return "transfers";
+    return "other";
+}
+
+/* `stats` as text: the links, then each counter of STATS_MAP once, in its
+ * group, and the drop counters once, by their reason (stats --json keeps
+ * every name; README.md says what each counts). */
+static void stats_text(struct ctl_out *o, const struct stats *st, unsigned open, unsigned proven,
+                       size_t neighbours)
+{
+    static const char *const groups[] = {"queries", "hits", "transfers", "other"};
+    struct stats_line l = {.o = o};
+
+    ctl_print(o, 1, "links      %u open, %u proven (now, both ways, %zu neighbour%s configured)",
+              open, proven, neighbours, neighbours == 1 ? "" : "s");
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        stats_line_start(&l, groups[g]);
+#define STATS_GROUP_ITEM(name, text)                                              \
+    if (!stats_is_drop(#name) && strcmp(stats_group(#name), groups[g]) == 0)    \
+        stats_line_add(&l, #name, (unsigned long long)stats_get(st, name));
+        STATS_MAP(STATS_GROUP_ITEM)
+#undef STATS_GROUP_ITEM
+        stats_line_end(&l);
+    }
+    stats_line_start(&l, "drops");
+#define STATS_DROP_ITEM(reason, counter) \
+    stats_line_add(&l, #reason, (unsigned long long)stats_get(st, counter));
+    STATS_DROPS(STATS_DROP_ITEM)
+#undef STATS_DROP_ITEM
+    stats_line_end(&l);
+}
+
 static int cmd_stats(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                      const struct cfg *c)
 {
@@ -651,19 +745,7 @@ static int cmd_stats(const struct cmd_env *e, const struct args *a, struct ctl_o
         json_obj_close(&j);
         return emit_json(o, &j);
     }
-#define STATS_TEXT(name, text)                                                          \
-    ctl_print(o, 1, "%-20s %12llu  %s", #name, (unsigned long long)stats_get(st, name), text);
-    STATS_MAP(STATS_TEXT)
-#undef STATS_TEXT
-    ctl_print(o, 1, "%-20s %12u  %s", "links_open", open, "neighbour links open now (both ways)");
-    ctl_print(o, 1, "%-20s %12u  %s", "links_proven", proven,
-              "of those, links whose neighbour is proven (dialled, or answered a challenge)");
-    ctl_print(o, 1, "drops by reason:");
-#define DROPS_TEXT(reason, name)                                                             \
-    ctl_print(o, 1, "  %-18s %12llu  (%s)", #reason, (unsigned long long)stats_get(st, name), \
-              #name);
-    STATS_DROPS(DROPS_TEXT)
-#undef DROPS_TEXT
+    stats_text(o, st, open, proven, c->n_neighbours);
     return CTL_EXIT_OK;
 }
 

@@ -82,7 +82,7 @@ static unsigned fields_of(enum trace_type t)
     case TR_TRANSFER_PROGRESS:
     case TR_TRANSFER_DONE: return xfer;
     case TR_TRANSFER_FAILED: return xfer | F_REASON | F_DETAIL;
-    case TR_LOST: return F_COUNT;
+    case TR_LOST: return F_COUNT | F_REASON;
     default: return 0;
     }
 }
@@ -125,6 +125,8 @@ void trace_json(struct json *jw, const struct trace_event *ev)
         json_uint(jw, "ttl", ev->ttl);
     if (f & F_HOPS)
         json_uint(jw, "hops", ev->hops);
+    if (f & F_HOPS && (f & F_TTL)) /* a GET: the hop it travels, as trace numbers them */
+        json_uint(jw, "hop", ev->hops + 1);
     if (f & F_HOLDER && ev->holder)
         json_uint(jw, "holder", ev->holder);
     if (f & F_COUNT) {
@@ -266,20 +268,20 @@ static void describe(struct tbuf *b, const struct trace_event *e, trace_resolve_
              e->count);
         break;
     case TR_RECEIVED:
-        tput(b, "received %s from %s (ttl %u, hops %u)", quoted(e->name, q),
-             who(&e->from, e->from_peer, res, ctx, w1), e->ttl, e->hops);
+        tput(b, "received %s from %s (ttl %u, hop %u)", quoted(e->name, q),
+             who(&e->from, e->from_peer, res, ctx, w1), e->ttl, e->hops + 1);
         break;
     case TR_DUPLICATE:
-        tput(b, "duplicate from %s dropped (ttl %u, hops %u)",
-             who(&e->from, e->from_peer, res, ctx, w1), e->ttl, e->hops);
+        tput(b, "duplicate from %s dropped (ttl %u, hop %u)",
+             who(&e->from, e->from_peer, res, ctx, w1), e->ttl, e->hops + 1);
         break;
     case TR_DROPPED:
-        tput(b, "GET from %s dropped: %s (ttl %u, hops %u)",
-             who(&e->from, e->from_peer, res, ctx, w1), e->reason, e->ttl, e->hops);
+        tput(b, "GET from %s dropped: %s (ttl %u, hop %u)",
+             who(&e->from, e->from_peer, res, ctx, w1), e->reason, e->ttl, e->hops + 1);
         break;
     case TR_FORWARDED:
-        tput(b, "forwarded to %s (ttl %u, hops %u)", who(&e->to, e->to_peer, res, ctx, w1), e->ttl,
-             e->hops);
+        tput(b, "forwarded to %s (ttl %u, hop %u)", who(&e->to, e->to_peer, res, ctx, w1), e->ttl,
+             e->hops + 1);
         break;
     case TR_SEND_FAILED:
         tput(b, "%s to %s not sent: %s", e->msg, who(&e->to, e->to_peer, res, ctx, w1), e->reason);
@@ -330,7 +332,8 @@ static void describe(struct tbuf *b, const struct trace_event *e, trace_resolve_
              e->reason, e->detail[0] ? ": " : "", e->detail);
         break;
     case TR_LOST:
-        tput(b, "%u events lost (this watcher read too slowly)", e->count);
+        tput(b, "missed %u event%s from peer %u (%s)", e->count, e->count == 1 ? "" : "s", e->peer,
+             e->reason[0] ? e->reason : "this watcher read too slowly");
         break;
     default: tput(b, "?"); break;
     }

@@ -33,7 +33,7 @@ int trace_format_json(const struct trace_event *ev, char *out, size_t cap);
 typedef unsigned (*trace_resolve_fn)(void *ctx, const struct fs_addr *a);
 
 /* Writes ev as one readable line ("12:00:01.234 peer 2  q5c41  received
- * from peer 1 (ttl 3, hops 1)"), local time; resolve (may be NULL) names
+ * from peer 1 (ttl 3, hop 2)"), local time; resolve (may be NULL) names
  * addresses as peers; color adds ANSI colours. Returns its length, or -1. */
 int trace_format_text(const struct trace_event *ev, trace_resolve_fn resolve, void *ctx,
                       int color, char *out, size_t cap);

@@ -9,7 +9,10 @@
 #define FLOODSHARE_WATCH_H
 
 #define WATCH_MERGE_MS 150 /* events are held this long to order those of different peers */
-#define WATCH_RETRY_MS 1000 /* a peer that is down is tried again this often */
+#define WATCH_RETRY_MS 1000 /* a peer that is down is tried again, and the run folder read
+                               again (peers added, INIs changed), this often */
+#define WATCH_SETTLE_MS 500 /* after reaching a peer, its ring is read once more then, unless
+                               its stream spoke (an event missed while it subscribed us) */
 
 /* `peer ID watch [--json]` and `peer ID events [--json] [QID]`: argv[0] is
  * "watch" or "events". Returns the exit code. */

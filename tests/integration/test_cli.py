@@ -36,7 +36,12 @@ class CliTest(NetCase):
         with tempfile.TemporaryDirectory() as d:
             r = run("--run", d, "peer", "7", "stats")
             self.assertEqual(r.returncode, 69)
-            self.assertIn("peer 7 is not running", r.stderr)
+            self.assertIn(f"no peer 7 in {d}: it has no peers", r.stderr)
+        net = self.net("topologies/seed-chain.topo")
+        net.kill(3)
+        r = net.peer(3, "stats")
+        self.assertEqual(r.returncode, 69)
+        self.assertIn("peer 3 is not running", r.stderr)
 
     def test_bad_config_exits_78_naming_file_section_and_key(self):
         with tempfile.TemporaryDirectory() as d:

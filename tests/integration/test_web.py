@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pwcore
 from fsnet import BIN, SRC, NetCase, last_json
 
 
@@ -473,21 +474,9 @@ def build_dir() -> Path:
 
 
 def playwright_core() -> tuple[Path | None, str]:
-    """playwright-core installed by npm under the build folder (once); (path, why not)."""
-    if not CHROMIUM.exists():
-        return None, f"{CHROMIUM} not found (apt-get install chromium, or run scripts/deps)"
-    if not shutil.which("npm") or not shutil.which("node"):
-        return None, "npm/node not found (apt-get install npm, or run scripts/deps)"
-    folder = build_dir() / "web-e2e"
-    mod = folder / "node_modules" / "playwright-core"
-    if not (mod / "package.json").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix",
-                            str(folder), "playwright-core@1"], capture_output=True, text=True,
-                           timeout=300)
-        if r.returncode != 0 or not (mod / "package.json").exists():
-            return None, f"npm could not install playwright-core: {r.stderr.strip()[-300:]}"
-    return mod, ""
+    """playwright-core installed by npm under the build folder (once, pinned: pwcore.py);
+    (path, why not)."""
+    return pwcore.playwright_core(build_dir(), CHROMIUM)
 
 
 class WebBrowserTest(WebCase):
