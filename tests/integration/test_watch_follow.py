@@ -108,12 +108,11 @@ class WatchFollowTest(NetCase):
         ring = peer_events(net, 1)
         first = ring["events"][0]["seq"]
         self.assertGreater(first, 1, "the ring still holds peer 1's first events")
-        missed = first - 1  # peer 1's events from its start that its ring no longer holds
         for w in (text, js):
             w.proc.send_signal(signal.SIGCONT)
 
-        # both reach every peer again, and say what they could not get back (about `missed`:
-        # more if peer 1 did something after the ring was read above)
+        # both reach every peer again, and say what they could not get back (about first - 1,
+        # the events of peer 1's start its ring no longer holds)
         until(lambda: "events from peer 1 (not in its ring any more)" in text.text(),
               "a missed line for peer 1", 60, text)
         said = int(re.search(r"missed (\d+) events from peer 1 \(not in its ring any more\)",
@@ -143,7 +142,10 @@ class WatchFollowTest(NetCase):
         lost = [e for e in evs if e["type"] == "lost"]
         self.assertEqual([e["peer"] for e in lost], [1], lost)
         self.assertEqual(lost[0]["reason"], "not in its ring any more")
-        self.assertGreaterEqual(lost[0]["lost"], missed)
+        # Not necessarily >= missed: the stopped watcher's socket still held some of peer 1's
+        # first events, streamed before the ring let them go (2119 counted where first - 1 was
+        # 2126). The check below is the exact one.
+        self.assertGreaterEqual(lost[0]["lost"], 1000)
         # peer 1's new run, after its old run's peer_down: every seq from 1 to the last one
         # shown is shown once or counted as missed, none twice
         down = max(i for i, e in enumerate(evs) if e["peer"] == 1 and e["type"] == "peer_down")
