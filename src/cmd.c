@@ -1065,18 +1065,23 @@ static int cmd_events(const struct cmd_env *e, int argc, char **argv, struct ctl
     return CTL_EXIT_OK;
 }
 
-/* One machine-readable line for `floodshare peers`:
- * "id=N address=HOST:PORT neighbours=A,B" ("-" for none). */
+/* One machine-readable line for `floodshare peers` and `watch`:
+ * "id=N address=HOST:PORT neighbours=A,B started=US" ("-" for none).
+ * started (microseconds since the epoch, when this run began) tells a
+ * restarted peer from one whose event ring merely moved on. */
 static int cmd_ping(const struct cmd_env *e, struct ctl_out *o)
 {
     char nb[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX] = "-", one[ADDR_STR_MAX];
     const struct cfg *c = node_cfg_get(e->node);
+    struct trace_info info;
 
     for (size_t i = 0; i < c->n_neighbours; i++) {
         size_t len = i ? strlen(nb) : 0;
         snprintf(nb + len, sizeof nb - len, "%s%s", i ? "," : "", addr_format(&c->neighbours[i], one));
     }
-    ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s", c->id, c->host, (unsigned)c->port, nb);
+    trace_get_info(node_trace(e->node), &info);
+    ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s started=%llu", c->id, c->host,
+              (unsigned)c->port, nb, (unsigned long long)info.started_us);
     node_cfg_put(c);
     return CTL_EXIT_OK;
 }
