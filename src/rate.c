@@ -135,7 +135,7 @@ fs_status rate_parse(const char *s, size_t n, uint64_t *out, const char **why)
 
 /* --- for threads --- */
 
-/* lock guards b and waited_ns; cond wakes waiters on a rate change, a
+/* lock guards b; cond wakes waiters on a rate change, a
  * refund or rate_close(). bps mirrors b.bps, and closed is atomic, for the
  * fast path of an unlimited bucket, which takes no lock. */
 struct rate {
@@ -143,7 +143,6 @@ struct rate {
     pthread_cond_t cond; /* on CLOCK_MONOTONIC */
     struct rate_bucket b;
     _Atomic int closed;
-    uint64_t waited_ns;
     _Atomic uint64_t bps;
 };
 
@@ -245,8 +244,6 @@ fs_status rate_take(struct rate *r, size_t n, int timeout_ms, uint64_t *waited_m
             abort(); /* EINVAL: a bug in the time above */
         now = now_ns();
     }
-    if (now > t0)
-        r->waited_ns += now - t0;
     pthread_mutex_unlock(&r->lock);
     if (waited_ms)
         *waited_ms = (now - t0) / 1000000u;
@@ -269,12 +266,4 @@ void rate_close(struct rate *r)
     r->closed = 1;
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
-}
-
-uint64_t rate_waited_ms(struct rate *r)
-{
-    pthread_mutex_lock(&r->lock);
-    uint64_t ms = r->waited_ns / 1000000u;
-    pthread_mutex_unlock(&r->lock);
-    return ms;
 }

@@ -429,6 +429,7 @@ static fs_status read_body_rated(struct fetch *f, struct conn *c, char *buf, siz
         if (st)
             return st;
         deadline += waited;
+        stats_add(f->x->stats, download_wait_ms, waited);
         st = read_body_by(c, buf + *done, piece, deadline, &got, late);
         *done += got;
         if (st) {
@@ -1029,10 +1030,12 @@ static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item
             break;
         }
         size_t piece = rate_chunk(bucket, left < XFER_CHUNK ? (size_t)left : XFER_CHUNK);
-        if ((st = rate_take(bucket, piece, -1, NULL)) != FS_OK) {
+        uint64_t waited;
+        if ((st = rate_take(bucket, piece, -1, &waited)) != FS_OK) {
             fail(f, st, "cancelled");
             break;
         }
+        stats_add(f->x->stats, download_wait_ms, waited);
         st = conn_read_body_some(c, buf, piece, &got);
         rate_refund(bucket, piece - got);
         if (st) {

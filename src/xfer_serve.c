@@ -94,6 +94,7 @@ static void up_end(struct xfer_plane *x, struct up_trace *u, uint64_t pos, fs_st
 struct pace {
     int fd;
     struct rate *bucket; /* the node's upload_rate bucket */
+    struct stats *stats; /* the node's: upload_wait_ms */
     uint64_t min_rate;  /* bytes/s; 0: never cut */
     uint64_t win_start; /* ms */
     uint64_t win_acked; /* acknowledged bytes when the window began */
@@ -107,6 +108,7 @@ static void pace_init(struct pace *pc, struct xfer_plane *x, int fd)
     memset(pc, 0, sizeof *pc);
     pc->fd = fd;
     pc->bucket = node_upload_rate(x->node);
+    pc->stats = x->stats;
     pc->min_rate = x->min_rate;
     pc->win_start = net_now_ms();
 }
@@ -190,6 +192,7 @@ static fs_status pace_write(struct pace *pc, const void *buf, size_t n, int time
          * being judged starts that much later (the socket drained
          * meanwhile, so its bytes still count). */
         pc->win_start += waited;
+        stats_add(pc->stats, upload_wait_ms, waited);
         uint64_t before = pc->written;
         st = send_paced(pc, b, piece, timeout_ms);
         if (st) {

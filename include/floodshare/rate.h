@@ -111,7 +111,4 @@ void rate_refund(struct rate *r, size_t n);
  * rate_take(): the peer is stopping. */
 void rate_close(struct rate *r);
 
-/* Milliseconds takers have slept in all (for `stats`). */
-uint64_t rate_waited_ms(struct rate *r);
-
 #endif
