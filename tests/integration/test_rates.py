@@ -82,7 +82,7 @@ class RateTests(NetCase):
                              f"{what}: {value / MIB:.3f} MiB/s, want {want / MIB:.3f} +-{tol:.0%}")
 
     def test_upload_rate_holds_within_five_percent(self):
-        rate, size = 4 * MIB, 44 * MIB  # ~10 s measured, between 10% and 95% of the file
+        rate, size = 4 * MIB, 36 * MIB  # ~9 s, ~7.6 s of it measured (10% to 95% of the file)
         net, md5 = self.holder_net("line:2", size, upload_rate=rate)
         get = TimedGet(net, 2, "big.bin")
         res, err = get.wait()
@@ -93,7 +93,7 @@ class RateTests(NetCase):
         self.assertGreater(st["upload_wait_ms"], 5000)  # ~11 s held back, most of it asleep
 
     def test_two_gets_share_one_upload_bucket(self):
-        rate, size = 4 * MIB, 20 * MIB
+        rate, size = 4 * MIB, 16 * MIB
         net, md5 = self.holder_net("star:3", size, upload_rate=rate)
         gets = [TimedGet(net, 2, "big.bin"), TimedGet(net, 3, "big.bin")]
         for g in gets:
@@ -102,11 +102,11 @@ class RateTests(NetCase):
         # while both ran, together they moved the holder's rate, each about half of it
         start = max(g.events[0][0] for g in gets) + 0.5
         end = min(g.finished_at() for g in gets) - 0.5
-        self.assertGreater(end - start, 3, "the two gets hardly overlapped")
+        self.assertGreater(end - start, 2.5, "the two gets hardly overlapped")
         each = [(g.done_at(end) - g.done_at(start)) / (end - start) for g in gets]
         self.assertNear(sum(each), rate, 0.05, "two gets together")
         for r in each:
-            self.assertNear(r, rate / 2, 0.15, "one of two gets")
+            self.assertNear(r, rate / 2, 0.2, "one of two gets")
 
     def test_download_rate_holds(self):
         rate, size = 3 * MIB, 15 * MIB
@@ -121,7 +121,7 @@ class RateTests(NetCase):
         self.assertEqual(net.stats(1)["uploads_slow"], 0)
 
     def test_modify_upload_rate_mid_transfer(self):
-        size = 40 * MIB
+        size = 32 * MIB
         net, md5 = self.holder_net("line:2", size, upload_rate=2 * MIB)
         get = TimedGet(net, 2, "big.bin")
         net.wait_for(lambda: len(get.events) > 0 and get.events[-1][1] >= 2 * MIB, timeout=30)
