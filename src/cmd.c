@@ -556,6 +556,16 @@ static int cmd_ls(const struct cmd_env *e, const struct args *a, struct ctl_out 
     return CTL_EXIT_OK;
 }
 
+/* "4194304 bytes/s" or "no limit", for `config`. */
+static const char *rate_text(char *buf, size_t cap, uint64_t bps)
+{
+    if (bps == 0)
+        snprintf(buf, cap, "no limit");
+    else
+        snprintf(buf, cap, "%llu bytes/s", (unsigned long long)bps);
+    return buf;
+}
+
 static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                       const struct cfg *c)
 {
@@ -588,6 +598,8 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "upload_slots_per_addr", c->upload_slots_per_addr);
         json_uint(&j, "min_upload_rate", c->min_upload_rate);
         json_uint(&j, "get_timeout_ms", c->get_timeout_ms);
+        json_uint(&j, "upload_rate", c->upload_rate);
+        json_uint(&j, "download_rate", c->download_rate);
         json_arr_open(&j, "links_down");
         for (size_t i = 0; i < n_down; i++)
             json_str(&j, NULL, addr_format(&down[i], one));
@@ -612,6 +624,10 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     ctl_print(o, 1, "  uploads      %u slots, %u per address, cut below %u bytes/s over 10 s%s",
               c->upload_slots, c->upload_slots_per_addr, c->min_upload_rate,
               c->min_upload_rate ? "" : " (never)");
+    char up[32], down_r[32];
+    ctl_print(o, 1, "  rates        upload %s, download %s (all transfers together)",
+              rate_text(up, sizeof up, c->upload_rate),
+              rate_text(down_r, sizeof down_r, c->download_rate));
     ctl_print(o, 1, "  control      %s", node_sock_path(e->node));
     nb[0] = '\0';
     for (size_t i = 0; i < n_down; i++) {
@@ -825,18 +841,20 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
         {"neighbours", "neighbours", "peers"},
         {"share_dir", "peer", "share_dir"},
         {"log_level", "peer", "log_level"},
+        {"upload_rate", "limits", "upload_rate"},
+        {"download_rate", "limits", "download_rate"},
     };
     char err[CFG_ERR_MAX];
     struct cfg *n;
 
-    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level VALUE"))
+    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level|upload_rate|download_rate VALUE"))
         return CTL_EXIT_USAGE;
     size_t k = 0;
     while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, a->pos[0]) != 0)
         k++;
     if (k == sizeof keys / sizeof keys[0]) {
         ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
-                  "log_level can change while the peer runs)", a->pos[0]);
+                  "log_level, upload_rate, download_rate can change while the peer runs)", a->pos[0]);
         return CTL_EXIT_USAGE;
     }
     /* Serialised: two concurrent modifies must not interleave file edits. */
@@ -849,8 +867,8 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     int code = CTL_EXIT_CONFIG;
     if (st == FS_OK && n) {
         /* What can change live does (one call: the peer swaps its share and
-         * publishes the new snapshot); id, host, port and [limits] need a
-         * restart. */
+         * publishes the new snapshot); id, host, port and the other
+         * [limits] need a restart. */
         code = CTL_EXIT_OK;
         if (node_reconfigure(e->node, n, keys[k].key, err, sizeof err) != FS_OK) {
             ctl_print(o, 2, "floodshare: %s", err);
