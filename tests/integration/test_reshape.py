@@ -71,6 +71,10 @@ class TestLinks(ReshapeCase):
         self.assertOk(r)
         self.assertNotIn(self.address(net, 3), self.live_neighbours(net, 2))
         self.assertNotIn(self.address(net, 2), self.ini_neighbours(net, 3))
+        # The last link of a peer: it is left with none, live and in its INI.
+        self.assertOk(self.topo(net, "unlink", "1", "3"))
+        self.assertEqual(self.live_neighbours(net, 3), [])
+        self.assertEqual(self.ini_neighbours(net, 3), [])
         self.assertEqual({p: net.pid(p) for p in (1, 2, 3)}, pids, "nobody was restarted")
 
     def test_bad_links_are_refused_and_change_nothing(self):
