@@ -241,7 +241,9 @@ function draw() {
     const f = el('text', { y: 100, class: 'files' }, g);
     f.textContent = files.length > 18 ? files.slice(0, 17) + '…' : files;
     f.dataset.files = files;
-    if (paused) { const b = el('text', { y: 34, class: 'badge' }, g); b.textContent = 'paused'; }
+    if (paused) { const b = el('text', { y: -42, class: 'badge' }, g); b.textContent = 'paused'; }
+    const ttl = st.has(p.id) ? st.get(p.id).ttl : (p.config && p.config.ttl);
+    if (ttl) { const b = el('text', { y: 34, class: 'ttl' }, g); b.textContent = 'ttl ' + ttl; }
     g.addEventListener('click', () => showPeer(p.id));
   }
 }

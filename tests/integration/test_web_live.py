@@ -13,7 +13,7 @@ import os
 import subprocess
 import unittest
 
-from fsnet import BIN
+from fsnet import BIN, TOPOLOGY
 from test_web import WebCase, build_dir, playwright_core, CHROMIUM
 
 # One driver for every scenario: node drive.js SCENARIO URL RUN_DIR BIN OUT_DIR. Prints one JSON
@@ -151,6 +151,24 @@ async function layout(browser, w, h, name) {
   return r;
 }
 
+async function switched(browser) {
+  // the run folder held line:2 (one get), then ring:4 on new ports; a get on the new one
+  const p = await page(browser, 1280, 800);
+  const r = {};
+  await p.waitForSelector('#events li[data-type="transfer_done"][data-peer="1"]', { timeout: 15000 });
+  const rows = () => p.$$eval('#events li', (ls) => ls.map((l) => [l.dataset.type, Number(l.dataset.peer), l.dataset.qid, l.classList.contains('old')]));
+  r.rows = await rows();
+  const old = r.rows.find((x) => x[0] === 'found_sent')[2];
+  await p.click(`#events li[data-type="found_sent"][data-qid="${old}"]`);
+  r.old_roles = await p.$$eval('#nodes g.node .shape', (ss) => ss.map((s) => s.getAttribute('class')));
+  r.old_paths = await p.$$eval('#paths > *', (ps) => ps.length);
+  await p.click(`#events li[data-type="query_started"][data-qid="${old}"]`);
+  await p.click('#fwd');
+  r.old_msgs = await p.$$eval('#msgs g.msg', (gs) => gs.length);
+  r.errors = p.errors;
+  return r;
+}
+
 (async () => {
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, headless: true,
     args: ['--no-sandbox', '--headless', '--disable-gpu', '--no-first-run', '--disable-background-networking'] });
@@ -158,6 +176,7 @@ async function layout(browser, w, h, name) {
     let r;
     if (scenario === 'now') r = await opensAtNow(browser);
     else if (scenario === 'reshape') r = await reshape(browser);
+    else if (scenario === 'switched') r = await switched(browser);
     else r = [await layout(browser, 1024, 768, 'small'), await layout(browser, 1920, 1080, 'projector')];
     console.log(JSON.stringify(r));
   } finally {
@@ -278,6 +297,34 @@ class LiveBrowserTest(WebCase):
         self.assertTrue((net.share(1) / "new.txt").is_file())
         info = json.loads((net.dir / "topology.json").read_text())
         self.assertIn([2, 3], info["links"])
+
+    def test_events_of_an_earlier_topology_are_listed_not_drawn(self):
+        net = self.net("line:3")
+        w = self.web(net)
+        self.assertOk(net.peer(1, "get", "2.txt"))
+        net.wait_for(lambda: json.loads(w.request("/api/peers")[2])["events_now"] >= 8)
+        down = subprocess.run([str(TOPOLOGY), "down", "--run", str(net.dir)],
+                              capture_output=True, text=True, timeout=60)
+        self.assertOk(down)
+        up = subprocess.run([str(TOPOLOGY), "up", "ring:4", "--run", str(net.dir), "--bin",
+                             str(BIN)], capture_output=True, text=True, timeout=60)
+        self.assertOk(up)
+        net.peers = {p["id"]: p for p in
+                     json.loads((net.dir / "topology.json").read_text())["peers"]}
+        self.assertOk(net.peer(1, "get", "3.txt"))
+        net.wait_for(lambda: sum(1 for p in json.loads(w.request("/api/peers")[2])["peers"]
+                                 if p["up"]) == 4)
+        r = self.drive(net, w, "switched")
+        self.assertEqual(r["errors"], [])
+        by_qid = {}
+        for t, p, q, old in r["rows"]:
+            if q:
+                by_qid.setdefault(q, set()).add(old)
+        self.assertEqual(sorted(by_qid.values(), key=str), [{False}, {True}],
+                         "the first query's events are old, the second's are not")
+        self.assertFalse(any("n-holder" in c or "n-requester" in c for c in r["old_roles"]))
+        self.assertEqual(r["old_paths"], 0)
+        self.assertEqual(r["old_msgs"], 0)
 
     def test_every_control_fits_1024x768_and_the_star_hub_is_central(self):
         net = self.net("star:5")
