@@ -317,16 +317,16 @@ static void api_peers(struct web *w, int fd)
 }
 
 /* GET /api/topology: the run folder's topology.json as scripts/topology
- * wrote it (its layout hint, links and peers), read beneath the run
- * folder's descriptor without following a link; {} when there is none. */
+ * wrote it (its layout hint, links and peers), not through a link; {} when
+ * there is none. (By name, not through run_fd, which the stopping server
+ * closes while page threads may still run.) */
 static void api_topology_json(struct web *w, int fd)
 {
     enum { MAX = 1024 * 1024 };
-    char *buf = malloc(MAX);
+    char *buf = malloc(MAX), path[RUNDIR_PATH_MAX + 32];
     size_t len = 0;
-    int jf = buf && w->run_fd >= 0
-                 ? openat(w->run_fd, "topology.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                 : -1;
+    snprintf(path, sizeof path, "%s/topology.json", w->run_dir);
+    int jf = buf ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
     while (jf >= 0 && len < MAX) {
         ssize_t r = read(jf, buf + len, MAX - len);
         if (r < 0 && errno == EINTR)

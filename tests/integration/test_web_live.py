@@ -67,15 +67,18 @@ async function opensAtNow(browser) {
   await p.click('#summary');
   await p.waitForFunction(() => { const i = document.querySelector('#summary-svg img'); return i && i.complete && i.naturalWidth > 0; }, null, { timeout: 20000 });
   await p.click('#summary-close');
-  // back to now, at 16x; a get started now shows up within 2 s
-  await p.selectOption('#speed', '16');
+  // back to now, at 4x; a get started now shows up within 2 s
+  await p.selectOption('#speed', '4');
   await p.click('#live');
   const t0 = Date.now();
   const got = cli('peer', '2', 'get', '4.txt');
   await p.waitForSelector('#events li.shown[data-type="query_started"][data-peer="2"]', { timeout: 10000 });
   r.appeared_ms = Date.now() - t0;
-  await p.waitForSelector('#msgs g.msg[data-label^="GET ttl "]', { timeout: 10000 });
-  r.get_label = await p.$eval('#msgs g.msg[data-label^="GET ttl "]', (g) => g.dataset.label);
+  const label = await p.waitForFunction(() => {
+    const g = document.querySelector('#msgs g.msg[data-label^="GET ttl "]');
+    return g && g.dataset.label;
+  }, null, { timeout: 10000 });
+  r.get_label = await label.jsonValue();
   r.cli_get = (await got).code;
   // a command's result as text, its JSON behind the toggle
   await p.selectOption('#cmd-peer', '1');
