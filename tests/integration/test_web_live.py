@@ -180,6 +180,12 @@ async function switched(browser) {
     if (scenario === 'now') r = await opensAtNow(browser);
     else if (scenario === 'reshape') r = await reshape(browser);
     else if (scenario === 'switched') r = await switched(browser);
+    else if (scenario === 'positions') {
+      const p = await page(browser, 1280, 800);
+      r = await p.$$eval('#nodes g.node', (gs) => gs.map((g) => {
+        const m = g.getAttribute('transform').match(/translate\(([-0-9.]+),([-0-9.]+)\)/);
+        return [Number(g.dataset.peer), Number(m[1]), Number(m[2])]; }));
+    }
     else r = [await layout(browser, 1024, 768, 'small'), await layout(browser, 1920, 1080, 'projector')];
     console.log(JSON.stringify(r));
   } finally {
@@ -328,6 +334,24 @@ class LiveBrowserTest(WebCase):
         self.assertFalse(any("n-holder" in c or "n-requester" in c for c in r["old_roles"]))
         self.assertEqual(r["old_paths"], 0)
         self.assertEqual(r["old_msgs"], 0)
+
+    def test_trees_are_drawn_as_trees_and_grids_as_grids(self):
+        net = self.net("tree:7")  # 1; 2 3; 4 5 6 7
+        at = {p: (x, y) for p, x, y in self.drive(net, self.web(net), "positions")}
+        self.assertLess(at[1][1], at[2][1])
+        self.assertEqual(at[2][1], at[3][1])
+        self.assertLess(at[2][1], at[4][1])
+        self.assertEqual({at[i][1] for i in (4, 5, 6, 7)}, {at[4][1]})
+        self.assertLess(at[2][0], at[1][0])
+        self.assertLess(at[1][0], at[3][0])
+        net = self.net("grid:2x3")  # 1 2 3 / 4 5 6
+        at = {p: (x, y) for p, x, y in self.drive(net, self.web(net), "positions")}
+        self.assertEqual({at[i][1] for i in (1, 2, 3)}, {at[1][1]})
+        self.assertEqual({at[i][1] for i in (4, 5, 6)}, {at[4][1]})
+        self.assertLess(at[1][1], at[4][1])
+        for top in (1, 2, 3):
+            self.assertEqual(at[top][0], at[top + 3][0])
+        self.assertLess(at[1][0], at[2][0])
 
     def test_every_control_fits_1024x768_and_the_star_hub_is_central(self):
         net = self.net("star:5")
