@@ -32,6 +32,7 @@ const state = {
   topo: {},                   /* the run folder's topology.json (layout, links) */
   snaps: [],                  /* pauses, cuts, ttls as read, each after event `at` */
   scale: 1,
+  renderPending: false, scrollSoon: false,
 };
 state.timeline = state.all;  /* live: the list is every event */
 
@@ -380,6 +381,19 @@ function render(scroll) {
   draw();
 }
 
+/* The history comes as a burst of thousands of events: one render per frame, not per event. */
+function renderSoon(scroll) {
+  state.scrollSoon = state.scrollSoon || scroll;
+  if (state.renderPending) return;
+  state.renderPending = true;
+  requestAnimationFrame(() => {
+    state.renderPending = false;
+    const sc = state.scrollSoon;
+    state.scrollSoon = false;
+    render(sc);
+  });
+}
+
 /* --- playing --- */
 
 function setStatus(text, cls) { const s = $('status'); s.textContent = text; s.className = 'status ' + (cls || ''); }
@@ -499,7 +513,7 @@ function addEvent(e, id) {
   if (past) {
     /* opened at now: the past is listed, the live position follows it without animating */
     if (state.playing && wasAtNow) state.cursor = e._i;
-    render(false);
+    renderSoon(state.cursor === e._i);
   } else {
     kick();
   }
