@@ -124,6 +124,12 @@ async function reshape(browser) {
   await p.click('#cmd-run');
   await said(p, 'downloaded "new.txt"');
   r.second = await p.textContent('#cmd-text');
+  // and the peer goes again: remove A (peer 3)
+  await p.selectOption('#topo-a', '3');
+  await p.click('#topo-remove');
+  await said(p, 'removed peer 3');
+  await p.waitForFunction(() => !document.querySelector('#nodes g.node[data-peer="3"]'), null, { timeout: 15000 });
+  r.nodes_after = await p.$$eval('#nodes g.node', (gs) => gs.map((g) => Number(g.dataset.peer)));
   r.errors = p.errors;
   await p.screenshot({ path: out + '/web-live-reshape.png' });
   return r;
@@ -304,8 +310,10 @@ class LiveBrowserTest(WebCase):
         self.assertIn("removed the file", r["rm"])
         self.assertIn('downloaded "new.txt"', r["second"])
         self.assertTrue((net.share(1) / "new.txt").is_file())
+        self.assertEqual(r["nodes_after"], [1, 2])
         info = json.loads((net.dir / "topology.json").read_text())
-        self.assertIn([2, 3], info["links"])
+        self.assertEqual(info["links"], [[1, 2]])
+        self.assertFalse((net.dir / "peer-3.ini").exists())
 
     def test_events_of_an_earlier_topology_are_listed_not_drawn(self):
         net = self.net("line:3")
