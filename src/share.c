@@ -1382,7 +1382,9 @@ fs_status share_remove(struct share *sh, const char *name, enum msg_kind *kind)
     /* Renamed or replaced since the fstatat? zipio_remove_at() follows no
      * link either, and stays beneath root_fd whatever it meets. */
     fs_status rs = zipio_remove_at(sh->root_fd, name);
+    int err = errno; /* why it failed, past the wake-up's write */
     share_mark_dirty(sh);
+    errno = err;
     return rs;
 }
 
