@@ -212,6 +212,9 @@ def http_seeds():
         "bare_lf": "GET /app.js HTTP/1.1\nHost: 127.0.0.1\n\n",
         "chunked": "POST /api/cmd HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "huge_length": "POST /api/cmd HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "topo-link": "link 2 5",
+        "topo-add": "add-peer --files new.txt box/ 'my notes.txt'",
+        "topo-bad": "add-peer --files big.bin:size=1G --run /etc",
         "http2": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         "cookie": "GET /events HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nCookie: a=1; floodshare_web_8080="
                   "\"0123456789abcdef\"; floodshare_web_8080=x\r\ncookie:a=2\r\n\r\n",

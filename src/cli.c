@@ -59,6 +59,7 @@ static const char peer_commands[] =
     "  link down|up HOST:PORT  cut the link to a neighbour (no GET/FOUND either way), or mend it\n"
     "  pause                   the peer drops every GET and FOUND: down for the flood\n"
     "  resume                  undo pause\n"
+    "  rm NAME                 remove an item (file or folder) from the share, to repeat a get\n"
     "  watch [--json]          stream this peer's trace events until Ctrl-C\n"
     "  events [--json] [QID]   the trace events this peer keeps (of one query)\n";
 

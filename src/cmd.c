@@ -829,6 +829,66 @@ static int cmd_transfers(const struct cmd_env *e, const struct args *a, struct c
     return CTL_EXIT_OK;
 }
 
+/* --- rm: undo a download so a demo can be repeated --- */
+
+static int rm_failed(struct ctl_out *o, fs_status st, int err, const char *name, unsigned id,
+                     const char *dir)
+{
+    if (st == FS_ENOTFOUND) {
+        ctl_print(o, 2, "floodshare: rm: peer %u's share (%s) holds no \"%s\" (`peer %u ls` "
+                  "lists what it holds)", id, dir, name, id);
+    } else if (st == FS_EREFUSED && strcmp(name, SHARE_STATE_DIR) == 0) {
+        ctl_print(o, 2, "floodshare: rm: \"%s\" is the peer's own state folder (partial downloads, "
+                  "hash cache), not a shared item", name);
+    } else if (st == FS_EREFUSED) {
+        ctl_print(o, 2, "floodshare: rm: \"%s\" in %s is %s: refused (rm removes shared files and "
+                  "folders only)", name, dir,
+                  err == ELOOP ? "a symbolic link, which the share never follows nor lists"
+                               : "neither a file nor a folder");
+    } else {
+        ctl_print(o, 2, "floodshare: rm: cannot remove \"%s\" from %s: %s", name, dir,
+                  strerror(err));
+    }
+    return CTL_EXIT_FAIL;
+}
+
+static int cmd_rm(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
+                  const struct cfg *c)
+{
+    enum msg_kind kind = MSG_KIND_FILE;
+    char dir[PATH_MAX];
+
+    /* The same check as get's: one name, so nothing outside the share. */
+    if (need(o, a, 1, "rm NAME [--json]") || check_name(o, a->pos[0]))
+        return CTL_EXIT_USAGE;
+    const char *name = a->pos[0];
+    struct share *sh = node_share_get(e->node);
+    snprintf(dir, sizeof dir, "%s", share_dir(sh));
+    errno = 0;
+    fs_status st = share_remove(sh, name, &kind);
+    int err = errno;
+    if (st == FS_OK) /* so that an `ls` or a query right after no longer lists it */
+        share_refresh_wait(sh, CMD_LS_FRESH_MS);
+    node_share_put(e->node);
+    if (st != FS_OK)
+        return rm_failed(o, st, err, name, c->id, dir);
+    log_msg(L_INFO, "rm %s (control command)", name);
+    if (a->json) {
+        struct json j;
+        json_init(&j, 4096);
+        json_obj_open(&j, NULL);
+        json_str(&j, "removed", name);
+        json_str(&j, "kind", msg_kind_name(kind));
+        json_str(&j, "share_dir", dir);
+        json_obj_close(&j);
+        return emit_json(o, &j);
+    }
+    ctl_print(o, 1, "removed the %s \"%s\" from peer %u's share (%s); `peer %u get %s` fetches "
+              "it again", kind == MSG_KIND_FOLDER ? "folder" : "file", name, c->id, dir, c->id,
+              name);
+    return CTL_EXIT_OK;
+}
+
 /* --- modify --- */
 
 static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
@@ -1114,6 +1174,7 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         {"get", cmd_get},     {"search", cmd_search}, {"ls", cmd_ls},       {"config", cmd_config},
         {"stats", cmd_stats}, {"modify", cmd_modify}, {"transfers", cmd_transfers},
         {"link", cmd_link},   {"pause", cmd_pause},   {"resume", cmd_resume},
+        {"rm", cmd_rm},
     };
     struct args a;
 
@@ -1136,7 +1197,7 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return rc;
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
-              "transfers, link, pause, resume, watch, events)",
+              "transfers, link, pause, resume, rm, watch, events)",
               argv[0]);
     return CTL_EXIT_USAGE;
 }
