@@ -40,6 +40,14 @@ static void check_same(const struct msg *a, const struct msg *b)
         CHECK(addr_equal(&a->holder, &b->holder) && a->peer_id == b->peer_id);
         CHECK(a->kind == b->kind && a->size == b->size && !strcmp(a->md5, b->md5));
         CHECK(!strcmp(a->path, b->path) && !strcmp(a->name, b->name));
+        CHECK(!strcmp(a->root, b->root)); /* the optional root, "" when absent */
+        break;
+    case MSG_HASHES:
+        CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5) && !strcmp(a->root, b->root));
+        break;
+    case MSG_HASHLIST:
+        CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && !strcmp(a->root, b->root));
+        CHECK(a->piece == b->piece && a->len == b->len);
         break;
     case MSG_REQUEST:
     case MSG_LIST:
@@ -54,7 +62,7 @@ static void check_same(const struct msg *a, const struct msg *b)
         break;
     case MSG_FETCH:
         CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5) && a->offset == b->offset &&
-              a->chunk == b->chunk);
+              a->chunk == b->chunk && a->end == b->end);
         break;
     case MSG_RANGE:
         CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && a->offset == b->offset);

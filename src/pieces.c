@@ -22,6 +22,15 @@ int pieces_size_valid(uint64_t piece)
     return piece >= PIECES_SIZE_MIN && piece <= PIECES_SIZE_MAX && (piece & (piece - 1)) == 0;
 }
 
+uint64_t pieces_size_for(uint64_t size)
+{
+    uint64_t piece = PIECES_SIZE;
+
+    while (pieces_count(size, piece) > PIECES_MAX_COUNT && piece < PIECES_SIZE_MAX)
+        piece *= 2;
+    return pieces_count(size, piece) > PIECES_MAX_COUNT ? 0 : piece;
+}
+
 uint64_t pieces_count(uint64_t size, uint64_t piece)
 {
     return size / piece + (size % piece != 0);

@@ -400,7 +400,7 @@ static int file_moved(int fd, const struct stat *before)
 static void walk_save_pieces(struct walk *w, struct pieces_hash *ph, struct entry *e)
 {
     unsigned char *list = NULL;
-    uint64_t n = 0;
+    uint64_t n = 0, ph_piece = ph->piece;
     char root[PIECES_ROOT_HEX + 1];
     struct stat sb;
 
@@ -410,7 +410,7 @@ static void walk_save_pieces(struct walk *w, struct pieces_hash *ph, struct entr
      * a rehash after a touch) is kept. */
     if (fstatat(w->pieces_fd, root, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
         memcpy(e->root, root, sizeof e->root);
-    else if (pieces_save_at(w->pieces_fd, root, e->size, PIECES_SIZE, root, list, n) == FS_OK)
+    else if (pieces_save_at(w->pieces_fd, root, e->size, ph_piece, root, list, n) == FS_OK)
         memcpy(e->root, root, sizeof e->root);
     free(list);
 }
@@ -433,7 +433,8 @@ static int walk_hash_fd(struct walk *w, int fd, const char *rel, const struct st
     if (hash_init(&h) != FS_OK)
         return ENOMEM;
     /* The piece hashes come from the same reads as the MD5: one pass. */
-    if (pieces && pieces_hash_init(&ph, PIECES_SIZE) != FS_OK)
+    uint64_t piece = pieces_size_for((uint64_t)before->st_size);
+    if (pieces && (piece == 0 || pieces_hash_init(&ph, piece) != FS_OK))
         pieces = 0;
     /* Advice only: its failure changes nothing. */
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

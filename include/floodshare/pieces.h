@@ -23,23 +23,35 @@
 
 #include "floodshare/status.h"
 
-#define PIECES_SIZE (1u << 20) /* bytes per piece: 1 GiB -> 1024 hashes, 32 KiB */
+/* Bytes per piece of a file up to PIECES_SIZE * PIECES_MAX_COUNT (512 GiB):
+ * 1 GiB -> 2048 hashes, a 64 KiB list. The same as the frame a requester
+ * asks for (XFER_FETCH_CHUNK), so each frame of a fresh download is one
+ * piece, checked as it lands, at the memory measured for that frame size.
+ * Larger files get larger pieces (pieces_size_for()). */
+#define PIECES_SIZE (512u * 1024)
+#define PIECES_MAX_COUNT (1u << 20) /* pieces a holder cuts a file into, at most */
 #define PIECES_SIZE_MIN (64u * 1024)        /* a list with other sizes is refused */
 /* At most a DATA frame's largest size, so that a requester can always ask
  * for frames of exactly one piece and check each frame as it lands. */
 #define PIECES_SIZE_MAX (4u * 1024 * 1024)
 #define PIECES_HASH_LEN 32 /* bytes of one SHA-256 */
 #define PIECES_ROOT_HEX 64 /* hex digits of a root */
-/* The largest list a holder makes or a requester accepts: a 1 TiB file at
- * 1 MiB pieces (32 MiB of hashes). A larger file is shared with its MD5
- * only (no root). A list's true length follows from size and piece; this
- * bounds memory before anything is allocated. */
-#define PIECES_LIST_MAX (32u * 1024 * 1024)
+/* The largest list a holder makes or a requester accepts: PIECES_MAX_COUNT
+ * hashes (32 MiB; a 4 TiB file at 4 MiB pieces). A larger file is shared
+ * with its MD5 only (no root). A list's true length follows from size and
+ * piece; this bounds memory before anything is allocated. */
+#define PIECES_LIST_MAX (PIECES_MAX_COUNT * PIECES_HASH_LEN)
 #define PIECES_MAGIC "floodshare-pieces 1"
 #define PIECES_HEADER_MAX 128 /* bytes of a list file's header line, '\n' included */
 
 /* 1 when piece is a power of two from PIECES_SIZE_MIN to PIECES_SIZE_MAX. */
 int pieces_size_valid(uint64_t piece);
+
+/* The piece size a holder uses for a file of size bytes: PIECES_SIZE,
+ * doubled (up to PIECES_SIZE_MAX) until the file has at most
+ * PIECES_MAX_COUNT pieces; 0 when even that is too many (over 4 TiB: no
+ * root). */
+uint64_t pieces_size_for(uint64_t size);
 
 /* Pieces of a file of size bytes (ceil(size / piece)); piece must be valid. */
 uint64_t pieces_count(uint64_t size, uint64_t piece);

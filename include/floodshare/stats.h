@@ -42,7 +42,8 @@
     X(flow_dropped, "GETs/FOUNDs dropped: the neighbour's output queue was full") \
     X(spoofed_dropped, "messages whose from disagreed with the link they came on") \
     X(uploads_slow, "uploads cut for moving less than min_upload_rate")        \
-    X(symlinks_refused, "paths refused or entries left out: a symbolic link in the share")
+    X(symlinks_refused, "paths refused or entries left out: a symbolic link in the share") \
+    X(bad_chunks, "received pieces that failed their SHA-256 (discarded, fetched again)")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).

@@ -24,7 +24,7 @@
 #define DATA_LEN (3 * P64K + 100)
 /* Python: hashlib over the same bytes (see make_data), see DESIGN.md. */
 #define DATA_ROOT "b142540ea694b6ad8393c36d8a94fb0aa2865717af0ac6319544bc0a8a36e3e9"
-#define EMPTY_ROOT "a1bf93c53b2efb2f70f2d9f68a07861b034da9a4845fe1aa94eff7b5de971a9c"
+#define EMPTY_ROOT "fd5cbc0a8dd7c27befe7e5ba969be45ced1a7a7109654ddb05ef4fc12ed09a3d"
 
 static unsigned char *make_data(size_t n)
 {
@@ -135,6 +135,18 @@ static void test_pieces_check_list_refuses_tampered_short_long_and_wrong_root(vo
     free(big);
     free(list);
     free(d);
+}
+
+static void test_pieces_size_grows_only_for_files_past_512_gib(void **state)
+{
+    (void)state;
+    assert_int_equal(pieces_size_for(0), PIECES_SIZE);
+    assert_int_equal(pieces_size_for((uint64_t)PIECES_SIZE * PIECES_MAX_COUNT), PIECES_SIZE);
+    assert_int_equal(pieces_size_for((uint64_t)PIECES_SIZE * PIECES_MAX_COUNT + 1),
+                     2 * PIECES_SIZE);
+    assert_int_equal(pieces_size_for((uint64_t)PIECES_SIZE_MAX * PIECES_MAX_COUNT),
+                     PIECES_SIZE_MAX);
+    assert_int_equal(pieces_size_for((uint64_t)PIECES_SIZE_MAX * PIECES_MAX_COUNT + 1), 0);
 }
 
 static void test_pieces_piece_ok_refuses_changed_bytes_and_bad_index(void **state)
@@ -253,7 +265,10 @@ static void test_pieces_share_keeps_sidecar_and_rehashes_when_lost(void **state)
     share_close(sh);
     snprintf(path, sizeof path, "%s/.floodshare/pieces/%s", tmpdir, root);
     assert_int_equal(stat(path, &sb), 0);
-    assert_int_equal(sb.st_size, strlen("floodshare-pieces 1 2097157 1048576 ") + 64 + 1 + n * 32);
+    char head[128];
+    snprintf(head, sizeof head, "floodshare-pieces 1 %zu %u %s\n", len, PIECES_SIZE, root);
+    assert_int_equal(n, 3);
+    assert_int_equal(sb.st_size, strlen(head) + n * 32);
 
     assert_int_equal(unlink(path), 0);
     sh = share_open(tmpdir, &st);
@@ -276,6 +291,7 @@ int main(void)
         T(test_pieces_empty_file_has_no_pieces_and_a_root),
         T(test_pieces_check_list_refuses_tampered_short_long_and_wrong_root),
         T(test_pieces_piece_ok_refuses_changed_bytes_and_bad_index),
+        T(test_pieces_size_grows_only_for_files_past_512_gib),
         TD(test_pieces_file_round_trips_and_refuses_damage),
         TD(test_pieces_share_keeps_sidecar_and_rehashes_when_lost),
     };
