@@ -164,8 +164,9 @@ class KillTest(NetCase):
                 if os.environ.get("FS_FAULT_TRACE"):
                     print(f"  kill {k}: peer {victim}, {phase}, {on_disk} bytes on disk, "
                           f"{have} kept, the killed get began at {began}")
+                # the partial: its bytes, its state and its piece list (issue 12)
                 leftover = [n for n in temporaries(net.share(1), md5)
-                            if n not in (f"{md5}.part", f"{md5}.state")]
+                            if n not in (f"{md5}.part", f"{md5}.state", f"{md5}.pieces")]
                 self.assertEqual(leftover, [], where)
             self.assertEqual(temporaries(net.share(2), md5), [], where)  # the holder's side
             self.assertEqual(snapshot(net, {final, net.share(2) / "big.bin"}), before, where)
