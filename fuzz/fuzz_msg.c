@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "floodshare/msg.h"
+#include "floodshare/pieces.h"
 
 #include "check.h"
 
@@ -106,12 +107,20 @@ static void check_fields(const struct msg *m)
         CHECK(name_valid(m->name, strlen(m->name)));
         CHECK(path_valid(m->path, strlen(m->path)));
         CHECK(strlen(m->md5) == MSG_MD5_LEN);
+        CHECK(m->root[0] == '\0' || pieces_root_valid(m->root)); /* optional */
         break;
     case MSG_REQUEST:
     case MSG_FETCH:
     case MSG_LIST:
         CHECK(path_valid(m->path, strlen(m->path)));
         CHECK(strlen(m->md5) == MSG_MD5_LEN);
+        break;
+    case MSG_HASHES:
+        CHECK(path_valid(m->path, strlen(m->path)));
+        CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root));
+        break;
+    case MSG_HASHLIST:
+        CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root) && m->piece >= 1);
         break;
     case MSG_ITEM:
         CHECK(m->kind == MSG_KIND_FILE || m->kind == MSG_KIND_FOLDER);
