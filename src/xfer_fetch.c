@@ -160,6 +160,7 @@ struct piece_list {
     unsigned char *list; /* n * PIECES_HASH_LEN bytes, malloc'd */
     uint64_t n, piece;
     int fresh; /* fetched from the holder now, not read from beside the partial */
+    int refused; /* the holder answered HASHES with ERROR, and closed the connection */
 };
 
 /* Records why this holder failed (truncated to fit) and returns st. */
@@ -772,10 +773,11 @@ static fs_status get_pieces(struct fetch *f, const struct file_job *j, struct co
         return fail(f, st, "sending the request failed: %s", fs_strerror(st));
     st = read_reply(f, c, &m, MSG_HASHLIST, j->size, j->md5);
     if (st == FS_ENOTSUP || st == FS_EREFUSED) {
-        /* The holder said why and keeps the connection for FETCH. */
+        /* The holder said why (an ERROR: it has closed the connection). */
         log_msg(L_INFO, "get %s: no piece hashes from the holder (%s); checking the whole MD5 "
                 "only", j->name, f->res->why);
         f->res->why[0] = '\0';
+        pl->refused = 1;
         return FS_OK;
     }
     if (st == FS_OK)
@@ -926,6 +928,11 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
         owned = 1;
     }
     st = get_pieces(f, j, c, &pcs);
+    if (st == FS_OK && pcs.refused && owned) { /* FETCH goes on a connection of its own */
+        disconnect(f, &own);
+        owned = 0;
+        c = NULL;
+    }
     if (st == FS_OK)
         st = fetch_with_pieces(f, j, c, &pcs, suspect);
     free(pcs.list);

@@ -295,6 +295,11 @@ class FetchEndTest(NetCase):
             s.sendall(f"FLOOD/1 HASHES path=big.bin md5={md5} root={root}\n".encode())
             self.assertIn(b"ERROR code=nohashes", s.makefile("rb").readline())
         self.assertIn("the list does not match the root", net.log(3))
+        # and a get from it still works, checked by the whole MD5 alone
+        self.assertOk(net.peer(1, "get", "big.bin"))
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        self.assertIn("no piece hashes from the holder (holder refused: this holder cannot read "
+                      "its piece hashes now)", net.log(1))
 
 
 if __name__ == "__main__":
