@@ -56,6 +56,7 @@ class PieceHolder(FakeHolder):
         self.stop_after: int | None = None
         self.gate: threading.Event | None = None
         self.gate_after = 0
+        self.range_chunk: int | None = None  # answer this chunk whatever was asked
         self.hashes = 0
         self.fetches: list[dict[str, str]] = []
         self.start()
@@ -92,7 +93,7 @@ class PieceHolder(FakeHolder):
             c.close()
 
     def _answer_fetch(self, c: socket.socket, q: dict[str, str]):
-        off, chunk = int(q["offset"]), int(q.get("chunk", 4 * MiB))
+        off, chunk = int(q["offset"]), self.range_chunk or int(q.get("chunk", 4 * MiB))
         md5 = hashlib.md5(self.claimed).hexdigest()
         c.sendall(f"FLOOD/1 RANGE size={len(self.claimed)} md5={md5} offset={off} "
                   f"chunk={chunk}\n".encode())
@@ -180,6 +181,17 @@ class PiecesTest(NetCase):
                 self.assertIn(f"root {root_of(genuine)}", net.log(1))
                 self.assertIn('hashes "big.bin": sending 20 piece hashes', net.log(3))
                 net.close()
+
+    def test_frames_smaller_than_a_piece_cut_the_holder(self):
+        """Each frame must hold whole pieces, or a piece could not be checked as it lands."""
+        net, holder, genuine = self._setup()
+        holder.range_chunk = 64 * 1024
+        doc = self._get_holder_first(net)
+        self.assertEqual([a["ok"] for a in doc["attempts"]], [False, True], doc)
+        self.assertEqual(doc["attempts"][0]["error"],
+                         "holder sends chunks of 65536 bytes, smaller than its pieces (524288)")
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), genuine)
+        self.assertEqual(net.stats(1)["holders_cut"], 1)
 
     def test_contents_of_another_root_never_mix_into_the_download(self):
         """The first holder claims big.bin's MD5 but serves other content, with that content's
