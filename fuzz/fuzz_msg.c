@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "floodshare/msg.h"
+#include "floodshare/pieces.h"
 
 #include "check.h"
 
@@ -40,6 +41,14 @@ static void check_same(const struct msg *a, const struct msg *b)
         CHECK(addr_equal(&a->holder, &b->holder) && a->peer_id == b->peer_id);
         CHECK(a->kind == b->kind && a->size == b->size && !strcmp(a->md5, b->md5));
         CHECK(!strcmp(a->path, b->path) && !strcmp(a->name, b->name));
+        CHECK(!strcmp(a->root, b->root)); /* the optional root, "" when absent */
+        break;
+    case MSG_HASHES:
+        CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5) && !strcmp(a->root, b->root));
+        break;
+    case MSG_HASHLIST:
+        CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && !strcmp(a->root, b->root));
+        CHECK(a->piece == b->piece && a->len == b->len);
         break;
     case MSG_REQUEST:
     case MSG_LIST:
@@ -54,7 +63,7 @@ static void check_same(const struct msg *a, const struct msg *b)
         break;
     case MSG_FETCH:
         CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5) && a->offset == b->offset &&
-              a->chunk == b->chunk);
+              a->chunk == b->chunk && a->end == b->end);
         break;
     case MSG_RANGE:
         CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && a->offset == b->offset);
@@ -98,12 +107,20 @@ static void check_fields(const struct msg *m)
         CHECK(name_valid(m->name, strlen(m->name)));
         CHECK(path_valid(m->path, strlen(m->path)));
         CHECK(strlen(m->md5) == MSG_MD5_LEN);
+        CHECK(m->root[0] == '\0' || pieces_root_valid(m->root)); /* optional */
         break;
     case MSG_REQUEST:
     case MSG_FETCH:
     case MSG_LIST:
         CHECK(path_valid(m->path, strlen(m->path)));
         CHECK(strlen(m->md5) == MSG_MD5_LEN);
+        break;
+    case MSG_HASHES:
+        CHECK(path_valid(m->path, strlen(m->path)));
+        CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root));
+        break;
+    case MSG_HASHLIST:
+        CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root) && m->piece >= 1);
         break;
     case MSG_ITEM:
         CHECK(m->kind == MSG_KIND_FILE || m->kind == MSG_KIND_FOLDER);

@@ -3,7 +3,8 @@
  * The cache lives in the share, so anyone who can write the share can write
  * it; an accepted cache decides which files are never hashed again, so it
  * must hold exactly what its lines say. Checks: entries sorted strictly by
- * (dev, ino) (so no duplicates), every md5 32 lower-case hex digits, sizes
+ * (dev, ino) (so no duplicates), every md5 32 lower-case hex digits, every
+ * root empty or 64 of them, sizes
  * and nsec in range, at most SHARECACHE_MAX_ENTRIES, one entry per line;
  * written back with sharecache_write() it parses to the same entries, in no
  * more bytes than the input.
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "floodshare/hash.h"
+#include "floodshare/pieces.h"
 #include "floodshare/sharecache.h"
 
 #include "check.h"
@@ -25,7 +27,7 @@ static int same_entries(const struct sharecache_ent *a, const struct sharecache_
     for (size_t i = 0; i < n; i++)
         if (a[i].dev != b[i].dev || a[i].ino != b[i].ino || a[i].size != b[i].size ||
             a[i].mtime.tv_sec != b[i].mtime.tv_sec || a[i].mtime.tv_nsec != b[i].mtime.tv_nsec ||
-            strcmp(a[i].md5, b[i].md5) != 0)
+            strcmp(a[i].md5, b[i].md5) != 0 || strcmp(a[i].root, b[i].root) != 0)
             return 0;
     return 1;
 }
@@ -54,6 +56,7 @@ static void check_accepted(const char *text, size_t len, const struct sharecache
     CHECK(n == 0 || v != NULL);
     for (size_t i = 0; i < n; i++) {
         CHECK(hash_hex_valid(v[i].md5));
+        CHECK(v[i].root[0] == '\0' || pieces_root_valid(v[i].root));
         CHECK(v[i].size <= INT64_MAX);
         CHECK(v[i].mtime.tv_nsec >= 0 && v[i].mtime.tv_nsec <= 999999999);
         CHECK(i == 0 || sharecache_cmp(&v[i - 1], &v[i]) < 0);

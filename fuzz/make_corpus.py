@@ -48,6 +48,14 @@ def msg_seeds():
         "request": f"FLOOD/1 REQUEST path=docs/3.txt md5={MD5}\n",
         "item": f"FLOOD/1 ITEM kind=file size=12 md5={MD5} len=130 zmd5={md5(b'zip')}\nPK\x03\x04body",
         "error": "FLOOD/1 ERROR code=notfound msg=no%20such%20item\n",
+        "found_root": "FLOOD/1 FOUND qid=0123456789abcdef hops=1 from=127.0.0.1:4001 "
+                      "holder=127.0.0.1:4001 peer=1 kind=file size=2097152 md5=" + MD5 +
+                      " path=a.bin name=a.bin root=" + PROOT + "\n",
+        "hashes": "FLOOD/1 HASHES path=a.bin md5=" + MD5 + " root=" + PROOT + "\n",
+        "hashlist": "FLOOD/1 HASHLIST size=2097152 md5=" + MD5 + " root=" + PROOT +
+                    " piece=1048576 len=64\n",
+        "fetch_end": "FLOOD/1 FETCH path=a.bin md5=" + MD5 + " offset=1048576 chunk=1048576 "
+                     "end=2097152\n",
         "error_empty": "FLOOD/1 ERROR code=busy msg=\r\n",
         "fetch": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912\n",
         "fetch_chunk": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912 chunk=1048576\n",
@@ -257,13 +265,14 @@ def trace_seeds():
 
 def sharecache_text(entries):
     """index.cache as share.c writes it (sharecache.h)."""
-    body = "floodshare-index 1\n" + "".join(
-        f"{dev} {ino} {size} {sec} {nsec} {m}\n" for dev, ino, size, sec, nsec, m in entries)
+    body = "floodshare-index 2\n" + "".join(
+        f"{dev} {ino} {size} {sec} {nsec} {m} {e[6] if len(e) > 6 else '-'}\n"
+        for e in entries for dev, ino, size, sec, nsec, m in [e[:6]])
     return body + f"end {len(entries)} {md5(body.encode())}\n"
 
 
 def sharecache_seeds():
-    ents = [(2049, 131074, 12, 1764892800, 123456789, MD5),
+    ents = [(2049, 131074, 12, 1764892800, 123456789, MD5, PROOT),
             (2049, 131075, 0, 1577836800, 0, md5(b"")),
             (64768, 9, 1073741824, -5, 999999999, md5(b"big"))]
     good = sharecache_text(ents)
@@ -274,12 +283,36 @@ def sharecache_seeds():
     write("sharecache", "bad_checksum", good.replace(MD5, md5(b"other"), 1))
     write("sharecache", "no_end_line", good[:good.index("end ")])
     write("sharecache", "torn_last_line", good[:-7])
-    write("sharecache", "version_2", good.replace("floodshare-index 1", "floodshare-index 2", 1))
+    write("sharecache", "version_1", good.replace("floodshare-index 2", "floodshare-index 1", 1))
     write("sharecache", "wrong_count", good.replace("end 3 ", "end 4 ", 1))
     write("sharecache", "trailing", good + "1 2 3 4 5 x\n")
     write("sharecache", "huge_numbers", sharecache_text(
         [(18446744073709551615, 18446744073709551615, 9223372036854775807,
           -9223372036854775807, 999999999, MD5)]))
+
+
+PROOT = "b142540ea694b6ad8393c36d8a94fb0aa2865717af0ac6319544bc0a8a36e3e9"
+
+
+def pieces_file(data, piece):
+    """A piece list file as pieces_save_at() writes it (pieces.h)."""
+    hs = b"".join(hashlib.sha256(data[i:i + piece]).digest()
+                  for i in range(0, len(data), piece))
+    root = hashlib.sha256(b"floodshare-pieces 1 %d %d\n" % (len(data), piece) + hs).hexdigest()
+    return b"floodshare-pieces 1 %d %d %s\n" % (len(data), piece, root.encode()) + hs
+
+
+def pieces_seeds():
+    data = bytes((i * 7 + 3) & 255 for i in range(3 * 65536 + 100))
+    good = pieces_file(data, 65536)
+    write("pieces", "four_pieces", good)
+    write("pieces", "empty_file", pieces_file(b"", 1048576))
+    write("pieces", "one_piece", pieces_file(b"hello", 1048576))
+    write("pieces", "tampered", good[:-1] + bytes([good[-1] ^ 1]))
+    write("pieces", "short", good[:-32])
+    write("pieces", "long", good + bytes(32))
+    write("pieces", "bad_piece", good.replace(b" 65536 ", b" 65535 ", 1))
+    write("pieces", "huge_size", pieces_file(b"", 1048576).replace(b" 0 ", b" 18446744073709551615 ", 1))
 
 
 if __name__ == "__main__":
@@ -293,5 +326,6 @@ if __name__ == "__main__":
     http_seeds()
     trace_seeds()
     sharecache_seeds()
+    pieces_seeds()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")

@@ -433,6 +433,7 @@ static void send_hits(struct flood *f, const struct msg *get, const struct route
         fm.kind = items[i].kind;
         fm.size = items[i].size;
         memcpy(fm.md5, items[i].md5, sizeof fm.md5);
+        memcpy(fm.root, items[i].root, sizeof fm.root);
         memcpy(fm.path, items[i].path, sizeof fm.path);
         memcpy(fm.name, items[i].name, sizeof fm.name);
         trace_found_sent(f, &fm, get);

@@ -371,6 +371,26 @@ static fs_status parse_chunk(const char *v, size_t n, struct msg *m, const char 
     return num_field(v, n, 1, UINT64_MAX, &m->chunk, &w, why);
 }
 
+static fs_status parse_root(const char *v, size_t n, struct msg *m, const char **why)
+{
+    return hex_field(v, n, MSG_ROOT_LEN, m->root, "root is not 64 lower-case hex digits", why);
+}
+
+static fs_status parse_piece(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct num_why w =
+        NUM_WHY(piece, "a number from 1 up that fits in 64 bits");
+
+    return num_field(v, n, 1, UINT64_MAX, &m->piece, &w, why);
+}
+
+static fs_status parse_end(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct num_why w = NUM_WHY(end, "a number from 1 up that fits in 64 bits");
+
+    return num_field(v, n, 1, UINT64_MAX, &m->end, &w, why);
+}
+
 static fs_status parse_idx(const char *v, size_t n, struct msg *m, const char **why)
 {
     static const struct num_why w = NUM_WHY(idx, "a number that fits in 64 bits");
@@ -512,7 +532,7 @@ typedef fs_status (*parse_fn)(const char *v, size_t n, struct msg *m, const char
 #define KEY_LIST(X)                                                                           \
     X(qid) X(ttl) X(hops) X(origin) X(from) X(holder) X(peer) X(kind) X(size) X(md5) X(path)  \
         X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc) X(nonce) X(retry) \
-            X(mode)
+            X(mode) X(root) X(piece) X(end)
 
 enum key {
 #define KEY_ENUM(k) K_##k,
@@ -550,6 +570,9 @@ static const struct need found_keys[] = {
     NEED(FOUND, peer), NEED(FOUND, kind), NEED(FOUND, size),
     NEED(FOUND, md5),  NEED(FOUND, path), NEED(FOUND, name),
 };
+/* The root of the file's piece hashes (pieces.h), from holders that have
+ * one: older holders and folders send none. */
+static const struct need found_opt[] = {{K_root, NULL}};
 static const struct need request_keys[] = {NEED(REQUEST, path), NEED(REQUEST, md5)};
 static const struct need item_keys[] = {
     NEED(ITEM, kind), NEED(ITEM, size), NEED(ITEM, md5), NEED(ITEM, len), NEED(ITEM, zmd5),
@@ -558,7 +581,7 @@ static const struct need error_keys[] = {NEED(ERROR, code), NEED(ERROR, msg)};
 static const struct need fetch_keys[] = {NEED(FETCH, path), NEED(FETCH, md5), NEED(FETCH, offset)};
 /* Optional keys: parsed when present, written when set (non-zero), never
  * missing. Older peers skip them as unknown keys. */
-static const struct need fetch_opt[] = {{K_chunk, NULL}};
+static const struct need fetch_opt[] = {{K_chunk, NULL}, {K_end, NULL}};
 static const struct need range_keys[] = {
     NEED(RANGE, size), NEED(RANGE, md5), NEED(RANGE, offset), NEED(RANGE, chunk),
 };
@@ -571,6 +594,12 @@ static const struct need hello_keys[] = {NEED(HELLO, from), NEED(HELLO, peer)};
 static const struct need challenge_keys[] = {NEED(CHALLENGE, from), NEED(CHALLENGE, nonce)};
 static const struct need prove_keys[] = {NEED(PROVE, from), NEED(PROVE, nonce)};
 static const struct need busy_keys[] = {NEED(BUSY, retry)};
+static const struct need hashes_keys[] = {NEED(HASHES, path), NEED(HASHES, md5),
+                                          NEED(HASHES, root)};
+static const struct need hashlist_keys[] = {
+    NEED(HASHLIST, size), NEED(HASHLIST, md5), NEED(HASHLIST, root), NEED(HASHLIST, piece),
+    NEED(HASHLIST, len),
+};
 
 struct verb_spec {
     const char *name;
@@ -587,7 +616,7 @@ struct verb_spec {
 
 static const struct verb_spec verbs[] = {
     VERB("GET", MSG_GET, get_keys),
-    VERB("FOUND", MSG_FOUND, found_keys),
+    VERB_OPT("FOUND", MSG_FOUND, found_keys, found_opt),
     VERB("REQUEST", MSG_REQUEST, request_keys),
     VERB("ITEM", MSG_ITEM, item_keys),
     VERB("ERROR", MSG_ERROR, error_keys),
@@ -600,6 +629,8 @@ static const struct verb_spec verbs[] = {
     VERB("CHALLENGE", MSG_CHALLENGE, challenge_keys),
     VERB("PROVE", MSG_PROVE, prove_keys),
     VERB("BUSY", MSG_BUSY, busy_keys),
+    VERB("HASHES", MSG_HASHES, hashes_keys),
+    VERB("HASHLIST", MSG_HASHLIST, hashlist_keys),
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])
@@ -938,6 +969,9 @@ static void put_value(struct wbuf *w, const struct msg *m, enum key k)
     case K_nonce: put_enc(w, m->nonce, sizeof m->nonce); break;
     case K_retry: put_u64(w, m->retry); break;
     case K_mode: put_mode(w, m->mode); break;
+    case K_root: put_enc(w, m->root, sizeof m->root); break;
+    case K_piece: put_u64(w, m->piece); break;
+    case K_end: put_u64(w, m->end); break;
     case K_COUNT: w->bad = 1; break;
     }
 }
@@ -950,6 +984,10 @@ static int opt_set(const struct msg *m, enum key k)
         return m->chunk != 0;
     if (k == K_mode)
         return m->has_mode;
+    if (k == K_root)
+        return m->root[0] != '\0';
+    if (k == K_end)
+        return m->end != 0;
     return 1;
 }
 

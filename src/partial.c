@@ -569,6 +569,15 @@ mode_t partial_umask(void)
     return (mode_t)mask;
 }
 
+/* Removes "<md5>.pieces", the piece list kept beside the partial. */
+static void remove_pieces(const struct partial *pt)
+{
+    char name[MSG_MD5_LEN + sizeof PARTIAL_PIECES];
+
+    snprintf(name, sizeof name, "%s" PARTIAL_PIECES, pt->md5);
+    unlinkat(pt->dirfd, name, 0);
+}
+
 fs_status partial_finish_at(struct partial *pt, int to_dir, const char *to, int durable)
 {
     mode_t mode = pt->has_mode ? pt->mode : 0644;
@@ -580,8 +589,10 @@ fs_status partial_finish_at(struct partial *pt, int to_dir, const char *to, int 
     if (durable && fsync(pt->fd) < 0)
         return FS_EIO;
     fs_status st = partial_place_at(pt->dirfd, pt->data_name, to_dir, to, durable);
-    if (st == FS_OK)
+    if (st == FS_OK) {
         unlinkat(pt->dirfd, pt->state_name, 0);
+        remove_pieces(pt);
+    }
     return st;
 }
 
@@ -613,6 +624,19 @@ static int sibling_exists(int dfd, const char *name, const char *other_suffix)
     return fstatat(dfd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+/* Is name "<32 hex digits>.pieces.tmp-..." (pieces_save_at() killed)? */
+static int pieces_tmp_named(const char *name)
+{
+    static const char tail[] = PARTIAL_PIECES ".tmp-";
+    char head[MSG_MD5_LEN + sizeof PARTIAL_PIECES];
+
+    if (strlen(name) <= MSG_MD5_LEN + sizeof tail - 1 ||
+        strncmp(name + MSG_MD5_LEN, tail, sizeof tail - 1) != 0)
+        return 0;
+    snprintf(head, sizeof head, "%.*s" PARTIAL_PIECES, MSG_MD5_LEN, name);
+    return md5_named(head, PARTIAL_PIECES);
+}
+
 long partial_sweep_at(int state_dir)
 {
     int fd = fcntl(state_dir, F_DUPFD_CLOEXEC, 0);
@@ -630,7 +654,9 @@ long partial_sweep_at(int state_dir)
         const char *n = e->d_name;
         int orphan = md5_named(n, ".state.tmp") ||
                      (md5_named(n, ".state") && !sibling_exists(dirfd(d), n, ".part")) ||
-                     (md5_named(n, ".part") && !sibling_exists(dirfd(d), n, ".state"));
+                     (md5_named(n, ".part") && !sibling_exists(dirfd(d), n, ".state")) ||
+                     (md5_named(n, PARTIAL_PIECES) && !sibling_exists(dirfd(d), n, ".state")) ||
+                     pieces_tmp_named(n);
         if (orphan && unlinkat(dirfd(d), n, 0) == 0)
             removed++;
     }
@@ -642,6 +668,7 @@ void partial_discard(struct partial *pt)
 {
     unlinkat(pt->dirfd, pt->data_name, 0);
     unlinkat(pt->dirfd, pt->state_name, 0);
+    remove_pieces(pt);
 }
 
 void partial_close(struct partial *pt)

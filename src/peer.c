@@ -124,7 +124,8 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
             log_msg(L_INFO, "connection from %s: %s after a transfer, closed", addr,
                     msg_type_name(m.type));
             return 0;
-        } else if (m.type == MSG_REQUEST || m.type == MSG_FETCH || m.type == MSG_LIST) {
+        } else if (m.type == MSG_REQUEST || m.type == MSG_FETCH || m.type == MSG_LIST ||
+                   m.type == MSG_HASHES) {
             if (xfer_slot_take(p->xfers, c, slot) < 0)
                 return 0; /* BUSY was sent */
             if (m.type == MSG_REQUEST) {
@@ -132,8 +133,9 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
                 return 0;
             }
             /* A requester fetching a folder file by file reuses its connection. */
-            int more = m.type == MSG_FETCH ? xfer_serve_fetch(p->xfers, c, &m)
-                                           : xfer_serve_list(p->xfers, c, &m);
+            int more = m.type == MSG_FETCH    ? xfer_serve_fetch(p->xfers, c, &m)
+                       : m.type == MSG_HASHES ? xfer_serve_hashes(p->xfers, c, &m)
+                                              : xfer_serve_list(p->xfers, c, &m);
             if (more < 0)
                 return 0;
         } else {

@@ -27,6 +27,7 @@
 #include "floodshare/hash.h"
 #include "floodshare/log.h"
 #include "floodshare/name.h"
+#include "floodshare/pieces.h"
 #include "floodshare/sharecache.h"
 #include "floodshare/zipio.h"
 
@@ -78,6 +79,7 @@ struct entry {
     enum msg_kind kind;
     uint64_t size, files;
     char md5[MSG_MD5_LEN + 1];
+    char root[PIECES_ROOT_HEX + 1]; /* files only: piece root, "" when none */
     dev_t dev; /* files only: the cache key and what it was checked against */
     ino_t ino;
     struct timespec mtime;
@@ -151,6 +153,9 @@ struct walk {
     void *read_hook_arg;
     const atomic_int *stop; /* NULL, or give up (FS_ECANCELED) once it is set */
     unsigned char *buf;     /* SHARE_HASH_CHUNK bytes for reading files, malloc'd */
+    /* The index's piece lists folder (SHARE_PIECES_DIR), or -1: hash no
+     * pieces (share_digest_at(), a share whose state folder is read-only). */
+    int pieces_fd;
     time_t racy_from; /* files with mtime at or after this are not cacheable */
     /* Unless eager, a file written to in [settle_from, settle_to] may still
      * be being written: it is left for a later scan (changed is set). */
@@ -207,6 +212,7 @@ static void entry_to_item(const struct entry *e, struct share_item *out)
     out->size = e->size;
     out->files = e->files;
     memcpy(out->md5, e->md5, sizeof out->md5);
+    memcpy(out->root, e->root, sizeof out->root);
 }
 
 /* --- manifests ------------------------------------------------------------ */
@@ -387,6 +393,29 @@ static int file_moved(int fd, const struct stat *before)
            !same_mtime(&now.st_mtim, &before->st_mtim);
 }
 
+/* Ends ph and keeps its list as the sidecar named by its root in the
+ * pieces folder; e->root is set only once the list is on disk, so a root
+ * is never advertised that HASHES cannot answer. A file too large for a
+ * list (PIECES_LIST_MAX) or a failed write leaves e->root empty: the file
+ * is still shared, with its MD5 alone. */
+static void walk_save_pieces(struct walk *w, struct pieces_hash *ph, struct entry *e)
+{
+    unsigned char *list = NULL;
+    uint64_t n = 0, ph_piece = ph->piece;
+    char root[PIECES_ROOT_HEX + 1];
+    struct stat sb;
+
+    if (pieces_hash_final(ph, &list, &n, root) != FS_OK)
+        return;
+    /* Same root, same bytes: a sidecar already there (a copy of this file,
+     * a rehash after a touch) is kept. */
+    if (fstatat(w->pieces_fd, root, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+        memcpy(e->root, root, sizeof e->root);
+    else if (pieces_save_at(w->pieces_fd, root, e->size, ph_piece, root, list, n) == FS_OK)
+        memcpy(e->root, root, sizeof e->root);
+    free(list);
+}
+
 /* Hashes what fd holds into e->md5 and e->size, in SHARE_HASH_CHUNK reads.
  * Gives up as soon as the file moves away from before (EAGAIN: a copy still
  * in progress is not worth reading to its end) or the scan is stopped
@@ -395,17 +424,25 @@ static int walk_hash_fd(struct walk *w, int fd, const char *rel, const struct st
                         struct entry *e)
 {
     struct hash_md5 h;
+    struct pieces_hash ph = {0};
     uint64_t total = 0;
+    int pieces = w->pieces_fd >= 0;
 
+    e->root[0] = '\0';
     if (!w->buf && !(w->buf = malloc(SHARE_HASH_CHUNK)))
         return ENOMEM;
     if (hash_init(&h) != FS_OK)
         return ENOMEM;
+    /* The piece hashes come from the same reads as the MD5: one pass. */
+    uint64_t piece = pieces_size_for((uint64_t)before->st_size);
+    if (pieces && (piece == 0 || pieces_hash_init(&ph, piece) != FS_OK))
+        pieces = 0;
     /* Advice only: its failure changes nothing. */
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     for (;;) {
         if (w->stop && atomic_load(w->stop)) {
             hash_abort(&h);
+            pieces_hash_abort(&ph);
             return ECANCELED;
         }
         ssize_t n = read(fd, w->buf, SHARE_HASH_CHUNK);
@@ -414,20 +451,26 @@ static int walk_hash_fd(struct walk *w, int fd, const char *rel, const struct st
         if (n < 0) {
             int err = errno;
             hash_abort(&h);
+            pieces_hash_abort(&ph);
             return err;
         }
         if (n == 0)
             break;
         hash_update(&h, w->buf, (size_t)n);
+        if (pieces)
+            pieces_hash_update(&ph, w->buf, (size_t)n);
         total += (uint64_t)n;
         if (w->read_hook)
             w->read_hook(w->read_hook_arg, rel, total);
         if (file_moved(fd, before)) {
             hash_abort(&h);
+            pieces_hash_abort(&ph);
             return EAGAIN;
         }
     }
     e->size = total;
+    if (pieces)
+        walk_save_pieces(w, &ph, e);
     return hash_final(&h, e->md5) == FS_OK ? 0 : ENOMEM;
 }
 
@@ -522,6 +565,7 @@ static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len
         e->size = c->size;
         e->mtime = c->mtime;
         memcpy(e->md5, c->md5, sizeof e->md5);
+        memcpy(e->root, c->root, sizeof e->root);
         e->cacheable = 1;
         return;
     }
@@ -538,6 +582,7 @@ static void walk_file(struct walk *w, int dfd, const char *name, size_t name_len
             e->size = p->size;
             e->mtime = p->mtime;
             memcpy(e->md5, p->md5, sizeof e->md5);
+            memcpy(e->root, p->root, sizeof e->root);
             return;
         }
         free(e->path);
@@ -730,6 +775,96 @@ static int state_dir_open(int rfd, int create)
     return fd;
 }
 
+/* Opens (creating it and the state folder when missing) the folder of the
+ * index's piece lists, or -1 (errno set): a read-only share hashes no
+ * pieces and advertises no roots. */
+static int pieces_dir_open(int rfd)
+{
+    int sfd = state_dir_open(rfd, 1), fd = -1;
+
+    if (sfd < 0)
+        return -1;
+    if (mkdirat(sfd, SHARE_PIECES_DIR, 0700) == 0 || errno == EEXIST)
+        fd = openat(sfd, SHARE_PIECES_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int err = errno;
+    close(sfd);
+    errno = err;
+    return fd;
+}
+
+static int root_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Removes the lists no item of the index nor entry of the cache names any
+ * more (their files changed or left), and temporaries of writes a crash
+ * interrupted (older than 10 minutes: a younger one may be another open
+ * share's write). On the share's thread, after a scan that changed
+ * something; the roots in use are sorted once, each list name is looked up. */
+static void pieces_sweep(int pfd, const struct entry *v, size_t n, const struct sharecache_ent *c,
+                         size_t nc)
+{
+    const char **roots = malloc((n + nc + 1) * sizeof *roots);
+    int fd = roots ? openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    struct dirent *de;
+    struct stat sb;
+    time_t now = time(NULL);
+    size_t k = 0;
+
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        free(roots);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (v[i].kind == MSG_KIND_FILE && v[i].root[0])
+            roots[k++] = v[i].root;
+    for (size_t i = 0; i < nc; i++)
+        if (c[i].root[0])
+            roots[k++] = c[i].root;
+    if (k)
+        qsort(roots, k, sizeof *roots, root_cmp);
+    while ((de = readdir(d)) != NULL) {
+        const char *name = de->d_name;
+        if (name[0] == '.')
+            continue;
+        if (pieces_root_valid(name)) {
+            if (!k || !bsearch(&name, roots, k, sizeof *roots, root_cmp))
+                unlinkat(pfd, name, 0);
+        } else if (fstatat(pfd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                   sb.st_mtime < now - 600) {
+            unlinkat(pfd, name, 0);
+        }
+    }
+    closedir(d);
+    free(roots);
+}
+
+/* Drops from v[0..*n) the entries whose piece list is gone from the pieces
+ * folder (removed by hand, a crash before the rename): such a file is
+ * hashed again, never advertised with a root nobody can serve. */
+static void cache_drop_listless(int rfd, struct sharecache_ent *v, size_t *n)
+{
+    int pfd = pieces_dir_open(rfd);
+    struct stat sb;
+    size_t k = 0;
+
+    for (size_t i = 0; i < *n; i++)
+        if (v[i].root[0] == '\0' || (pfd >= 0 && fstatat(pfd, v[i].root, &sb,
+                                                          AT_SYMLINK_NOFOLLOW) == 0 &&
+                                      S_ISREG(sb.st_mode)))
+            v[k++] = v[i];
+    if (k != *n)
+        log_msg(L_INFO, "share: %zu cached hash(es) lost their piece list; hashing them again",
+                *n - k);
+    *n = k;
+    if (pfd >= 0)
+        close(pfd);
+}
+
 static int cache_equal(const struct sharecache_ent *a, size_t na, const struct sharecache_ent *b,
                        size_t nb)
 {
@@ -737,7 +872,8 @@ static int cache_equal(const struct sharecache_ent *a, size_t na, const struct s
         return 0;
     for (size_t i = 0; i < na; i++)
         if (sharecache_cmp(&a[i], &b[i]) != 0 || a[i].size != b[i].size ||
-            !same_mtime(&a[i].mtime, &b[i].mtime) || strcmp(a[i].md5, b[i].md5) != 0)
+            !same_mtime(&a[i].mtime, &b[i].mtime) || strcmp(a[i].md5, b[i].md5) != 0 ||
+            strcmp(a[i].root, b[i].root) != 0)
             return 0;
     return 1;
 }
@@ -799,6 +935,7 @@ static void cache_load(struct share *sh)
         sh->cache_unsaved = 1;
         return;
     }
+    cache_drop_listless(sh->root_fd, v, &n);
     sh->cache = v;
     sh->n_cache = n;
     log_msg(L_DEBUG, "share: loaded %zu cached hashes for %s", n, sh->dir);
@@ -853,6 +990,7 @@ static fs_status index_build_cache(const struct walk *w, struct sharecache_ent *
         c[k].size = e->size;
         c[k].mtime = e->mtime;
         memcpy(c[k].md5, e->md5, sizeof c[k].md5);
+        memcpy(c[k].root, e->root, sizeof c[k].root);
         k++;
     }
     for (size_t i = 0; i < w->n_keep; i++)
@@ -940,7 +1078,7 @@ static fs_status index_rescan(struct share *sh, int eager)
                      .hide_state = 1, .hook = sh->hook, .hook_arg = sh->hook_arg,
                      .read_hook = sh->read_hook, .read_hook_arg = sh->read_hook_arg,
                      .stop = &sh->stop, .eager = eager, .prev = sh->items,
-                     .n_prev = sh->n_items};
+                     .n_prev = sh->n_items, .pieces_fd = pieces_dir_open(sh->root_fd)};
     fs_status st = FS_EIO;
     int fd;
 
@@ -966,12 +1104,16 @@ static fs_status index_rescan(struct share *sh, int eager)
          * vanished files is saved by share_close(). */
         if (w.hashed && sh->cache_unsaved)
             cache_save(sh);
+        if (w.pieces_fd >= 0 && (w.hashed || w.n_prev != w.n))
+            pieces_sweep(w.pieces_fd, sh->items, sh->n_items, sh->cache, sh->n_cache);
     }
 out:
     if (st || w.changed)
         atomic_store(&sh->dirty, 1);
     if (w.ifd >= 0)
         close(w.ifd);
+    if (w.pieces_fd >= 0)
+        close(w.pieces_fd);
     entries_free(w.v, w.n);
     free(w.keep);
     return st;
@@ -1724,7 +1866,7 @@ fs_status share_openat(const struct share *sh, const char *rel, int flags, int *
 static fs_status digest_folder(int fd, const char *name, uint64_t *size, uint64_t *files,
                                char md5[MSG_MD5_LEN + 1])
 {
-    struct walk w = {.root = name, .ifd = -1, .strict = 1, .eager = 1};
+    struct walk w = {.root = name, .ifd = -1, .strict = 1, .eager = 1, .pieces_fd = -1};
     fs_status st = walk_tree(&w, fd);
 
     if (!st)

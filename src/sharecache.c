@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "floodshare/hash.h"
+#include "floodshare/pieces.h"
 
 /* Temporaries being written. Not "in-"/"out-"/"x-": those belong to xfer. A
  * crash between create and rename leaves one behind; sharecache_load()
@@ -56,8 +57,8 @@ static int parse_u64(const char **p, uint64_t max, char sep, uint64_t *out)
     return 0;
 }
 
-/* Parses "dev ino size sec nsec md5" (NUL-terminated, no '\n') into c. 0 or
- * -1. */
+/* Parses "dev ino size sec nsec md5 root" (NUL-terminated, no '\n') into
+ * c. 0 or -1. */
 static int parse_entry(const char *p, struct sharecache_ent *c)
 {
     uint64_t dev, ino, size, sec, nsec;
@@ -69,14 +70,24 @@ static int parse_entry(const char *p, struct sharecache_ent *c)
     neg = *p == '-';
     p += neg;
     if (parse_u64(&p, INT64_MAX, ' ', &sec) || parse_u64(&p, 999999999, ' ', &nsec) ||
-        !hash_hex_valid(p))
+        strlen(p) < MSG_MD5_LEN + 2 || p[MSG_MD5_LEN] != ' ')
+        return -1;
+    memcpy(c->md5, p, MSG_MD5_LEN);
+    c->md5[MSG_MD5_LEN] = '\0';
+    if (!hash_hex_valid(c->md5))
+        return -1;
+    p += MSG_MD5_LEN + 1;
+    if (strcmp(p, "-") == 0)
+        c->root[0] = '\0';
+    else if (pieces_root_valid(p))
+        memcpy(c->root, p, sizeof c->root);
+    else
         return -1;
     c->dev = (dev_t)dev;
     c->ino = (ino_t)ino;
     c->size = size;
     c->mtime.tv_sec = neg ? -(time_t)sec : (time_t)sec;
     c->mtime.tv_nsec = (long)nsec;
-    memcpy(c->md5, p, sizeof c->md5);
     /* Where dev_t, ino_t or time_t are narrower, a value that does not fit
      * would match the wrong file. */
     if ((uint64_t)c->dev != dev || (uint64_t)c->ino != ino || (uint64_t)(time_t)sec != sec)
@@ -235,9 +246,10 @@ int sharecache_write(FILE *f, const struct sharecache_ent *c, size_t n)
         return ENOMEM;
     err = put(f, &h, SHARECACHE_MAGIC "\n", strlen(SHARECACHE_MAGIC "\n"));
     for (size_t i = 0; i < n && !err; i++) {
-        len = snprintf(line, sizeof line, "%ju %ju %ju %jd %ld %s\n", (uintmax_t)c[i].dev,
+        len = snprintf(line, sizeof line, "%ju %ju %ju %jd %ld %s %s\n", (uintmax_t)c[i].dev,
                        (uintmax_t)c[i].ino, (uintmax_t)c[i].size,
-                       (intmax_t)c[i].mtime.tv_sec, (long)c[i].mtime.tv_nsec, c[i].md5);
+                       (intmax_t)c[i].mtime.tv_sec, (long)c[i].mtime.tv_nsec, c[i].md5,
+                       c[i].root[0] ? c[i].root : "-");
         err = len < 0 || (size_t)len >= sizeof line ? EINVAL : put(f, &h, line, (size_t)len);
     }
     if (err) {

@@ -22,6 +22,7 @@
 #include "floodshare/manifest.h"
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
+#include "floodshare/pieces.h"
 #include "floodshare/rate.h"
 #include "floodshare/node.h"
 #include "floodshare/stats.h"
@@ -152,6 +153,15 @@ struct file_job {
     int dir;            /* the folder the verified file goes into ... */
     const char *base;   /* ... under this name */
     int staged;         /* part of a folder: synced with the folder, not alone */
+};
+
+/* The checked piece hashes of the file being fetched, when its FOUND
+ * carried a root (list NULL otherwise: the CRCs and the MD5 alone). */
+struct piece_list {
+    unsigned char *list; /* n * PIECES_HASH_LEN bytes, malloc'd */
+    uint64_t n, piece;
+    int fresh; /* fetched from the holder now, not read from beside the partial */
+    int refused; /* the holder answered HASHES with ERROR, and closed the connection */
 };
 
 /* Records why this holder failed (truncated to fit) and returns st. */
@@ -287,7 +297,10 @@ static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum
                     "be tried again in %u ms", f->res->retry_ms);
     }
     if (m->type == MSG_ERROR && want != MSG_ITEM && strcmp(m->code, "unknown") == 0)
-        return fail(f, FS_ENOTSUP, "holder does not know %s", want == MSG_RANGE ? "FETCH" : "LIST");
+        return fail(f, FS_ENOTSUP, "holder does not know %s",
+                    want == MSG_RANGE      ? "FETCH"
+                    : want == MSG_HASHLIST ? "HASHES"
+                                           : "LIST");
     if (m->type == MSG_ERROR)
         return fail(f, FS_EREFUSED, "holder refused: %s", m->text);
     if (m->type != want)
@@ -440,13 +453,14 @@ static fs_status read_body_rated(struct fetch *f, struct conn *c, char *buf, siz
     return FS_OK;
 }
 
-/* Reads one DATA frame for chunk idx into buf and checks its CRC. A holder
+/* Reads one DATA frame for chunk idx into buf and checks its CRC (unless
+ * hashed: the piece hashes check it, see below). A holder
  * that sends anything else, stalls (no byte for io_timeout_ms), or takes
  * longer than XFER_FRAME_TIMEOUTS io timeouts for the whole frame (a
  * trickle) is cut off. The frame's length is checked before its body is
  * read, so a body that never ends is never read. */
 static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t size,
-                            uint64_t want, char *buf, uint32_t *crc)
+                            uint64_t want, char *buf, uint32_t *crc, int hashed)
 {
     struct msg d;
     const char *why = NULL;
@@ -484,6 +498,16 @@ static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint6
     if (st)
         return fail(f, st, "transfer interrupted at byte %llu: %s", off + done, fs_strerror(st));
     note_first_byte(f);
+    /* hashed: every byte of this frame is about to be checked against its
+     * piece's SHA-256 (check_pieces()), which proves more than the CRC, so
+     * the CRC the frame announces is recorded as it is instead of being
+     * recomputed: zlib's CRC-32 (~500 MB/s here) was the receiving thread's
+     * costliest step. A wrong one only makes a resume fetch that chunk
+     * again (partial_check()). */
+    if (hashed) {
+        *crc = d.crc;
+        return FS_OK;
+    }
     *crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)want);
     if (*crc != d.crc)
         return cut(f, FS_EMISMATCH, "chunk %llu failed its CRC check", chunk);
@@ -509,9 +533,84 @@ static int start_hasher(pthread_t *t, struct pipeline *pl)
     return rc;
 }
 
+/* Checks every piece in a frame of want bytes at byte off against its
+ * hash, before the frame is written: frames are whole pieces (accept_chunk()
+ * made the chunk a multiple of the piece size), so a piece is complete the
+ * moment its frame is. A piece that fails is counted (bad_chunks) and the
+ * holder cut: nothing of the frame reaches the partial, and the next holder
+ * resumes at this piece. */
+static fs_status check_pieces(struct fetch *f, const struct piece_list *pl, uint64_t off,
+                              const char *buf, uint64_t want)
+{
+    if (!pl->list)
+        return FS_OK;
+    for (uint64_t at = 0; at < want; at += pl->piece) {
+        uint64_t len = want - at < pl->piece ? want - at : pl->piece;
+        uint64_t idx = (off + at) / pl->piece;
+        if (!pieces_piece_ok(pl->list, pl->n, idx, buf + at, (size_t)len)) {
+            stats_inc(f->x->stats, bad_chunks);
+            return cut(f, FS_EMISMATCH, "piece %llu (bytes %llu..%llu) failed its SHA-256 check: "
+                       "discarded", (unsigned long long)idx, (unsigned long long)(off + at),
+                       (unsigned long long)(off + at + len));
+        }
+    }
+    return FS_OK;
+}
+
+/* Hands a checked frame (chunk idx, want bytes in buf, its crc) to the
+ * pipeline: the partial gets it, the hasher's MD5 follows. */
+static fs_status put_frame(struct fetch *f, struct partial *pt, struct pipeline *pl,
+                           struct pipe_slot *sl)
+{
+    uint64_t off = sl->idx * pt->chunk;
+    fs_status st = partial_put(pt, sl->idx, sl->buf, sl->len, sl->crc);
+
+    if (st != FS_OK)
+        fail_local(f, st, "cannot write the download into %s/%s: %s", f->share,
+                   SHARE_STATE_DIR, strerror(errno));
+    pipe_give(pl, sl->buf, st == FS_OK, sl);
+    if (st)
+        return st;
+    f->res->bytes += sl->len;
+    stats_add(f->x->stats, bytes_received, sl->len);
+    report(f, f->base + off + sl->len, 0);
+    return FS_OK;
+}
+
+/* Frames smaller than a piece: reads the frames of the piece starting at
+ * chunk pt->have into stage (one piece), checks the piece whole, and only
+ * then hands its frames to the pipeline, so no byte of a bad piece reaches
+ * the partial. The copy out of stage costs little: only a holder under a
+ * low upload_rate sends such frames. */
+static fs_status receive_piece(struct fetch *f, struct conn *c, struct partial *pt,
+                               struct pipeline *pl, const struct piece_list *pcs, char *stage)
+{
+    uint64_t first = pt->have, off0 = first * pt->chunk;
+    uint64_t end = pt->size - off0 < pcs->piece ? pt->size : off0 + pcs->piece;
+    uint32_t crc[PIECES_SIZE_MAX / PARTIAL_CHUNK_MIN];
+    uint64_t n = 0;
+    fs_status st = FS_OK;
+
+    for (uint64_t off = off0; off < end && st == FS_OK; off += pt->chunk, n++) {
+        uint64_t want = end - off < pt->chunk ? end - off : pt->chunk;
+        st = read_frame(f, c, first + n, pt->chunk, want, stage + (off - off0), &crc[n], 1);
+    }
+    if (st == FS_OK)
+        st = check_pieces(f, pcs, off0, stage, end - off0);
+    for (uint64_t k = 0; k < n && st == FS_OK; k++) {
+        uint64_t off = off0 + k * pt->chunk;
+        struct pipe_slot sl = {.idx = first + k, .crc = crc[k]};
+        sl.len = (size_t)(end - off < pt->chunk ? end - off : pt->chunk);
+        sl.buf = pipe_take(pl);
+        memcpy(sl.buf, stage + (off - off0), sl.len);
+        st = put_frame(f, pt, pl, &sl);
+    }
+    return st;
+}
+
 /* Receives DATA frames for every chunk the partial lacks, feeding md5. */
 static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial *pt,
-                                struct hash_md5 *md5)
+                                struct hash_md5 *md5, const struct piece_list *pcs)
 {
     struct pipeline pl = {.md5 = md5, .pt = pt};
     pthread_t hasher;
@@ -522,10 +621,22 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             pl.nspare++;
     pthread_mutex_init(&pl.lock, NULL);
     pthread_cond_init(&pl.cond, NULL);
-    if (pl.nspare < PIPE_DEPTH || start_hasher(&hasher, &pl) != 0) {
+    /* frames smaller than a piece: one piece is gathered before its check */
+    char *stage = pcs->list && pt->chunk < pcs->piece ? malloc((size_t)pcs->piece) : NULL;
+    if (pl.nspare < PIPE_DEPTH || (pcs->list && pt->chunk < pcs->piece && !stage) ||
+        start_hasher(&hasher, &pl) != 0) {
+        free(stage);
         st = fail(f, FS_ENOMEM, "out of memory");
         goto out;
     }
+    while (stage && pt->have < pt->nchunks && st == FS_OK) {
+        if (cancelled(f))
+            st = fail(f, FS_ECANCELED, "cancelled at byte %llu",
+                      (unsigned long long)(pt->have * pt->chunk));
+        else
+            st = receive_piece(f, c, pt, &pl, pcs, stage);
+    }
+    free(stage);
     while (pt->have < pt->nchunks && st == FS_OK) {
         uint64_t idx = pt->have, off = idx * pt->chunk;
         uint64_t want = pt->size - off < pt->chunk ? pt->size - off : pt->chunk;
@@ -535,16 +646,13 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             break;
         }
         sl.buf = pipe_take(&pl);
-        st = read_frame(f, c, idx, pt->chunk, want, sl.buf, &sl.crc);
-        if (st == FS_OK && (st = partial_put(pt, idx, sl.buf, (size_t)want, sl.crc)) != FS_OK)
-            fail_local(f, st, "cannot write the download into %s/%s: %s", f->share,
-                       SHARE_STATE_DIR, strerror(errno));
-        pipe_give(&pl, sl.buf, st == FS_OK, &sl);
-        if (st)
-            break;
-        f->res->bytes += want;
-        stats_add(f->x->stats, bytes_received, want);
-        report(f, f->base + off + want, 0);
+        st = read_frame(f, c, idx, pt->chunk, want, sl.buf, &sl.crc, pcs->list != NULL);
+        if (st == FS_OK)
+            st = check_pieces(f, pcs, off, sl.buf, want);
+        if (st == FS_OK)
+            st = put_frame(f, pt, &pl, &sl);
+        else
+            pipe_give(&pl, sl.buf, 0, &sl);
     }
     pthread_mutex_lock(&pl.lock);
     pl.closed = 1;
@@ -564,12 +672,17 @@ out:
  * may send less): the partial is then re-cut to it (partial_rechunk();
  * the offset asked for is a multiple of every valid size, see
  * resume_prefix()). A chunk that is no valid size cuts the holder off. */
-static fs_status accept_chunk(struct fetch *f, struct partial *pt, const struct msg *m)
+static fs_status accept_chunk(struct fetch *f, struct partial *pt, const struct msg *m,
+                              const struct piece_list *pcs)
 {
     if (!partial_chunk_valid(m->chunk))
         return cut(f, FS_EPROTO, "holder announced chunk=%llu, which is not a power of two "
                    "from %u to %u", (unsigned long long)m->chunk, PARTIAL_CHUNK_MIN,
                    PARTIAL_CHUNK_MAX);
+    /* Frames smaller than a piece (a holder under upload_rate sends them:
+     * xfer_serve.c, chunk_for_rate()) divide it, both being powers of two:
+     * receive_piece() gathers a piece's frames before it checks it. */
+    (void)pcs;
     if (m->offset != pt->have * pt->chunk)
         return fail(f, FS_EPROTO, "holder answered another range than asked");
     /* The holder's permission bits go into the state, so that a partial
@@ -601,7 +714,8 @@ static fs_status accept_chunk(struct fetch *f, struct partial *pt, const struct 
  * on c (a connection to the holder that stays open for more requests), or
  * on a connection of its own when c is NULL. */
 static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct conn *c,
-                               struct partial *pt, struct hash_md5 *md5)
+                               struct partial *pt, struct hash_md5 *md5,
+                               const struct piece_list *pcs)
 {
     struct conn own;
     struct msg m;
@@ -616,17 +730,26 @@ static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct
     m.type = MSG_FETCH;
     snprintf(m.path, sizeof m.path, "%s", j->remote);
     memcpy(m.md5, j->md5, sizeof m.md5);
+    /* With piece hashes, from a piece boundary: a piece is checked whole
+     * (a partial made in smaller chunks may end inside one). */
+    if (pcs->list && pt->have * pt->chunk % pcs->piece) {
+        pt->have = pt->have * pt->chunk / pcs->piece * pcs->piece / pt->chunk;
+        if (partial_save(pt) != FS_OK)
+            return fail_local(f, FS_EIO, "cannot save the state of %s: %s", pt->name,
+                              strerror(errno));
+    }
     m.offset = pt->have * pt->chunk;
-    m.chunk = pt->chunk;
+    /* With piece hashes, frames of a piece or more where the holder can. */
+    m.chunk = pcs->list && pt->chunk < pcs->piece ? pcs->piece : pt->chunk;
     st = conn_send_msg(c->fd, &m, c->timeout_ms);
     if (st)
         fail(f, st, "sending the request failed: %s", fs_strerror(st));
     else
         st = read_reply(f, c, &m, MSG_RANGE, j->size, j->md5);
     if (st == FS_OK)
-        st = accept_chunk(f, pt, &m);
+        st = accept_chunk(f, pt, &m, pcs);
     if (st == FS_OK)
-        st = receive_chunks(f, c, pt, md5);
+        st = receive_chunks(f, c, pt, md5, pcs);
     if (c == &own)
         disconnect(f, &own);
     return st;
@@ -680,11 +803,141 @@ static fs_status resume_prefix(struct partial *pt, struct hash_md5 *md5, uint64_
     return st;
 }
 
-/* One try at fetching j from this holder; see fetch_file(). *suspect is
- * set when the whole MD5 failed over bytes kept from an earlier attempt
- * (maybe another holder's): the partial is then discarded. */
-static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, struct conn *c,
-                                 int *suspect)
+/* Reads a HASHLIST's body (m the header, already checked by read_reply())
+ * and checks it against the hit's root. Its length is checked against the
+ * size before anything is allocated. A list that does not match cuts the
+ * holder. */
+static fs_status read_hashlist(struct fetch *f, struct conn *c, const struct file_job *j,
+                               const struct msg *m, struct piece_list *pl)
+{
+    const char *why = NULL;
+    int ok = 0;
+    uint64_t want = pieces_size_valid(m->piece) ? pieces_list_len(j->size, m->piece, &ok) : 0;
+
+    if (strcmp(m->root, f->hit->root) != 0)
+        return cut(f, FS_EMISMATCH, "holder sent the hash list of another root than it found");
+    if (!pieces_size_valid(m->piece))
+        return cut(f, FS_EPROTO, "holder announced pieces of %llu bytes, not a power of two "
+                   "from %u to %u", (unsigned long long)m->piece, PIECES_SIZE_MIN,
+                   PIECES_SIZE_MAX);
+    if (!ok || m->len != want)
+        return cut(f, FS_ETOOBIG, "holder announced a hash list of %llu bytes for %llu bytes in "
+                   "pieces of %llu (%llu expected)", (unsigned long long)m->len,
+                   (unsigned long long)j->size, (unsigned long long)m->piece,
+                   (unsigned long long)want);
+    unsigned char *list = malloc(want ? (size_t)want : 1);
+    if (!list)
+        return fail(f, FS_ENOMEM, "out of memory");
+    fs_status st = want ? conn_read_body(c, list, (size_t)want) : FS_OK;
+    if (st) {
+        free(list);
+        return fail(f, st, "reading the hash list failed: %s", fs_strerror(st));
+    }
+    st = pieces_check_list(j->size, m->piece, list, (size_t)want, f->hit->root, &why);
+    if (st) {
+        free(list);
+        return cut(f, FS_EMISMATCH, "hash list refused: %s", why);
+    }
+    pl->list = list;
+    pl->n = want / PIECES_HASH_LEN;
+    pl->piece = m->piece;
+    return FS_OK;
+}
+
+/* Gets the piece hashes of j when the hit carried a root: from the list
+ * kept beside its partial ("<md5>.pieces", checked against the root again),
+ * else by HASHES on c, then kept there for a resume. A holder that has no
+ * list to give (an older holder, or none on disk) costs nothing but the
+ * early checks: the CRCs and the MD5 still guard the file. Files inside a
+ * folder have no root of their own in the hit: none. */
+static fs_status get_pieces(struct fetch *f, const struct file_job *j, struct conn *c,
+                            struct piece_list *pl)
+{
+    char name[MSG_MD5_LEN + sizeof PARTIAL_PIECES];
+    const char *why = NULL;
+    struct msg m;
+    fs_status st;
+
+    memset(pl, 0, sizeof *pl);
+    if (!f->hit->root[0] || j->staged)
+        return FS_OK;
+    snprintf(name, sizeof name, "%s" PARTIAL_PIECES, j->md5);
+    st = pieces_load_at(f->state, name, j->size, f->hit->root, &pl->list, &pl->n, &pl->piece,
+                        &why);
+    if (st == FS_OK) {
+        log_msg(L_INFO, "partial %s: using its cached piece list (%llu pieces)", j->name,
+                (unsigned long long)pl->n);
+        return FS_OK;
+    }
+    if (st != FS_ENOTFOUND)
+        log_msg(L_WARN, "partial %s: cached piece list unusable (%s); asking the holder",
+                j->name, why ? why : fs_strerror(st));
+    memset(&m, 0, sizeof m);
+    m.type = MSG_HASHES;
+    snprintf(m.path, sizeof m.path, "%s", j->remote);
+    memcpy(m.md5, j->md5, sizeof m.md5);
+    memcpy(m.root, f->hit->root, sizeof m.root);
+    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    if (st)
+        return fail(f, st, "sending the request failed: %s", fs_strerror(st));
+    st = read_reply(f, c, &m, MSG_HASHLIST, j->size, j->md5);
+    if (st == FS_ENOTSUP || st == FS_EREFUSED) {
+        /* The holder said why (an ERROR: it has closed the connection). */
+        log_msg(L_INFO, "get %s: no piece hashes from the holder (%s); checking the whole MD5 "
+                "only", j->name, f->res->why);
+        f->res->why[0] = '\0';
+        pl->refused = 1;
+        return FS_OK;
+    }
+    if (st == FS_OK)
+        st = read_hashlist(f, c, j, &m, pl);
+    if (st)
+        return st;
+    pl->fresh = 1;
+    log_msg(L_INFO, "partial %s: %llu piece hashes of %llu bytes from the holder, root %s",
+            j->name, (unsigned long long)pl->n, (unsigned long long)pl->piece, f->hit->root);
+    if (pieces_save_at(f->state, name, j->size, pl->piece, f->hit->root, pl->list, pl->n))
+        log_msg(L_WARN, "partial %s: cannot keep its piece list: %s", j->name, strerror(errno));
+    return FS_OK;
+}
+
+/* A resumed partial whose pieces were checked against another list (the
+ * hit's root differs from the one kept beside it: a liar's, another
+ * content's of the same MD5 claim) or none (made before this holder had a
+ * root): its prefix is checked against this list, piece by piece, and cut
+ * back before the first piece that fails, so bytes of another content never
+ * mix into this one. Reads the prefix once; only when the list is new. */
+static fs_status verify_prefix(struct fetch *f, struct partial *pt, const struct piece_list *pl)
+{
+    uint64_t bytes = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
+    uint64_t good = 0;
+    char *buf = malloc((size_t)pl->piece);
+
+    if (!buf)
+        return fail(f, FS_ENOMEM, "out of memory");
+    for (uint64_t idx = 0; good < bytes; idx++) {
+        uint64_t len = pt->size - good < pl->piece ? pt->size - good : pl->piece;
+        if (good + len > bytes || partial_read_at(pt->fd, buf, (size_t)len, good) != FS_OK ||
+            !pieces_piece_ok(pl->list, pl->n, idx, buf, (size_t)len))
+            break;
+        good += len;
+    }
+    free(buf);
+    if (good == bytes)
+        return FS_OK;
+    log_msg(L_WARN, "partial %s: its first %llu bytes were not checked against root %.16s...: "
+            "%llu match it, the rest is fetched again", pt->name, (unsigned long long)bytes,
+            f->hit->root, (unsigned long long)good);
+    pt->have = good / pt->chunk;
+    if (partial_save(pt) != FS_OK)
+        return fail_local(f, FS_EIO, "cannot save the state of %s: %s", pt->name,
+                          strerror(errno));
+    return FS_OK;
+}
+
+/* fetch_file_once() with the piece list (if any) in hand. */
+static fs_status fetch_with_pieces(struct fetch *f, const struct file_job *j, struct conn *c,
+                                   const struct piece_list *pcs, int *suspect)
 {
     char dir[PATH_MAX + 32];
     struct partial *pt;
@@ -695,8 +948,8 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
 
     *suspect = 0;
     snprintf(dir, sizeof dir, "%s/%s", f->share, SHARE_STATE_DIR); /* for messages */
-    fs_status st = partial_open_at(f->state, j->name, j->size, j->md5, XFER_FETCH_CHUNK, &pt,
-                                   &resumed);
+    uint64_t chunk = pcs->list && pcs->piece > XFER_FETCH_CHUNK ? pcs->piece : XFER_FETCH_CHUNK;
+    fs_status st = partial_open_at(f->state, j->name, j->size, j->md5, chunk, &pt, &resumed);
     if (st == FS_EBUSY)
         return fail(f, st, "another get is downloading %s right now", j->name);
     if (st == FS_ETOOBIG)
@@ -712,7 +965,9 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
         partial_close(pt);
         return fail(f, FS_ENOMEM, "out of memory");
     }
-    if (resumed && pt->have > 0)
+    if (resumed && pt->have > 0 && pcs->list && pcs->fresh)
+        st = verify_prefix(f, pt, pcs);
+    if (st == FS_OK && resumed && pt->have > 0)
         st = resume_prefix(pt, &md5, &bad); /* also rebuilds the MD5 of what is there */
     uint64_t have = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
     f->res->resumed_from += have;
@@ -721,7 +976,7 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
                 j->name, (unsigned long long)bad);
     report(f, f->base + have, 1);
     if (st == FS_OK && pt->have < pt->nchunks && (st = check_room(f, pt, dir)) == FS_OK)
-        st = fetch_missing(f, j, c, pt, &md5);
+        st = fetch_missing(f, j, c, pt, &md5, pcs);
     if (st) {
         int saved = errno;
         hash_abort(&md5);
@@ -759,6 +1014,39 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
         fail(f, st, "cannot move the download into place: %s", strerror(errno));
     }
     partial_close(pt);
+    return st;
+}
+
+/* One try at fetching j from this holder; see fetch_file(). *suspect is
+ * set when the whole MD5 failed over bytes kept from an earlier attempt
+ * (maybe another holder's): the partial is then discarded. */
+static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, struct conn *c,
+                                 int *suspect)
+{
+    struct piece_list pcs = {0};
+    struct conn own;
+    int owned = 0;
+    fs_status st;
+
+    *suspect = 0;
+    /* The HASHES and the FETCH go on one connection (and one upload slot). */
+    if (f->hit->root[0] && !j->staged && !c) {
+        if ((st = connect_holder(f, &own)) != FS_OK)
+            return st;
+        c = &own;
+        owned = 1;
+    }
+    st = get_pieces(f, j, c, &pcs);
+    if (st == FS_OK && pcs.refused && owned) { /* FETCH goes on a connection of its own */
+        disconnect(f, &own);
+        owned = 0;
+        c = NULL;
+    }
+    if (st == FS_OK)
+        st = fetch_with_pieces(f, j, c, &pcs, suspect);
+    free(pcs.list);
+    if (owned)
+        disconnect(f, &own);
     return st;
 }
 

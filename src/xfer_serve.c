@@ -19,6 +19,7 @@
 #include "floodshare/log.h"
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
+#include "floodshare/pieces.h"
 #include "floodshare/rate.h"
 #include "floodshare/node.h"
 #include "floodshare/stats.h"
@@ -515,6 +516,15 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
         refuse(x, c, "refused", "offset is not a chunk boundary inside the file", req->path);
         return -1;
     }
+    /* end: a range that stops before the file's end (swarming asks each
+     * holder for its own pieces). It must leave whole chunks. */
+    uint64_t end = req->end ? req->end : it.size;
+    if (req->end && (end <= req->offset || end > it.size || (end % chunk && end != it.size))) {
+        close(fd);
+        refuse(x, c, "refused", "end is not a chunk boundary after offset inside the file",
+               req->path);
+        return -1;
+    }
     if (fstat(fd, &sb) < 0 || (uint64_t)sb.st_size != it.size) {
         close(fd);
         refuse(x, c, "changed", "the item has changed since it was found", req->path);
@@ -530,7 +540,7 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
     r.mode = (unsigned)(sb.st_mode & 0777); /* the download gets these bits */
     r.has_mode = 1;
     log_msg(L_INFO, "fetch %s: sending bytes %llu..%llu of %llu", log_escape_str(esc, req->path),
-            (unsigned long long)req->offset, (unsigned long long)it.size,
+            (unsigned long long)req->offset, (unsigned long long)end,
             (unsigned long long)it.size);
     net_peer_addr(c->fd, &who);
     int slot = xfer_table_add(x, 1, req->path, &who, it.size);
@@ -541,7 +551,7 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
     pace_init(&pc, x, c->fd);
     fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
     if (st == FS_OK)
-        st = send_chunks(x, c, &pc, fd, it.size, req->offset, chunk, slot, &ut);
+        st = send_chunks(x, c, &pc, fd, end, req->offset, chunk, slot, &ut);
     up_end(x, &ut, ut.ev.bytes, st);
     xfer_table_del(x, slot);
     close(fd);
@@ -595,6 +605,85 @@ int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req)
         struct fs_addr who;
         net_peer_addr(c->fd, &who);
         upload_failed(x, &pc, "list", esc, &who, st, L_INFO);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the index's list of root (checked against it: a sidecar damaged on
+ * disk is never served) into *list (malloc'd). FS_OK or why not. */
+static fs_status load_sidecar(struct xfer_plane *x, const char *root, uint64_t size,
+                              unsigned char **list, uint64_t *n, uint64_t *piece,
+                              const char **why)
+{
+    struct share *sh = node_share_get(x->node);
+    int sfd = -1, pfd = -1;
+    fs_status st = statedir_open(share_root_fd(sh), &sfd);
+
+    node_share_put(x->node);
+    *why = "the piece list cannot be read";
+    if (st == FS_OK) {
+        pfd = openat(sfd, SHARE_PIECES_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        st = pfd < 0 ? FS_EIO : pieces_load_at(pfd, root, size, root, list, n, piece, why);
+    }
+    if (pfd >= 0)
+        close(pfd);
+    if (sfd >= 0)
+        close(sfd);
+    return st;
+}
+
+int xfer_serve_hashes(struct xfer_plane *x, struct conn *c, const struct msg *req)
+{
+    struct share_item it;
+    char esc[LOG_ESCAPE_BUF];
+    unsigned char *list = NULL;
+    uint64_t n = 0, piece = 0;
+    const char *why = NULL;
+    int fd;
+
+    if (find_item(x, c, req, &it, &fd) < 0)
+        return -1;
+    close(fd);
+    if (it.kind != MSG_KIND_FILE) {
+        refuse(x, c, "refused", "HASHES is for files", req->path);
+        return -1;
+    }
+    if (it.root[0] == '\0') {
+        refuse(x, c, "nohashes", "this holder has no piece hashes for the file", req->path);
+        return -1;
+    }
+    if (strcmp(it.root, req->root) != 0) {
+        refuse(x, c, "changed", "the item has changed since it was found", req->path);
+        return -1;
+    }
+    fs_status st = load_sidecar(x, it.root, it.size, &list, &n, &piece, &why);
+    if (st) {
+        log_msg(L_WARN, "hashes %s: %s", log_escape_str(esc, req->path),
+                why ? why : fs_strerror(st));
+        refuse(x, c, "nohashes", "this holder cannot read its piece hashes now", req->path);
+        return -1;
+    }
+    struct msg m;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_HASHLIST;
+    m.size = it.size;
+    memcpy(m.md5, it.md5, sizeof m.md5);
+    memcpy(m.root, it.root, sizeof m.root);
+    m.piece = piece;
+    m.len = n * PIECES_HASH_LEN;
+    log_msg(L_INFO, "hashes %s: sending %llu piece hashes", log_escape_str(esc, req->path),
+            (unsigned long long)n);
+    struct pace pc;
+    pace_init(&pc, x, c->fd);
+    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    if (st == FS_OK && m.len)
+        st = pace_write(&pc, list, (size_t)m.len, c->timeout_ms);
+    free(list);
+    if (st) {
+        struct fs_addr who;
+        net_peer_addr(c->fd, &who);
+        upload_failed(x, &pc, "hashes", esc, &who, st, L_INFO);
         return -1;
     }
     return 0;

@@ -22,6 +22,7 @@
 #define MSG_MAX_CODE 31     /* bytes of an ERROR code word */
 #define MSG_QID_LEN 16      /* a query id is 16 lower-case hex digits */
 #define MSG_MD5_LEN 32      /* an MD5 is 32 lower-case hex digits */
+#define MSG_ROOT_LEN 64      /* a piece root is 64 lower-case hex digits (pieces.h) */
 #define MSG_NONCE_LEN 32    /* a link challenge is 32 lower-case hex digits */
 #define MSG_MAX_HOPS 255    /* ttl and hops must parse as 0..255 */
 #define MSG_MAX_RETRY_MS 600000 /* a BUSY's retry: at most 10 minutes */
@@ -42,17 +43,19 @@ enum msg_type {
     MSG_PROVE,     /* the answer, sent over the link being proven */
     MSG_BUSY,     /* a holder's refusal for now: every upload slot is taken; ask
                      again after `retry` ms (the holder closes the connection) */
+    MSG_HASHES,   /* ask a holder for a file's piece hash list */
+    MSG_HASHLIST, /* the holder's answer; `len` body bytes (the list) follow */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
 
 /* A decoded message. Which fields are set depends on type; see PROTOCOL.md:
  *   GET:     qid ttl hops origin from name
- *   FOUND:   qid hops holder peer_id kind size md5 path name
+ *   FOUND:   qid hops holder peer_id kind size md5 path name [root]
  *   REQUEST: path md5
  *   ITEM:    kind size md5 len zmd5
  *   ERROR:   code text
- *   FETCH:   path md5 offset [chunk]   ([..]: optional; 0 when absent)
+ *   FETCH:   path md5 offset [chunk] [end]   ([..]: optional; 0 when absent)
  *   RANGE:   size md5 offset chunk [mode]
  *   DATA:    idx len crc
  *   LIST:    path md5
@@ -60,6 +63,8 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   HELLO:   from peer_id
  *   CHALLENGE, PROVE: from nonce
  *   BUSY:    retry
+ *   HASHES:  path md5 root
+ *   HASHLIST: size md5 root piece len
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;
@@ -90,6 +95,10 @@ struct msg {
     unsigned mode;   /* RANGE: the file's permission bits on the holder (octal on
                         the wire, 0..07777), when has_mode */
     int has_mode;    /* RANGE: mode was given (older holders send none) */
+    char root[MSG_ROOT_LEN + 1]; /* FOUND (optional, "" when absent), HASHES,
+                                    HASHLIST: the root of the piece hashes */
+    uint64_t piece;  /* HASHLIST: bytes per piece */
+    uint64_t end;    /* FETCH: send bytes before this one only; 0 = to the end */
 };
 
 /* Parses one header from buf[0..len).

@@ -2,6 +2,9 @@
  *
  * A partial download of a file is two files in the share's state folder:
  *   <md5>.part   the bytes received so far, at their final offsets
+ *   <md5>.pieces the piece hash list (pieces.h), when the holder advertised a
+ *                root: fetched once, checked against the root each time it
+ *                is read, so a resume asks no holder for it again
  *   <md5>.state  what is known about them (text, docs/PROTOCOL.md):
  *                  floodshare-partial 1
  *                  name NAME (percent-encoded)   size N   md5 HEX
@@ -37,6 +40,7 @@
  * negotiation: what a FETCH without `chunk` gets and what a state file
  * without a "chunk" line means. Every valid size divides PARTIAL_CHUNK_MAX,
  * so a prefix of whole PARTIAL_CHUNK_MAX bytes is whole chunks of any. */
+#define PARTIAL_PIECES ".pieces" /* "<md5>.pieces": the list beside a partial */
 #define PARTIAL_CHUNK_MIN (64u * 1024)
 #define PARTIAL_CHUNK_MAX (4u * 1024 * 1024)
 #define PARTIAL_CHUNK PARTIAL_CHUNK_MAX
@@ -148,7 +152,8 @@ fs_status partial_trim(struct partial *pt);
  * partial_save()), a .state whose .part is gone (killed between
  * partial_finish_at()'s rename and its unlink: the item is complete) and a
  * .part without a .state (killed in partial_open_at() before the first
- * save). Only for start-up, when no download runs. Returns how many. */
+ * save), and a "<md5>.pieces" (or its temporary) without a .state. Only for
+ * start-up, when no download runs. Returns how many. */
 long partial_sweep_at(int state_dir);
 
 /* Renames from (in the folder from_dir) to `to` (in the folder to_dir) with
@@ -177,7 +182,8 @@ fs_status partial_finish_at(struct partial *pt, int to_dir, const char *to, int 
  * files); 077 when it cannot be read. */
 mode_t partial_umask(void);
 
-/* Deletes both files (the bytes cannot be trusted any more). */
+/* Deletes both files and the piece list (the bytes cannot be trusted any
+ * more). partial_finish_at() removes the list too. */
 void partial_discard(struct partial *pt);
 
 /* Closes pt, keeping whatever is on disk. NULL is fine. */

@@ -46,6 +46,12 @@
  * still match. */
 #define SHARE_CACHE_FILE SHARECACHE_FILE
 
+/* The index's piece lists (pieces.h), inside SHARE_STATE_DIR: one file per
+ * distinct content, named by its root, written by the share's thread in
+ * the pass that computes the MD5, removed by a later scan once no file has
+ * that root. HASHES is answered from it. */
+#define SHARE_PIECES_DIR "pieces"
+
 struct share_item {
     char path[MSG_MAX_PATH + 1]; /* relative to the share dir, e.g. "docs/3.txt" */
     char name[MSG_MAX_NAME + 1]; /* last component of path */
@@ -53,6 +59,8 @@ struct share_item {
     uint64_t size;  /* file bytes; for a folder, the sum of its files */
     uint64_t files; /* 1 for a file; files inside a folder (recursively) */
     char md5[MSG_MD5_LEN + 1];
+    char root[MSG_ROOT_LEN + 1]; /* files: the piece root (pieces.h); "" for a
+                                    folder, a read-only share, a file > 1 TiB */
 };
 
 struct share;

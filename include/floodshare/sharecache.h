@@ -3,10 +3,11 @@
  *
  * The cache lets a restarted peer re-hash only what changed while it was
  * down. It is a text file:
- *   "floodshare-index 1\n"
- *   "<dev> <ino> <size> <mtime_sec> <mtime_nsec> <md5>\n"   one per file
+ *   "floodshare-index 2\n"
+ *   "<dev> <ino> <size> <mtime_sec> <mtime_nsec> <md5> <root>\n"   one per file
  *   "end <count> <md5 of every byte before this line>\n"
- * in decimal (mtime_sec may be negative), md5 as lower-case hex, at most
+ * in decimal (mtime_sec may be negative), md5 as lower-case hex, root the
+ * piece root (pieces.h, 64 hex digits) or "-" for none, at most
  * SHARECACHE_LINE_MAX - 1 bytes a line, no two entries with the same
  * (dev, ino). The share (share.c) decides which hashes go in and when they
  * are trusted; this module only knows the bytes. */
@@ -23,12 +24,15 @@
 #include "floodshare/status.h"
 
 #define SHARECACHE_FILE "index.cache" /* name inside the share's state folder */
-#define SHARECACHE_MAGIC "floodshare-index 1"
+/* Version 2 added the piece root; a version 1 file is refused as
+ * "unsupported version", so the share hashes afresh (pieces included)
+ * rather than trusting entries that lack them. */
+#define SHARECACHE_MAGIC "floodshare-index 2"
 /* A valid file never comes near the byte limit (SHARECACHE_MAX_ENTRIES
  * lines of at most 128 bytes), so a larger one is not ours to trust. */
 #define SHARECACHE_MAX_BYTES (256L * 1024 * 1024)
 #define SHARECACHE_MAX_ENTRIES 1000000
-#define SHARECACHE_LINE_MAX 160 /* bytes of one line with its '\n', plus a NUL */
+#define SHARECACHE_LINE_MAX 240 /* bytes of one line with its '\n', plus a NUL */
 
 struct sharecache_ent {
     dev_t dev;
@@ -36,6 +40,7 @@ struct sharecache_ent {
     uint64_t size; /* at most INT64_MAX */
     struct timespec mtime;
     char md5[MSG_MD5_LEN + 1];
+    char root[MSG_ROOT_LEN + 1]; /* "" when the file has none */
 };
 
 /* Orders entries by (dev, ino), the cache's key. */

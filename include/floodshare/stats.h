@@ -44,7 +44,8 @@
     X(uploads_slow, "uploads cut for moving less than min_upload_rate")        \
     X(symlinks_refused, "paths refused or entries left out: a symbolic link in the share") \
     X(upload_wait_ms, "ms uploads slept in the upload_rate bucket, all added up") \
-    X(download_wait_ms, "ms downloads slept in the download_rate bucket, all added up")
+    X(download_wait_ms, "ms downloads slept in the download_rate bucket, all added up") \
+    X(bad_chunks, "received pieces that failed their SHA-256 (discarded, fetched again)")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).

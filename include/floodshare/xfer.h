@@ -100,6 +100,11 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req);
  * request, -1 when it must be closed. */
 int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req);
 int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req);
+/* Serves HASHES: the piece hash list of a file whose FOUND carried a root,
+ * from the index's sidecar (share.h SHARE_PIECES_DIR), checked against the
+ * root before it is sent (a damaged sidecar is refused, never served).
+ * Same return as above. */
+int xfer_serve_hashes(struct xfer_plane *x, struct conn *c, const struct msg *req);
 
 /* What a download reports while it runs. */
 struct xfer_event {

@@ -40,9 +40,10 @@ def temporaries(share: Path, md5: str) -> list[str]:
     """Everything in a share's state folder that belongs to a download of md5 (or to any
     interrupted transfer), i.e. everything but the index cache and its own save in progress
     (index.cache.tmp-PID-N: the share's thread writes the cache after a download lands, so the
-    living peer may be renaming one into place at the moment this looks)."""
+    living peer may be renaming one into place at the moment this looks), and the folder of
+    the index's piece lists (pieces/)."""
     return sorted(n for n in os.listdir(share / STATE)
-                  if n != "index.cache" and not n.startswith("index.cache.tmp-"))
+                  if n not in ("index.cache", "pieces") and not n.startswith("index.cache.tmp-"))
 
 
 def start_get(net, pid: int, name: str) -> subprocess.Popen:
@@ -163,8 +164,9 @@ class KillTest(NetCase):
                 if os.environ.get("FS_FAULT_TRACE"):
                     print(f"  kill {k}: peer {victim}, {phase}, {on_disk} bytes on disk, "
                           f"{have} kept, the killed get began at {began}")
+                # the partial: its bytes, its state and its piece list (issue 12)
                 leftover = [n for n in temporaries(net.share(1), md5)
-                            if n not in (f"{md5}.part", f"{md5}.state")]
+                            if n not in (f"{md5}.part", f"{md5}.state", f"{md5}.pieces")]
                 self.assertEqual(leftover, [], where)
             self.assertEqual(temporaries(net.share(2), md5), [], where)  # the holder's side
             self.assertEqual(snapshot(net, {final, net.share(2) / "big.bin"}), before, where)

@@ -10,8 +10,9 @@ from fsnet import NetCase, last_json, md5_of, raw, tree
 
 def leftovers(share):
     """What an interrupted or refused transfer could leave behind in the state folder (the share
-    index's own cache file lives there too, and is not a leftover)."""
-    return sorted(p.name for p in (share / ".floodshare").iterdir() if p.name != "index.cache")
+    index's own cache file and piece lists live there too, and are not leftovers)."""
+    return sorted(p.name for p in (share / ".floodshare").iterdir()
+                  if p.name not in ("index.cache", "pieces"))
 
 
 class TransferTest(NetCase):

@@ -353,6 +353,86 @@ static void test_parse_refuses_bad_range_mode(void **state)
     expect_all_malformed(cases, sizeof cases / sizeof cases[0]);
 }
 
+/* Piece hashes (docs/PROTOCOL.md): FOUND's optional root, HASHES and
+ * HASHLIST, and FETCH's optional end. An older FOUND has no root. */
+#define ROOT "b142540ea694b6ad8393c36d8a94fb0aa2865717af0ac6319544bc0a8a36e3e9"
+
+static void test_piece_messages_round_trip_and_root_is_optional(void **state)
+{
+    static const char hashes[] = "FLOOD/1 HASHES path=a md5=6f5902ac237024bdd0c176cb93063dc4 "
+                                 "root=" ROOT "\n";
+    static const char list[] = "FLOOD/1 HASHLIST size=2097152 md5=6f5902ac237024bdd0c176cb93063dc4 "
+                               "root=" ROOT " piece=1048576 len=64\n";
+    static const char fetch[] = "FLOOD/1 FETCH path=a md5=6f5902ac237024bdd0c176cb93063dc4 "
+                                "offset=1048576 chunk=1048576 end=2097152\n";
+    struct msg m;
+    size_t used;
+    char out[MSG_MAX_HEADER];
+
+    (void)state;
+    make_found(&m, "docs/3.txt", "3.txt");
+    assert_int_equal(msg_format(&m, out, sizeof out) > 0, 1);
+    assert_null(strstr(out, "root=")); /* none set: none written, as older holders */
+    strcpy(m.root, ROOT);
+    assert_round_trip(&m);
+    assert_int_equal(msg_format(&m, out, sizeof out) > 0, 1);
+    assert_non_null(strstr(out, " root=" ROOT "\n"));
+
+    assert_int_equal(msg_parse(hashes, sizeof hashes - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_HASHES);
+    assert_string_equal(m.root, ROOT);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof hashes - 1));
+    assert_memory_equal(out, hashes, sizeof hashes - 1);
+    assert_round_trip(&m);
+
+    assert_int_equal(msg_parse(list, sizeof list - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_HASHLIST);
+    assert_int_equal(m.piece, 1048576);
+    assert_int_equal(m.len, 64);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof list - 1));
+    assert_memory_equal(out, list, sizeof list - 1);
+    assert_round_trip(&m);
+
+    assert_int_equal(msg_parse(fetch, sizeof fetch - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.end, 2097152);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof fetch - 1));
+    assert_memory_equal(out, fetch, sizeof fetch - 1);
+    assert_round_trip(&m);
+}
+
+static void test_parse_refuses_bad_piece_fields(void **state)
+{
+    static const struct bad_case cases[] = {
+        {"FLOOD/1 HASHES path=a md5=6f5902ac237024bdd0c176cb93063dc4\n", "HASHES needs root"},
+        {"FLOOD/1 HASHES path=a md5=6f5902ac237024bdd0c176cb93063dc4 root=abc\n",
+         "root is not 64 lower-case hex digits"},
+        {"FLOOD/1 HASHES path=a md5=6f5902ac237024bdd0c176cb93063dc4 root="
+         "B142540EA694B6AD8393C36D8A94FB0AA2865717AF0AC6319544BC0A8A36E3E9\n",
+         "root is not 64 lower-case hex digits"},
+        {"FLOOD/1 HASHLIST size=1 md5=6f5902ac237024bdd0c176cb93063dc4 root=" ROOT
+         " piece=0 len=32\n", "piece is not a number from 1 up that fits in 64 bits"},
+        {"FLOOD/1 HASHLIST size=1 md5=6f5902ac237024bdd0c176cb93063dc4 root=" ROOT
+         " piece=65536\n", "HASHLIST needs len"},
+        {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 end=0\n",
+         "end is not a number from 1 up that fits in 64 bits"},
+        {"FLOOD/1 FOUND qid=0123456789abcdef hops=1 from=127.0.0.1:1 holder=127.0.0.1:1 "
+         "peer=1 kind=file size=1 md5=6f5902ac237024bdd0c176cb93063dc4 path=a name=a root=1\n",
+         "root is not 64 lower-case hex digits"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct msg m;
+        size_t used = 0;
+        const char *why = NULL;
+        assert_int_equal(msg_parse(cases[i].line, strlen(cases[i].line), &m, &used, &why),
+                         FS_EPROTO);
+        assert_non_null(why);
+        print_message("case %zu: %s\n", i, why);
+        assert_string_equal(why, cases[i].why);
+    }
+}
+
 static void test_parse_refuses_bad_transfer_fields(void **state)
 {
     static const struct bad_case cases[] = {
@@ -1364,6 +1444,8 @@ int main(void)
         cmocka_unit_test(test_range_mode_is_optional_and_octal),
         cmocka_unit_test(test_parse_refuses_bad_range_mode),
         cmocka_unit_test(test_parse_refuses_bad_transfer_fields),
+        cmocka_unit_test(test_piece_messages_round_trip_and_root_is_optional),
+        cmocka_unit_test(test_parse_refuses_bad_piece_fields),
         cmocka_unit_test(test_round_trip_busy),
         cmocka_unit_test(test_parse_refuses_bad_busy),
         cmocka_unit_test(test_format_refuses_busy_without_retry),

@@ -837,7 +837,7 @@ static void cache_set_version(char *buf, size_t *len, char version)
     char *end = buf + *len - 1, md5[HASH_HEX_LEN + 1];
     size_t head;
 
-    assert_int_equal(strncmp(buf, "floodshare-index 1\n", 19), 0);
+    assert_int_equal(strncmp(buf, "floodshare-index 2\n", 19), 0);
     buf[17] = version;
     while (end > buf && end[-1] != '\n')
         end--;
@@ -905,7 +905,7 @@ static void write_cache_as(const struct fixture *fx, const char *good, size_t le
         spill(p, buf, (size_t)(cut - buf));
         break;
     case C_VERSION:
-        cache_set_version(buf, &len, '2');
+        cache_set_version(buf, &len, '1'); /* the version before piece roots */
         spill(p, buf, len);
         break;
     case C_CHECKSUM:
@@ -1008,16 +1008,17 @@ static void test_share_creates_private_state_dir_for_cache(void **state)
     assert_int_equal(lstat(p, &sb), 0);
     assert_true(S_ISDIR(sb.st_mode));
     assert_int_equal(sb.st_mode & 0777, 0700);
-    /* Only the cache: no temporary left behind. */
+    /* Only the cache and the piece lists' folder: no temporary left behind. */
     d = opendir(p);
     assert_non_null(d);
     while ((de = readdir(d)) != NULL)
         if (de->d_name[0] != '.') {
-            assert_string_equal(de->d_name, SHARE_CACHE_FILE);
+            if (strcmp(de->d_name, SHARE_PIECES_DIR) != 0)
+                assert_string_equal(de->d_name, SHARE_CACHE_FILE);
             n++;
         }
     closedir(d);
-    assert_int_equal(n, 1);
+    assert_int_equal(n, 2);
 }
 
 static void test_share_close_saves_cache_that_lost_files(void **state)

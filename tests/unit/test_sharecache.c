@@ -29,7 +29,7 @@
 static char *cache_text(const char *entries, size_t count)
 {
     char head[4096], md5[HASH_HEX_LEN + 1], *out = malloc(4096 + 64);
-    int n = snprintf(head, sizeof head, "floodshare-index 1\n%s", entries);
+    int n = snprintf(head, sizeof head, "floodshare-index 2\n%s", entries);
 
     assert_non_null(out);
     assert_true(n > 0 && (size_t)n < sizeof head);
@@ -38,8 +38,8 @@ static char *cache_text(const char *entries, size_t count)
     return out;
 }
 
-static const char two_lines[] = "2049 20 7 1764892800 5 " MD5_A "\n"
-                                "2049 10 0 -3 999999999 " MD5_B "\n";
+static const char two_lines[] = "2049 20 7 1764892800 5 " MD5_A " -\n"
+                                "2049 10 0 -3 999999999 " MD5_B " -\n";
 
 static fs_status parse_str(const char *text, struct sharecache_ent **v, size_t *n,
                            const char **why)
@@ -109,9 +109,13 @@ static void test_sharecache_refuses_foreign_or_other_version(void **state)
     (void)state;
     refused("", FS_EPROTO, "empty");
     refused("hello\n", FS_EPROTO, "not an index cache");
-    text[17] = '2';
+    text[17] = '3';
     refused(text, FS_EPROTO, "unsupported version");
     free(text);
+    /* A version 1 cache (before piece roots) is refused, not misread: the
+     * share then hashes every file again, pieces included. */
+    refused("floodshare-index 1\n2049 20 7 1764892800 5 " MD5_A "\nend 1 "
+            "00000000000000000000000000000000\n", FS_EPROTO, "unsupported version");
 }
 
 static void test_sharecache_refuses_truncated_files(void **state)
@@ -130,17 +134,36 @@ static void test_sharecache_refuses_truncated_files(void **state)
     free(text);
 }
 
+static void test_sharecache_keeps_the_piece_root(void **state)
+{
+    char *text = cache_text("1 2 3 4 5 " MD5_A " " MD5_A MD5_B "\n", 1);
+    struct sharecache_ent *v = NULL;
+    const char *why = NULL;
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(parse_str(text, &v, &n, &why), FS_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].root, MD5_A MD5_B);
+    free(v);
+    free(text);
+}
+
 static void test_sharecache_refuses_malformed_entries(void **state)
 {
     static const char *bad[] = {
-        "2049 20 7 1764892800 " MD5_A "\n",             /* a field missing */
-        "2049 20 7 1764892800 1000000000 " MD5_A "\n",  /* nsec out of range */
+        "2049 20 7 1764892800 " MD5_A " -\n",             /* a field missing */
+        "2049 20 7 1764892800 1000000000 " MD5_A " -\n",  /* nsec out of range */
         "2049 20 7 1764892800 5 6F5902AC237024BDD0C176CB93063DC4\n", /* upper case */
         "2049 20 7 1764892800 5 " MD5_A " \n",          /* trailing space */
-        "2049  20 7 1764892800 5 " MD5_A "\n",          /* empty field */
-        "2049 20 9223372036854775808 1 5 " MD5_A "\n",  /* size past INT64_MAX */
-        "18446744073709551616 20 7 1 5 " MD5_A "\n",    /* dev past 64 bits */
-        "2049 20 +7 1764892800 5 " MD5_A "\n",          /* a sign on a size */
+        "2049  20 7 1764892800 5 " MD5_A " -\n",          /* empty field */
+        "2049 20 9223372036854775808 1 5 " MD5_A " -\n",  /* size past INT64_MAX */
+        "18446744073709551616 20 7 1 5 " MD5_A " -\n",    /* dev past 64 bits */
+        "2049 20 +7 1764892800 5 " MD5_A " -\n",          /* a sign on a size */
+        "2049 20 7 1764892800 5 " MD5_A "\n",             /* no root (version 1) */
+        "2049 20 7 1764892800 5 " MD5_A " abc\n",         /* a root too short */
+        "2049 20 7 1764892800 5 " MD5_A " " MD5_A "6F5902AC237024BDD0C176CB93063DC4\n",
+        /* ^ a root in upper case */
     };
 
     (void)state;
@@ -191,7 +214,7 @@ static void test_sharecache_refuses_data_after_end_line(void **state)
 
 static void test_sharecache_refuses_duplicate_entries(void **state)
 {
-    char *text = cache_text("1 2 3 4 5 " MD5_A "\n1 2 9 9 9 " MD5_B "\n", 2);
+    char *text = cache_text("1 2 3 4 5 " MD5_A " -\n1 2 9 9 9 " MD5_B " -\n", 2);
 
     (void)state;
     refused(text, FS_EPROTO, "duplicate");
@@ -238,7 +261,7 @@ static void test_sharecache_refuses_more_than_max_bytes_before_reading(void **st
 static void test_sharecache_write_then_parse_gives_same_entries(void **state)
 {
     struct sharecache_ent in[3] = {
-        {.dev = 1, .ino = 2, .size = 0, .mtime = {-7, 0}, .md5 = MD5_A},
+        {.dev = 1, .ino = 2, .size = 0, .mtime = {-7, 0}, .md5 = MD5_A, .root = MD5_B MD5_A},
         {.dev = 1, .ino = 3, .size = INT64_MAX, .mtime = {1764892800, 999999999}, .md5 = MD5_B},
         {.dev = (dev_t)UINT64_MAX, .ino = (ino_t)UINT64_MAX, .size = 1, .mtime = {0, 1},
          .md5 = MD5_A},
@@ -262,6 +285,7 @@ static void test_sharecache_write_then_parse_gives_same_entries(void **state)
         assert_int_equal(v[i].mtime.tv_sec, in[i].mtime.tv_sec);
         assert_int_equal(v[i].mtime.tv_nsec, in[i].mtime.tv_nsec);
         assert_string_equal(v[i].md5, in[i].md5);
+        assert_string_equal(v[i].root, in[i].root);
     }
     free(v);
     free(buf);
@@ -390,6 +414,7 @@ int main(void)
         T(test_sharecache_refuses_foreign_or_other_version),
         T(test_sharecache_refuses_truncated_files),
         T(test_sharecache_refuses_malformed_entries),
+        T(test_sharecache_keeps_the_piece_root),
         T(test_sharecache_refuses_wrong_end_line),
         T(test_sharecache_checksum_covers_every_entry_byte),
         T(test_sharecache_refuses_data_after_end_line),
