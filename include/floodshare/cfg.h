@@ -7,6 +7,7 @@
  *                hit_window_ms query_cache_size query_cache_ttl_ms max_ttl
  *                max_conns max_conns_per_addr query_rate query_burst
  *                upload_slots upload_slots_per_addr min_upload_rate get_timeout_ms
+ *   [security]   passphrase key trusted keylog (all off by default; tls.h)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -16,10 +17,12 @@
 #include <stdint.h>
 
 #include "floodshare/addr.h"
+#include "floodshare/fp.h"
 #include "floodshare/status.h"
 
 #define CFG_MAX_NEIGHBOURS 64
 #define CFG_ERR_MAX 512 /* size of the error buffers below */
+#define CFG_PASSPHRASE_MAX 1024
 
 struct cfg {
     char path[PATH_MAX];      /* the INI file as given */
@@ -51,6 +54,13 @@ struct cfg {
                                     cut: 16384, 0 (never cut)..1073741824 */
     unsigned get_timeout_ms;     /* a whole `get`: finding, trying holders, downloading:
                                     120000, 0 (no deadline)..86400000 */
+    /* [security]: read at start only (`modify` refuses them). A passphrase
+     * and a key together are refused: one mode at a time. */
+    char passphrase[CFG_PASSPHRASE_MAX + 1]; /* "": none; 8..1024 bytes */
+    char key_file[PATH_MAX];  /* "": none; else absolute (resolved like share_dir) */
+    unsigned char trusted[FP_MAX_TRUSTED][FP_LEN]; /* required with key_file */
+    size_t n_trusted;
+    char keylog[PATH_MAX];    /* "": off; NSS key log lines appended (mode 0600) */
 };
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or

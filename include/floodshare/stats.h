@@ -42,7 +42,8 @@
     X(flow_dropped, "GETs/FOUNDs dropped: the neighbour's output queue was full") \
     X(spoofed_dropped, "messages whose from disagreed with the link they came on") \
     X(uploads_slow, "uploads cut for moving less than min_upload_rate")        \
-    X(symlinks_refused, "paths refused or entries left out: a symbolic link in the share")
+    X(symlinks_refused, "paths refused or entries left out: a symbolic link in the share") \
+    X(auth_failed, "connections closed: no TLS, wrong passphrase, or an untrusted key")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).
@@ -64,7 +65,8 @@
     X(link_down, cut_dropped)                  \
     X(spoofed, spoofed_dropped)                \
     X(busy, busy_refused)                      \
-    X(slow, uploads_slow)
+    X(slow, uploads_slow)                      \
+    X(auth, auth_failed)
 
 struct stats {
 #define STATS_FIELD(name, text) _Atomic uint64_t name;

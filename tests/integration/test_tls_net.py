@@ -1,0 +1,153 @@
+"""Closing the network: [security] passphrase (TLS 1.3 with a PSK from the passphrase).
+
+PassphraseTest runs a ring of 4 that shares a passphrase, and two outsiders: one plain peer, one
+with another passphrase. Neither outsider can query the ring, answer it, or fetch from it; each
+attempt is an `auth` drop in the ring peers' stats (and in the outsider's). A capture on lo of the
+ring's own ports while it does a get holds no `FLOOD/1` byte (it skips without dumpcap or root,
+as test_wireshark.py does). HandshakeTest: a party that connects and says nothing, or speaks plain
+FLOOD/1, is dropped as `auth` and delays no get.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+import unittest
+from pathlib import Path
+
+from fsnet import NetCase, last_json, md5_of, raw
+
+
+def write_secret(folder: Path, name: str, phrase: str) -> Path:
+    path = folder / name
+    path.write_text(phrase + "\n")
+    path.chmod(0o600)
+    return path
+
+
+class PassphraseTest(NetCase):
+    def auth(self, net, pid: int) -> int:
+        return net.stats(pid)["drops"]["auth"]
+
+    def test_outsiders_can_neither_query_nor_answer_nor_fetch(self):
+        tmp = self.tmpdir()
+        ring = self.net("ring:4", up_args=["--passphrase-file",
+                                          str(write_secret(tmp, "ring", "the ring's own secret"))])
+        plain = self.net("line:1")
+        other = self.net("line:1", up_args=["--passphrase-file",
+                                           str(write_secret(tmp, "other", "not the ring's secret"))])
+        r = ring.peer(1, "config", "--json")
+        self.assertOk(r)
+        self.assertEqual(last_json(r.stdout)["security"], "passphrase")
+        self.assertIn("passphrase: TLS 1.3", ring.peer(1, "config").stdout)
+        self.assertEqual(last_json(plain.peer(1, "config", "--json").stdout)["security"], "plain")
+
+        # The ring works: peer 1 finds and fetches peer 3's file.
+        r = ring.peer(1, "get", "3.txt", "--json")
+        self.assertOk(r, "the ring itself")
+        ring_addr = "%s:%d" % ring.addr(1)
+        ring_neighbours = last_json(ring.peer(1, "config", "--json").stdout)["neighbours"]
+
+        for name, out in (("plain", plain), ("other passphrase", other)):
+            with self.subTest(outsider=name):
+                (out.share(1) / "outsider.txt").write_text(f"only the {name} outsider has this\n")
+                out.wait_indexed(1, "outsider.txt")
+                before = {p: self.auth(ring, p) for p in (1, 3)}
+                out_before = self.auth(out, 1)
+
+                # Query: the outsider links to ring peer 1 and asks for a file the ring has.
+                self.assertOk(out.peer(1, "modify", "neighbours", ring_addr))
+                r = out.peer(1, "get", "3.txt", "--json")
+                self.assertNotEqual(r.returncode, 0, f"{name} outsider got a ring file: {r.stdout}")
+                self.assertFalse((out.share(1) / "3.txt").exists())
+
+                # Answer: ring peer 1 links to the outsider and asks for the outsider's file.
+                out_addr = "%s:%d" % out.addr(1)
+                self.assertOk(ring.peer(1, "modify", "neighbours",
+                                        ",".join(ring_neighbours + [out_addr])))
+                r = ring.peer(1, "get", "outsider.txt", "--json")
+                self.assertNotEqual(r.returncode, 0, f"the ring took an answer from the {name} "
+                                    f"outsider: {r.stdout}")
+                self.assertFalse((ring.share(1) / "outsider.txt").exists())
+                self.assertOk(ring.peer(1, "modify", "neighbours", ",".join(ring_neighbours)))
+
+                # Fetch: straight to the holder's port, FLOOD/1 in the clear, with a real md5.
+                md5 = md5_of(ring.share(3) / "3.txt")
+                got = raw(ring.addr(3), f"FLOOD/1 FETCH path=3.txt md5={md5} offset=0\n".encode())
+                self.assertEqual(got, b"", "a TLS peer answered a plain FETCH")
+
+                ring.wait_for(lambda: self.auth(ring, 1) > before[1], timeout=20)
+                ring.wait_for(lambda: self.auth(ring, 3) > before[3], timeout=20)
+                if name != "plain":  # a plain peer knows no TLS: it sees a link that fails
+                    self.assertGreater(self.auth(out, 1), out_before,
+                                       "the outsider saw no auth failure")
+                self.assertIn("TLS handshake failed", ring.log(1))
+
+        # The ring still works after all that.
+        r = ring.peer(2, "get", "album", "--json")
+        self.assertOk(r, "the ring after the outsiders")
+
+    def test_capture_of_a_get_holds_no_flood_bytes(self):
+        from test_wireshark import Capture, tshark_problem  # how the dissector test captures
+        why = tshark_problem()
+        if not why and os.geteuid() != 0:
+            why = "capturing on lo needs root"
+        if why:
+            self.skipTest(why)
+        tmp = self.tmpdir()
+        ring = self.net("ring:4", up_args=["--passphrase-file",
+                                          str(write_secret(tmp, "ring", "captured but closed"))])
+        ports = [ring.addr(p)[1] for p in ring.peers]
+        capfile = tmp / "tls.pcapng"
+        cap = Capture(capfile, ports)
+        self.addCleanup(cap.stop)
+        try:
+            cap.wait(lambda: "Capturing on" in cap.text(), "dumpcap starting")
+        except AssertionError:
+            if cap.proc.poll() is not None:
+                self.skipTest(f"dumpcap cannot capture on lo here: {cap.text().strip()}")
+            raise
+        time.sleep(0.5)  # dumpcap says "Capturing on" a moment before it sees packets
+        r = ring.peer(1, "get", "album", "--json")
+        self.assertOk(r)
+        r = ring.peer(2, "search", "3.txt", "--json")
+        self.assertOk(r)
+        time.sleep(0.5)
+        cap.stop()
+        data = capfile.read_bytes()
+        self.assertGreater(len(data), 60000, "the capture missed the transfer")
+        self.assertNotIn(b"FLOOD/1", data, "FLOOD/1 in the clear on a closed network")
+        self.assertNotIn(b"album", data)
+
+
+class HandshakeTest(NetCase):
+    def test_silent_and_plain_parties_are_auth_drops_and_delay_no_get(self):
+        tmp = self.tmpdir()
+        # A long handshake deadline: the get must finish while the silent ones still wait.
+        ring = self.net("ring:4", limits={"connect_timeout_ms": 8000, "hit_window_ms": 500},
+                        up_args=["--passphrase-file",
+                                 str(write_secret(tmp, "ring", "a secret for the ring"))])
+        before = ring.stats(3)["drops"]["auth"]
+        silent = []
+        for _ in range(20):
+            s = socket.create_connection(ring.addr(3), timeout=5)
+            silent.append(s)
+            self.addCleanup(s.close)
+        t0 = time.monotonic()
+        r = ring.peer(1, "get", "album", "--json")
+        took = time.monotonic() - t0
+        self.assertOk(r, "a get while 20 parties sit silent at the holder")
+        self.assertLess(took, 7.0, "the get waited for the silent parties' handshake deadline")
+        # Plain FLOOD/1 to the TLS port: no answer, dropped at once.
+        got = raw(ring.addr(3), b"FLOOD/1 GET qid=0123456789abcdef ttl=1 hops=0 from=127.0.0.1:1 "
+                  b"q=3.txt\n", timeout=10)
+        self.assertEqual(got, b"")
+        ring.wait_for(lambda: ring.stats(3)["drops"]["auth"] >= before + 21, timeout=20)
+        for s in silent:  # the peer closed them: EOF, not a hang
+            s.settimeout(1)
+            self.assertEqual(s.recv(100), b"")
+        self.assertIn("TLS handshake not completed", ring.log(3))
+
+
+if __name__ == "__main__":
+    unittest.main()
