@@ -94,6 +94,9 @@ fs_status node_tls_open(const struct cfg *c, struct tls_ctx **out, char *err, si
     if (c->passphrase[0])
         st = tls_ctx_new_psk(out, c->passphrase, strlen(c->passphrase),
                              c->keylog[0] ? c->keylog : NULL, why, sizeof why);
+    else if (c->key_file[0])
+        st = tls_ctx_new_keys(out, c->key_file, (const unsigned char (*)[FP_LEN])c->trusted,
+                              c->n_trusted, c->keylog[0] ? c->keylog : NULL, why, sizeof why);
     if (st)
         snprintf(err, cap, "[security]: %s", why);
     return st;

@@ -1,8 +1,12 @@
 /* tls.c - TLS 1.3 contexts for peer connections (tls.h). */
 #include "floodshare/tls.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +14,9 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #define TLS_SUITE "TLS_AES_128_GCM_SHA256"
 
@@ -19,6 +25,8 @@ struct tls_ctx {
     enum tls_mode mode;
     unsigned char psk[TLS_PSK_LEN];
     int keylog_fd; /* -1: off */
+    unsigned char (*trusted)[FP_LEN]; /* keys mode: n_trusted pinned fingerprints */
+    size_t n_trusted;
 };
 
 fs_status tls_derive_psk(const char *passphrase, size_t len, unsigned char out[TLS_PSK_LEN])
@@ -161,10 +169,191 @@ fs_status tls_ctx_new_psk(struct tls_ctx **out, const char *passphrase, size_t l
     return FS_OK;
 }
 
+/* SHA-256 of the DER SubjectPublicKeyInfo of pkey, as OpenSSH prints. */
+static int spki_fp(EVP_PKEY *pkey, unsigned char fp[FP_LEN])
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(pkey, &der);
+    unsigned int len = 0;
+    int ok = n > 0 && EVP_Digest(der, (size_t)n, fp, &len, EVP_sha256(), NULL) == 1 &&
+             len == FP_LEN;
+
+    OPENSSL_free(der);
+    return ok;
+}
+
+/* Replaces OpenSSL's chain check: a self-signed certificate has no chain,
+ * and what matters is only whether its key is one we pinned (the
+ * handshake's CertificateVerify proved the peer holds that key). */
+static int verify_pinned(X509_STORE_CTX *x, void *arg)
+{
+    struct tls_ctx *t = arg;
+    X509 *leaf = X509_STORE_CTX_get0_cert(x);
+    EVP_PKEY *pk = leaf ? X509_get0_pubkey(leaf) : NULL;
+    unsigned char fp[FP_LEN];
+
+    if (pk && spki_fp(pk, fp))
+        for (size_t i = 0; i < t->n_trusted; i++)
+            if (CRYPTO_memcmp(fp, t->trusted[i], FP_LEN) == 0)
+                return 1;
+    X509_STORE_CTX_set_error(x, X509_V_ERR_CERT_REJECTED);
+    return 0;
+}
+
+/* The private key in path; refused when group or others may read it. */
+static EVP_PKEY *load_key(const char *path, char *err, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat sb;
+    EVP_PKEY *k = NULL;
+
+    if (fd < 0) {
+        snprintf(err, cap, "[security] key: cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (sb.st_mode & 077)) {
+        snprintf(err, cap, "[security] key: %s must be a file only its owner can read "
+                 "(chmod 600 %s)", path, path);
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!k)
+        fail(err, cap, "[security] key: not a PEM private key (make one with floodshare keygen)");
+    return k;
+}
+
+/* A self-signed certificate of k: it only carries the key to the other
+ * side, which checks the key, never the name or the dates. */
+static X509 *self_signed(EVP_PKEY *k)
+{
+    X509 *x = X509_new();
+    X509_NAME *name = x ? X509_get_subject_name(x) : NULL;
+
+    if (!x || !X509_set_version(x, 2) || !ASN1_INTEGER_set(X509_get_serialNumber(x), 1) ||
+        !X509_gmtime_adj(X509_getm_notBefore(x), -86400) ||
+        !X509_gmtime_adj(X509_getm_notAfter(x), 100L * 365 * 86400) ||
+        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"floodshare",
+                                    -1, -1, 0) ||
+        !X509_set_issuer_name(x, name) || !X509_set_pubkey(x, k) || !X509_sign(x, k, NULL)) {
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+fs_status tls_ctx_new_keys(struct tls_ctx **out, const char *key_file,
+                           const unsigned char (*trusted)[FP_LEN], size_t n,
+                           const char *keylog, char *err, size_t cap)
+{
+    struct tls_ctx *t = calloc(1, sizeof *t);
+    EVP_PKEY *k = NULL;
+    X509 *x = NULL;
+    fs_status st;
+
+    *out = NULL;
+    if (!t || !(t->trusted = calloc(n ? n : 1, FP_LEN))) {
+        free(t);
+        snprintf(err, cap, "out of memory");
+        return FS_ENOMEM;
+    }
+    t->mode = TLS_KEYS;
+    memcpy(t->trusted, trusted, n * FP_LEN);
+    t->n_trusted = n;
+    st = ctx_common(t, keylog, err, cap);
+    if (!st && !(k = load_key(key_file, err, cap)))
+        st = FS_EIO;
+    if (!st && !(x = self_signed(k)))
+        st = fail(err, cap, "[security] key: cannot make a certificate of it");
+    if (!st && (!SSL_CTX_use_certificate(t->ssl, x) || !SSL_CTX_use_PrivateKey(t->ssl, k) ||
+                !SSL_CTX_check_private_key(t->ssl)))
+        st = fail(err, cap, "[security] key: cannot use it for TLS");
+    X509_free(x);
+    EVP_PKEY_free(k);
+    if (st) {
+        tls_ctx_free(t);
+        return st;
+    }
+    SSL_CTX_set_verify(t->ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_cert_verify_callback(t->ssl, verify_pinned, t);
+    *out = t;
+    return FS_OK;
+}
+
+fs_status tls_key_fingerprint(const char *key_file, unsigned char fp[FP_LEN], char *err,
+                              size_t cap)
+{
+    EVP_PKEY *k = load_key(key_file, err, cap);
+    int ok = k && spki_fp(k, fp);
+
+    EVP_PKEY_free(k);
+    if (k && !ok)
+        return fail(err, cap, "cannot hash the key");
+    return ok ? FS_OK : FS_EIO;
+}
+
+fs_status tls_keygen(const char *path, unsigned char fp[FP_LEN], char *err, size_t cap)
+{
+    char tmp[PATH_MAX];
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    fs_status st = FS_OK;
+    int fd = -1;
+
+    if (!k)
+        return fail(err, cap, "cannot make an Ed25519 key");
+    if (access(path, F_OK) == 0 || errno != ENOENT) {
+        snprintf(err, cap, "%s already exists: a key is never overwritten", path);
+        EVP_PKEY_free(k);
+        return FS_EEXIST;
+    }
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path) >= (int)sizeof tmp) {
+        snprintf(err, cap, "%s: path too long", path);
+        EVP_PKEY_free(k);
+        return FS_EINVAL;
+    }
+    mode_t old = umask(077); /* mkstemp makes 0600 anyway: no window with more */
+    fd = mkstemp(tmp);
+    umask(old);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        snprintf(err, cap, "cannot write next to %s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        EVP_PKEY_free(k);
+        return FS_EIO;
+    }
+    if (!PEM_write_PKCS8PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) || fflush(f) != 0 ||
+        fsync(fileno(f)) != 0 || !spki_fp(k, fp))
+        st = fail(err, cap, "cannot write the key");
+    if (fclose(f) != 0 && !st)
+        st = fail(err, cap, "cannot write the key");
+    /* link(2), not rename(2): it fails rather than replace a file that
+     * appeared meanwhile. */
+    if (!st && link(tmp, path) != 0) {
+        int e = errno;
+        snprintf(err, cap, e == EEXIST ? "%s already exists: a key is never overwritten"
+                                       : "cannot create %s", path);
+        st = e == EEXIST ? FS_EEXIST : FS_EIO;
+    }
+    unlink(tmp);
+    EVP_PKEY_free(k);
+    return st;
+}
+
 void tls_ctx_free(struct tls_ctx *t)
 {
     if (!t)
         return;
+    free(t->trusted);
     SSL_CTX_free(t->ssl);
     if (t->keylog_fd >= 0)
         close(t->keylog_fd);

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "floodshare/fp.h"
 #include "floodshare/status.h"
 
 #define TLS_PSK_SALT "floodshare/psk/v1"   /* versioned: a new KDF gets a new salt */
@@ -47,6 +48,24 @@ fs_status tls_derive_psk(const char *passphrase, size_t len, unsigned char out[T
  * on failure. The caller frees *out with tls_ctx_free(). */
 fs_status tls_ctx_new_psk(struct tls_ctx **out, const char *passphrase, size_t len,
                           const char *keylog, char *err, size_t cap);
+
+/* Makes a keys-mode context: this peer's private key from key_file (PEM,
+ * as `floodshare keygen` writes it; refused when others may read it), a
+ * self-signed certificate of it made in memory, and the n fingerprints a
+ * peer's key must match (copied). Both sides check each other. */
+fs_status tls_ctx_new_keys(struct tls_ctx **out, const char *key_file,
+                           const unsigned char (*trusted)[FP_LEN], size_t n,
+                           const char *keylog, char *err, size_t cap);
+
+/* Writes a new Ed25519 private key to path (PEM, mode 0600). Never
+ * replaces a file: FS_EEXIST when path exists. Written under a temporary
+ * name and linked into place, so path is whole or absent. fp gets the
+ * key's fingerprint. err says what went wrong. */
+fs_status tls_keygen(const char *path, unsigned char fp[FP_LEN], char *err, size_t cap);
+
+/* The fingerprint of the key in key_file (its public half). */
+fs_status tls_key_fingerprint(const char *key_file, unsigned char fp[FP_LEN], char *err,
+                              size_t cap);
 
 /* NULL is fine. Call once no SSL made from ctx is alive. */
 void tls_ctx_free(struct tls_ctx *ctx);

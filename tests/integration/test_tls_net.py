@@ -1,15 +1,18 @@
-"""Closing the network: [security] passphrase (TLS 1.3 with a PSK from the passphrase).
+"""Closing the network: [security] passphrase (TLS 1.3 with a PSK from the passphrase), and
+[security] key + trusted (each peer's key pinned).
 
 PassphraseTest runs a ring of 4 that shares a passphrase, and two outsiders: one plain peer, one
 with another passphrase. Neither outsider can query the ring, answer it, or fetch from it; each
 attempt is an `auth` drop in the ring peers' stats (and in the outsider's). A capture on lo of the
 ring's own ports while it does a get holds no `FLOOD/1` byte (it skips without dumpcap or root,
-as test_wireshark.py does). HandshakeTest: a party that connects and says nothing, or speaks plain
+as test_wireshark.py does). KeysTest: a peer whose key the ring does not trust is refused (an
+`auth` drop); once its fingerprint is trusted, its get works. HandshakeTest: a party that connects and says nothing, or speaks plain
 FLOOD/1, is dropped as `auth` and delays no get.
 """
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import unittest
@@ -118,6 +121,50 @@ class PassphraseTest(NetCase):
         self.assertGreater(len(data), 60000, "the capture missed the transfer")
         self.assertNotIn(b"FLOOD/1", data, "FLOOD/1 in the clear on a closed network")
         self.assertNotIn(b"album", data)
+
+
+def fingerprint(net, pid: int) -> str:
+    r = net.cli("fingerprint", str(net.dir / f"peer-{pid}.key"))
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def trust(net, pid: int, fps: list[str]) -> None:
+    """Adds fps to peer pid's [security] trusted and restarts it."""
+    ini = net.dir / f"peer-{pid}.ini"
+    text = ini.read_text()
+    text = re.sub(r"(?m)^trusted = (.*)$", lambda m: "trusted = " + ", ".join(
+        [x for x in m.group(1).split(", ") if x] + fps), text)
+    ini.write_text(text)
+    net.kill(pid)
+    net.restart(pid)
+
+
+class KeysTest(NetCase):
+    def test_an_unknown_key_is_refused_and_a_known_one_works(self):
+        ring = self.net("ring:4", up_args=["--keys"])
+        out = self.net("line:1", up_args=["--keys"])
+        conf = last_json(ring.peer(1, "config", "--json").stdout)
+        self.assertEqual((conf["security"], conf["trusted"]), ("keys", 3))
+        self.assertOk(ring.peer(1, "get", "3.txt", "--json"), "the ring, keys pinned")
+        (ring.share(1) / "ring-only.txt").write_text("only ring peer 1 has this\n")
+        ring.wait_indexed(1, "ring-only.txt")
+
+        # The outsider trusts the ring's keys; the ring does not know the outsider's.
+        trust(out, 1, [fingerprint(ring, p) for p in ring.peers])
+        before = ring.stats(1)["drops"]["auth"]
+        self.assertOk(out.peer(1, "modify", "neighbours", "%s:%d" % ring.addr(1)))
+        r = out.peer(1, "get", "ring-only.txt", "--json")
+        self.assertNotEqual(r.returncode, 0, f"an unknown key got in: {r.stdout}")
+        ring.wait_for(lambda: ring.stats(1)["drops"]["auth"] > before, timeout=20)
+        self.assertIn("TLS handshake failed", ring.log(1))
+
+        # Ring peer 1 learns the outsider's key: now the same get works.
+        trust(ring, 1, [fingerprint(out, 1)])
+        r = out.peer(1, "get", "ring-only.txt", "--json")
+        self.assertOk(r, "a known key")
+        self.assertEqual(md5_of(out.share(1) / "ring-only.txt"),
+                         md5_of(ring.share(1) / "ring-only.txt"))
 
 
 class HandshakeTest(NetCase):

@@ -1,5 +1,5 @@
 /* test_conn_tls.c - conn under TLS 1.3 (conn.h, tls.h) over a socketpair: the handshake
- * in each mode, refusals (wrong passphrase, not TLS), and exact framing of messages and bodies
+ * in each mode, refusals (wrong passphrase, unknown key, not TLS), and exact framing of messages and bodies
  * through TLS records. Both ends run in this one thread: handshakes step without waiting. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -191,6 +192,107 @@ static void test_a_silent_client_times_out(void **state)
     tls_ctx_free(a);
 }
 
+/* Three keys in a private temporary folder: a, b, c, with their fingerprints. */
+struct keys {
+    char dir[64], path[3][96];
+    unsigned char fp[3][FP_LEN];
+};
+
+static void make_keys(struct keys *k)
+{
+    char err[TLS_ERR_MAX + 128];
+
+    snprintf(k->dir, sizeof k->dir, "/tmp/fs-tls-XXXXXX");
+    assert_non_null(mkdtemp(k->dir));
+    for (int i = 0; i < 3; i++) {
+        snprintf(k->path[i], sizeof k->path[i], "%s/%c.key", k->dir, 'a' + i);
+        assert_int_equal(tls_keygen(k->path[i], k->fp[i], err, sizeof err), FS_OK);
+    }
+}
+
+static void drop_keys(struct keys *k)
+{
+    for (int i = 0; i < 3; i++)
+        unlink(k->path[i]);
+    rmdir(k->dir);
+}
+
+static struct tls_ctx *key_ctx(struct keys *k, int self, int trust)
+{
+    struct tls_ctx *t = NULL;
+    char err[TLS_ERR_MAX + 128];
+
+    assert_int_equal(tls_ctx_new_keys(&t, k->path[self], &k->fp[trust], 1, NULL, err, sizeof err),
+                     FS_OK);
+    return t;
+}
+
+static void test_pinned_keys_handshake_and_an_unknown_key_fails(void **state)
+{
+    struct keys k;
+    struct ends e;
+    fs_status s, c;
+    struct msg m;
+    const char *why;
+
+    (void)state;
+    make_keys(&k);
+    struct tls_ctx *a = key_ctx(&k, 0, 1), *b = key_ctx(&k, 1, 0), *stranger = key_ctx(&k, 2, 0);
+
+    open_ends(&e, a, b); /* a and b trust each other */
+    handshake_both(&e, &s, &c);
+    assert_int_equal(c, FS_OK);
+    assert_int_equal(s, FS_OK);
+    assert_int_equal(conn_write_all(&e.cli, GET_LINE, strlen(GET_LINE), 1000), FS_OK);
+    assert_int_equal(conn_read_msg(&e.srv, &m, 1000, &why), FS_OK);
+    assert_int_equal(m.type, MSG_GET);
+    close_ends(&e);
+
+    open_ends(&e, a, stranger); /* the stranger trusts a, but a does not know its key */
+    handshake_both(&e, &s, &c);
+    assert_int_equal(s, FS_EAUTH);
+    /* TLS 1.3: the client is done before the server judged its key; it
+     * learns of the refusal at its first read, and gets no message. */
+    assert_int_not_equal(conn_read_msg(&e.cli, &m, 1000, &why), FS_OK);
+    close_ends(&e);
+
+    open_ends(&e, stranger, a); /* and the other way round: a, the client, refuses it */
+    handshake_both(&e, &s, &c);
+    assert_int_equal(c, FS_EAUTH);
+    close_ends(&e);
+
+    open_ends(&e, a, NULL); /* a passphrase peer, or none, cannot talk to a keys peer */
+    assert_int_equal(write(e.sv[1], GET_LINE, strlen(GET_LINE)), (ssize_t)strlen(GET_LINE));
+    assert_int_equal(conn_handshake(&e.srv, 1000), FS_EAUTH);
+    close_ends(&e);
+
+    tls_ctx_free(a);
+    tls_ctx_free(b);
+    tls_ctx_free(stranger);
+    drop_keys(&k);
+}
+
+static void test_keygen_never_overwrites_and_fingerprints_agree(void **state)
+{
+    struct keys k;
+    unsigned char fp[FP_LEN];
+    char err[TLS_ERR_MAX + 128];
+    struct stat sb;
+
+    (void)state;
+    make_keys(&k);
+    assert_int_equal(stat(k.path[0], &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(tls_keygen(k.path[0], fp, err, sizeof err), FS_EEXIST);
+    assert_int_equal(tls_key_fingerprint(k.path[0], fp, err, sizeof err), FS_OK);
+    assert_memory_equal(fp, k.fp[0], FP_LEN); /* the file was not replaced */
+    assert_memory_not_equal(k.fp[0], k.fp[1], FP_LEN);
+    chmod(k.path[1], 0644); /* a key others can read is refused */
+    assert_int_equal(tls_key_fingerprint(k.path[1], fp, err, sizeof err), FS_EIO);
+    assert_non_null(strstr(err, "only its owner"));
+    drop_keys(&k);
+}
+
 static void test_psk_is_pbkdf2_of_the_passphrase(void **state)
 {
     unsigned char k1[TLS_PSK_LEN], k2[TLS_PSK_LEN], k3[TLS_PSK_LEN];
@@ -212,6 +314,8 @@ int main(void)
         cmocka_unit_test(test_plain_flood_to_a_tls_server_fails_at_once),
         cmocka_unit_test(test_a_silent_client_times_out),
         cmocka_unit_test(test_psk_is_pbkdf2_of_the_passphrase),
+        cmocka_unit_test(test_pinned_keys_handshake_and_an_unknown_key_fails),
+        cmocka_unit_test(test_keygen_never_overwrites_and_fingerprints_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
