@@ -167,6 +167,27 @@ class KeysTest(NetCase):
                          md5_of(ring.share(1) / "ring-only.txt"))
 
 
+class KeylogTest(NetCase):
+    def test_keylog_file_gets_nss_lines_mode_0600(self):
+        tmp = self.tmpdir()
+        net = self.net("line:2", up_args=["--passphrase-file",
+                                         str(write_secret(tmp, "pass", "log my keys please"))])
+        ini = net.dir / "peer-1.ini"
+        ini.write_text(ini.read_text() + "keylog = keys.log\n")  # [security] is the last section
+        net.kill(1)
+        net.restart(1)
+        self.assertOk(net.peer(1, "get", "2.txt", "--json"))
+        log = net.dir / "keys.log"
+        self.assertEqual(log.stat().st_mode & 0o777, 0o600)
+        lines = log.read_text().splitlines()
+        self.assertTrue(lines, "no key log lines")
+        for line in lines:
+            self.assertRegex(line, r"^[A-Z_]+_SECRET(_[0-9]+)? [0-9a-f]{64} [0-9a-f]{64,}$")
+        labels = {line.split()[0] for line in lines}
+        self.assertIn("CLIENT_TRAFFIC_SECRET_0", labels)
+        self.assertIn("SERVER_TRAFFIC_SECRET_0", labels)
+
+
 class HandshakeTest(NetCase):
     def test_silent_and_plain_parties_are_auth_drops_and_delay_no_get(self):
         tmp = self.tmpdir()
