@@ -176,8 +176,26 @@ class KeylogTest(NetCase):
         ini.write_text(ini.read_text() + "keylog = keys.log\n")  # [security] is the last section
         net.kill(1)
         net.restart(1)
+        cap = None
+        from test_wireshark import Capture, decoded, tshark_problem
+        if not tshark_problem() and os.geteuid() == 0:  # else: the key log alone is checked
+            capfile = tmp / "tls.pcapng"
+            cap = Capture(capfile, [net.addr(p)[1] for p in net.peers])
+            self.addCleanup(cap.stop)
+            cap.wait(lambda: "Capturing on" in cap.text() or cap.proc.poll() is not None,
+                     "dumpcap starting")
+            time.sleep(0.5)
         self.assertOk(net.peer(1, "get", "2.txt", "--json"))
         log = net.dir / "keys.log"
+        if cap is not None and cap.proc.poll() is None:
+            time.sleep(0.5)
+            cap.stop()
+            # Wireshark with the key log sees FLOOD/1 again; without it, nothing.
+            verbs = {m["fields"].get("verb") for m in
+                     decoded(capfile, "-o", f"tls.keylog_file:{log}")}
+            # (the links were dialled before the capture began: the transfer's handshake is in it)
+            self.assertIn("FETCH", verbs, f"through the key log: {verbs}")
+            self.assertEqual(decoded(capfile), [], "FLOOD/1 decoded without the key log")
         self.assertEqual(log.stat().st_mode & 0o777, 0o600)
         lines = log.read_text().splitlines()
         self.assertTrue(lines, "no key log lines")

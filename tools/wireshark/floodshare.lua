@@ -559,6 +559,8 @@ local function heuristic(tvb, pinfo, tree)
     return true
 end
 floodshare:register_heuristic("tcp", heuristic)
+-- Inside TLS (a closed network, decrypted with a key log): the same first bytes, FLOOD/1.
+floodshare:register_heuristic("tls", heuristic)
 
 -- Ports from the preference, and Decode As... > TCP port > FLOOD/1.
 local tcp_port = DissectorTable.get("tcp.port")
