@@ -94,6 +94,35 @@ fs_status conn_handshake(struct conn *c, int timeout_ms)
     }
 }
 
+void conn_tls_bulk(struct conn *c)
+{
+    if (!c->ssl)
+        return;
+    BIO *wbio = SSL_get_wbio(c->ssl);
+    if (BIO_method_type(wbio) == BIO_TYPE_BUFFER)
+        return;
+    BIO *buf = BIO_new(BIO_f_buffer());
+    if (!buf || BIO_set_write_buffer_size(buf, CONN_BULK_BUF) != 1) {
+        BIO_free(buf);
+        return; /* one write per record: slower, not wrong */
+    }
+    SSL_clear_mode(c->ssl, SSL_MODE_RELEASE_BUFFERS); /* busy: keep its record buffers */
+    BIO_up_ref(wbio); /* SSL_set0_wbio takes the one it is given */
+    SSL_set0_wbio(c->ssl, BIO_push(buf, wbio));
+}
+
+fs_status conn_flush(struct conn *c)
+{
+    BIO *wbio = c->ssl ? SSL_get_wbio(c->ssl) : NULL;
+
+    if (!wbio || BIO_wpending(wbio) == 0)
+        return FS_OK;
+    if (BIO_flush(wbio) == 1)
+        return FS_OK;
+    c->want_write = 1;
+    return BIO_should_retry(wbio) ? FS_NEED_MORE : FS_EIO;
+}
+
 int conn_pending(const struct conn *c)
 {
     return c->ssl && SSL_pending(c->ssl) > 0;
@@ -124,6 +153,8 @@ fs_status conn_write_some(struct conn *c, const void *buf, size_t n, size_t *don
         return FS_OK;
     if (c->ssl) {
         size_t w = 0;
+        /* A bulk conn's records gather in its buffer, which writes itself
+         * out when full; the caller flushes the rest (conn_flush). */
         ERR_clear_error();
         fs_status st = ssl_result(c, SSL_write_ex(c->ssl, buf, n, &w), FS_EIO);
         *done = st == FS_OK ? w : 0;
@@ -165,7 +196,15 @@ fs_status conn_write_all(struct conn *c, const void *buf, size_t n, int timeout_
         p += w;
         n -= w;
     }
-    return FS_OK;
+    fs_status st;
+    while ((st = conn_flush(c)) == FS_NEED_MORE) {
+        int r = wait_io(c, 1, timeout_ms);
+        if (r == 0)
+            return FS_ETIMEDOUT;
+        if (r < 0)
+            return FS_EIO;
+    }
+    return st;
 }
 
 /* Reads 1..cap bytes within timeout_ms, through the SSL when there is one. */

@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 
 #define TLS_SUITE "TLS_AES_128_GCM_SHA256"
+#define TLS_READ_AHEAD_BUF (256 * 1024)
 
 struct tls_ctx {
     SSL_CTX *ssl;
@@ -386,6 +387,9 @@ SSL *tls_new_ssl(struct tls_ctx *t, int fd, int server)
 void tls_read_ahead(SSL *ssl)
 {
     SSL_set_read_ahead(ssl, 1);
+    SSL_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS); /* not a 256 KiB malloc per read */
+    /* room for many records per read(2), as a plain fetch reads a chunk at once */
+    SSL_set_default_read_buffer_len(ssl, TLS_READ_AHEAD_BUF);
 }
 
 const char *tls_last_error(void)

@@ -103,6 +103,7 @@ static void pace_init(struct pace *pc, struct xfer_plane *x, struct conn *c)
     memset(pc, 0, sizeof *pc);
     pc->c = c;
     pc->fd = c->fd;
+    conn_tls_bulk(c); /* an upload: big writes, not one per TLS record */
     pc->min_rate = x->min_rate;
     pc->win_start = net_now_ms();
 }
@@ -165,7 +166,8 @@ static fs_status pace_write(struct pace *pc, const void *buf, size_t n, int time
         if (poll(&pfd, 1, (int)(wait ? wait : 1)) < 0 && errno != EINTR)
             return FS_EIO;
     }
-    return FS_OK;
+    /* What a TLS bulk buffer still holds (conn_tls_bulk), within the same deadlines. */
+    return conn_write_all(pc->c, NULL, 0, timeout_ms);
 }
 
 /* Counts and logs how an upload ended badly. verb and esc name it

@@ -48,6 +48,18 @@ fs_status conn_handshake(struct conn *c, int timeout_ms);
 /* 1 when decrypted bytes wait inside c's SSL (poll(2) would not wake). */
 int conn_pending(const struct conn *c);
 
+/* TLS bulk sending (an upload): TLS records are gathered in a buffer of
+ * CONN_BULK_BUF bytes and leave in big writes instead of one write(2) per
+ * 16 KiB record. Costs that buffer until conn_close(); no-op when plain or
+ * already bulk. What a write leaves in it is sent by the next write, or by
+ * conn_flush(); conn_write_all() returns only once it is all sent. */
+#define CONN_BULK_BUF (256 * 1024)
+void conn_tls_bulk(struct conn *c);
+
+/* Sends what waits in c's TLS buffer without waiting: FS_OK when nothing
+ * is left, FS_NEED_MORE while some is (wait for POLLOUT), FS_EIO. */
+fs_status conn_flush(struct conn *c);
+
 /* Waits until c has something to read (1) or ms passed (0); -1 on error. */
 int conn_wait_readable(struct conn *c, int ms);
 

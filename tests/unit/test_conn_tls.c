@@ -130,6 +130,54 @@ static void test_same_passphrase_handshakes_and_frames_exactly(void **state)
     tls_ctx_free(b);
 }
 
+/* An upload's bulk buffer: records gather and leave in big writes, and
+ * conn_write_all() returns only once all of them left. */
+static void test_bulk_sending_frames_exactly_and_flushes(void **state)
+{
+    struct tls_ctx *a = psk_ctx("correct horse battery");
+    struct ends e;
+    fs_status s, c;
+    struct msg m;
+    const char *why;
+    static char body[700000], in[sizeof body];
+
+    (void)state;
+    open_ends(&e, a, a);
+    handshake_both(&e, &s, &c);
+    assert_int_equal(c, FS_OK);
+    assert_int_equal(s, FS_OK);
+    conn_tls_bulk(&e.srv);
+    conn_tls_bulk(&e.srv); /* twice is once */
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (char)(i * 13 + 1);
+    /* A small message alone must not wait in the buffer. */
+    assert_int_equal(conn_send_error(&e.srv, "busy", "a", 1000), FS_OK);
+    assert_int_equal(conn_flush(&e.srv), FS_OK);
+    assert_int_equal(conn_read_msg(&e.cli, &m, 1000, &why), FS_OK);
+    assert_string_equal(m.code, "busy");
+    /* A body larger than the socket buffers: written and read in turns. */
+    size_t sent = 0, got = 0;
+    while (got < sizeof body) {
+        size_t w = 0, n = 0;
+        if (sent < sizeof body) {
+            assert_int_equal(conn_write_some(&e.srv, body + sent, sizeof body - sent, &w), FS_OK);
+            sent += w;
+        } else {
+            fs_status f = conn_flush(&e.srv);
+            assert_true(f == FS_OK || f == FS_NEED_MORE);
+        }
+        fs_status r = conn_read_body_some(&e.cli, in + got, sizeof in - got, &n);
+        if (r == FS_OK)
+            got += n;
+        else
+            assert_int_equal(r, FS_ETIMEDOUT); /* nothing yet: the writer goes on */
+    }
+    assert_memory_equal(in, body, sizeof body);
+    assert_int_equal(conn_flush(&e.srv), FS_OK);
+    close_ends(&e);
+    tls_ctx_free(a);
+}
+
 static void test_wire_bytes_are_not_plain_text(void **state)
 {
     struct tls_ctx *a = psk_ctx("correct horse battery");
@@ -310,6 +358,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_passphrase_handshakes_and_frames_exactly),
         cmocka_unit_test(test_wire_bytes_are_not_plain_text),
+        cmocka_unit_test(test_bulk_sending_frames_exactly_and_flushes),
         cmocka_unit_test(test_wrong_passphrase_fails_both_sides),
         cmocka_unit_test(test_plain_flood_to_a_tls_server_fails_at_once),
         cmocka_unit_test(test_a_silent_client_times_out),
