@@ -41,6 +41,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 SECTIONS = {
     "transfers": "bench/run, from results.json",
     "chunk-size": None,  # written by hand: no tool writes it, every tool keeps it
+    "tls": None,  # written by hand from `bench/run --tls`: every tool keeps it
     "engine": "bench/scale, bench/stall and bench/slowreaders, from scale.json, stall.json "
               "and slowreaders.json",
 }
