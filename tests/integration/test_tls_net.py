@@ -44,6 +44,9 @@ class PassphraseTest(NetCase):
         self.assertEqual(last_json(r.stdout)["security"], "passphrase")
         self.assertIn("passphrase: TLS 1.3", ring.peer(1, "config").stdout)
         self.assertEqual(last_json(plain.peer(1, "config", "--json").stdout)["security"], "plain")
+        r = ring.peer(1, "modify", "passphrase", "another secret")  # read at start only
+        self.assertEqual(r.returncode, 64, r.stdout)
+        self.assertIn("[security] passphrase is read at start only", r.stderr)
 
         # The ring works: peer 1 finds and fetches peer 3's file.
         r = ring.peer(1, "get", "3.txt", "--json")
