@@ -44,6 +44,7 @@ SECTIONS = {
     "tls": None,  # written by hand from `bench/run --tls`: every tool keeps it
     "engine": "bench/scale, bench/stall and bench/slowreaders, from scale.json, stall.json "
               "and slowreaders.json",
+    "swarm": "bench/swarm, from swarm.json",
 }
 # The engine section's markers before the sections had names; still read, never written.
 LEGACY_MARKERS = {

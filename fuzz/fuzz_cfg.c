@@ -20,6 +20,7 @@
 
 #include "floodshare/cfg.h"
 #include "floodshare/log.h"
+#include "floodshare/rate.h"
 
 #include "check.h"
 
@@ -87,6 +88,10 @@ static void check_cfg(const struct cfg *c)
     check_range(c->hit_window_ms, 10, 60000);
     check_range(c->query_cache_size, 16, 1048576);
     check_range(c->query_cache_ttl_ms, 1000, 3600000);
+    /* rates (rate_parse()): 0 for no limit, else RATE_MIN..RATE_MAX */
+    CHECK(c->upload_rate == 0 || (c->upload_rate >= RATE_MIN && c->upload_rate <= RATE_MAX));
+    CHECK(c->download_rate == 0 ||
+          (c->download_rate >= RATE_MIN && c->download_rate <= RATE_MAX));
     CHECK(c->n_neighbours <= CFG_MAX_NEIGHBOURS);
     memcpy(self.host, c->host, sizeof self.host);
     self.port = c->port;

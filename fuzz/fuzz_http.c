@@ -15,12 +15,20 @@
  * shorter than the buffer, holds no ';', and is found again, the same, when
  * the head is all it is given; the nth cookie of a name exists only if the
  * (n-1)th does. The Bearer token is a NUL-terminated field without leading
- * blanks. */
+ * blanks.
+ *
+ * The same bytes as a POST /api/topology body (split as the server splits
+ * it, then webtopo_check()): a refusal says why; what is accepted is one
+ * of the four reshapes, with peer ids of digits only, and add-peer's ITEMs
+ * hold no ':' and none starts with '-' (no option reaches the script). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "floodshare/cli.h"
+#include "floodshare/ctl.h"
 #include "floodshare/webhttp.h"
+#include "floodshare/webtopo.h"
 
 #include "check.h"
 
@@ -60,8 +68,42 @@ static void check_cookies(const char *buf, size_t len, const char *name)
     free(copy);
 }
 
+static void check_topology_body(const char *buf, size_t size)
+{
+    char line[WEB_MAX_BODY + 1], storage[WEB_MAX_BODY + CTL_MAX_ARGS + 8], why[256];
+    char *argv[CTL_MAX_ARGS + 2];
+    const char *split_why = NULL;
+
+    if (size > WEB_MAX_BODY || memchr(buf, '\0', size))
+        return; /* the server refuses these before splitting */
+    memcpy(line, buf, size);
+    line[size] = '\0';
+    int argc = cli_split(line, argv, CTL_MAX_ARGS + 2, storage, sizeof storage, &split_why);
+    if (argc < 0)
+        return;
+    const char *no = webtopo_check(argc, argv, why, sizeof why);
+    if (no) {
+        CHECK(no == why && why[0] != '\0' && memchr(why, '\0', sizeof why));
+        return;
+    }
+    CHECK(argc >= 1);
+    int add = strcmp(argv[0], "add-peer") == 0;
+    CHECK(add || strcmp(argv[0], "remove-peer") == 0 || strcmp(argv[0], "link") == 0 ||
+          strcmp(argv[0], "unlink") == 0);
+    for (int i = 1; i < argc; i++) {
+        if (add && i == 1) {
+            CHECK(strcmp(argv[1], "--files") == 0);
+            continue;
+        }
+        CHECK(argv[i][0] != '-' && strchr(argv[i], ':') == NULL);
+        if (!add)
+            CHECK(strspn(argv[i], "0123456789") == strlen(argv[i]) && argv[i][0] != '0');
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_topology_body((const char *)data, size);
     const char *buf = (const char *)data;
     struct web_req req, again;
     const char *why = NULL;

@@ -175,6 +175,10 @@ def cfg_seeds():
           "ttl = 2\nlog_level = debug\n[neighbours]\npeers = 127.0.0.1:4001, h-2.local:4002\t10.0.0.1:1\n"
           "[limits]\nworkers = 256\nmax_queue = 1\nio_timeout_ms = 100\nconnect_timeout_ms = 60000\n"
           "hit_window_ms = 10\nquery_cache_size = 1048576\nquery_cache_ttl_ms = 1000\nmax_ttl = 2\n")
+    write("cfg", "rates", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
+          "[limits]\nupload_rate = 40M\ndownload_rate = 1536k\n")
+    write("cfg", "bad_rate", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
+          "[limits]\nupload_rate = 4MB\n")
     write("cfg", "orphan_and_crlf", "stray = 1\r\n[PEER]\r\nID = 1\r\n")
     write("cfg", "bad_line", "[peer]\nid = 1\nthis is not ini\n")
 
@@ -208,6 +212,9 @@ def http_seeds():
         "bare_lf": "GET /app.js HTTP/1.1\nHost: 127.0.0.1\n\n",
         "chunked": "POST /api/cmd HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "huge_length": "POST /api/cmd HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "topo-link": "link 2 5",
+        "topo-add": "add-peer --files new.txt box/ 'my notes.txt'",
+        "topo-bad": "add-peer --files big.bin:size=1G --run /etc",
         "http2": "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         "cookie": "GET /events HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nCookie: a=1; floodshare_web_8080="
                   "\"0123456789abcdef\"; floodshare_web_8080=x\r\ncookie:a=2\r\n\r\n",

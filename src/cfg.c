@@ -16,6 +16,7 @@
 #include <iniparser/iniparser.h>
 
 #include "floodshare/log.h"
+#include "floodshare/rate.h"
 
 /* A peer's INI is a few hundred bytes; a file this large is a mistake. */
 #define CFG_FILE_MAX (1024 * 1024)
@@ -58,6 +59,16 @@ static const struct limit_key limit_keys[] = {
 };
 #define N_LIMIT_KEYS (sizeof limit_keys / sizeof limit_keys[0])
 
+/* Rates in bytes per second with a K, M or G suffix (rate_parse()). */
+static const struct rate_key {
+    const char *key;
+    size_t off; /* of the uint64_t field in struct cfg; the default is 0: no limit */
+} rate_keys[] = {
+    {"upload_rate", offsetof(struct cfg, upload_rate)},
+    {"download_rate", offsetof(struct cfg, download_rate)},
+};
+#define N_RATE_KEYS (sizeof rate_keys / sizeof rate_keys[0])
+
 static const char *const peer_keys[] = {"id", "host", "port", "share_dir", "ttl", "log_level",
                                         NULL};
 #define PEER_KEYS "id, host, port, share_dir, ttl, log_level"
@@ -65,7 +76,7 @@ static const char *const peer_keys[] = {"id", "host", "port", "share_dir", "ttl"
     "workers, max_queue, io_timeout_ms, connect_timeout_ms, hit_window_ms, "            \
     "query_cache_size, query_cache_ttl_ms, max_ttl, max_conns, max_conns_per_addr, "     \
     "query_rate, query_burst, upload_slots, upload_slots_per_addr, min_upload_rate, "   \
-    "get_timeout_ms"
+    "get_timeout_ms, upload_rate, download_rate"
 #define NEIGHBOUR_SEPS ", \t"
 static const char *const security_keys[] = {"passphrase", "key", "trusted", "keylog", NULL};
 #define SECURITY_KEYS "passphrase, key, trusted, keylog"
@@ -254,6 +265,9 @@ static int limit_known(const char *key)
     for (size_t i = 0; i < N_LIMIT_KEYS; i++)
         if (strcmp(key, limit_keys[i].key) == 0)
             return 1;
+    for (size_t i = 0; i < N_RATE_KEYS; i++)
+        if (strcmp(key, rate_keys[i].key) == 0)
+            return 1;
     return 0;
 }
 
@@ -393,6 +407,15 @@ static fs_status load_limits(const struct loader *ld)
         st = get_uint(ld, "limits", k->key, 0, k->lo, k->hi, "", field);
         if (st)
             return st;
+    }
+    for (size_t i = 0; i < N_RATE_KEYS; i++) {
+        uint64_t *field = (uint64_t *)(void *)((char *)ld->c + rate_keys[i].off);
+        const char *v = get(ld, "limits", rate_keys[i].key), *why;
+        char q[QUOTE_BUF];
+
+        *field = 0;
+        if (v && rate_parse(v, strlen(v), field, &why) != FS_OK)
+            return fail(ld, "limits", rate_keys[i].key, "%s %s", quote(q, v, strlen(v)), why);
     }
     return FS_OK;
 }

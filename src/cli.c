@@ -55,12 +55,14 @@ static const char peer_commands[] =
     "  search NAME [--json]    list the hits for NAME (holder, kind, size, MD5, hops)\n"
     "  ls [--json]             what this peer shares\n"
     "  config [--json]         this peer's settings\n"
-    "  modify KEY VALUE        change ttl, neighbours, share_dir or log_level, live and in the INI\n"
+    "  modify KEY VALUE        change ttl, neighbours, share_dir, log_level, upload_rate or\n"
+    "                          download_rate, live and in the INI\n"
     "  stats [--json]          counters: queries, duplicates, hits, bytes\n"
     "  transfers [--json]      downloads and uploads running now, and partial downloads\n"
     "  link down|up HOST:PORT  cut the link to a neighbour (no GET/FOUND either way), or mend it\n"
     "  pause                   the peer drops every GET and FOUND: down for the flood\n"
     "  resume                  undo pause\n"
+    "  rm NAME                 remove an item (file or folder) from the share, to repeat a get\n"
     "  watch [--json]          stream this peer's trace events until Ctrl-C\n"
     "  events [--json] [QID]   the trace events this peer keeps (of one query)\n";
 

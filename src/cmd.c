@@ -562,6 +562,16 @@ static const char *security_mode(const struct cfg *c)
     return c->key_file[0] ? "keys" : c->passphrase[0] ? "passphrase" : "plain";
 }
 
+/* "4194304 bytes/s" or "no limit", for `config`. */
+static const char *rate_text(char *buf, size_t cap, uint64_t bps)
+{
+    if (bps == 0)
+        snprintf(buf, cap, "no limit");
+    else
+        snprintf(buf, cap, "%llu bytes/s", (unsigned long long)bps);
+    return buf;
+}
+
 static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
                       const struct cfg *c)
 {
@@ -594,6 +604,8 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "upload_slots_per_addr", c->upload_slots_per_addr);
         json_uint(&j, "min_upload_rate", c->min_upload_rate);
         json_uint(&j, "get_timeout_ms", c->get_timeout_ms);
+        json_uint(&j, "upload_rate", c->upload_rate);
+        json_uint(&j, "download_rate", c->download_rate);
         json_arr_open(&j, "links_down");
         for (size_t i = 0; i < n_down; i++)
             json_str(&j, NULL, addr_format(&down[i], one));
@@ -620,6 +632,10 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     ctl_print(o, 1, "  uploads      %u slots, %u per address, cut below %u bytes/s over 10 s%s",
               c->upload_slots, c->upload_slots_per_addr, c->min_upload_rate,
               c->min_upload_rate ? "" : " (never)");
+    char up[32], down_r[32];
+    ctl_print(o, 1, "  rates        upload %s, download %s (all transfers together)",
+              rate_text(up, sizeof up, c->upload_rate),
+              rate_text(down_r, sizeof down_r, c->download_rate));
     ctl_print(o, 1, "  control      %s", node_sock_path(e->node));
     if (c->key_file[0])
         ctl_print(o, 1, "  security     keys: TLS 1.3, %zu trusted key%s", c->n_trusted,
@@ -828,6 +844,66 @@ static int cmd_transfers(const struct cmd_env *e, const struct args *a, struct c
     return CTL_EXIT_OK;
 }
 
+/* --- rm: undo a download so a demo can be repeated --- */
+
+static int rm_failed(struct ctl_out *o, fs_status st, int err, const char *name, unsigned id,
+                     const char *dir)
+{
+    if (st == FS_ENOTFOUND) {
+        ctl_print(o, 2, "floodshare: rm: peer %u's share (%s) holds no \"%s\" (`peer %u ls` "
+                  "lists what it holds)", id, dir, name, id);
+    } else if (st == FS_EREFUSED && strcmp(name, SHARE_STATE_DIR) == 0) {
+        ctl_print(o, 2, "floodshare: rm: \"%s\" is the peer's own state folder (partial downloads, "
+                  "hash cache), not a shared item", name);
+    } else if (st == FS_EREFUSED) {
+        ctl_print(o, 2, "floodshare: rm: \"%s\" in %s is %s: refused (rm removes shared files and "
+                  "folders only)", name, dir,
+                  err == ELOOP ? "a symbolic link, which the share never follows nor lists"
+                               : "neither a file nor a folder");
+    } else {
+        ctl_print(o, 2, "floodshare: rm: cannot remove \"%s\" from %s: %s", name, dir,
+                  strerror(err));
+    }
+    return CTL_EXIT_FAIL;
+}
+
+static int cmd_rm(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
+                  const struct cfg *c)
+{
+    enum msg_kind kind = MSG_KIND_FILE;
+    char dir[PATH_MAX];
+
+    /* The same check as get's: one name, so nothing outside the share. */
+    if (need(o, a, 1, "rm NAME [--json]") || check_name(o, a->pos[0]))
+        return CTL_EXIT_USAGE;
+    const char *name = a->pos[0];
+    struct share *sh = node_share_get(e->node);
+    snprintf(dir, sizeof dir, "%s", share_dir(sh));
+    errno = 0;
+    fs_status st = share_remove(sh, name, &kind);
+    int err = errno;
+    if (st == FS_OK) /* so that an `ls` or a query right after no longer lists it */
+        share_refresh_wait(sh, CMD_LS_FRESH_MS);
+    node_share_put(e->node);
+    if (st != FS_OK)
+        return rm_failed(o, st, err, name, c->id, dir);
+    log_msg(L_INFO, "rm %s (control command)", name);
+    if (a->json) {
+        struct json j;
+        json_init(&j, 4096);
+        json_obj_open(&j, NULL);
+        json_str(&j, "removed", name);
+        json_str(&j, "kind", msg_kind_name(kind));
+        json_str(&j, "share_dir", dir);
+        json_obj_close(&j);
+        return emit_json(o, &j);
+    }
+    ctl_print(o, 1, "removed the %s \"%s\" from peer %u's share (%s); `peer %u get %s` fetches "
+              "it again", kind == MSG_KIND_FOLDER ? "folder" : "file", name, c->id, dir, c->id,
+              name);
+    return CTL_EXIT_OK;
+}
+
 /* --- modify --- */
 
 static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_out *o,
@@ -840,11 +916,13 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
         {"neighbours", "neighbours", "peers"},
         {"share_dir", "peer", "share_dir"},
         {"log_level", "peer", "log_level"},
+        {"upload_rate", "limits", "upload_rate"},
+        {"download_rate", "limits", "download_rate"},
     };
     char err[CFG_ERR_MAX];
     struct cfg *n;
 
-    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level VALUE"))
+    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level|upload_rate|download_rate VALUE"))
         return CTL_EXIT_USAGE;
     size_t k = 0;
     while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, a->pos[0]) != 0)
@@ -860,7 +938,7 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     }
     if (k == sizeof keys / sizeof keys[0]) {
         ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
-                  "log_level can change while the peer runs)", a->pos[0]);
+                  "log_level, upload_rate, download_rate can change while the peer runs)", a->pos[0]);
         return CTL_EXIT_USAGE;
     }
     /* Serialised: two concurrent modifies must not interleave file edits. */
@@ -873,8 +951,8 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     int code = CTL_EXIT_CONFIG;
     if (st == FS_OK && n) {
         /* What can change live does (one call: the peer swaps its share and
-         * publishes the new snapshot); id, host, port and [limits] need a
-         * restart. */
+         * publishes the new snapshot); id, host, port and the other
+         * [limits] need a restart. */
         code = CTL_EXIT_OK;
         if (node_reconfigure(e->node, n, keys[k].key, err, sizeof err) != FS_OK) {
             ctl_print(o, 2, "floodshare: %s", err);
@@ -1089,18 +1167,23 @@ static int cmd_events(const struct cmd_env *e, int argc, char **argv, struct ctl
     return CTL_EXIT_OK;
 }
 
-/* One machine-readable line for `floodshare peers`:
- * "id=N address=HOST:PORT neighbours=A,B" ("-" for none). */
+/* One machine-readable line for `floodshare peers` and `watch`:
+ * "id=N address=HOST:PORT neighbours=A,B started=US" ("-" for none).
+ * started (microseconds since the epoch, when this run began) tells a
+ * restarted peer from one whose event ring merely moved on. */
 static int cmd_ping(const struct cmd_env *e, struct ctl_out *o)
 {
     char nb[CFG_MAX_NEIGHBOURS * ADDR_STR_MAX] = "-", one[ADDR_STR_MAX];
     const struct cfg *c = node_cfg_get(e->node);
+    struct trace_info info;
 
     for (size_t i = 0; i < c->n_neighbours; i++) {
         size_t len = i ? strlen(nb) : 0;
         snprintf(nb + len, sizeof nb - len, "%s%s", i ? "," : "", addr_format(&c->neighbours[i], one));
     }
-    ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s", c->id, c->host, (unsigned)c->port, nb);
+    trace_get_info(node_trace(e->node), &info);
+    ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s started=%llu", c->id, c->host,
+              (unsigned)c->port, nb, (unsigned long long)info.started_us);
     node_cfg_put(c);
     return CTL_EXIT_OK;
 }
@@ -1115,6 +1198,7 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         {"get", cmd_get},     {"search", cmd_search}, {"ls", cmd_ls},       {"config", cmd_config},
         {"stats", cmd_stats}, {"modify", cmd_modify}, {"transfers", cmd_transfers},
         {"link", cmd_link},   {"pause", cmd_pause},   {"resume", cmd_resume},
+        {"rm", cmd_rm},
     };
     struct args a;
 
@@ -1137,7 +1221,7 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return rc;
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
-              "transfers, link, pause, resume, watch, events)",
+              "transfers, link, pause, resume, rm, watch, events)",
               argv[0]);
     return CTL_EXIT_USAGE;
 }

@@ -15,6 +15,7 @@
 #include "floodshare/cut.h"
 #include "floodshare/log.h"
 #include "floodshare/qcache.h"
+#include "floodshare/rate.h"
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
 #include "floodshare/trace.h"
@@ -30,7 +31,8 @@ struct cfg_snap {
 /* Locks, in the order they may be taken: reconf_lock, then share_lock
  * (write) or cfg_lock, never both of the last two at once. Each is held
  * for a pointer swap or copy, except reconf_lock, which serialises whole
- * reconfigurations (and their listeners). */
+ * reconfigurations (and their listeners). A bucket's lock (rate.h) is a
+ * leaf: rate_set() takes it under reconf_lock, and nothing is locked under it. */
 struct node {
     /* Fixed from node_new() on. */
     struct fs_addr self;
@@ -43,6 +45,7 @@ struct node {
     struct stats stats;
     struct cut cut;
     struct tls_ctx *tls; /* NULL: plain; else made from [security] at start */
+    struct rate *up_rate, *down_rate; /* [limits] upload_rate, download_rate (own locks) */
 
     pthread_mutex_t cfg_lock; /* guards the `live` pointer */
     struct cfg_snap *live;
@@ -134,7 +137,9 @@ struct node *node_new(const struct cfg *c, const char *run_dir, char *err, size_
         goto fail;
     n->qc = qcache_new(c->query_cache_size, c->query_cache_ttl_ms);
     n->trace = trace_new(TRACE_RING, c->id, &n->self);
-    if (!n->qc || !n->trace)
+    n->up_rate = rate_new(c->upload_rate);
+    n->down_rate = rate_new(c->download_rate);
+    if (!n->qc || !n->trace || !n->up_rate || !n->down_rate)
         goto oom;
     return n;
 oom:
@@ -150,6 +155,8 @@ void node_free(struct node *n)
         return;
     qcache_free(n->qc);
     trace_free(n->trace);
+    rate_free(n->up_rate);
+    rate_free(n->down_rate);
     share_close(n->share);
     tls_ctx_free(n->tls);
     if (n->live)
@@ -240,6 +247,8 @@ fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key
     memcpy(s->c.share_dir, nc->share_dir, sizeof nc->share_dir);
     memcpy(s->c.share_dir_raw, nc->share_dir_raw, sizeof nc->share_dir_raw);
     s->c.log_level = nc->log_level;
+    s->c.upload_rate = nc->upload_rate;
+    s->c.download_rate = nc->download_rate;
     if (sh) {
         pthread_rwlock_wrlock(&n->share_lock);
         old = n->share;
@@ -253,6 +262,9 @@ fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key
     node_cfg_put(&prev->c);
     share_close(old);
     log_verbosity = nc->log_level;
+    /* Transfers waiting in a bucket count again at the new rate at once. */
+    rate_set(n->up_rate, nc->upload_rate);
+    rate_set(n->down_rate, nc->download_rate);
     for (unsigned i = 0; i < n->n_listeners; i++)
         n->listeners[i].fn(n->listeners[i].arg, &s->c);
     pthread_mutex_unlock(&n->reconf_lock);
@@ -311,6 +323,16 @@ struct stats *node_stats(struct node *n)
     return &n->stats;
 }
 
+struct rate *node_upload_rate(struct node *n)
+{
+    return n->up_rate;
+}
+
+struct rate *node_download_rate(struct node *n)
+{
+    return n->down_rate;
+}
+
 struct cut *node_cut(struct node *n)
 {
     return &n->cut;
@@ -337,6 +359,8 @@ int node_stopping(const struct node *n)
 void node_stop(struct node *n)
 {
     atomic_store(&n->stopping, 1);
+    rate_close(n->up_rate); /* a transfer asleep in a bucket wakes and ends */
+    rate_close(n->down_rate);
     pthread_mutex_lock(&n->track_lock);
     for (int i = 0; i < NODE_MAX_TRACKED; i++)
         if (n->tracked[i] >= 0)

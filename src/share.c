@@ -28,6 +28,7 @@
 #include "floodshare/log.h"
 #include "floodshare/name.h"
 #include "floodshare/sharecache.h"
+#include "floodshare/zipio.h"
 
 #define SHARE_MAX_DEPTH 64         /* folder levels below the scanned root */
 #define SHARE_MAX_ENTRIES 1000000  /* items in one scan */
@@ -1359,6 +1360,32 @@ void share_mark_dirty(struct share *sh)
 {
     atomic_store(&sh->dirty, 1);
     share_wake(sh);
+}
+
+fs_status share_remove(struct share *sh, const char *name, enum msg_kind *kind)
+{
+    struct stat st;
+
+    if (!name || !name_valid(name, strlen(name)))
+        return FS_EBADNAME;
+    /* The state folder holds partial downloads and the hash cache: it is
+     * not an item, and hidden from the index, so it is not removable either. */
+    if (strcmp(name, SHARE_STATE_DIR) == 0)
+        return FS_EREFUSED;
+    if (fstatat(sh->root_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT || errno == ENOTDIR ? FS_ENOTFOUND : FS_EIO;
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        errno = S_ISLNK(st.st_mode) ? ELOOP : EINVAL;
+        return FS_EREFUSED;
+    }
+    *kind = S_ISDIR(st.st_mode) ? MSG_KIND_FOLDER : MSG_KIND_FILE;
+    /* Renamed or replaced since the fstatat? zipio_remove_at() follows no
+     * link either, and stays beneath root_fd whatever it meets. */
+    fs_status rs = zipio_remove_at(sh->root_fd, name);
+    int err = errno; /* why it failed, past the wake-up's write */
+    share_mark_dirty(sh);
+    errno = err;
+    return rs;
 }
 
 /* First position in by_name whose item's name is not below name. Called

@@ -47,6 +47,7 @@ struct trace {
     unsigned char *bytes;
     size_t bcap, bused;    /* bytes[] holds bused bytes of records */
     uint64_t seq;
+    uint64_t started_us;
     struct trace_sub *subs[TRACE_MAX_SUBS];
 };
 
@@ -264,6 +265,8 @@ static void ring_push(struct trace *t, const unsigned char *rec, size_t n, enum 
     t->bused += n;
 }
 
+static uint64_t wall_us(void);
+
 struct trace *trace_new(size_t ring, unsigned peer, const struct fs_addr *addr)
 {
     struct trace *t = calloc(1, sizeof *t);
@@ -289,6 +292,7 @@ struct trace *trace_new(size_t ring, unsigned peer, const struct fs_addr *addr)
         return NULL;
     }
     t->peer = peer;
+    t->started_us = wall_us();
     if (addr)
         t->addr = *addr;
     pthread_mutex_init(&t->lock, NULL);
@@ -430,6 +434,7 @@ void trace_get_info(struct trace *t, struct trace_info *out)
     out->emitted = t->seq;
     out->in_ring = t->len;
     out->ring = t->cap;
+    out->started_us = t->started_us;
     pthread_mutex_unlock(&t->lock);
 }
 

@@ -285,6 +285,7 @@ struct wconn {
     uint64_t stream_seq; /* the highest seq its stream (this connection) brought */
     uint64_t settle_seq; /* stream_seq when settle_ms was set: the same then = silent */
     uint64_t last_seq, last_ts; /* the last event of it shown; 0: none yet */
+    uint64_t run_us;     /* when the run we watch began (ping's started=); 0: unknown */
     /* Seqs below last_seq not shown yet: not in the ring when it was read.
      * An event can still come by the stream (transfer_progress is never in
      * a ring); once the stream has gone past a hole, or at settle_ms, the
@@ -510,6 +511,35 @@ static void wconn_fill(struct watcher *wt, struct wconn *w, struct trace_event *
         wconn_hole(wt, w, expected, upto - 1, upto_ts);
 }
 
+/* When the run of w's peer that answers now began (`ping`'s started=), or
+ * 0 when it did not say. Two runs can end and start between two looks, and
+ * the ring of a busy one need not go back to its start, so only this tells
+ * a restart from a ring that moved on. */
+static uint64_t wconn_run(struct watcher *wt, struct wconn *w)
+{
+    char sock[RUNDIR_PATH_MAX], *args[] = {"ping"}, *text = NULL;
+    size_t len = 0;
+    uint64_t run = 0;
+
+    if (sock_of(wt->run_dir, w->id, sock, NULL) != FS_OK)
+        return 0;
+    FILE *mem = open_memstream(&text, &len);
+    FILE *null = fopen("/dev/null", "w");
+    if (mem && null && ctl_call(sock, 1, args, mem, null, NULL) == CTL_EXIT_OK) {
+        fclose(mem);
+        mem = NULL;
+        const char *v = strstr(text, " started=");
+        if (v)
+            run = strtoull(v + 9, NULL, 10);
+    }
+    if (mem)
+        fclose(mem);
+    if (null)
+        fclose(null);
+    free(text);
+    return run;
+}
+
 /* Reads w's peer's ring (`events --raw`), in seq order, into *c. 0, or -1
  * when the peer did not answer. */
 static int wconn_ring(struct watcher *wt, struct wconn *w, struct collect *c)
@@ -565,10 +595,12 @@ static void wconn_settle(struct watcher *wt, struct wconn *w)
 
 /* Just (re)connected to w's peer: shows what happened there since the
  * last event shown (or, for a peer found after the watch began, since the
- * watch began), from its ring. A peer that restarted (it said peer_down,
- * or its ring no longer goes back to the last event shown and starts
- * later) is a new run: its seqs start again from 1. */
-static void wconn_reached(struct watcher *wt, struct wconn *w)
+ * watch began), from its ring. A peer that restarted is a new run, whose
+ * seqs start again from 1: run, when the run now answering began (0: it
+ * did not say), differs from the one we watched. (For a peer that does not
+ * say: it said peer_down, or its ring no longer goes back to the last
+ * event shown and starts later.) */
+static void wconn_reached(struct watcher *wt, struct wconn *w, uint64_t run)
 {
     struct collect c;
 
@@ -576,7 +608,12 @@ static void wconn_reached(struct watcher *wt, struct wconn *w)
         return;
     const struct trace_event *ring = c.m.ev;
     uint64_t floor_us = 0;
-    if (w->last_seq) {
+    if (w->last_seq && run && w->run_us) {
+        if (run != w->run_us) {
+            wconn_missed(wt, w, UINT64_MAX); /* the old run's holes */
+            w->last_seq = w->last_ts = 0;
+        }
+    } else if (w->last_seq) { /* a peer that does not say when it started */
         int same = 0;
         for (size_t i = 0; i < c.m.n && !same; i++)
             same = ring[i].seq == w->last_seq && ring[i].ts_us == w->last_ts;
@@ -590,6 +627,7 @@ static void wconn_reached(struct watcher *wt, struct wconn *w)
     } else {
         floor_us = wt->start_us;
     }
+    w->run_us = run;
     wconn_fill(wt, w, c.m.ev, c.m.n, 0, floor_us, 0);
     free(c.m.ev);
     wconn_settle_later(w);
@@ -678,12 +716,15 @@ static void wconn_try(struct watcher *wt, struct wconn *w)
         return;
     }
     w->stream_seq = 0;
+    uint64_t run = wconn_run(wt, w);
     /* A peer that was down or is new: its INI may be newer than our names. */
     if (w->ever || w->retry_ms || w->late)
         watcher_names(wt);
     if (w->ever || w->retry_ms || w->late) { /* it was down, lost or new: say it is back */
         synthetic(wt, w->id, TR_PEER_UP, "watch: connected", 0, 0);
-        wconn_reached(wt, w);
+        wconn_reached(wt, w, run);
+    } else {
+        w->run_us = run;
     }
     w->ever = 1;
     w->saw_down = 0;

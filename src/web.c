@@ -40,6 +40,7 @@
 #include "floodshare/net.h"
 #include "floodshare/rundir.h"
 #include "floodshare/webhttp.h"
+#include "floodshare/webtopo.h"
 
 #define WEB_CMD_OUT_MAX (1024 * 1024) /* bytes of a command's output returned to the page */
 
@@ -63,6 +64,12 @@ struct web {
     char *hist[WEB_HISTORY]; /* line of seq s is hist[s % WEB_HISTORY] */
     uint64_t hist_seq;       /* lines received so far */
     pid_t watch_pid;
+
+    /* The reshaping buttons (webtopo.h): scripts/topology next to this
+     * binary ("" when there is none), run one at a time under topo_lock. */
+    char bin[4096];
+    char topo_script[4096];
+    pthread_mutex_t topo_lock;
 };
 
 static struct web *g_web; /* for the signal handler only */
@@ -280,6 +287,13 @@ static void api_peers(struct web *w, int fd)
     const char *rd = json_result(&j, NULL);
     fputs(rd ? rd : "null", f);
     json_free(&j);
+    /* Events numbered below this happened before this answer: a page
+     * that loads now lists them as the past and starts its live position
+     * at the newest of them (issue 14: the dashboard opens at now). */
+    pthread_mutex_lock(&w->hist_lock);
+    unsigned long long now_seq = (unsigned long long)w->hist_seq;
+    pthread_mutex_unlock(&w->hist_lock);
+    fprintf(f, ",\"events_now\":%llu", now_seq);
     fputs(",\"peers\":[", f);
     for (size_t i = 0; i < n; i++) {
         fprintf(f, "%s{\"id\":%u", i ? "," : "", ids[i]);
@@ -302,6 +316,98 @@ static void api_peers(struct web *w, int fd)
     free(doc);
 }
 
+/* GET /api/topology: the run folder's topology.json as scripts/topology
+ * wrote it (its layout hint, links and peers), not through a link; {} when
+ * there is none. (By name, not through run_fd, which the stopping server
+ * closes while page threads may still run.) */
+static void api_topology_json(struct web *w, int fd)
+{
+    enum { MAX = 1024 * 1024 };
+    char *buf = malloc(MAX), path[RUNDIR_PATH_MAX + 32];
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s/topology.json", w->run_dir);
+    int jf = buf ? open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    while (jf >= 0 && len < MAX) {
+        ssize_t r = read(jf, buf + len, MAX - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    if (jf >= 0)
+        close(jf);
+    if (jf < 0 || len == 0 || len == MAX)
+        respond(fd, 200, "application/json", "{}", 2);
+    else
+        respond(fd, 200, "application/json", buf, len);
+    free(buf);
+}
+
+#define WEB_TRACE_TIMEOUT_MS 30000 /* a summary picture that takes longer is given up */
+
+/* GET /api/trace.svg?qid=HEX: one query's whole flood as one picture, the
+ * very SVG `floodshare trace QID --svg FILE` draws (watch.c, with dot),
+ * made by a child into a private temporary folder. */
+static void api_trace_svg(struct web *w, int fd, const char *query)
+{
+    char qid[24], dir[] = "/tmp/floodshare-web-XXXXXX", file[64];
+    size_t n;
+
+    if (!webhttp_query(query, "qid", qid, sizeof qid) || (n = strlen(qid)) == 0 || n > 16 ||
+        strspn(qid, "0123456789abcdef") != n) {
+        respond_error(fd, 400, "expected ?qid= and a query id (up to 16 lower-case hex digits)");
+        return;
+    }
+    if (!mkdtemp(dir)) {
+        respond_error(fd, 500, "no temporary folder for the picture");
+        return;
+    }
+    snprintf(file, sizeof file, "%s/q.svg", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null_fd = open("/dev/null", O_RDWR);
+        if (null_fd >= 0) {
+            dup2(null_fd, 0);
+            dup2(null_fd, 1);
+            dup2(null_fd, 2);
+        }
+        closefrom(3);
+        execl("/proc/self/exe", "floodshare", "--run", w->run_dir, "trace", qid, "--svg", file,
+              (char *)NULL);
+        _exit(127);
+    }
+    int status = -1;
+    for (int waited = 0; pid > 0; waited += 50) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            break;
+        if (waited >= WEB_TRACE_TIMEOUT_MS) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            status = -1;
+            break;
+        }
+        usleep(50 * 1000);
+    }
+    char *svg = NULL;
+    size_t len = 0;
+    FILE *f = status == 0 ? fopen(file, "re") : NULL;
+    if (f) {
+        svg = malloc(4 * 1024 * 1024);
+        len = svg ? fread(svg, 1, 4 * 1024 * 1024, f) : 0;
+        fclose(f);
+    }
+    unlink(file);
+    rmdir(dir);
+    if (svg && len > 0)
+        respond(fd, 200, "image/svg+xml", svg, len);
+    else
+        respond_error(fd, 404, "no picture of that query: its events are gone from the peers' "
+                      "rings, or dot (graphviz) is missing");
+    free(svg);
+}
+
 /* Whether the page may run argv[0..argc) ("get", "3.txt", "--json"): NULL
  * if so, else why not, written into why[cap].
  *
@@ -316,7 +422,7 @@ static const char *page_may_run(int argc, char **argv, char *why, size_t cap)
 {
     static const char *const verbs[] = {"get",       "search", "ls",   "config", "stats",
                                         "transfers", "events", "link", "pause",  "resume",
-                                        "modify"};
+                                        "modify",    "rm"};
     static const char *const modify_keys[] = {"ttl"};
     size_t v = 0;
 
@@ -324,7 +430,7 @@ static const char *page_may_run(int argc, char **argv, char *why, size_t cap)
         v++;
     if (v == sizeof verbs / sizeof verbs[0]) {
         snprintf(why, cap, "the dashboard does not run \"%.40s\": it runs get, search, ls, "
-                 "config, stats, transfers, events, link, pause, resume and modify ttl; "
+                 "config, stats, transfers, events, link, pause, resume, rm and modify ttl; "
                  "use the CLI for anything else", argv[0]);
         return why;
     }
@@ -346,6 +452,8 @@ static const char *page_may_run(int argc, char **argv, char *why, size_t cap)
                  "(floodshare peer N modify KEY VALUE)", argv[i]);
     return why;
 }
+
+static void respond_result(int fd, const char *line, int code, const char *out, const char *err);
 
 /* POST /api/cmd: the body is one CLI command line, "peer N COMMAND ARGS",
  * split like the REPL splits it and, if page_may_run() lets it, run through
@@ -383,6 +491,15 @@ static void api_cmd(struct web *w, int fd, const char *body, size_t len)
     }
     char *out = NULL, *err = NULL;
     int code = run_ctl(w->run_dir, (unsigned)id, argc - 2, argv + 2, &out, &err);
+    respond_result(fd, line, code, out, err);
+    free(out);
+    free(err);
+}
+
+/* Answers a finished command as the page shows it: {command, exit,
+ * stdout, stderr}. */
+static void respond_result(int fd, const char *line, int code, const char *out, const char *err)
+{
     struct json j;
     json_init(&j, 3 * WEB_CMD_OUT_MAX);
     json_obj_open(&j, NULL);
@@ -398,6 +515,42 @@ static void api_cmd(struct web *w, int fd, const char *body, size_t len)
     else
         respond_error(fd, 500, "answer too large");
     json_free(&j);
+}
+
+/* POST /api/topology: "add-peer [--files ITEM ...]", "remove-peer N",
+ * "link A B" or "unlink A B", run as scripts/topology on this dashboard's
+ * own run folder (webtopo.h says what is allowed and why). */
+static void api_topology(struct web *w, int fd, const char *body, size_t len)
+{
+    char line[WEB_MAX_BODY + 1], storage[WEB_MAX_BODY + CTL_MAX_ARGS + 8], refused[256];
+    char *argv[CTL_MAX_ARGS + 2];
+    const char *why = NULL;
+
+    if (memchr(body, '\0', len)) {
+        respond_error(fd, 400, "NUL byte in the command");
+        return;
+    }
+    memcpy(line, body, len);
+    line[len] = '\0';
+    int argc = cli_split(line, argv, CTL_MAX_ARGS + 2, storage, sizeof storage, &why);
+    if (argc < 0) {
+        respond_error(fd, 400, why);
+        return;
+    }
+    if (webtopo_check(argc, argv, refused, sizeof refused)) {
+        respond_error(fd, 403, refused);
+        return;
+    }
+    if (!w->topo_script[0]) {
+        respond_error(fd, 503, "no scripts/topology next to this floodshare binary: reshape "
+                      "from a terminal (scripts/topology link A B --run DIR)");
+        return;
+    }
+    char *out = NULL, *err = NULL;
+    pthread_mutex_lock(&w->topo_lock);
+    int code = webtopo_run(w->topo_script, w->bin, w->run_dir, argc, argv, &out, &err);
+    pthread_mutex_unlock(&w->topo_lock);
+    respond_result(fd, line, code, out, err);
     free(out);
     free(err);
 }
@@ -630,8 +783,21 @@ static void serve(struct web *w, int fd)
         }
         return;
     }
+    if (strcmp(req.path, "/api/topology") == 0) {
+        if (get)
+            api_topology_json(w, fd);
+        else if (!req.csrf_header)
+            respond_error(fd, 403, "POST /api/topology needs the header X-Floodshare: 1");
+        else
+            api_topology(w, fd, body, req.content_length);
+        return;
+    }
     if (!get) {
-        respond_error(fd, 405, "only /api/cmd takes POST");
+        respond_error(fd, 405, "only /api/cmd and /api/topology take POST");
+        return;
+    }
+    if (strcmp(req.path, "/api/trace.svg") == 0) {
+        api_trace_svg(w, fd, req.query);
         return;
     }
     if (strcmp(req.path, "/api/peers") == 0) {
@@ -870,6 +1036,28 @@ static int parse_opts(int argc, char **argv, const char **run_dir, struct fs_add
     return -1;
 }
 
+/* The reshaping buttons run scripts/topology from the same checkout as this
+ * binary (build/floodshare -> scripts/topology), never a path from the run
+ * folder or a request: whoever can write those must not choose a program. */
+static void find_topology_script(struct web *w)
+{
+    char guess[sizeof w->topo_script + 32];
+    ssize_t n = readlink("/proc/self/exe", w->bin, sizeof w->bin - 1);
+
+    w->topo_script[0] = '\0';
+    if (n <= 0 || (size_t)n >= sizeof w->bin - 1)
+        return;
+    w->bin[n] = '\0';
+    char *slash = strrchr(w->bin, '/');
+    if (!slash)
+        return;
+    snprintf(guess, sizeof guess, "%.*s/../scripts/topology", (int)(slash - w->bin), w->bin);
+    char *real = realpath(guess, NULL);
+    if (real && strlen(real) < sizeof w->topo_script && access(real, X_OK) == 0)
+        snprintf(w->topo_script, sizeof w->topo_script, "%s", real);
+    free(real);
+}
+
 int web_main(const char *run_dir, int argc, char **argv)
 {
     static struct web w; /* big (history); one per process */
@@ -885,6 +1073,8 @@ int web_main(const char *run_dir, int argc, char **argv)
     w.loopback = !pub; /* --public: the token is the defence, from any Host */
     pthread_mutex_init(&w.hist_lock, NULL);
     pthread_cond_init(&w.hist_cond, NULL);
+    pthread_mutex_init(&w.topo_lock, NULL);
+    find_topology_script(&w);
     unsigned char rnd[WEB_TOKEN_BYTES];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
         fprintf(stderr, "floodshare web: no random bytes for a token: %s\n", strerror(errno));

@@ -31,6 +31,7 @@ struct xfer_plane *xfer_plane_new(struct node *n, const struct xfer_limits *lim)
     x->node = n;
     x->stats = node_stats(n);
     x->trace = node_trace(n);
+    x->slots = lim->slots;
     x->min_rate = lim->min_rate;
     return x;
 }

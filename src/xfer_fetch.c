@@ -22,6 +22,7 @@
 #include "floodshare/manifest.h"
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
+#include "floodshare/rate.h"
 #include "floodshare/node.h"
 #include "floodshare/stats.h"
 #include "floodshare/share.h"
@@ -431,6 +432,36 @@ static fs_status read_body_by(struct conn *c, char *buf, size_t n, uint64_t dead
     return st;
 }
 
+/* read_body_by() in pieces taken from the node's download bucket first
+ * (download_rate, shared by every download). Time asleep there is our own
+ * doing, not the holder's slowness: the frame's deadline moves by it.
+ * FS_ECANCELED when the peer stops while it waits; what a failed read did
+ * not use goes back to the bucket. */
+static fs_status read_body_rated(struct fetch *f, struct conn *c, char *buf, size_t n,
+                                 uint64_t deadline, size_t *done, int *late)
+{
+    struct rate *r = node_download_rate(f->x->node);
+
+    *done = 0;
+    *late = 0;
+    while (*done < n) {
+        size_t piece = rate_chunk(r, n - *done), got = 0;
+        uint64_t waited;
+        fs_status st = rate_take(r, piece, -1, &waited);
+        if (st)
+            return st;
+        deadline += waited;
+        stats_add(f->x->stats, download_wait_ms, waited);
+        st = read_body_by(c, buf + *done, piece, deadline, &got, late);
+        *done += got;
+        if (st) {
+            rate_refund(r, piece - got);
+            return st;
+        }
+    }
+    return FS_OK;
+}
+
 /* Reads one DATA frame for chunk idx into buf and checks its CRC. A holder
  * that sends anything else, stalls (no byte for io_timeout_ms), or takes
  * longer than XFER_FRAME_TIMEOUTS io timeouts for the whole frame (a
@@ -457,7 +488,7 @@ static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint6
         return cut(f, FS_ETOOBIG, "holder announced %llu bytes for chunk %llu, which has %llu",
                    (unsigned long long)d.len, chunk, (unsigned long long)want);
     if (st == FS_OK)
-        st = read_body_by(c, buf, (size_t)want, deadline, &done, &late);
+        st = read_body_rated(f, c, buf, (size_t)want, deadline, &done, &late);
     if (st == FS_ETIMEDOUT && late)
         return cut(f, st, "holder too slow: chunk %llu not complete within %d ms (%zu of %llu "
                    "bytes)", chunk, c->timeout_ms * XFER_FRAME_TIMEOUTS, done,
@@ -470,6 +501,8 @@ static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint6
                    why ? why : fs_strerror(st));
     if (st == FS_ECLOSED)
         return fail(f, st, "holder closed the connection at byte %llu", off + done);
+    if (st == FS_ECANCELED)
+        return fail(f, st, "cancelled at byte %llu", off + done);
     if (st)
         return fail(f, st, "transfer interrupted at byte %llu: %s", off + done, fs_strerror(st));
     note_first_byte(f);
@@ -998,6 +1031,7 @@ static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item
     char hex[HASH_HEX_LEN + 1], tmp[64];
     char *buf = malloc(XFER_CHUNK);
     uint64_t left = item->len;
+    struct rate *bucket = node_download_rate(f->x->node); /* download_rate */
     fs_status st = FS_OK;
 
     if (!buf)
@@ -1017,7 +1051,15 @@ static fs_status receive(struct fetch *f, struct conn *c, const struct msg *item
             st = fail(f, FS_ECANCELED, "cancelled");
             break;
         }
-        st = conn_read_body_some(c, buf, left < XFER_CHUNK ? (size_t)left : XFER_CHUNK, &got);
+        size_t piece = rate_chunk(bucket, left < XFER_CHUNK ? (size_t)left : XFER_CHUNK);
+        uint64_t waited;
+        if ((st = rate_take(bucket, piece, -1, &waited)) != FS_OK) {
+            fail(f, st, "cancelled");
+            break;
+        }
+        stats_add(f->x->stats, download_wait_ms, waited);
+        st = conn_read_body_some(c, buf, piece, &got);
+        rate_refund(bucket, piece - got);
         if (st) {
             fail(f, st, "transfer interrupted: %s", fs_strerror(st));
             break;

@@ -22,7 +22,7 @@ struct xfer_row {
     uint64_t start_ms;
 };
 
-/* The transfer plane. node, stats, trace, up and min_rate are set by
+/* The transfer plane. node, stats, trace, up, slots and min_rate are set by
  * xfer_plane_new() and only read after that (up has its own lock); lock
  * guards rows[]. */
 struct xfer_plane {
@@ -30,6 +30,7 @@ struct xfer_plane {
     struct stats *stats; /* the node's */
     struct trace *trace; /* the node's */
     struct slots *up;    /* upload slots */
+    unsigned slots;      /* [limits] upload_slots: how many share upload_rate */
     unsigned min_rate;   /* [limits] min_upload_rate, bytes/s; 0: never cut */
     pthread_mutex_t lock;
     struct xfer_row rows[XFER_MAX_ACTIVE];

@@ -19,6 +19,7 @@
 #include "floodshare/log.h"
 #include "floodshare/net.h"
 #include "floodshare/partial.h"
+#include "floodshare/rate.h"
 #include "floodshare/node.h"
 #include "floodshare/stats.h"
 #include "floodshare/share.h"
@@ -80,16 +81,21 @@ static void up_end(struct xfer_plane *x, struct up_trace *u, uint64_t pos, fs_st
     trace_emit(x->trace, &u->ev);
 }
 
-/* --- pacing: min_upload_rate over each XFER_RATE_WINDOW_MS --- */
+/* --- pacing: min_upload_rate over each XFER_RATE_WINDOW_MS, and the
+ * peer's upload_rate bucket --- */
 
 /* One upload's writes. The rate counts bytes the requester's TCP has
  * acknowledged (written minus what is still in our send queue, SIOCOUTQ):
  * a requester that stops reading would otherwise look fast for as long as
  * the socket buffers take bytes. Windows follow each other from the first
- * byte on; the last, partial one is not judged. */
+ * byte on; the last, partial one is not judged. Every byte is first taken
+ * from the node's upload bucket (upload_rate, shared by all uploads); time
+ * asleep there is our own doing, and is left out of the windows. */
 struct pace {
     struct conn *c; /* borrowed: what is written, plain or TLS */
     int fd;
+    struct rate *bucket; /* the node's upload_rate bucket */
+    struct stats *stats; /* the node's: upload_wait_ms */
     uint64_t min_rate;  /* bytes/s; 0: never cut */
     uint64_t win_start; /* ms */
     uint64_t win_acked; /* acknowledged bytes when the window began */
@@ -104,6 +110,8 @@ static void pace_init(struct pace *pc, struct xfer_plane *x, struct conn *c)
     pc->c = c;
     pc->fd = c->fd;
     conn_tls_bulk(c); /* an upload: big writes, not one per TLS record */
+    pc->bucket = node_upload_rate(x->node);
+    pc->stats = x->stats;
     pc->min_rate = x->min_rate;
     pc->win_start = net_now_ms();
 }
@@ -137,9 +145,8 @@ static int pace_check(struct pace *pc, uint64_t now)
 /* Writes all n bytes: each wait for buffer space at most timeout_ms, and
  * the upload as a whole kept to min_rate. FS_ETIMEDOUT (pc->slow tells
  * which), FS_ECLOSED, FS_EIO. */
-static fs_status pace_write(struct pace *pc, const void *buf, size_t n, int timeout_ms)
+static fs_status send_paced(struct pace *pc, const char *b, size_t n, int timeout_ms)
 {
-    const char *b = buf;
     uint64_t last = net_now_ms(); /* last progress */
 
     while (n > 0) {
@@ -168,6 +175,37 @@ static fs_status pace_write(struct pace *pc, const void *buf, size_t n, int time
     }
     /* What a TLS bulk buffer still holds (conn_tls_bulk), within the same deadlines. */
     return conn_write_all(pc->c, NULL, 0, timeout_ms);
+}
+
+/* send_paced() of n bytes, in pieces taken from the upload bucket first
+ * (small at low rates, so the rate is smooth). FS_ECANCELED when the peer
+ * stops while it waits there; a piece that could not be sent gives its
+ * tokens back. */
+static fs_status pace_write(struct pace *pc, const void *buf, size_t n, int timeout_ms)
+{
+    const char *b = buf;
+
+    while (n > 0) {
+        size_t piece = rate_chunk(pc->bucket, n);
+        uint64_t waited;
+        fs_status st = rate_take(pc->bucket, piece, -1, &waited);
+        if (st)
+            return st;
+        /* Held back by our own limit, not by the requester: the window
+         * being judged starts that much later (the socket drained
+         * meanwhile, so its bytes still count). */
+        pc->win_start += waited;
+        stats_add(pc->stats, upload_wait_ms, waited);
+        uint64_t before = pc->written;
+        st = send_paced(pc, b, piece, timeout_ms);
+        if (st) {
+            rate_refund(pc->bucket, piece - (size_t)(pc->written - before));
+            return st;
+        }
+        b += piece;
+        n -= piece;
+    }
+    return FS_OK;
 }
 
 /* Counts and logs how an upload ended badly. verb and esc name it
@@ -426,6 +464,24 @@ static fs_status send_chunks(struct xfer_plane *x, struct conn *c, struct pace *
     return node_stopping(x->node) ? FS_ECANCELED : st;
 }
 
+/* A requester cuts a holder whose DATA frame takes longer than
+ * XFER_FRAME_TIMEOUTS of its io timeouts (a trickle). Under our own
+ * upload_rate, shared by every slot, a large chunk could take that long:
+ * halve it (down to PARTIAL_CHUNK_MIN; the requester re-cuts its partial
+ * to match) until one goes out within one io timeout at a slot's share of
+ * the rate. */
+static uint64_t chunk_for_rate(struct xfer_plane *x, uint64_t chunk, int timeout_ms)
+{
+    uint64_t bps = rate_get(node_upload_rate(x->node));
+
+    if (bps == 0)
+        return chunk;
+    uint64_t fits = bps / x->slots * (uint64_t)timeout_ms / 1000;
+    while (chunk > PARTIAL_CHUNK_MIN && chunk > fits)
+        chunk /= 2;
+    return chunk;
+}
+
 int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req)
 {
     struct share_item it;
@@ -442,10 +498,13 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
                req->path);
         return -1;
     }
-    /* The chunk: what was asked for, at most ours; PARTIAL_CHUNK for a
-     * requester that asks for none (it expects exactly that). */
+    /* The chunk: what was asked for, at most ours (and what our upload_rate
+     * lets through in time); PARTIAL_CHUNK for a requester that asks for
+     * none (it expects exactly that). */
     uint64_t chunk = req->chunk == 0 ? PARTIAL_CHUNK
                      : req->chunk < XFER_SERVE_CHUNK_MAX ? req->chunk : XFER_SERVE_CHUNK_MAX;
+    if (req->chunk != 0)
+        chunk = chunk_for_rate(x, chunk, c->timeout_ms);
     if (req->chunk != 0 && !partial_chunk_valid(req->chunk)) {
         char why[MSG_MAX_TEXT + 1];
         snprintf(why, sizeof why, "chunk=%llu is not a power of two from %u to %u",

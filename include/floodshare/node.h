@@ -1,7 +1,8 @@
 /* node.h - one peer's service context: what every plane of the daemon shares.
  *
  * The node owns the live configuration, the share, the query cache, the
- * trace, the stats and the cut (the teacher's link scissors), and knows
+ * trace, the stats, the cut (the teacher's link scissors) and the two rate
+ * buckets of [limits] upload_rate and download_rate, and knows
  * whether the peer is stopping. The planes borrow it: the flood plane
  * (flood.h) and the transfer plane (xfer.h) are given the node when they
  * are made, the control commands (cmd.h) reach it through their cmd_env.
@@ -21,6 +22,7 @@
 struct cfg;
 struct cut;
 struct qcache;
+struct rate;
 struct share;
 struct stats;
 struct trace;
@@ -58,9 +60,9 @@ typedef void (*node_listener)(void *arg, const struct cfg *c);
 fs_status node_on_reconfigure(struct node *n, node_listener fn, void *arg);
 
 /* Applies a changed configuration nc (from `modify KEY`: ttl, neighbours,
- * share_dir or log_level): opens the new share first when it moved, then
- * publishes the live snapshot (the start-up one with those keys from nc)
- * and tells the listeners. The one way the node's live state changes.
+ * share_dir, log_level, upload_rate or download_rate): opens the new share first when it moved, then
+ * publishes the live snapshot (the start-up one with those keys from nc),
+ * sets the rate buckets, and tells the listeners. The one way the node's live state changes.
  * FS_OK, or an error with err (cap bytes) saying what failed; nothing
  * changed then. */
 fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key, char *err,
@@ -88,6 +90,10 @@ struct tls_ctx *node_tls(struct node *n);
  * node_new(); err names what was wrong. */
 fs_status node_tls_open(const struct cfg *c, struct tls_ctx **out, char *err, size_t cap);
 struct cut *node_cut(struct node *n);
+/* The buckets every upload, and every download, of this peer takes its
+ * bytes from (rate.h); node_stop() closes them. */
+struct rate *node_upload_rate(struct node *n);
+struct rate *node_download_rate(struct node *n);
 
 /* The current share, read-locked: it stays valid (and is not swapped by
  * `modify share_dir`) until node_share_put(). Never NULL. Do not nest,

@@ -99,6 +99,17 @@ fs_status share_refresh_wait(struct share *sh, int timeout_ms);
  * download). Returns at once. */
 void share_mark_dirty(struct share *sh);
 
+/* Removes the top-level item name (a file, or a folder with everything
+ * below it) from the share, so that a demo's `get` can be repeated. name
+ * must be name_valid() (one component: nothing outside the share can be
+ * named) and not SHARE_STATE_DIR; it is reached through the share's
+ * descriptor only, and a symbolic link is refused, never followed nor
+ * removed (the share never lists links). On FS_OK *kind says what it was
+ * and the index forgets it at the next rescan (share_mark_dirty()).
+ * FS_EBADNAME, FS_EREFUSED (the state folder, a link, or neither a file nor
+ * a folder), FS_ENOTFOUND, or FS_EIO (errno says why). */
+fs_status share_remove(struct share *sh, const char *name, enum msg_kind *kind);
+
 /* Copies up to max items whose name equals name exactly into out[], files
  * and folders alike, sorted by path. Returns how many matched in total (may
  * exceed max). */

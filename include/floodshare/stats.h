@@ -43,6 +43,8 @@
     X(spoofed_dropped, "messages whose from disagreed with the link they came on") \
     X(uploads_slow, "uploads cut for moving less than min_upload_rate")        \
     X(symlinks_refused, "paths refused or entries left out: a symbolic link in the share") \
+    X(upload_wait_ms, "ms uploads slept in the upload_rate bucket, all added up") \
+    X(download_wait_ms, "ms downloads slept in the download_rate bucket, all added up") \
     X(auth_failed, "connections closed: no TLS, wrong passphrase, or an untrusted key")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop

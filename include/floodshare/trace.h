@@ -123,6 +123,7 @@ struct trace_info {
     unsigned subscribers;
     uint64_t emitted;   /* events emitted so far (the last seq) */
     size_t in_ring, ring;
+    uint64_t started_us; /* when this trace (the peer's run) began: tells one run from the next */
 };
 void trace_get_info(struct trace *t, struct trace_info *out);
 

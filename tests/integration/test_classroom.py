@@ -235,6 +235,43 @@ class Classroom(NetCase):
         self.assertIn(f"peer 2: pid {pid2} stopped", down.stdout)
 
     # --- the document itself --------------------------------------------------------------------
+    # --- exercise 4 -----------------------------------------------------------------------------
+    def test_exercise_4_a_shortcut_link_brings_the_holder_closer_and_2_duplicates(self):
+        net = self.net("line:5")
+        r = net.peer(1, "get", "5.txt")
+        self.assertOk(r)
+        self.assertIn("4 hops away", r.stdout)
+        c = self.trace(net, qid_of(r))["counts"]
+        self.assertEqual((c["gets_sent"], c["duplicates"]), (4, 0))
+        pids = {p: net.pid(p) for p in net.peers}
+        t = subprocess.run([str(TOPOLOGY), "link", "1", "4", "--run", str(net.dir),
+                            "--bin", str(BIN)], capture_output=True, text=True, timeout=60)
+        self.assertOk(t)
+        self.assertIn("linked peer 1 and peer 4: peer 1 applied it live; peer 4 applied it live",
+                      t.stdout)
+        self.assertOk(net.peer(1, "rm", "5.txt"))
+        r = net.peer(1, "get", "5.txt")
+        self.assertOk(r)
+        self.assertIn("2 hops away", r.stdout)
+        self.assertIn("sent to 2 neighbours", r.stdout)
+        qid = qid_of(r)
+        c = self.trace(net, qid)["counts"]
+        self.assertEqual((c["gets_sent"], c["received"], c["duplicates"]), (6, 4, 2))
+        text = net.cli("trace", qid)
+        self.assertIn("GET    6 sent; 4 handled, 2 duplicates dropped", text.stdout)
+        self.assertEqual(sum(net.stats(p)["duplicates_dropped"] for p in net.peers), 2)
+        self.assertEqual(net.stats(3)["duplicates_dropped"], 1)
+        self.assertEqual({p: net.pid(p) for p in net.peers}, pids, "nobody was restarted")
+        # and back: a line again
+        t = subprocess.run([str(TOPOLOGY), "unlink", "1", "4", "--run", str(net.dir),
+                            "--bin", str(BIN)], capture_output=True, text=True, timeout=60)
+        self.assertOk(t)
+        self.assertOk(net.peer(1, "rm", "5.txt"))
+        r = net.peer(1, "get", "5.txt")
+        self.assertOk(r)
+        c = self.trace(net, qid_of(r))["counts"]
+        self.assertEqual((c["gets_sent"], c["duplicates"]), (4, 0))
+
     def test_the_document_states_what_these_tests_check(self):
         doc = DOC.read_text()
         for spec in set(re.findall(r"scripts/topology up (\S+)", doc)):
@@ -244,7 +281,10 @@ class Classroom(NetCase):
         for fact in ("**6 GETs**", "**1 duplicate**", "6 or 7", "**9 GETs**", "**4 duplicates**",
                      "**16 GETs**", "**12 duplicates**", "4 hops away",
                      'not found: no peer within ttl 2 has "4.txt"',
-                     "peer 3 -> peer 6 -> peer 5 -> peer 4 -> peer 1  (arrived)"):
+                     "peer 3 -> peer 6 -> peer 5 -> peer 4 -> peer 1  (arrived)",
+                     "**4 hops away**", "**4 GETs**", "**0 duplicates**", "**2 hops away**",
+                     "**2 duplicates**", "GET    6 sent; 4 handled, 2 duplicates dropped",
+                     "linked peer 1 and peer 4: peer 1 applied it live; peer 4 applied it live"):
             self.assertIn(fact, doc)
 
 

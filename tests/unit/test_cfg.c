@@ -294,6 +294,40 @@ static void test_cfg_rejects_bad_upload_limits(void **state)
     assert_spec_error(state, &s, "limits", "min_upload_rate", "out of range (0..1073741824)");
 }
 
+static void test_cfg_loads_rates_with_suffixes(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_true(c.upload_rate == 0 && c.download_rate == 0); /* default: no limit */
+    s.extra = "\n[limits]\nupload_rate = 40M\ndownload_rate = 1536k\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_true(c.upload_rate == 40ull * 1024 * 1024);
+    assert_true(c.download_rate == 1536ull * 1024);
+    s.extra = "\n[limits]\nupload_rate = 4194304\ndownload_rate = 0\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_true(c.upload_rate == 4194304 && c.download_rate == 0);
+}
+
+static void test_cfg_rejects_bad_rates_naming_the_key(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.extra = "\n[limits]\nupload_rate = 4MB\n";
+    assert_spec_error(state, &s, "limits", "upload_rate", "\"4MB\" has something after its suffix");
+    s.extra = "\n[limits]\ndownload_rate = 4T\n";
+    assert_spec_error(state, &s, "limits", "download_rate", "\"4T\" has an unknown suffix");
+    s.extra = "\n[limits]\nupload_rate = 100G\n";
+    assert_spec_error(state, &s, "limits", "upload_rate", "is out of range");
+    s.extra = "\n[limits]\ndownload_rate = fast\n";
+    assert_spec_error(state, &s, "limits", "download_rate", "\"fast\" is not a rate");
+}
+
 static void test_cfg_resolves_share_dir_against_ini_folder(void **state)
 {
     struct fixture *f = *state;
@@ -935,6 +969,8 @@ int main(void)
         T(test_cfg_applies_defaults),
         T(test_cfg_loads_upload_limits),
         T(test_cfg_rejects_bad_upload_limits),
+        T(test_cfg_loads_rates_with_suffixes),
+        T(test_cfg_rejects_bad_rates_naming_the_key),
         T(test_cfg_resolves_share_dir_against_ini_folder),
         T(test_cfg_accepts_absolute_share_dir),
         T(test_cfg_accepts_empty_neighbour_list),
