@@ -155,7 +155,9 @@ static void test_bulk_sending_frames_exactly_and_flushes(void **state)
     assert_int_equal(conn_flush(&e.srv), FS_OK);
     assert_int_equal(conn_read_msg(&e.cli, &m, 1000, &why), FS_OK);
     assert_string_equal(m.code, "busy");
-    /* A body larger than the socket buffers: written and read in turns. */
+    /* A body larger than the socket buffers: written and read in turns
+     * (a read that finds nothing waits only a moment). */
+    e.cli.timeout_ms = 20;
     size_t sent = 0, got = 0;
     while (got < sizeof body) {
         size_t w = 0, n = 0;
