@@ -42,6 +42,7 @@ SECTIONS = {
     "transfers": "bench/run, from results.json",
     "chunk-size": None,  # written by hand: no tool writes it, every tool keeps it
     "pieces": "bench/pieces, from pieces.json",
+    "tls": None,  # written by hand from `bench/run --tls`: every tool keeps it
     "engine": "bench/scale, bench/stall and bench/slowreaders, from scale.json, stall.json "
               "and slowreaders.json",
     "swarm": "bench/swarm, from swarm.json",

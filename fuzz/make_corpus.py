@@ -313,6 +313,24 @@ def pieces_seeds():
     write("pieces", "long", good + bytes(32))
     write("pieces", "bad_piece", good.replace(b" 65536 ", b" 65535 ", 1))
     write("pieces", "huge_size", pieces_file(b"", 1048576).replace(b" 0 ", b" 18446744073709551615 ", 1))
+def fp_seeds():
+    """[security] trusted values: fingerprints as `floodshare keygen` prints them
+    (SHA256: + unpadded base64 of 32 bytes), lists of them, and the ways one goes wrong."""
+    import base64
+    fps = ["SHA256:" + base64.b64encode(hashlib.sha256(bytes([i])).digest()).decode().rstrip("=")
+           for i in range(3)]
+    write("fp", "one", fps[0])
+    write("fp", "list", ", ".join(fps))
+    write("fp", "list_tabs", "\t".join(fps) + " ,")
+    write("fp", "duplicate", f"{fps[0]},{fps[0]}")
+    write("fp", "padded", fps[0] + "=")
+    write("fp", "short", fps[0][:-1])
+    write("fp", "md5_prefix", fps[0].replace("SHA256:", "MD5:"))
+    write("fp", "last_char_impossible", fps[0][:-1] + "V")
+    write("fp", "url_safe", fps[1].replace("+", "-").replace("/", "_"))
+    write("fp", "too_many", ",".join(
+        "SHA256:" + base64.b64encode(hashlib.sha256(bytes([i, 1])).digest()).decode().rstrip("=")
+        for i in range(65)))
 
 
 if __name__ == "__main__":
@@ -327,5 +345,6 @@ if __name__ == "__main__":
     trace_seeds()
     sharecache_seeds()
     pieces_seeds()
+    fp_seeds()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")

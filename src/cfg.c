@@ -78,6 +78,9 @@ static const char *const peer_keys[] = {"id", "host", "port", "share_dir", "ttl"
     "query_rate, query_burst, upload_slots, upload_slots_per_addr, min_upload_rate, "   \
     "get_timeout_ms, upload_rate, download_rate"
 #define NEIGHBOUR_SEPS ", \t"
+static const char *const security_keys[] = {"passphrase", "key", "trusted", "keylog", NULL};
+#define SECURITY_KEYS "passphrase, key, trusted, keylog"
+#define PASSPHRASE_MIN 8
 
 /* ---------- error messages ---------- */
 
@@ -268,6 +271,14 @@ static int limit_known(const char *key)
     return 0;
 }
 
+static int security_known(const char *key)
+{
+    for (size_t i = 0; security_keys[i]; i++)
+        if (strcmp(key, security_keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static int peer_known(const char *key)
 {
     for (size_t i = 0; peer_keys[i]; i++)
@@ -303,6 +314,8 @@ static fs_status check_keys(const struct loader *ld, const char *sec)
             st = fail(ld, sec, key, "unknown key (expected peers)");
         else if (strcmp(sec, "limits") == 0 && !limit_known(key))
             st = fail(ld, sec, key, "unknown key (expected " LIMIT_KEYS ")");
+        else if (strcmp(sec, "security") == 0 && !security_known(key))
+            st = fail(ld, sec, key, "unknown key (expected " SECURITY_KEYS ")");
     }
     free(keys);
     return st;
@@ -316,7 +329,7 @@ static fs_status check_orphans(const struct loader *ld)
         const char *k = ld->d->key[i];
         if (k && k[0] == ':')
             return fail(ld, NULL, k + 1, "setting outside any section (put it under [peer], "
-                                         "[neighbours] or [limits])");
+                                         "[neighbours], [limits] or [security])");
     }
     return FS_OK;
 }
@@ -331,9 +344,9 @@ static fs_status check_names(const struct loader *ld)
         const char *sec = iniparser_getsecname(ld->d, i);
         fs_status st;
         if (strcmp(sec, "peer") != 0 && strcmp(sec, "neighbours") != 0 &&
-            strcmp(sec, "limits") != 0)
-            return fail(ld, sec, NULL,
-                        "unknown section (expected [peer], [neighbours] or [limits])");
+            strcmp(sec, "limits") != 0 && strcmp(sec, "security") != 0)
+            return fail(ld, sec, NULL, "unknown section (expected [peer], [neighbours], "
+                                       "[limits] or [security])");
         st = check_keys(ld, sec);
         if (st)
             return st;
@@ -587,6 +600,73 @@ static fs_status load_neighbours(const struct loader *ld)
     }
 }
 
+/* A file named in [security] key, relative to the INI's folder, into out
+ * (PATH_MAX). The file itself is checked by whoever opens it. */
+static fs_status security_path(const struct loader *ld, const char *key, const char *v,
+                               char *out)
+{
+    char base[PATH_MAX];
+    char q[QUOTE_BUF];
+    int n;
+
+    if (v[0] == '/')
+        n = snprintf(out, PATH_MAX, "%s", v);
+    else if (ini_folder(ld->path, base) != 0)
+        return fail(ld, "security", key, "cannot resolve the INI file's folder: %s",
+                    strerror(errno));
+    else
+        n = snprintf(out, PATH_MAX, "%s/%s", base, v);
+    if (n < 0 || n >= PATH_MAX)
+        return fail(ld, "security", key, "%s is too long", quote(q, v, strlen(v)));
+    return FS_OK;
+}
+
+static fs_status load_security(const struct loader *ld)
+{
+    struct cfg *c = ld->c;
+    const char *pass = get(ld, "security", "passphrase"), *key = get(ld, "security", "key");
+    const char *trusted = get(ld, "security", "trusted"), *keylog = get(ld, "security", "keylog");
+    char q[QUOTE_BUF];
+    fs_status st = FS_OK;
+
+    if (pass) {
+        size_t n = strlen(pass);
+        if (n < PASSPHRASE_MIN || n > CFG_PASSPHRASE_MAX)
+            return fail(ld, "security", "passphrase", "must be %d..%d bytes long (it has %zu)",
+                        PASSPHRASE_MIN, CFG_PASSPHRASE_MAX, n);
+        memcpy(c->passphrase, pass, n + 1);
+    }
+    if (pass && key)
+        return fail(ld, "security", "key", "a passphrase and a key together: choose one "
+                    "(passphrase: one shared secret; key + trusted: a key per peer)");
+    if (trusted && !key)
+        return fail(ld, "security", "trusted", "needs [security] key (this peer's own key)");
+    if (key) {
+        if (!*key)
+            return fail(ld, "security", "key", "is empty (a key file made by floodshare keygen)");
+        st = security_path(ld, "key", key, c->key_file);
+        if (st)
+            return st;
+        if (!trusted || !*trusted)
+            return fail(ld, "security", "trusted", "missing: with a key, list the fingerprints "
+                        "(SHA256:...) of the peers this one may talk to");
+        const char *why, *bad = trusted;
+        size_t bad_len = 0;
+        if (fp_parse_list(trusted, strlen(trusted), c->trusted, FP_MAX_TRUSTED, &c->n_trusted,
+                          &why, &bad, &bad_len) != FS_OK)
+            return fail(ld, "security", "trusted", "%s: %s", quote(q, bad, bad_len), why);
+        if (c->n_trusted == 0)
+            return fail(ld, "security", "trusted", "lists no fingerprint");
+    }
+    if (keylog && *keylog) {
+        if (!pass && !key)
+            return fail(ld, "security", "keylog", "needs a passphrase or a key: plain traffic "
+                        "has no keys to log");
+        st = security_path(ld, "keylog", keylog, c->keylog);
+    }
+    return st;
+}
+
 /* cfg_load() of path, but errors name the file `name`: cfg_set() validates
  * a temporary file and must report the real one. */
 static fs_status load_as(const char *path, const char *name, struct cfg *out, char *err,
@@ -614,6 +694,8 @@ static fs_status load_as(const char *path, const char *name, struct cfg *out, ch
         st = load_peer(&ld);
     if (!st)
         st = load_neighbours(&ld);
+    if (!st)
+        st = load_security(&ld);
     iniparser_freedict(ld.d);
     return st;
 }

@@ -12,10 +12,12 @@
 
 #include "floodshare/cfg.h"
 #include "floodshare/ctl.h"
+#include "floodshare/fp.h"
 #include "floodshare/json.h"
 #include "floodshare/peer.h"
 #include "floodshare/progress.h"
 #include "floodshare/rundir.h"
+#include "floodshare/tls.h"
 #include "floodshare/watch.h"
 #include "floodshare/web.h"
 
@@ -29,6 +31,7 @@ static const char usage_head[] =
     "       floodshare [--run DIR] web [--listen HOST:PORT] [--public]   (the classroom dashboard)\n"
     "       floodshare [--run DIR]                 (interactive REPL)\n"
     "       floodshare serve [--run DIR] CONFIG.ini\n"
+    "       floodshare keygen FILE | fingerprint FILE   (keys for [security], docs/SECURITY.md)\n"
     "       floodshare --help | --version\n"
     "\n"
     "Commands sent to peer ID (through DIR/peer-ID.sock):\n";
@@ -429,6 +432,31 @@ static int cmd_peers(const char *run_dir, int argc, char **argv)
     return CTL_EXIT_OK;
 }
 
+/* `keygen FILE`: a new key for [security] key; `fingerprint FILE`: the
+ * fingerprint of one, for another peer's `trusted`. */
+static int cmd_key(int argc, char **argv)
+{
+    unsigned char fp[FP_LEN];
+    char err[TLS_ERR_MAX + PATH_MAX], text[FP_STR_MAX];
+    int gen = strcmp(argv[0], "keygen") == 0;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s FILE\n", argv[0]);
+        return CTL_EXIT_USAGE;
+    }
+    fs_status st = gen ? tls_keygen(argv[1], fp, err, sizeof err)
+                       : tls_key_fingerprint(argv[1], fp, err, sizeof err);
+    if (st) {
+        fprintf(stderr, "floodshare: %s: %s\n", argv[0], err);
+        return CTL_EXIT_FAIL;
+    }
+    printf("%s\n", fp_format(fp, text));
+    if (gen)
+        fprintf(stderr, "wrote %s (mode 0600): put it in [security] key, and the line above in "
+                "the other peers' [security] trusted\n", argv[1]);
+    return CTL_EXIT_OK;
+}
+
 int cli_exec(const char *run_dir, int argc, char **argv)
 {
     if (argc == 0)
@@ -443,6 +471,8 @@ int cli_exec(const char *run_dir, int argc, char **argv)
         return watch_trace_cmd(run_dir, argc, argv);
     if (strcmp(argv[0], "web") == 0)
         return web_main(run_dir, argc, argv);
+    if (strcmp(argv[0], "keygen") == 0 || strcmp(argv[0], "fingerprint") == 0)
+        return cmd_key(argc, argv);
     if (strcmp(argv[0], "help") == 0) {
         usage(stdout);
         return CTL_EXIT_OK;

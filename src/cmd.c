@@ -556,6 +556,12 @@ static int cmd_ls(const struct cmd_env *e, const struct args *a, struct ctl_out 
     return CTL_EXIT_OK;
 }
 
+/* [security]'s mode, as `config --json` names it. */
+static const char *security_mode(const struct cfg *c)
+{
+    return c->key_file[0] ? "keys" : c->passphrase[0] ? "passphrase" : "plain";
+}
+
 /* "4194304 bytes/s" or "no limit", for `config`. */
 static const char *rate_text(char *buf, size_t cap, uint64_t bps)
 {
@@ -605,6 +611,8 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
             json_str(&j, NULL, addr_format(&down[i], one));
         json_arr_close(&j);
         json_bool(&j, "paused", cut_paused(node_cut(e->node)));
+        json_str(&j, "security", security_mode(c));
+        json_uint(&j, "trusted", c->n_trusted);
         json_obj_close(&j);
         return emit_json(o, &j);
     }
@@ -629,6 +637,13 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
               rate_text(up, sizeof up, c->upload_rate),
               rate_text(down_r, sizeof down_r, c->download_rate));
     ctl_print(o, 1, "  control      %s", node_sock_path(e->node));
+    if (c->key_file[0])
+        ctl_print(o, 1, "  security     keys: TLS 1.3, %zu trusted key%s", c->n_trusted,
+                  c->n_trusted == 1 ? "" : "s");
+    else if (c->passphrase[0])
+        ctl_print(o, 1, "  security     passphrase: TLS 1.3, one shared secret");
+    else
+        ctl_print(o, 1, "  security     plain: no TLS (anyone can connect, and read the traffic)");
     nb[0] = '\0';
     for (size_t i = 0; i < n_down; i++) {
         size_t len = strlen(nb);
@@ -912,6 +927,15 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     size_t k = 0;
     while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, a->pos[0]) != 0)
         k++;
+    if (k == sizeof keys / sizeof keys[0] &&
+        (!strcmp(a->pos[0], "passphrase") || !strcmp(a->pos[0], "key") ||
+         !strcmp(a->pos[0], "trusted") || !strcmp(a->pos[0], "keylog"))) {
+        /* Live links and transfers were proven under the old secret: a change
+         * applied to new connections only would leave a mixed network. */
+        ctl_print(o, 2, "floodshare: modify: [security] %s is read at start only: edit the INI "
+                  "and restart the peer", a->pos[0]);
+        return CTL_EXIT_USAGE;
+    }
     if (k == sizeof keys / sizeof keys[0]) {
         ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
                   "log_level, upload_rate, download_rate can change while the peer runs)", a->pos[0]);

@@ -91,6 +91,7 @@ struct flood *flood_new(struct node *n)
         .challenge_ms = FLOOD_CHALLENGE_MS,
         .idle_ms = FLOOD_IDLE_MS,
         .stats = f->stats,
+        .tls = node_tls(n),
         .on_msg = on_msg,
         .on_lost = on_lost,
         .release = release_conn,

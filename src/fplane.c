@@ -18,6 +18,7 @@
 #include "floodshare/ev.h"
 #include "floodshare/log.h"
 #include "floodshare/net.h"
+#include "floodshare/tls.h"
 
 #define FP_STACK (256 * 1024) /* the loop's deepest frame is a few KiB (msg + header) */
 #define FP_READS_PER_WAKE 16  /* reads from one link per wake-up, so none can hog the loop */
@@ -37,6 +38,7 @@ struct link {
     uint32_t id;
     int outbound;   /* we dialled it (one per configured neighbour) */
     int connecting; /* outbound, connect() not finished */
+    int handshaking; /* outbound under TLS: connected, handshake not over */
     int dead;       /* closed; freed by a post once this round is over */
     enum link_state state;
     struct fs_addr addr;
@@ -172,25 +174,22 @@ void fplane_counts(struct fplane *fp, unsigned *open, unsigned *proven)
 /* Writes what the queue holds; 0, or -1 when the link broke. */
 static int flush(struct link *l)
 {
-    while (l->out_len > 0 && !l->connecting) {
-        ssize_t n = send(l->w.fd, l->out + l->out_off, l->out_len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) {
-            l->out_off += (size_t)n;
-            l->out_len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        return -1;
+    while (l->out_len > 0 && !l->connecting && !l->handshaking) {
+        size_t n = 0;
+        if (conn_write_some(l->in, l->out + l->out_off, l->out_len, &n) != FS_OK)
+            return -1;
+        if (n == 0)
+            break; /* the socket is full: EV_WRITE says when to go on */
+        l->out_off += n;
+        l->out_len -= n;
     }
     if (l->out_len == 0) { /* an idle link holds no queue memory */
         free(l->out);
         l->out = NULL;
         l->out_off = l->out_cap = 0;
     }
-    uint32_t want = EV_READ | (l->out_len > 0 || l->connecting ? EV_WRITE : 0);
+    uint32_t want = EV_READ | (l->out_len > 0 || l->connecting ||
+                                       (l->handshaking && l->in->want_write) ? EV_WRITE : 0);
     if (want != l->w.events) {
         l->w.events = want;
         ev_update(l->fp->ev, &l->w);
@@ -209,17 +208,17 @@ static fs_status enqueue(struct link *l, const struct msg *m)
     if (n < 0)
         return FS_EINVAL;
     size_t sent = 0;
-    if (l->out_len == 0 && !l->connecting) {
+    if (l->out_len == 0 && !l->connecting && !l->handshaking) {
         /* The usual case: nothing waits, so the kernel takes it now and no
-         * queue memory is touched. */
-        ssize_t w = send(l->w.fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (w == n)
-            return FS_OK;
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+         * queue memory is touched. A TLS write that could not go is queued
+         * whole and repeated from the queue (same bytes, as TLS wants). */
+        if (conn_write_some(l->in, buf, (size_t)n, &sent) != FS_OK) {
             link_close(l, "write failed");
             return FS_ECONNECT;
         }
-        sent = w > 0 ? (size_t)w : 0; /* the rest must follow: framing */
+        if (sent == (size_t)n)
+            return FS_OK;
+        /* the rest must follow: framing */
     }
     if (!sent && l->out_len + (size_t)n > l->fp->o.max_queue_bytes) {
         stats_inc(l->fp->o.stats, flow_dropped);
@@ -319,7 +318,7 @@ static void link_close(struct link *l, const char *why)
     if (l->adopted)
         fp->o.release(fp->o.arg, l->in);
     else
-        close(l->w.fd);
+        conn_close(l->in);
     if (ev_post(fp->ev, post_free, l) != FS_OK) /* the loop has stopped: nothing is pending */
         free_link(l);
 }
@@ -737,6 +736,39 @@ static void dial_failed(struct link *l, const char *why)
     free(q);
 }
 
+/* Our dial reached a peer that failed the TLS check (or is not TLS): the
+ * same as a failed dial, and counted as `auth`. */
+static void auth_failed(struct link *l, const char *why)
+{
+    char a[ADDR_STR_MAX], text[160];
+
+    stats_inc(l->fp->o.stats, auth_failed);
+    log_msg(L_INFO, "link to %s: TLS handshake failed (%s): closed", addr_format(&l->addr, a),
+            why);
+    snprintf(text, sizeof text, "TLS handshake failed: %s", why);
+    dial_failed(l, text);
+}
+
+/* One step of an outbound link's handshake; once over, what waited in
+ * its queue (HELLO first) leaves. */
+static void handshake(struct link *l)
+{
+    fs_status st = conn_handshake_step(l->in);
+
+    if (st == FS_NEED_MORE) {
+        flush(l); /* only updates the events it waits for */
+        return;
+    }
+    if (st != FS_OK) {
+        auth_failed(l, tls_last_error());
+        return;
+    }
+    l->handshaking = 0;
+    l->w.deadline_ms = 0;
+    if (flush(l) < 0)
+        link_close(l, "write failed");
+}
+
 static void on_connected(struct link *l)
 {
     int err = 0;
@@ -749,6 +781,19 @@ static void on_connected(struct link *l)
     }
     l->connecting = 0;
     l->w.deadline_ms = 0;
+    if (l->fp->o.tls) {
+        struct ssl_st *ssl = tls_new_ssl(l->fp->o.tls, l->w.fd, 0);
+        if (!ssl) {
+            dial_failed(l, "cannot start TLS");
+            return;
+        }
+        conn_set_tls(l->in, ssl);
+        l->handshaking = 1;
+        l->w.deadline_ms = net_now_ms() + (uint64_t)l->fp->o.connect_timeout_ms;
+        ev_update(l->fp->ev, &l->w);
+        handshake(l);
+        return;
+    }
     if (flush(l) < 0)
         link_close(l, "write failed");
 }
@@ -757,12 +802,16 @@ static void on_timeout(struct link *l)
 {
     if (l->connecting) {
         dial_failed(l, "connect timed out");
+    } else if (l->handshaking) {
+        auth_failed(l, "no answer in time (silent, or not TLS)");
     } else if (l->challenged) {
         refute(l, "the challenge sent to that address went unanswered");
     } else if (!l->outbound && l->state != LS_PROVEN) {
         link_close(l, "unproven and idle");
     }
 }
+
+static void read_msgs(struct link *l);
 
 static void link_cb(struct ev *ev, struct ev_watch *w, uint32_t what)
 {
@@ -775,8 +824,12 @@ static void link_cb(struct ev *ev, struct ev_watch *w, uint32_t what)
     }
     if (l->connecting && (what & (EV_WRITE | EV_HUP))) {
         on_connected(l);
-        if (l->dead)
+        if (l->dead || l->handshaking)
             return;
+    }
+    if (l->handshaking) {
+        handshake(l);
+        return;
     }
     if ((what & EV_WRITE) && flush(l) < 0) {
         link_close(l, "write failed");
@@ -784,7 +837,15 @@ static void link_cb(struct ev *ev, struct ev_watch *w, uint32_t what)
     }
     if (!(what & EV_READ) || l->connecting)
         return;
-    for (int i = 0; i < FP_READS_PER_WAKE; i++) {
+    read_msgs(l);
+}
+
+/* Reads and dispatches what l sent: FP_READS_PER_WAKE reads, then what
+ * still waits decrypted in its SSL (at most one TLS record), which no
+ * event would announce. */
+static void read_msgs(struct link *l)
+{
+    for (int i = 0; i < FP_READS_PER_WAKE || conn_pending(l->in); i++) {
         fs_status st = conn_fill(l->in);
         if (st == FS_NEED_MORE)
             return;
@@ -840,7 +901,8 @@ static void adopt_on_loop(void *arg)
         link_close(l, "cannot watch it");
         return;
     }
-    drain(l); /* the gate already read its first header */
+    if (drain(l) == 0 && conn_pending(l->in)) /* the gate already read its first header */
+        read_msgs(l);
 }
 
 void fplane_adopt(struct fplane *fp, struct conn *c)

@@ -17,6 +17,7 @@
 
 #include "floodshare/log.h"
 #include "floodshare/net.h"
+#include "floodshare/tls.h"
 
 #define GATE_ACCEPT_BATCH 64 /* accepts per wake-up, so waiting ones get read too */
 #define GATE_EMFILE_PAUSE_MS 100
@@ -31,6 +32,7 @@ struct slot {
     uint64_t since;      /* when it arrived or was parked */
     uint64_t order;      /* ...as a sequence number: the oldest has the lowest */
     uint64_t first_byte; /* when its pending header began; 0 if none has */
+    int handshaking;     /* TLS: its handshake is not over (nothing is read before) */
 };
 
 /* lock guards every slot's state, host, since, first_byte, n_open and
@@ -95,7 +97,7 @@ static void wake(struct gate *g)
 /* Frees a slot; lock held. */
 static void release(struct gate *g, struct slot *s)
 {
-    close(s->c.fd);
+    conn_close(&s->c);
     s->state = SLOT_FREE;
     g->n_open--;
 }
@@ -162,10 +164,19 @@ static void admit(struct gate *g, int fd, const char *host, uint64_t now)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
+    struct ssl_st *ssl = NULL;
+    if (g->lim.tls && !(ssl = tls_new_ssl(g->lim.tls, fd, 1))) {
+        log_msg(L_WARN, "connection from %s: cannot start TLS: %s", host, tls_last_error());
+        close(fd);
+        return;
+    }
     pthread_mutex_lock(&g->lock);
     struct slot *s = make_room(g, host);
     if (s) {
         conn_init(&s->c, fd, g->lim.header_ms);
+        if (ssl)
+            conn_set_tls(&s->c, ssl);
+        s->handshaking = ssl != NULL;
         s->state = SLOT_WAITING;
         snprintf(s->host, sizeof s->host, "%s", host);
         s->since = now;
@@ -178,8 +189,13 @@ static void admit(struct gate *g, int fd, const char *host, uint64_t now)
         /* Every connection from there (or at all) is being served. */
         stats_inc(g->stats, limit_refused);
         log_msg(L_INFO, "connection from %s refused: connection limit reached", host);
-        conn_send_error(fd, "busy", "too many connections, try again", 200);
-        close(fd);
+        struct conn tmp;
+        conn_init(&tmp, fd, 200);
+        if (ssl) /* a plain ERROR would be noise to a TLS client: just close */
+            conn_set_tls(&tmp, ssl);
+        else
+            conn_send_error(&tmp, "busy", "too many connections, try again", 200);
+        conn_close(&tmp);
     }
 }
 
@@ -218,9 +234,39 @@ static void drop(struct gate *g, struct slot *s)
     pthread_mutex_unlock(&g->lock);
 }
 
+/* A connection that failed the TLS check: closed before any message was
+ * read, counted as drop reason `auth`. */
+static void auth_drop(struct gate *g, struct slot *s, const char *why)
+{
+    stats_inc(g->stats, auth_failed);
+    log_msg(L_INFO, "connection from %s: TLS handshake failed (%s): closed", s->host, why);
+    drop(g, s);
+}
+
+/* One step of a waiting connection's handshake. 1 when it is over (its
+ * first message may already be readable), 0 otherwise. */
+static int handshake(struct gate *g, struct slot *s, uint64_t now)
+{
+    fs_status st = conn_handshake_step(&s->c);
+
+    if (st == FS_NEED_MORE)
+        return 0;
+    if (st != FS_OK) {
+        auth_drop(g, s, tls_last_error());
+        return 0;
+    }
+    pthread_mutex_lock(&g->lock);
+    s->handshaking = 0;
+    s->since = now; /* the idle clock starts now */
+    pthread_mutex_unlock(&g->lock);
+    return 1;
+}
+
 /* Reads what a waiting connection sent; hands it on once a header is there. */
 static void service(struct gate *g, struct slot *s, uint64_t now)
 {
+    if (s->handshaking && !handshake(g, s, now))
+        return;
     fs_status st = conn_fill(&s->c);
 
     if (st == FS_OK) {
@@ -239,6 +285,14 @@ static void service(struct gate *g, struct slot *s, uint64_t now)
     }
 }
 
+static uint64_t due_of(const struct gate *g, const struct slot *s)
+{
+    if (s->handshaking)
+        return s->since + (uint64_t)g->lim.handshake_ms;
+    return s->first_byte ? s->first_byte + (uint64_t)g->lim.header_ms
+                         : s->since + (uint64_t)g->lim.idle_ms;
+}
+
 /* Closes waiting connections past their deadline; returns ms until the next
  * one. Holds the lock: a worker may be parking a connection meanwhile. */
 static int expire(struct gate *g, uint64_t now)
@@ -250,10 +304,13 @@ static int expire(struct gate *g, uint64_t now)
         struct slot *s = &g->slots[i];
         if (s->state != SLOT_WAITING)
             continue;
-        uint64_t due = s->first_byte ? s->first_byte + (uint64_t)g->lim.header_ms
-                                     : s->since + (uint64_t)g->lim.idle_ms;
+        uint64_t due = due_of(g, s);
         if (now >= due) {
-            if (s->first_byte) {
+            if (s->handshaking) {
+                stats_inc(g->stats, auth_failed);
+                log_msg(L_INFO, "connection from %s: TLS handshake not completed in %d ms "
+                        "(silent, or not TLS): closed", s->host, g->lim.handshake_ms);
+            } else if (s->first_byte) {
                 stats_inc(g->stats, timeouts);
                 log_msg(L_INFO, "connection from %s: header not completed in time, closed",
                         s->host);
@@ -269,19 +326,27 @@ static int expire(struct gate *g, uint64_t now)
     return next == UINT64_MAX ? -1 : (int)(next - now);
 }
 
-/* Fills the poll set: listen socket, wake fd, every waiting connection. */
-static unsigned build_pollset(struct gate *g, uint64_t now)
+/* Fills the poll set: listen socket, wake fd, every waiting connection.
+ * *ready gets 1 when a connection has decrypted bytes waiting in its SSL,
+ * which poll(2) would not report: then nobody must wait. */
+static unsigned build_pollset(struct gate *g, uint64_t now, int *ready)
 {
     unsigned n = 0;
 
+    *ready = 0;
     g->pfd[n++] = (struct pollfd){.fd = g->wake_fd, .events = POLLIN};
     g->pfd[n++] = (struct pollfd){.fd = now < g->paused_until ? -1 : g->listen_fd,
                                   .events = POLLIN};
     pthread_mutex_lock(&g->lock);
     for (unsigned i = 0; i < g->lim.max_conns; i++) {
-        if (g->slots[i].state == SLOT_WAITING) {
+        struct slot *s = &g->slots[i];
+        if (s->state == SLOT_WAITING) {
             g->pslot[n] = i;
-            g->pfd[n++] = (struct pollfd){.fd = g->slots[i].c.fd, .events = POLLIN};
+            g->pfd[n++] = (struct pollfd){
+                .fd = s->c.fd,
+                .events = s->handshaking && s->c.want_write ? POLLOUT : POLLIN};
+            if (!s->handshaking && conn_pending(&s->c))
+                *ready = 1;
         }
     }
     pthread_mutex_unlock(&g->lock);
@@ -292,9 +357,9 @@ void gate_run(struct gate *g)
 {
     for (;;) {
         uint64_t now = net_now_ms();
-        int timeout = expire(g, now);
-        unsigned n = build_pollset(g, now);
-        if (poll(g->pfd, n, timeout) < 0 && errno != EINTR)
+        int timeout = expire(g, now), ready;
+        unsigned n = build_pollset(g, now, &ready);
+        if (poll(g->pfd, n, ready ? 0 : timeout) < 0 && errno != EINTR)
             break;
         if (g->pfd[0].revents) {
             uint64_t v;
@@ -308,9 +373,11 @@ void gate_run(struct gate *g)
         if (stopping)
             break;
         now = net_now_ms();
-        for (unsigned i = 2; i < n; i++)
-            if (g->pfd[i].revents)
-                service(g, &g->slots[g->pslot[i]], now);
+        for (unsigned i = 2; i < n; i++) {
+            struct slot *s = &g->slots[g->pslot[i]];
+            if (g->pfd[i].revents || (!s->handshaking && conn_pending(&s->c)))
+                service(g, s, now);
+        }
         if (g->pfd[1].revents)
             accept_some(g, now);
     }
@@ -365,7 +432,7 @@ void gate_free(struct gate *g)
     if (g->slots)
         for (unsigned i = 0; i < g->lim.max_conns; i++)
             if (g->slots[i].state != SLOT_FREE)
-                close(g->slots[i].c.fd);
+                conn_close(&g->slots[i].c);
     pthread_mutex_destroy(&g->lock);
     if (g->wake_fd >= 0)
         close(g->wake_fd);

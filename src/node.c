@@ -20,6 +20,7 @@
 #include "floodshare/stats.h"
 #include "floodshare/trace.h"
 #include "floodshare/statedir.h"
+#include "floodshare/tls.h"
 
 /* A published configuration: immutable once live; freed by its last put. */
 struct cfg_snap {
@@ -43,6 +44,7 @@ struct node {
     struct trace *trace;
     struct stats stats;
     struct cut cut;
+    struct tls_ctx *tls; /* NULL: plain; else made from [security] at start */
     struct rate *up_rate, *down_rate; /* [limits] upload_rate, download_rate (own locks) */
 
     pthread_mutex_t cfg_lock; /* guards the `live` pointer */
@@ -86,6 +88,23 @@ static void node_init(struct node *n)
         n->tracked[i] = -1;
 }
 
+fs_status node_tls_open(const struct cfg *c, struct tls_ctx **out, char *err, size_t cap)
+{
+    char why[TLS_ERR_MAX];
+    fs_status st = FS_OK;
+
+    *out = NULL;
+    if (c->passphrase[0])
+        st = tls_ctx_new_psk(out, c->passphrase, strlen(c->passphrase),
+                             c->keylog[0] ? c->keylog : NULL, why, sizeof why);
+    else if (c->key_file[0])
+        st = tls_ctx_new_keys(out, c->key_file, (const unsigned char (*)[FP_LEN])c->trusted,
+                              c->n_trusted, c->keylog[0] ? c->keylog : NULL, why, sizeof why);
+    if (st)
+        snprintf(err, cap, "[security]: %s", why);
+    return st;
+}
+
 struct node *node_new(const struct cfg *c, const char *run_dir, char *err, size_t cap)
 {
     struct node *n = calloc(1, sizeof *n);
@@ -114,6 +133,8 @@ struct node *node_new(const struct cfg *c, const char *run_dir, char *err, size_
                  strerror(errno));
         goto fail;
     }
+    if (node_tls_open(c, &n->tls, err, cap) != FS_OK)
+        goto fail;
     n->qc = qcache_new(c->query_cache_size, c->query_cache_ttl_ms);
     n->trace = trace_new(TRACE_RING, c->id, &n->self);
     n->up_rate = rate_new(c->upload_rate);
@@ -137,6 +158,7 @@ void node_free(struct node *n)
     rate_free(n->up_rate);
     rate_free(n->down_rate);
     share_close(n->share);
+    tls_ctx_free(n->tls);
     if (n->live)
         node_cfg_put(&n->live->c);
     pthread_mutex_destroy(&n->cfg_lock);
@@ -289,6 +311,11 @@ struct qcache *node_qcache(struct node *n)
 struct trace *node_trace(struct node *n)
 {
     return n->trace;
+}
+
+struct tls_ctx *node_tls(struct node *n)
+{
+    return n->tls;
 }
 
 struct stats *node_stats(struct node *n)

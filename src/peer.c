@@ -78,7 +78,7 @@ static int wait_next(struct conn *c, int ms)
 
     while (!conn_ready(c) && !c->eof) {
         uint64_t now = net_now_ms();
-        if (now >= deadline || net_wait_readable(c->fd, (int)(deadline - now)) <= 0)
+        if (now >= deadline || conn_wait_readable(c, (int)(deadline - now)) <= 0)
             return 0;
         if (conn_fill(c) == FS_EIO)
             return 1; /* conn_read_msg() reports it */
@@ -113,7 +113,7 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
         if (st == FS_EPROTO) {
             stats_inc(node_stats(p->node), malformed_dropped);
             log_msg(L_INFO, "connection from %s: malformed message (%s), closed", addr, why);
-            conn_send_error(c->fd, msg_error_code(why), why, timeout);
+            conn_send_error(c, msg_error_code(why), why, timeout);
             return 0;
         }
         if (st)
@@ -145,7 +145,7 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
             char text[MSG_MAX_TEXT + 1];
             snprintf(text, sizeof text, "%s is only sent by a peer answering a request, never to one",
                      msg_type_name(m.type));
-            conn_send_error(c->fd, "unexpected", text, timeout);
+            conn_send_error(c, "unexpected", text, timeout);
             return 0;
         }
     }
@@ -202,7 +202,7 @@ static void dispatch(void *arg, struct conn *c)
 
     if (tpool_submit(p->pool, c) != FS_OK) {
         stats_inc(node_stats(p->node), busy_refused);
-        conn_send_error(c->fd, "busy", "every worker is busy, try again", 200);
+        conn_send_error(c, "busy", "every worker is busy, try again", 200);
         gate_done(p->gate, c);
     }
 }
@@ -373,6 +373,8 @@ static int start_threads(struct peer *p)
         .max_per_addr = p->cfg.max_conns_per_addr,
         .header_ms = (int)p->cfg.io_timeout_ms,
         .idle_ms = PEER_IDLE_MS,
+        .tls = node_tls(p->node),
+        .handshake_ms = (int)p->cfg.connect_timeout_ms,
     };
     struct tpool_opts po = {
         .max_threads = p->cfg.workers,

@@ -69,7 +69,7 @@ int xfer_slot_take(struct xfer_plane *x, struct conn *c, struct xfer_slot *s)
             v == SLOTS_FULL        ? "every upload slot is taken"
             : v == SLOTS_PENALIZED ? "an upload to its address was just cut for being slow"
                                    : "its address holds its share of slots");
-    conn_send_msg(c->fd, &busy, c->timeout_ms);
+    conn_send_msg(c, &busy, c->timeout_ms);
     return -1;
 }
 

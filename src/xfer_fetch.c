@@ -28,6 +28,7 @@
 #include "floodshare/stats.h"
 #include "floodshare/share.h"
 #include "floodshare/statedir.h"
+#include "floodshare/tls.h"
 #include "floodshare/tpool.h"
 #include "floodshare/trace.h"
 #include "floodshare/zipio.h"
@@ -252,26 +253,47 @@ static void note_first_byte(struct fetch *f)
         f->res->ttfb = (double)(net_now_ms() - f->t0) / 1000.0;
 }
 
+static void disconnect(struct fetch *f, struct conn *c);
+
 static fs_status connect_holder(struct fetch *f, struct conn *c)
 {
     const struct cfg *cf = node_cfg_get(f->x->node);
     int sock;
 
     /* From the address this peer advertises: upload slots are per address. */
-    fs_status st = net_connect_tcp_from(&f->hit->holder, cf->host, (int)cf->connect_timeout_ms,
-                                        &sock);
+    int connect_ms = (int)cf->connect_timeout_ms;
+    fs_status st = net_connect_tcp_from(&f->hit->holder, cf->host, connect_ms, &sock);
     node_cfg_put(cf);
     if (st)
         return fail(f, st, "cannot connect to the holder: %s", fs_strerror(st));
     node_track(f->x->node, sock);
     conn_init(c, sock, node_io_timeout_ms(f->x->node));
+    struct tls_ctx *tls = node_tls(f->x->node);
+    if (!tls)
+        return FS_OK;
+    struct ssl_st *ssl = tls_new_ssl(tls, sock, 0);
+    if (ssl) {
+        conn_set_tls(c, ssl);
+        tls_read_ahead(ssl); /* bodies: fewer, larger reads */
+        st = conn_handshake(c, connect_ms); /* connecting includes proving who we are */
+    }
+    if (!ssl || st) {
+        const char *why = !ssl ? "cannot start TLS" : st == FS_ETIMEDOUT
+                                                       ? "no answer in time" : tls_last_error();
+        char h[ADDR_STR_MAX];
+        stats_inc(f->x->stats, auth_failed);
+        log_msg(L_INFO, "connection to %s: TLS handshake failed (%s): closed",
+                addr_format(&f->hit->holder, h), why);
+        disconnect(f, c);
+        return fail(f, FS_EAUTH, "the holder failed the TLS check: %s", why);
+    }
     return FS_OK;
 }
 
 static void disconnect(struct fetch *f, struct conn *c)
 {
     node_untrack(f->x->node, c->fd);
-    close(c->fd);
+    conn_close(c);
 }
 
 /* Reads the reply to REQUEST, FETCH or LIST: FS_OK with *m, or a failure
@@ -741,7 +763,7 @@ static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct
     m.offset = pt->have * pt->chunk;
     /* With piece hashes, frames of a piece or more where the holder can. */
     m.chunk = pcs->list && pt->chunk < pcs->piece ? pcs->piece : pt->chunk;
-    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    st = conn_send_msg(c, &m, c->timeout_ms);
     if (st)
         fail(f, st, "sending the request failed: %s", fs_strerror(st));
     else
@@ -877,7 +899,7 @@ static fs_status get_pieces(struct fetch *f, const struct file_job *j, struct co
     snprintf(m.path, sizeof m.path, "%s", j->remote);
     memcpy(m.md5, j->md5, sizeof m.md5);
     memcpy(m.root, f->hit->root, sizeof m.root);
-    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    st = conn_send_msg(c, &m, c->timeout_ms);
     if (st)
         return fail(f, st, "sending the request failed: %s", fs_strerror(st));
     st = read_reply(f, c, &m, MSG_HASHLIST, j->size, j->md5);
@@ -1222,7 +1244,7 @@ static fs_status fetch_folder(struct fetch *f)
     m.type = MSG_LIST;
     memcpy(m.path, f->hit->path, sizeof m.path);
     memcpy(m.md5, f->hit->md5, sizeof m.md5);
-    st = conn_send_msg(c.fd, &m, c.timeout_ms);
+    st = conn_send_msg(&c, &m, c.timeout_ms);
     if (st == FS_OK)
         st = read_reply(f, &c, &m, MSG_MANIFEST, 0, f->hit->md5);
     if (st == FS_OK)
@@ -1271,7 +1293,7 @@ static fs_status ask(struct fetch *f, struct conn *c, struct msg *item)
     req.type = MSG_REQUEST;
     memcpy(req.path, f->hit->path, sizeof req.path);
     memcpy(req.md5, f->hit->md5, sizeof req.md5);
-    fs_status st = conn_send_msg(c->fd, &req, c->timeout_ms);
+    fs_status st = conn_send_msg(c, &req, c->timeout_ms);
     if (st)
         return fail(f, st, "sending the request failed: %s", fs_strerror(st));
     st = read_reply(f, c, item, MSG_ITEM, f->hit->size, f->hit->md5);

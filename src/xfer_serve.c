@@ -93,6 +93,7 @@ static void up_end(struct xfer_plane *x, struct up_trace *u, uint64_t pos, fs_st
  * from the node's upload bucket (upload_rate, shared by all uploads); time
  * asleep there is our own doing, and is left out of the windows. */
 struct pace {
+    struct conn *c; /* borrowed: what is written, plain or TLS */
     int fd;
     struct rate *bucket; /* the node's upload_rate bucket */
     struct stats *stats; /* the node's: upload_wait_ms */
@@ -104,10 +105,12 @@ struct pace {
     int slow;           /* set when the upload was cut for being too slow */
 };
 
-static void pace_init(struct pace *pc, struct xfer_plane *x, int fd)
+static void pace_init(struct pace *pc, struct xfer_plane *x, struct conn *c)
 {
     memset(pc, 0, sizeof *pc);
-    pc->fd = fd;
+    pc->c = c;
+    pc->fd = c->fd;
+    conn_tls_bulk(c); /* an upload: big writes, not one per TLS record */
     pc->bucket = node_upload_rate(x->node);
     pc->stats = x->stats;
     pc->min_rate = x->min_rate;
@@ -151,28 +154,28 @@ static fs_status send_paced(struct pace *pc, const char *b, size_t n, int timeou
         uint64_t now = net_now_ms();
         if (pace_check(pc, now) < 0)
             return FS_ETIMEDOUT;
-        ssize_t w = send(pc->fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        size_t w = 0;
+        fs_status st = conn_write_some(pc->c, b, n, &w);
+        if (st)
+            return st;
         if (w > 0) {
             b += w;
-            n -= (size_t)w;
+            n -= w;
             pc->written += (uint64_t)w;
             last = now;
             continue;
         }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return (errno == EPIPE || errno == ECONNRESET) ? FS_ECLOSED : FS_EIO;
         if (now - last >= (uint64_t)timeout_ms)
             return FS_ETIMEDOUT;
         uint64_t wait = (uint64_t)timeout_ms - (now - last);
         if (pc->min_rate && pc->win_start + XFER_RATE_WINDOW_MS - now < wait)
             wait = pc->win_start + XFER_RATE_WINDOW_MS - now; /* wake to judge the window */
-        struct pollfd pfd = {.fd = pc->fd, .events = POLLOUT};
+        struct pollfd pfd = {.fd = pc->fd, .events = pc->c->want_write ? POLLOUT : POLLIN};
         if (poll(&pfd, 1, (int)(wait ? wait : 1)) < 0 && errno != EINTR)
             return FS_EIO;
     }
-    return FS_OK;
+    /* What a TLS bulk buffer still holds (conn_tls_bulk), within the same deadlines. */
+    return conn_write_all(pc->c, NULL, 0, timeout_ms);
 }
 
 /* send_paced() of n bytes, in pieces taken from the upload bucket first
@@ -270,7 +273,7 @@ static void refuse(struct xfer_plane *x, struct conn *c, const char *code, const
     char esc[LOG_ESCAPE_BUF];
     stats_inc(x->stats, uploads_failed);
     log_msg(L_INFO, "request %s refused: %s", log_escape_str(esc, path), why);
-    conn_send_error(c->fd, code, why, c->timeout_ms);
+    conn_send_error(c, code, why, c->timeout_ms);
 }
 
 /* Finds the item a REQUEST, FETCH or LIST names in the index and opens it
@@ -408,8 +411,8 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req)
     struct up_trace ut;
     struct pace pc;
     up_begin(x, &ut, req, &who, item.len, 0);
-    pace_init(&pc, x, c->fd);
-    st = conn_send_msg(c->fd, &item, c->timeout_ms);
+    pace_init(&pc, x, c);
+    st = conn_send_msg(c, &item, c->timeout_ms);
     if (st == FS_OK)
         st = stream_file(x, &pc, zfd, item.len, c->timeout_ms);
     up_end(x, &ut, st == FS_OK ? item.len : 0, st);
@@ -548,8 +551,8 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
     struct up_trace ut;
     struct pace pc;
     up_begin(x, &ut, req, &who, it.size, req->offset);
-    pace_init(&pc, x, c->fd);
-    fs_status st = conn_send_msg(c->fd, &r, c->timeout_ms);
+    pace_init(&pc, x, c);
+    fs_status st = conn_send_msg(c, &r, c->timeout_ms);
     if (st == FS_OK)
         st = send_chunks(x, c, &pc, fd, end, req->offset, chunk, slot, &ut);
     up_end(x, &ut, ut.ev.bytes, st);
@@ -596,8 +599,8 @@ int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req)
     log_msg(L_INFO, "list %s: sending the manifest of %llu files", log_escape_str(esc, req->path),
             (unsigned long long)it.files);
     struct pace pc;
-    pace_init(&pc, x, c->fd);
-    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    pace_init(&pc, x, c);
+    st = conn_send_msg(c, &m, c->timeout_ms);
     if (st == FS_OK)
         st = pace_write(&pc, text, len, c->timeout_ms);
     free(text);
@@ -675,8 +678,8 @@ int xfer_serve_hashes(struct xfer_plane *x, struct conn *c, const struct msg *re
     log_msg(L_INFO, "hashes %s: sending %llu piece hashes", log_escape_str(esc, req->path),
             (unsigned long long)n);
     struct pace pc;
-    pace_init(&pc, x, c->fd);
-    st = conn_send_msg(c->fd, &m, c->timeout_ms);
+    pace_init(&pc, x, c);
+    st = conn_send_msg(c, &m, c->timeout_ms);
     if (st == FS_OK && m.len)
         st = pace_write(&pc, list, (size_t)m.len, c->timeout_ms);
     free(list);

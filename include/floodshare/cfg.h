@@ -8,6 +8,7 @@
  *                max_conns max_conns_per_addr query_rate query_burst
  *                upload_slots upload_slots_per_addr min_upload_rate get_timeout_ms
  *                upload_rate download_rate
+ *   [security]   passphrase key trusted keylog (all off by default; tls.h)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -17,10 +18,12 @@
 #include <stdint.h>
 
 #include "floodshare/addr.h"
+#include "floodshare/fp.h"
 #include "floodshare/status.h"
 
 #define CFG_MAX_NEIGHBOURS 64
 #define CFG_ERR_MAX 512 /* size of the error buffers below */
+#define CFG_PASSPHRASE_MAX 1024
 
 struct cfg {
     char path[PATH_MAX];      /* the INI file as given */
@@ -55,6 +58,13 @@ struct cfg {
     uint64_t upload_rate;        /* bytes/s of all uploads together (rate.h), K/M/G
                                     suffixes of 1024: 0 (no limit, the default) or 1K..64G */
     uint64_t download_rate;      /* ...of all downloads together */
+    /* [security]: read at start only (`modify` refuses them). A passphrase
+     * and a key together are refused: one mode at a time. */
+    char passphrase[CFG_PASSPHRASE_MAX + 1]; /* "": none; 8..1024 bytes */
+    char key_file[PATH_MAX];  /* "": none; else absolute (resolved like share_dir) */
+    unsigned char trusted[FP_MAX_TRUSTED][FP_LEN]; /* required with key_file */
+    size_t n_trusted;
+    char keylog[PATH_MAX];    /* "": off; NSS key log lines appended (mode 0600) */
 };
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or

@@ -19,6 +19,12 @@
  * when every peer shares 127.0.0.1. Nothing is ever sent to an address
  * because a message named it: challenges go only to configured neighbours.
  *
+ * With TLS (opts.tls), a link this peer dials is usable only once its
+ * handshake is over (done without blocking the loop, within
+ * connect_timeout_ms); one that fails is counted as drop reason `auth`
+ * and treated as a failed dial. Links that come in were checked by the
+ * gate before they were adopted. The SSL of a link belongs to its conn.
+ *
  * Threads: fplane_adopt() and fplane_call() from any thread; everything
  * else, and every callback, on the loop's thread only. */
 #ifndef FLOODSHARE_FPLANE_H
@@ -35,6 +41,7 @@
 
 struct fplane;
 struct conn;
+struct tls_ctx;
 
 struct fplane_opts {
     struct fs_addr self;      /* our listening address: HELLO, CHALLENGE, PROVE name it */
@@ -44,7 +51,9 @@ struct fplane_opts {
     uint32_t down_ms;         /* a neighbour whose dial failed is not redialled for this long */
     uint32_t challenge_ms;    /* a claim must be proven within this */
     uint32_t idle_ms;         /* an unproven link that sends nothing this long is closed */
-    struct stats *stats;      /* borrowed: flow_dropped, spoofed_dropped, malformed_dropped */
+    struct stats *stats;      /* borrowed: flow_dropped, spoofed_dropped, malformed_dropped,
+                                 auth_failed */
+    struct tls_ctx *tls;      /* borrowed; NULL: plain links */
     /* A message (GET or FOUND) arrived over hop: decide and act. */
     void (*on_msg)(void *arg, const struct msg *m, const struct route_hop *hop);
     /* A message queued on a link was lost: the dial it waited for failed

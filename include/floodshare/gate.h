@@ -17,6 +17,11 @@
  * connection is closed header_ms after its first byte if its header is not
  * complete, and idle_ms after it arrived (or was parked) if it sent nothing.
  *
+ * With TLS (lim.tls), a connection first completes its handshake here,
+ * without blocking: one that fails it, or has not finished it within
+ * handshake_ms (silent, or speaking plain FLOOD/1), is closed and counted
+ * as drop reason `auth` before any message is read from it.
+ *
  * Threads: gate_run() is the acceptor thread's body; gate_park() and
  * gate_done() are called by workers; everything else from one thread. */
 #ifndef FLOODSHARE_GATE_H
@@ -27,12 +32,15 @@
 #include "floodshare/status.h"
 
 struct gate;
+struct tls_ctx;
 
 struct gate_limits {
     unsigned max_conns;    /* open connections in all, waiting or served */
     unsigned max_per_addr; /* ...from one remote address */
     int header_ms;         /* a started header must complete within this */
     int idle_ms;           /* a connection that sends nothing is closed after this */
+    struct tls_ctx *tls;   /* borrowed; NULL: plain connections */
+    int handshake_ms;      /* with tls: the handshake must be over within this */
 };
 
 /* Called on the gate's thread with a connection whose header is ready: the

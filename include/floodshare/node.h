@@ -26,6 +26,7 @@ struct rate;
 struct share;
 struct stats;
 struct trace;
+struct tls_ctx;
 struct node;
 
 #define NODE_MAX_TRACKED 512 /* sockets shut down at exit to wake their threads */
@@ -82,6 +83,12 @@ void node_set_sock_path(struct node *n, const char *path); /* start-up only */
 struct qcache *node_qcache(struct node *n);
 struct trace *node_trace(struct node *n);
 struct stats *node_stats(struct node *n);
+/* The TLS context of [security] (tls.h), NULL for a plain peer. Fixed from
+ * node_new() on; the node owns it. */
+struct tls_ctx *node_tls(struct node *n);
+/* Makes the TLS context c asks for: *out NULL for a plain peer. Used by
+ * node_new(); err names what was wrong. */
+fs_status node_tls_open(const struct cfg *c, struct tls_ctx **out, char *err, size_t cap);
 struct cut *node_cut(struct node *n);
 /* The buckets every upload, and every download, of this peer takes its
  * bytes from (rate.h); node_stop() closes them. */

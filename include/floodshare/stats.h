@@ -45,7 +45,8 @@
     X(symlinks_refused, "paths refused or entries left out: a symbolic link in the share") \
     X(upload_wait_ms, "ms uploads slept in the upload_rate bucket, all added up") \
     X(download_wait_ms, "ms downloads slept in the download_rate bucket, all added up") \
-    X(bad_chunks, "received pieces that failed their SHA-256 (discarded, fetched again)")
+    X(bad_chunks, "received pieces that failed their SHA-256 (discarded, fetched again)") \
+    X(auth_failed, "connections closed: no TLS, wrong passphrase, or an untrusted key")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).
@@ -67,7 +68,8 @@
     X(link_down, cut_dropped)                  \
     X(spoofed, spoofed_dropped)                \
     X(busy, busy_refused)                      \
-    X(slow, uploads_slow)
+    X(slow, uploads_slow)                      \
+    X(auth, auth_failed)
 
 struct stats {
 #define STATS_FIELD(name, text) _Atomic uint64_t name;

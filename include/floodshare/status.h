@@ -26,7 +26,8 @@
     X(EINVAL, -16, "invalid argument")                     \
     X(EBUSY, -17, "busy")                                  \
     X(ECANCELED, -18, "cancelled")                         \
-    X(ENOTSUP, -19, "not supported by the other side")
+    X(ENOTSUP, -19, "not supported by the other side")     \
+    X(EAUTH, -20, "failed the TLS passphrase or key check")
 
 typedef enum {
 #define FS_STATUS_ENUM(name, value, text) FS_##name = (value),

@@ -69,7 +69,8 @@ class Net:
     """A running network built from a topology spec (a file or a generator like ring:6)."""
 
     def __init__(self, spec: str, *, ttl: int | None = None, seed_files: bool = True,
-                 limits: dict[str, int] | None = None, per_peer_address: bool = False):
+                 limits: dict[str, int] | None = None, per_peer_address: bool = False,
+                 up_args: list[str] | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="fs-it-"))
         self.procs_extra: list[subprocess.Popen] = []
         if "/" in spec and not spec.startswith("/"):
@@ -83,6 +84,7 @@ class Net:
             args.append("--per-peer-address")
         for key, value in (limits or {}).items():  # a [limits] section in every INI
             args += ["--limit", f"{key}={value}"]
+        args += up_args or []  # e.g. --passphrase-file FILE
         r = subprocess.run(args, capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
             self.close()

@@ -567,7 +567,8 @@ class LiveFloodTest(NetCase):
 
         # Nothing else crossed the wire, and the Info column reads like the peers' logs.
         self.assertEqual(sorted({m.get("verb", "?") for m in msgs}),
-                         ["DATA", "FETCH", "FOUND", "GET", "ITEM", "RANGE", "REQUEST"])
+                         ["DATA", "FETCH", "FOUND", "GET", "HASHES", "HASHLIST", "ITEM", "RANGE",
+                          "REQUEST"])
         info = tshark(capfile, "-Y", f'floodshare.qid == "{qid}"', "-T", "fields",
                       "-e", "_ws.col.Info").splitlines()
         self.assertIn(f"GET q{qid[:4]} ttl=2 hops=1 name=big.bin", info)

@@ -622,6 +622,51 @@ static void test_cfg_rejects_unknown_section(void **state)
     assert_spec_error(state, &s, "limit", NULL, "unknown section");
 }
 
+/* [security]: one mode at a time, each value checked, paths against the INI's folder. */
+static void test_cfg_security(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_string_equal(c.passphrase, "");
+    assert_string_equal(c.key_file, "");
+
+    s.extra = "\n[security]\npassphrase = correct horse battery\nkeylog = k.log\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_string_equal(c.passphrase, "correct horse battery");
+    assert_non_null(strstr(c.keylog, "/k.log"));
+    assert_int_equal(c.keylog[0], '/');
+
+    s.extra = "\n[security]\npassphrase = short\n";
+    assert_spec_error(state, &s, "security", "passphrase", "8..1024 bytes");
+    s.extra = "\n[security]\npassphrase = correct horse battery\nkey = a.key\n"
+              "trusted = SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\n";
+    assert_spec_error(state, &s, "security", "key", "choose one");
+    s.extra = "\n[security]\nkey = a.key\n";
+    assert_spec_error(state, &s, "security", "trusted", "missing");
+    s.extra = "\n[security]\ntrusted = SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\n";
+    assert_spec_error(state, &s, "security", "trusted", "needs [security] key");
+    s.extra = "\n[security]\nkey = a.key\ntrusted = SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU, SHA256:nope\n";
+    assert_spec_error(state, &s, "security", "trusted", "\"SHA256:nope\"");
+    s.extra = "\n[security]\nkey = a.key\ntrusted = SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\n";
+    assert_spec_error(state, &s, "security", "trusted", "listed twice");
+    s.extra = "\n[security]\nkeylog = k.log\n";
+    assert_spec_error(state, &s, "security", "keylog", "needs a passphrase or a key");
+    s.extra = "\n[security]\npasword = x\n";
+    assert_spec_error(state, &s, "security", "pasword", "unknown key");
+
+    s.extra = "\n[security]\nkey = a.key\ntrusted = SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU,SHA256:LXEWQrcmsEQBYnyp+6wy9chTD7GQPMTbAiWHF5IaSIE\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.n_trusted, 2);
+    assert_int_equal(c.key_file[0], '/');
+    assert_non_null(strstr(c.key_file, "/a.key"));
+}
+
 static void test_cfg_rejects_key_outside_any_section(void **state)
 {
     struct fixture *f = *state;
@@ -956,6 +1001,7 @@ int main(void)
         T(test_cfg_rejects_missing_peer_section),
         T(test_cfg_rejects_unknown_key),
         T(test_cfg_rejects_unknown_section),
+        T(test_cfg_security),
         T(test_cfg_rejects_key_outside_any_section),
         T(test_cfg_rejects_syntax_error_in_one_line),
         T(test_cfg_rejects_missing_file_with_eio),

@@ -145,13 +145,14 @@ static void test_stream_cut_mid_header_is_malformed(void **state)
 static void test_error_reply_is_a_parseable_message(void **state)
 {
     int sv[2];
-    struct conn c;
+    struct conn c, w;
     struct msg m;
     const char *why;
 
     (void)state;
     pair(sv);
-    assert_int_equal(conn_send_error(sv[1], "malformed", "ttl is not a number", 1000), FS_OK);
+    conn_init(&w, sv[1], 1000);
+    assert_int_equal(conn_send_error(&w, "malformed", "ttl is not a number", 1000), FS_OK);
     conn_init(&c, sv[0], 1000);
     assert_int_equal(conn_read_msg(&c, &m, 1000, &why), FS_OK);
     assert_int_equal(m.type, MSG_ERROR);

@@ -51,7 +51,7 @@ static struct fx *start(unsigned max_conns, unsigned per_addr, int header_ms, in
     static struct fx f;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof sa;
-    struct gate_limits lim = {max_conns, per_addr, header_ms, idle_ms};
+    struct gate_limits lim = {max_conns, per_addr, header_ms, idle_ms, NULL, 0};
 
     memset(&f, 0, sizeof f);
     pthread_mutex_init(&f.lock, NULL);

@@ -68,6 +68,9 @@ local KEYS = {
     idx    = { kind = "number", label = "Chunk index" },
     crc    = { kind = "crc",    label = "CRC-32 of the chunk" },
     mode   = { kind = "text",   label = "Permission bits of the file on the holder (octal)" },
+    root   = { kind = "text",   label = "Root of the file's SHA-256 piece list (hex)" },
+    piece  = { kind = "number", label = "Piece size (bytes per SHA-256 piece hash)" },
+    ["end"] = { kind = "number", label = "End (first byte after the range asked for)" },
 }
 
 -- The verbs, the keys each one must carry, and whether a body of `len` bytes follows.
@@ -85,6 +88,9 @@ local VERBS = {
     DATA     = { keys = { "idx", "len", "crc" }, body = true, what = "one chunk of the file, with its CRC-32" },
     LIST     = { keys = { "path", "md5" }, what = "ask the holder for a folder's manifest" },
     MANIFEST = { keys = { "md5", "len" }, body = true, what = "the folder's manifest: one line per entry" },
+    HASHES   = { keys = { "path", "md5", "root" }, what = "ask the holder for a file's piece hash list" },
+    HASHLIST = { keys = { "size", "md5", "root", "piece", "len" }, body = true,
+                 what = "the piece hash list: 32 bytes of SHA-256 per piece" },
 }
 
 ---------------------------------------------------------------------------------------------
@@ -559,6 +565,8 @@ local function heuristic(tvb, pinfo, tree)
     return true
 end
 floodshare:register_heuristic("tcp", heuristic)
+-- Inside TLS (a closed network, decrypted with a key log): the same first bytes, FLOOD/1.
+floodshare:register_heuristic("tls", heuristic)
 
 -- Ports from the preference, and Decode As... > TCP port > FLOOD/1.
 local tcp_port = DissectorTable.get("tcp.port")
