@@ -93,7 +93,7 @@ class SmallConfusionsTest(NetCase):
                          "throttled", "found_dropped", "wrong_route_dropped",
                          "malformed_dropped", "timeouts", "flow_dropped", "limit_refused",
                          "archives_refused", "holders_cut", "cut_dropped", "spoofed_dropped",
-                         "busy_refused", "uploads_slow"}
+                         "busy_refused", "uploads_slow", "auth_failed"}
         for key, value in j.items():
             if key in ("peer", "links_open", "links_proven", "drops"):
                 continue
