@@ -1037,10 +1037,12 @@ static int parse_opts(int argc, char **argv, const char **run_dir, struct fs_add
 }
 
 /* The reshaping buttons run scripts/topology from the same checkout as this
- * binary (build/floodshare -> scripts/topology), never a path from the run
- * folder or a request: whoever can write those must not choose a program. */
+ * binary (build/floodshare or build/NAME/floodshare, as scripts/test builds
+ * it -> scripts/topology), never a path from the run folder or a request:
+ * whoever can write those must not choose a program. */
 static void find_topology_script(struct web *w)
 {
+    static const char *const up[] = {"/../scripts/topology", "/../../scripts/topology"};
     char guess[sizeof w->topo_script + 32];
     ssize_t n = readlink("/proc/self/exe", w->bin, sizeof w->bin - 1);
 
@@ -1051,11 +1053,13 @@ static void find_topology_script(struct web *w)
     char *slash = strrchr(w->bin, '/');
     if (!slash)
         return;
-    snprintf(guess, sizeof guess, "%.*s/../scripts/topology", (int)(slash - w->bin), w->bin);
-    char *real = realpath(guess, NULL);
-    if (real && strlen(real) < sizeof w->topo_script && access(real, X_OK) == 0)
-        snprintf(w->topo_script, sizeof w->topo_script, "%s", real);
-    free(real);
+    for (size_t i = 0; i < sizeof up / sizeof up[0] && !w->topo_script[0]; i++) {
+        snprintf(guess, sizeof guess, "%.*s%s", (int)(slash - w->bin), w->bin, up[i]);
+        char *real = realpath(guess, NULL);
+        if (real && strlen(real) < sizeof w->topo_script && access(real, X_OK) == 0)
+            snprintf(w->topo_script, sizeof w->topo_script, "%s", real);
+        free(real);
+    }
 }
 
 int web_main(const char *run_dir, int argc, char **argv)
