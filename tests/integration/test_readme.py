@@ -220,7 +220,12 @@ class ReadmeTest(NetCase):
     def interrupt(self, p: subprocess.Popen) -> str:
         """Ctrl-C, as the README says stops it: SIGINT to its pid; it must exit 0."""
         p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=20)
+        try:
+            out, _ = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            self.fail(f"{p.args} still ran 20 s after Ctrl-C:\n{out}")
         self.assertEqual(p.returncode, 0, f"{p.args} exited {p.returncode} on Ctrl-C:\n{out}")
         self.assert_no_sanitizer_report(out)
         return out
@@ -242,6 +247,20 @@ class ReadmeTest(NetCase):
     def assert_no_sanitizer_report(self, out: str):
         report = self.sanitizer_report(out)
         self.assertIsNone(report, report)
+
+    def wait_for_watchers(self, expect: dict[int, int], timeout: float = 20):
+        """Until each peer counts its watchers (`events --json`'s "watchers"): a watch shows
+        what happens after it connected."""
+        deadline = time.monotonic() + timeout
+        for pid, n in expect.items():
+            while True:
+                r = subprocess.run([str(BIN), "--run", str(self.run_dir), "peer", str(pid),
+                                    "events", "--json", "0"], capture_output=True, text=True,
+                                   timeout=30)
+                if r.returncode == 0 and json.loads(r.stdout)["watchers"] >= n:
+                    break
+                self.assertLess(time.monotonic(), deadline, f"peer {pid}: {r.stdout[:300]}")
+                time.sleep(0.05)
 
     # --- the tests ---
     def test_every_readme_command_is_run_or_listed(self):
@@ -342,12 +361,16 @@ class ReadmeTest(NetCase):
         self.interrupt(web)
 
         # The watch block, in order: watchers until the block's end, the rest in the foreground
-        watchers, qid = {}, None
+        watchers, expect_watchers, qid = {}, {}, None
         for cmd in watching:
             if re.search(r"\bwatch\b", cmd):
                 watchers[cmd] = self.start(cmd)
-                time.sleep(0.3)  # connected before the flood it is to show
+                one = re.search(r"peer (\d+) watch", cmd)  # else every peer of ./run
+                for p in peers:
+                    if not one or int(one.group(1)) == p["id"]:
+                        expect_watchers[p["id"]] = expect_watchers.get(p["id"], 0) + 1
                 continue
+            self.wait_for_watchers(expect_watchers)  # connected before the flood they show
             cmd = cmd.replace("4d78", qid[:4]) if qid else cmd  # the README's example qid
             for form in optional_forms(cmd.replace("QID", qid or "QID")):
                 out = self.sh(form)
@@ -365,8 +388,9 @@ class ReadmeTest(NetCase):
         example = re.search(r"A line of `watch` reads `([^`]+)`", text).group(1)
         peer2 = outs[self.readme_has("floodshare peer 2 watch")]
         assert_in_order(self, [shape(example, "", "\0")], peer2)
-        for line in outs[self.readme_has("floodshare watch --json")].splitlines()[1:]:
-            json.loads(line)
+        events = [json.loads(l) for l in outs[self.readme_has("floodshare watch --json")]
+                  .splitlines() if l.startswith("{")]
+        self.assertIn(qid, {e.get("qid") for e in events})
 
         # The prose's commands on the same network
         self.sh(self.readme_has("floodshare trace QID --svg flood.svg").replace("QID", qid))
