@@ -212,8 +212,10 @@ class ReadmeTest(NetCase):
 
     def start(self, cmd: str) -> subprocess.Popen:
         """A command that runs until Ctrl-C (watch, web): exec'd, so its pid is the program's."""
+        # Its own process group: whatever it starts (web's watcher) goes with it if it hangs.
         p = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=self.cwd, env=self.env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
         self.background.append(p)
         return p
 
@@ -223,17 +225,28 @@ class ReadmeTest(NetCase):
         try:
             out, _ = p.communicate(timeout=20)
         except subprocess.TimeoutExpired:
-            p.kill()
-            out, _ = p.communicate()
-            self.fail(f"{p.args} still ran 20 s after Ctrl-C:\n{out}")
+            where = self.threads_of(p.pid)
+            os.killpg(p.pid, signal.SIGKILL)  # its children too: else they hold the pipe open
+            out, _ = p.communicate(timeout=20)
+            self.fail(f"{p.args} still ran 20 s after Ctrl-C:\n{out}\n{where}")
         self.assertEqual(p.returncode, 0, f"{p.args} exited {p.returncode} on Ctrl-C:\n{out}")
         self.assert_no_sanitizer_report(out)
         return out
 
+    @staticmethod
+    def threads_of(pid: int) -> str:
+        """Where each thread of a stuck process waits (gdb's backtraces where gdb is)."""
+        if shutil.which("gdb"):
+            r = subprocess.run(["gdb", "-batch", "-p", str(pid), "-ex", "thread apply all bt"],
+                               capture_output=True, text=True, timeout=60)
+            return r.stdout[-6000:]
+        return "\n".join(f"{t.name}: {(t / 'wchan').read_text()}"
+                         for t in Path(f"/proc/{pid}/task").iterdir())
+
     def stop_everything(self):
         for p in self.background:
             if p.poll() is None:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         for run in (self.run_dir,):
             if (run / "topology.json").exists():  # stops exactly the pids it started
