@@ -90,7 +90,10 @@ RUN_INLINE = (
     "scripts/topology add-peer [--files ITEM ...]", "scripts/topology down",
     "scripts/topology down --run run", "peer 1 get 3.txt", "peer 2 get '4.txt' --json",
     "peer 2 modify upload_rate 4M", "peer 2 config",
+    "floodshare keygen FILE", "floodshare fingerprint FILE",
 )
+# The sections whose sh blocks the tests below run line by line, as they are.
+RUN_SECTIONS = ("Watching a flood", "The classroom dashboard", "The peer's INI file")
 
 
 def readme_text() -> str:
@@ -280,7 +283,7 @@ class ReadmeTest(NetCase):
         text = self.text
         ran = set(RUN_INLINE)
         ran.update(c for _, c in readme_commands(text) if _ == "repl")
-        for section in ("Watching a flood", "The classroom dashboard"):
+        for section in RUN_SECTIONS:
             ran.update(block_commands(text, section))
         missing = [(where, c) for where, c in readme_commands(text)
                    if c not in ran and c not in NOT_RUN]
@@ -327,6 +330,26 @@ class ReadmeTest(NetCase):
         for n in range(1, 7):
             self.assertRegex(out, rf"(?m)^{n} +127\.0\.0\.1:\d+ +up +\d, \d$")
         self.assertFalse(list(self.run_dir.glob("peer-*.pid")), "the demo left peers running")
+
+    def test_closing_the_network(self):
+        """The "In one command" block: a ring whose links are TLS with the passphrase, which
+        floods and fetches; and keygen/fingerprint as the prose shows them."""
+        for cmd in block_commands(self.text, "The peer's INI file"):
+            self.sh(cmd)
+        config = self.sh("floodshare peer 1 config")  # "`peer N config` shows the mode"
+        self.assertIn("security     passphrase: TLS 1.3", config)
+        self.assertIn('downloaded "4.txt"', self.sh("floodshare peer 1 get 4.txt"))
+        # FILE: a key file of our naming
+        out = self.sh(self.readme_has("floodshare keygen FILE").replace("FILE", "peer3.key"))
+        fingerprint = re.search(r"SHA256:\S+", out).group(0)
+        self.assertEqual((self.cwd / "peer3.key").stat().st_mode & 0o777, 0o600)
+        out = self.sh(self.readme_has("floodshare fingerprint FILE").replace("FILE", "peer3.key"))
+        self.assertIn(fingerprint, out)
+        before = (self.cwd / "peer3.key").read_bytes()  # "never over an existing file"
+        r = subprocess.run(["bash", "-c", "floodshare keygen peer3.key"], cwd=self.cwd,
+                           env=self.env, capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual((self.cwd / "peer3.key").read_bytes(), before)
 
     def test_the_dashboard_watch_and_topology_commands(self):
         text = self.text
