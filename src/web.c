@@ -106,14 +106,27 @@ static pid_t spawn_watch(struct web *w, int *fd)
     int p[2];
     if (pipe(p) < 0)
         return -1;
+    /* Between fork and exec the child still has web's handler: a SIGTERM from web_main
+     * there would only stop the child's copy of web, and the watcher would run on with
+     * the thread joining it waiting forever. Held until the child is back at the
+     * default action. */
+    sigset_t stop_sigs, old;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, &old);
     pid_t pid = fork();
     if (pid == 0) {
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         dup2(p[1], 1);
         close(p[0]);
         close(p[1]);
         execl("/proc/self/exe", "floodshare", "--run", w->run_dir, "watch", "--json", (char *)NULL);
         _exit(127);
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(p[1]);
     if (pid < 0) {
         close(p[0]);
@@ -136,8 +149,12 @@ static void *watch_thread(void *arg)
             sleep(1);
             continue;
         }
+        /* Checked under the lock web_main stops it under: a stop that came while this
+         * child started found no watch_pid to kill, so it is killed here. */
         pthread_mutex_lock(&w->hist_lock);
         w->watch_pid = pid;
+        if (atomic_load(&w->stopping))
+            kill(pid, SIGTERM);
         pthread_mutex_unlock(&w->hist_lock);
         size_t have = 0;
         for (;;) {
