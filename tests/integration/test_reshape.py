@@ -11,6 +11,7 @@ Run from tests/integration: python3 -m unittest -v test_reshape
 import configparser
 import json
 import os
+import re
 import subprocess
 import unittest
 
@@ -62,10 +63,17 @@ class TestLinks(ReshapeCase):
         self.assertIn(a1, self.live_neighbours(net, 3))
         info = json.loads((net.dir / "topology.json").read_text())
         self.assertIn([1, 3], info["links"])
-        # The new link carries queries at once: 3.txt is one hop from peer 1 now.
+        # The new link carries queries: peer 1's GET reaches peer 3 over it, hop 0. (Which copy
+        # brings the hit back is a race: in a CI-like run the copy via peer 2 came first, while
+        # the new link was still being dialled and proven, and a hit goes back once.)
+        # (links count both ways: peer 1's four are its own two dials and their two back)
+        net.wait_for(lambda: net.stats(1)["links_proven"] == 4, timeout=20)
         r = net.peer(1, "search", "3.txt", "--json")
         self.assertOk(r)
-        self.assertIn(1, [h["hops"] for h in last_json(r.stdout)["hits"]])
+        self.assertTrue(last_json(r.stdout)["hits"], r.stdout)
+        port1 = a1.rsplit(":", 1)[1]
+        net.wait_for(lambda: re.search(r'get q\w+ "3\.txt" from 127\.0\.0\.1:%s ttl=\d+ hops=0'
+                                        % port1, net.log(3)), timeout=10)
 
         r = self.topo(net, "unlink", "2", "3")
         self.assertOk(r)
