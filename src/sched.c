@@ -279,8 +279,8 @@ static uint32_t span_for_rate(const struct sched *s, int src, uint64_t now_ms)
         return SCHED_SPAN_NORATE;
     /* rounded to the nearest piece */
     n = ((uint64_t)rate * SCHED_SPAN_MS / 1000 + s->piece / 2) / s->piece;
-    if (n < SCHED_SPAN_MIN)
-        n = SCHED_SPAN_MIN;
+    /* no clamp to SCHED_SPAN_MIN here: sched_next() always hands out the
+     * MISSING piece it found, so 0 still means 1 */
     if (n > SCHED_SPAN_MAX)
         n = SCHED_SPAN_MAX;
     return (uint32_t)n;

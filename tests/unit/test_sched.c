@@ -187,6 +187,26 @@ static void test_sched_endgame_doubles_the_piece_expected_last(void **state)
     sched_free(s);
 }
 
+/* Endgame tie (same bytes ahead, same rate): the highest index. */
+static void test_sched_endgame_tie_takes_the_highest_index(void **state)
+{
+    struct sched *s = sched_new(5ull * P, P, 3);
+    struct sched_req r;
+    int a, b, c;
+
+    (void)state;
+    a = add(s, "127.0.0.1:1", 1);
+    b = add(s, "127.0.0.1:2", 2);
+    c = add(s, "127.0.0.1:3", 3);
+    assert_int_equal(next(s, a, 0).a, 0); /* [0, 2) */
+    assert_int_equal(next(s, b, 0).a, 2); /* [2, 4) */
+    assert_int_equal(sched_set_have(s, 4), FS_OK);
+    r = next(s, c, 0);
+    assert_int_equal(r.kind, SCHED_ENDGAME);
+    assert_int_equal(r.a, 3); /* 1 and 3 are both 2 pieces ahead of rate-less owners */
+    sched_free(s);
+}
+
 /* At most SCHED_COPIES copies of a piece: a third free source gets nothing. */
 static void test_sched_never_three_copies(void **state)
 {
@@ -261,20 +281,21 @@ static void test_sched_cut_and_bad_return_their_pieces(void **state)
     assert_int_equal(next(s, b, 0).a, 2); /* [2, 4) */
     assert_int_equal(next(s, c, 0).a, 4); /* [4, 5) */
     assert_int_equal(sched_missing_count(s), 1);
-    assert_int_equal(sched_end(s, b, SCHED_CUT), FS_OK);
+    assert_int_equal(sched_end(s, a, SCHED_CUT), FS_OK);
     assert_int_equal(sched_end(s, c, SCHED_BAD), FS_OK);
-    for (uint32_t i = 2; i < 5; i++)
-        assert_int_equal(sched_copies(s, i), 0);
+    assert_int_equal(sched_copies(s, 0), 0);
+    assert_int_equal(sched_copies(s, 1), 0);
+    assert_int_equal(sched_copies(s, 4), 0);
     assert_int_equal(sched_missing_count(s), 4);
-    assert_int_equal(sched_source_state(s, b), SCHED_CUT);
+    assert_int_equal(sched_source_state(s, a), SCHED_CUT);
     assert_int_equal(sched_source_state(s, c), SCHED_BAD);
-    done(s, a, 0, SCHED_PIECE_NEW);
-    done(s, a, 1, SCHED_PIECE_NEW);
-    r = next(s, a, 0);
-    assert_int_equal(r.a, 2); /* the cut one's pieces, to the one still here */
-    assert_int_equal(sched_busy(s, a), FS_OK);
-    assert_int_equal(sched_copies(s, 2), 0);
-    assert_int_equal(sched_next(s, b, 0, &r), FS_EINVAL); /* an ended row asks nothing */
+    done(s, b, 2, SCHED_PIECE_NEW);
+    done(s, b, 3, SCHED_PIECE_NEW);
+    r = next(s, b, 0);
+    assert_int_equal(r.a, 0); /* the cut one's pieces, lowest first, to the one still here */
+    assert_int_equal(sched_busy(s, b), FS_OK);
+    assert_int_equal(sched_copies(s, 0), 0);
+    assert_int_equal(sched_next(s, a, 0, &r), FS_EINVAL); /* an ended row asks nothing */
     sched_free(s);
 }
 
@@ -282,24 +303,35 @@ static void test_sched_cut_and_bad_return_their_pieces(void **state)
  * only when a spare hit waits and the sources are at k; its pieces go back. */
 static void test_sched_slow_source_retired_only_with_a_spare_hit(void **state)
 {
-    struct sched *s = sched_new(100ull * P, P, 3);
-    int a, b, slow;
+    struct sched *s = sched_new(100ull * P, P, 4);
+    struct sched_req r;
+    int a, mid, slow, b;
 
     (void)state;
     a = add(s, "127.0.0.1:1", 1);
-    b = add(s, "127.0.0.1:2", 2);
+    mid = add(s, "127.0.0.1:2", 2);
     slow = add(s, "127.0.0.1:3", 3);
-    next(s, a, 0);
-    next(s, b, 0);
-    next(s, slow, 0);
+    assert_int_equal(next(s, a, 0).a, 0);    /* [0, 2) */
+    assert_int_equal(next(s, mid, 0).a, 2);  /* [2, 4) */
+    assert_int_equal(next(s, slow, 0).a, 4); /* [4, 6) */
     feed(s, a, 8ull * P, 0, 4000);
+    feed(s, mid, 3ull * P, 0, 4000);  /* 3/8 of the median: slower, not slow */
+    feed(s, slow, P / 2, 0, 4000);    /* 1/16 of the median */
+    assert_int_equal(sched_retire_slow(s, 4000, 1), -1); /* 3 of k = 4: room for the spare */
+    b = add(s, "127.0.0.1:4", 4);
+    assert_int_equal(next(s, b, 0).a, 6);    /* [6, 8) */
     feed(s, b, 8ull * P, 0, 4000);
-    feed(s, slow, P / 2, 0, 4000); /* 1/16 of the median */
     assert_int_equal(sched_retire_slow(s, 4000, 0), -1); /* no spare: it stays */
     assert_int_equal(sched_retire_slow(s, 3900, 1), -1); /* under 4 s of service */
     assert_int_equal(sched_retire_slow(s, 4000, 1), slow);
     assert_int_equal(sched_source_state(s, slow), SCHED_DONE);
+    assert_int_equal(sched_source_state(s, mid), SCHED_ACTIVE);
     assert_int_equal(sched_copies(s, 4), 0); /* its request [4, 6) came back */
+    assert_int_equal(sched_missing_count(s), 100 - 6);
+    done(s, b, 6, SCHED_PIECE_NEW);
+    done(s, b, 7, SCHED_PIECE_NEW);
+    r = next(s, b, 4000);
+    assert_int_equal(r.a, 4); /* the lowest MISSING again is the retired one's */
     assert_int_equal(sched_retire_slow(s, 4000, 1), -1); /* not at k any more */
     sched_free(s);
 }
@@ -347,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_sched_tail_is_shared),
         cmocka_unit_test(test_sched_endgame_only_when_nothing_missing),
         cmocka_unit_test(test_sched_endgame_doubles_the_piece_expected_last),
+        cmocka_unit_test(test_sched_endgame_tie_takes_the_highest_index),
         cmocka_unit_test(test_sched_never_three_copies),
         cmocka_unit_test(test_sched_have_piece_closes_the_other_copy),
         cmocka_unit_test(test_sched_cut_and_bad_return_their_pieces),
