@@ -93,8 +93,11 @@ fs_status sched_claim_checked(struct sched *s, uint32_t i, int ok);
  * per holder), FS_ETOOBIG when k sources are live, FS_EREFUSED when
  * ceil(k / 2) live sources already came over link and other_link_waiting
  * says hits from another link wait (one liar's storm of forged holders
- * cannot take every source). A row that ended (DONE, CUT, BAD) may be reused:
- * copy out what you report about it before adding another. */
+ * cannot take every source). Only live rows count: a DONE holder may come
+ * back when a piece is MISSING again; keeping a BAD one out for the rest of
+ * the get is the caller's (cmd marks its hit failed). A row that ended
+ * (DONE, CUT, BAD) may be reused: copy out what you report about it before
+ * adding another. */
 fs_status sched_add(struct sched *s, const char *holder, unsigned link,
                     int other_link_waiting, int *src);
 
@@ -115,7 +118,8 @@ void sched_bytes(struct sched *s, int src, uint64_t n, uint64_t now_ms);
 /* src's piece i (the next of its request, in order) is whole and matched its
  * hash. Returns SCHED_PIECE_NEW (write it; it is HAVE now) or
  * SCHED_PIECE_DUP (another copy got there first: drop it), or FS_EINVAL
- * when i is not src's next piece. Each other live source whose request
+ * when i is not src's next piece or src was closed meanwhile (its socket is
+ * being shut: drop the bytes). Each other live source whose request
  * covers i and holds nothing still needed (every remaining piece HAVE or in
  * flight elsewhere) is closed: state DONE, request cleared, its row written
  * to closed[] (room for SCHED_SOURCES_MAX), their count to *nclosed; the
