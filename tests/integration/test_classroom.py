@@ -250,6 +250,9 @@ class Classroom(NetCase):
         self.assertIn("linked peer 1 and peer 4: peer 1 applied it live; peer 4 applied it live",
                       t.stdout)
         self.assertOk(net.peer(1, "rm", "5.txt"))
+        # The new link is dialled and proven in the background (links count both ways): until
+        # it is, the GET goes the long way only and the hit is 4 hops away (a CI-like run).
+        net.wait_for(lambda: net.stats(1)["links_proven"] == 4, timeout=20)
         r = net.peer(1, "get", "5.txt")
         self.assertOk(r)
         self.assertIn("2 hops away", r.stdout)
