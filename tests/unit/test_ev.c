@@ -82,11 +82,17 @@ static void test_readiness_and_calls_run_on_the_loop(void **state)
     struct watch_job j = {ev, &w};
     assert_int_equal(ev_call(ev, add_on_loop, &j), FS_OK);
     assert_int_equal(write(fds[1], "x", 1), 1);
-    for (int i = 0; i < 200 && s.reads == 0; i++)
+    /* Each look at s goes after an ev_call(), which returns once the loop ran it: whatever
+     * on_fd wrote before is then ours to read. (Reading s while on_fd ran once saw reads set
+     * and on_loop not yet, under TSan.) */
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(ev_call(ev, snapshot, &s), FS_OK); /* waits: s.thread is set after */
+        if (s.reads)
+            break;
         usleep(5000);
+    }
     assert_int_equal(s.reads, 1);
     assert_true(s.on_loop);
-    assert_int_equal(ev_call(ev, snapshot, &s), FS_OK); /* waits: s.thread is set after */
     assert_true(pthread_equal(s.thread, t));
     assert_int_equal(ev_call(ev, del_on_loop, &j), FS_OK);
     ev_stop(ev);
@@ -117,7 +123,15 @@ static void test_a_deadline_fires_once(void **state)
     struct watch_job j = {ev, &w};
     pthread_create(&t, NULL, run, ev);
     assert_int_equal(ev_call(ev, add_on_loop, &j), FS_OK);
-    usleep(200000);
+    /* s is read only after an ev_call(), as above */
+    for (int i = 0; i < 400; i++) {
+        assert_int_equal(ev_call(ev, snapshot, &s), FS_OK);
+        if (s.timeouts)
+            break;
+        usleep(5000);
+    }
+    usleep(200000); /* long past the deadline: it must not fire again */
+    assert_int_equal(ev_call(ev, snapshot, &s), FS_OK);
     assert_int_equal(s.timeouts, 1); /* once: the deadline is cleared when it fires */
     assert_int_equal(s.reads, 0);
     assert_int_equal(ev_call(ev, del_on_loop, &j), FS_OK);
