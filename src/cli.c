@@ -301,7 +301,6 @@ static int ping_field(const char *line, const char *key, char *out, size_t cap)
 static void probe(const char *run_dir, unsigned id, struct peer_row *row)
 {
     char path[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX], *text = NULL;
-    size_t len = 0;
     char *args[] = {"ping"};
 
     memset(row, 0, sizeof *row);
@@ -310,20 +309,12 @@ static void probe(const char *run_dir, unsigned id, struct peer_row *row)
      * could not list it, so a failure here leaves the row empty and down. */
     if (rundir_sock_path(run_dir, id, path, sizeof path, why, sizeof why) != FS_OK)
         return;
-    FILE *mem = open_memstream(&text, &len);
-    FILE *null = fopen("/dev/null", "w");
-    if (mem && null && ctl_call(path, 1, args, mem, null, NULL) == 0) {
-        fclose(mem);
-        mem = NULL;
+    if (ctl_capture(path, 1, args, &text) == CTL_EXIT_OK) {
         row->up = ping_field(text, "address=", row->address, sizeof row->address) &&
                    ping_field(text, "neighbours=", row->neighbours, sizeof row->neighbours);
         if (strcmp(row->neighbours, "-") == 0)
             row->neighbours[0] = '\0';
     }
-    if (mem)
-        fclose(mem);
-    if (null)
-        fclose(null);
     free(text);
     if (row->up)
         return;

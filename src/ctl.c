@@ -359,3 +359,24 @@ int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err,
     }
     return code;
 }
+
+int ctl_capture(const char *sock_path, int argc, char **argv, char **text)
+{
+    size_t len = 0;
+    *text = NULL;
+    FILE *mem = open_memstream(text, &len);
+    FILE *null = fopen("/dev/null", "w");
+    int rc = CTL_EXIT_FAIL;
+
+    if (mem && null)
+        rc = ctl_call(sock_path, argc, argv, mem, null, NULL);
+    if (mem)
+        fclose(mem); /* sets *text */
+    if (null)
+        fclose(null);
+    if (rc != CTL_EXIT_OK) {
+        free(*text);
+        *text = NULL;
+    }
+    return rc;
+}

@@ -518,24 +518,15 @@ static void wconn_fill(struct watcher *wt, struct wconn *w, struct trace_event *
 static uint64_t wconn_run(struct watcher *wt, struct wconn *w)
 {
     char sock[RUNDIR_PATH_MAX], *args[] = {"ping"}, *text = NULL;
-    size_t len = 0;
     uint64_t run = 0;
 
     if (sock_of(wt->run_dir, w->id, sock, NULL) != FS_OK)
         return 0;
-    FILE *mem = open_memstream(&text, &len);
-    FILE *null = fopen("/dev/null", "w");
-    if (mem && null && ctl_call(sock, 1, args, mem, null, NULL) == CTL_EXIT_OK) {
-        fclose(mem);
-        mem = NULL;
+    if (ctl_capture(sock, 1, args, &text) == CTL_EXIT_OK) {
         const char *v = strstr(text, " started=");
         if (v)
             run = strtoull(v + 9, NULL, 10);
     }
-    if (mem)
-        fclose(mem);
-    if (null)
-        fclose(null);
     free(text);
     return run;
 }

@@ -114,6 +114,11 @@ extern volatile sig_atomic_t ctl_interrupted;
 int ctl_call(const char *sock_path, int argc, char **argv, FILE *out, FILE *err,
              const struct ctl_view *view);
 
+/* Client side: ctl_call() with the output gathered into *text (malloc'd,
+ * NUL-terminated, the caller frees it; NULL unless CTL_EXIT_OK) and the
+ * error output dropped. For short machine-read answers such as `ping`. */
+int ctl_capture(const char *sock_path, int argc, char **argv, char **text);
+
 /* Client side, for a caller that reads the answer itself (`floodshare
  * watch` reads many peers at once): connects to sock_path and sends the
  * request. CTL_EXIT_OK with *fd (the caller closes it), CTL_EXIT_NOPEER,
