@@ -116,6 +116,13 @@ struct share {
     int ifd;                   /* inotify on every indexed folder, -1 if unavailable */
     int polling_logged;        /* the fall-back to polling was reported */
     struct timespec last_scan; /* CLOCK_MONOTONIC */
+    /* When the last scan left racy files (hashed, too fresh to cache): the
+     * monotonic ms after which the thread scans again, so that their hashes
+     * reach the cache file once they are trustworthy; 0 if none. Otherwise
+     * a freshly copied share kept re-hashing those files at every restart,
+     * and its cache file appeared whenever some later change happened to
+     * cause a scan. Owned by the thread. */
+    _Atomic int64_t recheck_at;
     share_hash_hook hook;      /* tests only, see share_set_hash_hook() */
     void *hook_arg;
     share_read_hook read_hook; /* tests only, see share_set_read_hook() */
@@ -167,6 +174,7 @@ struct walk {
     struct sharecache_ent *keep;
     size_t n_keep, cap_keep;
     size_t hashed;
+    size_t racy; /* of those, too fresh to cache */
     int changed; /* the tree moved under the scan: scan again later */
     int full;    /* SHARE_MAX_ENTRIES reached: stop */
     int warned;  /* a limit was logged for this scan */
@@ -416,6 +424,11 @@ static void walk_save_pieces(struct walk *w, struct pieces_hash *ph, struct entr
     free(list);
 }
 
+static int ts_before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
 /* Hashes what fd holds into e->md5 and e->size, in SHARE_HASH_CHUNK reads.
  * Gives up as soon as the file moves away from before (EAGAIN: a copy still
  * in progress is not worth reading to its end) or the scan is stopped
@@ -507,15 +520,14 @@ static int walk_hash(struct walk *w, int dfd, const char *name, const char *rel,
         goto out;
     w->hashed++;
     e->cacheable = before.st_mtim.tv_sec < w->racy_from;
+    /* One dated in the future stays racy until that day: no recheck for it,
+     * or the share would re-hash it every few seconds. */
+    if (!e->cacheable && !ts_before(&w->settle_to, &before.st_mtim))
+        w->racy++;
     e->mtime = before.st_mtim;
 out:
     close(fd);
     return err;
-}
-
-static int ts_before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
 
 /* Keeps the cache entry of the file st describes (if any, whatever its size
@@ -1098,6 +1110,10 @@ static fs_status index_rescan(struct share *sh, int eager)
     if (!st) {
         index_note_polling(sh, w.watch_err);
         clock_gettime(CLOCK_MONOTONIC, &sh->last_scan);
+        atomic_store(&sh->recheck_at,
+                     w.racy ? (int64_t)sh->last_scan.tv_sec * 1000 +
+                                  sh->last_scan.tv_nsec / 1000000 + (SHARE_RACY_SEC + 1) * 1000
+                            : 0);
         log_msg(L_DEBUG, "share: scanned %s: %zu items, %zu files hashed", sh->dir, sh->n_items,
                 w.hashed);
         /* Only new hashes are worth the write; a cache that merely lost
@@ -1239,6 +1255,12 @@ static void *share_thread(void *arg)
             if (timeout < 0)
                 timeout = 0;
         }
+        int64_t recheck = atomic_load(&sh->recheck_at);
+        if (recheck && now >= hold_until) {
+            int64_t t = recheck > now ? recheck - now : 0;
+            if (timeout < 0 || t < timeout)
+                timeout = t;
+        }
         int n = poll(pf, 2, (int)timeout);
         if (n < 0 && errno != EINTR) {
             log_msg(L_ERROR, "share: poll: %s; the index of %s is no longer updated",
@@ -1257,6 +1279,9 @@ static void *share_thread(void *arg)
         uint64_t ticket = sh->wait_req;
         pthread_mutex_unlock(&sh->wait_mu);
         int waiter = ticket != done;
+        if (recheck && mono_ms() >= recheck &&
+            atomic_compare_exchange_strong(&sh->recheck_at, &recheck, 0))
+            atomic_store(&sh->dirty, 1); /* the racy files are trustworthy now */
         /* A hold that merely ran out is no reason to look again: only a
          * nudge, a change, a waiter or (without inotify) the poll period is.
          * Checking every time a hold ends kept an idle share polling at

@@ -112,15 +112,23 @@ class HostileArchiveTest(NetCase):
         self.assertEqual(md5_of(share / "3.txt"), md5_of(net.share(3) / "3.txt"))
 
     def _settled(self, net):
-        """Waits until the run folder holds still: each share's first hashing pass (its index
-        cache, saved under a temporary name, and its piece lists) is over. Under ASan it was
-        not when the first snapshot was taken, and the snapshots differed by it."""
+        """Waits until the run folder holds still: each share's hashing is over, its index
+        cache saved (the files were copied just before the start, so the first pass could not
+        keep their hashes: the share's recheck a few seconds later does) and its piece lists
+        written. Under ASan and TSan it was not when the first snapshot was taken, and the
+        snapshots differed by it."""
+        def cached(share):
+            files = [p for p in share.iterdir() if p.name != ".floodshare"]
+            return not files or (share / ".floodshare" / "index.cache").is_file()
+
         def still():
+            if not all(cached(s) for s in net.dir.glob("share-*") if s.is_dir()):
+                return False
             a = snapshot(net.dir, is_log)
             time.sleep(1)
             b = snapshot(net.dir, is_log)
             return a == b and not any("index.cache.tmp" in rel for rel in b)
-        net.wait_for(still, timeout=60)
+        net.wait_for(still, timeout=90)
 
     def _refused(self, net, evil, mode, outside):
         share = net.share(1)

@@ -808,6 +808,49 @@ static void test_share_restart_reuses_persisted_hashes_of_unchanged_files(void *
     md5_is(fx->sh, "x/mytarget.txt", "DECOY\n");
 }
 
+struct counter {
+    pthread_mutex_t mu;
+    int n; /* files the share's thread hashed */
+};
+
+static void count_hook(void *arg, const char *path)
+{
+    struct counter *c = arg;
+
+    (void)path;
+    pthread_mutex_lock(&c->mu);
+    c->n++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Files too fresh to cache at the first scan reach the cache file a few
+ * seconds later on their own: without the recheck, a share copied just
+ * before the peer started was hashed whole again at every restart, and its
+ * cache file appeared only when some unrelated change caused a scan. */
+static void test_share_fresh_files_reach_the_cache_file_without_any_call(void **state)
+{
+    struct fixture *fx = *state;
+    char p[PATH_MAX];
+    struct stat sb;
+    int seen = 0;
+
+    open_share(fx);
+    cache_path(fx, p);
+    assert_int_equal(stat(p, &sb), -1); /* every file was just written: nothing to keep yet */
+    for (int i = 0; i < FRESH_MS / 50 && !seen; i++) {
+        seen = stat(p, &sb) == 0;
+        if (!seen)
+            usleep(50 * 1000);
+    }
+    assert_true(seen);
+    /* and then the share is idle: no further rechecks, nothing hashed */
+    struct counter c = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    share_set_hash_hook(fx->sh, count_hook, &c);
+    usleep(4500 * 1000);
+    share_set_hash_hook(fx->sh, NULL, NULL);
+    assert_int_equal(c.n, 0);
+}
+
 static void test_share_restart_rehashes_recent_files(void **state)
 {
     struct fixture *fx = *state;
@@ -1625,6 +1668,7 @@ int main(void)
         T(test_share_readers_see_whole_index_during_rescans),
         T(test_share_open_refuses_missing_or_non_folder),
         T(test_share_restart_reuses_persisted_hashes_of_unchanged_files),
+        T(test_share_fresh_files_reach_the_cache_file_without_any_call),
         T(test_share_restart_rehashes_recent_files),
         T(test_share_corrupt_cache_file_is_ignored),
         T(test_share_cache_file_is_not_an_item),
