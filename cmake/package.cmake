@@ -19,11 +19,14 @@ if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
   # Debian 12 keeps packaged units in /lib/systemd/system (lintian 2.116 flags /usr/lib/...).
   set(fs_unitdir_default /lib/systemd/system)
 else()
-  set(fs_unitdir_default ${CMAKE_INSTALL_PREFIX}/lib/systemd/system)
+  set(fs_unitdir_default lib/systemd/system) # under the prefix: /usr/local/lib/systemd/system
 endif()
-set(FS_SYSTEMD_UNIT_DIR ${fs_unitdir_default} CACHE PATH "Where floodshare@.service is installed")
+set(FS_SYSTEMD_UNIT_DIR ${fs_unitdir_default} CACHE STRING
+    "Where floodshare@.service is installed (relative: under the prefix)")
 set(FS_BASH_COMPLETION_DIR ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
-    CACHE PATH "Where the bash completion is installed (relative: under the prefix)")
+    CACHE STRING "Where the bash completion is installed (relative: under the prefix)")
+# The unit names these absolute paths, so they are the configure-time prefix's (a later
+# `cmake --install --prefix` moves the files, not the unit's paths).
 set(FS_BINDIR ${CMAKE_INSTALL_FULL_BINDIR})
 set(FS_CONFDIR ${CMAKE_INSTALL_FULL_SYSCONFDIR}/floodshare)
 set(FS_DOCDIR ${CMAKE_INSTALL_DATADIR}/doc/floodshare)
@@ -72,7 +75,11 @@ install(FILES ${CMAKE_SOURCE_DIR}/dist/floodshare.bash DESTINATION ${FS_BASH_COM
 configure_file(${CMAKE_SOURCE_DIR}/dist/floodshare@.service.in
                ${CMAKE_BINARY_DIR}/floodshare@.service @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/floodshare@.service DESTINATION ${FS_SYSTEMD_UNIT_DIR})
-install(DIRECTORY DESTINATION ${FS_CONFDIR})
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  install(DIRECTORY DESTINATION ${FS_CONFDIR}) # /etc/floodshare
+else()
+  install(DIRECTORY DESTINATION ${CMAKE_INSTALL_SYSCONFDIR}/floodshare)
+endif()
 
 # --- cpack -G DEB: floodshare_VERSION_amd64.deb ---
 set(CPACK_GENERATOR DEB)
