@@ -38,6 +38,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -91,9 +92,22 @@ def readme_section_commands() -> list[str]:
     return cmds
 
 
+def sweep_leftovers(older_than_s: float = 3600) -> None:
+    """Removes the trees a killed run left (its mounts went with its mount namespace): chroots
+    in /var/tmp and half-made debootstraps in the cache, an hour old or more."""
+    now = time.time()
+    for d in [*Path("/var/tmp").glob("fs-chroot-*"), *CACHE.glob("debootstrap-*")]:
+        try:
+            if now - d.stat().st_mtime > older_than_s:
+                shutil.rmtree(d, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+
+
 def chroot_tree() -> Path:
     """A fresh Debian 12 tree in a new temporary folder, from the cached tarball (made by
     debootstrap the first time: under a temporary name, renamed when whole)."""
+    sweep_leftovers()
     if not TARBALL.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         build = Path(tempfile.mkdtemp(prefix="debootstrap-", dir=CACHE))
@@ -114,14 +128,17 @@ def chroot_tree() -> Path:
 
 def in_chroot(root: Path, script: str, *, isolated: bool = False, sandbox: str = "",
               timeout: float = 300) -> subprocess.CompletedProcess:
-    """Runs the sh script (set -e) in the chroot, in a mount namespace of its own: its /proc
-    and any mounts go when it ends. isolated: a network namespace of its own too, lo only.
+    """Runs the sh script (set -e) in the chroot, in a mount and a PID namespace of its own:
+    its /proc, its mounts and its processes go when it ends. isolated: a network namespace of its own too, lo only.
     sandbox: sh run on the host side first, with $R the chroot (mounts, as a unit's)."""
     outer = "set -e; R=$0\n" + sandbox + '\nmount -t proc proc "$R/proc"\n'
     if isolated:
         outer += "ip link set lo up\n"
     outer += 'exec chroot "$R" /bin/sh -ec "$1"'
-    args = ["unshare", "--mount", "--propagation", "private"] + (["--net"] if isolated else [])
+    # A PID namespace too: when its first process ends, or unshare is killed with this test,
+    # the kernel ends every process left in it (a peer included).
+    args = ["unshare", "--mount", "--propagation", "private", "--pid", "--fork",
+            "--kill-child"] + (["--net"] if isolated else [])
     return run(args + ["sh", "-c", outer, str(root), script], env=ENV, timeout=timeout,
                check=False)
 
