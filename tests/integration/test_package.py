@@ -36,7 +36,9 @@ import configparser
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -48,7 +50,8 @@ CACHE = Path("/var/cache/floodshare-test")
 MIRROR = "http://deb.debian.org/debian"
 DEBOOTSTRAP = ["--variant=minbase", "--include=systemd,man-db", "bookworm"]
 TARBALL = CACHE / "bookworm-minbase-systemd-man-db.tar"
-HOST_PACKAGES = ("debootstrap", "lintian", "dpkg-dev", "scdoc", "iproute2")
+HOST_PACKAGES = ("debootstrap", "lintian", "dpkg-dev", "scdoc", "iproute2",
+                 "systemd-container")
 SECTION = "Install as a package"
 # The README section's commands, in its order, as this test runs them ("sudo " aside: the
 # chroot's commands run as root, where Debian has no sudo).
@@ -249,6 +252,7 @@ class PackageTest(unittest.TestCase):
         self.assertTrue((root / "etc/systemd/system/multi-user.target.wants/"
                          "floodshare@one.service").is_symlink())
         self.start_as_the_unit_would_and_drive(root, ls_cmd)
+        self.boot_and_fetch(root)
 
         r = in_chroot(root, f"cd /root; {purge}; dpkg -s floodshare || echo NOT-INSTALLED; "
                       "getent passwd floodshare || echo NO-USER; "
@@ -340,3 +344,90 @@ echo END
         self.assertEqual(ids.split(), ["1"])
         self.assertEqual(items.splitlines(), ["hello world.txt"])
         self.assertEqual(cmds.split(), ["transfers"])
+
+    def boot_and_fetch(self, root: Path):
+        """Where this machine lets systemd-nspawn boot the chroot (systemd as its PID 1, a
+        network of its own with only lo), the unit runs for real, sandbox and system call
+        filter included: floodshare@one and floodshare@two, neighbours, and two gets between
+        them. Where it cannot boot, this part says why on stderr and the checks above stand."""
+        etc = root / "etc/floodshare"
+        one = (etc / "one.ini").read_text()
+        (etc / "one.ini").write_text(re.sub(r"(?m)^peers =.*$", "peers = 127.0.0.1:10812", one))
+        two = one.replace("id = 1", "id = 2").replace("port = 10811", "port = 10812")
+        two = two.replace("/var/lib/floodshare/one", "/var/lib/floodshare/two")
+        (etc / "two.ini").write_text(re.sub(r"(?m)^peers =.*$", "peers = 127.0.0.1:10811", two))
+        r = in_chroot(root, "systemctl enable floodshare@two; mkdir /var/lib/floodshare/one/dir; "
+                      "echo x > /var/lib/floodshare/one/dir/a.txt; "
+                      "head -c 3000000 /dev/urandom > /var/lib/floodshare/one/big.bin; "
+                      "chown -R floodshare:floodshare /var/lib/floodshare/one")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        log = open(root.parent / f"{root.name}.nspawn.log", "w+")
+        self.addCleanup(os.unlink, log.name)
+        self.addCleanup(log.close)
+        box = subprocess.Popen(["systemd-nspawn", "-D", str(root), "--register=no",
+                                "--keep-unit", "--private-network", "-b"],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        try:
+            init = self.container_init(box)
+            if init is None:
+                log.seek(0)
+                print(f"\ntest_package: systemd-nspawn could not boot the chroot here, so the "
+                      f"unit was not run under systemd:\n{log.read()[-1500:]}",
+                      file=sys.stderr)
+                return
+            inside = lambda cmd: run(["nsenter", "-t", str(init), "-a", "sh", "-c", cmd],  # noqa
+                                     check=False, timeout=120)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                up = inside("floodshare --run /run/floodshare peers")
+                if up.stdout.count(" up ") == 2:
+                    break
+                time.sleep(0.5)
+            state = inside("systemctl status --no-pager floodshare@one floodshare@two; "
+                           "journalctl --no-pager -u floodshare@one -u floodshare@two")
+            self.assertEqual(up.stdout.count(" up "), 2, up.stdout + state.stdout)
+            for name in ("big.bin", "dir"):
+                g = inside(f"floodshare --run /run/floodshare peer 2 get {name}")
+                self.assertEqual(g.returncode, 0, g.stdout + g.stderr + state.stdout)
+                self.assertIn("verified", g.stdout)
+            sums = inside("md5sum < /var/lib/floodshare/one/big.bin; "
+                          "md5sum < /var/lib/floodshare/two/big.bin; "
+                          "cat /var/lib/floodshare/two/dir/a.txt")
+            a, b, x = sums.stdout.splitlines()
+            self.assertEqual((a, x), (b, "x"))
+            # ProtectSystem=strict: the INI cannot be saved, so modify changes nothing.
+            m = inside("floodshare --run /run/floodshare peer 1 modify ttl 3")
+            self.assertEqual(m.returncode, 78, m.stdout + m.stderr)
+            self.assertIn("Read-only file system", m.stderr)
+            # The sandbox leaves the share its first defence: openat2(RESOLVE_BENEATH).
+            j = inside("journalctl --no-pager -u floodshare@one -u floodshare@two")
+            self.assertIn("opened with openat2(RESOLVE_BENEATH", j.stdout)
+            self.assertNotIn("(no openat2)", j.stdout)
+            inside("systemctl poweroff")
+            box.wait(timeout=60)
+        finally:
+            if box.poll() is None:
+                os.killpg(box.pid, signal.SIGKILL)
+                box.wait()
+
+    @staticmethod
+    def container_init(box: subprocess.Popen, timeout: float = 60):
+        """The pid, on this side, of the container's systemd once it has started its units
+        (systemd-nspawn's child), or None when the container ended or did not get that far."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and box.poll() is None:
+            try:
+                kids = Path(f"/proc/{box.pid}/task/{box.pid}/children").read_text().split()
+            except FileNotFoundError:
+                kids = []
+            if kids:
+                try:
+                    r = run(["nsenter", "-t", kids[0], "-a", "systemctl", "is-system-running",
+                             "--wait"], check=False, timeout=max(1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    return None
+                if r.stdout.strip() in ("running", "degraded"):
+                    return int(kids[0])
+            time.sleep(0.5)
+        return None
