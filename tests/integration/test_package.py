@@ -21,11 +21,16 @@ written, from /root with the package in /root/build-deb:
   privileges, then its ExecStart=, in a network namespace of its own with only lo (so the
   example's port 10811 is free); `floodshare --run /run/floodshare peer 1 ls` must then list
   the share, and bash completion must offer peer 1 and the share's item names;
+- where this machine lets systemd-nspawn boot the chroot, the unit runs for real under
+  systemd, sandbox and system call filter included: floodshare@one and floodshare@two find
+  and fetch a file and a folder from each other, `modify` is refused by the read-only INI, and
+  the share keeps openat2(RESOLVE_BENEATH); where it cannot boot, the test says so on stderr;
 - `apt remove --purge floodshare` must leave nothing behind: no file or folder named
   floodshare anywhere in the chroot, no user or group, no dpkg record.
 
 Needs root (debootstrap, chroot, namespaces): as another user it skips and says so. It installs
-what it needs on this machine with apt-get: debootstrap, lintian, dpkg-dev, scdoc, iproute2.
+what it needs on this machine with apt-get: debootstrap, lintian, dpkg-dev, scdoc, iproute2,
+systemd-container.
 Network: apt and debootstrap reach deb.debian.org; the peer runs in a network namespace of its
 own and reaches nothing.
 """
