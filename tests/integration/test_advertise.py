@@ -9,12 +9,13 @@ rewritten (host, advertise, neighbours) and started again on the same ports: the
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
 import unittest
 from pathlib import Path
 
-from fsnet import BIN, NetCase, last_json, md5_of
+from fsnet import BIN, NetCase, last_json, md5_of, raw
 import subprocess
 
 
@@ -130,6 +131,67 @@ class AdvertiseTest(NetCase):
         rows = {r["id"]: r for r in last_json(net.cli("peers", "--json").stdout)["peers"]}
         self.assertEqual(rows[2]["address"], six[2])
         self.assertEqual(sorted(rows[2]["neighbours"]), sorted([six[1], six[3]]))
+
+
+class DualStackTest(NetCase):
+    def test_ipv4_neighbours_of_a_peer_on_the_v6_wildcard(self):
+        # line:2: peer 2 listens on "::" and advertises 127.0.0.1:PORT; peer 1 is IPv4 only.
+        # Its v4 neighbour reaches it (dual-stack), and it names that neighbour 127.0.0.1, not
+        # ::ffff:127.0.0.1 (one endpoint, one name: per-address limits, logs, transfers).
+        net = self.net("line:2")
+        p = {pid: net.addr(pid)[1] for pid in net.peers}
+        rewrite(net, 2, host="::", advertise=f"127.0.0.1:{p[2]}", peers=[f"127.0.0.1:{p[1]}"])
+        restart_all(net)
+        net.wait_for(lambda: net.stats(1)["links_proven"] == 2 and
+                     net.stats(2)["links_proven"] == 2)
+        r = net.peer(1, "get", "2.txt", "--json")
+        self.assertOk(r)
+        self.assertEqual(last_json(r.stdout)["holder"], f"127.0.0.1:{p[2]}")
+        raw(("127.0.0.1", p[2]), b"FLOOD/1 REQUEST path=%zz\n")
+        net.wait_for(lambda: "malformed message" in net.log(2))
+        log = net.log(2)
+        self.assertRegex(log, r"connection from 127\.0\.0\.1:\d+: malformed message")
+        self.assertNotIn("::ffff:", log)
+        self.assertEqual(json.loads(net.peer(2, "config", "--json").stdout)["host"], "::")
+
+    @unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                         "needs root and unshare(1) for a network namespace")
+    def test_v6_wildcard_takes_ipv4_even_where_bindv6only_is_set(self):
+        # In a namespace of its own with net.ipv6.bindv6only=1 (some distributions' default),
+        # a peer on "::" must still accept IPv4: it turns IPV6_V6ONLY off itself.
+        d = Path(tempfile.mkdtemp(prefix="fs-it-v6only-"))
+        self.addCleanup(shutil.rmtree, d, True)
+        (d / "share").mkdir()
+        port = 10801
+        (d / "peer-1.ini").write_text(f"[peer]\nid = 1\nhost = ::\nport = {port}\n"
+                                      f"advertise = 127.0.0.1:{port}\nshare_dir = share\nttl = 2\n")
+        script = f"""
+set -e
+ip link set lo up
+sysctl -qw net.ipv6.bindv6only=1
+"{BIN}" serve --run "{d}" "{d}/peer-1.ini" 2>"{d}/peer-1.log" &
+peer=$!
+trap 'kill $peer; wait $peer' EXIT
+for i in $(seq 100); do grep -q "up: listening" "{d}/peer-1.log" && break; sleep 0.05; done
+python3 - <<'PY'
+import socket
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect((host, {port}))
+        print(host, "ok")
+    except OSError as e:
+        print(host, "refused", e)
+    finally:
+        s.close()
+PY
+"""
+        r = subprocess.run(["unshare", "-n", "bash", "-c", script], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("127.0.0.1 ok", r.stdout, (d / "peer-1.log").read_text())
+        self.assertIn("::1 ok", r.stdout)
 
 
 class BadAddressConfigTest(unittest.TestCase):
