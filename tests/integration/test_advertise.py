@@ -141,6 +141,8 @@ class DualStackTest(NetCase):
         net = self.net("line:2")
         p = {pid: net.addr(pid)[1] for pid in net.peers}
         rewrite(net, 2, host="::", advertise=f"127.0.0.1:{p[2]}", peers=[f"127.0.0.1:{p[1]}"])
+        ini = net.dir / "peer-2.ini"  # a header begun and never finished is cut after 1 s
+        ini.write_text(ini.read_text() + "\n[limits]\nio_timeout_ms = 1000\n")
         restart_all(net)
         net.wait_for(lambda: net.stats(1)["links_proven"] == 2 and
                      net.stats(2)["links_proven"] == 2)
@@ -151,6 +153,12 @@ class DualStackTest(NetCase):
         net.wait_for(lambda: "malformed message" in net.log(2))
         log = net.log(2)
         self.assertRegex(log, r"connection from 127\.0\.0\.1:\d+: malformed message")
+        # the gate (connection limits, and its log) names the half-sent header's sender so too
+        with socket.create_connection(("127.0.0.1", p[2]), timeout=5) as half:
+            half.sendall(b"FLOOD/1 GE")
+            net.wait_for(lambda: "header not completed" in net.log(2))
+        log = net.log(2)
+        self.assertIn("connection from 127.0.0.1: header not completed in time", log)
         self.assertNotIn("::ffff:", log)
         self.assertEqual(json.loads(net.peer(2, "config", "--json").stdout)["host"], "::")
 
