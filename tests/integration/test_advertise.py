@@ -128,6 +128,11 @@ class AdvertiseTest(NetCase):
         events = json.loads(net.peer(2, "events", "--json", doc["query_id"]).stdout)["events"]
         got = [e for e in events if e["type"] == "received"]
         self.assertTrue(got and got[0]["from"] == six[1], events)
+        # `trace` gathers every peer's events and knows each peer by its v6 address
+        t = net.cli("trace", doc["query_id"], "--json")
+        self.assertOk(t)
+        self.assertEqual({n["peer"]: n["addr"] for n in json.loads(t.stdout)["nodes"]}, six)
+        self.assertIn("peer 3 -> peer 2 -> peer 1", net.cli("trace", doc["query_id"]).stdout)
         rows = {r["id"]: r for r in last_json(net.cli("peers", "--json").stdout)["peers"]}
         self.assertEqual(rows[2]["address"], six[2])
         self.assertEqual(sorted(rows[2]["neighbours"]), sorted([six[1], six[3]]))
