@@ -1,0 +1,400 @@
+"""A network across several hosts over SSH, on one machine: `scripts/topology up ring:6 --hosts`.
+
+Three network namespaces A, B and C stand for three lab hosts, each running its own sshd
+(Debian's openssh-server) on a veth address; a fourth, T, is the teacher's machine: it holds the
+bridge the three veths hang on, and runs scripts/topology and its ssh masters. The CLI runs where
+the test runs: it reaches every peer through the control sockets that ssh forwards into the run
+folder, a file system path that works from any namespace.
+
+    T: br0 10.S.0.254/24  --  A: 10.S.0.1 (peers 1 2)
+                          --  B: 10.S.0.2 (peers 3 4)
+                          --  C: 10.S.0.3 (peers 5 6)
+
+Needs root, iproute2 and OpenSSH (client and server); otherwise every test skips and says what
+is missing. The keys, known_hosts and ssh config are the test's own files (ssh -F): ~/.ssh is
+never read or written. The namespaces have no link to the host and no default route, so nothing
+can leave them. Everything the test makes (namespaces with their veths and bridge, sshds, peers,
+the remote run folders) is removed by pid and name when it ends, pass or fail; namespaces that a
+killed run left are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+from fsnet import BIN, NetCase, last_json
+from test_netns import Terminated, die_with_parent, free_slash16, on_sigterm, running, sh
+
+SRC = Path(__file__).resolve().parent.parent.parent
+TOPOLOGY = SRC / "scripts" / "topology"
+SSHD = "/usr/sbin/sshd"
+HOSTS = ("a", "b", "c")
+NAMES = HOSTS + ("t",)
+UNREACHABLE = 9  # 10.S.0.9: on the bridge's subnet, but nobody answers there
+SSHD_READY_S = 10
+GONE_S = 10  # how long a process may take to go after `down`
+
+
+def report(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@functools.cache
+def missing() -> str | None:
+    """Why this machine cannot run these tests (None when it can), tried for real once."""
+    if os.geteuid() != 0:
+        return "needs root: it creates network namespaces, veths, a bridge and sshds"
+    for tool, pkg in (("ip", "iproute2"), ("ss", "iproute2"), ("ssh", "openssh-client"),
+                      ("ssh-keygen", "openssh-client")):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not installed (apt-get install {pkg}, or run scripts/deps)"
+    if not os.access(SSHD, os.X_OK):
+        return f"{SSHD} is missing (apt-get install openssh-server, or run scripts/deps)"
+    ns = f"fsh-probe-{os.getpid()}"
+    try:
+        r = sh(["ip", "netns", "add", ns], check=False)
+        if r.returncode != 0:
+            return f"cannot create a network namespace: `ip netns add` said {r.stderr.strip()!r}"
+        r = sh(["ip", "-n", ns, "link", "add", "br0", "type", "bridge"], check=False)
+        if r.returncode != 0:
+            return f"cannot create a bridge: `ip link add` said {r.stderr.strip()!r}"
+        return None
+    finally:
+        sh(["ip", "netns", "del", ns], check=False)
+
+
+def remove_orphans() -> list[str]:
+    """Namespaces fsh-PID-N-X that a killed earlier run left (its PID gone, no process in it)."""
+    removed = []
+    for ns in sh(["ip", "netns", "list"]).stdout.split():
+        parts = ns.split("-")
+        if (len(parts) != 4 or parts[0] != "fsh" or not parts[1].isdigit()
+                or parts[3] not in NAMES or running(int(parts[1]))):
+            continue
+        if sh(["ip", "netns", "pids", ns]).stdout.strip():
+            continue
+        sh(["ip", "netns", "del", ns])
+        removed.append(ns)
+    return removed
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def ppid_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def all_pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (its children, theirs, ...), alive now."""
+    kids: dict[int, list[int]] = {}
+    for pid in all_pids():
+        parent = ppid_of(pid)
+        if parent is not None and running(pid):
+            kids.setdefault(parent, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            out.append(kid)
+            todo.append(kid)
+    return out
+
+
+def mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds `text` (this test's run folders are unique)."""
+    return [p for p in all_pids() if running(p) and any(text in a for a in cmdline(p))
+            and p != os.getpid()]
+
+
+def md5_file(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+class Lab:
+    """Namespaces T, A, B, C joined by a bridge in T; an sshd in each of A, B, C."""
+
+    def __init__(self, run: int, dir: Path):
+        self.dir = dir
+        self.ns = {h: f"fsh-{os.getpid()}-{run}-{h}" for h in NAMES}  # remove_orphans' form
+        self.made: list[str] = []
+        self.sshd: dict[str, subprocess.Popen] = {}
+        s = free_slash16().network_address.packed[1]
+        self.prefix = f"10.{s}.0"
+        self.addr = {h: f"{self.prefix}.{i}" for i, h in enumerate(HOSTS, 1)}
+        self.ssh_config = dir / "ssh_config"
+
+    def build(self) -> None:
+        for h in NAMES:
+            self.made.append(self.ns[h])
+            sh(["ip", "netns", "add", self.ns[h]])
+            sh(["ip", "netns", "exec", self.ns[h], "sh", "-c", "for k in all default; do "
+                "echo 1 > /proc/sys/net/ipv6/conf/$k/disable_ipv6 || exit 1; done"])
+            sh(["ip", "-n", self.ns[h], "link", "set", "lo", "up"])
+        t = self.ns["t"]
+        sh(["ip", "-n", t, "link", "add", "br0", "type", "bridge"])
+        sh(["ip", "-n", t, "addr", "add", f"{self.prefix}.254/24", "dev", "br0"])
+        sh(["ip", "-n", t, "link", "set", "br0", "up"])
+        for h in HOSTS:
+            # made inside the namespaces: deleting them deletes the veths too
+            sh(["ip", "link", "add", f"ve-{h}", "netns", t, "type", "veth", "peer", "name",
+                "eth0", "netns", self.ns[h]])
+            sh(["ip", "-n", t, "link", "set", f"ve-{h}", "master", "br0", "up"])
+            sh(["ip", "-n", self.ns[h], "addr", "add", f"{self.addr[h]}/24", "dev", "eth0"])
+            sh(["ip", "-n", self.ns[h], "link", "set", "eth0", "up"])
+        self._keys()
+        for h in HOSTS:
+            self._start_sshd(h)
+
+    def _keys(self) -> None:
+        keys = self.dir / "keys"
+        keys.mkdir(mode=0o700)
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "id")])
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "hostkey")])
+        (keys / "authorized_keys").write_text((keys / "id.pub").read_text())
+        self.ssh_config.write_text(
+            "Host *\n"
+            f"  IdentityFile {keys / 'id'}\n"
+            "  IdentitiesOnly yes\n"
+            "  IdentityAgent none\n"
+            f"  UserKnownHostsFile {keys / 'known_hosts'}\n"
+            "  GlobalKnownHostsFile /dev/null\n"
+            "  StrictHostKeyChecking accept-new\n"
+            "  LogLevel ERROR\n")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+
+    def _start_sshd(self, h: str) -> None:
+        keys = self.dir / "keys"
+        cfg = self.dir / f"sshd_config-{h}"
+        cfg.write_text(
+            f"ListenAddress {self.addr[h]}:22\n"
+            f"HostKey {keys / 'hostkey'}\n"
+            "PidFile none\n"
+            f"AuthorizedKeysFile {keys / 'authorized_keys'}\n"
+            "PermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\n"
+            "UsePAM no\n"
+            "StrictModes no\n"
+            # a forwarded control socket needs both: sshd permits a direct-streamlocal
+            # channel's target only while local TCP forwarding is allowed too
+            "AllowStreamLocalForwarding local\n"
+            "AllowTcpForwarding local\n"
+            "X11Forwarding no\n"
+            "PrintMotd no\n"
+            "LogLevel " + os.environ.get("FSH_SSHD_LOG", "ERROR") + "\n")
+        with open(self.dir / f"sshd-{h}.log", "ab") as log:
+            # `ip netns exec` execs sshd in place: the pid is sshd's own
+            self.sshd[h] = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns[h], SSHD, "-D", "-e", "-f", str(cfg)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                preexec_fn=die_with_parent)
+        deadline = time.monotonic() + SSHD_READY_S
+        while f"{self.addr[h]}:22" not in sh(["ip", "netns", "exec", self.ns[h], "ss", "-Hltn"]
+                                              ).stdout:
+            if self.sshd[h].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd on {h} did not listen: "
+                                   f"{(self.dir / f'sshd-{h}.log').read_text()}")
+            time.sleep(0.05)
+
+    def hosts_file(self, extra: str = "") -> Path:
+        path = self.dir / "hosts"
+        path.write_text("# the lab: two peers a host\n"
+                        + "".join(f"root@{self.addr[h]} 2\n" for h in HOSTS if h != "c")
+                        + "\n" + (extra or f"root@{self.addr['c']} 2   # host C\n"))
+        return path
+
+    def topology(self, run: Path, *args: str, timeout: float = 120
+                 ) -> subprocess.CompletedProcess:
+        """scripts/topology on the teacher's machine (namespace T)."""
+        return subprocess.run(["ip", "netns", "exec", self.ns["t"], sys.executable,
+                               str(TOPOLOGY), *args, "--run", str(run)], capture_output=True,
+                              text=True, timeout=timeout, env=self.env())
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+        env["FLOODSHARE_BIN"] = str(BIN)
+        return env
+
+    def close(self) -> None:
+        """Stops the sshds (and kills what runs below them), then deletes the namespaces."""
+        for proc in self.sshd.values():
+            for kid in descendants(proc.pid):
+                try:
+                    os.kill(kid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        errors = []
+        for ns in self.made:
+            r = sh(["ip", "netns", "del", ns], check=False)
+            if r.returncode != 0 and "No such file" not in r.stderr:
+                errors.append(f"ip netns del {ns}: {r.stderr.strip()}")
+        left = [ns for ns in self.made if ns in sh(["ip", "netns", "list"]).stdout.split()]
+        self.made.clear()
+        if errors or left:
+            raise RuntimeError(f"namespaces left behind: {left} {errors}")
+
+
+class HostsTest(NetCase):
+    runs = 0
+
+    def setUp(self):
+        super().setUp()
+        why = missing()
+        if why:
+            self.skipTest(why)
+        orphans = remove_orphans()
+        if orphans:
+            report(f"removed namespaces a killed earlier run left: {' '.join(orphans)}")
+        HostsTest.runs += 1
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        self.addCleanup(signal.signal, signal.SIGTERM, previous)
+        self.lab = Lab(HostsTest.runs, Path(tempfile.mkdtemp(prefix="fs-hosts-")))
+        self.run_dir = self.lab.dir / "run"
+        self.addCleanup(shutil.rmtree, self.lab.dir, True)
+        self.addCleanup(self.lab.close)
+        self.addCleanup(self.kill_leftovers)  # first: peers by pid, then the remote folders
+        self.lab.build()
+
+    def info(self) -> dict:
+        return json.loads((self.run_dir / "topology.json").read_text())
+
+    def kill_leftovers(self) -> None:
+        """Whatever a failed test left: peers and ssh masters by pid, the remote run folders."""
+        try:
+            info = self.info()
+        except (OSError, ValueError):
+            return
+        dirs = [h["dir"] for h in info.get("hosts", []) if h.get("dir")]
+        for pid in mentioning(str(self.run_dir)) + [p for d in dirs for p in mentioning(d)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for d in dirs:
+            if f"/.floodshare-run/{info['run_id']}-" in d:
+                shutil.rmtree(d, ignore_errors=True)
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The floodshare CLI where the test runs (not in T): only the run folder links them."""
+        return subprocess.run([str(BIN), "--run", str(self.run_dir), *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def assert_all_gone(self, info: dict) -> None:
+        """No peer (by pid), no ssh master, no sshd session below any sshd, no remote folder."""
+        peers = [p["pid"] for p in info["peers"] if p.get("pid")]
+        deadline = time.monotonic() + GONE_S
+        while True:
+            left = {"peers": [p for p in peers if running(p)],
+                    "masters": mentioning(str(self.run_dir / "ssh-")),
+                    "sshd children": {h: descendants(self.lab.sshd[h].pid) for h in HOSTS
+                                      if descendants(self.lab.sshd[h].pid)}}
+            if not any(left.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        self.assertFalse(any(left.values()), f"left behind: {left}")
+        for h in info["hosts"]:
+            if h.get("dir"):
+                self.assertFalse(Path(h["dir"]).exists(), h["dir"])
+        self.assertEqual(sorted(self.run_dir.glob("*.sock")) + sorted(self.run_dir.glob("*.ctl")),
+                         [])
+
+    def test_ring_across_three_hosts_get_status_down(self):
+        lab = self.lab
+        started = time.monotonic()
+        r = lab.topology(self.run_dir, "up", "ring:6", "--hosts", str(lab.hosts_file()),
+                         "--ssh-config", str(lab.ssh_config))
+        self.assertOk(r, "topology up --hosts")
+        up_s = time.monotonic() - started
+        info = self.info()
+        dirs = {h["target"]: h["dir"] for h in info["hosts"]}
+        self.assertEqual([h["peers"] for h in info["hosts"]], [[1, 2], [3, 4], [5, 6]])
+        for h in HOSTS:  # each peer runs in its host's namespace, from the copied binary
+            target = f"root@{lab.addr[h]}"
+            for p in (p for p in info["peers"] if p["host"] == lab.addr[h]):
+                self.assertEqual(os.readlink(f"/proc/{p['pid']}/exe"),
+                                 f"{dirs[target]}/floodshare")
+                self.assertEqual(os.readlink(f"/proc/{p['pid']}/ns/net"),
+                                 os.readlink(f"/proc/{lab.sshd[h].pid}/ns/net"))
+
+        # a get from peer 1 (host A) whose holder, peer 4, is on host B
+        g = self.cli("peer", "1", "get", "4.txt", "--json", timeout=60)
+        self.assertOk(g, "peer 1 get 4.txt")
+        doc = last_json(g.stdout)
+        self.assertTrue(doc["ok"], doc)
+        self.assertEqual(doc["peer"], 4)
+        self.assertTrue(doc["holder"].startswith(f"{lab.addr['b']}:"), doc)
+        want = md5_file(self.run_dir / "share-4" / "4.txt")  # the seed copy
+        got = Path(dirs[f"root@{lab.addr['a']}"]) / "share-1" / "4.txt"
+        self.assertEqual(doc["md5"], want)
+        self.assertEqual(md5_file(got), want)
+
+        st = lab.topology(self.run_dir, "status", "--json")
+        self.assertOk(st, "status")
+        rows = json.loads(st.stdout)["peers"]
+        self.assertEqual([(r["id"], r["state"]) for r in rows], [(i, "up") for i in range(1, 7)])
+        self.assertEqual({r["host"] for r in rows}, {f"root@{lab.addr[h]}" for h in HOSTS})
+        listed = self.cli("peers", "--json")  # the CLI's own listing, through the forwards
+        self.assertOk(listed, "floodshare peers")
+        self.assertEqual(len([p for p in json.loads(listed.stdout)["peers"] if p["up"]]), 6)
+        for cmd in (("link", "1", "4"), ("add-peer",)):
+            bad = lab.topology(self.run_dir, *cmd)
+            self.assertEqual(bad.returncode, 64, bad.stderr)
+            self.assertIn("not for a --hosts network", bad.stderr)
+
+        started = time.monotonic()
+        d = lab.topology(self.run_dir, "down")
+        self.assertOk(d, "topology down")
+        down_s = time.monotonic() - started
+        self.assert_all_gone(info)
+        self.assertIn("4.txt", (self.run_dir / "peer-1.log").read_text())  # logs came home
+        self.assertNotEqual(lab.topology(self.run_dir, "status").returncode, 0)
+        report(f"\nhosts: up ring:6 on 3 hosts in {up_s:.1f} s, get 4.txt from "
+               f"{doc['holder']} ({doc['hops']} hops), down in {down_s:.1f} s")
+
+    def test_unreachable_host_is_named_and_nothing_is_left_running(self):
+        lab = self.lab
+        bad = f"root@{lab.prefix}.{UNREACHABLE}"
+        r = lab.topology(self.run_dir, "up", "ring:6", "--hosts",
+                         str(lab.hosts_file(extra=f"{bad} 2\n")),
+                         "--ssh-config", str(lab.ssh_config))
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr, rf"cannot reach {re.escape(bad)} over ssh")
+        info = self.info()
+        # the hosts before it had started their peers; they were stopped
+        started = [p["pid"] for p in info["peers"] if p.get("pid")]
+        self.assertEqual(len(started), 4, info["peers"])
+        self.assert_all_gone(info)
+
+
+if __name__ == "__main__":
+    unittest.main()
