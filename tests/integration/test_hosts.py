@@ -376,7 +376,11 @@ class HostsTest(NetCase):
         self.assertOk(d, "topology down")
         down_s = time.monotonic() - started
         self.assert_all_gone(info)
-        self.assertIn("4.txt", (self.run_dir / "peer-1.log").read_text())  # logs came home
+        for pid in range(1, 7):  # the logs came home; a sanitizer report in one fails
+            log = (self.run_dir / f"peer-{pid}.log").read_text(errors="replace")
+            self.assertIn(f"peer {pid}: up: listening on", log)
+            self.assertIsNone(self.sanitizer_report(log), f"peer {pid}")
+        self.assertIn("4.txt", (self.run_dir / "peer-1.log").read_text())
         self.assertNotEqual(lab.topology(self.run_dir, "status").returncode, 0)
         report(f"\nhosts: up ring:6 on 3 hosts in {up_s:.1f} s, get 4.txt from "
                f"{doc['holder']} ({doc['hops']} hops), down in {down_s:.1f} s")
@@ -389,11 +393,44 @@ class HostsTest(NetCase):
                          "--ssh-config", str(lab.ssh_config))
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertRegex(r.stderr, rf"cannot reach {re.escape(bad)} over ssh")
+        self.assertIn("stopping the peers already started on the other hosts", r.stderr)
         info = self.info()
         # the hosts before it had started their peers; they were stopped
         started = [p["pid"] for p in info["peers"] if p.get("pid")]
         self.assertEqual(len(started), 4, info["peers"])
         self.assert_all_gone(info)
+
+
+class HostFileTest(unittest.TestCase):
+    """A bad host file is refused before any ssh runs, each bad line named (no root needed)."""
+
+    def up(self, hosts: str, spec: str = "ring:6") -> subprocess.CompletedProcess:
+        d = Path(tempfile.mkdtemp(prefix="fs-hosts-file-"))
+        self.addCleanup(shutil.rmtree, d, True)
+        (d / "hosts").write_text(hosts)
+        return subprocess.run([sys.executable, str(TOPOLOGY), "up", spec, "--hosts",
+                               str(d / "hosts"), "--run", str(d / "run"), "--bin", str(BIN)],
+                              capture_output=True, text=True, timeout=60)
+
+    def test_each_bad_line_is_named(self):
+        r = self.up("# lab\nroot@10.0.0.1 2\n\n-oProxyCommand=x 2\nroot@10.0.0.2 two\n"
+                    "root@10.0.0.3 1 addr=10.0.0.300\nroot@10.0.0.1\n")
+        self.assertEqual(r.returncode, 64, r.stderr)
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 4, r.stderr)
+        self.assertIn("hosts:4: '-oProxyCommand=x' is not user@host", lines[0])
+        self.assertIn("hosts:5: peer count 'two' is not a number", lines[1])
+        self.assertIn("hosts:6: '10.0.0.300' in addr= is not an IPv4 address", lines[2])
+        self.assertIn("hosts:7: root@10.0.0.1 is already listed on line 2", lines[3])
+        self.assertFalse((Path(r.args[6]).parent / "run" / "topology.json").exists())
+
+    def test_too_few_places_and_no_hosts(self):
+        r = self.up("root@10.0.0.1 2\nroot@10.0.0.2 3\n")
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("the hosts take 5 peers, the spec has 6", r.stderr)
+        r = self.up("# nobody\n\n")
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("no hosts", r.stderr)
 
 
 if __name__ == "__main__":
