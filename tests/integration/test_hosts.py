@@ -171,6 +171,7 @@ class Lab:
     def _keys(self) -> None:
         keys = self.dir / "keys"
         keys.mkdir(mode=0o700)
+        (self.dir / "home").mkdir()
         sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "id")])
         sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "hostkey")])
         (keys / "authorized_keys").write_text((keys / "id.pub").read_text())
@@ -204,6 +205,11 @@ class Lab:
             "AllowTcpForwarding local\n"
             "X11Forwarding no\n"
             "PrintMotd no\n"
+            # the login shell runs every remote command, and bash sources $HOME/.bashrc under
+            # sshd: this machine's root one (pyenv and the like) costs seconds a session. A
+            # HOME of the test's own makes it the light shell of a lab account; the session
+            # still starts in root's real home, where the remote run folders go.
+            f"SetEnv HOME={self.dir / 'home'}\n"
             "LogLevel " + os.environ.get("FSH_SSHD_LOG", "ERROR") + "\n")
         with open(self.dir / f"sshd-{h}.log", "ab") as log:
             # `ip netns exec` execs sshd in place: the pid is sshd's own
@@ -371,10 +377,22 @@ class HostsTest(NetCase):
             self.assertEqual(bad.returncode, 64, bad.stderr)
             self.assertIn("not for a --hosts network", bad.stderr)
 
+        # a pid file that names another process by now (a recycled pid): down must not touch
+        # it, and so cannot stop peer 6 either; the test stops that one itself
+        bystander = subprocess.Popen(["sleep", "120"], preexec_fn=die_with_parent)
+        self.addCleanup(bystander.wait)
+        self.addCleanup(bystander.kill)
+        six = next(p["pid"] for p in info["peers"] if p["id"] == 6)
+        (Path(dirs[f"root@{lab.addr['c']}"]) / "peer-6.pid").write_text(f"{bystander.pid}\n")
+
         started = time.monotonic()
         d = lab.topology(self.run_dir, "down")
         self.assertOk(d, "topology down")
         down_s = time.monotonic() - started
+        self.assertIsNone(bystander.poll(), "down signalled a process that is not its peer")
+        self.assertIn(f"peer 6 on root@{lab.addr['c']}: was not running", d.stdout)
+        self.assertTrue(running(six))
+        os.kill(six, signal.SIGTERM)
         self.assert_all_gone(info)
         for pid in range(1, 7):  # the logs came home; a sanitizer report in one fails
             log = (self.run_dir / f"peer-{pid}.log").read_text(errors="replace")
