@@ -286,29 +286,34 @@ class HostsTest(NetCase):
         self.addCleanup(signal.signal, signal.SIGTERM, previous)
         self.lab = Lab(HostsTest.runs, Path(tempfile.mkdtemp(prefix="fs-hosts-")))
         self.run_dir = self.lab.dir / "run"
+        self.seen: list[dict] = []
         self.addCleanup(shutil.rmtree, self.lab.dir, True)
         self.addCleanup(self.lab.close)
         self.addCleanup(self.kill_leftovers)  # first: peers by pid, then the remote folders
         self.lab.build()
 
     def info(self) -> dict:
-        return json.loads((self.run_dir / "topology.json").read_text())
+        """topology.json now; each version read is kept for kill_leftovers (`down` forgets the
+        remote folders it removed, a failed test may have left a peer in one)."""
+        info = json.loads((self.run_dir / "topology.json").read_text())
+        self.seen.append(info)
+        return info
 
     def kill_leftovers(self) -> None:
         """Whatever a failed test left: peers and ssh masters by pid, the remote run folders."""
         try:
-            info = self.info()
+            self.info()
         except (OSError, ValueError):
-            return
-        dirs = [h["dir"] for h in info.get("hosts", []) if h.get("dir")]
+            pass
+        dirs = {h["dir"] for info in self.seen for h in info.get("hosts", [])
+                if h.get("dir") and f"/.floodshare-run/{info['run_id']}-" in h["dir"]}
         for pid in mentioning(str(self.run_dir)) + [p for d in dirs for p in mentioning(d)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         for d in dirs:
-            if f"/.floodshare-run/{info['run_id']}-" in d:
-                shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(d, ignore_errors=True)
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """The floodshare CLI where the test runs (not in T): only the run folder links them."""
