@@ -31,11 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import unittest
 from pathlib import Path
 
 from fsnet import BIN, NetCase, last_json
-from test_netns import Terminated, die_with_parent, free_slash16, on_sigterm, running, sh
+from test_web import Web
+from test_netns import die_with_parent, free_slash16, on_sigterm, running, sh
 
 SRC = Path(__file__).resolve().parent.parent.parent
 TOPOLOGY = SRC / "scripts" / "topology"
@@ -377,6 +379,19 @@ class HostsTest(NetCase):
         listed = self.cli("peers", "--json")  # the CLI's own listing, through the forwards
         self.assertOk(listed, "floodshare peers")
         self.assertEqual(len([p for p in json.loads(listed.stdout)["peers"] if p["up"]]), 6)
+        # the dashboard, as a teacher opens it for the run folder: every peer up, its stats
+        web = Web(types.SimpleNamespace(dir=self.run_dir))
+        try:
+            st, _, text = web.request("/api/peers")
+        finally:
+            web_err = web.stop()
+        self.assertEqual(st, 200, text)
+        self.assertEqual(web.proc.returncode, 0, web_err)
+        seen = {p["id"]: p for p in json.loads(text)["peers"]}
+        self.assertEqual(sorted(seen), list(range(1, 7)))
+        self.assertTrue(all(p["up"] for p in seen.values()), text)
+        self.assertEqual(seen[1]["stats"]["downloads"], 1)
+        self.assertEqual(seen[4]["stats"]["uploads"], 1)
         for cmd in (("link", "1", "4"), ("add-peer",)):
             bad = lab.topology(self.run_dir, *cmd)
             self.assertEqual(bad.returncode, 64, bad.stderr)
