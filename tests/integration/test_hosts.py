@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.machinery
+import importlib.util
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -469,6 +472,56 @@ class HostFileTest(unittest.TestCase):
         r = self.up("# nobody\n\n")
         self.assertEqual(r.returncode, 64, r.stderr)
         self.assertIn("no hosts", r.stderr)
+
+
+def topology_module():
+    """scripts/topology as a module (it has no .py name), for its pure parser."""
+    loader = importlib.machinery.SourceFileLoader("topology_script", str(TOPOLOGY))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module  # dataclasses look their module up there
+    loader.exec_module(module)
+    return module
+
+
+class HostFileParserTest(unittest.TestCase):
+    """parse_hosts_text over random host files (seeded, so a failure repeats): it either refuses
+    with one message per bad line, each naming its line, or returns hosts whose words can only
+    be ssh destinations; and place_peers puts every peer on exactly one host, within its N."""
+
+    WORDS = ["root@10.0.0.1", "u@h", "h", "-oProxyCommand=x", "u@-h", "@h", "u@", "2", "0",
+             "1001", "-1", "two", "addr=10.0.0.7", "addr=::1", "addr=", "addr=1.2.3.4.5", "#",
+             "# x", "u@h.example.org", "a@b@c", "u@h;rm", "u@h\t3", "\u00e9@h", "u@h 3 4"]
+
+    def test_random_host_files(self):
+        topology = topology_module()
+        rng = random.Random(15)
+        for _ in range(3000):
+            lines = [" ".join(rng.choice(self.WORDS) for _ in range(rng.randrange(4)))
+                     for _ in range(rng.randrange(1, 6))]
+            text = "\n".join(lines)
+            try:
+                hosts = topology.parse_hosts_text(text, "f")
+            except topology.SpecError as e:
+                for message in e.errors:
+                    self.assertRegex(message, r"^f(:[0-9]+)?: ", text)
+                continue
+            targets = [h.target for h in hosts]
+            self.assertEqual(len(targets), len(set(targets)), text)
+            for h in hosts:
+                self.assertRegex(h.target, r"^(?:[A-Za-z0-9._-]+@)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+                self.assertTrue(1 <= h.line <= len(lines))
+            n = rng.randrange(1, 12)
+            try:
+                where = topology.place_peers(list(range(1, n + 1)), hosts, "f")
+            except topology.SpecError as e:
+                self.assertIn(f"the spec has {n}", e.errors[0])
+                self.assertTrue(all(h.count is not None for h in hosts))
+                continue
+            self.assertEqual(sorted(where), list(range(1, n + 1)))
+            for i, h in enumerate(hosts):
+                if h.count is not None:
+                    self.assertLessEqual(list(where.values()).count(i), h.count, text)
 
 
 if __name__ == "__main__":
