@@ -177,9 +177,14 @@ class Lab:
         keys = self.dir / "keys"
         keys.mkdir(mode=0o700)
         (self.dir / "home").mkdir()
+        (self.dir / "bin").mkdir()
+        (self.dir / "bin" / "floodshare").symlink_to(BIN.resolve())
         sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "id")])
         sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "hostkey")])
-        (keys / "authorized_keys").write_text((keys / "id.pub").read_text())
+        # `up --installed` runs the hosts' floodshare on PATH: here, the build under test
+        path = f"{self.dir / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"
+        (keys / "authorized_keys").write_text(f'environment="PATH={path}" '
+                                              + (keys / "id.pub").read_text())
         self.ssh_config.write_text(
             "Host *\n"
             f"  IdentityFile {keys / 'id'}\n"
@@ -215,6 +220,8 @@ class Lab:
             # HOME of the test's own makes it the light shell of a lab account; the session
             # still starts in root's real home, where the remote run folders go.
             f"SetEnv HOME={self.dir / 'home'}\n"
+            # sshd sets PATH after SetEnv; the key's environment= option comes last
+            "PermitUserEnvironment PATH\n"
             "LogLevel " + os.environ.get("FSH_SSHD_LOG", "ERROR") + "\n")
         with open(self.dir / f"sshd-{h}.log", "ab") as log:
             # `ip netns exec` execs sshd in place: the pid is sshd's own
@@ -425,6 +432,23 @@ class HostsTest(NetCase):
         self.assertNotEqual(lab.topology(self.run_dir, "status").returncode, 0)
         report(f"\nhosts: up ring:6 on 3 hosts in {up_s:.1f} s, get 4.txt from "
                f"{doc['holder']} ({doc['hops']} hops), down in {down_s:.1f} s")
+
+    def test_installed_program_is_used_and_nothing_is_copied(self):
+        lab = self.lab
+        r = lab.topology(self.run_dir, "up", "line:3", "--hosts", str(lab.hosts_file(
+            extra=f"root@{lab.addr['c']}\n")), "--ssh-config", str(lab.ssh_config),
+            "--installed")
+        self.assertOk(r, "topology up --installed")
+        info = self.info()
+        self.assertEqual([h["peers"] for h in info["hosts"]], [[1, 2], [3]])
+        for h in info["hosts"]:
+            self.assertEqual(h["bin"], str(lab.dir / "bin" / "floodshare"))
+            self.assertFalse((Path(h["dir"]) / "floodshare").exists())
+        for p in info["peers"]:
+            self.assertEqual(os.readlink(f"/proc/{p['pid']}/exe"), str(BIN.resolve()))
+        self.assertOk(lab.topology(self.run_dir, "status"), "status")
+        self.assertOk(lab.topology(self.run_dir, "down"), "down")
+        self.assert_all_gone(info)
 
     def test_unreachable_host_is_named_and_nothing_is_left_running(self):
         lab = self.lab
