@@ -448,6 +448,31 @@ class HostsTest(NetCase):
         self.assertOk(lab.topology(self.run_dir, "down"), "down")
         self.assert_all_gone(info)
 
+    def test_a_host_lost_after_up_is_named_and_a_later_down_finishes(self):
+        lab = self.lab
+        r = lab.topology(self.run_dir, "up", "ring:6", "--hosts", str(lab.hosts_file()),
+                         "--ssh-config", str(lab.ssh_config))
+        self.assertOk(r, "topology up --hosts")
+        info = self.info()
+        c = f"root@{lab.addr['c']}"
+        sh(["ip", "-n", lab.ns["t"], "link", "set", "ve-c", "down"])  # C's cable is pulled
+        st = lab.topology(self.run_dir, "status", "--json", timeout=90)
+        self.assertEqual(st.returncode, 1, st.stderr)
+        rows = {r["id"]: r["state"] for r in json.loads(st.stdout)["peers"]}
+        self.assertEqual(rows, {1: "up", 2: "up", 3: "up", 4: "up",
+                                5: f"down (no ssh connection to {c})",
+                                6: f"down (no ssh connection to {c})"})
+        d = lab.topology(self.run_dir, "down", timeout=90)
+        self.assertEqual(d.returncode, 1, d.stderr)
+        self.assertIn(f"cannot reach {c} over ssh", d.stderr)
+        self.assertNotIn("root@" + lab.addr["a"], d.stderr)
+        on_c = [p["pid"] for p in info["peers"] if p["id"] in (5, 6)]
+        self.assertTrue(all(running(p) for p in on_c))  # still running there, as it said
+        sh(["ip", "-n", lab.ns["t"], "link", "set", "ve-c", "up"])  # C is back
+        d = lab.topology(self.run_dir, "down", timeout=90)
+        self.assertOk(d, "the second down")
+        self.assert_all_gone(info)
+
     def test_unreachable_host_is_named_and_nothing_is_left_running(self):
         lab = self.lab
         bad = f"root@{lab.prefix}.{UNREACHABLE}"
