@@ -466,11 +466,13 @@ class HostsTest(NetCase):
         self.assertEqual(d.returncode, 1, d.stderr)
         self.assertIn(f"cannot reach {c} over ssh", d.stderr)
         self.assertNotIn("root@" + lab.addr["a"], d.stderr)
+        self.assertEqual([h["dir"] is None for h in self.info()["hosts"]], [True, True, False])
         on_c = [p["pid"] for p in info["peers"] if p["id"] in (5, 6)]
         self.assertTrue(all(running(p) for p in on_c))  # still running there, as it said
         sh(["ip", "-n", lab.ns["t"], "link", "set", "ve-c", "up"])  # C is back
         d = lab.topology(self.run_dir, "down", timeout=90)
         self.assertOk(d, "the second down")
+        self.assertNotIn(lab.addr["a"], d.stdout)  # only C had anything left to do
         self.assert_all_gone(info)
 
     def test_unreachable_host_is_named_and_nothing_is_left_running(self):
