@@ -69,14 +69,20 @@ static void check_range(unsigned v, unsigned lo, unsigned hi)
 static void check_cfg(const struct cfg *c)
 {
     struct stat sb;
-    char hp[ADDR_HOST_MAX + 8];
+    char again[ADDR_HOST_MAX + 1], text[ADDR_STR_MAX];
     struct fs_addr a, self;
 
     check_range(c->id, 1, 65535);
     CHECK(c->port >= 1);
     CHECK(c->host[0] != '\0');
-    snprintf(hp, sizeof hp, "%s:1", c->host);
-    CHECK(addr_parse(hp, strlen(hp), &a, NULL) == FS_OK);
+    CHECK(addr_parse_host(c->host, strlen(c->host), again, NULL) == FS_OK);
+    CHECK(strcmp(again, c->host) == 0);
+    /* advertise: always a dialable address; host:port itself when the key is absent */
+    CHECK(!addr_is_wildcard(c->advertise.host) && c->advertise.port >= 1);
+    addr_format(&c->advertise, text);
+    CHECK(addr_parse(text, strlen(text), &a, NULL) == FS_OK && addr_equal(&a, &c->advertise));
+    CHECK(c->advertise_set || (strcmp(c->advertise.host, c->host) == 0 &&
+                               c->advertise.port == c->port));
     CHECK(c->share_dir[0] == '/' && stat(c->share_dir, &sb) == 0 && S_ISDIR(sb.st_mode));
     check_range(c->max_ttl, 1, 15);
     check_range(c->ttl, 1, c->max_ttl);
@@ -98,7 +104,7 @@ static void check_cfg(const struct cfg *c)
     for (size_t i = 0; i < c->n_neighbours; i++) {
         const struct fs_addr *n = &c->neighbours[i];
         CHECK(n->port >= 1 && n->host[0] != '\0');
-        CHECK(!addr_equal(n, &self));
+        CHECK(!addr_equal(n, &self) && !addr_equal(n, &c->advertise));
         for (size_t j = 0; j < i; j++)
             CHECK(!addr_equal(n, &c->neighbours[j]));
     }

@@ -74,6 +74,12 @@ def msg_seeds():
         "hello": "FLOOD/1 HELLO from=127.0.0.1:10812 peer=2\n",
         "challenge": "FLOOD/1 CHALLENGE from=127.0.0.1:10811 nonce=0123456789abcdef0123456789abcdef\n",
         "prove": "FLOOD/1 PROVE from=127.0.0.1:10812 nonce=0123456789abcdef0123456789abcdef\n",
+        # IPv6 peers: every address in the bracket form
+        "get_v6": f"FLOOD/1 GET qid={QID} ttl=3 hops=1 origin=[::1]:10811 from=[2001:db8::2]:10812 name=3.txt\n",
+        "found_v6": f"FLOOD/1 FOUND qid={QID} hops=2 holder=[::1]:10813 peer=3 kind=file size=12 md5={MD5} path=docs/3.txt name=3.txt\n",
+        "hello_v6": "FLOOD/1 HELLO from=[::1]:10812 peer=2\n",
+        "challenge_v6": "FLOOD/1 CHALLENGE from=[0:0::1]:10811 nonce=0123456789abcdef0123456789abcdef\n",
+        "hello_v6_bare": "FLOOD/1 HELLO from=::1:10812 peer=2\n",
     }
     for k, v in lines.items():
         write("msg", k, v)
@@ -189,6 +195,29 @@ def cfg_seeds():
           "[limits]\nupload_rate = 4MB\n")
     write("cfg", "orphan_and_crlf", "stray = 1\r\n[PEER]\r\nID = 1\r\n")
     write("cfg", "bad_line", "[peer]\nid = 1\nthis is not ini\n")
+    write("cfg", "ipv6", "[peer]\nid = 7\nhost = ::1\nport = 4000\nshare_dir = share\n"
+          "[neighbours]\npeers = [::1]:4001, [2001:db8::1]:4002 127.0.0.1:4003\n")
+    write("cfg", "advertise", "[peer]\nid = 7\nhost = 0.0.0.0\nport = 4000\n"
+          "advertise = 10.0.0.7:4000\nshare_dir = share\n[neighbours]\npeers = 10.0.0.8:4000\n")
+    write("cfg", "advertise_v6", "[peer]\nid = 7\nhost = ::\nport = 4000\n"
+          "advertise = [2001:db8::7]:4000\nshare_dir = share\n")
+    write("cfg", "wildcard_alone", "[peer]\nid = 7\nhost = 0.0.0.0\nport = 4000\nshare_dir = share\n")
+
+
+def addr_seeds():
+    """HOST:PORT as an INI, the CLI and the wire write it, IPv6 in brackets, and bad forms."""
+    seeds = {
+        "v4": "127.0.0.1:10801", "name": "lab-pc-07.example.org:65535", "v6_loop": "[::1]:10801",
+        "v6_long": "[2001:0db8:0000:0000:0000:ff00:0042:8329]:1",
+        "v6_mapped": "[::ffff:192.0.2.1]:80", "v6_any": "[::]:4000",
+        "v6_embedded_v4": "[64:ff9b::192.0.2.33]:443", "v6_full": "[1:2:3:4:5:6:7:8]:8",
+        "host_v6": "::1", "host_v6_brackets": "[fe80::1]", "host_any": "0.0.0.0",
+        "bare_v6": "::1:10801", "zone": "[fe80::1%eth0]:80", "unclosed": "[::1:80",
+        "no_port": "[::1]", "double": "[::1::2]:80", "v4_in_brackets": "[127.0.0.1]:80",
+        "port_0": "[::1]:0", "port_big": "127.0.0.1:65536", "trailing": "[::1]:80]",
+    }
+    for k, v in seeds.items():
+        write("addr", k, v)
 
 
 def ctl_seeds():
@@ -336,6 +365,7 @@ def fp_seeds():
 if __name__ == "__main__":
     warnings.simplefilter("ignore")  # the duplicate-name seed is on purpose
     msg_seeds()
+    addr_seeds()
     manifest_seeds()
     state_seeds()
     zip_seeds()

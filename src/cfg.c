@@ -69,9 +69,9 @@ static const struct rate_key {
 };
 #define N_RATE_KEYS (sizeof rate_keys / sizeof rate_keys[0])
 
-static const char *const peer_keys[] = {"id", "host", "port", "share_dir", "ttl", "log_level",
-                                        NULL};
-#define PEER_KEYS "id, host, port, share_dir, ttl, log_level"
+static const char *const peer_keys[] = {"id",  "host",      "port", "advertise",
+                                        "share_dir", "ttl", "log_level", NULL};
+#define PEER_KEYS "id, host, port, advertise, share_dir, ttl, log_level"
 #define LIMIT_KEYS                                                                      \
     "workers, max_queue, io_timeout_ms, connect_timeout_ms, hit_window_ms, "            \
     "query_cache_size, query_cache_ttl_ms, max_ttl, max_conns, max_conns_per_addr, "     \
@@ -420,12 +420,11 @@ static fs_status load_limits(const struct loader *ld)
     return FS_OK;
 }
 
-/* A host is valid where addr_parse() would accept it in "host:1". */
+/* [peer] host: an IPv4 address, a name, or an IPv6 address bare or in
+ * brackets (addr_parse_host()). */
 static fs_status load_host(const struct loader *ld)
 {
     const char *v = get(ld, "peer", "host");
-    char hp[ADDR_HOST_MAX + 3];
-    struct fs_addr a;
     const char *why;
     char q[QUOTE_BUF];
     size_t n;
@@ -433,14 +432,39 @@ static fs_status load_host(const struct loader *ld)
     if (!v)
         return fail(ld, "peer", "host", "missing");
     n = strlen(v);
-    if (n > ADDR_HOST_MAX)
-        return fail(ld, "peer", "host", "%s is longer than %d bytes", quote(q, v, n),
-                    ADDR_HOST_MAX);
-    snprintf(hp, sizeof hp, "%s:1", v);
-    if (addr_parse(hp, n + 2, &a, &why) != FS_OK)
-        return fail(ld, "peer", "host", "%s is not an IPv4 address or host name (%s)",
+    if (addr_parse_host(v, n, ld->c->host, &why) != FS_OK)
+        return fail(ld, "peer", "host", "%s is not an IPv4 or IPv6 address or host name (%s)",
                     quote(q, v, n), why);
-    memcpy(ld->c->host, a.host, sizeof a.host);
+    return FS_OK;
+}
+
+/* [peer] advertise, after host and port. A wildcard host cannot be dialled,
+ * so it needs an advertise address; without one the peer would name itself
+ * 0.0.0.0 on the wire and every link it dials would fail its proof. */
+static fs_status load_advertise(const struct loader *ld)
+{
+    const char *v = get(ld, "peer", "advertise");
+    struct cfg *c = ld->c;
+    const char *why;
+    char q[QUOTE_BUF];
+
+    c->advertise_set = v != NULL;
+    if (!v) {
+        if (addr_is_wildcard(c->host))
+            return fail(ld, "peer", "advertise",
+                        "missing: host \"%s\" is a wildcard no neighbour can dial; set advertise "
+                        "= HOST:PORT, the address neighbours reach this peer at",
+                        c->host);
+        memcpy(c->advertise.host, c->host, sizeof c->advertise.host);
+        c->advertise.port = c->port;
+        return FS_OK;
+    }
+    if (addr_parse(v, strlen(v), &c->advertise, &why) != FS_OK)
+        return fail(ld, "peer", "advertise", "%s is not HOST:PORT or [IPv6]:PORT (%s)",
+                    quote(q, v, strlen(v)), why);
+    if (addr_is_wildcard(c->advertise.host))
+        return fail(ld, "peer", "advertise", "%s is a wildcard no neighbour can dial",
+                    quote(q, v, strlen(v)));
     return FS_OK;
 }
 
@@ -546,6 +570,8 @@ static fs_status load_peer(const struct loader *ld)
     if (!st)
         st = load_port(ld);
     if (!st)
+        st = load_advertise(ld);
+    if (!st)
         st = load_share_dir(ld);
     if (!st)
         st = get_uint(ld, "peer", "ttl", 1, 1, c->max_ttl,
@@ -567,7 +593,7 @@ static fs_status add_neighbour(const struct loader *ld, const char *s, size_t n)
         return fail(ld, "neighbours", "peers", "%s is not host:port (%s)", quote(q, s, n), why);
     memcpy(self.host, c->host, sizeof self.host);
     self.port = c->port;
-    if (addr_equal(&a, &self))
+    if (addr_equal(&a, &self) || addr_equal(&a, &c->advertise))
         return fail(ld, "neighbours", "peers", "%s is this peer itself", quote(q, s, n));
     for (size_t i = 0; i < c->n_neighbours; i++)
         if (addr_equal(&a, &c->neighbours[i]))

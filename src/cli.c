@@ -322,11 +322,12 @@ static void probe(const char *run_dir, unsigned id, struct peer_row *row)
     char err[CFG_ERR_MAX];
     if (c && rundir_ini_path(run_dir, id, path, sizeof path, why, sizeof why) == FS_OK &&
         cfg_load(path, c, err, sizeof err) == FS_OK) {
-        snprintf(row->address, sizeof row->address, "%s:%u", c->host, (unsigned)c->port);
+        addr_format(&c->advertise, row->address);
         for (size_t i = 0; i < c->n_neighbours; i++) {
             size_t l = strlen(row->neighbours);
-            snprintf(row->neighbours + l, sizeof row->neighbours - l, "%s%s:%u", i ? "," : "",
-                     c->neighbours[i].host, (unsigned)c->neighbours[i].port);
+            char one[ADDR_STR_MAX];
+            snprintf(row->neighbours + l, sizeof row->neighbours - l, "%s%s", i ? "," : "",
+                     addr_format(&c->neighbours[i], one));
         }
     }
     free(c);

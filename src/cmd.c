@@ -588,6 +588,7 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "id", c->id);
         json_str(&j, "host", c->host);
         json_uint(&j, "port", c->port);
+        json_str(&j, "advertise", addr_format(node_self(e->node), one));
         json_str(&j, "share_dir", c->share_dir);
         json_uint(&j, "ttl", c->ttl);
         json_arr_open(&j, "neighbours");
@@ -622,7 +623,14 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     }
     ctl_print(o, 1, "peer %u", c->id);
     ctl_print(o, 1, "  config file  %s", c->path);
-    ctl_print(o, 1, "  address      %s:%u", c->host, (unsigned)c->port);
+    struct fs_addr listen_at = {.port = c->port};
+    char adv[ADDR_STR_MAX];
+    memcpy(listen_at.host, c->host, sizeof listen_at.host);
+    addr_format(node_self(e->node), adv);
+    if (addr_equal(&listen_at, node_self(e->node)))
+        ctl_print(o, 1, "  address      %s", adv);
+    else
+        ctl_print(o, 1, "  address      %s (listening on %s)", adv, addr_format(&listen_at, one));
     ctl_print(o, 1, "  share_dir    %s", c->share_dir);
     ctl_print(o, 1, "  ttl          %u (max_ttl %u)", c->ttl, c->max_ttl);
     ctl_print(o, 1, "  neighbours   %s", nb[0] ? nb : "(none)");
@@ -936,6 +944,15 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
                   "and restart the peer", a->pos[0]);
         return CTL_EXIT_USAGE;
     }
+    if (k == sizeof keys / sizeof keys[0] && !strcmp(a->pos[0], "advertise")) {
+        /* The neighbours' links were proven, and queries in flight sent,
+         * under the old address: a peer renaming itself midway would have
+         * its FOUNDs refuted and its links challenged against an address
+         * nobody dials any more. */
+        ctl_print(o, 2, "floodshare: modify: [peer] advertise is read at start only (links were "
+                  "proven under the old address): edit the INI and restart the peer");
+        return CTL_EXIT_USAGE;
+    }
     if (k == sizeof keys / sizeof keys[0]) {
         ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
                   "log_level, upload_rate, download_rate can change while the peer runs)", a->pos[0]);
@@ -1168,7 +1185,8 @@ static int cmd_events(const struct cmd_env *e, int argc, char **argv, struct ctl
 }
 
 /* One machine-readable line for `floodshare peers` and `watch`:
- * "id=N address=HOST:PORT neighbours=A,B started=US" ("-" for none).
+ * "id=N address=HOST:PORT neighbours=A,B started=US" ("-" for none; an
+ * IPv6 HOST in brackets).
  * started (microseconds since the epoch, when this run began) tells a
  * restarted peer from one whose event ring merely moved on. */
 static int cmd_ping(const struct cmd_env *e, struct ctl_out *o)
@@ -1182,8 +1200,9 @@ static int cmd_ping(const struct cmd_env *e, struct ctl_out *o)
         snprintf(nb + len, sizeof nb - len, "%s%s", i ? "," : "", addr_format(&c->neighbours[i], one));
     }
     trace_get_info(node_trace(e->node), &info);
-    ctl_print(o, 1, "id=%u address=%s:%u neighbours=%s started=%llu", c->id, c->host,
-              (unsigned)c->port, nb, (unsigned long long)info.started_us);
+    /* The advertised address: the one the other peers list as a neighbour. */
+    ctl_print(o, 1, "id=%u address=%s neighbours=%s started=%llu", c->id,
+              addr_format(node_self(e->node), one), nb, (unsigned long long)info.started_us);
     node_cfg_put(c);
     return CTL_EXIT_OK;
 }

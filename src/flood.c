@@ -210,10 +210,12 @@ void flood_link_counts(struct flood *f, unsigned *open, unsigned *proven)
  * for a student to follow a flood in the logs. */
 static void hop_label(const struct fs_addr *self, const struct fs_addr *a, char *out, size_t cap)
 {
+    char text[ADDR_STR_MAX];
+
     if (strcmp(self->host, a->host) == 0)
         snprintf(out, cap, "%u", (unsigned)a->port);
     else
-        snprintf(out, cap, "%s:%u", a->host, (unsigned)a->port);
+        snprintf(out, cap, "%s", addr_format(a, text));
 }
 
 /* Appends a hop label to a log list like " 10814 10815". */

@@ -148,12 +148,19 @@ static struct slot *make_room(struct gate *g, const char *host)
     return NULL;
 }
 
+/* An IPv4 peer reaching a dual-stack ("::") listener is named by its IPv4
+ * address, as addr_parse() and net_peer_addr() name it. */
 static void host_of(const struct sockaddr_storage *sa, char *out, size_t cap)
 {
-    const void *a = sa->ss_family == AF_INET6
+    int family = sa->ss_family;
+    const void *a = family == AF_INET6
                         ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
                         : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
-    if (!inet_ntop(sa->ss_family, a, out, (socklen_t)cap))
+    if (family == AF_INET6 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)a)) {
+        family = AF_INET;
+        a = &((const struct in6_addr *)a)->s6_addr[12];
+    }
+    if (!inet_ntop(family, a, out, (socklen_t)cap))
         snprintf(out, cap, "?");
 }
 

@@ -46,6 +46,14 @@ fs_status net_listen_tcp(const char *host, uint16_t port, int *fd, uint16_t *bou
     if (st)
         return st;
     s = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* "::" serves IPv4 neighbours too (dual-stack), as 0.0.0.0 serves every
+     * IPv4 address: one listener, whatever net.ipv6.bindv6only says. */
+    int v6only = 0;
+    if (s >= 0 && res->ai_family == AF_INET6 &&
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) {
+        st = FS_ECONNECT;
+        goto out;
+    }
     if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         bind(s, res->ai_addr, res->ai_addrlen) < 0 || listen(s, 128) < 0) {
         st = FS_ECONNECT;
@@ -284,7 +292,11 @@ void net_peer_addr(int fd, struct fs_addr *out)
         out->port = ntohs(in->sin_port);
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, out->host, sizeof out->host);
+        /* An IPv4 peer on a dual-stack listener: named as IPv4, as addr_parse() does. */
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], out->host, sizeof out->host);
+        else
+            inet_ntop(AF_INET6, &in6->sin6_addr, out->host, sizeof out->host);
         out->port = ntohs(in6->sin6_port);
     }
 }

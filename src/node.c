@@ -117,8 +117,7 @@ struct node *node_new(const struct cfg *c, const char *run_dir, char *err, size_
     node_init(n);
     n->id = c->id;
     n->io_timeout_ms = (int)c->io_timeout_ms;
-    snprintf(n->self.host, sizeof n->self.host, "%s", c->host);
-    n->self.port = c->port;
+    n->self = c->advertise; /* host:port unless [peer] advertise names another */
     snprintf(n->run_dir, sizeof n->run_dir, "%s", run_dir ? run_dir : "");
     n->live = snap_new(c);
     if (!n->live)

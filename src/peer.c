@@ -323,10 +323,13 @@ static int open_sockets(struct peer *p)
 {
     fs_status st;
 
+    struct fs_addr at = {.port = p->cfg.port};
+    char shown[ADDR_STR_MAX];
+
+    memcpy(at.host, p->cfg.host, sizeof at.host);
     st = net_listen_tcp(p->cfg.host, p->cfg.port, &p->listen_fd, NULL);
     if (st) {
-        log_msg(L_ERROR, "cannot listen on %s:%u: %s", p->cfg.host, (unsigned)p->cfg.port,
-                strerror(errno));
+        log_msg(L_ERROR, "cannot listen on %s: %s", addr_format(&at, shown), strerror(errno));
         return -1;
     }
     if (!p->run_dir[0] || rundir_sock_path(p->run_dir, p->cfg.id, p->sock_path,
@@ -497,9 +500,13 @@ static void announce_up(struct peer *p)
     long n = share_list(node_share_get(p->node), &items);
     node_share_put(p->node);
     free(items);
-    log_msg(L_INFO, "up: listening on %s:%u, control %s, sharing %s (%ld top-level items), "
-            "ttl %u, %zu neighbours, %u workers", c->host, (unsigned)c->port, p->sock_path,
-            c->share_dir, n, c->ttl, c->n_neighbours, c->workers);
+    struct fs_addr at = {.port = c->port};
+    char listen_s[ADDR_STR_MAX], adv_s[ADDR_STR_MAX];
+    memcpy(at.host, c->host, sizeof at.host);
+    log_msg(L_INFO, "up: listening on %s (advertised as %s), control %s, sharing %s (%ld "
+            "top-level items), ttl %u, %zu neighbours, %u workers", addr_format(&at, listen_s),
+            addr_format(&c->advertise, adv_s), p->sock_path, c->share_dir, n, c->ttl,
+            c->n_neighbours, c->workers);
     struct trace_event ev;
     trace_init_event(&ev, TR_PEER_UP, NULL);
     ev.ttl = c->ttl;

@@ -342,8 +342,12 @@ fs_status qcache_route_link(struct qcache *qc, const char *qid, uint64_t now_ms,
     return st;
 }
 
-static int numeric_ipv4(const char *h)
+/* A numeric IPv4 address, or an IPv6 one (a name never holds ':'; addr.h
+ * keeps IPv6 in one canonical spelling, so it can match exactly). */
+static int numeric_host(const char *h)
 {
+    if (strchr(h, ':'))
+        return 1;
     for (; *h; h++)
         if ((*h < '0' || *h > '9') && *h != '.')
             return 0;
@@ -360,7 +364,7 @@ static uint32_t dest_tag(const struct fs_addr *a)
         h ^= (unsigned char)*c;
         h *= 16777619u;
     }
-    return (numeric_ipv4(a->host) ? 0 : 0x80000000u) | (h & 0x7fffu) << 16 | a->port;
+    return (numeric_host(a->host) ? 0 : 0x80000000u) | (h & 0x7fffu) << 16 | a->port;
 }
 
 /* Names are not resolved here, so a host name on either side matches any

@@ -90,8 +90,7 @@ static int runnet_load(const char *run_dir, struct runnet *rn)
         rn->peers[k].id = ids[i];
         if (rundir_ini_path(run_dir, ids[i], path, sizeof path, why, sizeof why) == FS_OK &&
             cfg_load(path, c, err, sizeof err) == FS_OK && c->id == ids[i]) {
-            snprintf(rn->peers[k].addr.host, sizeof rn->peers[k].addr.host, "%s", c->host);
-            rn->peers[k].addr.port = c->port;
+            rn->peers[k].addr = c->advertise; /* what its neighbours list */
             memcpy(nbs[k], c->neighbours, sizeof nbs[k]);
             n_nbs[k] = c->n_neighbours;
         }

@@ -1108,7 +1108,8 @@ int web_main(const char *run_dir, int argc, char **argv)
     uint16_t bound = 0;
     fs_status st = net_listen_tcp(at.host, at.port, &w.listen_fd, &bound);
     if (st != FS_OK) {
-        fprintf(stderr, "floodshare web: cannot listen on %s:%u: %s\n", at.host, at.port,
+        char shown[ADDR_STR_MAX];
+        fprintf(stderr, "floodshare web: cannot listen on %s: %s\n", addr_format(&at, shown),
                 fs_strerror(st));
         return CTL_EXIT_FAIL;
     }
@@ -1135,8 +1136,11 @@ int web_main(const char *run_dir, int argc, char **argv)
         return CTL_EXIT_FAIL;
     }
     wait_watched(&w);
-    printf("floodshare web: dashboard of %s at http://%s:%s/?token=%s\n", run_dir,
-           w.loopback ? "127.0.0.1" : at.host, w.port, w.token);
+    /* A URL writes an IPv6 host in brackets (RFC 3986), like addr_format(). */
+    int v6 = strchr(at.host, ':') != NULL;
+    printf("floodshare web: dashboard of %s at http://%s%s%s:%s/?token=%s\n", run_dir,
+           v6 ? "[" : "", w.loopback && !v6 ? "127.0.0.1" : at.host, v6 ? "]" : "", w.port,
+           w.token);
     printf("floodshare web: token %s (every request needs it; also in %s/%s, mode 0600)\n",
            w.token, run_dir, w.token_file);
     fflush(stdout);

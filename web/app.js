@@ -60,7 +60,7 @@ async function loadPeers() {
     place(doc.peers);
     doc.peers.forEach((p) => {
       state.byId.set(p.id, p);
-      if (p.config) state.byAddr.set(p.config.host + ':' + p.config.port, p);
+      if (p.config) state.byAddr.set(selfAddr(p.config), p);
     });
     snapshot();
     fillPeerSelect();
@@ -149,10 +149,17 @@ function asOf() {
   return first ? first._i - 1 : state.all.length - 1;
 }
 
+/* The address a peer names itself by and its neighbours list: its advertise address
+ * (config --json), else host:port with an IPv6 host in brackets, as the peers write it. */
+function selfAddr(c) {
+  if (c.advertise) return c.advertise;
+  return (c.host.includes(':') ? '[' + c.host + ']' : c.host) + ':' + c.port;
+}
+
 /* An event of an earlier topology: its peer id is now someone at another address. */
 function isOld(e) {
   const p = state.byId.get(e.peer);
-  return !!(p && p.config && e.addr && e.addr !== p.config.host + ':' + p.config.port);
+  return !!(p && p.config && e.addr && e.addr !== selfAddr(p.config));
 }
 
 /* Pauses, cuts and ttls as the page last read them at or before event g. */
@@ -212,7 +219,7 @@ function links(st) {
       const key = Math.min(p.id, q.id) + '-' + Math.max(p.id, q.id);
       const theirs = q.config ? (st.get(q.id) || q.config) : null;
       const down = mine.links_down.includes(nb) ||
-        (theirs && q.config && theirs.links_down.includes(p.config.host + ':' + p.config.port));
+        (theirs && q.config && theirs.links_down.includes(selfAddr(p.config)));
       const l = seen.get(key) || { a: p, b: q, down: false };
       l.down = l.down || down;
       seen.set(key, l);
@@ -557,7 +564,7 @@ function showPeer(id) {
   d.appendChild(h);
   if (p && p.config) {
     const c = p.config;
-    d.appendChild(table({ address: c.host + ':' + c.port, ttl: c.ttl, max_ttl: c.max_ttl,
+    d.appendChild(table({ address: selfAddr(c), ttl: c.ttl, max_ttl: c.max_ttl,
       neighbours: c.neighbours.map((a) => who(0, a)).join(', '), links_down: c.links_down.map((a) => who(0, a)).join(', ') || 'none',
       paused: c.paused, share_dir: c.share_dir,
       share: p.ls ? p.ls.items.map((i) => `${i.name} (${i.size} B)`).join(', ') : '' }));

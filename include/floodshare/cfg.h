@@ -1,7 +1,7 @@
 /* cfg.h - a peer's INI file: load, validate, and edit in place.
  *
  * Keys (docs and README list them with their defaults):
- *   [peer]       id host port share_dir ttl log_level
+ *   [peer]       id host port advertise share_dir ttl log_level
  *   [neighbours] peers = host:port, host:port, ...
  *   [limits]     workers max_queue io_timeout_ms connect_timeout_ms
  *                hit_window_ms query_cache_size query_cache_ttl_ms max_ttl
@@ -28,8 +28,15 @@
 struct cfg {
     char path[PATH_MAX];      /* the INI file as given */
     unsigned id;              /* 1..65535 */
-    char host[ADDR_HOST_MAX + 1];
+    char host[ADDR_HOST_MAX + 1]; /* where the peer port listens (addr_parse_host()'s
+                                     stored form: IPv6 without brackets); may be a
+                                     wildcard, 0.0.0.0 or "::", when advertise is set */
     uint16_t port;            /* 1..65535 */
+    /* [peer] advertise: the address neighbours dial and this peer names as
+     * itself on the wire (GET from=, FOUND holder=, HELLO, CHALLENGE, PROVE).
+     * Always filled: host:port when the key is absent. Read at start only. */
+    struct fs_addr advertise;
+    int advertise_set;        /* 1 when the INI has the key */
     char share_dir[PATH_MAX]; /* absolute, resolved against the INI's folder */
     char share_dir_raw[PATH_MAX]; /* as written in the file */
     unsigned ttl;             /* 1..max_ttl */
@@ -73,7 +80,8 @@ struct cfg {
  *   peer3.ini: [peer] port: "70000" is not a port number (1..65535)
  * Checked: required keys present, numbers in range, share_dir exists and is
  * a directory, each neighbour parses, no neighbour equals this peer's own
- * host:port, no duplicate neighbour, no unknown section or key. */
+ * host:port or advertise address, no duplicate neighbour, no unknown section
+ * or key, a wildcard host only with an advertise address. */
 fs_status cfg_load(const char *path, struct cfg *out, char *err, size_t errcap);
 
 /* Sets [section] key = value in the INI at path, keeping every other line,

@@ -70,7 +70,8 @@ fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key
 
 /* --- what the node owns; the pointers are valid while n lives --- */
 
-/* The address this peer advertises in GET/FOUND ([peer] host and port). */
+/* The address this peer advertises in GET/FOUND, HELLO, CHALLENGE and PROVE:
+ * [peer] advertise, else host and port. Fixed for the node's life. */
 const struct fs_addr *node_self(const struct node *n);
 unsigned node_id(const struct node *n);
 /* [limits] io_timeout_ms as started (a [limits] key: fixed until a restart). */

@@ -50,6 +50,8 @@ NOT_RUN = {
     "scripts/deps --runtime": "installs packages as root; test_deps checks that scripts/demo "
                               "installs exactly this list",
     "scripts/build": "the build that made FLOODSHARE_BIN",
+    "scripts/topology up ring:6 --hosts lab.hosts":
+        "needs lab hosts running sshd; test_hosts.py runs it across three namespaces as root",
     "cmake -S . -B build && cmake --build build": "the build that made FLOODSHARE_BIN",
     "scripts/fuzz": "scripts/test's fuzz phase",
     "bench/run": "as root, installs nginx-light, curl and iperf3, minutes (bench/README.md)",

@@ -388,6 +388,70 @@ static void test_cfg_accepts_empty_neighbour_list(void **state)
     assert_int_equal(c.n_neighbours, 0);
 }
 
+/* Without advertise, the peer names itself host:port, as before the key. */
+static void test_cfg_advertise_defaults_to_host_and_port(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_false(c.advertise_set);
+    assert_string_equal(c.advertise.host, "127.0.0.1");
+    assert_int_equal(c.advertise.port, 10813);
+}
+
+static void test_cfg_wildcard_host_with_advertise(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    s.host = "0.0.0.0";
+    s.peer_extra = "advertise = 192.0.2.7:20000\n"; /* another port too: a port forward */
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_true(c.advertise_set);
+    assert_string_equal(c.host, "0.0.0.0");
+    assert_string_equal(c.advertise.host, "192.0.2.7");
+    assert_int_equal(c.advertise.port, 20000);
+    s.peer_extra = NULL; /* a wildcard nobody can dial, and nothing advertised */
+    write_spec(f, &s);
+    assert_cfg_error(f, "peer", "advertise", "wildcard");
+}
+
+/* IPv6: host bare or in brackets, neighbours in brackets, all canonical, so
+ * another spelling of this peer or of a neighbour is caught. */
+static void test_cfg_ipv6_host_and_neighbours(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    s.host = "0:0::1";
+    s.peers = "[::1]:10812, [2001:DB8::1]:10812";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_string_equal(c.host, "::1");
+    assert_string_equal(c.advertise.host, "::1");
+    assert_string_equal(c.neighbours[1].host, "2001:db8::1");
+    s.host = "[::]";
+    s.peer_extra = "advertise = [::1]:10813\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_string_equal(c.host, "::");
+    s.peers = "[0::1]:10813"; /* this peer itself, spelt another way */
+    write_spec(f, &s);
+    assert_cfg_error(f, "neighbours", "peers", "is this peer itself");
+    s.peers = "[::1]:10812 [0:0:0:0:0:0:0:1]:10812";
+    write_spec(f, &s);
+    assert_cfg_error(f, "neighbours", "peers", "listed twice");
+    s.peers = "::1:10812";
+    write_spec(f, &s);
+    assert_cfg_error(f, "neighbours", "peers", "[addr]:port");
+}
+
 static void test_cfg_splits_neighbours_on_commas_and_whitespace(void **state)
 {
     struct fixture *f = *state;
@@ -974,6 +1038,9 @@ int main(void)
         T(test_cfg_resolves_share_dir_against_ini_folder),
         T(test_cfg_accepts_absolute_share_dir),
         T(test_cfg_accepts_empty_neighbour_list),
+        T(test_cfg_advertise_defaults_to_host_and_port),
+        T(test_cfg_wildcard_host_with_advertise),
+        T(test_cfg_ipv6_host_and_neighbours),
         T(test_cfg_splits_neighbours_on_commas_and_whitespace),
         T(test_cfg_matches_section_and_key_case_insensitively),
         T(test_cfg_rejects_port_out_of_range),

@@ -318,6 +318,23 @@ static void test_sent_to_answers_who_may_reply(void **state)
     qcache_free(qc);
 }
 
+/* IPv6 hosts are numeric too (addr.h keeps them canonical): a neighbour on
+ * another v6 address with the same port is not the one the query went to. */
+static void test_sent_to_v6_hosts_must_be_equal(void **state)
+{
+    (void)state;
+    struct qcache *qc = qcache_new(8, 1000);
+    struct fs_addr prev = addr("::1", 10811), n2 = addr("::1", 10812);
+    struct fs_addr other = addr("2001:db8::1", 10812), v4 = addr("127.0.0.1", 10812);
+
+    assert_int_equal(qcache_insert(qc, "00000000000000aa", &prev, 0), 1);
+    qcache_sent_to(qc, "00000000000000aa", &n2, 1);
+    assert_true(qcache_was_sent_to(qc, "00000000000000aa", &n2, 2));
+    assert_false(qcache_was_sent_to(qc, "00000000000000aa", &other, 2));
+    assert_false(qcache_was_sent_to(qc, "00000000000000aa", &v4, 2));
+    qcache_free(qc);
+}
+
 /* The highest ttl each neighbour sent a copy with: the flood's damping of
  * copies forwarded again asks it (route_wanted). */
 static void test_heard_keeps_the_highest_ttl_per_neighbour(void **state)
@@ -419,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_earlier_now_expires_with_entry_ahead),
         cmocka_unit_test(test_churn_keeps_live_ids_findable),
         cmocka_unit_test(test_sent_to_answers_who_may_reply),
+        cmocka_unit_test(test_sent_to_v6_hosts_must_be_equal),
         cmocka_unit_test(test_heard_keeps_the_highest_ttl_per_neighbour),
         cmocka_unit_test(test_hops_of_a_query_are_bounded_each_on_its_own),
         cmocka_unit_test(test_an_id_seen_again_after_eviction_has_no_hops),

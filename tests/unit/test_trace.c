@@ -285,6 +285,25 @@ static void test_line_form_round_trips_every_field(void **state)
     assert_int_equal(trace_encode(&a, line, 20), -1);
 }
 
+/* IPv6 addresses travel in the line form in brackets and come back equal
+ * (watch, events --raw and trace read every peer's stream this way). */
+static void test_line_form_carries_ipv6_addresses(void **state)
+{
+    struct trace_event a, b;
+    char line[4096];
+
+    (void)state;
+    full_event(&a);
+    a.addr = (struct fs_addr){"::1", 10812};
+    a.from = (struct fs_addr){"2001:db8::1", 65535};
+    int n = trace_encode(&a, line, sizeof line);
+    assert_true(n > 0);
+    line[n] = '\0';
+    assert_non_null(strstr(line, "from=[2001:db8::1]:65535"));
+    assert_int_equal(trace_decode(line, (size_t)n, &b, NULL), FS_OK);
+    assert_true(addr_equal(&a.addr, &b.addr) && addr_equal(&a.from, &b.from));
+}
+
 static void assert_same_event(const struct trace_event *a, const struct trace_event *b)
 {
     assert_int_equal(a->type, b->type);
@@ -505,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_next_times_out_when_nothing_happens),
         cmocka_unit_test(test_concurrent_emitters_and_a_reader_account_for_every_event),
         cmocka_unit_test(test_line_form_round_trips_every_field),
+        cmocka_unit_test(test_line_form_carries_ipv6_addresses),
         cmocka_unit_test(test_ring_gives_back_every_field_as_emitted),
         cmocka_unit_test(test_ring_of_long_events_keeps_the_newest_that_fit),
         cmocka_unit_test(test_line_form_refuses_what_is_not_an_event),

@@ -39,7 +39,7 @@ local bits = bit32 or bit
 ---------------------------------------------------------------------------------------------
 -- The keys a header may carry. `kind` says how to check and show the value:
 --   text    a percent-decoded string (a name, a path, a message)
---   addr    host:port
+--   addr    host:port, or [ipv6]:port
 --   number  decimal, unsigned, no sign or leading zeros, fits in 64 bits
 --   qid     16 lower-case hex digits (a query id)
 --   md5     32 lower-case hex digits
@@ -218,7 +218,7 @@ local function value_problem(key, spec, v)
     elseif kind == "kind" then
         if v ~= "file" and v ~= "folder" then return "kind is neither file nor folder" end
     elseif kind == "addr" then
-        local port = v:match("^[^:]+:(%d+)$")
+        local port = v:match("^[^:%[%]]+:(%d+)$") or v:match("^%[[%x:%.]+%]:(%d+)$")
         if not port or tonumber(port) < 1 or tonumber(port) > 65535 then
             return key .. " is not host:port"
         end
