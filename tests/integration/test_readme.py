@@ -79,6 +79,19 @@ NOT_RUN = {
     "scripts/topology": "the program's name",
     "floodshare": "the program's name",
     "peer 1 sea^C": "Ctrl-C cannot be piped; test_repl types it in a real terminal (tmux)",
+    # "Install as a package": test_package.py runs these in a fresh Debian 12 chroot
+    "scripts/deb": "test_package.py builds the package with it",
+    "sudo apt install ./build-deb/floodshare_*_amd64.deb": "test_package.py, in a chroot",
+    "sudo cp /usr/share/doc/floodshare/examples/one.ini /etc/floodshare/one.ini":
+        "test_package.py, in a chroot",
+    "sudo systemctl enable --now floodshare@one": "test_package.py, in a chroot (enable, and "
+                                                  "the start played from the unit's lines)",
+    "sudo floodshare --run /run/floodshare peer 1 ls": "test_package.py, in a chroot",
+    "man floodshare": "test_package.py, in a chroot",
+    "sudo apt remove --purge floodshare": "test_package.py, in a chroot",
+    "floodshare serve /etc/floodshare/NAME.ini": "what floodshare@NAME runs; test_package.py "
+                                                 "runs it so for NAME one",
+    "cmake --install": "test_package.py installs what it installs, through the package",
 }
 
 # Commands the tests below run, as the README writes them (each test takes its commands from
