@@ -249,12 +249,21 @@ class Classroom(NetCase):
         self.assertOk(t)
         self.assertIn("linked peer 1 and peer 4: peer 1 applied it live; peer 4 applied it live",
                       t.stdout)
-        self.assertOk(net.peer(1, "rm", "5.txt"))
         # The new link is dialled and proven in the background (links count both ways): until
         # it is, the GET goes the long way only and the hit is 4 hops away (a CI-like run).
         net.wait_for(lambda: net.stats(1)["links_proven"] == 4, timeout=20)
-        r = net.peer(1, "get", "5.txt")
-        self.assertOk(r)
+        # Every hop here is a fraction of a millisecond, so on a loaded machine the copy that
+        # went the long way (1-2-3-4) can reach peer 4 before the direct one; the direct copy,
+        # with more ttl, is then forwarded but not answered (the documented rule), and the hit
+        # is 4 hops away. Seen once in a CI-like run: the document's numbers are those of the
+        # usual order, so the get is tried again (at most 5 times) until it shows that order.
+        for attempt in range(5):
+            self.assertOk(net.peer(1, "rm", "5.txt"))
+            dups = {p: net.stats(p)["duplicates_dropped"] for p in net.peers}
+            r = net.peer(1, "get", "5.txt")
+            self.assertOk(r)
+            if "2 hops away" in r.stdout:
+                break
         self.assertIn("2 hops away", r.stdout)
         self.assertIn("sent to 2 neighbours", r.stdout)
         qid = qid_of(r)
@@ -262,8 +271,9 @@ class Classroom(NetCase):
         self.assertEqual((c["gets_sent"], c["received"], c["duplicates"]), (6, 4, 2))
         text = net.cli("trace", qid)
         self.assertIn("GET    6 sent; 4 handled, 2 duplicates dropped", text.stdout)
-        self.assertEqual(sum(net.stats(p)["duplicates_dropped"] for p in net.peers), 2)
-        self.assertEqual(net.stats(3)["duplicates_dropped"], 1)
+        dropped = {p: net.stats(p)["duplicates_dropped"] - dups[p] for p in net.peers}
+        self.assertEqual(sum(dropped.values()), 2)
+        self.assertEqual(dropped[3], 1)
         self.assertEqual({p: net.pid(p) for p in net.peers}, pids, "nobody was restarted")
         # and back: a line again
         t = subprocess.run([str(TOPOLOGY), "unlink", "1", "4", "--run", str(net.dir),
