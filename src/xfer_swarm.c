@@ -489,6 +489,8 @@ static void swarm_free(struct swarm *sw)
 {
     for (unsigned i = 0; i < sw->nfree; i++)
         free(sw->pool[i]);
+    for (unsigned i = 0; i < sw->qcount; i++) /* a stop leaves the queue as it was */
+        free(sw->hashq[(sw->qhead + i) % SWARM_HASHQ].buf);
     sched_free(sw->sd);
     free(sw->claimed);
     pthread_cond_destroy(&sw->space);

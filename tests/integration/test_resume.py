@@ -77,6 +77,7 @@ class ResumeTest(NetCase):
         self.assertEqual(resumed % piece, 0)  # whole pieces, wherever they end
         # bytes the holder sent twice: everything it sent, less one copy of the file
         twice = net.stats(2)["bytes_sent"] - size
+        print(f"\n  resumed from {resumed} of {size} bytes; {twice} bytes sent twice")
         self.assertLessEqual(twice, piece + 128 * 1024, f"re-sent {twice} bytes")
 
     def test_holder_dying_mid_way_is_finished_by_another_holder(self):
