@@ -120,6 +120,15 @@ def state_seeds():
           "chunk 65536\nholder 127.0.0.1:4000\nc 0 0000000a\nc 1 0000000b\n")
     write("state", "chunk_1m", f"floodshare-partial 1\nname big%20file.bin\nsize 10485760\nmd5 {MD5}\n"
           "chunk 1048576\nholder 127.0.0.1:10813\nc 0 9a3c41f0\nc 1 0000000b\n")
+    hdr2 = (f"floodshare-partial 2\nname big%20file.bin\nsize 10485760\nmd5 {MD5}\npiece 524288\n"
+            f"root {'5e' * 32}\n")
+    write("state", "v2_fresh", hdr2)
+    write("state", "v2_any_order", hdr2 + "holder 127.0.0.1:10813\nmode 644\np 7\np 0\np 19\np 3\n")
+    write("state", "v2_repeated_torn", hdr2 + "p 1\np 1\np 2")
+    write("state", "v2_small_pieces", f"floodshare-partial 2\nname my%20file.bin\nsize 150000\nmd5 {MD5}\n"
+          f"piece 65536\nroot {'0f' * 32}\np 2\np 0\n")
+    write("state", "v2_empty_file", "floodshare-partial 2\nname e\nsize 0\nmd5 "
+          f"{md5(b'')}\npiece 524288\nroot {'ab' * 32}\n")
     write("state", "no_chunk_line", f"floodshare-partial 1\nname big%20file.bin\nsize 10485760\nmd5 {MD5}\n"
           "holder 127.0.0.1:10813\nc 0 9a3c41f0\n")
 

@@ -13,9 +13,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <linux/falloc.h>
+
 #include "floodshare/name.h"
 
 #define STATE_MAGIC "floodshare-partial 1"
+#define STATE_MAGIC2 "floodshare-partial 2" /* pieces in any order: partial.h */
 /* Most chunks a state file may describe: 64 TiB in 4 MiB chunks, a 64 MiB table. */
 #define STATE_MAX_CHUNKS (UINT64_C(1) << 24)
 
@@ -95,6 +98,95 @@ static int first_time(unsigned *seen, unsigned bit)
     return 1;
 }
 
+/* Bytes of piece idx of a version 2 partial: the last may be short. */
+uint64_t partial_piece_len(const struct partial *pt, uint64_t idx)
+{
+    uint64_t off = idx * pt->piece;
+    return pt->size - off < pt->piece ? pt->size - off : pt->piece;
+}
+
+int partial_has_piece(const struct partial *pt, uint64_t idx)
+{
+    return pt->bits && idx < pt->npieces && (pt->bits[idx / 8] >> (idx % 8) & 1);
+}
+
+void partial_set_piece(struct partial *pt, uint64_t idx)
+{
+    if (!pt->bits || idx >= pt->npieces || partial_has_piece(pt, idx))
+        return;
+    pt->bits[idx / 8] |= (uint8_t)(1u << (idx % 8));
+    pt->nhave++;
+}
+
+void partial_clear_piece(struct partial *pt, uint64_t idx)
+{
+    if (!partial_has_piece(pt, idx))
+        return;
+    pt->bits[idx / 8] &= (uint8_t)~(1u << (idx % 8));
+    pt->nhave--;
+}
+
+/* Sizes the piece map of a version 2 state once size and piece are known:
+ * a bit a piece, at most PIECES_MAX_COUNT of them (128 KiB), so a state
+ * claiming a huge size with tiny pieces cannot ask for more. */
+static fs_status size_bits(struct partial *pt)
+{
+    if (pt->bits || !pieces_size_valid(pt->piece))
+        return FS_EPROTO;
+    if (pieces_count(pt->size, pt->piece) > PIECES_MAX_COUNT)
+        return FS_ETOOBIG;
+    pt->npieces = pieces_count(pt->size, pt->piece);
+    pt->chunk = pt->piece; /* partial_writeback() serves both versions */
+    pt->nchunks = pt->npieces;
+    pt->nhave = 0;
+    pt->bits = calloc(pt->npieces ? (size_t)(pt->npieces + 7) / 8 : 1, 1);
+    return pt->bits ? FS_OK : FS_ENOMEM;
+}
+
+/* Forgets everything of version 2 (back to a version 1 partial's fields). */
+static void drop_pieces(struct partial *pt)
+{
+    free(pt->bits);
+    pt->bits = NULL;
+    pt->version = 1;
+    pt->piece = pt->npieces = pt->nhave = 0;
+    pt->root[0] = '\0';
+}
+
+/* The lines only a version 2 state has: piece, root, p IDX. 1 when line
+ * was one of them (*st then says whether it was valid), 0 otherwise. */
+static int parse_line2(const char *line, size_t n, struct partial *pt, unsigned *seen,
+                       fs_status *st)
+{
+    char val[3 * MSG_MAX_NAME + 8];
+    uint64_t idx;
+
+    *st = FS_EPROTO;
+    if (line_value(line, n, "piece", val, sizeof val)) {
+        if (first_time(seen, 8) && (*seen & 2) && parse_u64(val, &pt->piece) &&
+            size_bits(pt) == FS_OK)
+            *st = FS_OK;
+        return 1;
+    }
+    if (line_value(line, n, "root", val, sizeof val)) {
+        if (first_time(seen, 32) && pieces_root_valid(val)) {
+            memcpy(pt->root, val, sizeof pt->root);
+            *st = FS_OK;
+        }
+        return 1;
+    }
+    if (line_value(line, n, "p", val, sizeof val)) {
+        /* A repeated index is harmless (the set already holds it); one
+         * past the end is not a piece of this file: the state is invalid. */
+        if (pt->bits && parse_u64(val, &idx) && idx < pt->npieces) {
+            partial_set_piece(pt, idx);
+            *st = FS_OK;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* A state from before chunks were negotiated has no "chunk" line: its
  * chunks are PARTIAL_CHUNK. Decided at its first "c" line or at its end. */
 static fs_status default_chunk(struct partial *pt, unsigned *seen)
@@ -130,7 +222,11 @@ static fs_status parse_line(const char *line, size_t n, struct partial *pt, unsi
         memcpy(pt->md5, val, sizeof pt->md5);
         return FS_OK;
     }
-    if (line_value(line, n, "chunk", val, sizeof val)) {
+    if (pt->version == 2) {
+        fs_status st;
+        if (parse_line2(line, n, pt, seen, &st))
+            return st;
+    } else if (line_value(line, n, "chunk", val, sizeof val)) {
         if (!first_time(seen, 8) || !(*seen & 2) || !parse_u64(val, &pt->chunk))
             return FS_EPROTO;
         /* size_table() allocates a CRC per chunk: a tiny chunk under a huge
@@ -151,7 +247,7 @@ static fs_status parse_line(const char *line, size_t n, struct partial *pt, unsi
     }
     if (line_value(line, n, "holder", val, sizeof val))
         return addr_parse(val, strlen(val), &pt->holder, NULL) == FS_OK ? FS_OK : FS_EPROTO;
-    if (line_value(line, n, "c", val, sizeof val)) {
+    if (pt->version == 1 && line_value(line, n, "c", val, sizeof val)) {
         if (!(*seen & 8) && default_chunk(pt, seen) != FS_OK)
             return FS_EPROTO;
         return parse_chunk_line(val, pt) ? FS_OK : FS_EPROTO;
@@ -165,10 +261,16 @@ fs_status partial_parse_state(const char *text, size_t len, struct partial *pt)
     size_t i = 0, magic = strlen(STATE_MAGIC);
 
     pt->crc = NULL;
+    pt->bits = NULL;
     pt->have = pt->nchunks = 0;
     pt->has_mode = 0;
     pt->mode = 0;
-    if (len <= magic || memcmp(text, STATE_MAGIC, magic) != 0 || text[magic] != '\n')
+    drop_pieces(pt);
+    if (len <= magic || text[magic] != '\n')
+        return FS_EPROTO;
+    if (memcmp(text, STATE_MAGIC2, magic) == 0)
+        pt->version = 2; /* same length as STATE_MAGIC */
+    else if (memcmp(text, STATE_MAGIC, magic) != 0)
         return FS_EPROTO;
     i = magic + 1;
     while (i < len) {
@@ -180,6 +282,8 @@ fs_status partial_parse_state(const char *text, size_t len, struct partial *pt)
             goto bad;
         i += n + 1;
     }
+    if (pt->version == 2)
+        return (seen & 47) == 47 ? FS_OK : (drop_pieces(pt), FS_EPROTO);
     if ((seen & 15) == 7 && default_chunk(pt, &seen) != FS_OK)
         goto bad;
     if ((seen & 15) != 15)
@@ -189,6 +293,7 @@ bad:
     free(pt->crc);
     pt->crc = NULL;
     pt->have = 0;
+    drop_pieces(pt);
     return FS_EPROTO;
 }
 
@@ -232,21 +337,30 @@ static void sync_dir(int dirfd)
 fs_status partial_save(struct partial *pt)
 {
     char tmp[sizeof pt->state_name + 8], enc[3 * MSG_MAX_NAME + 1], holder[ADDR_STR_MAX];
-    size_t cap = 256 + sizeof enc + pt->have * 32;
+    /* a "c" line is at most 32 bytes, a "p" line 24 */
+    size_t cap = 256 + PIECES_ROOT_HEX + sizeof enc + pt->have * 32 + pt->nhave * 24;
     char *text = malloc(cap);
     fs_status st = FS_EIO;
+    int n;
 
     if (!text)
         return FS_ENOMEM;
     msg_pct_encode(pt->name, strlen(pt->name), enc, sizeof enc);
-    int n = snprintf(text, cap, STATE_MAGIC "\nname %s\nsize %" PRIu64 "\nmd5 %s\nchunk %" PRIu64
+    if (pt->version == 2)
+        n = snprintf(text, cap, STATE_MAGIC2 "\nname %s\nsize %" PRIu64 "\nmd5 %s\npiece %" PRIu64
+                     "\nroot %s\n", enc, pt->size, pt->md5, pt->piece, pt->root);
+    else
+        n = snprintf(text, cap, STATE_MAGIC "\nname %s\nsize %" PRIu64 "\nmd5 %s\nchunk %" PRIu64
                      "\n", enc, pt->size, pt->md5, pt->chunk);
     if (pt->holder.port)
         n += snprintf(text + n, cap - (size_t)n, "holder %s\n", addr_format(&pt->holder, holder));
     if (pt->has_mode)
         n += snprintf(text + n, cap - (size_t)n, "mode %o\n", (unsigned)(pt->mode & 07777));
-    for (uint64_t i = 0; i < pt->have; i++)
+    for (uint64_t i = 0; pt->version != 2 && i < pt->have; i++)
         n += snprintf(text + n, cap - (size_t)n, "c %" PRIu64 " %08" PRIx32 "\n", i, pt->crc[i]);
+    for (uint64_t i = 0; i < pt->npieces; i++)
+        if (partial_has_piece(pt, i))
+            n += snprintf(text + n, cap - (size_t)n, "p %" PRIu64 "\n", i);
     snprintf(tmp, sizeof tmp, "%s.tmp", pt->state_name);
     int fd = openat(pt->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
                     0600);
@@ -258,7 +372,7 @@ fs_status partial_save(struct partial *pt)
             renameat(pt->dirfd, tmp, pt->dirfd, pt->state_name) == 0) {
             if (pt->durable)
                 sync_dir(pt->dirfd);
-            /* Later "c" lines go to the file now under the state's name. */
+            /* Later "c"/"p" lines go to the file now under the state's name. */
             if (pt->state_fd >= 0)
                 close(pt->state_fd);
             pt->state_fd = fd;
@@ -294,7 +408,7 @@ static void open_direct(struct partial *pt)
     char self[64];
 
     snprintf(self, sizeof self, "/proc/self/fd/%d", pt->fd);
-    pt->dfd = open(self, O_WRONLY | O_DIRECT | O_CLOEXEC);
+    pt->dfd = open(self, O_RDWR | O_DIRECT | O_CLOEXEC); /* read: partial_read_piece() */
 }
 
 static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size, const char *md5,
@@ -302,6 +416,7 @@ static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size,
 {
     free(pt->crc);
     pt->crc = NULL;
+    drop_pieces(pt); /* a version 2 state of this md5 is not resumed here */
     snprintf(pt->name, sizeof pt->name, "%s", name);
     memcpy(pt->md5, md5, sizeof pt->md5);
     pt->size = size;
@@ -356,7 +471,7 @@ fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const 
     snprintf(pt->state_name, sizeof pt->state_name, "%s.state", md5);
     if (read_small(pt->dirfd, pt->state_name, &text, &len) == FS_OK &&
         partial_parse_state(text, len, pt) == FS_OK && pt->size == size &&
-        strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 &&
+        strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 && pt->version == 1 &&
         (pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
         *resumed = 1;
         st = lock_part(pt->fd);
@@ -376,6 +491,209 @@ fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const 
     }
     *out = pt;
     return FS_OK;
+}
+
+/* --- version 2: pieces in any order --- */
+
+static void remove_pieces(const struct partial *pt);
+
+/* Is byte range [a, b) wholly inside pieces the parsed state `old` names?
+ * For a version 1 state: inside its chunk prefix. */
+static int old_covers(const struct partial *old, uint64_t a, uint64_t b)
+{
+    if (old->version != 2) {
+        uint64_t prefix = old->have * old->chunk < old->size ? old->have * old->chunk : old->size;
+        return b <= prefix;
+    }
+    for (uint64_t i = a / old->piece; i * old->piece < b; i++)
+        if (!partial_has_piece(old, i))
+            return 0;
+    return 1;
+}
+
+/* Turns the parsed earlier state in pt into a version 2 one of (piece,
+ * root): every new piece wholly covered by what it named is claimed, none
+ * other. A state of another root keeps its claims (each is re-checked
+ * against the new list before it counts) but loses its list file. */
+static fs_status convert_to_pieces(struct partial *pt, uint64_t piece, const char *root)
+{
+    struct partial old = *pt; /* its crc and bits move here; freed below */
+    fs_status st;
+
+    if (old.version == 2 && old.piece == piece) {
+        if (strcmp(old.root, root) != 0) {
+            memcpy(pt->root, root, sizeof pt->root);
+            remove_pieces(pt);
+        }
+        return FS_OK; /* bits stay as they are */
+    }
+    if (old.version == 2)
+        remove_pieces(pt); /* another piece size: another root's list */
+    pt->crc = NULL;
+    pt->bits = NULL;
+    pt->have = 0;
+    pt->version = 2;
+    pt->piece = piece;
+    memcpy(pt->root, root, sizeof pt->root);
+    if ((st = size_bits(pt)) == FS_OK)
+        for (uint64_t i = 0; i < pt->npieces; i++)
+            if (old_covers(&old, i * piece, i * piece + partial_piece_len(pt, i)))
+                partial_set_piece(pt, i);
+    free(old.crc);
+    free(old.bits);
+    return st;
+}
+
+static fs_status open_fresh_pieces(struct partial *pt, const char *name, uint64_t size,
+                                   const char *md5, uint64_t piece, const char *root)
+{
+    free(pt->crc);
+    pt->crc = NULL;
+    drop_pieces(pt);
+    snprintf(pt->name, sizeof pt->name, "%s", name);
+    memcpy(pt->md5, md5, sizeof pt->md5);
+    memcpy(pt->root, root, sizeof pt->root);
+    pt->size = size;
+    pt->piece = piece;
+    pt->version = 2;
+    pt->has_mode = 0;
+    pt->mode = 0;
+    pt->have = 0;
+    fs_status st = size_bits(pt);
+    if (st)
+        return st;
+    pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (pt->fd < 0)
+        return FS_EIO;
+    if ((st = lock_part(pt->fd)) != FS_OK)
+        return st;
+    if (ftruncate(pt->fd, 0) < 0) /* only once we own it: never under another download */
+        return FS_EIO;
+    open_direct(pt);
+    return partial_save(pt);
+}
+
+fs_status partial_open_pieces_at(int state_dir, const char *name, uint64_t size,
+                                 const char *md5, uint64_t piece, const char *root,
+                                 struct partial **out, int *resumed)
+{
+    struct partial *pt;
+    char *text = NULL;
+    size_t len = 0;
+    fs_status st;
+
+    *out = NULL;
+    *resumed = 0;
+    if (!pieces_size_valid(piece) || !pieces_root_valid(root) || !hash_hex_valid(md5))
+        return FS_EINVAL;
+    if (pieces_count(size, piece) > PIECES_MAX_COUNT) /* no list is that long */
+        return FS_ETOOBIG;
+    if (!(pt = calloc(1, sizeof *pt)))
+        return FS_ENOMEM;
+    pt->fd = pt->dfd = pt->state_fd = -1;
+    pt->dirfd = fcntl(state_dir, F_DUPFD_CLOEXEC, 0);
+    if (pt->dirfd < 0) {
+        free(pt);
+        return FS_EIO;
+    }
+    snprintf(pt->data_name, sizeof pt->data_name, "%s.part", md5);
+    snprintf(pt->state_name, sizeof pt->state_name, "%s.state", md5);
+    if (read_small(pt->dirfd, pt->state_name, &text, &len) == FS_OK &&
+        partial_parse_state(text, len, pt) == FS_OK && pt->size == size &&
+        strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 &&
+        (pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+        *resumed = 1;
+        st = lock_part(pt->fd);
+        if (st == FS_OK && (st = convert_to_pieces(pt, piece, root)) == FS_OK) {
+            open_direct(pt);
+            st = partial_save(pt); /* version 2 before any piece is written */
+        }
+    } else {
+        st = open_fresh_pieces(pt, name, size, md5, piece, root);
+    }
+    free(text);
+    if (st) {
+        int saved = errno; /* says why, for the caller's message */
+        partial_close(pt);
+        errno = saved;
+        return st;
+    }
+    *out = pt;
+    return FS_OK;
+}
+
+/* Gives the room of [off, off + len) of the .part back (a piece whose
+ * write failed: its bytes are named nowhere). Errors are ignored: what
+ * stays is only space, never a named piece. */
+static void punch(int fd, uint64_t off, uint64_t len)
+{
+    int err = errno;
+
+    (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+    errno = err;
+}
+
+static fs_status write_at(int fd, const char *p, size_t len, uint64_t off);
+
+/* Writes len bytes of p at off: whole blocks through dfd (O_DIRECT) when p
+ * and off are aligned, the rest through fd. Where a direct write is refused
+ * (EINVAL) the whole is written buffered; dfd is left as it is, since other
+ * threads may be using it (partial_put() closes it instead). */
+static fs_status write_piece(const struct partial *pt, const char *p, size_t len, uint64_t off)
+{
+    size_t direct = 0;
+
+    if (pt->dfd >= 0 && (uintptr_t)p % PARTIAL_ALIGN == 0 && off % PARTIAL_ALIGN == 0)
+        direct = len - len % PARTIAL_ALIGN;
+    if (direct && write_at(pt->dfd, p, direct, off) != FS_OK) {
+        if (errno != EINVAL)
+            return FS_EIO;
+        direct = 0;
+    }
+    return write_at(pt->fd, p + direct, len - direct, off + direct);
+}
+
+fs_status partial_put_piece(struct partial *pt, uint64_t idx, const void *data, size_t len)
+{
+    uint64_t off = idx * pt->piece;
+    char line[32];
+
+    if (pt->version != 2 || idx >= pt->npieces || len != partial_piece_len(pt, idx))
+        return FS_EINVAL;
+    fs_status st = write_piece(pt, data, len, off);
+    if (st == FS_OK) {
+        /* One write of O_APPEND: lines of concurrent sources never mix. */
+        int n = snprintf(line, sizeof line, "p %" PRIu64 "\n", idx);
+        ssize_t w = pt->state_fd >= 0 ? write(pt->state_fd, line, (size_t)n) : -1;
+        if (w != n) {
+            if (w >= 0)
+                errno = ENOSPC; /* a short write to a regular file: the disk is full */
+            else if (pt->state_fd < 0)
+                errno = EBADF;
+            st = FS_EIO;
+        }
+    }
+    if (st)
+        punch(pt->fd, off, len);
+    return st;
+}
+
+fs_status partial_read_piece(const struct partial *pt, uint64_t idx, void *buf, size_t len)
+{
+    uint64_t off = idx * pt->piece;
+    size_t direct = 0;
+    char *p = buf;
+
+    if (pt->version != 2 || idx >= pt->npieces || len != partial_piece_len(pt, idx))
+        return FS_EINVAL;
+    if (pt->dfd >= 0 && (uintptr_t)p % PARTIAL_ALIGN == 0 && off % PARTIAL_ALIGN == 0)
+        direct = len - len % PARTIAL_ALIGN;
+    if (direct && partial_read_at(pt->dfd, p, direct, off) != FS_OK) {
+        if (errno != EINVAL)
+            return FS_EIO;
+        direct = 0; /* no direct reads here after all: through the cache */
+    }
+    return partial_read_at(pt->fd, p + direct, len - direct, off + direct);
 }
 
 static uint64_t chunk_len(const struct partial *pt, uint64_t idx)
@@ -403,11 +721,13 @@ fs_status partial_read_at(int fd, void *dst, size_t n, uint64_t off)
 
 fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad)
 {
-    char *buf = malloc(pt->chunk ? pt->chunk : 1);
+    char *buf;
     uint64_t i;
 
     *bad = 0;
-    if (!buf)
+    if (pt->version == 2)
+        return FS_EINVAL; /* no CRCs: the caller checks pieces against the list */
+    if (!(buf = malloc(pt->chunk ? pt->chunk : 1)))
         return FS_ENOMEM;
     posix_fadvise(pt->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     for (i = 0; i < pt->have; i++) {
@@ -428,7 +748,7 @@ fs_status partial_check(struct partial *pt, struct hash_md5 *md5, uint64_t *bad)
 
 fs_status partial_round(struct partial *pt, uint64_t bytes)
 {
-    if (bytes == 0 || bytes % pt->chunk != 0)
+    if (pt->version == 2 || bytes == 0 || bytes % pt->chunk != 0)
         return FS_EINVAL;
     uint64_t per = bytes / pt->chunk, keep = pt->have - pt->have % per;
     if (keep == pt->have || pt->have == pt->nchunks) /* a complete file needs nothing */
@@ -443,7 +763,7 @@ fs_status partial_rechunk(struct partial *pt, uint64_t chunk)
 
     if (chunk == old)
         return FS_OK;
-    if (!partial_chunk_valid(chunk) || bytes % chunk != 0 || bytes > pt->size)
+    if (pt->version == 2 || !partial_chunk_valid(chunk) || bytes % chunk != 0 || bytes > pt->size)
         return FS_EINVAL;
     if (pt->size / chunk >= STATE_MAX_CHUNKS)
         return FS_ETOOBIG;
@@ -505,7 +825,7 @@ fs_status partial_put(struct partial *pt, uint64_t idx, const void *data, size_t
     uint64_t off = idx * pt->chunk;
     size_t direct = 0;
 
-    if (idx != pt->have || idx >= pt->nchunks || len != chunk_len(pt, idx))
+    if (pt->version == 2 || idx != pt->have || idx >= pt->nchunks || len != chunk_len(pt, idx))
         return FS_EINVAL;
     if (pt->dfd >= 0 && (uintptr_t)p % PARTIAL_ALIGN == 0 && off % PARTIAL_ALIGN == 0)
         direct = len - len % PARTIAL_ALIGN;
@@ -599,6 +919,8 @@ fs_status partial_finish_at(struct partial *pt, int to_dir, const char *to, int 
 fs_status partial_trim(struct partial *pt)
 {
     uint64_t keep = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
+    if (pt->version == 2)
+        return FS_EINVAL;
     return ftruncate(pt->fd, (off_t)keep) == 0 ? FS_OK : FS_EIO;
 }
 
@@ -684,6 +1006,7 @@ void partial_close(struct partial *pt)
     if (pt->dirfd >= 0)
         close(pt->dirfd);
     free(pt->crc);
+    free(pt->bits);
     free(pt);
 }
 
@@ -720,6 +1043,7 @@ long partial_list_at(int state_dir, struct partial_info **out)
             struct partial_info *bigger = realloc(*out, cap * sizeof **out);
             if (!bigger) {
                 free(pt.crc);
+                free(pt.bits);
                 break;
             }
             *out = bigger;
@@ -729,8 +1053,13 @@ long partial_list_at(int state_dir, struct partial_info **out)
         memcpy(pi->md5, pt.md5, sizeof pi->md5);
         pi->size = pt.size;
         pi->have_bytes = pt.have ? (pt.have - 1) * pt.chunk + chunk_len(&pt, pt.have - 1) : 0;
+        if (pt.version == 2) /* the pieces it names, wherever they are */
+            pi->have_bytes = pt.nhave * pt.piece -
+                (partial_has_piece(&pt, pt.npieces - 1) ? pt.piece -
+                 partial_piece_len(&pt, pt.npieces - 1) : 0);
         pi->holder = pt.holder;
         free(pt.crc);
+        free(pt.bits);
     }
     closedir(d);
     return (long)n;

@@ -35,7 +35,7 @@ static void bit_clear(uint64_t *m, uint32_t i) { m[i / 64] &= ~((uint64_t)1 << (
 static int live(const struct source *t)
 {
     return t->state == SCHED_CONNECTING || t->state == SCHED_ACTIVE ||
-           t->state == SCHED_BUSY || t->state == SCHED_IDLE;
+           t->state == SCHED_BUSY || t->state == SCHED_SRC_IDLE;
 }
 
 static int valid_src(const struct sched *s, int src)
@@ -324,7 +324,7 @@ static unsigned connected(const struct sched *s)
     unsigned n = 0;
 
     for (int t = 0; t < SCHED_SOURCES_MAX; t++)
-        n += s->src[t].state == SCHED_ACTIVE || s->src[t].state == SCHED_IDLE;
+        n += s->src[t].state == SCHED_ACTIVE || s->src[t].state == SCHED_SRC_IDLE;
     return n;
 }
 
@@ -373,7 +373,7 @@ fs_status sched_next(struct sched *s, int src, uint64_t now_ms, struct sched_req
         out->b = o->b;
         return FS_OK;
     }
-    o->state = SCHED_IDLE;
+    o->state = SCHED_SRC_IDLE;
     out->kind = SCHED_NONE;
     return FS_OK;
 }

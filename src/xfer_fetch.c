@@ -124,46 +124,8 @@ static void down_event(struct xfer_plane *x, enum trace_type type, const struct 
 
 /* --- requester side --- */
 
-/* Everything a download writes is reached through root (the share's
- * folder, a descriptor of its own: a `modify share_dir` meanwhile does not
- * close it) and state (its state folder): never through a path string, so
- * a link swapped in anywhere cannot redirect a byte. */
-struct fetch {
-    struct xfer_plane *x;
-    const struct msg *hit;
-    const struct xfer_watch *watch;
-    struct xfer_result *res;
-    char share[PATH_MAX]; /* the share's name, for messages only */
-    int root;             /* the share's folder */
-    int state;            /* its SHARE_STATE_DIR */
-    char xdir[64];        /* the extraction folder's name in state */
-    int fd;               /* the received archive (nameless) */
-    int slot;
-    uint64_t base; /* bytes of the item before the file being fetched (folders) */
-    uint64_t t0, last_report, last_done;
-    uint64_t last_trace; /* when the last transfer_progress event went out */
-    uint64_t pos;        /* bytes of the item present, as last reported */
-};
 
-/* One file to fetch by FETCH: the item itself, or a file inside a folder. */
-struct file_job {
-    const char *name;   /* the file's own name (partial state, messages) */
-    const char *remote; /* its path in the holder's share */
-    uint64_t size;
-    const char *md5;
-    int dir;            /* the folder the verified file goes into ... */
-    const char *base;   /* ... under this name */
-    int staged;         /* part of a folder: synced with the folder, not alone */
-};
 
-/* The checked piece hashes of the file being fetched, when its FOUND
- * carried a root (list NULL otherwise: the CRCs and the MD5 alone). */
-struct piece_list {
-    unsigned char *list; /* n * PIECES_HASH_LEN bytes, malloc'd */
-    uint64_t n, piece;
-    int fresh; /* fetched from the holder now, not read from beside the partial */
-    int refused; /* the holder answered HASHES with ERROR, and closed the connection */
-};
 
 /* Records why this holder failed (truncated to fit) and returns st. */
 static fs_status fail(struct fetch *f, fs_status st, const char *fmt, ...)
@@ -599,37 +561,6 @@ static fs_status put_frame(struct fetch *f, struct partial *pt, struct pipeline 
     return FS_OK;
 }
 
-/* Frames smaller than a piece: reads the frames of the piece starting at
- * chunk pt->have into stage (one piece), checks the piece whole, and only
- * then hands its frames to the pipeline, so no byte of a bad piece reaches
- * the partial. The copy out of stage costs little: only a holder under a
- * low upload_rate sends such frames. */
-static fs_status receive_piece(struct fetch *f, struct conn *c, struct partial *pt,
-                               struct pipeline *pl, const struct piece_list *pcs, char *stage)
-{
-    uint64_t first = pt->have, off0 = first * pt->chunk;
-    uint64_t end = pt->size - off0 < pcs->piece ? pt->size : off0 + pcs->piece;
-    uint32_t crc[PIECES_SIZE_MAX / PARTIAL_CHUNK_MIN];
-    uint64_t n = 0;
-    fs_status st = FS_OK;
-
-    for (uint64_t off = off0; off < end && st == FS_OK; off += pt->chunk, n++) {
-        uint64_t want = end - off < pt->chunk ? end - off : pt->chunk;
-        st = read_frame(f, c, first + n, pt->chunk, want, stage + (off - off0), &crc[n], 1);
-    }
-    if (st == FS_OK)
-        st = check_pieces(f, pcs, off0, stage, end - off0);
-    for (uint64_t k = 0; k < n && st == FS_OK; k++) {
-        uint64_t off = off0 + k * pt->chunk;
-        struct pipe_slot sl = {.idx = first + k, .crc = crc[k]};
-        sl.len = (size_t)(end - off < pt->chunk ? end - off : pt->chunk);
-        sl.buf = pipe_take(pl);
-        memcpy(sl.buf, stage + (off - off0), sl.len);
-        st = put_frame(f, pt, pl, &sl);
-    }
-    return st;
-}
-
 /* Receives DATA frames for every chunk the partial lacks, feeding md5. */
 static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial *pt,
                                 struct hash_md5 *md5, const struct piece_list *pcs)
@@ -643,22 +574,10 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             pl.nspare++;
     pthread_mutex_init(&pl.lock, NULL);
     pthread_cond_init(&pl.cond, NULL);
-    /* frames smaller than a piece: one piece is gathered before its check */
-    char *stage = pcs->list && pt->chunk < pcs->piece ? malloc((size_t)pcs->piece) : NULL;
-    if (pl.nspare < PIPE_DEPTH || (pcs->list && pt->chunk < pcs->piece && !stage) ||
-        start_hasher(&hasher, &pl) != 0) {
-        free(stage);
+    if (pl.nspare < PIPE_DEPTH || start_hasher(&hasher, &pl) != 0) {
         st = fail(f, FS_ENOMEM, "out of memory");
         goto out;
     }
-    while (stage && pt->have < pt->nchunks && st == FS_OK) {
-        if (cancelled(f))
-            st = fail(f, FS_ECANCELED, "cancelled at byte %llu",
-                      (unsigned long long)(pt->have * pt->chunk));
-        else
-            st = receive_piece(f, c, pt, &pl, pcs, stage);
-    }
-    free(stage);
     while (pt->have < pt->nchunks && st == FS_OK) {
         uint64_t idx = pt->have, off = idx * pt->chunk;
         uint64_t want = pt->size - off < pt->chunk ? pt->size - off : pt->chunk;
@@ -668,9 +587,7 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             break;
         }
         sl.buf = pipe_take(&pl);
-        st = read_frame(f, c, idx, pt->chunk, want, sl.buf, &sl.crc, pcs->list != NULL);
-        if (st == FS_OK)
-            st = check_pieces(f, pcs, off, sl.buf, want);
+        st = read_frame(f, c, idx, pt->chunk, want, sl.buf, &sl.crc, 0);
         if (st == FS_OK)
             st = put_frame(f, pt, &pl, &sl);
         else
@@ -701,10 +618,7 @@ static fs_status accept_chunk(struct fetch *f, struct partial *pt, const struct 
         return cut(f, FS_EPROTO, "holder announced chunk=%llu, which is not a power of two "
                    "from %u to %u", (unsigned long long)m->chunk, PARTIAL_CHUNK_MIN,
                    PARTIAL_CHUNK_MAX);
-    /* Frames smaller than a piece (a holder under upload_rate sends them:
-     * xfer_serve.c, chunk_for_rate()) divide it, both being powers of two:
-     * receive_piece() gathers a piece's frames before it checks it. */
-    (void)pcs;
+    (void)pcs; /* a file with piece hashes is fetched by xfer_swarm.c */
     if (m->offset != pt->have * pt->chunk)
         return fail(f, FS_EPROTO, "holder answered another range than asked");
     /* The holder's permission bits go into the state, so that a partial
@@ -752,17 +666,8 @@ static fs_status fetch_missing(struct fetch *f, const struct file_job *j, struct
     m.type = MSG_FETCH;
     snprintf(m.path, sizeof m.path, "%s", j->remote);
     memcpy(m.md5, j->md5, sizeof m.md5);
-    /* With piece hashes, from a piece boundary: a piece is checked whole
-     * (a partial made in smaller chunks may end inside one). */
-    if (pcs->list && pt->have * pt->chunk % pcs->piece) {
-        pt->have = pt->have * pt->chunk / pcs->piece * pcs->piece / pt->chunk;
-        if (partial_save(pt) != FS_OK)
-            return fail_local(f, FS_EIO, "cannot save the state of %s: %s", pt->name,
-                              strerror(errno));
-    }
     m.offset = pt->have * pt->chunk;
-    /* With piece hashes, frames of a piece or more where the holder can. */
-    m.chunk = pcs->list && pt->chunk < pcs->piece ? pcs->piece : pt->chunk;
+    m.chunk = pt->chunk;
     st = conn_send_msg(c, &m, c->timeout_ms);
     if (st)
         fail(f, st, "sending the request failed: %s", fs_strerror(st));
@@ -921,41 +826,6 @@ static fs_status get_pieces(struct fetch *f, const struct file_job *j, struct co
     return FS_OK; /* kept once the partial exists: keep_pieces() */
 }
 
-/* A resumed partial whose pieces were checked against another list (the
- * hit's root differs from the one kept beside it: a liar's, another
- * content's of the same MD5 claim) or none (made before this holder had a
- * root): its prefix is checked against this list, piece by piece, and cut
- * back before the first piece that fails, so bytes of another content never
- * mix into this one. Reads the prefix once; only when the list is new. */
-static fs_status verify_prefix(struct fetch *f, struct partial *pt, const struct piece_list *pl)
-{
-    uint64_t bytes = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
-    uint64_t good = 0;
-    char *buf = malloc((size_t)pl->piece);
-
-    if (!buf)
-        return fail(f, FS_ENOMEM, "out of memory");
-    for (uint64_t idx = 0; good < bytes; idx++) {
-        uint64_t len = pt->size - good < pl->piece ? pt->size - good : pl->piece;
-        if (good + len > bytes || partial_read_at(pt->fd, buf, (size_t)len, good) != FS_OK ||
-            !pieces_piece_ok(pl->list, pl->n, idx, buf, (size_t)len))
-            break;
-        good += len;
-    }
-    free(buf);
-    if (good == bytes)
-        return FS_OK;
-    log_msg(L_WARN, "partial %s: its first %llu bytes were not checked against root %.16s...: "
-            "%llu match it, the rest is fetched again", pt->name, (unsigned long long)bytes,
-            f->hit->root, (unsigned long long)good);
-    pt->have = good / pt->chunk;
-    if (partial_save(pt) != FS_OK)
-        return fail_local(f, FS_EIO, "cannot save the state of %s: %s", pt->name,
-                          strerror(errno));
-    return FS_OK;
-}
-
-/* fetch_file_once() with the piece list (if any) in hand. */
 /* Keeps a list fetched now beside the partial ("<md5>.pieces"), for a
  * resume. Only once the partial's state exists: a list saved before it, by
  * a get killed in between, would be an orphan until the next start's
@@ -971,6 +841,9 @@ static void keep_pieces(struct fetch *f, const struct file_job *j, const struct 
         log_msg(L_WARN, "partial %s: cannot keep its piece list: %s", j->name, strerror(errno));
 }
 
+/* fetch_file_once() for a file without piece hashes (pcs->list NULL: its
+ * hit had no root, or its holder gave no list): a version 1 partial, one
+ * FETCH from the first missing chunk, checked by CRC and the MD5. */
 static fs_status fetch_with_pieces(struct fetch *f, const struct file_job *j, struct conn *c,
                                    const struct piece_list *pcs, int *suspect)
 {
@@ -983,8 +856,8 @@ static fs_status fetch_with_pieces(struct fetch *f, const struct file_job *j, st
 
     *suspect = 0;
     snprintf(dir, sizeof dir, "%s/%s", f->share, SHARE_STATE_DIR); /* for messages */
-    uint64_t chunk = pcs->list && pcs->piece > XFER_FETCH_CHUNK ? pcs->piece : XFER_FETCH_CHUNK;
-    fs_status st = partial_open_at(f->state, j->name, j->size, j->md5, chunk, &pt, &resumed);
+    fs_status st = partial_open_at(f->state, j->name, j->size, j->md5, XFER_FETCH_CHUNK, &pt,
+                                   &resumed);
     if (st == FS_EBUSY)
         return fail(f, st, "another get is downloading %s right now", j->name);
     if (st == FS_ETOOBIG)
@@ -1001,9 +874,7 @@ static fs_status fetch_with_pieces(struct fetch *f, const struct file_job *j, st
         partial_close(pt);
         return fail(f, FS_ENOMEM, "out of memory");
     }
-    if (resumed && pt->have > 0 && pcs->list && pcs->fresh)
-        st = verify_prefix(f, pt, pcs);
-    if (st == FS_OK && resumed && pt->have > 0)
+    if (resumed && pt->have > 0)
         st = resume_prefix(pt, &md5, &bad); /* also rebuilds the MD5 of what is there */
     uint64_t have = pt->have * pt->chunk < pt->size ? pt->have * pt->chunk : pt->size;
     f->res->resumed_from += have;
@@ -1078,7 +949,9 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
         owned = 0;
         c = NULL;
     }
-    if (st == FS_OK)
+    if (st == FS_OK && pcs.list && j->size > 0)
+        st = xfer_swarm_file(f, j, c, &pcs, suspect); /* pieces in any order: v2 state */
+    else if (st == FS_OK)
         st = fetch_with_pieces(f, j, c, &pcs, suspect);
     free(pcs.list);
     if (owned)
@@ -1518,4 +1391,75 @@ fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct x
         stats_inc(x->stats, downloads_failed); /* a BUSY is not a failure: it is retried */
     }
     return st;
+}
+
+/* --- for xfer_swarm.c (declared in xfer_int.h) --- */
+
+fs_status xfer_fetch_fail(struct fetch *f, fs_status st, const char *why)
+{
+    return fail(f, st, "%s", why);
+}
+
+fs_status xfer_fetch_fail_local(struct fetch *f, fs_status st, const char *why)
+{
+    return fail_local(f, st, "%s", why);
+}
+
+fs_status xfer_fetch_cut(struct fetch *f, fs_status st, const char *why)
+{
+    return cut(f, st, "%s", why);
+}
+
+fs_status xfer_fetch_connect(struct fetch *f, struct conn *c)
+{
+    return connect_holder(f, c);
+}
+
+void xfer_fetch_disconnect(struct fetch *f, struct conn *c)
+{
+    disconnect(f, c);
+}
+
+fs_status xfer_fetch_reply(struct fetch *f, struct conn *c, struct msg *m, enum msg_type want,
+                           uint64_t size, const char *md5)
+{
+    return read_reply(f, c, m, want, size, md5);
+}
+
+fs_status xfer_fetch_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t chunk,
+                           uint64_t want, char *buf)
+{
+    uint32_t crc;
+
+    return read_frame(f, c, idx, chunk, want, buf, &crc, 1);
+}
+
+fs_status xfer_fetch_check(struct fetch *f, const struct piece_list *pl, uint64_t off,
+                           const char *buf, uint64_t want)
+{
+    return check_pieces(f, pl, off, buf, want);
+}
+
+void xfer_fetch_report(struct fetch *f, uint64_t done, int force)
+{
+    report(f, done, force);
+}
+
+int xfer_fetch_cancelled(const struct fetch *f)
+{
+    return cancelled(f);
+}
+
+fs_status xfer_fetch_room(struct fetch *f, const struct partial *pt)
+{
+    char dir[PATH_MAX + 32];
+
+    snprintf(dir, sizeof dir, "%s/%s", f->share, SHARE_STATE_DIR); /* for messages */
+    return check_room(f, pt, dir);
+}
+
+void xfer_fetch_keep_pieces(struct fetch *f, const struct file_job *j,
+                            const struct piece_list *pcs)
+{
+    keep_pieces(f, j, pcs);
 }

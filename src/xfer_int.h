@@ -1,16 +1,23 @@
-/* xfer_int.h - private to xfer.c, xfer_serve.c and xfer_fetch.c: the
- * pieces both sides of a transfer use. Not part of any other module's
- * contract. */
+/* xfer_int.h - private to xfer.c, xfer_serve.c, xfer_fetch.c and
+ * xfer_swarm.c: the pieces both sides of a transfer use, and the requester
+ * helpers the swarm engine shares with xfer_fetch.c. Not part of any other
+ * module's contract. */
 #ifndef FLOODSHARE_XFER_INT_H
 #define FLOODSHARE_XFER_INT_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "floodshare/addr.h"
+#include "floodshare/msg.h"
+#include "floodshare/status.h"
 #include "floodshare/xfer.h"
 
+struct partial;
+
+struct conn;
 struct node;
 struct slots;
 struct stats;
@@ -47,5 +54,92 @@ void xfer_table_del(struct xfer_plane *x, int row);
 /* An upload to host was cut for being slow: refuse it slots (BUSY) for
  * XFER_SLOW_PENALTY_MS. */
 void xfer_slot_penalize(struct xfer_plane *x, const char *host);
+
+/* --- the requester side (xfer_fetch.c), shared with xfer_swarm.c --- */
+
+/* Everything a download writes is reached through root (the share's
+ * folder, a descriptor of its own: a `modify share_dir` meanwhile does not
+ * close it) and state (its state folder): never through a path string, so
+ * a link swapped in anywhere cannot redirect a byte. */
+struct fetch {
+    struct xfer_plane *x;
+    const struct msg *hit;
+    const struct xfer_watch *watch;
+    struct xfer_result *res;
+    char share[PATH_MAX]; /* the share's name, for messages only */
+    int root;             /* the share's folder */
+    int state;            /* its SHARE_STATE_DIR */
+    char xdir[64];        /* the extraction folder's name in state */
+    int fd;               /* the received archive (nameless) */
+    int slot;
+    uint64_t base; /* bytes of the item before the file being fetched (folders) */
+    uint64_t t0, last_report, last_done;
+    uint64_t last_trace; /* when the last transfer_progress event went out */
+    uint64_t pos;        /* bytes of the item present, as last reported */
+};
+
+/* One file to fetch by FETCH: the item itself, or a file inside a folder. */
+struct file_job {
+    const char *name;   /* the file's own name (partial state, messages) */
+    const char *remote; /* its path in the holder's share */
+    uint64_t size;
+    const char *md5;
+    int dir;            /* the folder the verified file goes into ... */
+    const char *base;   /* ... under this name */
+    int staged;         /* part of a folder: synced with the folder, not alone */
+};
+
+/* The checked piece hashes of the file being fetched, when its FOUND
+ * carried a root (list NULL otherwise: the CRCs and the MD5 alone). */
+struct piece_list {
+    unsigned char *list; /* n * PIECES_HASH_LEN bytes, malloc'd */
+    uint64_t n, piece;
+    int fresh; /* fetched from the holder now, not read from beside the partial */
+    int refused; /* the holder answered HASHES with ERROR, and closed the connection */
+};
+
+/* What xfer_fetch.c does for one holder, for the swarm engine. Each
+ * records why in f->res->why (fail: this holder failed; fail_local: this
+ * side did, so no other holder is tried; cut: the holder sent something
+ * wrong, counted in holders_cut and logged) and returns st. The bodies
+ * stay in xfer_fetch.c beside the code that uses them. */
+fs_status xfer_fetch_fail(struct fetch *f, fs_status st, const char *why);
+fs_status xfer_fetch_fail_local(struct fetch *f, fs_status st, const char *why);
+fs_status xfer_fetch_cut(struct fetch *f, fs_status st, const char *why);
+/* Connects to f->hit's holder (TLS when the node has it), tracked so that
+ * node_stop() unblocks it; disconnect untracks and closes. */
+fs_status xfer_fetch_connect(struct fetch *f, struct conn *c);
+void xfer_fetch_disconnect(struct fetch *f, struct conn *c);
+/* Reads the reply to a request: want, for the item (size, md5). */
+fs_status xfer_fetch_reply(struct fetch *f, struct conn *c, struct msg *m, enum msg_type want,
+                           uint64_t size, const char *md5);
+/* Reads the DATA frame idx (of chunk bytes each) of want bytes into buf,
+ * the holder cut for anything else, a stall or a trickle; its CRC is not
+ * recomputed (the piece's SHA-256 checks it). */
+fs_status xfer_fetch_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64_t chunk,
+                           uint64_t want, char *buf);
+/* Checks the pieces in buf[0..want), at byte off, against the list: a
+ * failing one is counted (bad_chunks) and its holder cut. */
+fs_status xfer_fetch_check(struct fetch *f, const struct piece_list *pl, uint64_t off,
+                           const char *buf, uint64_t want);
+/* Progress (the table, trace, the watcher): from the get's thread only. */
+void xfer_fetch_report(struct fetch *f, uint64_t done, int force);
+int xfer_fetch_cancelled(const struct fetch *f);
+/* Refuses to start what cannot fit beside the partial (fail_local). */
+fs_status xfer_fetch_room(struct fetch *f, const struct partial *pt);
+/* Keeps a list fetched now beside the partial, once its state exists. */
+void xfer_fetch_keep_pieces(struct fetch *f, const struct file_job *j,
+                            const struct piece_list *pcs);
+
+/* Fetches file j, whose hit carried a root and whose checked list is pcs
+ * (pcs->list set), from the holder on c (connected, its HASHES done;
+ * borrowed: the caller closes it) into a version 2 partial: a source
+ * thread ("fs-src 1") asks the holder for each run of missing pieces that
+ * `sched` chooses, checks each piece's SHA-256 and writes it; a hasher
+ * thread ("fs-md5") feeds the MD5 in order, from memory or read back, and
+ * re-checks every piece a resumed state claims. Then the MD5, the rename.
+ * *suspect as fetch_file_once(). docs/SWARMING.md. */
+fs_status xfer_swarm_file(struct fetch *f, const struct file_job *j, struct conn *c,
+                          const struct piece_list *pcs, int *suspect);
 
 #endif

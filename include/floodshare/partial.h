@@ -19,6 +19,18 @@
  * The appended lines are not fsync'ed: after a crash, every chunk the state
  * names is checked against its CRC before it is trusted, so a lost write is
  * re-fetched, never believed; a torn last line is ignored.
+ *
+ * A partial made with a piece list (the hit had a root) has a state of
+ * version 2 instead, whose pieces may arrive in any order (docs/SWARMING.md):
+ *                  floodshare-partial 2
+ *                  name NAME   size N   md5 HEX   piece BYTES   root HEX
+ *                  holder HOST:PORT   mode OCTAL (both optional, as in 1)
+ *                  p IDX          one line per piece written, any order
+ * No CRC: the piece's SHA-256 in the list beside it checks more. Every
+ * piece a resumed state names is only *claimed* (pt->bits) until the
+ * caller re-reads it and checks it against the list, whatever its root.
+ * An earlier floodshare refuses the magic "floodshare-partial 2" and
+ * starts afresh: it loses progress, never mixes bytes. 
  * Nothing here ever holds the final name. Every file is reached through the
  * state folder's descriptor (and the final name through its folder's), by
  * names made of the item's MD5: never through a path string. */
@@ -32,6 +44,7 @@
 #include "floodshare/addr.h"
 #include "floodshare/hash.h"
 #include "floodshare/msg.h"
+#include "floodshare/pieces.h"
 #include "floodshare/status.h"
 
 /* Bytes per chunk (= per DATA frame) are negotiated per transfer: a power
@@ -79,17 +92,31 @@ struct partial {
      * folder leave it 0: one syncfs covers them all at the end, and a
      * lost state there costs at most one file's progress. */
     int durable;
+    /* Version 2 only (version == 2; all 0 / NULL in version 1). piece,
+     * npieces and root are fixed at open; chunk == piece and nchunks ==
+     * npieces too, so partial_writeback() serves both versions. bits has a
+     * bit per piece, set for every piece the state names (nhave of them):
+     * at open those a resumed state named (claimed, not yet re-checked),
+     * later the ones the caller wrote with partial_put_piece() and marked
+     * with partial_set_piece(). The caller guards bits and nhave with its
+     * own lock when several threads write pieces. */
+    int version;
+    uint64_t piece;
+    uint64_t npieces;
+    uint64_t nhave;
+    uint8_t *bits;
+    char root[PIECES_ROOT_HEX + 1];
 };
 
-/* Opens the partial download of (name, size, md5) in the folder state_dir
+/* Opens the version 1 partial download of (name, size, md5) in the folder state_dir
  * (a descriptor, duplicated: the caller keeps its own), creating
  * it if none exists, with chunks of `chunk` bytes (a valid size, else
  * FS_EINVAL; doubled for a file of PARTIAL_CHUNKS_WANTED chunks or more).
  * *resumed is set to 1 when an earlier one was found; it keeps the chunk
  * size its state records (its `have` chunks are claimed, not yet checked:
  * see partial_check()).
- * A state file that does not parse, or describes another item, is
- * replaced by a fresh one. FS_EBUSY when another download of the same item
+ * A state file that does not parse, describes another item or is of
+ * version 2 (no CRCs to resume a prefix with), is replaced by a fresh one. FS_EBUSY when another download of the same item
  * holds it (an exclusive flock on the .part file, released at close or
  * when the process dies); FS_ETOOBIG, with nothing created, for a size of
  * 2^24 chunks (64 TiB) or more, whose chunk table alone would be too big.
@@ -97,6 +124,60 @@ struct partial {
  * files). Caller frees with partial_close(). */
 fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const char *md5,
                           uint64_t chunk, struct partial **out, int *resumed);
+
+/* Opens the version 2 partial of (name, size, md5) cut into pieces of
+ * `piece` bytes whose list has root `root` (pieces_size_valid(), 64 hex
+ * digits, else FS_EINVAL), creating it if none exists; locked, checked and
+ * placed like partial_open_at(). What an earlier state of the same item
+ * becomes (*resumed = 1), always saved as version 2 before this returns:
+ *  - version 2 with this root and piece: its pieces are set in bits;
+ *  - version 2 with another root (another content's list, or a liar's): the
+ *    pieces it names are set too, since each is re-checked against this
+ *    root's list before it counts; with another piece size, only the new
+ *    pieces wholly covered by named old ones. The old root's list beside
+ *    it ("<md5>.pieces") is removed: it describes other bytes;
+ *  - version 1: the pieces wholly inside its chunk prefix.
+ * Every set bit is a claim, never a verified piece: the caller checks each
+ * against the list before it counts. FS_ETOOBIG, with nothing created, when
+ * the file has more than PIECES_MAX_COUNT pieces. Caller frees with
+ * partial_close(). */
+fs_status partial_open_pieces_at(int state_dir, const char *name, uint64_t size,
+                                 const char *md5, uint64_t piece, const char *root,
+                                 struct partial **out, int *resumed);
+
+/* Bytes of piece idx of a version 2 partial (the last may be short). */
+uint64_t partial_piece_len(const struct partial *pt, uint64_t idx);
+
+/* 1 when bit idx of a version 2 partial is set (named by its state). */
+int partial_has_piece(const struct partial *pt, uint64_t idx);
+
+/* Sets bit idx (after partial_put_piece() succeeded, or the caller checked
+ * a claimed piece); nhave counts it once. Not thread-safe: under the
+ * caller's lock. */
+void partial_set_piece(struct partial *pt, uint64_t idx);
+
+/* Clears bit idx (a claimed piece failed its check): a later save no
+ * longer names it. Not thread-safe, like partial_set_piece(). */
+void partial_clear_piece(struct partial *pt, uint64_t idx);
+
+/* Writes piece idx of a version 2 partial (len must be its length, else
+ * FS_EINVAL), in any order, then appends "p IDX" to the state with one
+ * write(2) of O_APPEND, so lines of concurrent callers never interleave and
+ * the state never names a piece before its bytes. Direct I/O as
+ * partial_put(). Reads only fields fixed at open, so threads writing
+ * distinct pieces need no lock; it does not touch bits (the caller sets
+ * them with partial_set_piece() under its lock). On a failed write (a full
+ * disk) or append, the piece's range is punched out of the .part
+ * (FALLOC_FL_PUNCH_HOLE) so its room comes back, nothing names it, and
+ * FS_EIO is returned with errno saying why. */
+fs_status partial_put_piece(struct partial *pt, uint64_t idx, const void *data, size_t len);
+
+/* Reads piece idx of a version 2 partial back into buf (len must be its
+ * length, else FS_EINVAL), with O_DIRECT when buf is PARTIAL_ALIGN-aligned
+ * (the pieces were written direct, so the page cache holds nothing of them
+ * and should not fill with them now). Thread-safe like partial_put_piece().
+ * FS_EIO when the bytes are not there. */
+fs_status partial_read_piece(const struct partial *pt, uint64_t idx, void *buf, size_t len);
 
 /* Re-reads the claimed prefix, checking every chunk's CRC and feeding the
  * bytes into md5 (the running digest of the whole file). Stops at the first
@@ -144,7 +225,8 @@ fs_status partial_save(struct partial *pt);
 
 /* Cuts the .part file back to the chunks the state names (0..have-1), so
  * the bytes of a chunk whose write failed (a full disk) give their room
- * back. The partial stays resumable. */
+ * back. The partial stays resumable. Version 1 only (FS_EINVAL for 2,
+ * whose pieces are not a prefix: partial_put_piece() punches instead). */
 fs_status partial_trim(struct partial *pt);
 
 /* Removes what a process killed at the wrong moment leaves in the folder
@@ -212,9 +294,15 @@ long partial_list(const char *state_dir, struct partial_info **out);
 /* Parses a state file's text[0..len) into pt's fields (name, size, md5,
  * chunk, holder, mode, have, crc[] — crc is malloc'd). A state without a
  * "chunk" line (older versions) has chunks of PARTIAL_CHUNK; a chunk that
- * is not partial_chunk_valid() makes it invalid. Pure; used by
- * partial_open_at() and partial_list_at(), and by the unit tests. FS_EPROTO
- * when the text is not a valid state of version 1. */
+ * is not partial_chunk_valid() makes it invalid. A state of version 2 sets
+ * version, piece, npieces, root, bits (malloc'd) and nhave instead (and
+ * chunk = piece, nchunks = npieces; crc stays NULL): it needs the piece,
+ * root, name, size and md5 lines, a valid piece size and at most
+ * PIECES_MAX_COUNT pieces; a "p" line before the "piece" line, or with an
+ * index past the last piece, makes it invalid; a repeated index is
+ * harmless. Pure; used by partial_open_at() (which takes version 1 only),
+ * partial_open_pieces_at() and partial_list_at(), and by the unit tests.
+ * FS_EPROTO, with nothing allocated, when the text is neither. */
 fs_status partial_parse_state(const char *text, size_t len, struct partial *pt);
 
 #endif

@@ -47,7 +47,7 @@ enum sched_state {
     SCHED_CONNECTING, /* added, has not asked for work yet */
     SCHED_ACTIVE,     /* connected; has, or is asking for, a request */
     SCHED_BUSY,       /* waiting out a holder's BUSY: not free, holds nothing */
-    SCHED_IDLE,       /* asked in the endgame and got nothing: connected, holds nothing */
+    SCHED_SRC_IDLE,   /* asked in the endgame and got nothing: connected, holds nothing */
     SCHED_DONE,       /* closed without fault (dropped copy, retired, finished) */
     SCHED_CUT,        /* closed by a fault of the connection */
     SCHED_BAD,        /* sent a piece failing its hash */

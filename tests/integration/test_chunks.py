@@ -37,8 +37,11 @@ class ChunkTest(NetCase):
         net.kill(1)
         get.wait(timeout=30)
         lines = state_lines(net.share(1))
-        self.assertIn(f"chunk {CHUNK}", lines)  # the holder agreed to the wish: no re-cut
-        have = sum(1 for l in lines if l.startswith("c ")) * CHUNK
+        # A hit with a root (the holder has hashed the file) makes a version 2 partial: its
+        # pieces are the 512 KiB chunks, each named once written, and a resume keeps them all.
+        v2 = lines[0] == "floodshare-partial 2"
+        self.assertIn(f"piece {CHUNK}" if v2 else f"chunk {CHUNK}", lines)  # no re-cut
+        have = len({l for l in lines if l.startswith("p " if v2 else "c ")}) * CHUNK
         self.assertGreater(have, 0)
 
         net.restart(1)
@@ -46,8 +49,9 @@ class ChunkTest(NetCase):
         self.assertOk(r)
         doc = last_json(r.stdout)
         self.assertEqual(md5_of(net.share(1) / "big.bin"), md5)
-        # the resume starts at the kept prefix cut back to whole 4 MiB, never before
-        self.assertEqual(doc["resumed_from"], have - have % (4 * MiB))
+        # the resume starts after every piece kept (version 2), or at the kept prefix cut back
+        # to whole 4 MiB (version 1), never before
+        self.assertEqual(doc["resumed_from"], have if v2 else have - have % (4 * MiB))
         self.assertEqual(net.stats(1)["bytes_received"], size - doc["resumed_from"])
         self.assertEqual(leftovers(net.share(1)), [])
         self.assertIn(f'fetch "big.bin": sending bytes {doc["resumed_from"]}..', net.log(2))

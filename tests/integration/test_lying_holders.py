@@ -138,8 +138,8 @@ class LyingHolderTest(NetCase):
         """The liar (no piece root, like a holder of an earlier version) sends a first chunk of
         other bytes (with a CRC that matches them) and hangs up: the partial keeps it. The
         genuine holder advertises a piece root, so the kept prefix, never checked against it,
-        is checked piece by piece before anything is fetched, and dropped (issue 12; before the
-        piece hashes only the whole MD5 showed it). That must not fail the genuine holder: the
+        becomes claimed pieces of a version 2 partial, each re-checked against the list and
+        fetched again (issue 12; before the piece hashes only the whole MD5 showed it). That must not fail the genuine holder: the
         file is fetched whole from it."""
         net, evil, genuine = self._setup("fetch-poison")
         doc = self._get_evil_first(net)
@@ -149,8 +149,9 @@ class LyingHolderTest(NetCase):
         self.assertEqual((net.share(1) / "big.bin").read_bytes(), genuine)
         self.assertEqual(doc["resumed_from"], 0)
         self.assertEqual(net.stats(1)["holders_cut"], 0)  # nobody was caught lying
-        self.assertIn("its first 4194304 bytes were not checked against root", net.log(1))
-        self.assertIn("0 match it, the rest is fetched again", net.log(1))
+        # the 4 MiB prefix is 8 pieces of 512 KiB: all claimed, none matches the list
+        self.assertIn("partial big.bin: 8 claimed piece(s) failed their SHA-256 check against "
+                      "root", net.log(1))
         self.assertNotIn("content MD5 mismatch", net.log(1))
         self.assertEqual(leftovers(net.share(1)), [])
 

@@ -153,9 +153,9 @@ class PiecesTest(NetCase):
         st = net.stats(1)
         self.assertGreaterEqual(st["bad_chunks"], 1)
         self.assertEqual(st["holders_cut"], 1)
-        # Pieces 0-9 were kept (cut to the 4 MiB boundary every holder accepts): caught at the
-        # piece, not at the final MD5, which would have thrown everything away.
-        self.assertEqual(doc["resumed_from"], 4 * MiB)
+        # Pieces 0-9 were kept (a version 2 partial: no cut back to a 4 MiB boundary): caught
+        # at the piece, not at the final MD5, which would have thrown everything away.
+        self.assertEqual(doc["resumed_from"], 10 * PIECE)
         self.assertNotIn("content MD5 mismatch", net.log(1))
         # The list came from the first holder (same root as peer 3's), kept beside the partial:
         # peer 3 was never asked for it.
@@ -193,8 +193,8 @@ class PiecesTest(NetCase):
         self.assertEqual([a["ok"] for a in doc["attempts"]], [False, True], doc)
         self.assertRegex(doc["attempts"][0]["error"],
                          r"^piece 10 \(bytes 5242880\.\.5767168\) failed its SHA-256 check")
-        self.assertIn("holder sends chunks of 65536 bytes, partial re-cut to match", net.log(1))
-        self.assertEqual(doc["resumed_from"], 4 * MiB)
+        self.assertIn("holder sends chunks of 65536 bytes, 8 to a piece", net.log(1))
+        self.assertEqual(doc["resumed_from"], 10 * PIECE)
         self.assertEqual((net.share(1) / "big.bin").read_bytes(), genuine)
         self.assertGreaterEqual(net.stats(1)["bad_chunks"], 1)
         self.assertNotIn("content MD5 mismatch", net.log(1))
@@ -211,15 +211,16 @@ class PiecesTest(NetCase):
         self.assertOk(r)
         self.assertEqual((net.share(1) / "slow.bin").read_bytes(), data)
         log = net.log(1)
-        self.assertIn("holder sends chunks of 262144 bytes, partial re-cut to match", log)
+        self.assertIn("holder sends chunks of 262144 bytes, 2 to a piece", log)
         self.assertIn("3 piece hashes of 524288 bytes from the holder", log)
         self.assertEqual(net.stats(1)["bad_chunks"], 0)
 
     def test_contents_of_another_root_never_mix_into_the_download(self):
         """The first holder claims big.bin's MD5 but serves other content, with that content's
         own (self-consistent) root and list, and hangs up after 10 pieces that pass against its
-        list. Peer 3 has another root: the kept prefix is checked against peer 3's list and
-        dropped, so no byte of the other content reaches the final MD5."""
+        list. Peer 3 has another root: the 10 pieces the state names are only claims, each
+        re-checked against peer 3's list and fetched again, so no byte of the other content
+        reaches the final MD5."""
         other = os.urandom(SIZE)
         net = self.net("topologies/seed-chain.topo")
         genuine = os.urandom(SIZE)
@@ -237,8 +238,8 @@ class PiecesTest(NetCase):
         self.assertEqual((net.share(1) / "big.bin").read_bytes(), genuine)
         log = net.log(1)
         self.assertIn("cached piece list unusable (the list is of another file)", log)
-        self.assertRegex(log, r"its first 5242880 bytes were not checked against root "
-                              + root_of(genuine)[:16] + r"\.\.\.: 0 match it")
+        self.assertRegex(log, r"partial big\.bin: 10 claimed piece\(s\) failed their SHA-256 "
+                              r"check against root " + root_of(genuine)[:16])
         self.assertNotIn("content MD5 mismatch", log)
         self.assertEqual(doc["resumed_from"], 0)
 
@@ -251,8 +252,9 @@ class PiecesTest(NetCase):
         self.addCleanup(p.kill)
         state = net.share(1) / ".floodshare"
         md5 = hashlib.md5(genuine).hexdigest()
-        net.wait_for(lambda: (state / f"{md5}.part").exists()
-                     and (state / f"{md5}.part").stat().st_size >= 6 * MiB, timeout=30)
+        # the 12 pieces the holder sends before its gate, each named by a "p" line of the state
+        net.wait_for(lambda: (state / f"{md5}.state").exists()
+                     and (state / f"{md5}.state").read_text().count("\np ") >= 12, timeout=30)
         self.assertTrue((state / f"{md5}.pieces").exists())
         net.kill(1)
         holder.gate.set()
@@ -261,7 +263,7 @@ class PiecesTest(NetCase):
         r = net.peer(1, "get", "big.bin", "--json", timeout=60)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         doc = last_json(r.stdout)
-        self.assertEqual(doc["resumed_from"], 4 * MiB)
+        self.assertEqual(doc["resumed_from"], 12 * PIECE)  # every piece written, none rounded off
         self.assertEqual((net.share(1) / "big.bin").read_bytes(), genuine)
         self.assertEqual(holder.hashes, 1)  # the list was not fetched again
         self.assertIn("using its cached piece list (20 pieces)", net.log(1))

@@ -54,6 +54,32 @@ class ResumeTest(NetCase):
         self.assertEqual([n for n in os.listdir(net.share(1) / ".floodshare")
                           if n not in ("index.cache", "pieces")], [])
 
+    def test_a_resume_refetches_at_most_one_piece(self):
+        """A file with piece hashes is kept in a version 2 partial: each piece is named in the
+        state right after its write, and a resume asks for the missing pieces themselves (no
+        cut back to a 4 MiB boundary), so a SIGKILL costs at most the piece being read, plus
+        what the holder had written into the socket (at upload_rate, one rate unit)."""
+        net = self._chain()
+        size, piece = 48 * MiB, 512 * 1024
+        md5 = make_big_file(net.share(2) / "big.bin", size)
+        net.wait_indexed(2, "big.bin")
+        self.assertOk(net.peer(2, "modify", "upload_rate", "8M"))
+        get = self._start_get(net, "big.bin")
+        self._wait_progress(net, 0.5, size)
+        net.kill(1)
+        get.wait(timeout=30)
+        net.restart(1)
+        r = net.peer(1, "get", "big.bin", "--json", timeout=120)
+        self.assertOk(r)
+        self.assertEqual(md5_of(net.share(1) / "big.bin"), md5)
+        resumed = last_json(r.stdout)["resumed_from"]
+        self.assertGreater(resumed, 0.4 * size)
+        self.assertEqual(resumed % piece, 0)  # whole pieces, wherever they end
+        # bytes the holder sent twice: everything it sent, less one copy of the file
+        twice = net.stats(2)["bytes_sent"] - size
+        print(f"\n  resumed from {resumed} of {size} bytes; {twice} bytes sent twice")
+        self.assertLessEqual(twice, piece + 128 * 1024, f"re-sent {twice} bytes")
+
     def test_holder_dying_mid_way_is_finished_by_another_holder(self):
         net = self.net(two_holders_spec(self.tmpdir()))
         size = 768 * MiB  # large enough that the kill lands mid-way on a fast machine
@@ -86,16 +112,21 @@ class ResumeTest(NetCase):
         net.kill(1)
         get.wait(timeout=30)
         part = next((net.share(1) / ".floodshare").glob("*.part"))
-        with open(part, "r+b") as f:  # flip bytes inside chunk 2 (bytes 8..12 MiB)
+        with open(part, "r+b") as f:  # flip bytes inside piece 18 (bytes 9..9.5 MiB)
             f.seek(9 * MiB)
             f.write(b"tampered!")
+        # the pieces the state names (version 2: "p IDX", any order, maybe repeated)
+        state = part.with_suffix(".state").read_text()
+        named = {line for line in state.splitlines() if line.startswith("p ")}
+        self.assertIn("p 18", named)
         net.restart(1)
         r = net.peer(1, "get", "big.bin", "--json", timeout=120)
         self.assertOk(r)
         doc = last_json(r.stdout)
-        self.assertEqual(doc["resumed_from"], 8 * MiB)  # chunks 0 and 1 kept, 2.. fetched
+        # every named piece kept but the tampered one, which is fetched again
+        self.assertEqual(doc["resumed_from"], (len(named) - 1) * 512 * 1024)
         self.assertEqual(md5_of(net.share(1) / "big.bin"), md5)
-        self.assertIn("failed their CRC check", net.log(1))
+        self.assertIn("1 claimed piece(s) failed their SHA-256 check", net.log(1))
 
     def test_cancelled_download_keeps_a_resumable_partial(self):
         net = self._chain()

@@ -1,12 +1,16 @@
 /* test_partial.c - the resumable download state: parse, append, resume, check. */
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -17,6 +21,9 @@
 #include "floodshare/zipio.h"
 
 #define MD5_A "0123456789abcdef0123456789abcdef"
+#define ROOT_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define ROOT_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+#define ROOT_C "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 
 static const char GOOD[] = "floodshare-partial 1\n"
                            "name my%20file.bin\nsize 150000\nmd5 " MD5_A "\nchunk 65536\n"
@@ -688,6 +695,330 @@ static void test_an_absurd_size_is_refused_before_anything_is_made(void **state)
     free(list);
 }
 
+/* --- version 2: pieces in any order (docs/SWARMING.md) --- */
+
+#define PIECE (512u * 1024)
+
+static struct partial *open_v2(struct fx *f, uint64_t piece, const char *root, int *resumed)
+{
+    struct partial *pt = NULL;
+
+    assert_int_equal(partial_open_pieces_at(f->dfd, "x.bin", sizeof f->data, f->md5, piece, root,
+                                            &pt, resumed), FS_OK);
+    assert_int_equal(pt->version, 2);
+    assert_int_equal(pt->npieces, (sizeof f->data + piece - 1) / piece);
+    return pt;
+}
+
+/* Writes piece idx of f's data from an aligned copy (the direct path), or
+ * from an unaligned one (buffered), and marks it. */
+static void put_piece(struct partial *pt, const struct fx *f, uint64_t idx, int aligned)
+{
+    size_t off = (size_t)(idx * pt->piece), n = (size_t)partial_piece_len(pt, idx);
+    char *buf;
+
+    assert_int_equal(posix_memalign((void **)&buf, PARTIAL_ALIGN, pt->piece + 1), 0);
+    memcpy(buf + !aligned, f->data + off, n);
+    assert_int_equal(partial_put_piece(pt, idx, buf + !aligned, n), FS_OK);
+    partial_set_piece(pt, idx);
+    free(buf);
+}
+
+/* Reads piece idx back (direct when aligned) and compares it with f's data. */
+static void assert_piece_reads_back(const struct partial *pt, const struct fx *f, uint64_t idx,
+                                    int aligned)
+{
+    size_t off = (size_t)(idx * pt->piece), n = (size_t)partial_piece_len(pt, idx);
+    char *buf;
+
+    assert_int_equal(posix_memalign((void **)&buf, PARTIAL_ALIGN, pt->piece + 1), 0);
+    assert_int_equal(partial_read_piece(pt, idx, buf + !aligned, n), FS_OK);
+    assert_memory_equal(buf + !aligned, f->data + off, n);
+    free(buf);
+}
+
+static char *state_text(const struct fx *f)
+{
+    char path[128];
+    static char text[65536];
+
+    snprintf(path, sizeof path, "%s/%s.state", f->dir, f->md5);
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, text, sizeof text - 1);
+    assert_true(n > 0);
+    text[n] = '\0';
+    close(fd);
+    return text;
+}
+
+/* Pieces written in any order are named by the appended "p" lines alone (no
+ * save in between), come back from a reopen exactly, and read back whole;
+ * the state text round-trips, a repeated or torn line changes nothing. */
+static void test_v2_roundtrip_any_order(void **state)
+{
+    static const uint64_t order[] = {7, 0, 24, 3};
+    struct fx *f = *state;
+    struct partial_info *list = NULL;
+    struct partial back;
+    int resumed;
+
+    struct partial *pt = open_v2(f, PIECE, ROOT_A, &resumed);
+    assert_false(resumed);
+    assert_int_equal(pt->npieces, 25); /* 24 whole pieces and 100 bytes */
+    for (size_t i = 0; i < 4; i++)
+        put_piece(pt, f, order[i], i % 2);
+    partial_close(pt); /* killed: only the appended lines name them */
+    pt = open_v2(f, PIECE, ROOT_A, &resumed);
+    assert_true(resumed);
+    assert_int_equal(pt->nhave, 4);
+    for (uint64_t i = 0; i < pt->npieces; i++)
+        assert_int_equal(partial_has_piece(pt, i), i == 0 || i == 3 || i == 7 || i == 24);
+    for (size_t i = 0; i < 4; i++)
+        assert_piece_reads_back(pt, f, order[i], !(i % 2));
+    assert_string_equal(pt->root, ROOT_A);
+    partial_close(pt);
+    assert_int_equal(partial_list(f->dir, &list), 1);
+    assert_int_equal(list[0].have_bytes, 3 * PIECE + 100);
+    free(list);
+
+    /* the saved text parses to the same state; a repeated "p" and a torn
+     * last line are harmless */
+    char text[4096];
+    snprintf(text, sizeof text, "%sp 7\np 2", state_text(f));
+    memset(&back, 0, sizeof back);
+    assert_int_equal(partial_parse_state(text, strlen(text), &back), FS_OK);
+    assert_int_equal(back.version, 2);
+    assert_int_equal(back.nhave, 4);
+    assert_int_equal(back.piece, PIECE);
+    assert_int_equal(back.size, sizeof f->data);
+    assert_null(back.crc);
+    assert_false(partial_has_piece(&back, 2));
+    free(back.bits);
+}
+
+/* A "p" line naming a piece past the last one, a "p" before the piece size
+ * is known, a v1 line in a v2 state or a piece size no list has: refused,
+ * with nothing allocated. The writer refuses such an index too. */
+static void test_v2_index_past_end_refused(void **state)
+{
+#define HDR2 "floodshare-partial 2\nname a\nsize 150000\nmd5 " MD5_A "\n"
+    static const char *bad[] = {
+        HDR2 "piece 65536\nroot " ROOT_A "\np 3\n",        /* 3 pieces: 0..2 */
+        HDR2 "piece 65536\nroot " ROOT_A "\np 18446744073709551615\n",
+        HDR2 "piece 65536\nroot " ROOT_A "\np -1\n",
+        HDR2 "root " ROOT_A "\np 0\npiece 65536\n",         /* p before piece */
+        HDR2 "piece 65536\nroot " ROOT_A "\nc 0 0000000a\n", /* a v1 line */
+        HDR2 "piece 65536\nchunk 65536\nroot " ROOT_A "\n",
+        HDR2 "piece 65536\n",                                /* no root */
+        HDR2 "piece 65536\nroot " ROOT_A "\nroot " ROOT_B "\n",
+        HDR2 "piece 100000\nroot " ROOT_A "\n",
+        HDR2 "piece 65536\nroot AAAA\n",
+        "floodshare-partial 2\nname a\nsize 68719476737\nmd5 " MD5_A
+        "\npiece 65536\nroot " ROOT_A "\n", /* 2^20 + 1 pieces: no list is that long */
+        "floodshare-partial 1\nname a\nsize 150000\nmd5 " MD5_A "\nchunk 65536\np 0\n",
+    };
+    static const char good[] = HDR2 "piece 65536\nroot " ROOT_A "\np 2\np 0\n";
+    struct fx *f = *state;
+    struct partial pt;
+    int resumed;
+    char buf[100] = {0};
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&pt, 0, sizeof pt);
+        assert_int_equal(partial_parse_state(bad[i], strlen(bad[i]), &pt), FS_EPROTO);
+        assert_null(pt.bits);
+        assert_null(pt.crc);
+        assert_int_equal(pt.nhave, 0);
+    }
+    memset(&pt, 0, sizeof pt);
+    assert_int_equal(partial_parse_state(good, strlen(good), &pt), FS_OK);
+    assert_int_equal(pt.npieces, 3);
+    assert_int_equal(pt.nhave, 2);
+    free(pt.bits);
+
+    struct partial *p2 = open_v2(f, PIECE, ROOT_A, &resumed);
+    assert_int_equal(partial_put_piece(p2, p2->npieces, buf, 100), FS_EINVAL);
+    assert_int_equal(partial_read_piece(p2, p2->npieces, buf, 100), FS_EINVAL);
+    assert_int_equal(partial_put_piece(p2, 0, buf, 100), FS_EINVAL); /* not its length */
+    partial_close(p2);
+#undef HDR2
+}
+
+/* A v1 partial resumed with a root: the pieces wholly inside its chunk
+ * prefix are claimed, the one it ends inside is not, and the state is
+ * version 2 on disk before anything else happens. */
+static void test_v1_prefix_becomes_claimed(void **state)
+{
+    struct fx *f = *state;
+    struct partial *pt;
+    int resumed;
+
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK_MIN,
+                                     &pt, &resumed), FS_OK);
+    for (uint64_t i = 0; i < 11; i++) /* 704 KiB: piece 0 and 3/8 of piece 1 */
+        put_sized(pt, f, i);
+    partial_close(pt);
+    pt = open_v2(f, PIECE, ROOT_A, &resumed);
+    assert_true(resumed);
+    assert_int_equal(pt->nhave, 1);
+    assert_true(partial_has_piece(pt, 0));
+    assert_false(partial_has_piece(pt, 1));
+    assert_null(pt->crc);
+    assert_int_equal(strncmp(state_text(f), "floodshare-partial 2\n", 21), 0);
+    assert_non_null(strstr(state_text(f), "\np 0\n"));
+    assert_piece_reads_back(pt, f, 0, 1);
+    assert_int_equal(partial_trim(pt), FS_EINVAL); /* v1 only */
+    partial_close(pt);
+    /* a rootless get (v1) does not resume a v2 state: it starts afresh */
+    assert_int_equal(partial_open_at(f->dfd, "x.bin", sizeof f->data, f->md5, PARTIAL_CHUNK_MIN,
+                                     &pt, &resumed), FS_OK);
+    assert_false(resumed);
+    assert_int_equal(pt->have, 0);
+    assert_int_equal(pt->version, 1);
+    partial_close(pt);
+}
+
+/* A v2 state made under another root: every piece it names is claimed
+ * (to be re-checked against the new list), the state takes the new root
+ * and the old root's list goes; under another piece size, only the new
+ * pieces wholly made of named old ones are claimed. */
+static void test_other_root_claims_everything(void **state)
+{
+    struct fx *f = *state;
+    char pieces[128];
+    struct stat sb;
+    int resumed;
+
+    struct partial *pt = open_v2(f, PIECE, ROOT_A, &resumed);
+    for (uint64_t i = 0; i < 6; i++)
+        if (i != 3)
+            put_piece(pt, f, i, 1);
+    partial_close(pt);
+    snprintf(pieces, sizeof pieces, "%s" PARTIAL_PIECES, f->md5);
+    touch(f->dir, pieces); /* root A's list */
+
+    pt = open_v2(f, PIECE, ROOT_B, &resumed);
+    assert_true(resumed);
+    assert_string_equal(pt->root, ROOT_B);
+    assert_int_equal(pt->nhave, 5);
+    for (uint64_t i = 0; i < 6; i++)
+        assert_int_equal(partial_has_piece(pt, i), i != 3);
+    assert_non_null(strstr(state_text(f), "\nroot " ROOT_B "\n"));
+    assert_int_equal(fstatat(f->dfd, pieces, &sb, 0), -1); /* A's list is gone */
+    partial_close(pt);
+
+    pt = open_v2(f, 2 * PIECE, ROOT_C, &resumed); /* 1 MiB pieces */
+    assert_true(resumed);
+    assert_int_equal(pt->nhave, 2);
+    assert_true(partial_has_piece(pt, 0));  /* old 0 and 1 */
+    assert_false(partial_has_piece(pt, 1)); /* old 2 and 3: 3 missing */
+    assert_true(partial_has_piece(pt, 2));  /* old 4 and 5 */
+    assert_non_null(strstr(state_text(f), "\npiece 1048576\nroot " ROOT_C "\n"));
+    partial_close(pt);
+}
+
+struct writer {
+    struct partial *pt;
+    const struct fx *f;
+    pthread_mutex_t *lock;
+    uint64_t first; /* writes first, first + 2, ... */
+};
+
+static void *write_every_other(void *arg)
+{
+    struct writer *w = arg;
+    char *buf;
+
+    if (posix_memalign((void **)&buf, PARTIAL_ALIGN, w->pt->piece))
+        return (void *)1;
+    for (uint64_t i = w->first; i < w->pt->npieces; i += 2) {
+        size_t n = (size_t)partial_piece_len(w->pt, i);
+        memcpy(buf, w->f->data + i * w->pt->piece, n);
+        if (partial_put_piece(w->pt, i, buf, n) != FS_OK)
+            return (void *)1;
+        pthread_mutex_lock(w->lock); /* as the swarm lock does */
+        partial_set_piece(w->pt, i);
+        pthread_mutex_unlock(w->lock);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Two threads write alternate pieces with no lock around the writes
+ * (only around the bits, as a swarm does): every byte lands, every line of
+ * the state is whole, and a reopen names every piece. Run under TSan. */
+static void test_put_piece_from_two_threads(void **state)
+{
+    struct fx *f = *state;
+    pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_t t[2];
+    struct writer w[2];
+    int resumed;
+    void *ret;
+
+    /* 64 KiB pieces: 193 of them, many appends to race */
+    struct partial *pt = open_v2(f, PARTIAL_CHUNK_MIN, ROOT_A, &resumed);
+    for (int i = 0; i < 2; i++) {
+        w[i] = (struct writer){pt, f, &lock, (uint64_t)i};
+        assert_int_equal(pthread_create(&t[i], NULL, write_every_other, &w[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(t[i], &ret), 0);
+        assert_null(ret);
+    }
+    assert_int_equal(pt->nhave, pt->npieces);
+    partial_close(pt);
+    pt = open_v2(f, PARTIAL_CHUNK_MIN, ROOT_A, &resumed);
+    assert_true(resumed);
+    assert_int_equal(pt->nhave, pt->npieces);
+    for (uint64_t i = 0; i < pt->npieces; i++)
+        assert_piece_reads_back(pt, f, i, (int)(i % 2));
+    partial_close(pt);
+}
+
+/* A piece whose write fails (the disk full: here RLIMIT_FSIZE) or whose
+ * line cannot be appended gives its room back and is named nowhere. */
+static void test_failed_put_piece_punches_its_range(void **state)
+{
+    struct fx *f = *state;
+    struct rlimit old, lim;
+    struct stat sb;
+    char *buf;
+    int resumed;
+
+    struct partial *pt = open_v2(f, PIECE, ROOT_A, &resumed);
+    assert_int_equal(posix_memalign((void **)&buf, PARTIAL_ALIGN, PIECE), 0);
+    memcpy(buf, f->data + 2 * PIECE, PIECE);
+    void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 2 * PIECE + PIECE / 2; /* piece 2 is half written */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    fs_status st = partial_put_piece(pt, 2, buf, PIECE);
+    int err = errno;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, was);
+    assert_int_equal(st, FS_EIO);
+    assert_int_equal(err, EFBIG);
+    assert_int_equal(lseek(pt->fd, 2 * PIECE, SEEK_DATA), -1); /* no data left there */
+    assert_int_equal(errno, ENXIO);
+
+    /* the state cannot take the line: the piece's bytes go as well */
+    int wr = pt->state_fd;
+    pt->state_fd = openat(f->dfd, pt->state_name, O_RDONLY);
+    assert_int_equal(partial_put_piece(pt, 2, buf, PIECE), FS_EIO);
+    close(pt->state_fd);
+    pt->state_fd = wr;
+    assert_int_equal(fstat(pt->fd, &sb), 0);
+    assert_int_equal(lseek(pt->fd, 2 * PIECE, SEEK_DATA), -1);
+    partial_close(pt);
+    pt = open_v2(f, PIECE, ROOT_A, &resumed);
+    assert_int_equal(pt->nhave, 0);
+    partial_close(pt);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -725,6 +1056,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trim_gives_back_the_room_of_a_torn_chunk, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_save_keeps_the_old_state_whole, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_v2_roundtrip_any_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v2_index_past_end_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v1_prefix_becomes_claimed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_root_claims_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_piece_from_two_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_put_piece_punches_its_range, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

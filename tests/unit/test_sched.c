@@ -222,7 +222,7 @@ static void test_sched_never_three_copies(void **state)
     assert_int_equal(next(s, b, 0).kind, SCHED_ENDGAME);
     r = next(s, c, 0);
     assert_int_equal(r.kind, SCHED_NONE);
-    assert_int_equal(sched_source_state(s, c), SCHED_IDLE);
+    assert_int_equal(sched_source_state(s, c), SCHED_SRC_IDLE);
     assert_int_equal(sched_copies(s, 0), 2);
     sched_free(s);
 }
