@@ -77,8 +77,11 @@ enum tls_mode tls_ctx_mode(const struct tls_ctx *ctx);
 struct ssl_st *tls_new_ssl(struct tls_ctx *ctx, int fd, int server);
 
 /* Lets ssl read ahead of the record it decrypts: fewer system calls for
- * a stream of bodies. Only for a conn that is never polled from outside
- * (a fetcher's own): its SSL may then hold bytes conn_pending() misses. */
+ * a stream of bodies. ssl then reads through a buffer BIO of 256 KiB
+ * (freed with ssl), not with OpenSSL's own read-ahead, which copies the
+ * bytes it holds again at every record. Call before the handshake, once
+ * (twice is once). Only for a conn that is never polled from outside (a
+ * fetcher's own): that buffer may hold bytes conn_pending() misses. */
 void tls_read_ahead(struct ssl_st *ssl);
 
 /* A constant sentence for why the last handshake on this thread failed

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 
 #include "floodshare/conn.h"
 #include "floodshare/net.h"
@@ -176,6 +178,75 @@ static void test_bulk_sending_frames_exactly_and_flushes(void **state)
     }
     assert_memory_equal(in, body, sizeof body);
     assert_int_equal(conn_flush(&e.srv), FS_OK);
+    close_ends(&e);
+    tls_ctx_free(a);
+}
+
+/* A fetcher's read-ahead (tls_read_ahead): the SSL reads through one
+ * buffer BIO over the socket, not with OpenSSL's own read-ahead (which
+ * moves what it holds at every record: the copies it saved are the
+ * point), and a body larger than that buffer, then the next header, come
+ * out exact even when reads find nothing for a while. */
+static void test_read_ahead_reads_through_one_buffer_and_frames_exactly(void **state)
+{
+    struct tls_ctx *a = psk_ctx("correct horse battery");
+    struct ends e;
+    fs_status s, c;
+    struct msg m;
+    const char *why;
+    static char body[700000], in[sizeof body];
+
+    (void)state;
+    open_ends(&e, a, a);
+    tls_read_ahead(e.cli.ssl);
+    tls_read_ahead(e.cli.ssl); /* twice is once */
+    BIO *rb = SSL_get_rbio(e.cli.ssl);
+    assert_int_equal(SSL_get_read_ahead(e.cli.ssl), 0);
+    assert_int_equal(BIO_method_type(rb), BIO_TYPE_BUFFER);
+    assert_int_equal(BIO_method_type(BIO_next(rb)), BIO_TYPE_SOCKET);
+    handshake_both(&e, &s, &c);
+    assert_int_equal(c, FS_OK);
+    assert_int_equal(s, FS_OK);
+    conn_tls_bulk(&e.srv);
+    for (size_t i = 0; i < sizeof body; i++)
+        body[i] = (char)(i * 11 + 5);
+    assert_int_equal(conn_send_error(&e.srv, "first", "a", 1000), FS_OK);
+    assert_int_equal(conn_read_msg(&e.cli, &m, 1000, &why), FS_OK);
+    assert_string_equal(m.code, "first");
+    e.cli.timeout_ms = 20;
+    size_t sent = 0, got = 0;
+    int last_sent = 0;
+    while (got < sizeof body) {
+        size_t w = 0, n = 0;
+        if (sent < sizeof body) {
+            assert_int_equal(conn_write_some(&e.srv, body + sent, sizeof body - sent, &w), FS_OK);
+            sent += w;
+        } else if (!last_sent) {
+            /* the next header right behind the body: it arrives in the
+             * same read as the body's end and must wait in the buffer */
+            assert_int_equal(conn_write_some(&e.srv, GET_LINE, strlen(GET_LINE), &w), FS_OK);
+            last_sent = w == strlen(GET_LINE);
+        } else {
+            fs_status f = conn_flush(&e.srv);
+            assert_true(f == FS_OK || f == FS_NEED_MORE);
+        }
+        fs_status r = conn_read_body_some(&e.cli, in + got, sizeof in - got, &n);
+        if (r == FS_OK)
+            got += n;
+        else
+            assert_int_equal(r, FS_ETIMEDOUT); /* nothing yet: the writer goes on */
+    }
+    assert_memory_equal(in, body, sizeof body);
+    while (!last_sent) {
+        size_t w = 0;
+        assert_int_equal(conn_write_some(&e.srv, GET_LINE, strlen(GET_LINE), &w), FS_OK);
+        last_sent = w == strlen(GET_LINE);
+    }
+    assert_int_equal(conn_write_all(&e.srv, NULL, 0, 1000), FS_OK);
+    e.cli.timeout_ms = 1000;
+    assert_int_equal(conn_read_msg(&e.cli, &m, 1000, &why), FS_OK);
+    assert_int_equal(m.type, MSG_GET);
+    assert_string_equal(m.name, "3.txt");
     close_ends(&e);
     tls_ctx_free(a);
 }
@@ -361,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_same_passphrase_handshakes_and_frames_exactly),
         cmocka_unit_test(test_wire_bytes_are_not_plain_text),
         cmocka_unit_test(test_bulk_sending_frames_exactly_and_flushes),
+        cmocka_unit_test(test_read_ahead_reads_through_one_buffer_and_frames_exactly),
         cmocka_unit_test(test_wrong_passphrase_fails_both_sides),
         cmocka_unit_test(test_plain_flood_to_a_tls_server_fails_at_once),
         cmocka_unit_test(test_a_silent_client_times_out),
