@@ -510,7 +510,7 @@ class HostFileTest(unittest.TestCase):
         self.assertEqual(len(lines), 4, r.stderr)
         self.assertIn("hosts:4: '-oProxyCommand=x' is not user@host", lines[0])
         self.assertIn("hosts:5: peer count 'two' is not a number", lines[1])
-        self.assertIn("hosts:6: '10.0.0.300' in addr= is not an IPv4 address", lines[2])
+        self.assertIn("hosts:6: '10.0.0.300' in addr= is not an IPv4 or IPv6 address", lines[2])
         self.assertIn("hosts:7: root@10.0.0.1 is already listed on line 2", lines[3])
         self.assertFalse((Path(r.args[6]).parent / "run" / "topology.json").exists())
 
@@ -541,6 +541,16 @@ class HostFileParserTest(unittest.TestCase):
     WORDS = ["root@10.0.0.1", "u@h", "h", "-oProxyCommand=x", "u@-h", "@h", "u@", "2", "0",
              "1001", "-1", "two", "addr=10.0.0.7", "addr=::1", "addr=", "addr=1.2.3.4.5", "#",
              "# x", "u@h.example.org", "a@b@c", "u@h;rm", "u@h\t3", "\u00e9@h", "u@h 3 4"]
+
+    def test_ipv6_addresses_are_taken_and_bracketed(self):
+        topology = topology_module()
+        hosts = topology.parse_hosts_text("root@lab-07 2 addr=FD00:0::7\nroot@lab-08\n", "f")
+        self.assertEqual(hosts[0].addr, "fd00::7")  # one spelling, as floodshare's own
+        self.assertEqual(topology.hostport("fd00::7", 10811), "[fd00::7]:10811")
+        self.assertEqual(topology.hostport("10.2.0.17", 10811), "10.2.0.17:10811")
+        with self.assertRaises(topology.SpecError) as e:
+            topology.parse_hosts_text("root@lab-07 addr=fe80::1%eth0\n", "f")
+        self.assertIn("in addr= is not an IPv4 or IPv6 address", e.exception.errors[0])
 
     def test_random_host_files(self):
         topology = topology_module()
