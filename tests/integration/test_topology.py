@@ -62,8 +62,11 @@ FAKE_SERVER = textwrap.dedent("""\
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while True:
-        signal.pause()
+    while True:  # `up` waits for an answer to ping: "= EXIT-CODE" ends every answer
+        conn, _ = ctl.accept()
+        with conn:
+            if conn.recv(256).startswith(b"ping"):
+                conn.sendall(b"1 pong\\n= 0\\n")
     """)
 
 
