@@ -32,7 +32,7 @@ TOPOLOGIES = SRC / "topologies"
 FAKE_SERVER = textwrap.dedent("""\
     #!{python}
     # A stand-in for `floodshare serve --run DIR INI`, written by test_topology.py.
-    import configparser, os, signal, socket, sys
+    import configparser, os, signal, socket, sys, time
     assert sys.argv[1:3] == ["serve", "--run"], sys.argv
     run, ini = sys.argv[3], sys.argv[4]
     cfg = configparser.ConfigParser(inline_comment_prefixes=(";",))
@@ -55,6 +55,11 @@ FAKE_SERVER = textwrap.dedent("""\
     ctl.bind(path)
     ctl.listen()
     print(f"fake peer {{my_id}} ready", file=sys.stderr, flush=True)
+    if str(my_id) == os.environ.get("FAKE_SLOW_ID"):
+        # like a real peer between creating its socket and starting its threads: the socket
+        # accepts, nobody answers yet
+        time.sleep(1.5)
+        open(os.environ["FAKE_PID_LOG"] + ".answering", "w").close()
 
     def stop(*_):
         os.unlink(path)
@@ -65,8 +70,11 @@ FAKE_SERVER = textwrap.dedent("""\
     while True:  # `up` waits for an answer to ping: "= EXIT-CODE" ends every answer
         conn, _ = ctl.accept()
         with conn:
-            if conn.recv(256).startswith(b"ping"):
-                conn.sendall(b"1 pong\\n= 0\\n")
+            try:
+                if conn.recv(256).startswith(b"ping"):
+                    conn.sendall(b"1 pong\\n= 0\\n")
+            except OSError:  # an asker that gave up waiting
+                pass
     """)
 
 
@@ -406,6 +414,14 @@ class UpAndDownWithAFakeServer(unittest.TestCase):
             decoy.kill()
             decoy.wait()
             os.kill(peer1, signal.SIGTERM)
+
+    def test_up_waits_for_an_answer_not_a_connection(self):
+        # A peer's control socket accepts before the peer has dialled its neighbours; a get
+        # issued then missed a peer (test_classroom). `up` must wait for the answer to ping.
+        result = self.up("line:2", env={"FAKE_SLOW_ID": "2"})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(Path(str(self.pid_log) + ".answering").exists(),
+                        "up returned before peer 2 answered")
 
     def test_a_peer_that_exits_early_stops_the_others(self):
         result = self.up("line:3", env={"FAKE_FAIL_ID": "2"})
