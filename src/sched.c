@@ -330,6 +330,12 @@ static unsigned connected(const struct sched *s)
 
 fs_status sched_next(struct sched *s, int src, uint64_t now_ms, struct sched_req *out)
 {
+    return sched_next_from(s, src, now_ms, UINT32_MAX, out);
+}
+
+fs_status sched_next_from(struct sched *s, int src, uint64_t now_ms, uint32_t from,
+                          struct sched_req *out)
+{
     struct source *o;
     uint32_t m, n, cap, missing;
 
@@ -347,7 +353,10 @@ fs_status sched_next(struct sched *s, int src, uint64_t now_ms, struct sched_req
         out->kind = SCHED_FINISHED;
         return FS_OK;
     }
-    m = lowest_missing(s);
+    /* A stream under way that goes on at a MISSING piece keeps going: FLOOD/1
+     * cannot cancel one, so jumping to a lower piece costs a new connection
+     * and whatever frames of the old stream were already on their way. */
+    m = from < s->npieces && is_missing(s, from) ? from : lowest_missing(s);
     if (m < s->npieces) {
         missing = sched_missing_count(s);
         n = span_for_rate(s, src, now_ms);

@@ -336,7 +336,10 @@ static void *source_main(void *arg)
             st = FS_ECANCELED;
             break;
         }
-        sched_next(sw->sd, s->row, net_now_ms(), &req);
+        sched_next_from(sw->sd, s->row, net_now_ms(),
+                        s->streaming && s->stream_next < s->stream_end ? s->stream_next
+                                                                      : UINT32_MAX,
+                        &req);
         if (req.kind == SCHED_FINISHED)
             break;
         if (req.kind == SCHED_NONE) { /* claims still being re-checked */

@@ -110,6 +110,14 @@ fs_status sched_add(struct sched *s, const char *holder, unsigned link,
  * the endgame: the single-copy piece in flight expected last. FS_EINVAL for
  * a row that is not live; whatever src still held goes back first. */
 fs_status sched_next(struct sched *s, int src, uint64_t now_ms, struct sched_req *out);
+/* sched_next() for a source whose stream (a FETCH still sending) goes on at
+ * piece from: when from is MISSING the span starts there, not at the lowest
+ * MISSING piece, which waits for the stream's end (FLOOD/1 cannot cancel a
+ * stream, so a jump costs a reconnect and the frames in flight: a resume
+ * whose claimed prefix fails its re-check behind a running stream did one
+ * per piece). from >= npieces: exactly sched_next(). */
+fs_status sched_next_from(struct sched *s, int src, uint64_t now_ms, uint32_t from,
+                          struct sched_req *out);
 
 /* src received n bytes of its request at now_ms: feeds its rate window (the
  * last 4 s) and its position inside the piece it is reading. */

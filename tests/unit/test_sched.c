@@ -70,6 +70,34 @@ static void test_sched_lowest_missing_first(void **state)
     sched_free(s);
 }
 
+/* A source whose stream goes on at a MISSING piece keeps it, even with a lower
+ * piece MISSING again (a failed claim); without a stream, or when the stream's
+ * next piece is no longer MISSING, the lowest comes first. */
+static void test_sched_running_stream_continues_before_a_lower_piece(void **state)
+{
+    struct sched *s = sched_new(10ull * P, P, 1);
+    struct sched_req r;
+    int a;
+
+    (void)state;
+    assert_non_null(s);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(sched_set_claimed(s, i), FS_OK);
+    a = add(s, "127.0.0.1:1", 1);
+    r = next(s, a, 0);
+    assert_int_equal(r.a, 3); /* claims are never handed out */
+    assert_int_equal(sched_claim_checked(s, 0, 0), FS_OK);
+    done(s, a, 3, SCHED_PIECE_NEW);
+    done(s, a, 4, SCHED_PIECE_NEW);
+    assert_int_equal(sched_next_from(s, a, 0, 5, &r), FS_OK);
+    assert_int_equal(r.kind, SCHED_SPAN);
+    assert_int_equal(r.a, 5); /* the stream, not the failed claim */
+    done(s, a, 5, SCHED_PIECE_NEW);
+    assert_int_equal(sched_next_from(s, a, 0, 3, &r), FS_OK);
+    assert_int_equal(r.a, 0); /* 3 is HAVE: the lowest MISSING */
+    sched_free(s);
+}
+
 /* How much: SCHED_SPAN_NORATE before a rate, then rate x 500 ms in pieces,
  * within SCHED_SPAN_MIN..SCHED_SPAN_MAX. */
 static void test_sched_span_follows_rate(void **state)
@@ -375,6 +403,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sched_lowest_missing_first),
+        cmocka_unit_test(test_sched_running_stream_continues_before_a_lower_piece),
         cmocka_unit_test(test_sched_span_follows_rate),
         cmocka_unit_test(test_sched_tail_is_shared),
         cmocka_unit_test(test_sched_endgame_only_when_nothing_missing),
