@@ -411,6 +411,22 @@ static void open_direct(struct partial *pt)
     pt->dfd = open(self, O_RDWR | O_DIRECT | O_CLOEXEC); /* read: partial_read_piece() */
 }
 
+/* Creates (or takes over) the .part of a fresh download, empty, locked, and
+ * saves its state: the end of open_fresh() and open_fresh_pieces(). */
+static fs_status create_part(struct partial *pt)
+{
+    pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (pt->fd < 0)
+        return FS_EIO;
+    fs_status st = lock_part(pt->fd);
+    if (st)
+        return st;
+    if (ftruncate(pt->fd, 0) < 0) /* only once we own it: never under another download */
+        return FS_EIO;
+    open_direct(pt);
+    return partial_save(pt);
+}
+
 static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size, const char *md5,
                             uint64_t chunk)
 {
@@ -427,40 +443,18 @@ static fs_status open_fresh(struct partial *pt, const char *name, uint64_t size,
         pt->chunk *= 2;
     pt->have = 0;
     fs_status st = size_table(pt);
-    if (st)
-        return st;
-    pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (pt->fd < 0)
-        return FS_EIO;
-    fs_status st2 = lock_part(pt->fd);
-    if (st2)
-        return st2;
-    if (ftruncate(pt->fd, 0) < 0) /* only once we own it: never under another download */
-        return FS_EIO;
-    open_direct(pt);
-    return partial_save(pt);
+    return st ? st : create_part(pt);
 }
 
-fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const char *md5,
-                          uint64_t chunk, struct partial **out, int *resumed)
+/* A partial for md5 in state_dir with its own descriptor of the folder and
+ * its file names, nothing else open: FS_OK, FS_ENOMEM or FS_EIO. */
+static fs_status partial_new(int state_dir, const char *md5, struct partial **out)
 {
     struct partial *pt = calloc(1, sizeof *pt);
-    char *text = NULL;
-    size_t len = 0;
-    fs_status st;
 
     *out = NULL;
-    *resumed = 0;
-    if (!partial_chunk_valid(chunk) || !hash_hex_valid(md5)) {
-        free(pt);
-        return FS_EINVAL;
-    }
     if (!pt)
         return FS_ENOMEM;
-    if (size / PARTIAL_CHUNK_MAX >= STATE_MAX_CHUNKS) { /* a FOUND may announce any size */
-        free(pt);
-        return FS_ETOOBIG;
-    }
     pt->fd = pt->dfd = pt->state_fd = -1;
     pt->dirfd = fcntl(state_dir, F_DUPFD_CLOEXEC, 0);
     if (pt->dirfd < 0) {
@@ -469,10 +463,56 @@ fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const 
     }
     snprintf(pt->data_name, sizeof pt->data_name, "%s.part", md5);
     snprintf(pt->state_name, sizeof pt->state_name, "%s.state", md5);
-    if (read_small(pt->dirfd, pt->state_name, &text, &len) == FS_OK &&
-        partial_parse_state(text, len, pt) == FS_OK && pt->size == size &&
-        strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 && pt->version == 1 &&
-        (pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+    *out = pt;
+    return FS_OK;
+}
+
+/* Reads md5's state into pt and, when it describes this item (name, size,
+ * md5; and version, unless 0) opens its .part into pt->fd: 1 if so. */
+static int open_state_of(struct partial *pt, const char *name, uint64_t size, const char *md5,
+                         int version)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int ok = read_small(pt->dirfd, pt->state_name, &text, &len) == FS_OK &&
+             partial_parse_state(text, len, pt) == FS_OK && pt->size == size &&
+             strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 &&
+             (!version || pt->version == version) &&
+             (pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0;
+
+    free(text);
+    return ok;
+}
+
+/* The end of an open: pt into *out, or closed on failure with errno kept
+ * (it says why, for the caller's message). */
+static fs_status open_done(struct partial *pt, fs_status st, struct partial **out)
+{
+    if (st) {
+        int saved = errno;
+        partial_close(pt);
+        errno = saved;
+        return st;
+    }
+    *out = pt;
+    return FS_OK;
+}
+
+fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const char *md5,
+                          uint64_t chunk, struct partial **out, int *resumed)
+{
+    struct partial *pt;
+    fs_status st;
+
+    *out = NULL;
+    *resumed = 0;
+    if (!partial_chunk_valid(chunk) || !hash_hex_valid(md5))
+        return FS_EINVAL;
+    if (size / PARTIAL_CHUNK_MAX >= STATE_MAX_CHUNKS) /* a FOUND may announce any size */
+        return FS_ETOOBIG;
+    if ((st = partial_new(state_dir, md5, &pt)) != FS_OK)
+        return st;
+    if (open_state_of(pt, name, size, md5, 1)) {
         *resumed = 1;
         st = lock_part(pt->fd);
         if (st == FS_OK) {
@@ -482,15 +522,7 @@ fs_status partial_open_at(int state_dir, const char *name, uint64_t size, const 
     } else {
         st = open_fresh(pt, name, size, md5, chunk);
     }
-    free(text);
-    if (st) {
-        int saved = errno; /* says why, for the caller's message */
-        partial_close(pt);
-        errno = saved;
-        return st;
-    }
-    *out = pt;
-    return FS_OK;
+    return open_done(pt, st, out);
 }
 
 /* --- version 2: pieces in any order --- */
@@ -560,17 +592,7 @@ static fs_status open_fresh_pieces(struct partial *pt, const char *name, uint64_
     pt->mode = 0;
     pt->have = 0;
     fs_status st = size_bits(pt);
-    if (st)
-        return st;
-    pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (pt->fd < 0)
-        return FS_EIO;
-    if ((st = lock_part(pt->fd)) != FS_OK)
-        return st;
-    if (ftruncate(pt->fd, 0) < 0) /* only once we own it: never under another download */
-        return FS_EIO;
-    open_direct(pt);
-    return partial_save(pt);
+    return st ? st : create_part(pt);
 }
 
 fs_status partial_open_pieces_at(int state_dir, const char *name, uint64_t size,
@@ -578,8 +600,6 @@ fs_status partial_open_pieces_at(int state_dir, const char *name, uint64_t size,
                                  struct partial **out, int *resumed)
 {
     struct partial *pt;
-    char *text = NULL;
-    size_t len = 0;
     fs_status st;
 
     *out = NULL;
@@ -588,20 +608,9 @@ fs_status partial_open_pieces_at(int state_dir, const char *name, uint64_t size,
         return FS_EINVAL;
     if (pieces_count(size, piece) > PIECES_MAX_COUNT) /* no list is that long */
         return FS_ETOOBIG;
-    if (!(pt = calloc(1, sizeof *pt)))
-        return FS_ENOMEM;
-    pt->fd = pt->dfd = pt->state_fd = -1;
-    pt->dirfd = fcntl(state_dir, F_DUPFD_CLOEXEC, 0);
-    if (pt->dirfd < 0) {
-        free(pt);
-        return FS_EIO;
-    }
-    snprintf(pt->data_name, sizeof pt->data_name, "%s.part", md5);
-    snprintf(pt->state_name, sizeof pt->state_name, "%s.state", md5);
-    if (read_small(pt->dirfd, pt->state_name, &text, &len) == FS_OK &&
-        partial_parse_state(text, len, pt) == FS_OK && pt->size == size &&
-        strcmp(pt->md5, md5) == 0 && strcmp(pt->name, name) == 0 &&
-        (pt->fd = openat(pt->dirfd, pt->data_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+    if ((st = partial_new(state_dir, md5, &pt)) != FS_OK)
+        return st;
+    if (open_state_of(pt, name, size, md5, 0)) {
         *resumed = 1;
         st = lock_part(pt->fd);
         if (st == FS_OK && (st = convert_to_pieces(pt, piece, root)) == FS_OK) {
@@ -611,15 +620,7 @@ fs_status partial_open_pieces_at(int state_dir, const char *name, uint64_t size,
     } else {
         st = open_fresh_pieces(pt, name, size, md5, piece, root);
     }
-    free(text);
-    if (st) {
-        int saved = errno; /* says why, for the caller's message */
-        partial_close(pt);
-        errno = saved;
-        return st;
-    }
-    *out = pt;
-    return FS_OK;
+    return open_done(pt, st, out);
 }
 
 /* Gives the room of [off, off + len) of the .part back (a piece whose

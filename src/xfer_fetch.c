@@ -503,16 +503,16 @@ static fs_status read_frame(struct fetch *f, struct conn *c, uint64_t idx, uint6
  * and the syscall), so it gets XFER_HASHER_STACK, not glibc's 8 MiB. */
 #define XFER_HASHER_STACK (128u * 1024 * TPOOL_STACK_SCALE)
 
-static int start_hasher(pthread_t *t, struct pipeline *pl)
+int xfer_start_thread(pthread_t *t, size_t stack, void *(*fn)(void *), void *arg)
 {
     pthread_attr_t at;
     int rc = pthread_attr_init(&at);
 
     if (rc != 0)
         return rc;
-    rc = pthread_attr_setstacksize(&at, XFER_HASHER_STACK);
+    rc = pthread_attr_setstacksize(&at, stack);
     if (rc == 0)
-        rc = pthread_create(t, &at, pipe_hasher, pl);
+        rc = pthread_create(t, &at, fn, arg);
     pthread_attr_destroy(&at);
     return rc;
 }
@@ -574,7 +574,7 @@ static fs_status receive_chunks(struct fetch *f, struct conn *c, struct partial 
             pl.nspare++;
     pthread_mutex_init(&pl.lock, NULL);
     pthread_cond_init(&pl.cond, NULL);
-    if (pl.nspare < PIPE_DEPTH || start_hasher(&hasher, &pl) != 0) {
+    if (pl.nspare < PIPE_DEPTH || xfer_start_thread(&hasher, XFER_HASHER_STACK, pipe_hasher, &pl) != 0) {
         st = fail(f, FS_ENOMEM, "out of memory");
         goto out;
     }

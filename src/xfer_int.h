@@ -122,6 +122,9 @@ fs_status xfer_fetch_frame(struct fetch *f, struct conn *c, uint64_t idx, uint64
  * failing one is counted (bad_chunks) and its holder cut. */
 fs_status xfer_fetch_check(struct fetch *f, const struct piece_list *pl, uint64_t off,
                            const char *buf, uint64_t want);
+/* Starts fn(arg) on a joinable thread with a stack of `stack` bytes (the
+ * hashers and sources: a few KiB deep, not glibc's 8 MiB). 0 or an errno. */
+int xfer_start_thread(pthread_t *t, size_t stack, void *(*fn)(void *), void *arg);
 /* Progress (the table, trace, the watcher): from the get's thread only. */
 void xfer_fetch_report(struct fetch *f, uint64_t done, int force);
 int xfer_fetch_cancelled(const struct fetch *f);

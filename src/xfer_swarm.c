@@ -441,20 +441,6 @@ static void *hasher_main(void *arg)
 
 /* --- the coordinator: the get's own thread --- */
 
-static int start_thread(pthread_t *t, size_t stack, void *(*fn)(void *), void *arg)
-{
-    pthread_attr_t at;
-    int rc = pthread_attr_init(&at);
-
-    if (rc != 0)
-        return rc;
-    rc = pthread_attr_setstacksize(&at, stack);
-    if (rc == 0)
-        rc = pthread_create(t, &at, fn, arg);
-    pthread_attr_destroy(&at);
-    return rc;
-}
-
 /* Waits for the source and the hasher, reporting progress and watching
  * for a cancel; a stop (failure or cancel) shuts the source's socket so
  * that a blocking read ends at once. Returns 1 when cancelled. */
@@ -630,11 +616,11 @@ fs_status xfer_swarm_file(struct fetch *f, const struct file_job *j, struct conn
     s->sw = &sw;
     s->c = c;
     s->fd = c->fd;
-    if (st == FS_OK && start_thread(&hasher, SWARM_HASHER_STACK, hasher_main, &sw) == 0)
+    if (st == FS_OK && xfer_start_thread(&hasher, SWARM_HASHER_STACK, hasher_main, &sw) == 0)
         hasher_started = 1;
     else if (st == FS_OK)
         st = xfer_fetch_fail(f, FS_ENOMEM, "cannot start the hasher thread");
-    if (st == FS_OK && start_thread(&s->thread, SWARM_SOURCE_STACK, source_main, s) == 0)
+    if (st == FS_OK && xfer_start_thread(&s->thread, SWARM_SOURCE_STACK, source_main, s) == 0)
         s->running = 1;
     else if (st == FS_OK)
         st = xfer_fetch_fail(f, FS_ENOMEM, "cannot start a source thread");

@@ -40,7 +40,8 @@ from pathlib import Path
 
 from fsnet import BIN, NetCase, last_json
 from test_web import Web
-from test_netns import die_with_parent, free_slash16, on_sigterm, running, sh
+from test_netns import (die_with_parent, free_slash16, on_sigterm, remove_orphans, report,
+                        running, sh)
 
 SRC = Path(__file__).resolve().parent.parent.parent
 TOPOLOGY = SRC / "scripts" / "topology"
@@ -50,10 +51,6 @@ NAMES = HOSTS + ("t",)
 UNREACHABLE = 9  # 10.S.0.9: on the bridge's subnet, but nobody answers there
 SSHD_READY_S = 10
 GONE_S = 10  # how long a process may take to go after `down`
-
-
-def report(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 @functools.cache
@@ -78,21 +75,6 @@ def missing() -> str | None:
         return None
     finally:
         sh(["ip", "netns", "del", ns], check=False)
-
-
-def remove_orphans() -> list[str]:
-    """Namespaces fsh-PID-N-X that a killed earlier run left (its PID gone, no process in it)."""
-    removed = []
-    for ns in sh(["ip", "netns", "list"]).stdout.split():
-        parts = ns.split("-")
-        if (len(parts) != 4 or parts[0] != "fsh" or not parts[1].isdigit()
-                or parts[3] not in NAMES or running(int(parts[1]))):
-            continue
-        if sh(["ip", "netns", "pids", ns]).stdout.strip():
-            continue
-        sh(["ip", "netns", "del", ns])
-        removed.append(ns)
-    return removed
 
 
 def cmdline(pid: int) -> list[str]:
@@ -120,11 +102,11 @@ def descendants(root: int) -> list[int]:
         parent = ppid_of(pid)
         if parent is not None and running(pid):
             kids.setdefault(parent, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
+    out, stack = [], [root]
+    while stack:
+        for kid in kids.get(stack.pop(), []):
             out.append(kid)
-            todo.append(kid)
+            stack.append(kid)
     return out
 
 
@@ -290,7 +272,7 @@ class HostsTest(NetCase):
         why = missing()
         if why:
             self.skipTest(why)
-        orphans = remove_orphans()
+        orphans = remove_orphans("fsh", NAMES)
         if orphans:
             report(f"removed namespaces a killed earlier run left: {' '.join(orphans)}")
         HostsTest.runs += 1

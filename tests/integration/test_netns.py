@@ -109,16 +109,17 @@ def running(pid: int) -> bool:
         return False
 
 
-def remove_orphans() -> list[str]:
-    """Deletes the namespaces that an earlier run of this test left behind when it was killed
-    outright (SIGKILL, which no cleanup survives): ours by their name, fs-PID-N-HOST, whose PID
-    is no longer running and which hold no process (the peers died with that run). Returns
-    their names."""
+def remove_orphans(prefix: str = "fs", hosts=None) -> list[str]:
+    """Deletes the namespaces that an earlier run of this test (or test_hosts.py, with its own
+    prefix and host names) left behind when it was killed outright (SIGKILL, which no cleanup
+    survives): ours by their name, PREFIX-PID-N-HOST, whose PID is no longer running and which
+    hold no process (the peers died with that run). Returns their names."""
+    hosts = HOSTS if hosts is None else hosts
     removed = []
     for ns in sh(["ip", "netns", "list"]).stdout.split():
         parts = ns.split("-")
-        if (len(parts) != 4 or parts[0] != "fs" or not parts[1].isdigit()
-                or parts[3] not in HOSTS or running(int(parts[1]))):
+        if (len(parts) != 4 or parts[0] != prefix or not parts[1].isdigit()
+                or parts[3] not in hosts or running(int(parts[1]))):
             continue
         if sh(["ip", "netns", "pids", ns]).stdout.strip():
             continue
