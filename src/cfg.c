@@ -56,6 +56,7 @@ static const struct limit_key limit_keys[] = {
     {"upload_slots_per_addr", offsetof(struct cfg, upload_slots_per_addr), 2, 1, 1024},
     {"min_upload_rate", offsetof(struct cfg, min_upload_rate), 16384, 0, 1073741824},
     {"get_timeout_ms", offsetof(struct cfg, get_timeout_ms), 120000, 0, 86400000},
+    {"max_sources", offsetof(struct cfg, max_sources), 4, 1, 8},
 };
 #define N_LIMIT_KEYS (sizeof limit_keys / sizeof limit_keys[0])
 
@@ -76,7 +77,7 @@ static const char *const peer_keys[] = {"id",  "host",      "port", "advertise",
     "workers, max_queue, io_timeout_ms, connect_timeout_ms, hit_window_ms, "            \
     "query_cache_size, query_cache_ttl_ms, max_ttl, max_conns, max_conns_per_addr, "     \
     "query_rate, query_burst, upload_slots, upload_slots_per_addr, min_upload_rate, "   \
-    "get_timeout_ms, upload_rate, download_rate"
+    "get_timeout_ms, max_sources, upload_rate, download_rate"
 #define NEIGHBOUR_SEPS ", \t"
 static const char *const security_keys[] = {"passphrase", "key", "trusted", "keylog", NULL};
 #define SECURITY_KEYS "passphrase, key, trusted, keylog"

@@ -51,7 +51,9 @@ static const char repl_head[] =
 
 /* One line per command a peer runs; both helps show them. */
 static const char peer_commands[] =
-    "  get NAME [--json]       find NAME by flooding a query, download it into the share\n"
+    "  get NAME [--sources K] [--json]\n"
+    "                          find NAME by flooding a query, download it into the share\n"
+    "                          from up to K holders at once (1..8, default max_sources)\n"
     "  search NAME [--json]    list the hits for NAME (holder, kind, size, MD5, hops)\n"
     "  ls [--json]             what this peer shares\n"
     "  config [--json]         this peer's settings\n"

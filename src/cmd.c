@@ -31,18 +31,39 @@
 
 struct args {
     int json;
+    unsigned sources; /* get --sources K: 1..XFER_SOURCES_MAX; 0 when not given */
     int n;            /* positional arguments */
     const char *pos[4];
 };
 
-/* Splits "--json" from positional arguments. -1 on an unknown option or
- * too many arguments. */
+/* get --sources K: K from 1 to XFER_SOURCES_MAX, else a usage error naming
+ * the range. */
+static int parse_sources(const char *cmd, const char *v, unsigned *out, struct ctl_out *o)
+{
+    char *end = NULL;
+    unsigned long k = v && *v >= '0' && *v <= '9' ? strtoul(v, &end, 10) : 0;
+
+    if (!end || *end || k < 1 || k > XFER_SOURCES_MAX) {
+        ctl_print(o, 2, "floodshare: %s: --sources takes a number of holders from 1 to %d, "
+                  "not \"%s\"", cmd, XFER_SOURCES_MAX, v ? v : "");
+        return -1;
+    }
+    *out = (unsigned)k;
+    return 0;
+}
+
+/* Splits "--json" (and get's "--sources K") from positional arguments. -1
+ * on an unknown option or too many arguments. */
 static int parse_args(int argc, char **argv, struct args *a, struct ctl_out *o)
 {
     memset(a, 0, sizeof *a);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             a->json = 1;
+        } else if (strcmp(argv[i], "--sources") == 0 && strcmp(argv[0], "get") == 0) {
+            if (parse_sources(argv[0], i + 1 < argc ? argv[i + 1] : NULL, &a->sources, o) < 0)
+                return -1;
+            i++;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
             ctl_print(o, 2, "floodshare: %s: unknown option %s", argv[0], argv[i]);
             return -1;
@@ -166,14 +187,43 @@ static int cmd_search(const struct cmd_env *e, const struct args *a, struct ctl_
 struct attempt {
     struct msg hit;
     fs_status st;
+    int ended;        /* a source of a swarmed get that ended cut or bad: st/why are its own */
     char why[256];
     uint64_t retry_at; /* the holder answered BUSY: ask again from then on (ms) */
     unsigned tries;    /* ...after this many BUSYs */
 };
 
+/* The source that delivered most (the first of equals), or -1. */
+static int get_top_source(const struct xfer_sources *src)
+{
+    int top = -1;
+    for (unsigned i = 0; i < src->n; i++)
+        if (top < 0 || src->s[i].bytes > src->s[top].bytes)
+            top = (int)i;
+    return top;
+}
+
+/* get --json's "sources": each holder of the key that delivered (or, on
+ * a failure, of the last key tried), in start order. */
+static void json_sources(struct json *j, const struct xfer_sources *src)
+{
+    json_arr_open(j, "sources");
+    for (unsigned i = 0; i < src->n && i < XFER_SOURCES_MAX; i++) {
+        char h[ADDR_STR_MAX];
+        json_obj_open(j, NULL);
+        json_uint(j, "peer", (uint64_t)src->s[i].peer);
+        json_str(j, "holder", addr_format(&src->s[i].holder, h));
+        json_uint(j, "bytes", src->s[i].bytes);
+        json_uint(j, "chunks", src->s[i].chunks);
+        json_str(j, "state", xfer_source_state_name(src->s[i].state));
+        json_obj_close(j);
+    }
+    json_arr_close(j);
+}
+
 static void get_json(struct ctl_out *o, const char *qid, const char *name, int ok,
-                     const struct attempt *at, unsigned n, const struct xfer_result *res,
-                     const char *error)
+                     const struct attempt *at, unsigned n, const struct msg *winner,
+                     const struct xfer_result *res, const char *error)
 {
     struct json j;
 
@@ -184,7 +234,7 @@ static void get_json(struct ctl_out *o, const char *qid, const char *name, int o
     json_bool(&j, "ok", ok);
     if (ok) {
         char h[ADDR_STR_MAX];
-        const struct msg *w = &at[n - 1].hit;
+        const struct msg *w = winner;
         json_uint(&j, "peer", w->peer_id);
         json_str(&j, "holder", addr_format(&w->holder, h));
         json_uint(&j, "hops", w->hops);
@@ -198,6 +248,8 @@ static void get_json(struct ctl_out *o, const char *qid, const char *name, int o
     } else {
         json_str(&j, "error", error);
     }
+    if (res->srcs.n > 0)
+        json_sources(&j, &res->srcs);
     json_arr_open(&j, "attempts");
     for (unsigned i = 0; i < n; i++) {
         char h[ADDR_STR_MAX];
@@ -233,6 +285,12 @@ static void get_progress(void *ctx, const struct xfer_event *ev)
 struct get_ctx {
     struct ctl_out *o;
     uint64_t deadline;
+    /* for the swarm's feed (xfer_feed): hits of the same key as they arrive */
+    const struct cmd_env *e;
+    struct flood_query *q;
+    struct get_state *gs;
+    int json;
+    const struct xfer_feed *feed; /* NULL: one holder at a time */
 };
 
 /* The client hanging up (Ctrl-C), or the get's deadline, cancels the
@@ -267,9 +325,13 @@ static fs_status get_try(const struct cmd_env *e, const struct args *a, struct g
                   (unsigned long long)have, (unsigned long long)t->hit.size,
                   100.0 * (double)have / (double)(t->hit.size ? t->hit.size : 1));
     struct xfer_watch watch = {.progress = get_progress_ctx, .cancelled = get_cancelled,
-                               .ctx = g};
-    fs_status st = t->st = xfer_fetch(e->xfers, &t->hit, &watch, res);
-    snprintf(t->why, sizeof t->why, "%s", res->why);
+                               .ctx = g, .feed = g->feed};
+    fs_status st = xfer_fetch(e->xfers, &t->hit, &watch, res);
+    int ended = t->ended; /* a swarm's first source, cut or bad: said so already */
+    if (!ended) {
+        t->st = st;
+        snprintf(t->why, sizeof t->why, "%s", res->why);
+    }
     t->retry_at = 0;
     if (st == FS_OK || st == FS_EEXIST || st == FS_ECANCELED || res->local) {
         *over = 1;
@@ -280,7 +342,7 @@ static fs_status get_try(const struct cmd_env *e, const struct args *a, struct g
         if (!a->json)
             ctl_print(o, 2, "peer %u %s is busy (every upload slot taken): other holders "
                       "first, then again in %.1f s", t->hit.peer_id, h, wait / 1000.0);
-    } else if (!a->json) {
+    } else if (!a->json && !ended) {
         ctl_print(o, 2, "peer %u %s failed: %s%s", t->hit.peer_id, h, res->why,
                   res->retry_ms ? " (asked too often, giving up on it)" : "");
     }
@@ -385,6 +447,122 @@ static struct attempt *get_again(struct get_state *gs, struct attempt *t)
     return last;
 }
 
+/* --- the swarm's feed (xfer_feed): more holders of the same file --- */
+
+/* A hit of the same item as key: a file of the same size, md5 and root
+ * (only hits with a root swarm: their pieces are checked one by one). */
+static int same_key(const struct msg *h, const struct msg *key)
+{
+    return h->kind == MSG_KIND_FILE && key->kind == MSG_KIND_FILE && h->size == key->size &&
+           key->root[0] && strcmp(h->md5, key->md5) == 0 && strcmp(h->root, key->root) == 0;
+}
+
+/* xfer_feed.peek: the i-th untried hit of key's item in get_pick()'s
+ * order (the links whose hits failed least first, then arrival). */
+static const struct msg *feed_peek(void *ctx, const struct msg *key, unsigned i)
+{
+    struct get_ctx *g = ctx;
+    struct get_state *gs = g->gs;
+    struct msg hit;
+    unsigned best_fails = 0;
+    int pick = -1;
+
+    while (flood_next_hit(g->e->flood, g->q, 0, &hit) == FS_OK) /* those arrived meanwhile */
+        get_add_hit(gs, &hit);
+    /* the i-th by (failures of its link, arrival): i + 1 rounds of a minimum */
+    for (unsigned round = 0, last_fails = 0; round <= i; round++) {
+        int last = pick;
+        pick = -1;
+        for (unsigned n = 0; n < gs->n_pend; n++) {
+            const struct msg *h = &gs->pend[n];
+            if (!same_key(h, key) || holder_tried(gs, &h->holder))
+                continue;
+            unsigned fails = via_failures(gs, &h->from);
+            int after = last < 0 || fails > last_fails || (fails == last_fails && (int)n > last);
+            if (after && (pick < 0 || fails < best_fails)) {
+                pick = (int)n;
+                best_fails = fails;
+            }
+        }
+        if (pick < 0)
+            return NULL;
+        last_fails = best_fails;
+    }
+    return &gs->pend[pick];
+}
+
+/* xfer_feed.started: hit is a source now, tried like any other. */
+static void feed_started(void *ctx, const struct msg *hit, unsigned idx, unsigned k)
+{
+    struct get_ctx *g = ctx;
+    struct get_state *gs = g->gs;
+    char h[ADDR_STR_MAX];
+
+    if (gs->n_at < FLOOD_MAX_HITS) {
+        struct attempt *t = &gs->at[gs->n_at++];
+        memset(t, 0, sizeof *t);
+        t->hit = *hit;
+    }
+    if (!g->json)
+        ctl_print(g->o, 1, "adding peer %u %s as source %u of %u", hit->peer_id,
+                  addr_format(&hit->holder, h), idx, k);
+}
+
+/* xfer_feed.ended: a cut or bad source is a failed try of its holder
+ * (it counts against its link, and is never tried again in this get). */
+static void feed_ended(void *ctx, const struct msg *hit, enum xfer_source_state st,
+                       const char *why, uint64_t piece)
+{
+    struct get_ctx *g = ctx;
+    struct get_state *gs = g->gs;
+    char h[ADDR_STR_MAX];
+
+    if (st != XFER_SRC_CUT && st != XFER_SRC_BAD)
+        return;
+    for (unsigned i = 0; i < gs->n_at; i++) {
+        struct attempt *t = &gs->at[i];
+        if (!addr_equal(&t->hit.holder, &hit->holder))
+            continue;
+        t->st = st == XFER_SRC_BAD ? FS_EMISMATCH : FS_EIO;
+        t->ended = 1;
+        snprintf(t->why, sizeof t->why, "%s", why && why[0] ? why : "cut off");
+    }
+    if (g->json)
+        return;
+    addr_format(&hit->holder, h);
+    if (st == XFER_SRC_BAD)
+        ctl_print(g->o, 2, "peer %u %s sent piece %llu failing its SHA-256: cut off (bad); its "
+                  "pieces go to the others", hit->peer_id, h, (unsigned long long)piece);
+    else
+        ctl_print(g->o, 2, "peer %u %s cut off: %s; its pieces go to the others", hit->peer_id,
+                  h, why && why[0] ? why : "closed");
+}
+
+/* The last lines of a get that delivered: today's one for one source; with
+ * several, how many, then one line per source. */
+static void get_done_text(struct ctl_out *o, const char *name, const struct msg *w,
+                          const struct xfer_result *res)
+{
+    double mbs = res->seconds > 0 ? (double)res->bytes / res->seconds / 1e6 : 0;
+
+    if (res->srcs.n <= 1) {
+        ctl_print(o, 1, "downloaded \"%s\" from peer %u: %llu bytes in %.2f s (%.1f MB/s), "
+                  "MD5 %s verified", name, w->peer_id, (unsigned long long)w->size,
+                  res->seconds, mbs, w->md5);
+        return;
+    }
+    ctl_print(o, 1, "downloaded \"%s\" from %u sources: %llu bytes in %.2f s (%.1f MB/s), "
+              "MD5 %s verified", name, res->srcs.n, (unsigned long long)w->size, res->seconds,
+              mbs, w->md5);
+    for (unsigned i = 0; i < res->srcs.n; i++) {
+        const struct xfer_source_info *s = &res->srcs.s[i];
+        char h[ADDR_STR_MAX];
+        ctl_print(o, 1, "  peer %d %s  %s  %.1f MB  %llu pieces", s->peer,
+                  addr_format(&s->holder, h), xfer_source_state_name(s->state),
+                  (double)s->bytes / 1e6, (unsigned long long)s->chunks);
+    }
+}
+
 /* Downloads from the hits as they arrive until one holder delivers: hits
  * are waited for while the hit window is open, BUSY holders asked again
  * when they said, and the whole get ends at its deadline. */
@@ -397,7 +575,7 @@ static int cmd_get(const struct cmd_env *e, const struct args *a, struct ctl_out
     char final[PATH_MAX + 300], error[320] = "";
 
     memset(&res, 0, sizeof res);
-    if (need(o, a, 1, "get NAME [--json]") || check_name(o, a->pos[0]))
+    if (need(o, a, 1, "get NAME [--sources K] [--json]") || check_name(o, a->pos[0]))
         return CTL_EXIT_USAGE;
     const char *name = a->pos[0];
     snprintf(final, sizeof final, "%s/%s", c->share_dir, name);
@@ -414,13 +592,20 @@ static int cmd_get(const struct cmd_env *e, const struct args *a, struct ctl_out
     }
     uint64_t t0 = net_now_ms();
     struct get_ctx g = {.o = o,
-                        .deadline = c->get_timeout_ms ? t0 + c->get_timeout_ms : UINT64_MAX};
+                        .deadline = c->get_timeout_ms ? t0 + c->get_timeout_ms : UINT64_MAX,
+                        .e = e, .q = q, .gs = gs, .json = a->json};
+    /* --sources K, else max_sources: 1 is today's get, one holder at a time */
+    struct xfer_feed feed = {.k = a->sources ? a->sources : c->max_sources, .peek = feed_peek,
+                             .started = feed_started, .ended = feed_ended, .ctx = &g};
+    if (feed.k > 1)
+        g.feed = &feed;
     if (!a->json)
         ctl_print(o, 1, "searching for \"%s\" (query %s, ttl %u, sent to %u neighbours)", name,
                   flood_query_id(q), c->ttl, flood_query_sent(q));
     /* With no neighbour reachable, no hit can come: do not wait the window. */
     uint64_t window = t0 + (flood_query_sent(q) ? c->hit_window_ms : 0);
     int over = 0; /* done: a success, or a failure no other try would mend */
+    unsigned tried = 0; /* at[] index of the last get_try() */
     struct msg hit;
     while (!over && !o->broken && !get_cancelled(&g)) {
         while (flood_next_hit(e->flood, q, 0, &hit) == FS_OK) /* those already in */
@@ -466,17 +651,20 @@ static int cmd_get(const struct cmd_env *e, const struct args *a, struct ctl_out
             }
         }
         st = get_try(e, a, &g, name, c->share_dir, t, &res, &over);
+        tried = (unsigned)(t - gs->at);
     }
     unsigned n = gs->n_at;
-    const struct attempt *last = n ? &gs->at[n - 1] : NULL;
+    /* the last try (a swarm's added sources come after it in at[]) */
+    const struct attempt *last = n ? &gs->at[tried < n ? tried : n - 1] : NULL;
     int timed_out = st != FS_OK && net_now_ms() >= g.deadline && !ctl_client_gone(o);
-    if (st == FS_OK) {
-        double mbs = res.seconds > 0 ? (double)res.bytes / res.seconds / 1e6 : 0;
-        if (!a->json)
-            ctl_print(o, 1, "downloaded \"%s\" from peer %u: %llu bytes in %.2f s (%.1f MB/s), "
-                      "MD5 %s verified", name, last->hit.peer_id,
-                      (unsigned long long)last->hit.size, res.seconds, mbs, last->hit.md5);
-    } else if (timed_out) {
+    const struct msg *winner = last ? &last->hit : NULL;
+    int top = get_top_source(&res.srcs);
+    for (unsigned i = 0; st == FS_OK && top >= 0 && i < n; i++)
+        if (addr_equal(&gs->at[i].hit.holder, &res.srcs.s[top].holder))
+            winner = &gs->at[i].hit; /* the source that delivered most */
+    if (st == FS_OK && !a->json)
+        get_done_text(o, name, winner, &res);
+    else if (timed_out) {
         int part = last && xfer_partial_bytes(c->share_dir, name, last->hit.size, last->hit.md5);
         snprintf(error, sizeof error, "get_timeout_ms (%.1f s) reached after %u holder%s tried%s",
                  c->get_timeout_ms / 1000.0, n, n == 1 ? "" : "s",
@@ -492,7 +680,7 @@ static int cmd_get(const struct cmd_env *e, const struct args *a, struct ctl_out
         snprintf(error, sizeof error, "every holder failed (%u tried); last: %s", n, last->why);
     }
     if (a->json)
-        get_json(o, flood_query_id(q), name, st == FS_OK, gs->at, n, &res, error);
+        get_json(o, flood_query_id(q), name, st == FS_OK, gs->at, n, winner, &res, error);
     else if (st != FS_OK)
         ctl_print(o, 2, "floodshare: %s", error);
     flood_end(e->flood, q);
@@ -605,6 +793,7 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "upload_slots_per_addr", c->upload_slots_per_addr);
         json_uint(&j, "min_upload_rate", c->min_upload_rate);
         json_uint(&j, "get_timeout_ms", c->get_timeout_ms);
+        json_uint(&j, "max_sources", c->max_sources);
         json_uint(&j, "upload_rate", c->upload_rate);
         json_uint(&j, "download_rate", c->download_rate);
         json_arr_open(&j, "links_down");
@@ -644,6 +833,7 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     ctl_print(o, 1, "  rates        upload %s, download %s (all transfers together)",
               rate_text(up, sizeof up, c->upload_rate),
               rate_text(down_r, sizeof down_r, c->download_rate));
+    ctl_print(o, 1, "  swarming     up to %u sources per get (max_sources)", c->max_sources);
     ctl_print(o, 1, "  control      %s", node_sock_path(e->node));
     if (c->key_file[0])
         ctl_print(o, 1, "  security     keys: TLS 1.3, %zu trusted key%s", c->n_trusted,
@@ -926,11 +1116,12 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
         {"log_level", "peer", "log_level"},
         {"upload_rate", "limits", "upload_rate"},
         {"download_rate", "limits", "download_rate"},
+        {"max_sources", "limits", "max_sources"},
     };
     char err[CFG_ERR_MAX];
     struct cfg *n;
 
-    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level|upload_rate|download_rate VALUE"))
+    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level|upload_rate|download_rate|max_sources VALUE"))
         return CTL_EXIT_USAGE;
     size_t k = 0;
     while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, a->pos[0]) != 0)
@@ -955,7 +1146,7 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     }
     if (k == sizeof keys / sizeof keys[0]) {
         ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
-                  "log_level, upload_rate, download_rate can change while the peer runs)", a->pos[0]);
+                  "log_level, upload_rate, download_rate, max_sources can change while the peer runs)", a->pos[0]);
         return CTL_EXIT_USAGE;
     }
     /* Serialised: two concurrent modifies must not interleave file edits. */

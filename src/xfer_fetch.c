@@ -169,6 +169,7 @@ static fs_status cut(struct fetch *f, fs_status st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(f->res->why, sizeof f->res->why, fmt, ap);
     va_end(ap);
+    f->cuts++;
     stats_inc(f->x->stats, holders_cut);
     log_msg(L_WARN, "cut off holder %s (peer %u): %s", addr_format(&f->hit->holder, h),
             f->hit->peer_id, f->res->why);

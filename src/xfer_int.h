@@ -76,6 +76,7 @@ struct fetch {
     uint64_t t0, last_report, last_done;
     uint64_t last_trace; /* when the last transfer_progress event went out */
     uint64_t pos;        /* bytes of the item present, as last reported */
+    unsigned cuts;       /* holders cut through this context (counted in holders_cut) */
 };
 
 /* One file to fetch by FETCH: the item itself, or a file inside a folder. */

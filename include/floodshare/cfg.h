@@ -7,7 +7,7 @@
  *                hit_window_ms query_cache_size query_cache_ttl_ms max_ttl
  *                max_conns max_conns_per_addr query_rate query_burst
  *                upload_slots upload_slots_per_addr min_upload_rate get_timeout_ms
- *                upload_rate download_rate
+ *                max_sources upload_rate download_rate
  *   [security]   passphrase key trusted keylog (all off by default; tls.h)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
@@ -62,6 +62,8 @@ struct cfg {
                                     cut: 16384, 0 (never cut)..1073741824 */
     unsigned get_timeout_ms;     /* a whole `get`: finding, trying holders, downloading:
                                     120000, 0 (no deadline)..86400000 */
+    unsigned max_sources;        /* holders one get fetches from at once (swarming,
+                                    docs/DESIGN.md Transfers): 4, 1..8 */
     uint64_t upload_rate;        /* bytes/s of all uploads together (rate.h), K/M/G
                                     suffixes of 1024: 0 (no limit, the default) or 1K..64G */
     uint64_t download_rate;      /* ...of all downloads together */

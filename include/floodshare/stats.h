@@ -46,7 +46,10 @@
     X(upload_wait_ms, "ms uploads slept in the upload_rate bucket, all added up") \
     X(download_wait_ms, "ms downloads slept in the download_rate bucket, all added up") \
     X(bad_chunks, "received pieces that failed their SHA-256 (discarded, fetched again)") \
-    X(auth_failed, "connections closed: no TLS, wrong passphrase, or an untrusted key")
+    X(auth_failed, "connections closed: no TLS, wrong passphrase, or an untrusted key") \
+    X(swarm_sources, "holders a swarmed get fetched from at once, each counted as it started") \
+    X(endgame_requests, "pieces asked a second time at the end of a swarmed get (endgame)") \
+    X(duplicate_bytes, "bytes received for a piece another source had already delivered")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).

@@ -116,13 +116,17 @@ struct xfer_event {
     const struct fs_addr *holder;
 };
 
+struct xfer_feed;
+
 /* Optional hooks for a download: progress (called about 5 times a second)
  * and cancellation (polled between chunks; non-zero stops the download,
- * which stays resumable). Any member may be NULL. */
+ * which stays resumable). Any member may be NULL. feed: more holders of
+ * the same file while it downloads (swarming); NULL: one holder. */
 struct xfer_watch {
     void (*progress)(void *ctx, const struct xfer_event *ev);
     int (*cancelled)(void *ctx);
     void *ctx;
+    const struct xfer_feed *feed;
 };
 
 /* One holder's share of a swarmed get (docs/SWARMING.md, What the user sees). */
@@ -152,6 +156,30 @@ struct xfer_sources {
 
 /* The state's name as users and --json see it: "active", "busy", "done", "cut", "bad". */
 const char *xfer_source_state_name(enum xfer_source_state st);
+
+/* More holders for one get (docs/DESIGN.md, Transfers, "Many sources"): a
+ * file whose hit carried a root is fetched from up to k holders at once,
+ * each a source thread with its own connection; the first is the hit
+ * xfer_fetch() was given, the others come from here as their hits arrive.
+ * Every hook is called from the thread running xfer_fetch() only, never
+ * under a lock of the engine, so the get's own state needs no lock. */
+struct xfer_feed {
+    unsigned k; /* holders at once, 1..XFER_SOURCES_MAX; 1: today's get, one holder */
+    /* The i-th (from 0) hit waiting that may become a source, in the order
+     * the get would try them: a FOUND of the same item as key (a file of
+     * the same size, md5 and root) whose holder was not tried in this get.
+     * NULL past the last. The pointer is the get's, valid until the next
+     * call of any hook. */
+    const struct msg *(*peek)(void *ctx, const struct msg *key, unsigned i);
+    /* hit became source idx (1-based) of at most k: the get counts its
+     * holder as tried (never a source again in this get). */
+    void (*started)(void *ctx, const struct msg *hit, unsigned idx, unsigned k);
+    /* A source of a get with k > 1 ended: st XFER_SRC_DONE, or CUT / BAD
+     * with why (one line). piece: the piece that failed its SHA-256 (BAD). */
+    void (*ended)(void *ctx, const struct msg *hit, enum xfer_source_state st,
+                  const char *why, uint64_t piece);
+    void *ctx;
+};
 
 struct xfer_result {
     uint64_t bytes;        /* bytes received from the holder */

@@ -1,11 +1,17 @@
-"""The listening half the tests' lying holders share (evilpeer.py, evilzip.py): a socket on
-127.0.0.1 and a free port, one thread per connection, stopped by close(). A subclass sets its own
-fields, then calls start(), and answers each connection in _conn()."""
+"""The listening half the tests' lying holders share (evilpeer.py, evilzip.py, and PieceHolder
+below, a holder of a file with piece hashes): a socket on 127.0.0.1 and a free port, one thread
+per connection, stopped by close(). A subclass sets its own fields, then calls start(), and
+answers each connection in _conn()."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import threading
+import zlib
+
+MiB = 1 << 20
+PIECE = 512 * 1024  # PIECES_SIZE in include/floodshare/pieces.h
 
 
 def fields(line: str) -> dict[str, str]:
@@ -47,3 +53,97 @@ class FakeHolder:
 
     def _conn(self, c: socket.socket):
         raise NotImplementedError
+
+
+def piece_list(data: bytes, piece: int = PIECE) -> bytes:
+    return b"".join(hashlib.sha256(data[i:i + piece]).digest() for i in range(0, len(data), piece))
+
+
+def root_of(data: bytes, piece: int = PIECE) -> str:
+    head = b"floodshare-pieces 1 %d %d\n" % (len(data), piece)
+    return hashlib.sha256(head + piece_list(data, piece)).hexdigest()
+
+
+def xor(data: bytes, k: int) -> bytes:
+    n = len(data)
+    return (int.from_bytes(data, "little") ^ int.from_bytes(bytes([k]) * n, "little")).to_bytes(
+        n, "little")
+
+
+class PieceHolder(FakeHolder):
+    """Claims big.bin with the MD5 of `claimed` and the root of `content` (which serves its
+    pieces and its list). It answers several FETCHes on one connection, each up to its end= (a
+    swarm's spans). corrupt: the piece index sent with other bytes (and a CRC that matches
+    them); corrupt_all: every piece so. list_mode: good, tampered (one bit flipped), short (a hash missing). stop_after: hang up
+    after that many frames on one connection. gate: when not None, wait for it after `gate_after` frames."""
+
+    def __init__(self, claimed: bytes, content: bytes | None = None):
+        super().__init__()
+        self.claimed, self.content = claimed, content if content is not None else claimed
+        self.corrupt: int | None = None
+        self.corrupt_all = False  # every piece sent with other bytes
+        self.frames = 0  # DATA frames sent, over all connections
+        self._local = threading.local()
+        self.list_mode = "good"
+        self.stop_after: int | None = None
+        self.gate: threading.Event | None = None
+        self.gate_after = 0
+        self.range_chunk: int | None = None  # answer this chunk whatever was asked
+        self.hashes = 0
+        self.fetches: list[dict[str, str]] = []
+        self.start()
+
+    def _conn(self, c: socket.socket):
+        c.settimeout(30)
+        f = c.makefile("rb")
+        self._local.sent = 0  # frames sent on this connection, over all its FETCHes
+        try:
+            for raw in f:
+                line = raw.decode().rstrip("\r\n")
+                q = fields(line)
+                if " GET " in line:
+                    md5 = hashlib.md5(self.claimed).hexdigest()
+                    c.sendall((f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
+                               f"from={self.addr} holder={self.addr} peer=666 kind=file "
+                               f"size={len(self.claimed)} md5={md5} path=big.bin name=big.bin "
+                               f"root={root_of(self.content)}\n").encode())
+                elif " HASHES " in line:
+                    self.hashes += 1
+                    lst = piece_list(self.content)
+                    if self.list_mode == "tampered":
+                        lst = lst[:40] + bytes([lst[40] ^ 1]) + lst[41:]
+                    elif self.list_mode == "short":
+                        lst = lst[:-32]
+                    c.sendall((f"FLOOD/1 HASHLIST size={len(self.claimed)} md5={q['md5']} "
+                               f"root={q['root']} piece={PIECE} len={len(lst)}\n").encode() + lst)
+                elif " FETCH " in line:
+                    self.fetches.append(q)
+                    if not self._answer_fetch(c, q):
+                        return
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def _answer_fetch(self, c: socket.socket, q: dict[str, str]) -> bool:
+        """Sends the range [offset, end) (end= absent or 0: the file's end) in frames of the
+        chunk asked. False when it hung up (stop_after)."""
+        off, chunk = int(q["offset"]), self.range_chunk or int(q.get("chunk", 4 * MiB))
+        end = min(int(q.get("end", 0) or len(self.content)), len(self.content))
+        md5 = hashlib.md5(self.claimed).hexdigest()
+        c.sendall(f"FLOOD/1 RANGE size={len(self.claimed)} md5={md5} offset={off} "
+                  f"chunk={chunk}\n".encode())
+        for idx in range(off // chunk, (end + chunk - 1) // chunk):
+            if self.gate is not None and self._local.sent == self.gate_after:
+                self.gate.wait(60)
+            if self.stop_after is not None and self._local.sent == self.stop_after:
+                return False
+            data = self.content[idx * chunk:min((idx + 1) * chunk, end)]
+            if self.corrupt_all or (self.corrupt is not None and
+                                    idx * chunk <= self.corrupt * PIECE < (idx + 1) * chunk):
+                data = xor(data, 0x5A)
+            c.sendall(f"FLOOD/1 DATA idx={idx} len={len(data)} crc={zlib.crc32(data):08x}\n"
+                      .encode() + data)
+            self._local.sent += 1
+            self.frames += 1
+        return True  # the requester asks again on this connection, or hangs up

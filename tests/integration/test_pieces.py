@@ -6,7 +6,7 @@ does not match its root is refused; a partial whose pieces were checked against 
 re-checked, so contents never mix; a resume after SIGKILL reuses the kept list. FETCH's `end=`
 stops a range before the file's end.
 
-The lying and the pausable holders are PieceHolder, below: it claims big.bin with a root and
+The lying and the pausable holders are PieceHolder (fakeholder.py): it claims big.bin with a root and
 serves it in frames of the size asked, misbehaving as told."""
 
 import hashlib
@@ -19,97 +19,11 @@ import time
 import unittest
 import zlib
 
-from fakeholder import FakeHolder, fields
+from fakeholder import PIECE, PieceHolder, fields, piece_list, root_of, xor
 from fsnet import BIN, NetCase, last_json
 
 MiB = 1 << 20
-PIECE = 512 * 1024  # PIECES_SIZE in include/floodshare/pieces.h
 SIZE = 10 * MiB
-
-
-def piece_list(data: bytes, piece: int = PIECE) -> bytes:
-    return b"".join(hashlib.sha256(data[i:i + piece]).digest() for i in range(0, len(data), piece))
-
-
-def root_of(data: bytes, piece: int = PIECE) -> str:
-    head = b"floodshare-pieces 1 %d %d\n" % (len(data), piece)
-    return hashlib.sha256(head + piece_list(data, piece)).hexdigest()
-
-
-def xor(data: bytes, k: int) -> bytes:
-    n = len(data)
-    return (int.from_bytes(data, "little") ^ int.from_bytes(bytes([k]) * n, "little")).to_bytes(
-        n, "little")
-
-
-class PieceHolder(FakeHolder):
-    """Claims big.bin with the MD5 of `claimed` and the root of `content` (which serves its
-    pieces and its list). corrupt: the piece index sent with other bytes (and a CRC that matches
-    them). list_mode: good, tampered (one bit flipped), short (a hash missing). stop_after: hang up
-    after that many frames. gate: when not None, wait for it after `gate_after` frames."""
-
-    def __init__(self, claimed: bytes, content: bytes | None = None):
-        super().__init__()
-        self.claimed, self.content = claimed, content if content is not None else claimed
-        self.corrupt: int | None = None
-        self.list_mode = "good"
-        self.stop_after: int | None = None
-        self.gate: threading.Event | None = None
-        self.gate_after = 0
-        self.range_chunk: int | None = None  # answer this chunk whatever was asked
-        self.hashes = 0
-        self.fetches: list[dict[str, str]] = []
-        self.start()
-
-    def _conn(self, c: socket.socket):
-        c.settimeout(30)
-        f = c.makefile("rb")
-        try:
-            for raw in f:
-                line = raw.decode().rstrip("\r\n")
-                q = fields(line)
-                if " GET " in line:
-                    md5 = hashlib.md5(self.claimed).hexdigest()
-                    c.sendall((f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
-                               f"from={self.addr} holder={self.addr} peer=666 kind=file "
-                               f"size={len(self.claimed)} md5={md5} path=big.bin name=big.bin "
-                               f"root={root_of(self.content)}\n").encode())
-                elif " HASHES " in line:
-                    self.hashes += 1
-                    lst = piece_list(self.content)
-                    if self.list_mode == "tampered":
-                        lst = lst[:40] + bytes([lst[40] ^ 1]) + lst[41:]
-                    elif self.list_mode == "short":
-                        lst = lst[:-32]
-                    c.sendall((f"FLOOD/1 HASHLIST size={len(self.claimed)} md5={q['md5']} "
-                               f"root={q['root']} piece={PIECE} len={len(lst)}\n").encode() + lst)
-                elif " FETCH " in line:
-                    self.fetches.append(q)
-                    self._answer_fetch(c, q)
-                    return
-        except OSError:
-            pass
-        finally:
-            c.close()
-
-    def _answer_fetch(self, c: socket.socket, q: dict[str, str]):
-        off, chunk = int(q["offset"]), self.range_chunk or int(q.get("chunk", 4 * MiB))
-        md5 = hashlib.md5(self.claimed).hexdigest()
-        c.sendall(f"FLOOD/1 RANGE size={len(self.claimed)} md5={md5} offset={off} "
-                  f"chunk={chunk}\n".encode())
-        sent = 0
-        for idx in range(off // chunk, (len(self.content) + chunk - 1) // chunk):
-            if self.gate is not None and sent == self.gate_after:
-                self.gate.wait(60)
-            if self.stop_after is not None and sent == self.stop_after:
-                return
-            data = self.content[idx * chunk:(idx + 1) * chunk]
-            if self.corrupt is not None and idx * chunk <= self.corrupt * PIECE < (idx + 1) * chunk:
-                data = xor(data, 0x5A)
-            c.sendall(f"FLOOD/1 DATA idx={idx} len={len(data)} crc={zlib.crc32(data):08x}\n"
-                      .encode() + data)
-            sent += 1
-        time.sleep(1)  # the requester hangs up once it has it all
 
 
 def leftovers(share):
@@ -133,6 +47,8 @@ class PiecesTest(NetCase):
         cfg = json.loads(net.peer(1, "config", "--json").stdout)
         self.assertOk(net.peer(1, "modify", "neighbours",
                                ", ".join(cfg["neighbours"] + [holder.addr])))
+        # one holder, then the next: what these tests are about (test_swarm has several at once)
+        self.assertOk(net.peer(1, "modify", "max_sources", "1"))
         return net, holder, genuine
 
     def _get_holder_first(self, net):
@@ -232,6 +148,8 @@ class PiecesTest(NetCase):
         cfg = json.loads(net.peer(1, "config", "--json").stdout)
         self.assertOk(net.peer(1, "modify", "neighbours",
                                ", ".join(cfg["neighbours"] + [holder.addr])))
+        # one holder, then the next: what these tests are about (test_swarm has several at once)
+        self.assertOk(net.peer(1, "modify", "max_sources", "1"))
         self.assertNotEqual(root_of(other), root_of(genuine))
         doc = self._get_holder_first(net)
         self.assertEqual([a["ok"] for a in doc["attempts"]], [False, True], doc)

@@ -89,6 +89,9 @@ class ResumeTest(NetCase):
         net.wait_indexed(3, "big.bin")
         r = net.peer(1, "search", "big.bin", "--json")
         self.assertEqual(len(last_json(r.stdout)["hits"]), 2)
+        # one holder, then the other, resuming: what this test is about (test_swarm kills one
+        # of several sources at once)
+        self.assertOk(net.peer(1, "modify", "max_sources", "1"))
         get = self._start_get(net, "big.bin")
         self._wait_progress(net, 0.3, size)
         holder = net.active_download(1)["holder"]

@@ -1,0 +1,238 @@
+"""Swarming (issue 12, docs/DESIGN.md Transfers, "Many sources"): a get of a file with piece
+hashes fetches different pieces from up to max_sources holders of the same key (size, md5, root)
+at once, one source per holder, each piece checked on arrival; a holder that sends a bad piece or
+is cut gives its pieces to the others; `--sources K` / `[limits] max_sources` choose k, and 1 is
+today's get. Real peers on star:N (peer 1 in the middle, each leaf one hop away over its own
+link); the liar is a PieceHolder (fakeholder.py)."""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+from fakeholder import PIECE, PieceHolder
+from fsnet import BIN, NetCase, last_json
+
+MiB = 1 << 20
+
+
+class BackgroundGet:
+    """`peer 1 get NAME ARGS` in the background; its output lines as they come."""
+
+    def __init__(self, net, name, *args):
+        self.proc = subprocess.Popen([str(BIN), "--run", str(net.dir), "peer", "1", "get", name,
+                                      *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, bufsize=1)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait(self, timeout=90):
+        self.proc.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        err = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return self.proc.returncode, "".join(self.lines), err
+
+
+class SwarmTest(NetCase):
+    def holders(self, n, size, holders=None, rate=None, name="big.bin", data=None):
+        """star:n+1 with the same `size` random bytes as `name` on peers 2..n+1 (or `holders`),
+        each at upload_rate `rate` when given. Returns (net, data)."""
+        net = self.net(f"star:{n + 1}", seed_files=False)
+        data = data if data is not None else os.urandom(size)
+        for pid in holders or range(2, n + 2):
+            (net.share(pid) / name).write_bytes(data)
+        for pid in holders or range(2, n + 2):
+            net.wait_indexed(pid, name)
+            if rate:
+                self.assertOk(net.peer(pid, "modify", "upload_rate", rate))
+        return net, data
+
+    def get_json(self, net, name="big.bin", *args, timeout=90):
+        r = net.peer(1, "get", name, "--json", *args, timeout=timeout)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return last_json(r.stdout)
+
+    def test_four_holders_share_the_work(self):
+        size = 32 * MiB
+        net, data = self.holders(4, size, rate="4M")
+        doc = self.get_json(net)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        self.assertEqual(doc["md5"], hashlib.md5(data).hexdigest())
+        srcs = doc["sources"]
+        self.assertEqual(len(srcs), 4, doc)
+        self.assertEqual({s["state"] for s in srcs}, {"done"}, doc)
+        self.assertEqual(len({s["holder"] for s in srcs}), 4, doc)  # one source per holder
+        npieces = size // PIECE
+        for s in srcs:  # each did a real share of the work, not a token piece
+            self.assertGreaterEqual(s["chunks"], npieces // 8, doc)
+        self.assertEqual(sum(s["bytes"] for s in srcs), doc["bytes"], doc)
+        self.assertEqual(sum(s["chunks"] for s in srcs), npieces, doc)
+        self.assertEqual(doc["bytes"], size)
+        st = net.stats(1)
+        self.assertEqual(st["swarm_sources"], 4)
+        self.assertEqual(st["bad_chunks"], 0)
+        self.assertEqual(st["holders_cut"], 0)
+
+    def test_liar_among_four_is_marked_bad(self):
+        size = 16 * MiB
+        net, data = self.holders(3, size, rate="4M")
+        liar = PieceHolder(data)
+        liar.corrupt_all = True
+        self.addCleanup(liar.close)
+        cfg = json.loads(net.peer(1, "config", "--json").stdout)
+        self.assertOk(net.peer(1, "modify", "neighbours", ", ".join(cfg["neighbours"] +
+                                                                     [liar.addr])))
+        r = net.peer(1, "get", "big.bin", timeout=90)  # the text, then the same get's JSON
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        self.assertRegex(r.stderr, r"peer 666 %s sent piece \d+ failing its SHA-256: cut off "
+                         r"\(bad\); its pieces go to the others" % re.escape(liar.addr))
+        self.assertRegex(r.stdout, r'downloaded "big.bin" from 4 sources: 16777216 bytes in ')
+        self.assertRegex(r.stdout, r"\n  peer 666 %s  bad  0\.0 MB  0 pieces" %
+                         re.escape(liar.addr))
+        self.assertGreater(liar.frames, 0)  # it was asked, and lied
+        st = net.stats(1)
+        self.assertGreaterEqual(st["bad_chunks"], 1)
+        self.assertGreaterEqual(st["holders_cut"], 1)
+        # the JSON form of a second get (into a fresh share name) says the same per source
+        (net.share(1) / "big.bin").unlink()
+        net.wait_for(lambda: not (net.share(1) / "big.bin").exists())
+        doc = self.get_json(net)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        by = {s["holder"]: s for s in doc["sources"]}
+        self.assertIn(liar.addr, by, doc)
+        self.assertEqual(by[liar.addr]["state"], "bad", doc)
+        self.assertEqual(by[liar.addr]["bytes"], 0, doc)
+        self.assertEqual(sum(s["bytes"] for s in doc["sources"]), size, doc)
+        bad = [a for a in doc["attempts"] if a["holder"] == liar.addr]
+        self.assertEqual([a["ok"] for a in bad], [False], doc)
+        self.assertRegex(bad[0]["error"], r"^piece \d+ \(bytes \d+\.\.\d+\) failed its SHA-256")
+
+    def test_holder_sigkilled_mid_get_the_others_finish(self):
+        size = 32 * MiB
+        net, data = self.holders(4, size, rate="4M")
+        get = BackgroundGet(net, "big.bin", "--json")
+        net.wait_for(lambda: (net.active_download(1) or {}).get("done", 0) >= size // 4,
+                     timeout=30, step=0.05)
+        killed = f"{net.addr(3)[0]}:{net.addr(3)[1]}"
+        net.kill(3)
+        rc, out, err = get.wait()
+        self.assertEqual(rc, 0, out + err)
+        doc = last_json(out)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        by = {s["holder"]: s for s in doc["sources"]}
+        self.assertEqual(by[killed]["state"], "cut", doc)
+        self.assertEqual([s["state"] for h, s in by.items() if h != killed], ["done"] * 3, doc)
+        self.assertEqual(sum(s["bytes"] for s in doc["sources"]), size, doc)
+        self.assertGreaterEqual(net.stats(1)["holders_cut"], 1)
+        self.assertLess(doc["seconds"], 30, doc)  # well within get_timeout_ms (120 s)
+
+    def test_same_name_different_content_never_mix(self):
+        size = 8 * MiB
+        a, b = os.urandom(size), os.urandom(size)
+        net, _ = self.holders(4, size, holders=[2, 3], data=a)
+        for pid in (4, 5):
+            (net.share(pid) / "big.bin").write_bytes(b)
+            net.wait_indexed(pid, "big.bin")
+        doc = self.get_json(net)
+        got = (net.share(1) / "big.bin").read_bytes()
+        self.assertIn(got, (a, b))
+        side = {hashlib.md5(a).hexdigest(): [2, 3], hashlib.md5(b).hexdigest(): [4, 5]}
+        pids = side[hashlib.md5(got).hexdigest()]
+        want = {f"{net.addr(p)[0]}:{net.addr(p)[1]}" for p in pids}
+        self.assertTrue({s["holder"] for s in doc["sources"]} <= want, doc)
+        self.assertEqual(doc["md5"], hashlib.md5(got).hexdigest())
+        # A holder claiming A's md5 with B's root (and B's list and bytes), tried first: every
+        # piece matches its list, the whole fails at the MD5, and no piece of it reaches A.
+        (net.share(1) / "big.bin").unlink()
+        for pid in (4, 5):
+            self.assertOk(net.peer(pid, "rm", "big.bin"))
+        liar = PieceHolder(a, b)
+        self.addCleanup(liar.close)
+        cfg = json.loads(net.peer(1, "config", "--json").stdout)
+        self.assertOk(net.peer(1, "modify", "neighbours", ", ".join(cfg["neighbours"] +
+                                                                     [liar.addr])))
+        for pid in (2, 3):  # their hits wait until the liar's has arrived
+            os.kill(net.pid(pid), signal.SIGSTOP)
+        try:
+            before = net.stats(1)["hits_received"]
+            get = BackgroundGet(net, "big.bin", "--json")
+            net.wait_for(lambda: net.stats(1)["hits_received"] > before, timeout=10)
+        finally:
+            for pid in (2, 3):
+                os.kill(net.pid(pid), signal.SIGCONT)
+        rc, out, err = get.wait()
+        self.assertEqual(rc, 0, out + err)
+        doc = last_json(out)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), a)
+        self.assertEqual(doc["attempts"][0]["holder"], liar.addr, doc)
+        self.assertFalse(doc["attempts"][0]["ok"], doc)
+        self.assertIn("content MD5 mismatch", doc["attempts"][0]["error"])
+        want_a = {f"{net.addr(p)[0]}:{net.addr(p)[1]}" for p in (2, 3)}
+        self.assertTrue({s["holder"] for s in doc["sources"]} <= want_a, doc)
+        self.assertEqual(sum(s["bytes"] for s in doc["sources"]), size, doc)
+
+    def test_sources_one_is_todays_get(self):
+        net, data = self.holders(3, 4 * MiB)
+        r = net.peer(1, "get", "big.bin", "--sources", "1")
+        self.assertOk(r)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        lines = r.stdout.splitlines()
+        self.assertRegex(lines[0], r'^searching for "big.bin" \(query \w+, ttl \d+, sent to 3 ')
+        self.assertRegex(lines[1], r"^found at peer \d 127\.0\.0\.1:\d+, 1 hops away \(file, "
+                                   r"4194304 bytes\): downloading$")
+        self.assertRegex(lines[2], r'^downloaded "big.bin" from peer \d: 4194304 bytes in ')
+        self.assertEqual(len(lines), 3, r.stdout)
+        self.assertEqual(net.stats(1)["swarm_sources"], 0)
+        (net.share(1) / "big.bin").unlink()
+        self.assertOk(net.peer(1, "modify", "max_sources", "1"))
+        self.assertEqual(json.loads(net.peer(1, "config", "--json").stdout)["max_sources"], 1)
+        self.assertIn("up to 1 sources per get (max_sources)", net.peer(1, "config").stdout)
+        doc = self.get_json(net)
+        self.assertEqual(len(doc["sources"]), 1, doc)
+        self.assertEqual(doc["sources"][0]["state"], "done")
+        self.assertEqual(doc["sources"][0]["bytes"], 4 * MiB)
+        self.assertEqual(net.stats(1)["swarm_sources"], 0)
+        for bad in ("9", "0", "x", "-1"):
+            r = net.peer(1, "get", "other.bin", "--sources", bad)
+            self.assertEqual(r.returncode, 64, r.stdout + r.stderr)  # EX_USAGE
+            self.assertIn("--sources takes a number of holders from 1 to 8", r.stderr)
+        r = net.peer(1, "modify", "max_sources", "9")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertRegex(r.stderr, r"\[limits\] max_sources: .*1\.\.8")
+        self.assertEqual(json.loads(net.peer(1, "config", "--json").stdout)["max_sources"], 1)
+
+    def test_upload_rate_holds_per_holder_in_a_swarm(self):
+        rate, size = 1 * MiB, 64 * MiB  # 4 holders x 1 MiB/s: ~16 s, 10 s of it sampled
+        net, data = self.holders(4, size, rate="1M")
+        get = BackgroundGet(net, "big.bin", "--json")
+        net.wait_for(lambda: (net.active_download(1) or {}).get("done", 0) >= 8 * MiB,
+                     timeout=30, step=0.05)
+        pids = range(2, 6)
+        t0, s0 = time.monotonic(), [net.stats(p)["bytes_sent"] for p in pids]
+        time.sleep(10)
+        t1, s1 = time.monotonic(), [net.stats(p)["bytes_sent"] for p in pids]
+        rc, out, err = get.wait()
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        self.assertLess((net.active_download(1) or {}).get("done", 0), size)  # idle now
+        for pid, a, b in zip(pids, s0, s1):
+            r = (b - a) / (t1 - t0)
+            self.assertLessEqual(abs(r - rate), 0.05 * rate,
+                                 f"peer {pid}: {r / MiB:.3f} MiB/s, want 1 MiB/s +-5%")
+
+
+if __name__ == "__main__":
+    unittest.main()
