@@ -689,6 +689,21 @@ static void reap(struct swarm *sw)
     }
 }
 
+/* The slow-holder rule (sched_retire_slow): with a spare hit waiting and
+ * every source running, one clearly slower than the others is closed
+ * (DONE: it lied about nothing), its pieces go back, and the spare starts
+ * in its place on the next pass. Without a spare it stays: its spans
+ * shrink with its rate and the endgame covers its tail. Lock held. */
+static void retire_slow_locked(struct swarm *sw, int spare)
+{
+    int row = sched_retire_slow(sw->sd, net_now_ms(), spare);
+
+    if (row < 0)
+        return;
+    drop_rows_locked(sw, &row, 1);
+    pthread_cond_broadcast(&sw->wake); /* its pieces are the others' now */
+}
+
 static unsigned live_sources(const struct swarm *sw)
 {
     unsigned n = 0;
@@ -714,6 +729,14 @@ static int run(struct swarm *sw, int hasher_started)
         int finished = sched_have_count(sw->sd) == sw->npieces;
         if (nlive == 0 && (!hasher_started || sw->hasher_done || sw->stop))
             break;
+        if (many(sw) && !sw->stop && !finished && nlive == sw->k &&
+            sw->nsrc < SWARM_STARTS_MAX) {
+            pthread_mutex_unlock(&sw->lock);
+            int spare = sw->feed->peek(sw->feed->ctx, sw->f->hit, 0) != NULL;
+            pthread_mutex_lock(&sw->lock);
+            retire_slow_locked(sw, spare);
+            nlive = live_sources(sw);
+        }
         if (many(sw) && !sw->stop && !finished && nlive < sw->k) {
             pthread_mutex_unlock(&sw->lock);
             add_source(sw);

@@ -17,7 +17,7 @@ class SmallConfusionsTest(NetCase):
             "without `floodshare [--run DIR]` in front", ""))
         self.assertNotIn("usage:", r.stdout)
         for line in ("  peers [--json]", "  peer N COMMAND [ARGS]", "  watch [--json]",
-                     "  get NAME [--json]", "  help, exit"):
+                     "  get NAME [--sources K] [--json]", "  help, exit"):
             self.assertIn(line, r.stdout)
         # from a shell, --help keeps the full usage
         self.assertIn("usage: floodshare [--run DIR] peer ID COMMAND", net.cli("--help").stdout)

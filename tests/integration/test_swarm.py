@@ -234,5 +234,61 @@ class SwarmTest(NetCase):
                                  f"peer {pid}: {r / MiB:.3f} MiB/s, want 1 MiB/s +-5%")
 
 
+    def test_endgame_does_not_wait_for_the_slow_holder(self):
+        """Three holders at 8 MiB/s and one at 64 KiB/s: without the endgame the slow one's
+        first span (2 pieces, 1 MiB) alone takes 16 s; with it, the others fetch its pieces a
+        second time once nothing is missing, and the slower copy is dropped."""
+        size = 32 * MiB
+        net, data = self.holders(4, size, rate="8M")
+        self.assertOk(net.peer(5, "modify", "upload_rate", "64K"))
+        t0 = time.monotonic()
+        doc = self.get_json(net)
+        wall = time.monotonic() - t0
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        slow = f"{net.addr(5)[0]}:{net.addr(5)[1]}"
+        by = {s["holder"]: s for s in doc["sources"]}
+        self.assertEqual(len(by), 4, doc)
+        self.assertEqual(by[slow]["state"], "done", doc)
+        self.assertEqual({s["state"] for s in doc["sources"]}, {"done"}, doc)
+        self.assertLess(doc["seconds"], 6, doc)
+        self.assertLess(wall, 10, doc)
+        st = net.stats(1)
+        self.assertGreaterEqual(st["endgame_requests"], 1)
+        self.assertLessEqual(st["duplicate_bytes"], 3 * PIECE + MiB)
+        self.assertEqual(st["holders_cut"], 0)  # a dropped copy is no fault of its holder
+
+    def test_resume_after_sigkill_with_other_holders_resends_one_piece_per_source(self):
+        """Holders 2..5 (2 MiB/s each) serve half of 48 MiB while 6..9 are paused; peer 1 is
+        SIGKILLed, restarted, 2..5 paused and 6..9 resumed: the second get keeps every piece
+        written, so what 2..5 sent and the second get did not keep is at most one piece (and a
+        rate unit in flight) per source."""
+        size = 48 * MiB
+        net, data = self.holders(8, size, rate="2M")
+        for pid in range(6, 10):
+            self.assertOk(net.peer(pid, "pause"))
+        get = BackgroundGet(net, "big.bin", "--json")
+        net.wait_for(lambda: (net.active_download(1) or {}).get("done", 0) >= size // 2,
+                     timeout=30, step=0.05)
+        net.kill(1)
+        get.wait()
+        time.sleep(0.5)  # the holders notice the reset and stop counting
+        sent = sum(net.stats(p)["bytes_sent"] for p in range(2, 6))
+        self.assertLess(sent, size)
+        net.restart(1)
+        for pid in range(2, 6):
+            self.assertOk(net.peer(pid, "pause"))
+        for pid in range(6, 10):
+            self.assertOk(net.peer(pid, "resume"))
+        doc = self.get_json(net)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        first = {f"{net.addr(p)[0]}:{net.addr(p)[1]}" for p in range(2, 6)}
+        self.assertFalse({s["holder"] for s in doc["sources"]} & first, doc)
+        self.assertGreater(doc["resumed_from"], 0, doc)
+        resent = sent - doc["resumed_from"]
+        self.assertLessEqual(resent, 4 * (PIECE + 128 * 1024),
+                             f"{sent} sent by 2..5, {doc['resumed_from']} kept")
+        self.assertEqual(doc["resumed_from"] + doc["bytes"], size, doc)
+
+
 if __name__ == "__main__":
     unittest.main()
