@@ -121,20 +121,27 @@ class SwarmTest(NetCase):
         self.assertRegex(bad[0]["error"], r"^piece \d+ \(bytes \d+\.\.\d+\) failed its SHA-256")
 
     def test_holder_sigkilled_mid_get_the_others_finish(self):
+        """Five holders for four sources: at 25% one source's holder is SIGKILLed; its pieces
+        are missing again at once, and the spare hit starts in its place."""
         size = 32 * MiB
-        net, data = self.holders(4, size, rate="4M")
+        net, data = self.holders(5, size, rate="4M")
         get = BackgroundGet(net, "big.bin", "--json")
         net.wait_for(lambda: (net.active_download(1) or {}).get("done", 0) >= size // 4,
                      timeout=30, step=0.05)
-        killed = f"{net.addr(3)[0]}:{net.addr(3)[1]}"
-        net.kill(3)
+        sending = [p for p in range(2, 7) if net.stats(p)["bytes_sent"] > 0]
+        self.assertEqual(len(sending), 4, sending)  # four sources, one spare
+        victim = sending[1]
+        spare = next(p for p in range(2, 7) if p not in sending)
+        net.kill(victim)
         rc, out, err = get.wait()
         self.assertEqual(rc, 0, out + err)
         doc = last_json(out)
         self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
         by = {s["holder"]: s for s in doc["sources"]}
+        killed = f"{net.addr(victim)[0]}:{net.addr(victim)[1]}"
         self.assertEqual(by[killed]["state"], "cut", doc)
-        self.assertEqual([s["state"] for h, s in by.items() if h != killed], ["done"] * 3, doc)
+        self.assertEqual([s["state"] for h, s in by.items() if h != killed], ["done"] * 4, doc)
+        self.assertGreater(by[f"{net.addr(spare)[0]}:{net.addr(spare)[1]}"]["bytes"], 0, doc)
         self.assertEqual(sum(s["bytes"] for s in doc["sources"]), size, doc)
         self.assertGreaterEqual(net.stats(1)["holders_cut"], 1)
         self.assertLess(doc["seconds"], 30, doc)  # well within get_timeout_ms (120 s)
