@@ -294,6 +294,32 @@ static void test_cfg_rejects_bad_upload_limits(void **state)
     assert_spec_error(state, &s, "limits", "min_upload_rate", "out of range (0..1073741824)");
 }
 
+/* [limits] max_sources: holders one get fetches from at once, 1..8, 4 by
+ * default (a holder has 8 upload slots; beyond that threads and buffers
+ * grow for no gain). */
+static void test_cfg_max_sources(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.max_sources, 4);
+    s.extra = "\n[limits]\nmax_sources = 1\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.max_sources, 1);
+    s.extra = "\n[limits]\nmax_sources = 8\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.max_sources, 8);
+    s.extra = "\n[limits]\nmax_sources = 0\n";
+    assert_spec_error(state, &s, "limits", "max_sources", "\"0\" is out of range (1..8)");
+    s.extra = "\n[limits]\nmax_sources = 9\n";
+    assert_spec_error(state, &s, "limits", "max_sources", "\"9\" is out of range (1..8)");
+}
+
 static void test_cfg_loads_rates_with_suffixes(void **state)
 {
     struct fixture *f = *state;
@@ -1033,6 +1059,7 @@ int main(void)
         T(test_cfg_applies_defaults),
         T(test_cfg_loads_upload_limits),
         T(test_cfg_rejects_bad_upload_limits),
+        T(test_cfg_max_sources),
         T(test_cfg_loads_rates_with_suffixes),
         T(test_cfg_rejects_bad_rates_naming_the_key),
         T(test_cfg_resolves_share_dir_against_ini_folder),
