@@ -89,6 +89,7 @@ class PieceHolder(FakeHolder):
         self.gate: threading.Event | None = None
         self.gate_after = 0
         self.range_chunk: int | None = None  # answer this chunk whatever was asked
+        self.also_found: list[str] = []  # more holders its FOUNDs name (a storm over one link)
         self.hashes = 0
         self.fetches: list[dict[str, str]] = []
         self.start()
@@ -103,10 +104,11 @@ class PieceHolder(FakeHolder):
                 q = fields(line)
                 if " GET " in line:
                     md5 = hashlib.md5(self.claimed).hexdigest()
-                    c.sendall((f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
-                               f"from={self.addr} holder={self.addr} peer=666 kind=file "
-                               f"size={len(self.claimed)} md5={md5} path=big.bin name=big.bin "
-                               f"root={root_of(self.content)}\n").encode())
+                    for holder in [self.addr] + self.also_found:
+                        c.sendall((f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
+                                   f"from={self.addr} holder={holder} peer=666 kind=file "
+                                   f"size={len(self.claimed)} md5={md5} path=big.bin "
+                                   f"name=big.bin root={root_of(self.content)}\n").encode())
                 elif " HASHES " in line:
                     self.hashes += 1
                     lst = piece_list(self.content)

@@ -241,6 +241,43 @@ class SwarmTest(NetCase):
                                  f"peer {pid}: {r / MiB:.3f} MiB/s, want 1 MiB/s +-5%")
 
 
+    def test_half_the_sources_per_link_while_others_wait(self):
+        """One neighbour link answers first with a storm of four holders (PieceHolders that
+        stall after their RANGE); three genuine holders answer over their own links. At most
+        ceil(4 / 2) = 2 sources come over the storm's link while the others' hits wait, so two
+        genuine sources fetch the file at once instead of waiting out four stalls."""
+        size = 8 * MiB
+        net, data = self.holders(3, size)
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        storm = [PieceHolder(data) for _ in range(4)]
+        for h in storm:
+            h.gate, h.gate_after = gate, 0
+            self.addCleanup(h.close)
+        storm[0].also_found = [h.addr for h in storm[1:]]
+        cfg = json.loads(net.peer(1, "config", "--json").stdout)
+        self.assertOk(net.peer(1, "modify", "neighbours", ", ".join(cfg["neighbours"] +
+                                                                     [storm[0].addr])))
+        for pid in (2, 3, 4):  # the storm's hits arrive first
+            os.kill(net.pid(pid), signal.SIGSTOP)
+        try:
+            get = BackgroundGet(net, "big.bin", "--json")
+            net.wait_for(lambda: net.stats(1)["hits_received"] >= 4, timeout=10)
+        finally:
+            for pid in (2, 3, 4):
+                os.kill(net.pid(pid), signal.SIGCONT)
+        rc, out, err = get.wait()
+        self.assertEqual(rc, 0, out + err)
+        doc = last_json(out)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        addrs = {h.addr for h in storm}
+        # the first four sources, in start order: two of the storm's, then the others'; a
+        # storm source may start later, once no other link's hit waits (a stalled one closed)
+        self.assertEqual(len([s for s in doc["sources"][:4] if s["holder"] in addrs]), 2, doc)
+        self.assertTrue(all(s["bytes"] == 0 for s in doc["sources"] if s["holder"] in addrs),
+                        doc)
+        self.assertLess(doc["seconds"], 8, doc)  # not after the stalls' io_timeout_ms (10 s)
+
     def test_endgame_does_not_wait_for_the_slow_holder(self):
         """Three holders at 8 MiB/s and one at 64 KiB/s: without the endgame the slow one's
         first span (2 pieces, 1 MiB) alone takes 16 s; with it, the others fetch its pieces a
