@@ -646,7 +646,8 @@ static void add_source(struct swarm *sw)
         h = fd->peek(fd->ctx, sw->f->hit, i); /* peek's pointer lasts until the next call */
         unsigned link = link_of(sw, &h->from);
         pthread_mutex_lock(&sw->lock);
-        fs_status st = sw->stop || sched_have_count(sw->sd) == sw->npieces
+        /* nothing missing: a new source could only ask for second copies */
+        fs_status st = sw->stop || sched_missing_count(sw->sd) == 0
                            ? FS_ETOOBIG
                            : sched_add(sw->sd, addr_format(&h->holder, holder), link, other,
                                        &row);

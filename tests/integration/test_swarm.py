@@ -124,7 +124,7 @@ class SwarmTest(NetCase):
         """Five holders for four sources: at 25% one source's holder is SIGKILLed; its pieces
         are missing again at once, and the spare hit starts in its place."""
         size = 32 * MiB
-        net, data = self.holders(5, size, rate="4M")
+        net, data = self.holders(5, size, rate="2M")  # ~4 s: the kill lands mid-way
         get = BackgroundGet(net, "big.bin", "--json")
         net.wait_for(lambda: (net.active_download(1) or {}).get("done", 0) >= size // 4,
                      timeout=30, step=0.05)
