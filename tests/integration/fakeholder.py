@@ -104,11 +104,12 @@ class PieceHolder(FakeHolder):
                 q = fields(line)
                 if " GET " in line:
                     md5 = hashlib.md5(self.claimed).hexdigest()
-                    for holder in [self.addr] + self.also_found:
-                        c.sendall((f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
-                                   f"from={self.addr} holder={holder} peer=666 kind=file "
-                                   f"size={len(self.claimed)} md5={md5} path=big.bin "
-                                   f"name=big.bin root={root_of(self.content)}\n").encode())
+                    c.sendall("".join(  # one write: they arrive together
+                        f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
+                        f"from={self.addr} holder={holder} peer=666 kind=file "
+                        f"size={len(self.claimed)} md5={md5} path=big.bin name=big.bin "
+                        f"root={root_of(self.content)}\n"
+                        for holder in [self.addr] + self.also_found).encode())
                 elif " HASHES " in line:
                     self.hashes += 1
                     lst = piece_list(self.content)

@@ -260,9 +260,9 @@ class SwarmTest(NetCase):
                                                                      [storm[0].addr])))
         for pid in (2, 3, 4):  # the storm's hits arrive first
             os.kill(net.pid(pid), signal.SIGSTOP)
-        try:
+        try:  # released as soon as the storm's first hit is in (its four come together)
             get = BackgroundGet(net, "big.bin", "--json")
-            net.wait_for(lambda: net.stats(1)["hits_received"] >= 4, timeout=10)
+            net.wait_for(lambda: "at peer 666 " in net.log(1), timeout=10, step=0.002)
         finally:
             for pid in (2, 3, 4):
                 os.kill(net.pid(pid), signal.SIGCONT)
