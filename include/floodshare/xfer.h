@@ -203,6 +203,9 @@ struct xfer_result {
  * res->retry_ms when the holder had no upload slot free (nothing lost: a
  * partial stays resumable); other statuses with res->why when this holder
  * failed.
+ * A file whose hit carries a root is fetched from up to watch->feed->k
+ * holders of the same key at once (struct xfer_feed); res->srcs then names
+ * each (one entry for one holder).
  * A holder that sends other bytes than it announced, stalls, trickles
  * (XFER_FRAME_TIMEOUTS) or sends more than was asked is cut off at once
  * (stats holders_cut) and res->why says which.
