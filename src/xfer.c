@@ -147,3 +147,9 @@ size_t xfer_active_list(struct xfer_plane *x, struct xfer_active *out, size_t ma
     pthread_mutex_unlock(&t->lock);
     return n;
 }
+
+const char *xfer_source_state_name(enum xfer_source_state st)
+{
+    static const char *const names[] = {"active", "busy", "done", "cut", "bad"};
+    return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "?";
+}

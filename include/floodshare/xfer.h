@@ -125,6 +125,34 @@ struct xfer_watch {
     void *ctx;
 };
 
+/* One holder's share of a swarmed get (docs/SWARMING.md, What the user sees). */
+enum xfer_source_state {
+    XFER_SRC_ACTIVE, /* connected and fetching */
+    XFER_SRC_BUSY,   /* waiting out the holder's BUSY */
+    XFER_SRC_DONE,   /* finished, or closed with nothing left for it */
+    XFER_SRC_CUT,    /* failed: closed, reset, stalled, refused */
+    XFER_SRC_BAD     /* sent a piece failing its SHA-256: cut for this item */
+};
+
+#define XFER_SOURCES_MAX 8
+
+struct xfer_source_info {
+    int peer;                   /* the holder's peer id from its FOUND, 0 when unknown */
+    struct fs_addr holder;      /* where it was fetched from */
+    uint64_t bytes;             /* verified bytes it delivered (no duplicates, no bad) */
+    uint64_t chunks;            /* verified pieces it delivered */
+    uint64_t rate;              /* bytes per second over its last 4 s */
+    enum xfer_source_state state;
+};
+
+struct xfer_sources {
+    unsigned n;                 /* entries used, in the order the sources started */
+    struct xfer_source_info s[XFER_SOURCES_MAX];
+};
+
+/* The state's name as users and --json see it: "active", "busy", "done", "cut", "bad". */
+const char *xfer_source_state_name(enum xfer_source_state st);
+
 struct xfer_result {
     uint64_t bytes;        /* bytes received from the holder */
     uint64_t resumed_from; /* bytes that were already there (a resumed download) */
@@ -135,6 +163,7 @@ struct xfer_result {
                               another holder would fail the same way */
     unsigned retry_ms;     /* on failure: the holder answered BUSY (every upload slot
                               taken) and asks to be tried again after this long */
+    struct xfer_sources srcs; /* per source, in start order (one entry for a one-holder FETCH get) */
 };
 
 /* Downloads the item of hit (a FOUND) into the peer's share under
