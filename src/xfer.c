@@ -80,6 +80,7 @@ void xfer_slot_penalize(struct xfer_plane *x, const char *host)
 
 void xfer_slot_give(struct xfer_plane *x, struct xfer_slot *s)
 {
+    xfer_uptrace_end(x, &s->tr, FS_OK);
     if (!s->held)
         return;
     slots_give(x->up, s->host);

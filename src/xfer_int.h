@@ -51,6 +51,10 @@ int xfer_table_add(struct xfer_plane *x, int upload, const char *name,
 void xfer_table_set(struct xfer_plane *x, int row, uint64_t done);
 void xfer_table_del(struct xfer_plane *x, int row);
 
+/* Ends tr's transfer if one is open: transfer_done for FS_OK, else
+ * transfer_failed naming st (xfer_serve.c). */
+void xfer_uptrace_end(struct xfer_plane *x, struct xfer_uptrace *tr, fs_status st);
+
 /* An upload to host was cut for being slow: refuse it slots (BUSY) for
  * XFER_SLOW_PENALTY_MS. */
 void xfer_slot_penalize(struct xfer_plane *x, const char *host);

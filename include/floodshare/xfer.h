@@ -14,6 +14,7 @@
 #include "floodshare/conn.h"
 #include "floodshare/msg.h"
 #include "floodshare/status.h"
+#include "floodshare/trace.h"
 
 struct node;
 struct xfer_plane;
@@ -76,10 +77,27 @@ struct xfer_plane *xfer_plane_new(struct node *n, const struct xfer_limits *lim)
 /* Frees x; no transfer may be running. NULL is a no-op. */
 void xfer_plane_free(struct xfer_plane *x);
 
-/* The upload slot of one requester's connection; zero it before use. */
+/* What the holder traces of one requester's connection: one transfer per
+ * connection and item, however many FETCHes (spans, end=) it takes, so a
+ * swarming requester cannot flood the 4096-event ring. transfer_started
+ * at the item's first FETCH; transfer_done when the connection ends, is
+ * parked idle or asks for another item, transfer_failed when a FETCH of
+ * it fails (the connection is then closed). Its bytes: the position after
+ * the last byte sent; source_bytes and count: bytes and DATA frames sent
+ * of it on this connection. */
+struct xfer_uptrace {
+    int open;
+    struct trace_event ev;
+    uint64_t last_ms; /* the last event, for transfer_progress's pace */
+};
+
+/* The upload slot of one requester's connection and its trace; zero it
+ * before use, give it back (xfer_slot_give) when the connection ends or
+ * is parked. */
 struct xfer_slot {
     int held;
     char host[ADDR_HOST_MAX + 1]; /* the requester's address, while held */
+    struct xfer_uptrace tr;
 };
 
 /* Takes a slot for the requester on c unless s already holds one. 0 when
@@ -87,7 +105,8 @@ struct xfer_slot {
  * and the caller must close c. */
 int xfer_slot_take(struct xfer_plane *x, struct conn *c, struct xfer_slot *s);
 
-/* Gives s's slot back if it holds one. */
+/* Gives s's slot back if it holds one, and ends its traced transfer if
+ * one is open (transfer_done). */
 void xfer_slot_give(struct xfer_plane *x, struct xfer_slot *s);
 
 /* Serves one REQUEST (an item as a zip archive) or FETCH (a file's bytes
@@ -97,8 +116,10 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req);
 
 /* Serve FETCH (a file's bytes from an offset, in DATA frames) and LIST (a
  * folder's manifest). Return 0 when the connection may carry another
- * request, -1 when it must be closed. */
-int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req);
+ * request, -1 when it must be closed. A FETCH is traced in s->tr (the
+ * connection's slot, as xfer_slot_take() took it). */
+int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, struct xfer_slot *s,
+                     const struct msg *req);
 int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req);
 /* Serves HASHES: the piece hash list of a file whose FOUND carried a root,
  * from the index's sidecar (share.h SHARE_PIECES_DIR), checked against the
