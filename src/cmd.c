@@ -223,6 +223,7 @@ static void get_progress(void *ctx, const struct xfer_event *ev)
     pr.resumed = ev->resumed_from;
     pr.rate = (uint64_t)ev->rate;
     pr.peer = ev->peer;
+    pr.sources = ev->sources ? ev->sources : 1;
     addr_format(ev->holder, pr.holder);
     snprintf(pr.name, sizeof pr.name, "%s", ev->name);
     ctl_send_progress(ctx, &pr);

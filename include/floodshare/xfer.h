@@ -135,6 +135,9 @@ struct xfer_event {
     double rate;           /* bytes per second, recent */
     unsigned peer;         /* holder's id */
     const struct fs_addr *holder;
+    unsigned sources;      /* holders fetching at once (rate is their sum); 0 means 1.
+                              The swarm engine sets it: the progress line says
+                              "from N sources" when N > 1 */
 };
 
 /* Optional hooks for a download: progress (called about 5 times a second)
