@@ -16,6 +16,7 @@
 #include "floodshare/status.h"
 #include "floodshare/trace.h"
 
+struct json;
 struct node;
 struct xfer_plane;
 
@@ -221,10 +222,28 @@ struct xfer_active {
     struct fs_addr other;        /* holder, or requester */
     uint64_t done, total;
     double seconds;              /* since it started */
+    struct xfer_sources srcs;    /* a download's sources as its coordinator last published
+                                    them (xfer_table_set_sources); n 0: none published */
 };
 
 
-/* Copies up to max running transfers into out; returns how many. */
+/* Copies up to max running transfers into out; returns how many. An
+ * entry is about 1 KiB: callers keep XFER_MAX_ACTIVE of them on the heap. */
 size_t xfer_active_list(struct xfer_plane *x, struct xfer_active *out, size_t max);
+
+/* The coordinator of a swarmed get publishes its sources for `transfers`
+ * (a snapshot, copied under the table lock). row is what xfer_table_add()
+ * (xfer_int.h) returned for the download: -1 (not listed) does nothing.
+ * At most XFER_SOURCES_MAX entries are kept, whatever src->n says. */
+void xfer_table_set_sources(struct xfer_plane *x, int row, const struct xfer_sources *src);
+
+/* `transfers`' line of one source, without a newline:
+ * "  source   peer 2 127.0.0.1:10812   active  215 pieces  112721920 bytes  40.1 MB/s".
+ * Pure. Returns out. */
+char *xfer_source_format(const struct xfer_source_info *s, char *out, size_t cap);
+
+/* Writes s as the array `key`: [{"peer", "holder", "bytes", "chunks",
+ * "rate", "state"}, ...] in start order (`transfers --json`). */
+void xfer_sources_json(struct json *j, const char *key, const struct xfer_sources *s);
 
 #endif
