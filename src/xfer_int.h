@@ -80,6 +80,8 @@ struct fetch {
     uint64_t t0, last_report, last_done;
     uint64_t last_trace; /* when the last transfer_progress event went out */
     uint64_t pos;        /* bytes of the item present, as last reported */
+    unsigned sources;    /* holders fetching now, for the progress line (0: one); the
+                            swarm engine sets it, xfer_fetch_report() passes it on */
 };
 
 /* One file to fetch by FETCH: the item itself, or a file inside a folder. */
