@@ -713,6 +713,22 @@ static unsigned live_sources(const struct swarm *sw)
     return n;
 }
 
+/* The sources as they are now, in start order (lock held). */
+static void snapshot_locked(const struct swarm *sw, struct xfer_sources *out)
+{
+    out->n = sw->nsrc;
+    for (unsigned t = 0; t < sw->nsrc; t++) {
+        const struct source *s = &sw->src[t];
+        struct xfer_source_info *o = &out->s[t];
+        o->peer = (int)s->hit.peer_id;
+        o->holder = s->hit.holder;
+        o->bytes = s->bytes;
+        o->chunks = s->pieces;
+        o->rate = s->rate;
+        o->state = s->state;
+    }
+}
+
 /* Waits for the sources and the hasher, adding sources from the feed,
  * reporting progress and watching for a cancel; a stop (failure or
  * cancel) shuts every source's socket so that a blocking read ends at
@@ -721,6 +737,7 @@ static unsigned live_sources(const struct swarm *sw)
  * goes on to other hits. Returns 1 when cancelled. */
 static int run(struct swarm *sw, int hasher_started)
 {
+    struct xfer_sources snap;
     int was_cancelled = 0;
 
     pthread_mutex_lock(&sw->lock);
@@ -763,7 +780,14 @@ static int run(struct swarm *sw, int hasher_started)
                                                                           net_now_ms());
             s->rate = r > 0 ? (uint64_t)r : 0;
         }
+        if (many(sw))
+            snapshot_locked(sw, &snap);
+        nlive = live_sources(sw);
         pthread_mutex_unlock(&sw->lock);
+        if (many(sw)) { /* `transfers` and the progress line: copied out, then published */
+            sw->f->sources = nlive > 0 ? nlive : 1;
+            xfer_table_set_sources(sw->f->x, sw->f->slot, &snap);
+        }
         if (!was_cancelled && xfer_fetch_cancelled(sw->f)) {
             was_cancelled = 1;
             pthread_mutex_lock(&sw->lock);
