@@ -67,9 +67,14 @@ class SwarmTest(NetCase):
     def test_four_holders_share_the_work(self):
         size = 32 * MiB
         net, data = self.holders(4, size, rate="4M")
-        doc = self.get_json(net)
+        r = net.peer(1, "get", "big.bin", "--json", timeout=90)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        doc = last_json(r.stdout)
         self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
         self.assertEqual(doc["md5"], hashlib.md5(data).hexdigest())
+        # the progress events count the sources running (the line says "from 4 sources")
+        events = [json.loads(l) for l in r.stdout.splitlines()[:-1] if '"progress"' in l]
+        self.assertEqual(max(e.get("sources", 1) for e in events), 4, events[-3:])
         srcs = doc["sources"]
         self.assertEqual(len(srcs), 4, doc)
         self.assertEqual({s["state"] for s in srcs}, {"done"}, doc)
