@@ -336,6 +336,32 @@ def sharecache_seeds():
           -9223372036854775807, 999999999, MD5)]))
 
 
+
+def syncstate_text(frm, records):
+    """.floodshare/sync/<hex of NAME>.state as syncstate.c writes it (syncstate.h)."""
+    return f"floodshare-sync 1\nfrom {frm}\n" + "".join(
+        f"{m} {size} {mtime} {path}\n" for m, size, mtime, path in records)
+
+
+def syncstate_seeds():
+    recs = [(MD5, 12, "1764892800.123456789", "music"),
+            (md5(b""), 0, "-5.500000000", "music/a%20b.txt"),
+            (md5(b"big"), 524288001, "1577836800.000000000", "music/sub/%C3%A9t%C3%A9.flac")]
+    good = syncstate_text("127.0.0.1:4000", recs)
+    write("syncstate", "three", good)
+    write("syncstate", "no_records", syncstate_text("[::1]:10813", []))
+    write("syncstate", "host_name", syncstate_text("peer-3.example:10813", recs[:1]))
+    write("syncstate", "unsorted", syncstate_text("127.0.0.1:4000", list(reversed(recs))))
+    write("syncstate", "repeated", syncstate_text("127.0.0.1:4000", [recs[0], recs[0]]))
+    write("syncstate", "dotdot", syncstate_text("127.0.0.1:4000", [(MD5, 1, "0.000000000", "a/../b")]))
+    write("syncstate", "absolute", syncstate_text("127.0.0.1:4000", [(MD5, 1, "0.000000000", "%2Fetc")]))
+    write("syncstate", "torn_last_line", good[:-3])
+    write("syncstate", "version_2", good.replace("floodshare-sync 1", "floodshare-sync 2", 1))
+    write("syncstate", "long_name", syncstate_text("127.0.0.1:4000", [
+        (MD5, 1, "0.000000000", "d/" + "%C3%A9" * 120 + ".txt")]))
+    write("syncstate", "huge_numbers", syncstate_text("127.0.0.1:65535", [
+        (MD5, 9223372036854775807, "-9223372036854775807.999999999", "x")]))
+
 PROOT = "b142540ea694b6ad8393c36d8a94fb0aa2865717af0ac6319544bc0a8a36e3e9"
 
 
@@ -392,5 +418,6 @@ if __name__ == "__main__":
     sharecache_seeds()
     pieces_seeds()
     fp_seeds()
+    syncstate_seeds()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")
