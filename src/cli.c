@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "floodshare/cfg.h"
+#include "floodshare/cmd_browse.h"
 #include "floodshare/ctl.h"
 #include "floodshare/fp.h"
 #include "floodshare/json.h"
@@ -229,8 +230,45 @@ static int call_interruptible(const char *sock, int argc, char **argv, const str
     return code;
 }
 
+/* The second peer a command names (`browse M`, `get PATH from M`): a peer
+ * id of the run folder becomes the address in its INI (its advertise, else
+ * host:port); anything else goes to the peer as written (HOST:PORT). The
+ * index of M in args, or -1 when the command names no second peer. */
+static int second_peer_arg(int nargs, char **args)
+{
+    int want = strcmp(args[0], "browse") == 0 ? 1 : cmd_is_get_from(nargs, args) ? 3 : 0;
+
+    for (int i = 1, pos = 0; want && i < nargs; i++)
+        if (strcmp(args[i], "--json") != 0 && ++pos == want)
+            return i;
+    return -1;
+}
+
+/* Resolves a peer id M into out (ADDR_STR_MAX). 0, or -1 after saying why. */
+static int resolve_peer(const char *run_dir, const char *m, char *out)
+{
+    char path[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX], err[CFG_ERR_MAX];
+    unsigned id = parse_id(m);
+    struct cfg *c = malloc(sizeof *c);
+    int rc = -1;
+
+    if (c && rundir_ini_path(run_dir, id, path, sizeof path, why, sizeof why) == FS_OK &&
+        cfg_load(path, c, err, sizeof err) == FS_OK) {
+        addr_format(&c->advertise, out);
+        rc = 0;
+    } else {
+        char have[256];
+        id_ranges(run_dir, have, sizeof have);
+        fprintf(stderr, "floodshare: no peer %u in %s%s%s (give HOST:PORT for a peer "
+                "elsewhere)\n", id, run_dir, have[0] ? ": peers are " : "", have);
+    }
+    free(c);
+    return rc;
+}
+
 static int cmd_peer(const char *run_dir, int argc, char **argv)
 {
+    char m_addr[ADDR_STR_MAX];
     char sock[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX];
     char *args[CTL_MAX_ARGS];
     struct view_state vs = {0};
@@ -265,6 +303,12 @@ static int cmd_peer(const char *run_dir, int argc, char **argv)
     if (rundir_sock_path(run_dir, id, sock, sizeof sock, why, sizeof why) != FS_OK) {
         fprintf(stderr, "floodshare: %s\n", why);
         return CTL_EXIT_USAGE;
+    }
+    int m = nargs ? second_peer_arg(nargs, args) : -1;
+    if (m > 0 && parse_id(args[m])) {
+        if (resolve_peer(run_dir, args[m], m_addr) < 0)
+            return CTL_EXIT_USAGE;
+        args[m] = m_addr;
     }
     int code = nargs ? call_interruptible(sock, nargs, args, &view) : CTL_EXIT_USAGE;
     if (code == CTL_EXIT_NOPEER)
