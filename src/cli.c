@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "floodshare/cfg.h"
-#include "floodshare/cmd_browse.h"
 #include "floodshare/ctl.h"
 #include "floodshare/fp.h"
 #include "floodshare/json.h"
@@ -53,11 +52,14 @@ static const char repl_head[] =
 /* One line per command a peer runs; both helps show them. */
 static const char peer_commands[] =
     "  get NAME [--json]       find NAME by flooding a query, download it into the share\n"
+    "  get PATH from M [--json]  download PATH of peer M's share directly (no query; see browse)\n"
+    "  browse M [PATH] [--json]  list peer M's share (or its folder PATH): name, kind, size,\n"
+    "                          MD5, mtime; M is a peer id or HOST:PORT\n"
     "  search NAME [--json]    list the hits for NAME (holder, kind, size, MD5, hops)\n"
     "  ls [--json]             what this peer shares\n"
     "  config [--json]         this peer's settings\n"
-    "  modify KEY VALUE        change ttl, neighbours, share_dir, log_level, upload_rate or\n"
-    "                          download_rate, live and in the INI\n"
+    "  modify KEY VALUE        change ttl, neighbours, share_dir, log_level, upload_rate,\n"
+    "                          download_rate or browse, live and in the INI\n"
     "  stats [--json]          counters: queries, duplicates, hits, bytes\n"
     "  transfers [--json]      downloads and uploads running now, and partial downloads\n"
     "  link down|up HOST:PORT  cut the link to a neighbour (no GET/FOUND either way), or mend it\n"
@@ -230,45 +232,8 @@ static int call_interruptible(const char *sock, int argc, char **argv, const str
     return code;
 }
 
-/* The second peer a command names (`browse M`, `get PATH from M`): a peer
- * id of the run folder becomes the address in its INI (its advertise, else
- * host:port); anything else goes to the peer as written (HOST:PORT). The
- * index of M in args, or -1 when the command names no second peer. */
-static int second_peer_arg(int nargs, char **args)
-{
-    int want = strcmp(args[0], "browse") == 0 ? 1 : cmd_is_get_from(nargs, args) ? 3 : 0;
-
-    for (int i = 1, pos = 0; want && i < nargs; i++)
-        if (strcmp(args[i], "--json") != 0 && ++pos == want)
-            return i;
-    return -1;
-}
-
-/* Resolves a peer id M into out (ADDR_STR_MAX). 0, or -1 after saying why. */
-static int resolve_peer(const char *run_dir, const char *m, char *out)
-{
-    char path[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX], err[CFG_ERR_MAX];
-    unsigned id = parse_id(m);
-    struct cfg *c = malloc(sizeof *c);
-    int rc = -1;
-
-    if (c && rundir_ini_path(run_dir, id, path, sizeof path, why, sizeof why) == FS_OK &&
-        cfg_load(path, c, err, sizeof err) == FS_OK) {
-        addr_format(&c->advertise, out);
-        rc = 0;
-    } else {
-        char have[256];
-        id_ranges(run_dir, have, sizeof have);
-        fprintf(stderr, "floodshare: no peer %u in %s%s%s (give HOST:PORT for a peer "
-                "elsewhere)\n", id, run_dir, have[0] ? ": peers are " : "", have);
-    }
-    free(c);
-    return rc;
-}
-
 static int cmd_peer(const char *run_dir, int argc, char **argv)
 {
-    char m_addr[ADDR_STR_MAX];
     char sock[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX];
     char *args[CTL_MAX_ARGS];
     struct view_state vs = {0};
@@ -303,12 +268,6 @@ static int cmd_peer(const char *run_dir, int argc, char **argv)
     if (rundir_sock_path(run_dir, id, sock, sizeof sock, why, sizeof why) != FS_OK) {
         fprintf(stderr, "floodshare: %s\n", why);
         return CTL_EXIT_USAGE;
-    }
-    int m = nargs ? second_peer_arg(nargs, args) : -1;
-    if (m > 0 && parse_id(args[m])) {
-        if (resolve_peer(run_dir, args[m], m_addr) < 0)
-            return CTL_EXIT_USAGE;
-        args[m] = m_addr;
     }
     int code = nargs ? call_interruptible(sock, nargs, args, &view) : CTL_EXIT_USAGE;
     if (code == CTL_EXIT_NOPEER)
@@ -515,7 +474,7 @@ int cli_exec(const char *run_dir, int argc, char **argv)
     }
     static const char *const peer_cmds[] = {"get", "search", "ls", "config", "modify", "stats",
                                             "transfers", "link", "pause", "resume", "events",
-                                            "rm"};
+                                            "rm", "browse"};
     for (size_t i = 0; i < sizeof peer_cmds / sizeof peer_cmds[0]; i++) {
         if (strcmp(argv[0], peer_cmds[i]) != 0)
             continue;

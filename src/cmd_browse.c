@@ -19,6 +19,7 @@
 #include "floodshare/name.h"
 #include "floodshare/net.h"
 #include "floodshare/node.h"
+#include "floodshare/rundir.h"
 #include "floodshare/xfer.h"
 
 /* A browse's JSON: 10,000 entries take about 2.5 MB; a folder of
@@ -50,10 +51,39 @@ static int bargs_parse(int argc, char **argv, struct bargs *a, struct ctl_out *o
     return 0;
 }
 
-static int parse_holder(struct ctl_out *o, const char *cmd, const char *s, struct fs_addr *out)
+/* A peer id of the run folder (digits only, 1..65535): the address its INI
+ * advertises (advertise, else host:port), read from the folder the peer
+ * itself runs in, which is the folder the CLI, the REPL and the dashboard
+ * found its socket in. 0, or -1 after saying why. */
+static int resolve_id(const struct cmd_env *e, struct ctl_out *o, const char *cmd, const char *s,
+                      struct fs_addr *out)
+{
+    char path[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX], err[CFG_ERR_MAX];
+    unsigned long id = strtoul(s, NULL, 10);
+    struct cfg *c = malloc(sizeof *c);
+    const char *dir = node_run_dir(e->node);
+    int rc = -1;
+
+    if (c && id >= 1 && id <= 65535 && s[0] != '0' &&
+        rundir_ini_path(dir, (unsigned)id, path, sizeof path, why, sizeof why) == FS_OK &&
+        cfg_load(path, c, err, sizeof err) == FS_OK) {
+        *out = c->advertise;
+        rc = 0;
+    } else {
+        ctl_print(o, 2, "floodshare: %s: no peer %s in %s (give HOST:PORT for a peer "
+                  "elsewhere)", cmd, s, dir);
+    }
+    free(c);
+    return rc;
+}
+
+static int parse_holder(const struct cmd_env *e, struct ctl_out *o, const char *cmd,
+                        const char *s, struct fs_addr *out)
 {
     const char *why = NULL;
 
+    if (s[0] && strspn(s, "0123456789") == strlen(s))
+        return resolve_id(e, o, cmd, s, out);
     if (addr_parse(s, strlen(s), out, &why) == FS_OK)
         return 0;
     ctl_print(o, 2, "floodshare: %s: \"%s\" is not a peer: give a peer id of the run folder or "
@@ -135,7 +165,7 @@ int cmd_browse(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o
         ctl_print(o, 2, "usage: peer N browse M [PATH] [--json]   (M: a peer id or HOST:PORT)");
         return CTL_EXIT_USAGE;
     }
-    if (parse_holder(o, "browse", a.pos[0], &holder) < 0 ||
+    if (parse_holder(e, o, "browse", a.pos[0], &holder) < 0 ||
         (a.n == 2 && parse_path(o, "browse", a.pos[1], path, sizeof path, 1) < 0))
         return CTL_EXIT_USAGE;
     addr_format(&holder, h);
@@ -366,7 +396,7 @@ int cmd_get_from(const struct cmd_env *e, int argc, char **argv, struct ctl_out 
         return CTL_EXIT_USAGE;
     }
     if (parse_path(o, "get", a.pos[0], path, sizeof path, 0) < 0 ||
-        parse_holder(o, "get", a.pos[2], &holder) < 0)
+        parse_holder(e, o, "get", a.pos[2], &holder) < 0)
         return CTL_EXIT_USAGE;
     hit.holder = holder;
     addr_format(&holder, h);

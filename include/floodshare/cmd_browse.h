@@ -1,7 +1,8 @@
 /* cmd_browse.h - the peer-side commands that look into another peer's
  * share: `browse M [PATH] [--json]` and `get PATH from M [--json]`
- * (browse.h is the wire). cmd_run() dispatches to them; M is HOST:PORT
- * here (the CLI turns a peer id of the run folder into its address). */
+ * (browse.h is the wire). cmd_run() dispatches to them. M is a peer id of
+ * the peer's run folder (the address its INI advertises) or HOST:PORT
+ * ([v6]:PORT), so the CLI, the REPL and the dashboard name peers alike. */
 #ifndef FLOODSHARE_CMD_BROWSE_H
 #define FLOODSHARE_CMD_BROWSE_H
 
