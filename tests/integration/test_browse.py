@@ -11,7 +11,8 @@ without a flood.
 - Names with `..`, absolute paths and links are refused, by the CLI and by the holder on the wire
   (a link is counted as symlinks_refused), and nothing outside the share is shown.
 - `get PATH from M` downloads with no GET anywhere (no query started, none handled) and the MD5
-  matches; it never overwrites. M may be a peer id or HOST:PORT.
+  matches; cut off by Ctrl-C it resumes when asked again; it never overwrites. M may be a peer id
+  or HOST:PORT.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
 import unittest
 from pathlib import Path
 
-from fsnet import NetCase, md5_of
+from fsnet import BIN, NetCase, md5_of
 
 MARKER = "OUTSIDE-THE-SHARE-b7e2"  # never inside a share: any sight of it is a leak
 
@@ -212,16 +215,31 @@ class BrowseTest(NetCase):
     def test_get_from_fetches_without_a_flood(self):
         share3 = self.n.share(3)
         (share3 / "pack" / "in").mkdir(parents=True)
-        data = os.urandom(3 * 1024 * 1024 + 7)
+        data = os.urandom(6 * 1024 * 1024 + 7)
         (share3 / "pack" / "big.bin").write_bytes(data)
         (share3 / "pack" / "in" / "x.txt").write_text("x\n")
         self.n.wait_indexed(3, "pack")
         before = {pid: self.n.stats(pid) for pid in (1, 2, 3)}
         # 3 is two hops from 1 and not its neighbour: only a direct connection reaches it.
+        # Cut off part-way (Ctrl-C: the CLI hangs up, the peer cancels), then asked again: it
+        # resumes like any get.
+        self.assertOk(self.n.peer(1, "modify", "download_rate", "2M"))
+        cut = subprocess.Popen([str(BIN), "--run", str(self.n.dir), "peer", "1", "get",
+                                "pack/big.bin", "from", "3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        self.n.wait_for(lambda: (self.n.active_download(1) or {}).get("done", 0) > 1 << 20,
+                        timeout=20)
+        cut.send_signal(signal.SIGINT)
+        _, err = cut.communicate(timeout=20)
+        self.assertEqual(cut.returncode, 130, err)  # the CLI's "interrupted"
+        self.n.wait_for(lambda: self.n.active_download(1) is None, timeout=20)  # the peer saw it
+        self.assertFalse((self.n.share(1) / "big.bin").exists())
+        self.assertOk(self.n.peer(1, "modify", "download_rate", "0"))
         r = self.n.peer(1, "get", "pack/big.bin", "from", "3", "--json")
         self.assertOk(r, "get from")
         doc = json.loads(r.stdout.splitlines()[-1])
         self.assertTrue(doc["ok"], doc)
+        self.assertGreater(doc["resumed_from"], 0, doc)
         self.assertEqual(doc["md5"], md5_of(share3 / "pack" / "big.bin"))
         self.assertEqual(md5_of(self.n.share(1) / "big.bin"), doc["md5"])
         host, port = self.n.addr(3)
