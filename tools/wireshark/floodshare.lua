@@ -11,7 +11,7 @@
 --     FLOOD/1 VERB key=value key=value ...\n
 --
 -- of at most 2048 bytes, optionally followed by a BINARY BODY whose length the header's `len`
--- gives (only ITEM, DATA and MANIFEST have one). Values are percent-encoded, so a header never
+-- gives (only ITEM, DATA, MANIFEST, HASHLIST and LISTING have one). Values are percent-encoded, so a header never
 -- holds a raw space, newline or non-ASCII byte: "my file.txt" travels as "my%20file.txt".
 --
 -- What makes this dissector more than a string split is TCP. TCP delivers a byte stream, not
