@@ -57,6 +57,9 @@ def msg_seeds():
         "fetch_end": "FLOOD/1 FETCH path=a.bin md5=" + MD5 + " offset=1048576 chunk=1048576 "
                      "end=2097152\n",
         "error_empty": "FLOOD/1 ERROR code=busy msg=\r\n",
+        "browse_top": "FLOOD/1 BROWSE from=127.0.0.1:10811 offset=0\n",
+        "browse_path": "FLOOD/1 BROWSE from=[::1]:10811 offset=1000 path=docs/my%20notes\n",
+        "listing": "FLOOD/1 LISTING peer=3 total=10000 offset=1000 count=1000 next=2000 len=123456 path=docs\n",
         "fetch": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912\n",
         "fetch_chunk": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912 chunk=1048576\n",
         "range": f"FLOOD/1 RANGE size=1073741824 md5={MD5} offset=536870912 chunk=4194304\n",
@@ -308,6 +311,25 @@ def trace_seeds():
         write("trace", k, v)
 
 
+def listing_seeds():
+    """LISTING bodies as a holder writes them (listing.h), and broken ones."""
+    root = hashlib.sha256(b"x").hexdigest()
+    good = (f"f 12 {MD5} 1733400000 {root} a.txt\n"
+            f"f 0 - 1733400001 - b%20c\n"
+            f"d 99 {MD5} 5 - docs\n"
+            f"d - - 7 - new\n")
+    write("listing", "page", good)
+    write("listing", "empty", "")
+    write("listing", "one_file", f"f 1 {MD5} 0 - x\n")
+    write("listing", "utf8_name", f"f 3 - 0 - caf%C3%A9\n")
+    write("listing", "unsorted", f"f 1 - 0 - b\nf 1 - 0 - a\n")
+    write("listing", "dotdot", f"f 1 - 0 - ..\n")
+    write("listing", "slash", f"f 1 - 0 - a%2Fb\n")
+    write("listing", "folder_root", f"d 1 - 0 {root} d\n")
+    write("listing", "no_newline", f"f 1 - 0 - a")
+    write("listing", "long_name", "f 1 - 0 - " + "%C3%A9" * 127 + "\n")
+
+
 def sharecache_text(entries):
     """index.cache as share.c writes it (sharecache.h)."""
     body = "floodshare-index 2\n" + "".join(
@@ -416,6 +438,7 @@ if __name__ == "__main__":
     http_seeds()
     trace_seeds()
     sharecache_seeds()
+    listing_seeds()
     pieces_seeds()
     fp_seeds()
     syncstate_seeds()
