@@ -76,7 +76,7 @@ _floodshare()
         return
     fi
 
-    local peer_cmds="get search ls config modify stats transfers link pause resume rm watch events"
+    local peer_cmds="get search ls config modify stats transfers link pause resume rm watch events browse"
     if ((${#w[@]} == 0)); then
         COMPREPLY=($(compgen -W "peer peers watch trace web serve keygen fingerprint --run
                                --help --version" -- "$cur"))
@@ -101,7 +101,8 @@ _floodshare()
                             ;;
                         modify)
                             COMPREPLY=($(compgen -W "ttl neighbours share_dir log_level
-                                                   upload_rate download_rate" -- "$cur")) ;;
+                                                   upload_rate download_rate browse" -- "$cur")) ;;
+                        browse) COMPREPLY=($(compgen -W "$(_floodshare_ids "$dir")" -- "$cur")) ;;
                         link) COMPREPLY=($(compgen -W "down up" -- "$cur")) ;;
                         ls | config | stats | transfers | watch | events)
                             COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
@@ -109,11 +110,20 @@ _floodshare()
                     ;;
                 *)
                     case ${w[2]} in
-                        get) COMPREPLY=($(compgen -W "--json --quiet" -- "$cur")) ;;
+                        get)
+                            if [[ $prev == from ]]; then
+                                COMPREPLY=($(compgen -W "$(_floodshare_ids "$dir")" -- "$cur"))
+                            else
+                                COMPREPLY=($(compgen -W "from --json --quiet" -- "$cur"))
+                            fi
+                            ;;
+                        browse) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
                         search | rm) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
                         modify)
                             [[ ${w[3]} == log_level ]] &&
-                                COMPREPLY=($(compgen -W "error warn info debug" -- "$cur")) ;;
+                                COMPREPLY=($(compgen -W "error warn info debug" -- "$cur"))
+                            [[ ${w[3]} == browse ]] &&
+                                COMPREPLY=($(compgen -W "any neighbours none" -- "$cur")) ;;
                     esac
                     ;;
             esac

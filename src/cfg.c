@@ -79,6 +79,9 @@ static const char *const peer_keys[] = {"id",  "host",      "port", "advertise",
     "query_rate, query_burst, upload_slots, upload_slots_per_addr, min_upload_rate, "   \
     "get_timeout_ms, max_sources, upload_rate, download_rate"
 #define NEIGHBOUR_SEPS ", \t"
+/* [accept]: what this peer lets others do to it (browse.h). */
+static const char *const accept_keys[] = {"browse", NULL};
+#define ACCEPT_KEYS "browse"
 static const char *const security_keys[] = {"passphrase", "key", "trusted", "keylog", NULL};
 #define SECURITY_KEYS "passphrase, key, trusted, keylog"
 #define PASSPHRASE_MIN 8
@@ -280,6 +283,14 @@ static int security_known(const char *key)
     return 0;
 }
 
+static int accept_known(const char *key)
+{
+    for (size_t i = 0; accept_keys[i]; i++)
+        if (strcmp(key, accept_keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static int peer_known(const char *key)
 {
     for (size_t i = 0; peer_keys[i]; i++)
@@ -317,6 +328,8 @@ static fs_status check_keys(const struct loader *ld, const char *sec)
             st = fail(ld, sec, key, "unknown key (expected " LIMIT_KEYS ")");
         else if (strcmp(sec, "security") == 0 && !security_known(key))
             st = fail(ld, sec, key, "unknown key (expected " SECURITY_KEYS ")");
+        else if (strcmp(sec, "accept") == 0 && !accept_known(key))
+            st = fail(ld, sec, key, "unknown key (expected " ACCEPT_KEYS ")");
     }
     free(keys);
     return st;
@@ -330,7 +343,7 @@ static fs_status check_orphans(const struct loader *ld)
         const char *k = ld->d->key[i];
         if (k && k[0] == ':')
             return fail(ld, NULL, k + 1, "setting outside any section (put it under [peer], "
-                                         "[neighbours], [limits] or [security])");
+                                         "[neighbours], [limits], [security] or [accept])");
     }
     return FS_OK;
 }
@@ -345,9 +358,10 @@ static fs_status check_names(const struct loader *ld)
         const char *sec = iniparser_getsecname(ld->d, i);
         fs_status st;
         if (strcmp(sec, "peer") != 0 && strcmp(sec, "neighbours") != 0 &&
-            strcmp(sec, "limits") != 0 && strcmp(sec, "security") != 0)
+            strcmp(sec, "limits") != 0 && strcmp(sec, "security") != 0 &&
+            strcmp(sec, "accept") != 0)
             return fail(ld, sec, NULL, "unknown section (expected [peer], [neighbours], "
-                                       "[limits] or [security])");
+                                       "[limits], [security] or [accept])");
         st = check_keys(ld, sec);
         if (st)
             return st;
@@ -694,6 +708,44 @@ static fs_status load_security(const struct loader *ld)
     return st;
 }
 
+/* [accept] browse = any|neighbours|none, default any. */
+static fs_status load_accept(const struct loader *ld)
+{
+    const char *v = get(ld, "accept", "browse");
+    char q[QUOTE_BUF];
+
+    ld->c->accept_browse = CFG_ACCEPT_ANY;
+    if (!v)
+        return FS_OK;
+    int a = cfg_accept_parse(v);
+    if (a < 0)
+        return fail(ld, "accept", "browse", "%s is not any, neighbours or none",
+                    quote(q, v, strlen(v)));
+    ld->c->accept_browse = (enum cfg_accept)a;
+    return FS_OK;
+}
+
+int cfg_accept_parse(const char *s)
+{
+    if (strcmp(s, "any") == 0)
+        return CFG_ACCEPT_ANY;
+    if (strcmp(s, "neighbours") == 0)
+        return CFG_ACCEPT_NEIGHBOURS;
+    if (strcmp(s, "none") == 0)
+        return CFG_ACCEPT_NONE;
+    return -1;
+}
+
+const char *cfg_accept_name(enum cfg_accept a)
+{
+    switch (a) {
+    case CFG_ACCEPT_ANY: return "any";
+    case CFG_ACCEPT_NEIGHBOURS: return "neighbours";
+    case CFG_ACCEPT_NONE: return "none";
+    }
+    return "?";
+}
+
 /* cfg_load() of path, but errors name the file `name`: cfg_set() validates
  * a temporary file and must report the real one. */
 static fs_status load_as(const char *path, const char *name, struct cfg *out, char *err,
@@ -723,6 +775,8 @@ static fs_status load_as(const char *path, const char *name, struct cfg *out, ch
         st = load_neighbours(&ld);
     if (!st)
         st = load_security(&ld);
+    if (!st)
+        st = load_accept(&ld);
     iniparser_freedict(ld.d);
     return st;
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "floodshare/cfg.h"
+#include "floodshare/cmd_browse.h"
 #include "floodshare/ctl.h"
 #include "floodshare/cut.h"
 #include "floodshare/flood.h"
@@ -804,6 +805,9 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_bool(&j, "paused", cut_paused(node_cut(e->node)));
         json_str(&j, "security", security_mode(c));
         json_uint(&j, "trusted", c->n_trusted);
+        json_obj_open(&j, "accept");
+        json_str(&j, "browse", cfg_accept_name(c->accept_browse));
+        json_obj_close(&j);
         json_obj_close(&j);
         return emit_json(o, &j);
     }
@@ -851,6 +855,7 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     ctl_print(o, 1, "  links down   %s", nb[0] ? nb : "(none)");
     ctl_print(o, 1, "  paused       %s",
               cut_paused(node_cut(e->node)) ? "yes (drops every GET and FOUND)" : "no");
+    ctl_print(o, 1, "  accept       browse %s", cfg_accept_name(c->accept_browse));
     return CTL_EXIT_OK;
 }
 
@@ -1139,11 +1144,13 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
         {"upload_rate", "limits", "upload_rate"},
         {"download_rate", "limits", "download_rate"},
         {"max_sources", "limits", "max_sources"},
+        {"browse", "accept", "browse"},
     };
     char err[CFG_ERR_MAX];
     struct cfg *n;
 
-    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level|upload_rate|download_rate|max_sources VALUE"))
+    if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level|upload_rate|download_rate|"
+                      "max_sources|browse VALUE"))
         return CTL_EXIT_USAGE;
     size_t k = 0;
     while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, a->pos[0]) != 0)
@@ -1168,7 +1175,8 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     }
     if (k == sizeof keys / sizeof keys[0]) {
         ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
-                  "log_level, upload_rate, download_rate, max_sources can change while the peer runs)", a->pos[0]);
+                  "log_level, upload_rate, download_rate, max_sources, browse can change while "
+                  "the peer runs)", a->pos[0]);
         return CTL_EXIT_USAGE;
     }
     /* Serialised: two concurrent modifies must not interleave file edits. */
@@ -1440,6 +1448,10 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return cmd_watch(e, argc, argv, o);
     if (strcmp(argv[0], "events") == 0)
         return cmd_events(e, argc, argv, o);
+    if (strcmp(argv[0], "browse") == 0)
+        return cmd_browse(e, argc, argv, o);
+    if (cmd_is_get_from(argc, argv))
+        return cmd_get_from(e, argc, argv, o);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(argv[0], cmds[i].name) != 0)
             continue;
@@ -1453,7 +1465,7 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return rc;
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
-              "transfers, link, pause, resume, rm, watch, events)",
+              "transfers, link, pause, resume, rm, watch, events, browse)",
               argv[0]);
     return CTL_EXIT_USAGE;
 }

@@ -249,6 +249,7 @@ fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key
     s->c.upload_rate = nc->upload_rate;
     s->c.download_rate = nc->download_rate;
     s->c.max_sources = nc->max_sources; /* read by each get as it starts */
+    s->c.accept_browse = nc->accept_browse;
     if (sh) {
         pthread_rwlock_wrlock(&n->share_lock);
         old = n->share;

@@ -9,6 +9,7 @@
  *                upload_slots upload_slots_per_addr min_upload_rate get_timeout_ms
  *                max_sources upload_rate download_rate
  *   [security]   passphrase key trusted keylog (all off by default; tls.h)
+ *   [accept]     browse (any|neighbours|none: who may list the share; browse.h)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -24,6 +25,9 @@
 #define CFG_MAX_NEIGHBOURS 64
 #define CFG_ERR_MAX 512 /* size of the error buffers below */
 #define CFG_PASSPHRASE_MAX 1024
+
+/* [accept]: whom a peer lets do something to it. */
+enum cfg_accept { CFG_ACCEPT_ANY, CFG_ACCEPT_NEIGHBOURS, CFG_ACCEPT_NONE };
 
 struct cfg {
     char path[PATH_MAX];      /* the INI file as given */
@@ -74,6 +78,9 @@ struct cfg {
     unsigned char trusted[FP_MAX_TRUSTED][FP_LEN]; /* required with key_file */
     size_t n_trusted;
     char keylog[PATH_MAX];    /* "": off; NSS key log lines appended (mode 0600) */
+    /* [accept] browse: who may list this peer's share (BROWSE); default any.
+     * `modify browse` changes it live. */
+    enum cfg_accept accept_browse;
 };
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or
@@ -93,6 +100,11 @@ fs_status cfg_load(const char *path, struct cfg *out, char *err, size_t errcap);
  * replacement is atomic (temporary file in the same folder, fsync, rename,
  * fsync of the folder). On a validation failure the file is unchanged and
  * err says why. */
+/* "any", "neighbours", "none" -> enum cfg_accept; -1 for anything else. */
+int cfg_accept_parse(const char *s);
+/* The INI spelling of a (a constant string). */
+const char *cfg_accept_name(enum cfg_accept a);
+
 fs_status cfg_set(const char *path, const char *section, const char *key, const char *value,
                   char *err, size_t errcap);
 

@@ -49,7 +49,9 @@
     X(auth_failed, "connections closed: no TLS, wrong passphrase, or an untrusted key") \
     X(swarm_sources, "holders a swarmed get fetched from at once, each counted as it started") \
     X(endgame_requests, "pieces asked a second time at the end of a swarmed get (endgame)") \
-    X(duplicate_bytes, "bytes received for a piece another source had already delivered")
+    X(duplicate_bytes, "bytes received for a piece another source had already delivered") \
+    X(browses, "pages of this peer's share listed for others (BROWSE)")        \
+    X(browse_refused, "BROWSEs refused: [accept] browse, a bad path, no such folder")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).
