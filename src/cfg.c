@@ -81,6 +81,9 @@ static const char *const peer_keys[] = {"id",  "host",      "port", "advertise",
 static const char *const security_keys[] = {"passphrase", "key", "trusted", "keylog", NULL};
 #define SECURITY_KEYS "passphrase, key, trusted, keylog"
 #define PASSPHRASE_MIN 8
+/* [accept]: what this peer takes from other peers (a send's offer). */
+static const char *const accept_keys[] = {"send_from", "quota", "max_item", NULL};
+#define ACCEPT_KEYS "send_from, quota, max_item"
 
 /* ---------- error messages ---------- */
 
@@ -279,6 +282,14 @@ static int security_known(const char *key)
     return 0;
 }
 
+static int accept_known(const char *key)
+{
+    for (size_t i = 0; accept_keys[i]; i++)
+        if (strcmp(key, accept_keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static int peer_known(const char *key)
 {
     for (size_t i = 0; peer_keys[i]; i++)
@@ -316,6 +327,8 @@ static fs_status check_keys(const struct loader *ld, const char *sec)
             st = fail(ld, sec, key, "unknown key (expected " LIMIT_KEYS ")");
         else if (strcmp(sec, "security") == 0 && !security_known(key))
             st = fail(ld, sec, key, "unknown key (expected " SECURITY_KEYS ")");
+        else if (strcmp(sec, "accept") == 0 && !accept_known(key))
+            st = fail(ld, sec, key, "unknown key (expected " ACCEPT_KEYS ")");
     }
     free(keys);
     return st;
@@ -329,7 +342,7 @@ static fs_status check_orphans(const struct loader *ld)
         const char *k = ld->d->key[i];
         if (k && k[0] == ':')
             return fail(ld, NULL, k + 1, "setting outside any section (put it under [peer], "
-                                         "[neighbours], [limits] or [security])");
+                                         "[neighbours], [limits], [security] or [accept])");
     }
     return FS_OK;
 }
@@ -344,9 +357,10 @@ static fs_status check_names(const struct loader *ld)
         const char *sec = iniparser_getsecname(ld->d, i);
         fs_status st;
         if (strcmp(sec, "peer") != 0 && strcmp(sec, "neighbours") != 0 &&
-            strcmp(sec, "limits") != 0 && strcmp(sec, "security") != 0)
+            strcmp(sec, "limits") != 0 && strcmp(sec, "security") != 0 &&
+            strcmp(sec, "accept") != 0)
             return fail(ld, sec, NULL, "unknown section (expected [peer], [neighbours], "
-                                       "[limits] or [security])");
+                                       "[limits], [security] or [accept])");
         st = check_keys(ld, sec);
         if (st)
             return st;
@@ -693,6 +707,76 @@ static fs_status load_security(const struct loader *ld)
     return st;
 }
 
+/* A byte count with an optional K, M, G or T suffix (powers of 1024), at
+ * least 1 and at most CFG_SIZE_MAX, or "unlimited" (0). -1 otherwise. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    unsigned long long x = 0;
+    size_t n = strlen(s), digits = strspn(s, "0123456789");
+    unsigned shift = 0;
+
+    if (strcmp(s, "unlimited") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (digits == 0 || digits > 15 || n > digits + 1)
+        return -1;
+    if (n == digits + 1) {
+        const char *suf = strchr("KkMmGgTt", s[digits]);
+        if (!suf || !s[digits])
+            return -1;
+        shift = 10u * (unsigned)((suf - "KkMmGgTt") / 2 + 1);
+    }
+    for (size_t i = 0; i < digits; i++)
+        x = x * 10 + (unsigned)(s[i] - '0');
+    if (x == 0 || x > (CFG_SIZE_MAX >> shift))
+        return -1;
+    *out = (uint64_t)x << shift;
+    return 0;
+}
+
+static fs_status load_accept(const struct loader *ld)
+{
+    static const char *const from_names[] = {[CFG_SEND_NONE] = "none",
+                                             [CFG_SEND_NEIGHBOURS] = "neighbours",
+                                             [CFG_SEND_ANY] = "any"};
+    struct cfg *c = ld->c;
+    const char *v = get(ld, "accept", "send_from");
+    char q[QUOTE_BUF];
+
+    c->send_from = CFG_SEND_NEIGHBOURS;
+    if (v) {
+        int i = CFG_SEND_NONE;
+        while (i <= CFG_SEND_ANY && strcmp(v, from_names[i]) != 0)
+            i++;
+        if (i > CFG_SEND_ANY)
+            return fail(ld, "accept", "send_from", "%s is not none, neighbours or any",
+                        quote(q, v, strlen(v)));
+        c->send_from = i;
+    }
+    static const struct {
+        const char *key;
+        size_t off;
+    } sizes[] = {{"quota", offsetof(struct cfg, quota)},
+                 {"max_item", offsetof(struct cfg, max_item)}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint64_t *field = (uint64_t *)(void *)((char *)c + sizes[i].off);
+        *field = 0;
+        v = get(ld, "accept", sizes[i].key);
+        if (v && parse_size(v, field) != 0)
+            return fail(ld, "accept", sizes[i].key,
+                        "%s is not a size (bytes, or a number with K, M, G or T: powers of "
+                        "1024; at least 1, at most 1024T; or unlimited)",
+                        quote(q, v, strlen(v)));
+    }
+    return FS_OK;
+}
+
+const char *cfg_send_from_name(int send_from)
+{
+    return send_from == CFG_SEND_NONE ? "none" : send_from == CFG_SEND_ANY ? "any" : "neighbours";
+}
+
 /* cfg_load() of path, but errors name the file `name`: cfg_set() validates
  * a temporary file and must report the real one. */
 static fs_status load_as(const char *path, const char *name, struct cfg *out, char *err,
@@ -722,6 +806,8 @@ static fs_status load_as(const char *path, const char *name, struct cfg *out, ch
         st = load_neighbours(&ld);
     if (!st)
         st = load_security(&ld);
+    if (!st)
+        st = load_accept(&ld);
     iniparser_freedict(ld.d);
     return st;
 }

@@ -248,6 +248,9 @@ fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key
     s->c.log_level = nc->log_level;
     s->c.upload_rate = nc->upload_rate;
     s->c.download_rate = nc->download_rate;
+    s->c.send_from = nc->send_from;
+    s->c.quota = nc->quota;
+    s->c.max_item = nc->max_item;
     if (sh) {
         pthread_rwlock_wrlock(&n->share_lock);
         old = n->share;

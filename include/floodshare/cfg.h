@@ -9,6 +9,7 @@
  *                upload_slots upload_slots_per_addr min_upload_rate get_timeout_ms
  *                upload_rate download_rate
  *   [security]   passphrase key trusted keylog (all off by default; tls.h)
+ *   [accept]     send_from quota max_item (what a send's offer may bring; offer.h)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -24,6 +25,10 @@
 #define CFG_MAX_NEIGHBOURS 64
 #define CFG_ERR_MAX 512 /* size of the error buffers below */
 #define CFG_PASSPHRASE_MAX 1024
+#define CFG_SIZE_MAX (1ull << 50) /* [accept] quota and max_item: 1024T at most */
+
+/* [accept] send_from: whose offers a peer takes (offer.h says what each proves). */
+enum { CFG_SEND_NONE = 0, CFG_SEND_NEIGHBOURS, CFG_SEND_ANY };
 
 struct cfg {
     char path[PATH_MAX];      /* the INI file as given */
@@ -72,7 +77,14 @@ struct cfg {
     unsigned char trusted[FP_MAX_TRUSTED][FP_LEN]; /* required with key_file */
     size_t n_trusted;
     char keylog[PATH_MAX];    /* "": off; NSS key log lines appended (mode 0600) */
+    /* [accept]: `modify` changes them live. */
+    int send_from;            /* CFG_SEND_*; default CFG_SEND_NEIGHBOURS */
+    uint64_t quota;           /* most bytes the share may hold; 0: unlimited (default) */
+    uint64_t max_item;        /* largest item an offer may bring; 0: unlimited (default) */
 };
+
+/* "none", "neighbours" or "any": the INI spelling of a CFG_SEND_* value. */
+const char *cfg_send_from_name(int send_from);
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or
  * FS_EIO if the file cannot be read) and writes into err one line naming the

@@ -47,7 +47,10 @@
     X(TRANSFER_PROGRESS, "transfer_progress") \
     X(TRANSFER_DONE, "transfer_done")         \
     X(TRANSFER_FAILED, "transfer_failed")     \
-    X(LOST, "lost")
+    X(LOST, "lost")                           \
+    X(OFFER_RECEIVED, "offer_received")       \
+    X(OFFER_ACCEPTED, "offer_accepted")       \
+    X(OFFER_REFUSED, "offer_refused")
 
 enum trace_type {
     TR_NONE = 0,
