@@ -194,6 +194,10 @@ class SendResume(SendCase):
                                 stderr=subprocess.PIPE, text=True)
         net.wait_for(lambda: (t := net.active_download(2)) is not None and t["done"] >= 6 * MiB,
                      timeout=30, step=0.02)
+        # the same name again while the first is being received: refused, not raced
+        r = net.peer(1, "send", "big.bin", "to", "2")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("refused: already exists: big.bin", r.stderr)
         net.kill(2)
         out, err = send.communicate(timeout=30)
         self.assertEqual(send.returncode, 1, out + err)
