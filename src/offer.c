@@ -27,11 +27,11 @@
 
 char *offer_iec(char *out, size_t cap, uint64_t n)
 {
-    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     double v = (double)n;
     int u = 0;
 
-    while (v >= 1024.0 && u < 5) {
+    while (v >= 1024.0 && u < 6) {
         v /= 1024.0;
         u++;
     }
