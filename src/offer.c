@@ -178,6 +178,7 @@ struct pull {
     struct conn *c;
     int timeout_ms;
     uint64_t deadline, last_sent;
+    uint64_t done, total; /* the last progress reported */
     int broken; /* the sender is gone, or a report could not be written */
 };
 
@@ -187,8 +188,8 @@ static void pull_report(struct pull *p, uint64_t done, uint64_t total)
 
     memset(&r, 0, sizeof r);
     r.type = MSG_PROGRESS;
-    r.offset = done;
-    r.size = total;
+    r.offset = p->done = done;
+    r.size = p->total = total;
     if (!p->broken && conn_send_msg(p->c, &r, p->timeout_ms) != FS_OK)
         p->broken = 1;
     p->last_sent = net_now_ms();
@@ -208,19 +209,23 @@ static int pull_cancelled(void *ctx)
 
     if (!p->broken && poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
         p->broken = 1;
+    /* A pull that reports nothing for a while (re-reading a large partial,
+     * a holder slow to answer) still tells the sender it is alive. */
+    if (!p->broken && net_now_ms() - p->last_sent >= OFFER_KEEPALIVE_MS)
+        pull_report(p, p->done, p->total);
     return p->broken || node_stopping(p->n) || net_now_ms() >= p->deadline;
 }
 
-/* Waits ms for a busy holder, keeping the sender informed. -1 when cancelled. */
+/* Waits ms for a busy holder (the keep-alive goes on). -1 when cancelled. */
 static int pull_wait(struct pull *p, unsigned ms, uint64_t done, uint64_t total)
 {
     uint64_t until = net_now_ms() + ms;
 
+    p->done = done; /* what pull_cancelled()'s keep-alive reports */
+    p->total = total;
     while (net_now_ms() < until) {
         if (pull_cancelled(p))
             return -1;
-        if (net_now_ms() - p->last_sent >= OFFER_KEEPALIVE_MS)
-            pull_report(p, done, total);
         poll(NULL, 0, 100);
     }
     return 0;
@@ -314,6 +319,7 @@ void offer_serve(struct node *n, struct flood *f, struct xfer_plane *x, struct c
             (unsigned long long)m->size, h, have ? ": resuming" : "");
     offer_event(n, TR_OFFER_ACCEPTED, m, have, NULL, NULL);
     struct pull p = {.n = n, .c = c, .timeout_ms = timeout, .last_sent = net_now_ms(),
+                     .done = have, .total = m->size,
                      .deadline = get_timeout ? net_now_ms() + get_timeout : UINT64_MAX};
     struct xfer_result res;
     memset(&res, 0, sizeof res);
