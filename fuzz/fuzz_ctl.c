@@ -72,14 +72,12 @@ static void check_progress(const char *s, size_t len)
     CHECK(strnlen(pr.holder, sizeof pr.holder) < sizeof pr.holder);
     CHECK(strnlen(pr.name, sizeof pr.name) < sizeof pr.name);
     CHECK(msg_pct_encode(pr.name, strlen(pr.name), enc, sizeof enc) >= 0);
-    int n = snprintf(line, sizeof line,
-                     "done=%" PRIu64 " total=%" PRIu64 " resumed=%" PRIu64 " rate=%" PRIu64
-                     " peer=%u holder=%s name=%s",
-                     pr.done, pr.total, pr.resumed, pr.rate, pr.peer, pr.holder, enc);
+    CHECK(pr.sources >= 1 && pr.sources <= CTL_SOURCES_MAX);
+    int n = ctl_format_progress(&pr, line, sizeof line);
     CHECK(n > 0 && (size_t)n < sizeof line);
     CHECK(ctl_parse_progress(line, (size_t)n, &back) == FS_OK);
     CHECK(pr.done == back.done && pr.total == back.total && pr.resumed == back.resumed);
-    CHECK(pr.rate == back.rate && pr.peer == back.peer);
+    CHECK(pr.rate == back.rate && pr.peer == back.peer && pr.sources == back.sources);
     CHECK(!strcmp(pr.holder, back.holder) && !strcmp(pr.name, back.name));
 }
 

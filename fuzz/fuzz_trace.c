@@ -76,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int m = trace_encode(&back, twice, sizeof twice);
         CHECK(m == n && memcmp(once, twice, (size_t)n) == 0);
         CHECK(back.type == ev.type && back.ts_us == ev.ts_us && back.seq == ev.seq);
+        CHECK(back.source_bytes == ev.source_bytes && back.count == ev.count);
         CHECK(strcmp(back.name, ev.name) == 0 && strcmp(back.detail, ev.detail) == 0);
     } else {
         CHECK(st == FS_EPROTO);

@@ -255,6 +255,8 @@ def ctl_seeds():
         "too_many": " ".join(["w"] * 20),
         "progress": "done=4194304 total=10485760 resumed=0 rate=1048576 peer=3 holder=127.0.0.1:10813 name=big%20file.bin",
         "progress_resumed": "done=10 total=10 resumed=4 rate=0 peer=65535 holder=localhost:1 name=a",
+        "progress_sources": "done=451000000 total=1100000000 resumed=0 rate=158300000 peer=2 holder=127.0.0.1:10812 sources=4 name=big.iso",
+        "progress_sources_bad": "done=1 total=2 resumed=0 rate=0 peer=2 holder=h:1 sources=0 name=a",
     }
     for k, v in lines.items():
         write("ctl", k, v)
@@ -299,6 +301,11 @@ def trace_seeds():
         "transfer_failed": "type=transfer_failed ts=1764900000300000 seq=12 peer=1 addr=localhost:1 "
                            f"name=big.bin from=h-3.local:10813 holder=3 role=1 bytes=4194304 size=10485760 md5={MD5} "
                            "reason=mismatch detail=the%20MD5%20differs%0A",
+        "transfer_done_source": "type=transfer_done ts=1764900000400000 seq=13 peer=1 addr=127.0.0.1:10811 "
+                                f"qid={q} name=big.iso from=127.0.0.1:10812 holder=2 role=1 bytes=1073741824 "
+                                f"size=1073741824 source_bytes=268435456 count=512 md5={MD5}",
+        "piece_received": f"type=piece_received ts=1764900000350000 seq=14 peer=1 addr=127.0.0.1:10811 qid={q} "
+                          f"name=big.iso from=127.0.0.1:10815 holder=5 role=1 count=17 bytes=524288 md5={MD5}",
         "send_failed": "type=send_failed ts=1 seq=1 peer=65535 addr=10.0.0.1:65535 msg=FOUND to=10.0.0.2:1 reason=refused",
         "lost": "type=lost ts=2 seq=3 peer=4 count=4294967295",
         "unknown_key": "type=peer_down ts=5 seq=6 peer=1 later_field=x reason=stop",

@@ -184,6 +184,7 @@ static void show_progress(void *ctx, const struct ctl_progress *pr)
         json_uint(&j, "rate", pr->rate);
         json_uint(&j, "peer", pr->peer);
         json_str(&j, "holder", pr->holder);
+        json_uint(&j, "sources", pr->sources ? pr->sources : 1);
         json_obj_close(&j);
         const char *doc = json_result(&j, NULL);
         if (doc)

@@ -173,6 +173,7 @@ static void send_progress(struct send *s, uint64_t done, uint64_t resumed, uint6
     pr.resumed = resumed;
     pr.rate = rate;
     pr.peer = s->to_id;
+    pr.sources = 1; /* one holder: this peer, pulled by the receiver */
     addr_format(&s->to, pr.holder);
     snprintf(pr.name, sizeof pr.name, "%s", s->name);
     ctl_send_progress(s->o, &pr);

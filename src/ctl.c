@@ -86,17 +86,33 @@ int ctl_parse_line(const char *buf, size_t len, char **argv, int max, char *stor
 
 volatile sig_atomic_t ctl_interrupted;
 
+int ctl_format_progress(const struct ctl_progress *pr, char *out, size_t cap)
+{
+    char enc[3 * MSG_MAX_NAME + 1], src[24] = "";
+
+    if (msg_pct_encode(pr->name, strlen(pr->name), enc, sizeof enc) < 0)
+        return -1;
+    if (pr->sources > 1)
+        snprintf(src, sizeof src, " sources=%u", pr->sources);
+    int n = snprintf(out, cap,
+                     "done=%" PRIu64 " total=%" PRIu64 " resumed=%" PRIu64 " rate=%" PRIu64
+                     " peer=%u holder=%s%s name=%s",
+                     pr->done, pr->total, pr->resumed, pr->rate, pr->peer, pr->holder, src, enc);
+    return n >= 0 && (size_t)n < cap ? n : -1;
+}
+
 void ctl_send_progress(struct ctl_out *o, const struct ctl_progress *pr)
 {
-    char enc[3 * MSG_MAX_NAME + 1], line[CTL_MAX_LINE];
+    char line[CTL_MAX_LINE];
 
     if (o->broken)
         return;
-    msg_pct_encode(pr->name, strlen(pr->name), enc, sizeof enc);
-    int n = snprintf(line, sizeof line,
-                     "P done=%" PRIu64 " total=%" PRIu64 " resumed=%" PRIu64 " rate=%" PRIu64
-                     " peer=%u holder=%s name=%s\n",
-                     pr->done, pr->total, pr->resumed, pr->rate, pr->peer, pr->holder, enc);
+    memcpy(line, "P ", 2);
+    int n = ctl_format_progress(pr, line + 2, sizeof line - 3);
+    if (n < 0)
+        return;
+    line[2 + n] = '\n';
+    n += 3;
     if (n > 0 && (size_t)n < sizeof line &&
         net_write_all(o->fd, line, (size_t)n, CTL_IO_TIMEOUT_MS) != FS_OK)
         o->broken = 1;
@@ -157,8 +173,8 @@ static int progress_u64(const char *s, size_t len, const char *key, uint64_t *ou
 
 fs_status ctl_parse_progress(const char *s, size_t len, struct ctl_progress *out)
 {
-    char enc[3 * MSG_MAX_NAME + 1];
-    uint64_t peer;
+    char enc[3 * MSG_MAX_NAME + 1], v[24];
+    uint64_t peer, sources = 1;
 
     memset(out, 0, sizeof *out);
     if (!progress_u64(s, len, "done", &out->done) || !progress_u64(s, len, "total", &out->total) ||
@@ -168,7 +184,12 @@ fs_status ctl_parse_progress(const char *s, size_t len, struct ctl_progress *out
         !progress_field(s, len, "name", enc, sizeof enc) ||
         msg_pct_decode(enc, strlen(enc), out->name, sizeof out->name) < 0)
         return FS_EPROTO;
+    /* Optional: absent means one source (an older peer, or a one-holder get). */
+    if (progress_field(s, len, "sources", v, sizeof v) &&
+        (!progress_u64(s, len, "sources", &sources) || sources < 1 || sources > CTL_SOURCES_MAX))
+        return FS_EPROTO;
     out->peer = (unsigned)peer;
+    out->sources = (unsigned)sources;
     return FS_OK;
 }
 

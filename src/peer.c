@@ -134,7 +134,7 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
                 return 0;
             }
             /* A requester fetching a folder file by file reuses its connection. */
-            int more = m.type == MSG_FETCH    ? xfer_serve_fetch(p->xfers, c, &m)
+            int more = m.type == MSG_FETCH    ? xfer_serve_fetch(p->xfers, c, slot, &m)
                        : m.type == MSG_HASHES ? xfer_serve_hashes(p->xfers, c, &m)
                                               : xfer_serve_list(p->xfers, c, &m);
             if (more < 0)

@@ -53,8 +53,11 @@ char *progress_format(char *out, size_t cap, const struct ctl_progress *pr, int 
     progress_bytes(total, sizeof total, pr->total);
     progress_bytes(rate, sizeof rate, pr->rate);
     eta_text(eta, sizeof eta, pr);
-    int tl = snprintf(tail, sizeof tail, " %3u%% %s / %s  %s/s  %s  from peer %u %s", pct, done,
-                      total, rate, eta, pr->peer, pr->holder);
+    int tl = pr->sources > 1
+                 ? snprintf(tail, sizeof tail, " %3u%% %s / %s  %s/s  %s  from %u sources", pct,
+                            done, total, rate, eta, pr->sources)
+                 : snprintf(tail, sizeof tail, " %3u%% %s / %s  %s/s  %s  from peer %u %s", pct,
+                            done, total, rate, eta, pr->peer, pr->holder);
     /* The name and the bar share what the numbers leave of the width. */
     int room = width - tl;
     int bw = room >= 40 ? 20 : room >= 24 ? 10 : 0;

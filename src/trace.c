@@ -64,13 +64,13 @@ enum {
     F_TO_PEER = 1u << 4, F_ORIGIN = 1u << 5, F_HOLDER = 1u << 6, F_TTL = 1u << 7,
     F_HOPS = 1u << 8, F_COUNT = 1u << 9, F_ROLE = 1u << 10, F_BYTES = 1u << 11,
     F_SIZE = 1u << 12, F_MD5 = 1u << 13, F_REASON = 1u << 14, F_DETAIL = 1u << 15,
-    F_MSG = 1u << 16,
+    F_MSG = 1u << 16, F_SOURCE_BYTES = 1u << 17,
 };
 
 /* The longest record: every field set, every string as long as it can be. */
 #define REC_MAX                                                                      \
     (1 + MSG_QID_LEN + 1 + 8 + 10 + 3 + (1 + TRACE_NAME_MAX) + 3 * (1 + ADDR_HOST_MAX + 2) + \
-     7 * 5 + 2 * 10 + (1 + MSG_MD5_LEN) + 32 + (1 + TRACE_DETAIL_MAX) + 8)
+     7 * 5 + 3 * 10 + (1 + MSG_MD5_LEN) + 32 + (1 + TRACE_DETAIL_MAX) + 8)
 _Static_assert(REC_MAX <= UINT16_MAX, "a record's length fits its slot");
 
 /* Bytes of ring per event kept: a GET's events pack into 60-120 bytes
@@ -131,7 +131,7 @@ static size_t record_pack(const struct trace_event *ev, unsigned char *out)
                     (ev->role ? F_ROLE : 0) | (ev->bytes ? F_BYTES : 0) |
                     (ev->size ? F_SIZE : 0) | (ev->md5[0] ? F_MD5 : 0) |
                     (ev->reason[0] ? F_REASON : 0) | (ev->detail[0] ? F_DETAIL : 0) |
-                    (ev->msg[0] ? F_MSG : 0);
+                    (ev->msg[0] ? F_MSG : 0) | (ev->source_bytes ? F_SOURCE_BYTES : 0);
 
     put_str(&w, ev->qid, sizeof ev->qid);
     put_u8(&w, (unsigned)ev->type);
@@ -156,6 +156,7 @@ static size_t record_pack(const struct trace_event *ev, unsigned char *out)
     if (mask & F_REASON) put_str(&w, ev->reason, sizeof ev->reason);
     if (mask & F_DETAIL) put_str(&w, ev->detail, sizeof ev->detail);
     if (mask & F_MSG) put_str(&w, ev->msg, sizeof ev->msg);
+    if (mask & F_SOURCE_BYTES) put_var(&w, ev->source_bytes);
     return w.n;
 }
 
@@ -229,6 +230,7 @@ static void record_unpack(const struct trace *t, const unsigned char *rec, struc
     if (mask & F_REASON) get_str(&r, ev->reason);
     if (mask & F_DETAIL) get_str(&r, ev->detail);
     if (mask & F_MSG) get_str(&r, ev->msg);
+    if (mask & F_SOURCE_BYTES) ev->source_bytes = get_var(&r);
 }
 
 /* The i-th kept event (0: the oldest), copied out of the ring into
@@ -371,12 +373,18 @@ int trace_listening(const struct trace *t)
     return t && atomic_load_explicit(&t->n_subs, memory_order_relaxed) > 0;
 }
 
+int trace_live_only(enum trace_type type)
+{
+    return type == TR_TRANSFER_PROGRESS || type == TR_PIECE_RECEIVED;
+}
+
 void trace_emit(struct trace *t, struct trace_event *ev)
 {
     if (!t)
         return;
     int live = trace_listening(t);
-    if (ev->type == TR_TRANSFER_PROGRESS && !live)
+    int ring = !trace_live_only(ev->type);
+    if (!ring && !live)
         return;
     pthread_mutex_lock(&t->lock);
     /* Stamped under the lock: within one peer, seq order is time order. */
@@ -384,7 +392,7 @@ void trace_emit(struct trace *t, struct trace_event *ev)
     ev->seq = ++t->seq;
     ev->peer = t->peer;
     ev->addr = t->addr;
-    if (ev->type != TR_TRANSFER_PROGRESS) {
+    if (ring) {
         unsigned char rec[REC_MAX];
         ring_push(t, rec, record_pack(ev, rec), ev->type);
     }

@@ -56,13 +56,15 @@ enum {
     F_NAME = 1 << 0, F_FROM = 1 << 1, F_TO = 1 << 2, F_ORIGIN = 1 << 3, F_TTL = 1 << 4,
     F_HOPS = 1 << 5, F_HOLDER = 1 << 6, F_COUNT = 1 << 7, F_ROLE = 1 << 8, F_BYTES = 1 << 9,
     F_SIZE = 1 << 10, F_MD5 = 1 << 11, F_REASON = 1 << 12, F_DETAIL = 1 << 13, F_MSG = 1 << 14,
+    F_SOURCE = 1 << 15, /* transfers: source_bytes and count, when set */
 };
 
 static unsigned fields_of(enum trace_type t)
 {
     const unsigned get = F_NAME | F_FROM | F_ORIGIN | F_TTL | F_HOPS;
     const unsigned found = F_NAME | F_HOPS | F_HOLDER | F_SIZE | F_MD5;
-    const unsigned xfer = F_NAME | F_FROM | F_TO | F_HOLDER | F_ROLE | F_BYTES | F_SIZE | F_MD5;
+    const unsigned xfer =
+        F_NAME | F_FROM | F_TO | F_HOLDER | F_ROLE | F_BYTES | F_SIZE | F_MD5 | F_SOURCE;
 
     switch (t) {
     case TR_PEER_UP: return F_TTL | F_COUNT | F_REASON;
@@ -83,6 +85,7 @@ static unsigned fields_of(enum trace_type t)
     case TR_TRANSFER_DONE: return xfer;
     case TR_TRANSFER_FAILED: return xfer | F_REASON | F_DETAIL;
     case TR_LOST: return F_COUNT | F_REASON;
+    case TR_PIECE_RECEIVED: return F_NAME | F_FROM | F_HOLDER | F_ROLE | F_BYTES | F_MD5 | F_SOURCE;
     case TR_OFFER_RECEIVED:
     case TR_OFFER_ACCEPTED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_MD5;
     case TR_OFFER_REFUSED: return F_NAME | F_FROM | F_HOLDER | F_SIZE | F_MD5 | F_REASON | F_DETAIL;
@@ -146,6 +149,12 @@ void trace_json(struct json *jw, const struct trace_event *ev)
         json_uint(jw, "size", ev->size);
     if (f & F_MD5 && ev->md5[0])
         json_str(jw, "md5", ev->md5);
+    /* Absent when 0: a one-holder requester does not count by source. A
+     * piece_received always has its index, 0 included. */
+    if (f & F_SOURCE && ev->source_bytes)
+        json_uint(jw, "source_bytes", ev->source_bytes);
+    if (f & F_SOURCE && (ev->count || ev->type == TR_PIECE_RECEIVED))
+        json_uint(jw, "count", ev->count);
     if (f & F_MSG)
         json_str(jw, "msg", ev->msg);
     if (f & F_REASON)
@@ -245,6 +254,7 @@ static const char *type_color(enum trace_type t)
     case TR_FOUND_RECEIVED: return "\033[32m";
     case TR_TRANSFER_STARTED:
     case TR_TRANSFER_PROGRESS:
+    case TR_PIECE_RECEIVED:
     case TR_TRANSFER_DONE: return "\033[35m";
     default: return "\033[31m"; /* drops, failures, losses */
     }
@@ -329,6 +339,16 @@ static void describe(struct tbuf *b, const struct trace_event *e, trace_resolve_
     case TR_TRANSFER_DONE:
         tput(b, "%s %s: %" PRIu64 " bytes", up ? "uploaded" : "downloaded", quoted(e->name, q),
              e->bytes);
+        if (e->source_bytes && up)
+            tput(b, " (%" PRIu64 " sent in %u piece%s)", e->source_bytes, e->count,
+                 e->count == 1 ? "" : "s");
+        else if (e->source_bytes)
+            tput(b, " (%" PRIu64 " from this source in %u piece%s)", e->source_bytes, e->count,
+                 e->count == 1 ? "" : "s");
+        break;
+    case TR_PIECE_RECEIVED:
+        tput(b, "piece %u of %s (%" PRIu64 " bytes) from %s", e->count, quoted(e->name, q),
+             e->bytes, who(&e->from, e->holder, res, ctx, w1));
         break;
     case TR_TRANSFER_FAILED:
         tput(b, "%s of %s failed: %s%s%s", up ? "upload" : "download", quoted(e->name, q),
@@ -427,6 +447,7 @@ int trace_encode(const struct trace_event *ev, char *out, size_t cap)
     put_num(&b, "role", ev->role);
     put_num(&b, "bytes", ev->bytes);
     put_num(&b, "size", ev->size);
+    put_num(&b, "source_bytes", ev->source_bytes);
     put_kv(&b, "md5", ev->md5);
     put_kv(&b, "reason", ev->reason);
     put_kv(&b, "detail", ev->detail);
@@ -477,7 +498,7 @@ static const char *decode_field(struct trace_event *ev, const char *k, const cha
         {"to_peer", &ev->to_peer, NULL, 65535}, {"holder", &ev->holder, NULL, 65535},
         {"ttl", &ev->ttl, NULL, 255},           {"hops", &ev->hops, NULL, 255},
         {"count", &ev->count, NULL, UINT32_MAX}, {"bytes", NULL, &ev->bytes, UINT64_MAX},
-        {"size", NULL, &ev->size, UINT64_MAX},
+        {"size", NULL, &ev->size, UINT64_MAX}, {"source_bytes", NULL, &ev->source_bytes, UINT64_MAX},
     };
     struct { const char *key; char *dst; size_t cap; } strs[] = {
         {"name", ev->name, sizeof ev->name},     {"reason", ev->reason, sizeof ev->reason},

@@ -267,6 +267,10 @@ static int on_transfer(struct build *b, const struct trace_event *e)
         x->resumed_from = e->type == TR_TRANSFER_STARTED ? e->bytes : 0;
     }
     x->bytes = e->bytes;
+    if (e->source_bytes)
+        x->source_bytes = e->source_bytes;
+    if (e->count)
+        x->pieces = e->count;
     if (e->type == TR_TRANSFER_DONE || e->type == TR_TRANSFER_FAILED) {
         x->end_us = e->ts_us;
         x->done = e->type == TR_TRANSFER_DONE;
@@ -437,7 +441,9 @@ static int walk(struct build *b)
         struct tg_edge *e = add_edge(b, x->holder, x->requester, TG_TRANSFER);
         if (!e)
             return -1;
-        e->bytes = x->bytes;
+        /* A source's own share when its events carry it (a swarmed get:
+         * the edges of the sources then add up to the item). */
+        e->bytes = x->source_bytes ? x->source_bytes : x->bytes;
         e->ts_us = x->start_us;
     }
     count_bound(b);
@@ -751,6 +757,9 @@ int tracegraph_text(const struct tracegraph *g, FILE *out)
             fprintf(out, "failed after %" PRIu64 " bytes: %s", x->bytes, x->detail);
         else
             fprintf(out, "started, %" PRIu64 " of %" PRIu64 " bytes so far", x->bytes, x->size);
+        if (x->source_bytes)
+            fprintf(out, " (%" PRIu64 " bytes from this source in %u piece%s)", x->source_bytes,
+                    x->pieces, x->pieces == 1 ? "" : "s");
         if (x->resumed_from)
             fprintf(out, " (resumed at byte %" PRIu64 ")", x->resumed_from);
         fputs(x->holder_seen ? "" : " (the holder's side was not seen)", out);
@@ -879,6 +888,13 @@ void tracegraph_json(const struct tracegraph *g, struct json *j)
         json_uint(j, "size", x->size);
         json_uint(j, "bytes", x->bytes);
         json_uint(j, "resumed_from", x->resumed_from);
+        if (x->source_bytes) {
+            json_uint(j, "source_bytes", x->source_bytes);
+            json_uint(j, "pieces", x->pieces);
+        } else {
+            json_str(j, "source_bytes", NULL);
+            json_str(j, "pieces", NULL);
+        }
         json_str(j, "state", x->done ? "done" : x->failed ? "failed" : "running");
         if (x->end_us)
             json_double(j, "ms", (double)(x->end_us - x->start_us) / 1000.0);

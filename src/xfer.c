@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "floodshare/json.h"
 #include "floodshare/log.h"
 #include "floodshare/net.h"
 #include "floodshare/node.h"
+#include "floodshare/progress.h"
 #include "floodshare/slots.h"
 #include "floodshare/stats.h"
 #include "xfer_int.h"
@@ -80,6 +82,7 @@ void xfer_slot_penalize(struct xfer_plane *x, const char *host)
 
 void xfer_slot_give(struct xfer_plane *x, struct xfer_slot *s)
 {
+    xfer_uptrace_end(x, &s->tr, FS_OK);
     if (!s->held)
         return;
     slots_give(x->up, s->host);
@@ -131,6 +134,54 @@ void xfer_table_del(struct xfer_plane *x, int idx)
     pthread_mutex_unlock(&x->lock);
 }
 
+void xfer_table_set_sources(struct xfer_plane *x, int row, const struct xfer_sources *src)
+{
+    if (row < 0 || row >= XFER_MAX_ACTIVE)
+        return;
+    /* The engine's n is trusted no further than the array it indexes. */
+    unsigned n = src->n < XFER_SOURCES_MAX ? src->n : XFER_SOURCES_MAX;
+    pthread_mutex_lock(&x->lock);
+    struct xfer_sources *dst = &x->rows[row].a.srcs;
+    dst->n = n;
+    memcpy(dst->s, src->s, n * sizeof src->s[0]);
+    pthread_mutex_unlock(&x->lock);
+}
+
+char *xfer_source_format(const struct xfer_source_info *s, char *out, size_t cap)
+{
+    char who[ADDR_STR_MAX], id[16], rate[16];
+
+    if (s->peer > 0)
+        snprintf(id, sizeof id, "peer %d", s->peer);
+    else
+        snprintf(id, sizeof id, "peer ?");
+    snprintf(out, cap, "  source   %s %-15s   %-6s  %llu pieces  %llu bytes  %s/s", id,
+             s->holder.port ? addr_format(&s->holder, who) : "?",
+             xfer_source_state_name(s->state), (unsigned long long)s->chunks,
+             (unsigned long long)s->bytes, progress_bytes(rate, sizeof rate, s->rate));
+    return out;
+}
+
+void xfer_sources_json(struct json *j, const char *key, const struct xfer_sources *s)
+{
+    char who[ADDR_STR_MAX];
+    unsigned n = s->n < XFER_SOURCES_MAX ? s->n : XFER_SOURCES_MAX;
+
+    json_arr_open(j, key);
+    for (unsigned i = 0; i < n; i++) {
+        const struct xfer_source_info *e = &s->s[i];
+        json_obj_open(j, NULL);
+        json_uint(j, "peer", e->peer > 0 ? (uint64_t)e->peer : 0);
+        json_str(j, "holder", e->holder.port ? addr_format(&e->holder, who) : NULL);
+        json_uint(j, "bytes", e->bytes);
+        json_uint(j, "chunks", e->chunks);
+        json_uint(j, "rate", e->rate);
+        json_str(j, "state", xfer_source_state_name(e->state));
+        json_obj_close(j);
+    }
+    json_arr_close(j);
+}
+
 size_t xfer_active_list(struct xfer_plane *x, struct xfer_active *out, size_t max)
 {
     struct xfer_plane *t = x;
@@ -146,4 +197,10 @@ size_t xfer_active_list(struct xfer_plane *x, struct xfer_active *out, size_t ma
     }
     pthread_mutex_unlock(&t->lock);
     return n;
+}
+
+const char *xfer_source_state_name(enum xfer_source_state st)
+{
+    static const char *const names[] = {"active", "busy", "done", "cut", "bad"};
+    return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "?";
 }

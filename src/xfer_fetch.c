@@ -203,6 +203,7 @@ static void report(struct fetch *f, uint64_t done, int force)
         .rate = dt > 0 && done >= f->last_done ? (double)(done - f->last_done) / dt : 0,
         .peer = f->hit->peer_id,
         .holder = &f->hit->holder,
+        .sources = f->sources,
     };
     f->watch->progress(f->watch->ctx, &ev);
     f->last_report = now;

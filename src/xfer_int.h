@@ -51,6 +51,10 @@ int xfer_table_add(struct xfer_plane *x, int upload, const char *name,
 void xfer_table_set(struct xfer_plane *x, int row, uint64_t done);
 void xfer_table_del(struct xfer_plane *x, int row);
 
+/* Ends tr's transfer if one is open: transfer_done for FS_OK, else
+ * transfer_failed naming st (xfer_serve.c). */
+void xfer_uptrace_end(struct xfer_plane *x, struct xfer_uptrace *tr, fs_status st);
+
 /* An upload to host was cut for being slow: refuse it slots (BUSY) for
  * XFER_SLOW_PENALTY_MS. */
 void xfer_slot_penalize(struct xfer_plane *x, const char *host);
@@ -76,6 +80,8 @@ struct fetch {
     uint64_t t0, last_report, last_done;
     uint64_t last_trace; /* when the last transfer_progress event went out */
     uint64_t pos;        /* bytes of the item present, as last reported */
+    unsigned sources;    /* holders fetching now, for the progress line (0: one); the
+                            swarm engine sets it, xfer_fetch_report() passes it on */
 };
 
 /* One file to fetch by FETCH: the item itself, or a file inside a folder. */

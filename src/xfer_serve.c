@@ -31,15 +31,11 @@
 
 /* --- trace events of transfers --- */
 
-/* The holder side of one upload: REQUEST, FETCH and LIST carry no query
- * id, so the query is the one this peer last sent a FOUND for the item
- * in (trace_find_hit); its origin is the requester. */
-struct up_trace {
-    struct trace_event ev;
-    uint64_t last_ms;
-};
-
-static void up_begin(struct xfer_plane *x, struct up_trace *u, const struct msg *req,
+/* The holder side of one upload (xfer.h struct xfer_uptrace): REQUEST,
+ * FETCH and LIST carry no query id, so the query is the one this peer
+ * last sent a FOUND for the item in (trace_find_hit); its origin is the
+ * requester. */
+static void up_begin(struct xfer_plane *x, struct xfer_uptrace *u, const struct msg *req,
                      const struct fs_addr *conn_from, uint64_t size, uint64_t offset)
 {
     struct trace_event hit;
@@ -56,12 +52,21 @@ static void up_begin(struct xfer_plane *x, struct up_trace *u, const struct msg 
     if (!known)
         u->ev.holder = 0;
     u->last_ms = net_now_ms();
+    u->open = 1;
     trace_emit(x->trace, &u->ev);
+}
+
+/* 1 when req asks for the item u traces (its path as the event keeps it,
+ * cut to TRACE_NAME_MAX, and its md5). */
+static int up_same_item(const struct xfer_uptrace *u, const struct msg *req)
+{
+    return strncmp(u->ev.name, req->path, TRACE_NAME_MAX) == 0 &&
+           strncmp(u->ev.md5, req->md5, MSG_MD5_LEN) == 0;
 }
 
 /* At most one progress event every TRACE_PROGRESS_MS, and only when
  * somebody listens (they are never kept in the ring). */
-static void up_progress(struct xfer_plane *x, struct up_trace *u, uint64_t pos)
+static void up_progress(struct xfer_plane *x, struct xfer_uptrace *u, uint64_t pos)
 {
     uint64_t now = net_now_ms();
 
@@ -73,10 +78,12 @@ static void up_progress(struct xfer_plane *x, struct up_trace *u, uint64_t pos)
     trace_emit(x->trace, &u->ev);
 }
 
-static void up_end(struct xfer_plane *x, struct up_trace *u, uint64_t pos, fs_status st)
+void xfer_uptrace_end(struct xfer_plane *x, struct xfer_uptrace *u, fs_status st)
 {
+    if (!u->open)
+        return;
+    u->open = 0;
     u->ev.type = st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED;
-    u->ev.bytes = pos;
     if (st)
         trace_set(u->ev.reason, sizeof u->ev.reason, fs_status_name(st));
     trace_emit(x->trace, &u->ev);
@@ -408,14 +415,15 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req)
             msg_kind_name(it.kind), (unsigned long long)it.size, (unsigned long long)item.len);
     net_peer_addr(c->fd, &who);
     int slot = xfer_table_add(x, 1, req->path, &who, item.len);
-    struct up_trace ut;
+    struct xfer_uptrace ut;
     struct pace pc;
     up_begin(x, &ut, req, &who, item.len, 0);
     pace_init(&pc, x, c);
     st = conn_send_msg(c, &item, c->timeout_ms);
     if (st == FS_OK)
         st = stream_file(x, &pc, zfd, item.len, c->timeout_ms);
-    up_end(x, &ut, st == FS_OK ? item.len : 0, st);
+    ut.ev.bytes = st == FS_OK ? item.len : 0;
+    xfer_uptrace_end(x, &ut, st);
     xfer_table_del(x, slot);
     close(zfd);
     if (st) {
@@ -429,7 +437,7 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req)
  * read whole first, because its CRC goes in the frame's header. */
 static fs_status send_chunks(struct xfer_plane *x, struct conn *c, struct pace *pc, int fd,
                              uint64_t size, uint64_t offset, uint64_t chunk, int slot,
-                             struct up_trace *ut)
+                             struct xfer_uptrace *ut)
 {
     char *buf = malloc(chunk);
     char head[MSG_MAX_HEADER];
@@ -459,6 +467,8 @@ static fs_status send_chunks(struct xfer_plane *x, struct conn *c, struct pace *
             xfer_table_set(x, slot, off + d.len);
             up_progress(x, ut, off + d.len);
             ut->ev.bytes = off + d.len;
+            ut->ev.source_bytes += d.len;
+            ut->ev.count++;
         }
     }
     free(buf);
@@ -483,7 +493,8 @@ static uint64_t chunk_for_rate(struct xfer_plane *x, uint64_t chunk, int timeout
     return chunk;
 }
 
-int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req)
+int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, struct xfer_slot *s,
+                     const struct msg *req)
 {
     struct share_item it;
     char esc[LOG_ESCAPE_BUF];
@@ -548,17 +559,20 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req
     net_peer_addr(c->fd, &who);
     int slot = xfer_table_add(x, 1, req->path, &who, it.size);
     xfer_table_set(x, slot, req->offset);
-    struct up_trace ut;
+    struct xfer_uptrace *ut = &s->tr;
     struct pace pc;
-    up_begin(x, &ut, req, &who, it.size, req->offset);
+    if (ut->open && !up_same_item(ut, req))
+        xfer_uptrace_end(x, ut, FS_OK);
+    if (!ut->open)
+        up_begin(x, ut, req, &who, it.size, req->offset);
     pace_init(&pc, x, c);
     fs_status st = conn_send_msg(c, &r, c->timeout_ms);
     if (st == FS_OK)
-        st = send_chunks(x, c, &pc, fd, end, req->offset, chunk, slot, &ut);
-    up_end(x, &ut, ut.ev.bytes, st);
+        st = send_chunks(x, c, &pc, fd, end, req->offset, chunk, slot, ut);
     xfer_table_del(x, slot);
     close(fd);
     if (st) {
+        xfer_uptrace_end(x, ut, st);
         upload_failed(x, &pc, "fetch", esc, &who, st, L_INFO);
         return -1;
     }

@@ -17,6 +17,7 @@
 const $ = (id) => document.getElementById(id);
 const SVGNS = 'http://www.w3.org/2000/svg';
 const STEP_MS = 700;          /* one event at 1x */
+const PIECES_MAX = 32;        /* piece dots on the page at once: more are not drawn */
 const VIEW = { w: 1000, h: 760, r: 265 };
 
 const state = {
@@ -256,6 +257,12 @@ function draw() {
   }
 }
 
+/* The control point of the transfer curve from holder h to requester a: drawPaths draws
+ * the curve, a piece_received rides along it. */
+function xferCurve(h, a) {
+  return { mx: (h.x + a.x) / 2 + (a.y - h.y) * 0.25, my: (h.y + a.y) / 2 - (a.x - h.x) * 0.25 };
+}
+
 /* The reverse path(s) of the hit so far, drawn wide under the links, and the transfer. */
 function drawPaths(P) {
   const cur = state.timeline[state.cursor];
@@ -269,7 +276,7 @@ function drawPaths(P) {
     if (e.type === 'transfer_started' && e.role === 'requester') {
       const h = state.byId.get(peerOf(e.from_peer, e.from));
       if (h && a) {
-        const mx = (h.x + a.x) / 2 + (a.y - h.y) * 0.25, my = (h.y + a.y) / 2 - (a.x - h.x) * 0.25;
+        const { mx, my } = xferCurve(h, a);
         el('path', { d: `M${h.x},${h.y} Q${mx},${my} ${a.x},${a.y}`, class: 'l-xfer', 'marker-end': 'url(#arrow)' }, P);
       }
     }
@@ -291,6 +298,27 @@ function animateMsg(fromId, toId, kind, label) {
     const k = Math.min(1, (now - t0) / dur);
     g.setAttribute('transform', `translate(${a.x + (b.x - a.x) * k},${a.y + (b.y - a.y) * k})`);
     if (k < 1) requestAnimationFrame(frame); else setTimeout(() => g.remove(), 150 / state.speed);
+  }
+  requestAnimationFrame(frame);
+}
+
+/* piece_received (live only: one per piece, a swarmed get's requester says which holder
+ * sent which piece): a dot along the requester's transfer curve from that holder. Never
+ * listed nor kept in the timeline (2048 per GiB would bury the flood and slow the page);
+ * drawn only while the page follows now, at most PIECES_MAX at once. */
+function animatePiece(e) {
+  if (state.replaying || !state.playing || !atNow() || isOld(e)) return;
+  const a = state.byId.get(e.peer), h = state.byId.get(peerOf(e.holder, e.from));
+  const layer = $('msgs');
+  if (!a || !h || layer.querySelectorAll('circle.piece').length >= PIECES_MAX) return;
+  const { mx, my } = xferCurve(h, a);
+  const c = el('circle', { r: 7, class: 'piece', 'data-holder': h.id, 'data-piece': e.count }, layer);
+  const dur = stepMs(), t0 = performance.now();
+  function frame(now) {
+    const k = Math.min(1, (now - t0) / dur), u = 1 - k;
+    c.setAttribute('cx', u * u * h.x + 2 * u * k * mx + k * k * a.x);
+    c.setAttribute('cy', u * u * h.y + 2 * u * k * my + k * k * a.y);
+    if (k < 1) requestAnimationFrame(frame); else c.remove();
   }
   requestAnimationFrame(frame);
 }
@@ -508,6 +536,7 @@ function showSummary() {
 }
 
 function addEvent(e, id) {
+  if (e.type === 'piece_received') { animatePiece(e); return; }
   e._i = state.all.length;
   state.all.push(e);
   const past = state.nowSeq !== null && id < state.nowSeq;

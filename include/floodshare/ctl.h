@@ -50,11 +50,19 @@ void ctl_write(struct ctl_out *o, int stream, const char *s, size_t len);
 /* A progress line ("P ..."), sent while a download runs. */
 struct ctl_progress {
     uint64_t done, total, resumed;
-    uint64_t rate; /* bytes per second */
+    uint64_t rate; /* bytes per second, summed over the sources */
     unsigned peer;
     char holder[ADDR_STR_MAX];
     char name[MSG_MAX_NAME + 1];
+    unsigned sources; /* holders fetched from at once (a swarmed get), >= 1; the line
+                         carries "sources=N" only when N > 1 (an older client ignores
+                         it, a line without it means 1) */
 };
+#define CTL_SOURCES_MAX 64 /* the most sources= a progress line may name */
+
+/* Formats pr as a progress line's text, without "P " and the newline,
+ * into out[0..cap). Pure. Its length, or -1 when it does not fit. */
+int ctl_format_progress(const struct ctl_progress *pr, char *out, size_t cap);
 
 /* Sends a progress line to the client (dropped if the client has gone). */
 void ctl_send_progress(struct ctl_out *o, const struct ctl_progress *pr);
@@ -68,7 +76,7 @@ void ctl_send_event(struct ctl_out *o, const char *text, size_t len);
 int ctl_client_gone(struct ctl_out *o);
 
 /* Parses the text of a progress line (after "P "). Pure. FS_EPROTO if it
- * is not one. */
+ * is not one (sources=, when present, must be 1..CTL_SOURCES_MAX). */
 fs_status ctl_parse_progress(const char *s, size_t len, struct ctl_progress *out);
 
 /* Parses a request line buf[0..len) (without '\n') into at most max words,

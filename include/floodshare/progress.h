@@ -9,7 +9,8 @@
 
 /* Writes one line (no newline) for pr into out[0..cap), at most width
  * columns of text: name, percent, a bar, bytes done and total, rate, ETA
- * and the holder. With color, ANSI escapes highlight the bar (they do not
+ * and the holder ("from peer 2 ADDR"), or with pr->sources > 1 how many
+ * ("from 4 sources"). With color, ANSI escapes highlight the bar (they do not
  * count towards width). Pure. Returns out. */
 char *progress_format(char *out, size_t cap, const struct ctl_progress *pr, int width,
                       int color);

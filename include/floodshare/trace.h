@@ -48,6 +48,7 @@
     X(TRANSFER_DONE, "transfer_done")         \
     X(TRANSFER_FAILED, "transfer_failed")     \
     X(LOST, "lost")                           \
+    X(PIECE_RECEIVED, "piece_received")       \
     X(OFFER_RECEIVED, "offer_received")       \
     X(OFFER_ACCEPTED, "offer_accepted")       \
     X(OFFER_REFUSED, "offer_refused")
@@ -80,9 +81,14 @@ struct trace_event {
     struct fs_addr origin; /* GET: the peer that started the query */
     unsigned holder;       /* FOUND and transfers: the holder's id */
     unsigned ttl, hops;
-    unsigned count;        /* searched: hits; query_started: neighbours; lost: events lost */
+    unsigned count;        /* searched: hits; query_started: neighbours; lost: events lost;
+                              transfers: pieces this source delivered; piece_received: the
+                              piece's index */
     enum trace_role role;  /* transfers */
-    uint64_t bytes, size;  /* transfers: bytes present so far, item size; FOUND: size */
+    uint64_t bytes, size;  /* transfers: bytes present so far, item size; FOUND: size;
+                              piece_received: the piece's length */
+    uint64_t source_bytes; /* transfers: bytes this source delivered (a holder: sent on
+                              this connection); 0 when not told */
     char md5[MSG_MD5_LEN + 1];
     char reason[32];       /* drops and failures: a short word ("duplicate", "ttl0", ...) */
     char detail[TRACE_DETAIL_MAX + 1]; /* failures: one line of text */
@@ -106,10 +112,16 @@ void trace_init_event(struct trace_event *ev, enum trace_type type, const char *
 void trace_set(char *dst, size_t cap, const char *src);
 
 /* Stamps ev (ts_us, seq, peer, addr), keeps a copy in the ring (except
- * transfer_progress, which is live only, so a long transfer cannot push a
+ * the live-only types, trace_live_only(), so a long transfer cannot push a
  * query's events out) and queues a copy for every subscriber. Never
- * blocks on a subscriber, never formats. t may be NULL (nothing happens). */
+ * blocks on a subscriber, never formats. t may be NULL (nothing happens).
+ * A live-only event with nobody listening is dropped before the lock. */
 void trace_emit(struct trace *t, struct trace_event *ev);
+
+/* 1 for the types that are streamed to subscribers but never kept in the
+ * ring: transfer_progress and piece_received (one per piece, 2048 per
+ * GiB, would push a query's events out of TRACE_RING). */
+int trace_live_only(enum trace_type type);
 
 /* 1 if at least one subscriber listens (an atomic load): lets an emitter
  * skip building live-only events. */

@@ -66,7 +66,8 @@ struct tg_edge {
     int reverse;        /* a FOUND came back over this link (bold) */
     uint64_t ts_us;
     char reason[32];    /* TG_DROPPED */
-    uint64_t bytes;     /* TG_TRANSFER */
+    uint64_t bytes;     /* TG_TRANSFER: what its source delivered (source_bytes), or
+                           where the transfer got to when the events do not say */
 };
 
 /* One hit and the path its FOUND took back: path[0] is the holder, then
@@ -82,13 +83,16 @@ struct tg_hit {
     char dropped[32];   /* the reason, when a peer on the way dropped it */
 };
 
-/* One download of the query's item (requester side, joined with the
- * holder's events for the same item when they are there). */
+/* One download of the query's item from one holder (requester side,
+ * joined with the holder's events for the same item when they are
+ * there): a swarmed get has one per source. */
 struct tg_transfer {
     unsigned requester, holder;
     char name[TRACE_NAME_MAX + 1];
     char md5[MSG_MD5_LEN + 1];
     uint64_t size, bytes, resumed_from;
+    uint64_t source_bytes; /* what this source delivered, 0 when its events did not say */
+    unsigned pieces;       /* and in how many pieces */
     uint64_t start_us, end_us; /* end 0: still running, or unknown */
     int done, failed;
     char detail[TRACE_DETAIL_MAX + 1];

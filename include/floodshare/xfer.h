@@ -14,7 +14,9 @@
 #include "floodshare/conn.h"
 #include "floodshare/msg.h"
 #include "floodshare/status.h"
+#include "floodshare/trace.h"
 
+struct json;
 struct node;
 struct xfer_plane;
 
@@ -76,10 +78,27 @@ struct xfer_plane *xfer_plane_new(struct node *n, const struct xfer_limits *lim)
 /* Frees x; no transfer may be running. NULL is a no-op. */
 void xfer_plane_free(struct xfer_plane *x);
 
-/* The upload slot of one requester's connection; zero it before use. */
+/* What the holder traces of one requester's connection: one transfer per
+ * connection and item, however many FETCHes (spans, end=) it takes, so a
+ * swarming requester cannot flood the 4096-event ring. transfer_started
+ * at the item's first FETCH; transfer_done when the connection ends, is
+ * parked idle or asks for another item, transfer_failed when a FETCH of
+ * it fails (the connection is then closed). Its bytes: the position after
+ * the last byte sent; source_bytes and count: bytes and DATA frames sent
+ * of it on this connection. */
+struct xfer_uptrace {
+    int open;
+    struct trace_event ev;
+    uint64_t last_ms; /* the last event, for transfer_progress's pace */
+};
+
+/* The upload slot of one requester's connection and its trace; zero it
+ * before use, give it back (xfer_slot_give) when the connection ends or
+ * is parked. */
 struct xfer_slot {
     int held;
     char host[ADDR_HOST_MAX + 1]; /* the requester's address, while held */
+    struct xfer_uptrace tr;
 };
 
 /* Takes a slot for the requester on c unless s already holds one. 0 when
@@ -87,7 +106,8 @@ struct xfer_slot {
  * and the caller must close c. */
 int xfer_slot_take(struct xfer_plane *x, struct conn *c, struct xfer_slot *s);
 
-/* Gives s's slot back if it holds one. */
+/* Gives s's slot back if it holds one, and ends its traced transfer if
+ * one is open (transfer_done). */
 void xfer_slot_give(struct xfer_plane *x, struct xfer_slot *s);
 
 /* Serves one REQUEST (an item as a zip archive) or FETCH (a file's bytes
@@ -97,8 +117,10 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req);
 
 /* Serve FETCH (a file's bytes from an offset, in DATA frames) and LIST (a
  * folder's manifest). Return 0 when the connection may carry another
- * request, -1 when it must be closed. */
-int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, const struct msg *req);
+ * request, -1 when it must be closed. A FETCH is traced in s->tr (the
+ * connection's slot, as xfer_slot_take() took it). */
+int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, struct xfer_slot *s,
+                     const struct msg *req);
 int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req);
 /* Serves HASHES: the piece hash list of a file whose FOUND carried a root,
  * from the index's sidecar (share.h SHARE_PIECES_DIR), checked against the
@@ -114,6 +136,9 @@ struct xfer_event {
     double rate;           /* bytes per second, recent */
     unsigned peer;         /* holder's id */
     const struct fs_addr *holder;
+    unsigned sources;      /* holders fetching at once (rate is their sum); 0 means 1.
+                              The swarm engine sets it: the progress line says
+                              "from N sources" when N > 1 */
 };
 
 /* Optional hooks for a download: progress (called about 5 times a second)
@@ -125,6 +150,34 @@ struct xfer_watch {
     void *ctx;
 };
 
+/* One holder's share of a swarmed get (docs/SWARMING.md, What the user sees). */
+enum xfer_source_state {
+    XFER_SRC_ACTIVE, /* connected and fetching */
+    XFER_SRC_BUSY,   /* waiting out the holder's BUSY */
+    XFER_SRC_DONE,   /* finished, or closed with nothing left for it */
+    XFER_SRC_CUT,    /* failed: closed, reset, stalled, refused */
+    XFER_SRC_BAD     /* sent a piece failing its SHA-256: cut for this item */
+};
+
+#define XFER_SOURCES_MAX 8
+
+struct xfer_source_info {
+    int peer;                   /* the holder's peer id from its FOUND, 0 when unknown */
+    struct fs_addr holder;      /* where it was fetched from */
+    uint64_t bytes;             /* verified bytes it delivered (no duplicates, no bad) */
+    uint64_t chunks;            /* verified pieces it delivered */
+    uint64_t rate;              /* bytes per second over its last 4 s */
+    enum xfer_source_state state;
+};
+
+struct xfer_sources {
+    unsigned n;                 /* entries used, in the order the sources started */
+    struct xfer_source_info s[XFER_SOURCES_MAX];
+};
+
+/* The state's name as users and --json see it: "active", "busy", "done", "cut", "bad". */
+const char *xfer_source_state_name(enum xfer_source_state st);
+
 struct xfer_result {
     uint64_t bytes;        /* bytes received from the holder */
     uint64_t resumed_from; /* bytes that were already there (a resumed download) */
@@ -135,6 +188,7 @@ struct xfer_result {
                               another holder would fail the same way */
     unsigned retry_ms;     /* on failure: the holder answered BUSY (every upload slot
                               taken) and asks to be tried again after this long */
+    struct xfer_sources srcs; /* per source, in start order (one entry for a one-holder FETCH get) */
 };
 
 /* Downloads the item of hit (a FOUND) into the peer's share under
@@ -168,10 +222,28 @@ struct xfer_active {
     struct fs_addr other;        /* holder, or requester */
     uint64_t done, total;
     double seconds;              /* since it started */
+    struct xfer_sources srcs;    /* a download's sources as its coordinator last published
+                                    them (xfer_table_set_sources); n 0: none published */
 };
 
 
-/* Copies up to max running transfers into out; returns how many. */
+/* Copies up to max running transfers into out; returns how many. An
+ * entry is about 1 KiB: callers keep XFER_MAX_ACTIVE of them on the heap. */
 size_t xfer_active_list(struct xfer_plane *x, struct xfer_active *out, size_t max);
+
+/* The coordinator of a swarmed get publishes its sources for `transfers`
+ * (a snapshot, copied under the table lock). row is what xfer_table_add()
+ * (xfer_int.h) returned for the download: -1 (not listed) does nothing.
+ * At most XFER_SOURCES_MAX entries are kept, whatever src->n says. */
+void xfer_table_set_sources(struct xfer_plane *x, int row, const struct xfer_sources *src);
+
+/* `transfers`' line of one source, without a newline:
+ * "  source   peer 2 127.0.0.1:10812   active  215 pieces  112721920 bytes  40.1 MB/s".
+ * Pure. Returns out. */
+char *xfer_source_format(const struct xfer_source_info *s, char *out, size_t cap);
+
+/* Writes s as the array `key`: [{"peer", "holder", "bytes", "chunks",
+ * "rate", "state"}, ...] in start order (`transfers --json`). */
+void xfer_sources_json(struct json *j, const char *key, const struct xfer_sources *s);
 
 #endif

@@ -241,6 +241,7 @@ class ProgressTest(NetCase):
         events = [json.loads(l) for l in r.stdout.splitlines()[:-1]]
         self.assertTrue(events and all(e["event"] == "progress" for e in events))
         self.assertEqual(events[-1]["done"], events[-1]["total"])
+        self.assertEqual({e["sources"] for e in events}, {1})  # one holder: sources=1
         (net.share(1) / "mid.bin").unlink()
         r = net.peer(1, "get", "mid.bin")  # stdout and stderr are pipes: no bar
         self.assertOk(r)

@@ -91,6 +91,18 @@ async function opensAtNow(browser) {
   await p.check('#cmd-json');
   r.json_shown = await p.$eval('#cmd-out', (e) => !e.hidden);
   r.json = await p.textContent('#cmd-out');
+  // piece_received (a swarmed get's, live only): a dot along the transfer curve from its
+  // holder, never listed, at most PIECES_MAX on the page however many arrive
+  await p.click('#live');
+  await p.waitForFunction(() => atNow(), null, { timeout: 10000 });
+  r.pieces = await p.evaluate(() => {
+    const kept = state.all.length, rows = document.querySelectorAll('#events li').length;
+    for (let i = 0; i < 100; i++)
+      addEvent({ type: 'piece_received', peer: 1, holder: 3, role: 'requester', count: i,
+                 bytes: 524288, qid: 'ffffffffffffffff', ts_us: 1, seq: 0 }, state.lastId);
+    return { kept: state.all.length - kept, listed: document.querySelectorAll('#events li').length - rows,
+             dots: document.querySelectorAll('#msgs circle.piece').length };
+  });
   r.errors = p.errors;
   await p.screenshot({ path: out + '/web-live-now.png' });
   return r;
@@ -293,6 +305,9 @@ class LiveBrowserTest(WebCase):
         self.assertTrue(r["json_hidden"])
         self.assertTrue(r["json_shown"])
         self.assertIn('"query_id"', r["json"])
+        self.assertEqual((r["pieces"]["kept"], r["pieces"]["listed"]), (0, 0))
+        self.assertGreater(r["pieces"]["dots"], 0)
+        self.assertLessEqual(r["pieces"]["dots"], 32)
 
     def test_add_a_peer_and_a_link_from_the_page_then_rm_and_get_again(self):
         net = self.net("line:2")

@@ -243,6 +243,7 @@ static void full_event(struct trace_event *ev)
     ev->role = TR_ROLE_HOLDER;
     ev->bytes = 1ull << 40;
     ev->size = UINT64_MAX;
+    ev->source_bytes = (1ull << 39) + 5;
     trace_set(ev->md5, sizeof ev->md5, "6f5902ac237024bdd0c176cb93063dc4");
     trace_set(ev->reason, sizeof ev->reason, "route_lost");
     trace_set(ev->detail, sizeof ev->detail, "a line\twith tabs");
@@ -277,6 +278,7 @@ static void test_line_form_round_trips_every_field(void **state)
     assert_int_equal(a.role, b.role);
     assert_int_equal(a.bytes, b.bytes);
     assert_int_equal(a.size, b.size);
+    assert_int_equal(a.source_bytes, b.source_bytes);
     assert_string_equal(a.md5, b.md5);
     assert_string_equal(a.reason, b.reason);
     assert_string_equal(a.detail, b.detail);
@@ -325,6 +327,7 @@ static void assert_same_event(const struct trace_event *a, const struct trace_ev
     assert_int_equal(a->role, b->role);
     assert_int_equal(a->bytes, b->bytes);
     assert_int_equal(a->size, b->size);
+    assert_int_equal(a->source_bytes, b->source_bytes);
     assert_string_equal(a->md5, b->md5);
     assert_string_equal(a->reason, b->reason);
     assert_string_equal(a->detail, b->detail);
@@ -354,7 +357,7 @@ static void test_ring_gives_back_every_field_as_emitted(void **state)
     longest.from.port = longest.to.port = longest.origin.port = 65535;
     longest.from_peer = longest.to_peer = longest.holder = UINT32_MAX;
     longest.ttl = longest.hops = longest.count = UINT32_MAX;
-    longest.bytes = longest.size = UINT64_MAX;
+    longest.bytes = longest.size = longest.source_bytes = UINT64_MAX;
     trace_emit(t, &longest);
     assert_int_equal(trace_dump(t, NULL, &evs), 3);
     assert_same_event(&evs[0], &full);
@@ -458,6 +461,68 @@ static void test_json_has_the_fields_of_its_type_only(void **state)
     assert_int_equal(trace_format_json(&ev, out, 10), -1);
 }
 
+/* A source's share: source_bytes and count on transfer events when set,
+ * absent when not (a one-holder requester); piece_received always says
+ * which piece, index 0 included. */
+static void test_json_of_transfers_names_the_source_share(void **state)
+{
+    struct trace_event ev;
+    char out[4096];
+
+    (void)state;
+    full_event(&ev);
+    ev.type = TR_TRANSFER_DONE;
+    ev.count = 215;
+    ev.source_bytes = 112721920;
+    assert_true(trace_format_json(&ev, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "\"source_bytes\":112721920"));
+    assert_non_null(strstr(out, "\"count\":215"));
+    ev.count = 0;
+    ev.source_bytes = 0;
+    assert_true(trace_format_json(&ev, out, sizeof out) > 0);
+    assert_null(strstr(out, "source_bytes"));
+    assert_null(strstr(out, "\"count\""));
+    trace_init_event(&ev, TR_PIECE_RECEIVED, QID);
+    ev.role = TR_ROLE_REQUESTER;
+    ev.holder = 5;
+    ev.from = (struct fs_addr){"127.0.0.1", 10815};
+    ev.bytes = 524288;
+    trace_set(ev.name, sizeof ev.name, "big.iso");
+    assert_true(trace_format_json(&ev, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "\"type\":\"piece_received\""));
+    assert_non_null(strstr(out, "\"holder\":5"));
+    assert_non_null(strstr(out, "\"count\":0"));
+    assert_non_null(strstr(out, "\"bytes\":524288"));
+    assert_null(strstr(out, "\"ttl\""));
+    assert_true(trace_format_text(&ev, NULL, NULL, 0, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "piece 0 of \"big.iso\" (524288 bytes) from peer 5"));
+}
+
+/* piece_received is live only, like transfer_progress: a watcher gets
+ * it, the ring never keeps it (2048 per GiB would push queries out). */
+static void test_piece_received_is_streamed_but_never_kept(void **state)
+{
+    struct trace *t = trace_new(16, 1, &SELF);
+    struct trace_event *evs, ev;
+
+    (void)state;
+    emit_n(t, TR_PIECE_RECEIVED, QID, 5);
+    struct trace_sub *s = trace_subscribe(t);
+    emit_n(t, TR_PIECE_RECEIVED, QID, 3);
+    emit_n(t, TR_RECEIVED, QID, 1);
+    size_t n = trace_dump(t, NULL, &evs);
+    assert_int_equal(n, 1);
+    assert_int_equal(evs[0].type, TR_RECEIVED);
+    free(evs);
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(trace_next(t, s, 0, &ev), 1);
+        assert_int_equal(ev.type, TR_PIECE_RECEIVED);
+        assert_int_equal(ev.count, i);
+    }
+    trace_unsubscribe(t, s);
+    trace_free(t);
+}
+
 static unsigned resolve_two(void *ctx, const struct fs_addr *a)
 {
     (void)ctx;
@@ -529,6 +594,8 @@ int main(void)
         cmocka_unit_test(test_ring_of_long_events_keeps_the_newest_that_fit),
         cmocka_unit_test(test_line_form_refuses_what_is_not_an_event),
         cmocka_unit_test(test_json_has_the_fields_of_its_type_only),
+        cmocka_unit_test(test_json_of_transfers_names_the_source_share),
+        cmocka_unit_test(test_piece_received_is_streamed_but_never_kept),
         cmocka_unit_test(test_text_names_hops_by_peer_id_when_it_can),
         cmocka_unit_test(test_holder_finds_the_query_of_a_request_by_md5_or_folder),
     };

@@ -411,6 +411,60 @@ static void test_text_report_tells_the_story(void **state)
     tracegraph_free(&g);
 }
 
+/* A swarmed get: one transfer edge per source (holder, md5), each
+ * labelled with what that source delivered, the labels adding up to the
+ * item; a one-holder transfer keeps its position as the label. */
+static void test_a_swarm_draws_one_edge_per_source_with_its_share(void **state)
+{
+    struct tracegraph g;
+    char *dot = NULL, *text = NULL, line[512];
+    size_t len = 0;
+
+    (void)state;
+    square();
+    for (size_t i = 0; i < n_evs; i++)
+        if (evs[i].peer == 1 && evs[i].type == TR_TRANSFER_DONE) {
+            evs[i].source_bytes = 100;
+            evs[i].count = 2;
+        }
+    /* peer 2 holds the item too, and sent the other 93 bytes */
+    struct trace_event *s = ev(52, 1, TR_TRANSFER_STARTED);
+    s->role = TR_ROLE_REQUESTER;
+    s->holder = 2;
+    s->size = 193;
+    trace_set(s->md5, sizeof s->md5, MD5);
+    struct trace_event *d = ev(68, 1, TR_TRANSFER_DONE);
+    *d = *s;
+    d->type = TR_TRANSFER_DONE;
+    d->ts_us += 16;
+    d->seq = n_evs;
+    d->bytes = 193;
+    d->source_bytes = 93;
+    d->count = 1;
+    assert_int_equal(tracegraph_build(evs, n_evs, &TOPO, &g), FS_OK);
+    assert_int_equal(g.n_xfers, 2);
+    assert_int_equal(edge(&g, 4, 1, TG_TRANSFER)->bytes, 100);
+    assert_int_equal(edge(&g, 2, 1, TG_TRANSFER)->bytes, 93);
+    assert_int_equal(g.xfers[0].pieces + g.xfers[1].pieces, 3);
+    FILE *f = open_memstream(&dot, &len);
+    assert_int_equal(tracegraph_dot(&g, f), 0);
+    fclose(f);
+    assert_non_null(strstr(dot_line(dot, "p4 -> p1 [", line, sizeof line), "transfer 100 B"));
+    assert_non_null(strstr(dot_line(dot, "p2 -> p1 [", line, sizeof line), "transfer 93 B"));
+    free(dot);
+    f = open_memstream(&text, &len);
+    tracegraph_text(&g, f);
+    fclose(f);
+    assert_non_null(strstr(text, "(93 bytes from this source in 1 piece)"));
+    free(text);
+    tracegraph_free(&g);
+    /* without source_bytes the label is where the transfer got to */
+    square();
+    assert_int_equal(tracegraph_build(evs, n_evs, &TOPO, &g), FS_OK);
+    assert_int_equal(edge(&g, 4, 1, TG_TRANSFER)->bytes, 193);
+    tracegraph_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_expected_gets_spare_neighbours_that_sent_as_much_ttl),
         cmocka_unit_test(test_dot_marks_roles_hops_duplicates_and_the_reverse_path),
         cmocka_unit_test(test_text_report_tells_the_story),
+        cmocka_unit_test(test_a_swarm_draws_one_edge_per_source_with_its_share),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
