@@ -100,6 +100,17 @@ class SendAccepted(SendCase):
             self.assertIn("is not a valid item name", r.stderr)
 
 
+class SendFromTheDashboard(SendCase):
+    def test_the_page_runs_send(self):
+        from test_web import WebCase  # the dashboard helper: a `floodshare web` with its token
+        net = self.start()
+        w = WebCase.web(self, net)
+        st, res = w.cmd("peer 1 send 1.txt to 2 --json")
+        self.assertEqual((st, res["exit"]), (200, 0), res)
+        self.assertTrue(last_json(res["stdout"])["ok"])
+        self.assertEqual(md5_of(net.share(2) / "1.txt"), md5_of(net.share(1) / "1.txt"))
+
+
 class SendRefused(SendCase):
     def test_send_from_none(self):
         net = self.start()
