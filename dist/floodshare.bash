@@ -77,7 +77,7 @@ _floodshare()
     fi
 
     local peer_cmds="get search ls config modify stats transfers link pause resume rm send watch
-                     events"
+                     events browse"
     if ((${#w[@]} == 0)); then
         COMPREPLY=($(compgen -W "peer peers watch trace web serve keygen fingerprint --run
                                --help --version" -- "$cur"))
@@ -102,8 +102,9 @@ _floodshare()
                             ;;
                         modify)
                             COMPREPLY=($(compgen -W "ttl neighbours share_dir log_level
-                                                   upload_rate download_rate send_from quota
-                                                   max_item" -- "$cur")) ;;
+                                                   upload_rate download_rate browse send_from
+                                                   quota max_item" -- "$cur")) ;;
+                        browse) COMPREPLY=($(compgen -W "$(_floodshare_ids "$dir")" -- "$cur")) ;;
                         link) COMPREPLY=($(compgen -W "down up" -- "$cur")) ;;
                         ls | config | stats | transfers | watch | events)
                             COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
@@ -111,7 +112,14 @@ _floodshare()
                     ;;
                 *)
                     case ${w[2]} in
-                        get) COMPREPLY=($(compgen -W "--json --quiet" -- "$cur")) ;;
+                        get)
+                            if [[ $prev == from ]]; then
+                                COMPREPLY=($(compgen -W "$(_floodshare_ids "$dir")" -- "$cur"))
+                            else
+                                COMPREPLY=($(compgen -W "from --json --quiet" -- "$cur"))
+                            fi
+                            ;;
+                        browse) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
                         search | rm) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
                         send)
                             case ${#w[@]} in
@@ -123,6 +131,7 @@ _floodshare()
                         modify)
                             case ${w[3]} in
                                 log_level) COMPREPLY=($(compgen -W "error warn info debug" -- "$cur")) ;;
+                                browse) COMPREPLY=($(compgen -W "any neighbours none" -- "$cur")) ;;
                                 send_from) COMPREPLY=($(compgen -W "none neighbours any" -- "$cur")) ;;
                             esac
                             ;;

@@ -104,6 +104,15 @@ static void check_same(const struct msg *a, const struct msg *b)
         CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && a->len == b->len &&
               a->offset == b->offset);
         break;
+    case MSG_BROWSE: /* the optional path, "" (the top level) when absent */
+        CHECK(addr_equal(&a->from, &b->from) && a->offset == b->offset);
+        CHECK(!strcmp(a->path, b->path));
+        break;
+    case MSG_LISTING:
+        CHECK(a->peer_id == b->peer_id && a->total == b->total && a->offset == b->offset);
+        CHECK(a->count == b->count && a->next == b->next && a->len == b->len);
+        CHECK(!strcmp(a->path, b->path));
+        break;
     }
 }
 
@@ -134,6 +143,14 @@ static void check_fields(const struct msg *m)
     case MSG_HASHES:
         CHECK(path_valid(m->path, strlen(m->path)));
         CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root));
+        break;
+    case MSG_BROWSE:
+    case MSG_LISTING: /* browse.h: "" is the share's top level */
+        CHECK(m->path[0] == '\0' || path_valid(m->path, strlen(m->path)));
+        CHECK(m->type == MSG_LISTING || m->from.port != 0);
+        CHECK(m->type == MSG_BROWSE || (m->peer_id >= 1 && m->total <= MSG_MAX_ENTRIES &&
+                                        m->count <= MSG_MAX_ENTRIES &&
+                                        m->next <= MSG_MAX_ENTRIES));
         break;
     case MSG_HASHLIST:
         CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root) && m->piece >= 1);

@@ -57,6 +57,9 @@ def msg_seeds():
         "fetch_end": "FLOOD/1 FETCH path=a.bin md5=" + MD5 + " offset=1048576 chunk=1048576 "
                      "end=2097152\n",
         "error_empty": "FLOOD/1 ERROR code=busy msg=\r\n",
+        "browse_top": "FLOOD/1 BROWSE from=127.0.0.1:10811 offset=0\n",
+        "browse_path": "FLOOD/1 BROWSE from=[::1]:10811 offset=1000 path=docs/my%20notes\n",
+        "listing": "FLOOD/1 LISTING peer=3 total=10000 offset=1000 count=1000 next=2000 len=123456 path=docs\n",
         "fetch": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912\n",
         "fetch_chunk": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912 chunk=1048576\n",
         "range": f"FLOOD/1 RANGE size=1073741824 md5={MD5} offset=536870912 chunk=4194304\n",
@@ -320,6 +323,25 @@ def trace_seeds():
         write("trace", k, v)
 
 
+def listing_seeds():
+    """LISTING bodies as a holder writes them (listing.h), and broken ones."""
+    root = hashlib.sha256(b"x").hexdigest()
+    good = (f"f 12 {MD5} 1733400000 {root} a.txt\n"
+            f"f 0 - 1733400001 - b%20c\n"
+            f"d 99 {MD5} 5 - docs\n"
+            f"d - - 7 - new\n")
+    write("listing", "page", good)
+    write("listing", "empty", "")
+    write("listing", "one_file", f"f 1 {MD5} 0 - x\n")
+    write("listing", "utf8_name", f"f 3 - 0 - caf%C3%A9\n")
+    write("listing", "unsorted", f"f 1 - 0 - b\nf 1 - 0 - a\n")
+    write("listing", "dotdot", f"f 1 - 0 - ..\n")
+    write("listing", "slash", f"f 1 - 0 - a%2Fb\n")
+    write("listing", "folder_root", f"d 1 - 0 {root} d\n")
+    write("listing", "no_newline", f"f 1 - 0 - a")
+    write("listing", "long_name", "f 1 - 0 - " + "%C3%A9" * 127 + "\n")
+
+
 def sharecache_text(entries):
     """index.cache as share.c writes it (sharecache.h)."""
     body = "floodshare-index 2\n" + "".join(
@@ -347,6 +369,32 @@ def sharecache_seeds():
         [(18446744073709551615, 18446744073709551615, 9223372036854775807,
           -9223372036854775807, 999999999, MD5)]))
 
+
+
+def syncstate_text(frm, records):
+    """.floodshare/sync/<hex of NAME>.state as syncstate.c writes it (syncstate.h)."""
+    return f"floodshare-sync 1\nfrom {frm}\n" + "".join(
+        f"{m} {size} {mtime} {path}\n" for m, size, mtime, path in records)
+
+
+def syncstate_seeds():
+    recs = [(MD5, 12, "1764892800.123456789", "music"),
+            (md5(b""), 0, "-5.500000000", "music/a%20b.txt"),
+            (md5(b"big"), 524288001, "1577836800.000000000", "music/sub/%C3%A9t%C3%A9.flac")]
+    good = syncstate_text("127.0.0.1:4000", recs)
+    write("syncstate", "three", good)
+    write("syncstate", "no_records", syncstate_text("[::1]:10813", []))
+    write("syncstate", "host_name", syncstate_text("peer-3.example:10813", recs[:1]))
+    write("syncstate", "unsorted", syncstate_text("127.0.0.1:4000", list(reversed(recs))))
+    write("syncstate", "repeated", syncstate_text("127.0.0.1:4000", [recs[0], recs[0]]))
+    write("syncstate", "dotdot", syncstate_text("127.0.0.1:4000", [(MD5, 1, "0.000000000", "a/../b")]))
+    write("syncstate", "absolute", syncstate_text("127.0.0.1:4000", [(MD5, 1, "0.000000000", "%2Fetc")]))
+    write("syncstate", "torn_last_line", good[:-3])
+    write("syncstate", "version_2", good.replace("floodshare-sync 1", "floodshare-sync 2", 1))
+    write("syncstate", "long_name", syncstate_text("127.0.0.1:4000", [
+        (MD5, 1, "0.000000000", "d/" + "%C3%A9" * 120 + ".txt")]))
+    write("syncstate", "huge_numbers", syncstate_text("127.0.0.1:65535", [
+        (MD5, 9223372036854775807, "-9223372036854775807.999999999", "x")]))
 
 PROOT = "b142540ea694b6ad8393c36d8a94fb0aa2865717af0ac6319544bc0a8a36e3e9"
 
@@ -402,7 +450,9 @@ if __name__ == "__main__":
     http_seeds()
     trace_seeds()
     sharecache_seeds()
+    listing_seeds()
     pieces_seeds()
     fp_seeds()
+    syncstate_seeds()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")

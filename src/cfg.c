@@ -78,12 +78,12 @@ static const char *const peer_keys[] = {"id",  "host",      "port", "advertise",
     "query_rate, query_burst, upload_slots, upload_slots_per_addr, min_upload_rate, "   \
     "get_timeout_ms, upload_rate, download_rate"
 #define NEIGHBOUR_SEPS ", \t"
+/* [accept]: what this peer lets others do to it (browse.h). */
+static const char *const accept_keys[] = {"browse", "send_from", "quota", "max_item", NULL};
+#define ACCEPT_KEYS "browse, send_from, quota, max_item"
 static const char *const security_keys[] = {"passphrase", "key", "trusted", "keylog", NULL};
 #define SECURITY_KEYS "passphrase, key, trusted, keylog"
 #define PASSPHRASE_MIN 8
-/* [accept]: what this peer takes from other peers (a send's offer). */
-static const char *const accept_keys[] = {"send_from", "quota", "max_item", NULL};
-#define ACCEPT_KEYS "send_from, quota, max_item"
 
 /* ---------- error messages ---------- */
 
@@ -735,7 +735,7 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-static fs_status load_accept(const struct loader *ld)
+static fs_status load_accept_send(const struct loader *ld)
 {
     static const char *const from_names[] = {[CFG_SEND_NONE] = "none",
                                              [CFG_SEND_NEIGHBOURS] = "neighbours",
@@ -777,6 +777,44 @@ const char *cfg_send_from_name(int send_from)
     return send_from == CFG_SEND_NONE ? "none" : send_from == CFG_SEND_ANY ? "any" : "neighbours";
 }
 
+/* [accept] browse = any|neighbours|none, default any. */
+static fs_status load_accept(const struct loader *ld)
+{
+    const char *v = get(ld, "accept", "browse");
+    char q[QUOTE_BUF];
+
+    ld->c->accept_browse = CFG_ACCEPT_ANY;
+    if (!v)
+        return FS_OK;
+    int a = cfg_accept_parse(v);
+    if (a < 0)
+        return fail(ld, "accept", "browse", "%s is not any, neighbours or none",
+                    quote(q, v, strlen(v)));
+    ld->c->accept_browse = (enum cfg_accept)a;
+    return FS_OK;
+}
+
+int cfg_accept_parse(const char *s)
+{
+    if (strcmp(s, "any") == 0)
+        return CFG_ACCEPT_ANY;
+    if (strcmp(s, "neighbours") == 0)
+        return CFG_ACCEPT_NEIGHBOURS;
+    if (strcmp(s, "none") == 0)
+        return CFG_ACCEPT_NONE;
+    return -1;
+}
+
+const char *cfg_accept_name(enum cfg_accept a)
+{
+    switch (a) {
+    case CFG_ACCEPT_ANY: return "any";
+    case CFG_ACCEPT_NEIGHBOURS: return "neighbours";
+    case CFG_ACCEPT_NONE: return "none";
+    }
+    return "?";
+}
+
 /* cfg_load() of path, but errors name the file `name`: cfg_set() validates
  * a temporary file and must report the real one. */
 static fs_status load_as(const char *path, const char *name, struct cfg *out, char *err,
@@ -808,6 +846,8 @@ static fs_status load_as(const char *path, const char *name, struct cfg *out, ch
         st = load_security(&ld);
     if (!st)
         st = load_accept(&ld);
+    if (!st)
+        st = load_accept_send(&ld);
     iniparser_freedict(ld.d);
     return st;
 }

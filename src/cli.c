@@ -52,11 +52,15 @@ static const char repl_head[] =
 /* One line per command a peer runs; both helps show them. */
 static const char peer_commands[] =
     "  get NAME [--json]       find NAME by flooding a query, download it into the share\n"
+    "  get PATH from M [--json]  download PATH of peer M's share directly (no query; see browse)\n"
+    "  browse M [PATH] [--json]  list peer M's share (or its folder PATH): name, kind, size,\n"
+    "                          MD5, mtime; M is a peer id or HOST:PORT\n"
     "  search NAME [--json]    list the hits for NAME (holder, kind, size, MD5, hops)\n"
     "  ls [--json]             what this peer shares\n"
     "  config [--json]         this peer's settings\n"
     "  modify KEY VALUE        change ttl, neighbours, share_dir, log_level, upload_rate,\n"
-    "                          download_rate, send_from, quota or max_item, live and in the INI\n"
+    "                          download_rate, browse, send_from, quota or max_item, live and\n"
+    "                          in the INI\n"
     "  stats [--json]          counters: queries, duplicates, hits, bytes\n"
     "  transfers [--json]      downloads and uploads running now, and partial downloads\n"
     "  link down|up HOST:PORT  cut the link to a neighbour (no GET/FOUND either way), or mend it\n"
@@ -474,7 +478,7 @@ int cli_exec(const char *run_dir, int argc, char **argv)
     }
     static const char *const peer_cmds[] = {"get", "search", "ls", "config", "modify", "stats",
                                             "transfers", "link", "pause", "resume", "events",
-                                            "rm", "send"};
+                                            "rm", "browse", "send"};
     for (size_t i = 0; i < sizeof peer_cmds / sizeof peer_cmds[0]; i++) {
         if (strcmp(argv[0], peer_cmds[i]) != 0)
             continue;

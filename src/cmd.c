@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "floodshare/cfg.h"
+#include "floodshare/cmd_browse.h"
 #include "floodshare/ctl.h"
 #include "floodshare/cut.h"
 #include "floodshare/flood.h"
@@ -616,9 +617,12 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_bool(&j, "paused", cut_paused(node_cut(e->node)));
         json_str(&j, "security", security_mode(c));
         json_uint(&j, "trusted", c->n_trusted);
+        json_obj_open(&j, "accept");
+        json_str(&j, "browse", cfg_accept_name(c->accept_browse));
         json_str(&j, "send_from", cfg_send_from_name(c->send_from));
         json_uint(&j, "quota", c->quota);
         json_uint(&j, "max_item", c->max_item);
+        json_obj_close(&j);
         json_obj_close(&j);
         return emit_json(o, &j);
     }
@@ -666,8 +670,8 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     ctl_print(o, 1, "  paused       %s",
               cut_paused(node_cut(e->node)) ? "yes (drops every GET and FOUND)" : "no");
     char quota[32], max_item[32];
-    ctl_print(o, 1, "  accept       send_from %s, quota %s, max_item %s",
-              cfg_send_from_name(c->send_from),
+    ctl_print(o, 1, "  accept       browse %s, send_from %s, quota %s, max_item %s",
+              cfg_accept_name(c->accept_browse), cfg_send_from_name(c->send_from),
               c->quota ? offer_iec(quota, sizeof quota, c->quota) : "unlimited",
               c->max_item ? offer_iec(max_item, sizeof max_item, c->max_item) : "unlimited");
     return CTL_EXIT_OK;
@@ -957,6 +961,7 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
         {"log_level", "peer", "log_level"},
         {"upload_rate", "limits", "upload_rate"},
         {"download_rate", "limits", "download_rate"},
+        {"browse", "accept", "browse"},
         {"send_from", "accept", "send_from"},
         {"quota", "accept", "quota"},
         {"max_item", "accept", "max_item"},
@@ -965,7 +970,7 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     struct cfg *n;
 
     if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level|upload_rate|download_rate|"
-                      "send_from|quota|max_item VALUE"))
+                      "browse|send_from|quota|max_item VALUE"))
         return CTL_EXIT_USAGE;
     size_t k = 0;
     while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, a->pos[0]) != 0)
@@ -990,8 +995,8 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     }
     if (k == sizeof keys / sizeof keys[0]) {
         ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
-                  "log_level, upload_rate, download_rate, send_from, quota, max_item can change while "
-                  "the peer runs)", a->pos[0]);
+                  "log_level, upload_rate, download_rate, browse, send_from, quota, max_item can "
+                  "change while the peer runs)", a->pos[0]);
         return CTL_EXIT_USAGE;
     }
     /* Serialised: two concurrent modifies must not interleave file edits. */
@@ -1263,6 +1268,10 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return cmd_watch(e, argc, argv, o);
     if (strcmp(argv[0], "events") == 0)
         return cmd_events(e, argc, argv, o);
+    if (strcmp(argv[0], "browse") == 0)
+        return cmd_browse(e, argc, argv, o);
+    if (cmd_is_get_from(argc, argv))
+        return cmd_get_from(e, argc, argv, o);
     if (strcmp(argv[0], "send") == 0)
         return cmd_send_run(e, argc, argv, o);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
@@ -1278,7 +1287,7 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return rc;
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
-              "transfers, link, pause, resume, rm, watch, events, send)",
+              "transfers, link, pause, resume, rm, watch, events, browse, send)",
               argv[0]);
     return CTL_EXIT_USAGE;
 }

@@ -391,6 +391,27 @@ static fs_status parse_end(const char *v, size_t n, struct msg *m, const char **
     return num_field(v, n, 1, UINT64_MAX, &m->end, &w, why);
 }
 
+static fs_status parse_total(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct num_why w = NUM_WHY(total, "a number from 0 to 1048576");
+
+    return num_field(v, n, 0, MSG_MAX_ENTRIES, &m->total, &w, why);
+}
+
+static fs_status parse_count(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct num_why w = NUM_WHY(count, "a number from 0 to 1048576");
+
+    return num_field(v, n, 0, MSG_MAX_ENTRIES, &m->count, &w, why);
+}
+
+static fs_status parse_next(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct num_why w = NUM_WHY(next, "a number from 0 to 1048576");
+
+    return num_field(v, n, 0, MSG_MAX_ENTRIES, &m->next, &w, why);
+}
+
 static fs_status parse_idx(const char *v, size_t n, struct msg *m, const char **why)
 {
     static const struct num_why w = NUM_WHY(idx, "a number that fits in 64 bits");
@@ -532,7 +553,7 @@ typedef fs_status (*parse_fn)(const char *v, size_t n, struct msg *m, const char
 #define KEY_LIST(X)                                                                           \
     X(qid) X(ttl) X(hops) X(origin) X(from) X(holder) X(peer) X(kind) X(size) X(md5) X(path)  \
         X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc) X(nonce) X(retry) \
-            X(mode) X(root) X(piece) X(end)
+            X(mode) X(root) X(piece) X(end) X(total) X(count) X(next)
 
 enum key {
 #define KEY_ENUM(k) K_##k,
@@ -540,6 +561,9 @@ enum key {
 #undef KEY_ENUM
         K_COUNT
 };
+
+/* parse_pair() keeps the keys seen in one unsigned's bits. */
+_Static_assert(K_COUNT <= 32, "more keys than bits in parse_pair()'s seen set");
 
 struct key_spec {
     const char *name;
@@ -611,6 +635,16 @@ static const struct need progress_keys[] = {NEED(PROGRESS, offset), NEED(PROGRES
 static const struct need done_keys[] = {NEED(DONE, size), NEED(DONE, md5), NEED(DONE, len),
                                         NEED(DONE, offset)};
 
+/* BROWSE without path asks for the share's top level (a path cannot be
+ * empty on the wire); LISTING names the folder the same way. */
+static const struct need browse_keys[] = {NEED(BROWSE, from), NEED(BROWSE, offset)};
+static const struct need browse_opt[] = {{K_path, NULL}};
+static const struct need listing_keys[] = {
+    NEED(LISTING, peer),  NEED(LISTING, total), NEED(LISTING, offset),
+    NEED(LISTING, count), NEED(LISTING, next),  NEED(LISTING, len),
+};
+static const struct need listing_opt[] = {{K_path, NULL}};
+
 struct verb_spec {
     const char *name;
     enum msg_type type;
@@ -645,6 +679,8 @@ static const struct verb_spec verbs[] = {
     VERB("ACCEPT", MSG_ACCEPT, accept_keys),
     VERB("PROGRESS", MSG_PROGRESS, progress_keys),
     VERB("DONE", MSG_DONE, done_keys),
+    VERB_OPT("BROWSE", MSG_BROWSE, browse_keys, browse_opt),
+    VERB_OPT("LISTING", MSG_LISTING, listing_keys, listing_opt),
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])
@@ -986,6 +1022,9 @@ static void put_value(struct wbuf *w, const struct msg *m, enum key k)
     case K_root: put_enc(w, m->root, sizeof m->root); break;
     case K_piece: put_u64(w, m->piece); break;
     case K_end: put_u64(w, m->end); break;
+    case K_total: put_u64(w, m->total); break;
+    case K_count: put_u64(w, m->count); break;
+    case K_next: put_u64(w, m->next); break;
     case K_COUNT: w->bad = 1; break;
     }
 }
@@ -1002,6 +1041,8 @@ static int opt_set(const struct msg *m, enum key k)
         return m->root[0] != '\0';
     if (k == K_end)
         return m->end != 0;
+    if (k == K_path) /* optional only for BROWSE and LISTING: "" is the top level */
+        return m->path[0] != '\0';
     return 1;
 }
 

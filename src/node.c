@@ -251,6 +251,7 @@ fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key
     s->c.send_from = nc->send_from;
     s->c.quota = nc->quota;
     s->c.max_item = nc->max_item;
+    s->c.accept_browse = nc->accept_browse;
     if (sh) {
         pthread_rwlock_wrlock(&n->share_lock);
         old = n->share;

@@ -654,26 +654,32 @@ static fs_status write_piece(const struct partial *pt, const char *p, size_t len
     return write_at(pt->fd, p + direct, len - direct, off + direct);
 }
 
+/* Appends "p IDX" to the state once the piece's bytes are in the .part.
+ * One write of O_APPEND: lines of concurrent sources never mix. */
+static fs_status append_piece_line(const struct partial *pt, uint64_t idx)
+{
+    char line[32];
+    int n = snprintf(line, sizeof line, "p %" PRIu64 "\n", idx);
+    ssize_t w = pt->state_fd >= 0 ? write(pt->state_fd, line, (size_t)n) : -1;
+
+    if (w == n)
+        return FS_OK;
+    if (w >= 0)
+        errno = ENOSPC; /* a short write to a regular file: the disk is full */
+    else if (pt->state_fd < 0)
+        errno = EBADF;
+    return FS_EIO;
+}
+
 fs_status partial_put_piece(struct partial *pt, uint64_t idx, const void *data, size_t len)
 {
     uint64_t off = idx * pt->piece;
-    char line[32];
 
     if (pt->version != 2 || idx >= pt->npieces || len != partial_piece_len(pt, idx))
         return FS_EINVAL;
     fs_status st = write_piece(pt, data, len, off);
-    if (st == FS_OK) {
-        /* One write of O_APPEND: lines of concurrent sources never mix. */
-        int n = snprintf(line, sizeof line, "p %" PRIu64 "\n", idx);
-        ssize_t w = pt->state_fd >= 0 ? write(pt->state_fd, line, (size_t)n) : -1;
-        if (w != n) {
-            if (w >= 0)
-                errno = ENOSPC; /* a short write to a regular file: the disk is full */
-            else if (pt->state_fd < 0)
-                errno = EBADF;
-            st = FS_EIO;
-        }
-    }
+    if (st == FS_OK)
+        st = append_piece_line(pt, idx);
     if (st)
         punch(pt->fd, off, len);
     return st;
@@ -695,6 +701,123 @@ fs_status partial_read_piece(const struct partial *pt, uint64_t idx, void *buf, 
         direct = 0; /* no direct reads here after all: through the cache */
     }
     return partial_read_at(pt->fd, p + direct, len - direct, off + direct);
+}
+
+/* --- seeding from a local copy (a sync: docs/SYNC.md) --- */
+
+#define SEED_BUF (256u * 1024) /* the pread/pwrite fallback's buffer */
+
+/* Copies [off, off + len) of src to the same offset of the .part by the
+ * pread/pwrite loop, for file systems copy_file_range() cannot span.
+ * *buf is allocated on first use (SEED_BUF bytes; the caller frees it).
+ * FS_OK; FS_ENOTFOUND when src ends before off + len (it shrank); FS_EIO
+ * (errno) on a failed read or write. */
+static fs_status seed_copy_rw(const struct partial *pt, int src, uint64_t off, uint64_t len,
+                              char **buf)
+{
+    if (!*buf && !(*buf = malloc(SEED_BUF)))
+        return FS_ENOMEM;
+    while (len > 0) {
+        size_t want = len < SEED_BUF ? (size_t)len : SEED_BUF;
+        ssize_t r = pread(src, *buf, want, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return FS_EIO;
+        if (r == 0)
+            return FS_ENOTFOUND;
+        if (write_at(pt->fd, *buf, (size_t)r, off) != FS_OK)
+            return FS_EIO;
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return FS_OK;
+}
+
+/* Copies [off, off + len) of src to the same offset of the .part: in the
+ * kernel (copy_file_range(): no user-space copy, a reflink where the file
+ * system shares extents), or, once that is refused for this pair of files
+ * (*rw set: another file system, an old kernel), by seed_copy_rw().
+ * Returns as seed_copy_rw(). */
+static fs_status seed_copy(const struct partial *pt, int src, uint64_t off, uint64_t len,
+                           int *rw, char **buf)
+{
+    loff_t in = (loff_t)off, out = (loff_t)off;
+
+    while (!*rw && len > 0) {
+        ssize_t r = copy_file_range(src, &in, pt->fd, &out, (size_t)len, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                      errno == EOPNOTSUPP)) {
+            *rw = 1; /* and the rest of this piece, from where it stopped */
+            break;
+        }
+        if (r < 0)
+            return FS_EIO;
+        if (r == 0)
+            return FS_ENOTFOUND;
+        len -= (uint64_t)r;
+    }
+    return len > 0 ? seed_copy_rw(pt, src, (uint64_t)in, len, buf) : FS_OK;
+}
+
+/* 1 when piece idx of pt and of src have the same length and SHA-256. */
+static int seed_same(const struct partial *pt, const unsigned char *list,
+                     const struct partial_seed_src *src, uint64_t idx)
+{
+    uint64_t off = idx * pt->piece;
+
+    if (idx >= src->n || off >= src->size)
+        return 0;
+    uint64_t mine = src->size - off < src->piece ? src->size - off : src->piece;
+    return mine == partial_piece_len(pt, idx) &&
+           memcmp(list + idx * PIECES_HASH_LEN, src->list + idx * PIECES_HASH_LEN,
+                  PIECES_HASH_LEN) == 0;
+}
+
+static fs_status seed_check(const struct partial *pt, uint64_t n,
+                            const struct partial_seed_src *src)
+{
+    struct stat sb;
+
+    if (pt->version != 2 || n != pt->npieces || src->piece != pt->piece ||
+        !pieces_size_valid(src->piece) || src->n != pieces_count(src->size, src->piece) ||
+        (src->n && !src->list))
+        return FS_EINVAL;
+    if (fstat(src->fd, &sb) != 0)
+        return FS_EIO;
+    return S_ISREG(sb.st_mode) ? FS_OK : FS_EINVAL; /* a FIFO would block, a device lie */
+}
+
+fs_status partial_seed(struct partial *pt, const unsigned char *list, uint64_t n,
+                       const struct partial_seed_src *src, uint64_t *pieces, uint64_t *bytes)
+{
+    char *buf = NULL;
+    int rw = 0;
+    fs_status st;
+
+    *pieces = *bytes = 0;
+    st = seed_check(pt, n, src);
+    for (uint64_t i = 0; st == FS_OK && i < pt->npieces; i++) {
+        if (partial_has_piece(pt, i) || !seed_same(pt, list, src, i))
+            continue;
+        uint64_t off = i * pt->piece, len = partial_piece_len(pt, i);
+        st = seed_copy(pt, src->fd, off, len, &rw, &buf);
+        if (st == FS_OK)
+            st = append_piece_line(pt, i);
+        if (st) {
+            punch(pt->fd, off, len); /* named nowhere: its room comes back */
+            if (st == FS_ENOTFOUND)
+                st = FS_OK; /* the local file shrank: M sends this piece instead */
+            continue;
+        }
+        partial_set_piece(pt, i);
+        (*pieces)++;
+        *bytes += len;
+    }
+    free(buf);
+    return st;
 }
 
 static uint64_t chunk_len(const struct partial *pt, uint64_t idx)

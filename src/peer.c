@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "floodshare/browse.h"
 #include "floodshare/cfg.h"
 #include "floodshare/cmd.h"
 #include "floodshare/conn.h"
@@ -125,6 +126,11 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
             log_msg(L_INFO, "connection from %s: %s after a transfer, closed", addr,
                     msg_type_name(m.type));
             return 0;
+        } else if (m.type == MSG_BROWSE) {
+            /* A page is bounded (browse.h) and read from the index: no
+             * upload slot, as for a GET; the next page may follow. */
+            if (browse_serve(p->node, c, &m) < 0)
+                return 0;
         } else if (m.type == MSG_REQUEST || m.type == MSG_FETCH || m.type == MSG_LIST ||
                    m.type == MSG_HASHES) {
             if (xfer_slot_take(p->xfers, c, slot) < 0)

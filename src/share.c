@@ -221,6 +221,7 @@ static void entry_to_item(const struct entry *e, struct share_item *out)
     out->files = e->files;
     memcpy(out->md5, e->md5, sizeof out->md5);
     memcpy(out->root, e->root, sizeof out->root);
+    out->mtime = e->mtime;
 }
 
 /* --- manifests ------------------------------------------------------------ */

@@ -9,6 +9,7 @@
  *                upload_slots upload_slots_per_addr min_upload_rate get_timeout_ms
  *                upload_rate download_rate
  *   [security]   passphrase key trusted keylog (all off by default; tls.h)
+ *   [accept]     browse (any|neighbours|none: who may list the share; browse.h)
  *   [accept]     send_from quota max_item (what a send's offer may bring; offer.h)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
@@ -29,6 +30,9 @@
 
 /* [accept] send_from: whose offers a peer takes (offer.h says what each proves). */
 enum { CFG_SEND_NONE = 0, CFG_SEND_NEIGHBOURS, CFG_SEND_ANY };
+
+/* [accept]: whom a peer lets do something to it. */
+enum cfg_accept { CFG_ACCEPT_ANY, CFG_ACCEPT_NEIGHBOURS, CFG_ACCEPT_NONE };
 
 struct cfg {
     char path[PATH_MAX];      /* the INI file as given */
@@ -77,6 +81,9 @@ struct cfg {
     unsigned char trusted[FP_MAX_TRUSTED][FP_LEN]; /* required with key_file */
     size_t n_trusted;
     char keylog[PATH_MAX];    /* "": off; NSS key log lines appended (mode 0600) */
+    /* [accept] browse: who may list this peer's share (BROWSE); default any.
+     * `modify browse` changes it live. */
+    enum cfg_accept accept_browse;
     /* [accept]: `modify` changes them live. */
     int send_from;            /* CFG_SEND_*; default CFG_SEND_NEIGHBOURS */
     uint64_t quota;           /* most bytes the share may hold; 0: unlimited (default) */
@@ -103,6 +110,11 @@ fs_status cfg_load(const char *path, struct cfg *out, char *err, size_t errcap);
  * replacement is atomic (temporary file in the same folder, fsync, rename,
  * fsync of the folder). On a validation failure the file is unchanged and
  * err says why. */
+/* "any", "neighbours", "none" -> enum cfg_accept; -1 for anything else. */
+int cfg_accept_parse(const char *s);
+/* The INI spelling of a (a constant string). */
+const char *cfg_accept_name(enum cfg_accept a);
+
 fs_status cfg_set(const char *path, const char *section, const char *key, const char *value,
                   char *err, size_t errcap);
 

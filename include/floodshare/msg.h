@@ -26,6 +26,9 @@
 #define MSG_NONCE_LEN 32    /* a link challenge is 32 lower-case hex digits */
 #define MSG_MAX_HOPS 255    /* ttl and hops must parse as 0..255 */
 #define MSG_MAX_RETRY_MS 600000 /* a BUSY's retry: at most 10 minutes */
+/* LISTING's total, count, offset and next: a folder of more entries than
+ * this is not browsed (browse.h); a listing claiming more is malformed. */
+#define MSG_MAX_ENTRIES 1048576
 
 enum msg_type {
     MSG_GET = 1, /* flood query */
@@ -49,6 +52,8 @@ enum msg_type {
     MSG_ACCEPT,   /* the receiver took the offer; `offset` bytes were already there */
     MSG_PROGRESS, /* the receiver has `offset` of the item's `size` bytes */
     MSG_DONE,     /* the receiver verified the item and gave it its name */
+    MSG_BROWSE,   /* ask a holder for one page of a folder's listing (browse.h) */
+    MSG_LISTING,  /* the holder's answer; `len` body bytes (listing.h lines) follow */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -73,6 +78,8 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   ACCEPT:  offset (bytes of the item the receiver already had)
  *   PROGRESS: offset size
  *   DONE:    size md5 len offset (len: bytes received this time)
+ *   BROWSE:  from offset [path]        (no path: the share's top level)
+ *   LISTING: peer total offset count next len [path]
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;
@@ -107,6 +114,9 @@ struct msg {
                                     HASHLIST: the root of the piece hashes */
     uint64_t piece;  /* HASHLIST: bytes per piece */
     uint64_t end;    /* FETCH: send bytes before this one only; 0 = to the end */
+    uint64_t total;  /* LISTING: entries the folder has in all */
+    uint64_t count;  /* LISTING: entries (lines) in this page's body */
+    uint64_t next;   /* LISTING: the offset to ask for next; == total at the end */
 };
 
 /* Parses one header from buf[0..len).

@@ -179,6 +179,44 @@ fs_status partial_put_piece(struct partial *pt, uint64_t idx, const void *data, 
  * FS_EIO when the bytes are not there. */
 fs_status partial_read_piece(const struct partial *pt, uint64_t idx, void *buf, size_t len);
 
+/* N's own copy of a file, as a sync reuses it (partial_seed()). All the
+ * caller's: nothing here is freed or closed. */
+struct partial_seed_src {
+    int fd;                    /* N's file, opened for reading by the caller below the
+                                  share's descriptor without following links (O_NOFOLLOW,
+                                  as share.c opens what it hashes); must be a regular file */
+    uint64_t size;             /* bytes the list describes */
+    uint64_t piece;            /* its piece size (the list file's) */
+    const unsigned char *list; /* n SHA-256 digests (pieces_load_at() from N's pieces folder) */
+    uint64_t n;                /* pieces_count(size, piece) */
+};
+
+/* Seeds a version 2 partial of M's item from N's local copy: for every
+ * piece idx not yet set whose SHA-256 in M's list (list, n pieces: checked
+ * against pt->root by the caller) equals src's at the same index over the
+ * same length, copies those bytes of src->fd to the same offset of the
+ * .part (copy_file_range(): no user-space copy; a pread/pwrite loop where
+ * the kernel refuses it with EXDEV, EINVAL, ENOSYS or EOPNOTSUPP), appends
+ * its "p IDX" line and sets its bit. *pieces and *bytes get what was
+ * reused. A piece src no longer holds (the file shrank) is skipped, its
+ * room punched out: M sends it instead.
+ *
+ * Nothing is hashed here: N's list says what the file held when N's share
+ * hashed it, and the file may have changed since, or while it is copied.
+ * Every piece this sets is therefore a claim, like a resumed state's: the
+ * caller must re-read and check each against M's list (partial_read_piece()
+ * + pieces_piece_ok()) before it counts, as the swarm engine does for a
+ * resumed partial. A changed local file costs a re-fetch, never a wrong byte.
+ *
+ * FS_EINVAL (nothing copied) when pt is not version 2, n is not
+ * pt->npieces, src's piece size differs from pt's (the lists compare no
+ * bytes then) or src's list does not fit its size, or src->fd is not a
+ * regular file; FS_EIO (errno) when a copy or a line cannot be written
+ * (the pieces before it stay seeded); FS_ENOMEM. Not thread-safe: call it
+ * before any source writes into pt. */
+fs_status partial_seed(struct partial *pt, const unsigned char *list, uint64_t n,
+                       const struct partial_seed_src *src, uint64_t *pieces, uint64_t *bytes);
+
 /* Re-reads the claimed prefix, checking every chunk's CRC and feeding the
  * bytes into md5 (the running digest of the whole file). Stops at the first
  * chunk that does not match, and forgets it and everything after it (they

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "floodshare/msg.h"
 #include "floodshare/sharecache.h"
@@ -61,6 +62,8 @@ struct share_item {
     char md5[MSG_MD5_LEN + 1];
     char root[MSG_ROOT_LEN + 1]; /* files: the piece root (pieces.h); "" for a
                                     folder, a read-only share, a file > 1 TiB */
+    struct timespec mtime; /* files: the mtime the hash was taken at (browse
+                              lists an md5 only while the file still has it) */
 };
 
 struct share;

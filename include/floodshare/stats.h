@@ -46,7 +46,9 @@
     X(upload_wait_ms, "ms uploads slept in the upload_rate bucket, all added up") \
     X(download_wait_ms, "ms downloads slept in the download_rate bucket, all added up") \
     X(bad_chunks, "received pieces that failed their SHA-256 (discarded, fetched again)") \
-    X(auth_failed, "connections closed: no TLS, wrong passphrase, or an untrusted key")
+    X(auth_failed, "connections closed: no TLS, wrong passphrase, or an untrusted key") \
+    X(browses, "pages of this peer's share listed for others (BROWSE)")        \
+    X(browse_refused, "BROWSEs refused: [accept] browse, a bad path, no such folder")
 
 /* The same counters by drop reason, named like gtk-gnutella's message drop
  * reasons (`stats` shows them as "drops"; `stats --json` as "drops": {}).

@@ -146,7 +146,7 @@ class SendRefused(SendCase):
         make_big_file(net.share(1) / "big.bin", 3 * MiB)
         net.wait_indexed(1, "big.bin")
         self.assertOk(net.peer(2, "modify", "max_item", "1M"))
-        self.assertEqual(json.loads(net.peer(2, "config", "--json").stdout)["max_item"], MiB)
+        self.assertEqual(json.loads(net.peer(2, "config", "--json").stdout)["accept"]["max_item"], MiB)
         self.refused(net, 1, "big.bin", 2, "item too large: big.bin is 3 MiB, over max_item 1 MiB")
         r = net.peer(2, "modify", "max_item", "1X")
         self.assertEqual(r.returncode, 78)

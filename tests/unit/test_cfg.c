@@ -279,6 +279,38 @@ static void test_cfg_loads_upload_limits(void **state)
     assert_int_equal(c.min_upload_rate, 0); /* 0: uploads are never cut for being slow */
 }
 
+static void test_cfg_accept_browse_defaults_to_any_and_loads_each_value(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg *c = malloc(sizeof *c);
+
+    assert_non_null(c);
+    write_spec(f, &s);
+    assert_loads(f, c);
+    assert_int_equal(c->accept_browse, CFG_ACCEPT_ANY);
+    s.extra = "\n[accept]\nbrowse = neighbours\n";
+    write_spec(f, &s);
+    assert_loads(f, c);
+    assert_int_equal(c->accept_browse, CFG_ACCEPT_NEIGHBOURS);
+    s.extra = "\n[accept]\nbrowse = none\n";
+    write_spec(f, &s);
+    assert_loads(f, c);
+    assert_int_equal(c->accept_browse, CFG_ACCEPT_NONE);
+    assert_string_equal(cfg_accept_name(c->accept_browse), "none");
+    free(c);
+}
+
+static void test_cfg_rejects_bad_accept_values_and_keys(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.extra = "\n[accept]\nbrowse = everyone\n";
+    assert_spec_error(state, &s, "accept", "browse", "\"everyone\" is not any, neighbours or none");
+    s.extra = "\n[accept]\nbrowze = any\n";
+    assert_spec_error(state, &s, "accept", "browze", "unknown key (expected browse, send_from, quota, max_item)");
+}
+
 static void test_cfg_rejects_bad_upload_limits(void **state)
 {
     struct spec s = valid_spec();
@@ -369,7 +401,7 @@ static void test_cfg_rejects_bad_accept_values_naming_the_key(void **state)
     s.extra = "\n[accept]\nquota = -1\n";
     assert_spec_error(state, &s, "accept", "quota", "is not a size");
     s.extra = "\n[accept]\nbrowse_from = any\n";
-    assert_spec_error(state, &s, "accept", "browse_from", "unknown key (expected send_from");
+    assert_spec_error(state, &s, "accept", "browse_from", "unknown key (expected browse, send_from, quota, max_item)");
 }
 
 static void test_cfg_resolves_share_dir_against_ini_folder(void **state)
@@ -1077,6 +1109,8 @@ int main(void)
         T(test_cfg_applies_defaults),
         T(test_cfg_loads_upload_limits),
         T(test_cfg_rejects_bad_upload_limits),
+        T(test_cfg_accept_browse_defaults_to_any_and_loads_each_value),
+        T(test_cfg_rejects_bad_accept_values_and_keys),
         T(test_cfg_loads_rates_with_suffixes),
         T(test_cfg_rejects_bad_rates_naming_the_key),
         T(test_cfg_loads_accept_section),

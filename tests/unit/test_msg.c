@@ -1473,6 +1473,93 @@ static void test_type_and_kind_names(void **state)
     assert_string_equal(msg_kind_name((enum msg_kind)7), "?");
 }
 
+/* --- BROWSE / LISTING (browse.h) --- */
+
+static void test_browse_without_path_is_the_top_level(void **state)
+{
+    (void)state;
+    struct msg m;
+    size_t used;
+    const char *why = NULL;
+    const char *line = "FLOOD/1 BROWSE from=" A1 " offset=0\n";
+
+    assert_int_equal(parse_str(line, &m, &used, &why), FS_OK);
+    assert_int_equal(m.type, MSG_BROWSE);
+    assert_string_equal(m.path, "");
+    assert_int_equal(m.offset, 0);
+    assert_string_equal(m.from.host, "127.0.0.1");
+    char out[MSG_MAX_HEADER];
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)strlen(line));
+    assert_string_equal(out, line);
+}
+
+static void test_browse_with_path_round_trips(void **state)
+{
+    (void)state;
+    struct msg m, back;
+    size_t used;
+    char out[MSG_MAX_HEADER];
+
+    memset(&m, 0, sizeof m);
+    m.type = MSG_BROWSE;
+    assert_int_equal(addr_parse(A2, strlen(A2), &m.from, NULL), FS_OK);
+    m.offset = 1000;
+    strcpy(m.path, "docs/my notes");
+    int n = msg_format(&m, out, sizeof out);
+    assert_true(n > 0);
+    assert_string_equal(out, "FLOOD/1 BROWSE from=" A2 " offset=1000 path=docs/my%20notes\n");
+    assert_int_equal(msg_parse(out, (size_t)n, &back, &used, NULL), FS_OK);
+    assert_string_equal(back.path, "docs/my notes");
+    assert_int_equal(back.offset, 1000);
+}
+
+/* The path of a BROWSE is confined by the parser as FETCH's is. */
+static void test_browse_refuses_dotdot_absolute_and_missing_keys(void **state)
+{
+    (void)state;
+    static const struct bad_case cases[] = {
+        {"FLOOD/1 BROWSE from=" A1 " offset=0 path=../etc\n", "path has a . or .. component"},
+        {"FLOOD/1 BROWSE from=" A1 " offset=0 path=a/../../b\n", "path has a . or .. component"},
+        {"FLOOD/1 BROWSE from=" A1 " offset=0 path=%2Fetc\n",
+         "path is absolute (starts with '/')"},
+        {"FLOOD/1 BROWSE from=" A1 " offset=0 path=\n", "path is empty"},
+        {"FLOOD/1 BROWSE offset=0\n", "BROWSE needs from"},
+        {"FLOOD/1 BROWSE from=" A1 "\n", "BROWSE needs offset"},
+    };
+    expect_all_malformed(cases, sizeof cases / sizeof cases[0]);
+}
+
+static void test_listing_round_trips_and_bounds_its_counts(void **state)
+{
+    (void)state;
+    static const char line[] =
+        "FLOOD/1 LISTING peer=3 total=10000 offset=1000 count=1000 next=2000 len=123456 path=d\n";
+    static const struct bad_case cases[] = {
+        {"FLOOD/1 LISTING peer=3 total=1048577 offset=0 count=0 next=0 len=0\n",
+         "total is not a number from 0 to 1048576"},
+        {"FLOOD/1 LISTING peer=3 total=1 offset=0 count=99999999 next=1 len=0\n",
+         "count is not a number from 0 to 1048576"},
+        {"FLOOD/1 LISTING peer=3 total=1 offset=0 count=1 len=5\n", "LISTING needs next"},
+        {"FLOOD/1 LISTING total=1 offset=0 count=1 next=1 len=5\n", "LISTING needs peer"},
+    };
+    struct msg m;
+    size_t used;
+    char out[MSG_MAX_HEADER];
+
+    assert_int_equal(parse_str(line, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_LISTING);
+    assert_int_equal(m.peer_id, 3);
+    assert_int_equal(m.total, 10000);
+    assert_int_equal(m.offset, 1000);
+    assert_int_equal(m.count, 1000);
+    assert_int_equal(m.next, 2000);
+    assert_int_equal(m.len, 123456);
+    assert_string_equal(m.path, "d");
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)strlen(line));
+    assert_string_equal(out, line);
+    expect_all_malformed(cases, sizeof cases / sizeof cases[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1540,6 +1627,10 @@ int main(void)
         cmocka_unit_test(test_pct_decode_refuses_bad_escapes_and_nul),
         cmocka_unit_test(test_pct_decode_fails_without_room),
         cmocka_unit_test(test_type_and_kind_names),
+        cmocka_unit_test(test_browse_without_path_is_the_top_level),
+        cmocka_unit_test(test_browse_with_path_round_trips),
+        cmocka_unit_test(test_browse_refuses_dotdot_absolute_and_missing_keys),
+        cmocka_unit_test(test_listing_round_trips_and_bounds_its_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

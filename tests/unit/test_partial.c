@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "floodshare/partial.h"
+#include "floodshare/pieces.h"
 #include "floodshare/zipio.h"
 
 #define MD5_A "0123456789abcdef0123456789abcdef"
@@ -1019,6 +1020,330 @@ static void test_failed_put_piece_punches_its_range(void **state)
     free(buf);
 }
 
+/* --- seeding a partial from N's own copy (a sync: docs/SYNC.md) --- */
+
+/* The piece list of data[0..len) in pieces of `piece` bytes (malloc'd). */
+static unsigned char *list_of(const char *data, size_t len, uint64_t piece, uint64_t *n,
+                              char root[PIECES_ROOT_HEX + 1])
+{
+    struct pieces_hash ph;
+    unsigned char *list = NULL;
+
+    assert_int_equal(pieces_hash_init(&ph, piece), FS_OK);
+    pieces_hash_update(&ph, data, len);
+    assert_int_equal(pieces_hash_final(&ph, &list, n, root), FS_OK);
+    return list;
+}
+
+/* N's local copy: data[0..len) written as `name` in dir, opened for
+ * reading without following links, with its piece list. */
+struct local {
+    struct partial_seed_src src;
+    unsigned char *list;
+};
+
+static void local_open(struct local *l, const char *dir, const char *data, size_t len,
+                       uint64_t piece)
+{
+    char path[128], root[PIECES_ROOT_HEX + 1];
+
+    snprintf(path, sizeof path, "%s/local.bin", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+    l->list = list_of(data, len, piece, &l->src.n, root);
+    l->src.fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    assert_true(l->src.fd >= 0);
+    l->src.size = len;
+    l->src.piece = piece;
+    l->src.list = l->list;
+}
+
+static void local_close(struct local *l)
+{
+    close(l->src.fd);
+    free(l->list);
+}
+
+/* M's item is f->data: a version 2 partial of it and M's list. */
+static struct partial *open_m(struct fx *f, unsigned char **mlist, uint64_t *mn)
+{
+    char root[PIECES_ROOT_HEX + 1];
+    int resumed;
+
+    *mlist = list_of(f->data, sizeof f->data, PIECE, mn, root);
+    return open_v2(f, PIECE, root, &resumed);
+}
+
+/* Every piece whose bit is set reads back as M's piece and checks against
+ * M's list; a reopen names exactly those pieces (their "p" lines). Closes pt. */
+static void assert_seeded(struct fx *f, struct partial *pt, const unsigned char *mlist,
+                          uint64_t mn)
+{
+    uint64_t set = 0;
+    int resumed;
+    char root[PIECES_ROOT_HEX + 1];
+
+    memcpy(root, pt->root, sizeof root);
+
+    for (uint64_t i = 0; i < pt->npieces; i++) {
+        if (!partial_has_piece(pt, i))
+            continue;
+        set++;
+        assert_piece_reads_back(pt, f, i, 1);
+        char *buf = malloc(PIECE);
+        size_t n = (size_t)partial_piece_len(pt, i);
+        assert_int_equal(partial_read_piece(pt, i, buf, n), FS_OK);
+        assert_true(pieces_piece_ok(mlist, mn, i, buf, n));
+        free(buf);
+    }
+    assert_int_equal(set, pt->nhave);
+    uint8_t *bits = malloc((size_t)(pt->npieces + 7) / 8);
+    memcpy(bits, pt->bits, (size_t)(pt->npieces + 7) / 8);
+    partial_close(pt); /* its lock: the reopen below would be refused */
+    struct partial *again = open_v2(f, PIECE, root, &resumed);
+    assert_true(resumed);
+    assert_int_equal(again->nhave, set);
+    assert_memory_equal(again->bits, bits, (size_t)(again->npieces + 7) / 8);
+    partial_close(again);
+    free(bits);
+}
+
+/* N's copy is M's item: every piece is reused, the short last one too. */
+static void test_seed_all_equal(void **state)
+{
+    struct fx *f = *state;
+    struct local l;
+    unsigned char *mlist;
+    uint64_t mn, pieces = 99, bytes = 99;
+
+    local_open(&l, f->dir, f->data, sizeof f->data, PIECE);
+    struct partial *pt = open_m(f, &mlist, &mn);
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_OK);
+    assert_int_equal(pieces, pt->npieces);
+    assert_int_equal(bytes, sizeof f->data);
+    assert_int_equal(partial_piece_len(pt, pt->npieces - 1), 100); /* the short last piece */
+    assert_true(partial_has_piece(pt, pt->npieces - 1));
+    partial_close(pt); /* the lock: assert_seeded() reopens */
+    free(mlist);
+    pt = open_m(f, &mlist, &mn);
+    assert_seeded(f, pt, mlist, mn);
+    free(mlist);
+    local_close(&l);
+}
+
+/* A byte changed in every piece of N's copy: nothing is reused. */
+static void test_seed_none_equal(void **state)
+{
+    struct fx *f = *state;
+    struct local l;
+    unsigned char *mlist;
+    uint64_t mn, pieces = 99, bytes = 99;
+    char *mine = malloc(sizeof f->data);
+
+    memcpy(mine, f->data, sizeof f->data);
+    for (size_t off = 0; off < sizeof f->data; off += PIECE)
+        mine[off] ^= 1;
+    local_open(&l, f->dir, mine, sizeof f->data, PIECE);
+    struct partial *pt = open_m(f, &mlist, &mn);
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_OK);
+    assert_int_equal(pieces, 0);
+    assert_int_equal(bytes, 0);
+    assert_int_equal(pt->nhave, 0);
+    assert_int_equal(lseek(pt->fd, 0, SEEK_END), 0); /* not a byte written */
+    assert_seeded(f, pt, mlist, mn);
+    free(mlist);
+    free(mine);
+    local_close(&l);
+}
+
+/* Every odd piece changed on N: the even ones are reused (the short last
+ * one among them), the odd ones left for M to send. A piece already set
+ * (a resumed claim) is not copied again. */
+static void test_seed_every_other_piece(void **state)
+{
+    struct fx *f = *state;
+    struct local l;
+    unsigned char *mlist;
+    uint64_t mn, pieces, bytes;
+    char *mine = malloc(sizeof f->data);
+
+    memcpy(mine, f->data, sizeof f->data);
+    for (size_t off = PIECE; off < sizeof f->data; off += 2 * PIECE)
+        mine[off + 7] ^= 0x40;
+    local_open(&l, f->dir, mine, sizeof f->data, PIECE);
+    struct partial *pt = open_m(f, &mlist, &mn);
+    assert_int_equal(pt->npieces, 25);
+    put_piece(pt, f, 0, 1); /* as a resumed download would have it */
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_OK);
+    assert_int_equal(pieces, 12); /* 2, 4, ..., 24 */
+    assert_int_equal(bytes, 11 * (uint64_t)PIECE + 100);
+    for (uint64_t i = 0; i < pt->npieces; i++)
+        assert_int_equal(partial_has_piece(pt, i), i % 2 == 0);
+    partial_close(pt);
+    free(mlist);
+    pt = open_m(f, &mlist, &mn);
+    assert_int_equal(pt->nhave, 13);
+    assert_seeded(f, pt, mlist, mn);
+    free(mlist);
+    free(mine);
+    local_close(&l);
+}
+
+/* N's copy is shorter (its first 10 pieces and 1000 bytes of the 11th):
+ * the 10 whole pieces are reused; the 11th, equal as far as it goes, is
+ * not (another length); nothing past N's end is touched. */
+static void test_seed_a_shorter_local_file(void **state)
+{
+    struct fx *f = *state;
+    struct local l;
+    unsigned char *mlist;
+    uint64_t mn, pieces, bytes;
+
+    local_open(&l, f->dir, f->data, 10 * (size_t)PIECE + 1000, PIECE);
+    struct partial *pt = open_m(f, &mlist, &mn);
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_OK);
+    assert_int_equal(pieces, 10);
+    assert_int_equal(bytes, 10 * (uint64_t)PIECE);
+    assert_false(partial_has_piece(pt, 10));
+    assert_seeded(f, pt, mlist, mn);
+    free(mlist);
+    local_close(&l);
+}
+
+/* The length is compared as well as the hash: N's list claims M's hash for
+ * its last piece, but N's file is a byte longer there, so that piece of N
+ * is 101 bytes, not M's 100. It is not taken (its first 100 bytes are not
+ * "the same piece" whatever N's list says). */
+static void test_seed_needs_the_same_length_not_only_the_hash(void **state)
+{
+    struct fx *f = *state;
+    struct local l;
+    unsigned char *mlist;
+    uint64_t mn, pieces, bytes;
+    char *mine = malloc(sizeof f->data + 1);
+
+    memcpy(mine, f->data, sizeof f->data);
+    mine[sizeof f->data] = 'x';
+    local_open(&l, f->dir, mine, sizeof f->data + 1, PIECE);
+    struct partial *pt = open_m(f, &mlist, &mn);
+    assert_int_equal(l.src.n, mn);
+    memcpy(l.list + (mn - 1) * PIECES_HASH_LEN, mlist + (mn - 1) * PIECES_HASH_LEN,
+           PIECES_HASH_LEN);
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_OK);
+    assert_int_equal(pieces, mn - 1);
+    assert_false(partial_has_piece(pt, mn - 1));
+    partial_close(pt);
+    free(mlist);
+    free(mine);
+    local_close(&l);
+}
+
+/* Lists of another piece size compare no bytes: refused, nothing copied;
+ * so are a list that does not fit its size and a descriptor that is not a
+ * regular file (a FIFO would block the copy, a folder has no bytes). */
+static void test_seed_refuses_what_it_cannot_compare(void **state)
+{
+    struct fx *f = *state;
+    struct local l;
+    unsigned char *mlist;
+    uint64_t mn, pieces = 99, bytes = 99;
+
+    local_open(&l, f->dir, f->data, sizeof f->data, 2 * PIECE);
+    struct partial *pt = open_m(f, &mlist, &mn);
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_EINVAL);
+    assert_int_equal(pieces, 0);
+    assert_int_equal(bytes, 0);
+    local_close(&l);
+
+    local_open(&l, f->dir, f->data, sizeof f->data, PIECE);
+    l.src.n--; /* a list one short of its size */
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_EINVAL);
+    l.src.n++;
+    assert_int_equal(partial_seed(pt, mlist, mn - 1, &l.src, &pieces, &bytes), FS_EINVAL);
+    int fd = l.src.fd;
+    l.src.fd = f->dfd; /* a folder */
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_EINVAL);
+    l.src.fd = fd;
+    assert_int_equal(pt->nhave, 0);
+    assert_int_equal(lseek(pt->fd, 0, SEEK_END), 0);
+    partial_close(pt);
+    free(mlist);
+    local_close(&l);
+}
+
+/* N's file changed after N's share hashed it (here: a piece overwritten,
+ * and then the file cut short): what partial_seed() copies is only a
+ * claim. Piece 3 carries the changed bytes under a "p 3" line; the check
+ * every claimed piece gets (partial_read_piece + pieces_piece_ok against
+ * M's list) catches it. The pieces past N's new end are skipped, their
+ * room punched, no line written. The same check catches a .part changed
+ * after seeding (piece 5 corrupted in place). */
+static void test_seed_a_changed_local_file_costs_a_refetch_only(void **state)
+{
+    struct fx *f = *state;
+    struct local l;
+    unsigned char *mlist;
+    uint64_t mn, pieces, bytes;
+    char *buf = malloc(PIECE);
+
+    local_open(&l, f->dir, f->data, sizeof f->data, PIECE);
+    char path[128];
+    snprintf(path, sizeof path, "%s/local.bin", f->dir);
+    int w = open(path, O_WRONLY);
+    assert_int_equal(pwrite(w, "changed", 7, 3 * PIECE + 11), 7);
+    assert_int_equal(ftruncate(w, 20 * PIECE + 5), 0);
+    close(w);
+    struct partial *pt = open_m(f, &mlist, &mn);
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_OK);
+    assert_int_equal(pieces, 20); /* 0..19: the list still says they are equal */
+    assert_false(partial_has_piece(pt, 20));
+    assert_int_equal(lseek(pt->fd, 20 * PIECE, SEEK_DATA), -1); /* piece 20's room is back */
+    assert_int_equal(pwrite(pt->fd, "corrupt", 7, 5 * PIECE), 7);
+    for (uint64_t i = 0; i < 20; i++) {
+        assert_int_equal(partial_read_piece(pt, i, buf, PIECE), FS_OK);
+        assert_int_equal(pieces_piece_ok(mlist, mn, i, buf, PIECE), i != 3 && i != 5);
+    }
+    partial_close(pt);
+    free(mlist);
+    free(buf);
+    local_close(&l);
+}
+
+/* N's copy on another file system (tmpfs under /dev/shm, the partial on
+ * /tmp's): copy_file_range() says EXDEV and the bytes go by pread/pwrite. */
+static void test_seed_across_file_systems(void **state)
+{
+    struct fx *f = *state;
+    struct local l;
+    struct stat a, b;
+    unsigned char *mlist;
+    uint64_t mn, pieces, bytes;
+    char dir[64] = "/dev/shm/fs_seed_XXXXXX";
+
+    if (!mkdtemp(dir))
+        skip();
+    assert_int_equal(stat(dir, &a), 0);
+    assert_int_equal(stat(f->dir, &b), 0);
+    if (a.st_dev == b.st_dev) {
+        rmdir(dir);
+        skip();
+    }
+    local_open(&l, dir, f->data, sizeof f->data, PIECE);
+    struct partial *pt = open_m(f, &mlist, &mn);
+    assert_int_equal(partial_seed(pt, mlist, mn, &l.src, &pieces, &bytes), FS_OK);
+    assert_int_equal(pieces, mn);
+    assert_int_equal(bytes, sizeof f->data);
+    partial_close(pt);
+    free(mlist);
+    pt = open_m(f, &mlist, &mn);
+    assert_seeded(f, pt, mlist, mn);
+    free(mlist);
+    local_close(&l);
+    zipio_remove_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1064,6 +1389,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_piece_from_two_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_put_piece_punches_its_range, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_seed_all_equal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_none_equal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_every_other_piece, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_a_shorter_local_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_needs_the_same_length_not_only_the_hash, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_seed_refuses_what_it_cannot_compare, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_seed_a_changed_local_file_costs_a_refetch_only,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_across_file_systems, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,7 @@
 --     FLOOD/1 VERB key=value key=value ...\n
 --
 -- of at most 2048 bytes, optionally followed by a BINARY BODY whose length the header's `len`
--- gives (only ITEM, DATA and MANIFEST have one). Values are percent-encoded, so a header never
+-- gives (only ITEM, DATA, MANIFEST, HASHLIST and LISTING have one). Values are percent-encoded, so a header never
 -- holds a raw space, newline or non-ASCII byte: "my file.txt" travels as "my%20file.txt".
 --
 -- What makes this dissector more than a string split is TCP. TCP delivers a byte stream, not
@@ -71,6 +71,9 @@ local KEYS = {
     root   = { kind = "text",   label = "Root of the file's SHA-256 piece list (hex)" },
     piece  = { kind = "number", label = "Piece size (bytes per SHA-256 piece hash)" },
     ["end"] = { kind = "number", label = "End (first byte after the range asked for)" },
+    total  = { kind = "number", label = "Entries of the folder listed, in all" },
+    count  = { kind = "number", label = "Entries in this page (lines of the body)" },
+    ["next"] = { kind = "number", label = "Offset of the next page (= total at the end)" },
 }
 
 -- The verbs, the keys each one must carry, and whether a body of `len` bytes follows.
@@ -91,6 +94,9 @@ local VERBS = {
     HASHES   = { keys = { "path", "md5", "root" }, what = "ask the holder for a file's piece hash list" },
     HASHLIST = { keys = { "size", "md5", "root", "piece", "len" }, body = true,
                  what = "the piece hash list: 32 bytes of SHA-256 per piece" },
+    BROWSE   = { keys = { "from", "offset" }, what = "ask a peer for a page of its share's listing" },
+    LISTING  = { keys = { "peer", "total", "offset", "count", "next", "len" }, body = true,
+                 what = "a page of the listing: one line per entry" },
 }
 
 ---------------------------------------------------------------------------------------------
@@ -368,6 +374,12 @@ local function summary(h)
         return string.format("DATA idx=%s len=%s crc=%s", val(h, "idx"), val(h, "len"), val(h, "crc"))
     elseif v == "MANIFEST" then
         return string.format("MANIFEST len=%s", val(h, "len"))
+    elseif v == "BROWSE" then
+        local p = h.keys["path"] and val(h, "path") or "(top level)"
+        return string.format("BROWSE path=%s offset=%s", p, val(h, "offset"))
+    elseif v == "LISTING" then
+        return string.format("LISTING entries %s..%s of %s", val(h, "offset"), val(h, "next"),
+            val(h, "total"))
     end
     return v .. " (unknown verb)"
 end
