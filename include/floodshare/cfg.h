@@ -10,7 +10,7 @@
  *                upload_rate download_rate
  *   [security]   passphrase key trusted keylog (all off by default; tls.h)
  *   [accept]     browse (any|neighbours|none: who may list the share; browse.h)
- *   [accept]     send_from quota max_item (what a send's offer may bring; offer.h)
+ *                send_from quota max_item (what a send's offer may bring; offer.h)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
