@@ -73,8 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(text, 0, sizeof text);
     const char *word = offer_judge(&v, &m, text, sizeof text);
     if (!word) {
-        CHECK(v.send_from != CFG_SEND_NONE);
-        CHECK(v.send_from != CFG_SEND_NEIGHBOURS || v.neighbour);
+        CHECK(v.send_from != CFG_ACCEPT_NONE);
+        CHECK(v.send_from != CFG_ACCEPT_NEIGHBOURS || v.neighbour);
         CHECK(strcmp(v.source.host, m.holder.host) == 0);
         CHECK(!v.exists);
         CHECK(!v.max_item || m.size <= v.max_item);

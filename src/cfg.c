@@ -737,22 +737,17 @@ static int parse_size(const char *s, uint64_t *out)
 
 static fs_status load_accept_send(const struct loader *ld)
 {
-    static const char *const from_names[] = {[CFG_SEND_NONE] = "none",
-                                             [CFG_SEND_NEIGHBOURS] = "neighbours",
-                                             [CFG_SEND_ANY] = "any"};
     struct cfg *c = ld->c;
     const char *v = get(ld, "accept", "send_from");
     char q[QUOTE_BUF];
 
-    c->send_from = CFG_SEND_NEIGHBOURS;
+    c->send_from = CFG_ACCEPT_NEIGHBOURS;
     if (v) {
-        int i = CFG_SEND_NONE;
-        while (i <= CFG_SEND_ANY && strcmp(v, from_names[i]) != 0)
-            i++;
-        if (i > CFG_SEND_ANY)
+        int a = cfg_accept_parse(v);
+        if (a < 0)
             return fail(ld, "accept", "send_from", "%s is not none, neighbours or any",
                         quote(q, v, strlen(v)));
-        c->send_from = i;
+        c->send_from = (enum cfg_accept)a;
     }
     static const struct {
         const char *key;
@@ -770,11 +765,6 @@ static fs_status load_accept_send(const struct loader *ld)
                         quote(q, v, strlen(v)));
     }
     return FS_OK;
-}
-
-const char *cfg_send_from_name(int send_from)
-{
-    return send_from == CFG_SEND_NONE ? "none" : send_from == CFG_SEND_ANY ? "any" : "neighbours";
 }
 
 /* [accept] browse = any|neighbours|none, default any. */

@@ -619,7 +619,7 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "trusted", c->n_trusted);
         json_obj_open(&j, "accept");
         json_str(&j, "browse", cfg_accept_name(c->accept_browse));
-        json_str(&j, "send_from", cfg_send_from_name(c->send_from));
+        json_str(&j, "send_from", cfg_accept_name(c->send_from));
         json_uint(&j, "quota", c->quota);
         json_uint(&j, "max_item", c->max_item);
         json_obj_close(&j);
@@ -671,7 +671,7 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
               cut_paused(node_cut(e->node)) ? "yes (drops every GET and FOUND)" : "no");
     char quota[32], max_item[32];
     ctl_print(o, 1, "  accept       browse %s, send_from %s, quota %s, max_item %s",
-              cfg_accept_name(c->accept_browse), cfg_send_from_name(c->send_from),
+              cfg_accept_name(c->accept_browse), cfg_accept_name(c->send_from),
               c->quota ? offer_iec(quota, sizeof quota, c->quota) : "unlimited",
               c->max_item ? offer_iec(max_item, sizeof max_item, c->max_item) : "unlimited");
     return CTL_EXIT_OK;

@@ -47,11 +47,11 @@ const char *offer_judge(const struct offer_view *v, const struct msg *m, char *w
     char h[ADDR_STR_MAX], a[32], b[32], c[32];
 
     addr_format(&m->holder, h);
-    if (v->send_from == CFG_SEND_NONE) {
+    if (v->send_from == CFG_ACCEPT_NONE) {
         snprintf(why, cap, "not accepted from %s (send_from = none)", h);
         return "send_from";
     }
-    if (v->send_from == CFG_SEND_NEIGHBOURS && !v->neighbour) {
+    if (v->send_from == CFG_ACCEPT_NEIGHBOURS && !v->neighbour) {
         snprintf(why, cap, "not accepted from %s (send_from = neighbours, and no proven "
                  "neighbour link of this peer comes from there)", h);
         return "send_from";

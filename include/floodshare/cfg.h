@@ -28,10 +28,8 @@
 #define CFG_PASSPHRASE_MAX 1024
 #define CFG_SIZE_MAX (1ull << 50) /* [accept] quota and max_item: 1024T at most */
 
-/* [accept] send_from: whose offers a peer takes (offer.h says what each proves). */
-enum { CFG_SEND_NONE = 0, CFG_SEND_NEIGHBOURS, CFG_SEND_ANY };
-
-/* [accept]: whom a peer lets do something to it. */
+/* [accept]: whom a peer lets do something to it: browse its share, or send
+ * it an item (send_from; offer.h says what each value proves). */
 enum cfg_accept { CFG_ACCEPT_ANY, CFG_ACCEPT_NEIGHBOURS, CFG_ACCEPT_NONE };
 
 struct cfg {
@@ -85,13 +83,10 @@ struct cfg {
      * `modify browse` changes it live. */
     enum cfg_accept accept_browse;
     /* [accept]: `modify` changes them live. */
-    int send_from;            /* CFG_SEND_*; default CFG_SEND_NEIGHBOURS */
+    enum cfg_accept send_from; /* default CFG_ACCEPT_NEIGHBOURS */
     uint64_t quota;           /* most bytes the share may hold; 0: unlimited (default) */
     uint64_t max_item;        /* largest item an offer may bring; 0: unlimited (default) */
 };
-
-/* "none", "neighbours" or "any": the INI spelling of a CFG_SEND_* value. */
-const char *cfg_send_from_name(int send_from);
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or
  * FS_EIO if the file cannot be read) and writes into err one line naming the

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "floodshare/addr.h"
+#include "floodshare/cfg.h"
 #include "floodshare/msg.h"
 
 struct conn;
@@ -35,7 +36,7 @@ struct xfer_plane;
 /* What an offer is judged by: the receiver's [accept] values and the state
  * of its share, gathered by offer_serve(). */
 struct offer_view {
-    int send_from;           /* CFG_SEND_* */
+    enum cfg_accept send_from; /* [accept] send_from */
     uint64_t quota, max_item; /* 0: unlimited */
     uint64_t used;           /* bytes the share holds now, plus offers being pulled */
     int exists;              /* the name is taken in the share (or being received) */

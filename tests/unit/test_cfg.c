@@ -368,17 +368,17 @@ static void test_cfg_loads_accept_section(void **state)
 
     write_spec(f, &s);
     assert_loads(f, &c);
-    assert_int_equal(c.send_from, CFG_SEND_NEIGHBOURS); /* defaults */
+    assert_int_equal(c.send_from, CFG_ACCEPT_NEIGHBOURS); /* defaults */
     assert_true(c.quota == 0 && c.max_item == 0);
     s.extra = "\n[accept]\nsend_from = any\nquota = 10G\nmax_item = 500m\n";
     write_spec(f, &s);
     assert_loads(f, &c);
-    assert_int_equal(c.send_from, CFG_SEND_ANY);
+    assert_int_equal(c.send_from, CFG_ACCEPT_ANY);
     assert_true(c.quota == 10ull << 30 && c.max_item == 500ull << 20);
     s.extra = "\n[accept]\nsend_from = none\nquota = 1T\nmax_item = 12345\n";
     write_spec(f, &s);
     assert_loads(f, &c);
-    assert_int_equal(c.send_from, CFG_SEND_NONE);
+    assert_int_equal(c.send_from, CFG_ACCEPT_NONE);
     assert_true(c.quota == 1ull << 40 && c.max_item == 12345);
     s.extra = "\n[accept]\nquota = unlimited\n";
     write_spec(f, &s);

@@ -37,7 +37,7 @@ static struct offer_view a_view(void)
     struct offer_view v;
 
     memset(&v, 0, sizeof v);
-    v.send_from = CFG_SEND_NEIGHBOURS;
+    v.send_from = CFG_ACCEPT_NEIGHBOURS;
     v.neighbour = 1;
     snprintf(v.source.host, sizeof v.source.host, "127.0.0.1");
     v.source.port = 40000;
@@ -63,7 +63,7 @@ static void test_offer_accepts_a_neighbour_by_default(void **state)
     char why[MSG_MAX_TEXT + 1];
 
     assert_null(offer_judge(&v, &m, why, sizeof why));
-    v.send_from = CFG_SEND_ANY;
+    v.send_from = CFG_ACCEPT_ANY;
     v.neighbour = 0;
     assert_null(offer_judge(&v, &m, why, sizeof why));
 }
@@ -73,7 +73,7 @@ static void test_offer_send_from_none_refuses_everyone(void **state)
     struct offer_view v = a_view();
     struct msg m = an_offer(1);
 
-    v.send_from = CFG_SEND_NONE;
+    v.send_from = CFG_ACCEPT_NONE;
     assert_refused(&v, &m, "send_from", "not accepted from 127.0.0.1:10811 (send_from = none)");
 }
 
@@ -93,7 +93,7 @@ static void test_offer_holder_on_another_host_is_refused(void **state)
     struct offer_view v = a_view();
     struct msg m = an_offer(1);
 
-    v.send_from = CFG_SEND_ANY;
+    v.send_from = CFG_ACCEPT_ANY;
     snprintf(m.holder.host, sizeof m.holder.host, "192.0.2.7");
     assert_refused(&v, &m, "holder",
                    "not accepted from 192.0.2.7:10811 (the offer came from 127.0.0.1, another "
