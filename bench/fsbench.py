@@ -46,6 +46,7 @@ SECTIONS = {
     "engine": "bench/scale, bench/stall and bench/slowreaders, from scale.json, stall.json "
               "and slowreaders.json",
     "swarm": "bench/swarm, from swarm.json",
+    "send": "bench/send, from send.json",
 }
 # The engine section's markers before the sections had names; still read, never written.
 LEGACY_MARKERS = {

@@ -76,7 +76,8 @@ _floodshare()
         return
     fi
 
-    local peer_cmds="get search ls config modify stats transfers link pause resume rm watch events browse"
+    local peer_cmds="get search ls config modify stats transfers link pause resume rm send watch
+                     events browse"
     if ((${#w[@]} == 0)); then
         COMPREPLY=($(compgen -W "peer peers watch trace web serve keygen fingerprint --run
                                --help --version" -- "$cur"))
@@ -92,7 +93,7 @@ _floodshare()
                 2) COMPREPLY=($(compgen -W "$peer_cmds" -- "$cur")) ;;
                 3)
                     case ${w[2]} in
-                        get | rm | search)
+                        get | rm | search | send)
                             local IFS=$'\n'
                             COMPREPLY=($(compgen -W "$(_floodshare_items "$dir" "${w[1]}")" \
                                 -- "$cur"))
@@ -101,7 +102,8 @@ _floodshare()
                             ;;
                         modify)
                             COMPREPLY=($(compgen -W "ttl neighbours share_dir log_level
-                                                   upload_rate download_rate browse" -- "$cur")) ;;
+                                                   upload_rate download_rate browse send_from
+                                                   quota max_item" -- "$cur")) ;;
                         browse) COMPREPLY=($(compgen -W "$(_floodshare_ids "$dir")" -- "$cur")) ;;
                         link) COMPREPLY=($(compgen -W "down up" -- "$cur")) ;;
                         ls | config | stats | transfers | watch | events)
@@ -119,11 +121,20 @@ _floodshare()
                             ;;
                         browse) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
                         search | rm) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
+                        send)
+                            case ${#w[@]} in
+                                4) COMPREPLY=($(compgen -W "to" -- "$cur")) ;;
+                                5) COMPREPLY=($(compgen -W "$(_floodshare_ids "$dir")" -- "$cur")) ;;
+                                *) COMPREPLY=($(compgen -W "--json" -- "$cur")) ;;
+                            esac
+                            ;;
                         modify)
-                            [[ ${w[3]} == log_level ]] &&
-                                COMPREPLY=($(compgen -W "error warn info debug" -- "$cur"))
-                            [[ ${w[3]} == browse ]] &&
-                                COMPREPLY=($(compgen -W "any neighbours none" -- "$cur")) ;;
+                            case ${w[3]} in
+                                log_level) COMPREPLY=($(compgen -W "error warn info debug" -- "$cur")) ;;
+                                browse) COMPREPLY=($(compgen -W "any neighbours none" -- "$cur")) ;;
+                                send_from) COMPREPLY=($(compgen -W "none neighbours any" -- "$cur")) ;;
+                            esac
+                            ;;
                     esac
                     ;;
             esac

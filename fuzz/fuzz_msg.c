@@ -2,7 +2,8 @@
  *
  * Covers every verb: the flood (GET, FOUND), the archive transfer (REQUEST,
  * ITEM, ERROR), the transfer headers (FETCH, RANGE with its optional mode,
- * DATA, LIST, MANIFEST, BUSY) and the link handshake (HELLO, CHALLENGE, PROVE). Beyond "no crash" it checks what the rest of the peer relies
+ * DATA, LIST, MANIFEST, BUSY), the link handshake (HELLO, CHALLENGE, PROVE)
+ * and a send (OFFER, ACCEPT, PROGRESS, DONE). Beyond "no crash" it checks what the rest of the peer relies
  * on: the result codes are the documented ones, a refusal always says why
  * (and maps to an ERROR code), an accepted header consumed a whole line of at
  * most MSG_MAX_HEADER bytes, its names and paths pass name_valid() and
@@ -88,6 +89,21 @@ static void check_same(const struct msg *a, const struct msg *b)
     case MSG_PROVE:
         CHECK(addr_equal(&a->from, &b->from) && !strcmp(a->nonce, b->nonce));
         break;
+    case MSG_OFFER:
+        CHECK(!strcmp(a->name, b->name) && a->kind == b->kind && a->size == b->size);
+        CHECK(!strcmp(a->md5, b->md5) && addr_equal(&a->holder, &b->holder));
+        CHECK(a->peer_id == b->peer_id && !strcmp(a->root, b->root));
+        break;
+    case MSG_ACCEPT:
+        CHECK(a->offset == b->offset);
+        break;
+    case MSG_PROGRESS:
+        CHECK(a->offset == b->offset && a->size == b->size);
+        break;
+    case MSG_DONE:
+        CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && a->len == b->len &&
+              a->offset == b->offset);
+        break;
     case MSG_BROWSE: /* the optional path, "" (the top level) when absent */
         CHECK(addr_equal(&a->from, &b->from) && a->offset == b->offset);
         CHECK(!strcmp(a->path, b->path));
@@ -170,6 +186,19 @@ static void check_fields(const struct msg *m)
         CHECK(m->from.port != 0 && strlen(m->nonce) == MSG_NONCE_LEN);
         for (const char *p = m->nonce; *p; p++) /* lower-case hex only */
             CHECK((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'));
+        break;
+    case MSG_OFFER: /* what the receiver relies on before it dials the holder */
+        CHECK(name_valid(m->name, strlen(m->name)));
+        CHECK(m->kind == MSG_KIND_FILE || m->kind == MSG_KIND_FOLDER);
+        CHECK(strlen(m->md5) == MSG_MD5_LEN && m->holder.port != 0);
+        CHECK(m->peer_id >= 1 && m->peer_id <= 65535);
+        CHECK(m->root[0] == '\0' || pieces_root_valid(m->root));
+        break;
+    case MSG_DONE:
+        CHECK(strlen(m->md5) == MSG_MD5_LEN);
+        break;
+    case MSG_ACCEPT:
+    case MSG_PROGRESS:
         break;
     default:
         CHECK(!"msg_parse() accepted a type msg.h does not list");

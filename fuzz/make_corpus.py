@@ -83,9 +83,21 @@ def msg_seeds():
         "hello_v6": "FLOOD/1 HELLO from=[::1]:10812 peer=2\n",
         "challenge_v6": "FLOOD/1 CHALLENGE from=[0:0::1]:10811 nonce=0123456789abcdef0123456789abcdef\n",
         "hello_v6_bare": "FLOOD/1 HELLO from=::1:10812 peer=2\n",
+        # a send (issue 13): the offer and the receiver's answers
+        "offer": f"FLOOD/1 OFFER name=1.txt kind=file size=12 md5={MD5} holder=127.0.0.1:10811 peer=1\n",
+        "offer_root": f"FLOOD/1 OFFER name=a.bin kind=file size=2097152 md5={MD5} holder=[::1]:10811 peer=1 root={PROOT}\n",
+        "offer_folder": f"FLOOD/1 OFFER name=my%20album kind=folder size=66404 md5={MD5} holder=127.0.0.1:10811 peer=65535\n",
+        "offer_dotdot": f"FLOOD/1 OFFER name=.. kind=file size=12 md5={MD5} holder=127.0.0.1:10811 peer=1\n",
+        "offer_abs": f"FLOOD/1 OFFER name=%2Fetc%2Fpasswd kind=file size=12 md5={MD5} holder=127.0.0.1:10811 peer=1\n",
+        "accept": "FLOOD/1 ACCEPT offset=4194304\n",
+        "progress": "FLOOD/1 PROGRESS offset=8388608 size=25165824\n",
+        "done": f"FLOOD/1 DONE size=12 md5={MD5} len=12 offset=0\n",
     }
     for k, v in lines.items():
         write("msg", k, v)
+        if k.startswith("offer"):  # fuzz_offer: 8 bytes of receiver state, then the header
+            write("offer", k, b"\x01\x00\x10\x00\x00\x00\x00\x00" + v.encode())
+            write("offer", k + "_none", b"\x00" * 8 + v.encode())
 
 
 def manifest_text(entries):

@@ -80,8 +80,8 @@ static const char *const peer_keys[] = {"id",  "host",      "port", "advertise",
     "get_timeout_ms, max_sources, upload_rate, download_rate"
 #define NEIGHBOUR_SEPS ", \t"
 /* [accept]: what this peer lets others do to it (browse.h). */
-static const char *const accept_keys[] = {"browse", NULL};
-#define ACCEPT_KEYS "browse"
+static const char *const accept_keys[] = {"browse", "send_from", "quota", "max_item", NULL};
+#define ACCEPT_KEYS "browse, send_from, quota, max_item"
 static const char *const security_keys[] = {"passphrase", "key", "trusted", "keylog", NULL};
 #define SECURITY_KEYS "passphrase, key, trusted, keylog"
 #define PASSPHRASE_MIN 8
@@ -708,6 +708,66 @@ static fs_status load_security(const struct loader *ld)
     return st;
 }
 
+/* A byte count with an optional K, M, G or T suffix (powers of 1024), at
+ * least 1 and at most CFG_SIZE_MAX, or "unlimited" (0). -1 otherwise. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    unsigned long long x = 0;
+    size_t n = strlen(s), digits = strspn(s, "0123456789");
+    unsigned shift = 0;
+
+    if (strcmp(s, "unlimited") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (digits == 0 || digits > 15 || n > digits + 1)
+        return -1;
+    if (n == digits + 1) {
+        const char *suf = strchr("KkMmGgTt", s[digits]);
+        if (!suf || !s[digits])
+            return -1;
+        shift = 10u * (unsigned)((suf - "KkMmGgTt") / 2 + 1);
+    }
+    for (size_t i = 0; i < digits; i++)
+        x = x * 10 + (unsigned)(s[i] - '0');
+    if (x == 0 || x > (CFG_SIZE_MAX >> shift))
+        return -1;
+    *out = (uint64_t)x << shift;
+    return 0;
+}
+
+static fs_status load_accept_send(const struct loader *ld)
+{
+    struct cfg *c = ld->c;
+    const char *v = get(ld, "accept", "send_from");
+    char q[QUOTE_BUF];
+
+    c->send_from = CFG_ACCEPT_NEIGHBOURS;
+    if (v) {
+        int a = cfg_accept_parse(v);
+        if (a < 0)
+            return fail(ld, "accept", "send_from", "%s is not none, neighbours or any",
+                        quote(q, v, strlen(v)));
+        c->send_from = (enum cfg_accept)a;
+    }
+    static const struct {
+        const char *key;
+        size_t off;
+    } sizes[] = {{"quota", offsetof(struct cfg, quota)},
+                 {"max_item", offsetof(struct cfg, max_item)}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        uint64_t *field = (uint64_t *)(void *)((char *)c + sizes[i].off);
+        *field = 0;
+        v = get(ld, "accept", sizes[i].key);
+        if (v && parse_size(v, field) != 0)
+            return fail(ld, "accept", sizes[i].key,
+                        "%s is not a size (bytes, or a number with K, M, G or T: powers of "
+                        "1024; at least 1, at most 1024T; or unlimited)",
+                        quote(q, v, strlen(v)));
+    }
+    return FS_OK;
+}
+
 /* [accept] browse = any|neighbours|none, default any. */
 static fs_status load_accept(const struct loader *ld)
 {
@@ -777,6 +837,8 @@ static fs_status load_as(const char *path, const char *name, struct cfg *out, ch
         st = load_security(&ld);
     if (!st)
         st = load_accept(&ld);
+    if (!st)
+        st = load_accept_send(&ld);
     iniparser_freedict(ld.d);
     return st;
 }

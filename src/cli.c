@@ -61,13 +61,16 @@ static const char peer_commands[] =
     "  ls [--json]             what this peer shares\n"
     "  config [--json]         this peer's settings\n"
     "  modify KEY VALUE        change ttl, neighbours, share_dir, log_level, upload_rate,\n"
-    "                          download_rate or browse, live and in the INI\n"
+    "                          download_rate, browse, send_from, quota or max_item, live and\n"
+    "                          in the INI\n"
     "  stats [--json]          counters: queries, duplicates, hits, bytes\n"
     "  transfers [--json]      downloads and uploads running now, and partial downloads\n"
     "  link down|up HOST:PORT  cut the link to a neighbour (no GET/FOUND either way), or mend it\n"
     "  pause                   the peer drops every GET and FOUND: down for the flood\n"
     "  resume                  undo pause\n"
     "  rm NAME                 remove an item (file or folder) from the share, to repeat a get\n"
+    "  send NAME to M [--json] offer an item of the share to peer M (id or HOST:PORT), which\n"
+    "                          pulls it if its [accept] section lets it; resumes when repeated\n"
     "  watch [--json]          stream this peer's trace events until Ctrl-C\n"
     "  events [--json] [QID]   the trace events this peer keeps (of one query)\n";
 
@@ -477,7 +480,7 @@ int cli_exec(const char *run_dir, int argc, char **argv)
     }
     static const char *const peer_cmds[] = {"get", "search", "ls", "config", "modify", "stats",
                                             "transfers", "link", "pause", "resume", "events",
-                                            "rm", "browse"};
+                                            "rm", "browse", "send"};
     for (size_t i = 0; i < sizeof peer_cmds / sizeof peer_cmds[0]; i++) {
         if (strcmp(argv[0], peer_cmds[i]) != 0)
             continue;

@@ -20,6 +20,7 @@
 #include "floodshare/partial.h"
 #include "floodshare/net.h"
 #include "floodshare/node.h"
+#include "floodshare/offer.h"
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
 #include "floodshare/trace.h"
@@ -807,6 +808,9 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "trusted", c->n_trusted);
         json_obj_open(&j, "accept");
         json_str(&j, "browse", cfg_accept_name(c->accept_browse));
+        json_str(&j, "send_from", cfg_accept_name(c->send_from));
+        json_uint(&j, "quota", c->quota);
+        json_uint(&j, "max_item", c->max_item);
         json_obj_close(&j);
         json_obj_close(&j);
         return emit_json(o, &j);
@@ -855,7 +859,11 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
     ctl_print(o, 1, "  links down   %s", nb[0] ? nb : "(none)");
     ctl_print(o, 1, "  paused       %s",
               cut_paused(node_cut(e->node)) ? "yes (drops every GET and FOUND)" : "no");
-    ctl_print(o, 1, "  accept       browse %s", cfg_accept_name(c->accept_browse));
+    char quota[32], max_item[32];
+    ctl_print(o, 1, "  accept       browse %s, send_from %s, quota %s, max_item %s",
+              cfg_accept_name(c->accept_browse), cfg_accept_name(c->send_from),
+              c->quota ? offer_iec(quota, sizeof quota, c->quota) : "unlimited",
+              c->max_item ? offer_iec(max_item, sizeof max_item, c->max_item) : "unlimited");
     return CTL_EXIT_OK;
 }
 
@@ -1145,12 +1153,15 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
         {"download_rate", "limits", "download_rate"},
         {"max_sources", "limits", "max_sources"},
         {"browse", "accept", "browse"},
+        {"send_from", "accept", "send_from"},
+        {"quota", "accept", "quota"},
+        {"max_item", "accept", "max_item"},
     };
     char err[CFG_ERR_MAX];
     struct cfg *n;
 
     if (need(o, a, 2, "modify ttl|neighbours|share_dir|log_level|upload_rate|download_rate|"
-                      "max_sources|browse VALUE"))
+                      "max_sources|browse|send_from|quota|max_item VALUE"))
         return CTL_EXIT_USAGE;
     size_t k = 0;
     while (k < sizeof keys / sizeof keys[0] && strcmp(keys[k].key, a->pos[0]) != 0)
@@ -1175,8 +1186,8 @@ static int cmd_modify(const struct cmd_env *e, const struct args *a, struct ctl_
     }
     if (k == sizeof keys / sizeof keys[0]) {
         ctl_print(o, 2, "floodshare: modify: unknown key \"%s\" (ttl, neighbours, share_dir, "
-                  "log_level, upload_rate, download_rate, max_sources, browse can change while "
-                  "the peer runs)", a->pos[0]);
+                  "log_level, upload_rate, download_rate, max_sources, browse, send_from, quota, "
+                  "max_item can change while the peer runs)", a->pos[0]);
         return CTL_EXIT_USAGE;
     }
     /* Serialised: two concurrent modifies must not interleave file edits. */
@@ -1452,6 +1463,8 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return cmd_browse(e, argc, argv, o);
     if (cmd_is_get_from(argc, argv))
         return cmd_get_from(e, argc, argv, o);
+    if (strcmp(argv[0], "send") == 0)
+        return cmd_send_run(e, argc, argv, o);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(argv[0], cmds[i].name) != 0)
             continue;
@@ -1465,7 +1478,7 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return rc;
     }
     ctl_print(o, 2, "floodshare: unknown command \"%s\" (get, search, ls, config, modify, stats, "
-              "transfers, link, pause, resume, rm, watch, events, browse)",
+              "transfers, link, pause, resume, rm, watch, events, browse, send)",
               argv[0]);
     return CTL_EXIT_USAGE;
 }

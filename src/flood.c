@@ -197,6 +197,28 @@ static void counts_on_loop(void *arg)
     fplane_counts(k->fp, &k->open, &k->proven);
 }
 
+struct proven {
+    struct fplane *fp;
+    const struct fs_addr *nb;
+    struct fs_addr *sock;
+    int yes;
+};
+
+static void proven_on_loop(void *arg)
+{
+    struct proven *p = arg;
+    p->yes = fplane_proven_host(p->fp, p->nb, p->sock);
+}
+
+int flood_link_proven(struct flood *f, const struct fs_addr *nb, struct fs_addr *sock)
+{
+    struct proven p = {f->fp, nb, sock, 0};
+
+    if (fplane_call(f->fp, proven_on_loop, &p) != FS_OK)
+        return 0;
+    return p.yes;
+}
+
 void flood_link_counts(struct flood *f, unsigned *open, unsigned *proven)
 {
     struct counts k = {f->fp, 0, 0};

@@ -169,6 +169,17 @@ void fplane_counts(struct fplane *fp, unsigned *open, unsigned *proven)
     }
 }
 
+int fplane_proven_host(struct fplane *fp, const struct fs_addr *nb, struct fs_addr *sock)
+{
+    for (struct link *l = fp->links; l; l = l->next) {
+        if (l->state != LS_PROVEN || l->dead || l->connecting || !addr_equal(&l->addr, nb))
+            continue;
+        net_peer_addr(l->in->fd, sock);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------- writing */
 
 /* Writes what the queue holds; 0, or -1 when the link broke. */

@@ -624,6 +624,16 @@ static const struct need hashlist_keys[] = {
     NEED(HASHLIST, size), NEED(HASHLIST, md5), NEED(HASHLIST, root), NEED(HASHLIST, piece),
     NEED(HASHLIST, len),
 };
+/* A send (cmd_send.c, offer.c): the sender's offer, and the receiver's
+ * answers on the same connection while it pulls the item. */
+static const struct need offer_keys[] = {
+    NEED(OFFER, name), NEED(OFFER, kind), NEED(OFFER, size),
+    NEED(OFFER, md5),  NEED(OFFER, holder), NEED(OFFER, peer),
+};
+static const struct need accept_keys[] = {NEED(ACCEPT, offset)};
+static const struct need progress_keys[] = {NEED(PROGRESS, offset), NEED(PROGRESS, size)};
+static const struct need done_keys[] = {NEED(DONE, size), NEED(DONE, md5), NEED(DONE, len),
+                                        NEED(DONE, offset)};
 
 /* BROWSE without path asks for the share's top level (a path cannot be
  * empty on the wire); LISTING names the folder the same way. */
@@ -665,6 +675,10 @@ static const struct verb_spec verbs[] = {
     VERB("BUSY", MSG_BUSY, busy_keys),
     VERB("HASHES", MSG_HASHES, hashes_keys),
     VERB("HASHLIST", MSG_HASHLIST, hashlist_keys),
+    VERB_OPT("OFFER", MSG_OFFER, offer_keys, found_opt),
+    VERB("ACCEPT", MSG_ACCEPT, accept_keys),
+    VERB("PROGRESS", MSG_PROGRESS, progress_keys),
+    VERB("DONE", MSG_DONE, done_keys),
     VERB_OPT("BROWSE", MSG_BROWSE, browse_keys, browse_opt),
     VERB_OPT("LISTING", MSG_LISTING, listing_keys, listing_opt),
 };

@@ -249,6 +249,9 @@ fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key
     s->c.upload_rate = nc->upload_rate;
     s->c.download_rate = nc->download_rate;
     s->c.max_sources = nc->max_sources; /* read by each get as it starts */
+    s->c.send_from = nc->send_from;
+    s->c.quota = nc->quota;
+    s->c.max_item = nc->max_item;
     s->c.accept_browse = nc->accept_browse;
     if (sh) {
         pthread_rwlock_wrlock(&n->share_lock);

@@ -29,6 +29,7 @@
 #include "floodshare/log.h"
 #include "floodshare/net.h"
 #include "floodshare/node.h"
+#include "floodshare/offer.h"
 #include "floodshare/rundir.h"
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
@@ -144,6 +145,10 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
                                               : xfer_serve_list(p->xfers, c, &m);
             if (more < 0)
                 return 0;
+        } else if (m.type == MSG_OFFER) {
+            /* A send: this peer pulls the offered item (offer.h). */
+            offer_serve(p->node, p->flood, p->xfers, c, &m);
+            return 0;
         } else {
             stats_inc(node_stats(p->node), malformed_dropped);
             log_msg(L_INFO, "connection from %s: unexpected %s, closed", addr,

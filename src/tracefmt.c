@@ -86,6 +86,9 @@ static unsigned fields_of(enum trace_type t)
     case TR_TRANSFER_FAILED: return xfer | F_REASON | F_DETAIL;
     case TR_LOST: return F_COUNT | F_REASON;
     case TR_PIECE_RECEIVED: return F_NAME | F_FROM | F_HOLDER | F_ROLE | F_BYTES | F_MD5 | F_SOURCE;
+    case TR_OFFER_RECEIVED:
+    case TR_OFFER_ACCEPTED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_MD5;
+    case TR_OFFER_REFUSED: return F_NAME | F_FROM | F_HOLDER | F_SIZE | F_MD5 | F_REASON | F_DETAIL;
     default: return 0;
     }
 }
@@ -354,6 +357,18 @@ static void describe(struct tbuf *b, const struct trace_event *e, trace_resolve_
     case TR_LOST:
         tput(b, "missed %u event%s from peer %u (%s)", e->count, e->count == 1 ? "" : "s", e->peer,
              e->reason[0] ? e->reason : "this watcher read too slowly");
+        break;
+    case TR_OFFER_RECEIVED:
+        tput(b, "offer of %s (%" PRIu64 " bytes) from %s", quoted(e->name, q), e->size,
+             who(&e->from, e->from_peer, res, ctx, w1));
+        break;
+    case TR_OFFER_ACCEPTED:
+        tput(b, "offer of %s from %s accepted: pulling it%s", quoted(e->name, q),
+             who(&e->from, e->from_peer, res, ctx, w1), e->bytes ? ", resuming" : "");
+        break;
+    case TR_OFFER_REFUSED:
+        tput(b, "offer of %s from %s refused: %s", quoted(e->name, q),
+             who(&e->from, e->from_peer, res, ctx, w1), e->detail);
         break;
     default: tput(b, "?"); break;
     }

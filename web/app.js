@@ -379,6 +379,9 @@ function describe(e) {
     case 'transfer_progress': return `${q}transfer ${e.bytes} of ${e.size} bytes`;
     case 'transfer_done': return `${q}transfer of ${n} done: ${e.bytes} bytes (${e.role})`;
     case 'transfer_failed': return `${q}transfer failed: ${e.reason}`;
+    case 'offer_received': return `offer of ${n} from ${who(e.from_peer, e.from)}`;
+    case 'offer_accepted': return `offer of ${n} accepted: pulling it`;
+    case 'offer_refused': return `offer of ${n} refused: ${e.detail}`;
     case 'peer_up': return `up (${e.reason})`;
     case 'peer_down': return `down (${e.reason})`;
     case 'lost': return `${e.lost} events lost`;

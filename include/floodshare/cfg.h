@@ -10,6 +10,7 @@
  *                max_sources upload_rate download_rate
  *   [security]   passphrase key trusted keylog (all off by default; tls.h)
  *   [accept]     browse (any|neighbours|none: who may list the share; browse.h)
+ *                send_from quota max_item (what a send's offer may bring; offer.h)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -25,8 +26,10 @@
 #define CFG_MAX_NEIGHBOURS 64
 #define CFG_ERR_MAX 512 /* size of the error buffers below */
 #define CFG_PASSPHRASE_MAX 1024
+#define CFG_SIZE_MAX (1ull << 50) /* [accept] quota and max_item: 1024T at most */
 
-/* [accept]: whom a peer lets do something to it. */
+/* [accept]: whom a peer lets do something to it: browse its share, or send
+ * it an item (send_from; offer.h says what each value proves). */
 enum cfg_accept { CFG_ACCEPT_ANY, CFG_ACCEPT_NEIGHBOURS, CFG_ACCEPT_NONE };
 
 struct cfg {
@@ -81,6 +84,10 @@ struct cfg {
     /* [accept] browse: who may list this peer's share (BROWSE); default any.
      * `modify browse` changes it live. */
     enum cfg_accept accept_browse;
+    /* [accept]: `modify` changes them live. */
+    enum cfg_accept send_from; /* default CFG_ACCEPT_NEIGHBOURS */
+    uint64_t quota;           /* most bytes the share may hold; 0: unlimited (default) */
+    uint64_t max_item;        /* largest item an offer may bring; 0: unlimited (default) */
 };
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or

@@ -21,4 +21,9 @@ struct cmd_env {
  * the arguments) and writes its output to o. Returns the exit code. */
 int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o);
 
+/* `send NAME to M [--json]` (cmd_send.c): offers an item of this peer's
+ * share to peer M, which pulls it (offer.h); relays M's progress to o.
+ * Returns get's exit codes. */
+int cmd_send_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o);
+
 #endif

@@ -50,6 +50,11 @@ void flood_adopt(struct flood *f, struct conn *c);
 /* 1 when a message of this type belongs to the flood plane. */
 int flood_is_flood_msg(enum msg_type t);
 
+/* 1 when a proven link to the neighbour whose advertised address is nb is
+ * open now, with *sock the socket address of its other end (the host it
+ * really talks from); else 0. Any thread. */
+int flood_link_proven(struct flood *f, const struct fs_addr *nb, struct fs_addr *sock);
+
 /* Neighbour links open now, and how many of them are proven. */
 void flood_link_counts(struct flood *f, unsigned *open, unsigned *proven);
 

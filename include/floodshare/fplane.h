@@ -108,6 +108,11 @@ fs_status fplane_send(struct fplane *fp, const struct fs_addr *to, const struct 
  * question came). FS_ENOTFOUND when that link has closed; else as above. */
 fs_status fplane_send_link(struct fplane *fp, uint32_t link, const struct msg *m);
 
+/* 1 when a proven link to neighbour nb (its advertised address) is open,
+ * with *sock the socket address of that link's other end; else 0. On the
+ * plane's thread (fplane_call). */
+int fplane_proven_host(struct fplane *fp, const struct fs_addr *nb, struct fs_addr *sock);
+
 /* Open links and how many of them are proven (for `stats`). */
 void fplane_counts(struct fplane *fp, unsigned *open, unsigned *proven);
 

@@ -48,6 +48,10 @@ enum msg_type {
                      again after `retry` ms (the holder closes the connection) */
     MSG_HASHES,   /* ask a holder for a file's piece hash list */
     MSG_HASHLIST, /* the holder's answer; `len` body bytes (the list) follow */
+    MSG_OFFER,    /* "take my item": a send's offer; the receiver pulls it from holder */
+    MSG_ACCEPT,   /* the receiver took the offer; `offset` bytes were already there */
+    MSG_PROGRESS, /* the receiver has `offset` of the item's `size` bytes */
+    MSG_DONE,     /* the receiver verified the item and gave it its name */
     MSG_BROWSE,   /* ask a holder for one page of a folder's listing (browse.h) */
     MSG_LISTING,  /* the holder's answer; `len` body bytes (listing.h lines) follow */
 };
@@ -70,6 +74,10 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   BUSY:    retry
  *   HASHES:  path md5 root
  *   HASHLIST: size md5 root piece len
+ *   OFFER:   name kind size md5 holder peer_id [root]
+ *   ACCEPT:  offset (bytes of the item the receiver already had)
+ *   PROGRESS: offset size
+ *   DONE:    size md5 len offset (len: bytes received this time)
  *   BROWSE:  from offset [path]        (no path: the share's top level)
  *   LISTING: peer total offset count next len [path]
  * Strings are NUL-terminated and decoded (no percent escapes left). */

@@ -48,7 +48,10 @@
     X(TRANSFER_DONE, "transfer_done")         \
     X(TRANSFER_FAILED, "transfer_failed")     \
     X(LOST, "lost")                           \
-    X(PIECE_RECEIVED, "piece_received")
+    X(PIECE_RECEIVED, "piece_received")       \
+    X(OFFER_RECEIVED, "offer_received")       \
+    X(OFFER_ACCEPTED, "offer_accepted")       \
+    X(OFFER_REFUSED, "offer_refused")
 
 enum trace_type {
     TR_NONE = 0,

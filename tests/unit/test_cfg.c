@@ -308,7 +308,7 @@ static void test_cfg_rejects_bad_accept_values_and_keys(void **state)
     s.extra = "\n[accept]\nbrowse = everyone\n";
     assert_spec_error(state, &s, "accept", "browse", "\"everyone\" is not any, neighbours or none");
     s.extra = "\n[accept]\nbrowze = any\n";
-    assert_spec_error(state, &s, "accept", "browze", "unknown key (expected browse)");
+    assert_spec_error(state, &s, "accept", "browze", "unknown key (expected browse, send_from, quota, max_item)");
 }
 
 static void test_cfg_rejects_bad_upload_limits(void **state)
@@ -384,6 +384,50 @@ static void test_cfg_rejects_bad_rates_naming_the_key(void **state)
     assert_spec_error(state, &s, "limits", "upload_rate", "is out of range");
     s.extra = "\n[limits]\ndownload_rate = fast\n";
     assert_spec_error(state, &s, "limits", "download_rate", "\"fast\" is not a rate");
+}
+
+static void test_cfg_loads_accept_section(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.send_from, CFG_ACCEPT_NEIGHBOURS); /* defaults */
+    assert_true(c.quota == 0 && c.max_item == 0);
+    s.extra = "\n[accept]\nsend_from = any\nquota = 10G\nmax_item = 500m\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.send_from, CFG_ACCEPT_ANY);
+    assert_true(c.quota == 10ull << 30 && c.max_item == 500ull << 20);
+    s.extra = "\n[accept]\nsend_from = none\nquota = 1T\nmax_item = 12345\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.send_from, CFG_ACCEPT_NONE);
+    assert_true(c.quota == 1ull << 40 && c.max_item == 12345);
+    s.extra = "\n[accept]\nquota = unlimited\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_true(c.quota == 0);
+}
+
+static void test_cfg_rejects_bad_accept_values_naming_the_key(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.extra = "\n[accept]\nsend_from = friends\n";
+    assert_spec_error(state, &s, "accept", "send_from", "\"friends\" is not none, neighbours or any");
+    s.extra = "\n[accept]\nquota = 10GB\n";
+    assert_spec_error(state, &s, "accept", "quota", "\"10GB\" is not a size");
+    s.extra = "\n[accept]\nmax_item = 0\n";
+    assert_spec_error(state, &s, "accept", "max_item", "is not a size");
+    s.extra = "\n[accept]\nquota = 2048T\n"; /* over 1024T */
+    assert_spec_error(state, &s, "accept", "quota", "is not a size");
+    s.extra = "\n[accept]\nquota = -1\n";
+    assert_spec_error(state, &s, "accept", "quota", "is not a size");
+    s.extra = "\n[accept]\nbrowse_from = any\n";
+    assert_spec_error(state, &s, "accept", "browse_from", "unknown key (expected browse, send_from, quota, max_item)");
 }
 
 static void test_cfg_resolves_share_dir_against_ini_folder(void **state)
@@ -1096,6 +1140,8 @@ int main(void)
         T(test_cfg_rejects_bad_accept_values_and_keys),
         T(test_cfg_loads_rates_with_suffixes),
         T(test_cfg_rejects_bad_rates_naming_the_key),
+        T(test_cfg_loads_accept_section),
+        T(test_cfg_rejects_bad_accept_values_naming_the_key),
         T(test_cfg_resolves_share_dir_against_ini_folder),
         T(test_cfg_accepts_absolute_share_dir),
         T(test_cfg_accepts_empty_neighbour_list),

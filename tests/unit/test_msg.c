@@ -196,6 +196,49 @@ static void test_round_trip_error(void **state)
     assert_round_trip(&m);
 }
 
+/* A send: the offer (name, never a path), and the receiver's answers. */
+static void test_round_trip_send_messages(void **state)
+{
+    struct msg m;
+    size_t used;
+    const char *why;
+
+    (void)state;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_OFFER;
+    strcpy(m.name, "my album");
+    m.kind = MSG_KIND_FOLDER;
+    m.size = 66404;
+    strcpy(m.md5, MD5);
+    strcpy(m.holder.host, "::1");
+    m.holder.port = 10811;
+    m.peer_id = 65535;
+    assert_round_trip(&m);
+    memset(m.root, 'b', MSG_ROOT_LEN); /* the optional piece root of a file */
+    m.kind = MSG_KIND_FILE;
+    assert_round_trip(&m);
+    memset(&m, 0, sizeof m);
+    m.type = MSG_ACCEPT;
+    m.offset = 6291456;
+    assert_round_trip(&m);
+    m.type = MSG_PROGRESS;
+    m.size = 25165824;
+    assert_round_trip(&m);
+    m.type = MSG_DONE;
+    m.len = 18874368;
+    strcpy(m.md5, MD5);
+    assert_round_trip(&m);
+    /* a name with a path in it, or .., is refused before anybody is dialled */
+    static const char *const bad[] = {
+        "FLOOD/1 OFFER name=.. kind=file size=1 md5=" MD5 " holder=127.0.0.1:1 peer=1\n",
+        "FLOOD/1 OFFER name=a/b kind=file size=1 md5=" MD5 " holder=127.0.0.1:1 peer=1\n",
+        "FLOOD/1 OFFER name=%2Fetc kind=file size=1 md5=" MD5 " holder=127.0.0.1:1 peer=1\n",
+        "FLOOD/1 OFFER name=x kind=file size=1 md5=" MD5 " peer=1\n", /* no holder */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(msg_parse(bad[i], strlen(bad[i]), &m, &used, &why), FS_EPROTO);
+}
+
 /* The link handshake: HELLO names who dialled; CHALLENGE and PROVE carry a
  * 128-bit nonce, and anything but 32 lower-case hex digits is refused. */
 static void test_round_trip_link_handshake(void **state)
@@ -1525,6 +1568,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_request),
         cmocka_unit_test(test_round_trip_item),
         cmocka_unit_test(test_round_trip_error),
+        cmocka_unit_test(test_round_trip_send_messages),
         cmocka_unit_test(test_round_trip_link_handshake),
         cmocka_unit_test(test_round_trip_fetch_range_and_data),
         cmocka_unit_test(test_fetch_chunk_is_optional),
