@@ -1,7 +1,8 @@
 /* xfer_swarm.c - the requester's engine for a file with piece hashes
  * (docs/DESIGN.md, Transfers): pieces fetched by up to k source threads in
- * the order `sched` chooses, each checked against its SHA-256 and written
- * where it belongs (a version 2 partial), and one hasher thread that feeds
+ * the order `sched` chooses, each checked against its SHA-256 (by one
+ * checker thread, beside the sources' next receives) and written where it
+ * belongs (a version 2 partial), and one hasher thread that feeds
  * the MD5 in order, from memory when a piece arrives in order, else read
  * back from the disk.
  *
@@ -18,7 +19,8 @@
  *
  * Threads: the get's own thread coordinates (adds sources, progress,
  * cancel, joins, the end), each source ("fs-src N") owns its connection
- * while it runs, the hasher ("fs-md5") owns the MD5. The swarm lock guards
+ * while it runs and only receives, the checker ("fs-sha") checks each
+ * whole piece's SHA-256 and writes it, the hasher ("fs-md5") owns the MD5. The swarm lock guards
  * everything in struct swarm below it, each source's fields marked so, the
  * partial's bits and nhave, and the sched; it is a leaf, held for a few
  * table operations, never across I/O, hashing or a callback into cmd. */
@@ -44,18 +46,20 @@
 #include "xfer_int.h"
 
 #define SWARM_HASHQ 2      /* pieces handed to the hasher in memory, at most */
-/* Piece buffers: one per source and the queue's, at most this many bytes
- * in all; a get uses min(k, POOL_MAX / piece - HASHQ) sources, at least 1
- * (8 at 512 KiB pieces, 1 at 4 MiB: exactly the one-holder get). */
+#define SWARM_CHECKING 1   /* the piece the checker is hashing and writing */
+/* Piece buffers: one per source, the checker's and the queue's, at most
+ * this many bytes in all; a get uses min(k, POOL_MAX / piece - HASHQ -
+ * CHECKING) sources, at least 1 (8 at 512 KiB pieces, 1 at 2 and 4 MiB). */
 #define SWARM_POOL_MAX (8u * 1024 * 1024)
-#define SWARM_POOL_CAP (XFER_SOURCES_MAX + SWARM_HASHQ)
+#define SWARM_POOL_CAP (XFER_SOURCES_MAX + SWARM_CHECKING + SWARM_HASHQ)
 /* Sources one get may start over its life (cut ones replaced by spares):
  * the per-source report (struct xfer_sources) holds this many. */
 #define SWARM_STARTS_MAX XFER_SOURCES_MAX
 #define SWARM_LINKS_MAX XFER_SOURCES_MAX /* distinct neighbour links of its sources */
-/* A source reads frames, hashes with SHA-256 and writes: a few KiB of its
- * own plus OpenSSL's and the TLS read path; the hasher only MD5. */
+/* A source reads frames: a few KiB of its own plus OpenSSL's and the TLS
+ * read path; the checker SHA-256 and a write, the hasher only MD5. */
 #define SWARM_SOURCE_STACK (256u * 1024 * TPOOL_STACK_SCALE)
+#define SWARM_CHECKER_STACK (128u * 1024 * TPOOL_STACK_SCALE)
 #define SWARM_HASHER_STACK (128u * 1024 * TPOOL_STACK_SCALE)
 #define SWARM_TICK_MS 200  /* the coordinator's progress, cancel and new-hit period */
 #define SWARM_BUSY_MAX_MS 60000 /* a BUSY's retry time is followed up to this long */
@@ -91,6 +95,15 @@ struct source {
     enum xfer_source_state state;
     uint64_t bytes, pieces; /* verified new pieces it delivered */
     uint64_t rate;
+    /* its pieces handed to the checker, not yet stored or refused, and the
+     * checker's verdict on the first it refused (FS_OK: none); the source
+     * turns a verdict into its failure (settle()), so s->f and s->res stay
+     * its own thread's */
+    unsigned queued;
+    fs_status verdict;
+    int verdict_bad;       /* the piece failed its SHA-256 (else: the disk) */
+    uint32_t verdict_piece;
+    int verdict_errno;
 };
 
 struct swarm {
@@ -111,11 +124,16 @@ struct swarm {
     pthread_mutex_t lock;
     pthread_cond_t wake;  /* sources waiting for work, the coordinator for an end */
     pthread_cond_t space; /* the pool and the hasher's queue */
+    pthread_cond_t put;   /* the checker's queue, and sources waiting for their pieces */
     /* --- under lock --- */
     struct sched *sd;
     char *pool[SWARM_POOL_CAP]; /* free piece buffers */
     unsigned nfree;
     struct { char *buf; uint32_t idx; } hashq[SWARM_HASHQ]; /* pieces md5_next.. in order */
+    /* whole pieces received, for the checker, in the order they came */
+    struct { char *buf; uint32_t idx; struct source *s; } putq[SWARM_POOL_CAP];
+    unsigned phead, pcount;
+    int checker_quit;    /* every source has been joined: the checker ends */
     unsigned qhead, qcount;
     uint32_t md5_next;   /* first piece not in the MD5 */
     uint8_t *claimed;    /* a bit a piece: named by the resumed state, not re-checked */
@@ -147,6 +165,7 @@ static void stop_all(struct swarm *sw)
     sw->stop = 1;
     pthread_cond_broadcast(&sw->wake);
     pthread_cond_broadcast(&sw->space);
+    pthread_cond_broadcast(&sw->put);
 }
 
 /* --- the source --- */
@@ -226,7 +245,7 @@ static fs_status ask(struct source *s, uint32_t a, uint32_t end)
 }
 
 /* Receives piece i (the stream's next) into buf: its frames, each counted
- * for its rate; then its SHA-256, before a byte of it is written. */
+ * for its rate. The checker hashes and writes it (checker_main). */
 static fs_status receive_piece(struct source *s, uint32_t i, char *buf)
 {
     struct swarm *sw = s->sw;
@@ -241,12 +260,10 @@ static fs_status receive_piece(struct source *s, uint32_t i, char *buf)
             pthread_mutex_lock(&sw->lock);
             if (!s->dropped)
                 sched_bytes(sw->sd, s->row, want, net_now_ms());
+            if (s->verdict) /* the checker refused an earlier piece: settle() says why */
+                st = FS_ECANCELED;
             pthread_mutex_unlock(&sw->lock);
         }
-    }
-    if (st == FS_OK && (st = xfer_fetch_check(&s->f, sw->pcs, off0, buf, len)) != FS_OK) {
-        s->bad = 1;
-        s->bad_piece = i;
     }
     return st;
 }
@@ -268,9 +285,11 @@ static void drop_rows_locked(struct swarm *sw, const int *rows, int n)
         }
 }
 
-/* A whole, checked piece i in buf: written when it is new, its line
- * appended, its bit set; handed to the hasher when it is the next the MD5
- * needs (the in-memory path), else its buffer goes back to the pool. With
+/* A whole, checked piece i in buf (the checker's thread): written when it
+ * is new, its line appended, its bit set; handed to the hasher when it is
+ * the next the MD5 needs (the in-memory path), else its buffer goes back
+ * to the pool; buf is taken whatever the result. FS_OK, or the write's
+ * failure with errno set (settle() turns it into s's failure). With
  * one source, an in-order piece waits for room in the queue rather than be
  * read back later: today's pipeline, and what keeps k = 1 at its speed.
  * With several, a source never waits for the MD5 (the piece is read back
@@ -280,7 +299,6 @@ static fs_status store_piece(struct source *s, uint32_t i, char *buf)
     struct swarm *sw = s->sw;
     uint64_t len = partial_piece_len(sw->pt, i);
     int closed[SCHED_SOURCES_MAX], nclosed = 0;
-    char why[PATH_MAX + 128];
 
     pthread_mutex_lock(&sw->lock);
     int r = s->dropped ? FS_EINVAL : sched_piece_done(sw->sd, s->row, i, closed, &nclosed);
@@ -294,13 +312,13 @@ static fs_status store_piece(struct source *s, uint32_t i, char *buf)
     }
     pthread_mutex_unlock(&sw->lock);
     fs_status st = partial_put_piece(sw->pt, i, buf, (size_t)len);
+    int saved = errno;
     pthread_mutex_lock(&sw->lock);
     if (st) {
         put_buffer_locked(sw, buf);
         pthread_mutex_unlock(&sw->lock);
-        snprintf(why, sizeof why, "cannot write the download into %s/%s: %s", sw->f->share,
-                 SHARE_STATE_DIR, strerror(errno));
-        return xfer_fetch_fail_local(&s->f, st, why);
+        errno = saved;
+        return st;
     }
     /* The wait comes before the bit: a piece whose bit is set is one the
      * hasher may read back, and then it must not also reach the queue. */
@@ -325,6 +343,64 @@ static fs_status store_piece(struct source *s, uint32_t i, char *buf)
     pthread_mutex_unlock(&sw->lock);
     stats_add(sw->f->x->stats, bytes_received, len);
     return FS_OK;
+}
+
+/* Queues the whole piece i in buf for the checker (buf goes with it), so
+ * that s receives its next piece while this one is hashed and written.
+ * FS_ECANCELED, buf returned, when the swarm stops or the checker has
+ * refused one of s's pieces. */
+static fs_status hand_over(struct source *s, uint32_t i, char *buf)
+{
+    struct swarm *sw = s->sw;
+    fs_status st = FS_OK;
+
+    pthread_mutex_lock(&sw->lock);
+    if (sw->stop || s->verdict) {
+        put_buffer_locked(sw, buf);
+        st = FS_ECANCELED;
+    } else { /* never full: it holds at most the pool's buffers */
+        unsigned at = (sw->phead + sw->pcount++) % SWARM_POOL_CAP;
+        sw->putq[at].buf = buf;
+        sw->putq[at].idx = i;
+        sw->putq[at].s = s;
+        s->queued++;
+        pthread_cond_broadcast(&sw->put);
+    }
+    pthread_mutex_unlock(&sw->lock);
+    return st;
+}
+
+/* Waits until the checker has stored or refused every piece s handed it:
+ * before s asks sched for more (sched takes a source's pieces in order, and
+ * a new request gives the old one's pieces back) and before it ends.
+ * Returns FS_OK, or the checker's verdict turned into s's failure here, on
+ * s's own thread: a bad piece cuts its holder (bad_chunks, holders_cut), a
+ * failed write is this side's (res->local). */
+static fs_status settle(struct source *s)
+{
+    struct swarm *sw = s->sw;
+    char why[PATH_MAX + 128];
+
+    pthread_mutex_lock(&sw->lock);
+    while (s->queued > 0)
+        pthread_cond_wait(&sw->put, &sw->lock);
+    fs_status v = s->verdict;
+    pthread_mutex_unlock(&sw->lock);
+    if (!v)
+        return FS_OK;
+    if (s->verdict_bad) {
+        uint64_t a = (uint64_t)s->verdict_piece * sw->piece;
+        s->bad = 1;
+        s->bad_piece = s->verdict_piece;
+        stats_inc(sw->f->x->stats, bad_chunks);
+        snprintf(why, sizeof why, "piece %" PRIu32 " (bytes %" PRIu64 "..%" PRIu64 ") failed "
+                 "its SHA-256 check: discarded", s->verdict_piece, a,
+                 a + partial_piece_len(sw->pt, s->verdict_piece));
+        return xfer_fetch_cut(&s->f, v, why);
+    }
+    snprintf(why, sizeof why, "cannot write the download into %s/%s: %s", sw->f->share,
+             SHARE_STATE_DIR, strerror(s->verdict_errno));
+    return xfer_fetch_fail_local(&s->f, v, why);
 }
 
 /* Closes s's connection if it opened it (the get's own is only shut: its
@@ -399,7 +475,7 @@ static fs_status fetch_span(struct source *s, uint32_t a, uint32_t b, uint32_t r
             return st;
         }
         s->stream_next = i + 1;
-        st = store_piece(s, i, buf);
+        st = hand_over(s, i, buf);
     }
     return st;
 }
@@ -472,6 +548,9 @@ static void *source_main(void *arg)
             run_end++;
         pthread_mutex_unlock(&sw->lock);
         st = fetch_span(s, req.a, req.b, run_end);
+        fs_status v = settle(s); /* its pieces are sched's HAVE before it asks again */
+        if (v)
+            st = v;
         pthread_mutex_lock(&sw->lock);
         if (st == FS_EBUSY && busy_wait_locked(s))
             st = FS_OK;
@@ -503,6 +582,65 @@ static void *source_main(void *arg)
         log_msg(L_WARN, "cut off holder %s (peer %u): %s", addr_format(&s->hit.holder, h),
                 s->hit.peer_id, s->res.why);
     }
+    return NULL;
+}
+
+/* --- the checker --- */
+
+/* Checks each received piece against its SHA-256 and stores it, in the
+ * order the sources handed them over (so each source's pieces reach sched
+ * in order). Why a thread of its own: the hash and the write (a direct
+ * write waits for the disk) then run beside the sources' next receives,
+ * and with TLS beside their decryption, instead of after them on the same
+ * thread; a one-holder get's critical path was receive + SHA-256 + write
+ * in series. A refused piece makes its verdict the source's (its later
+ * pieces are dropped unstored, as a bad source's were); the source stops
+ * at its next frame and settle() says why. Ends when the coordinator has
+ * joined every source (checker_quit) and the queue is empty. */
+static void *checker_main(void *arg)
+{
+    struct swarm *sw = arg;
+
+    pthread_setname_np(pthread_self(), "fs-sha");
+    pthread_mutex_lock(&sw->lock);
+    for (;;) {
+        while (sw->pcount == 0 && !sw->checker_quit)
+            pthread_cond_wait(&sw->put, &sw->lock);
+        if (sw->pcount == 0)
+            break;
+        struct source *s = sw->putq[sw->phead].s;
+        uint32_t i = sw->putq[sw->phead].idx;
+        char *buf = sw->putq[sw->phead].buf;
+        sw->phead = (sw->phead + 1) % SWARM_POOL_CAP;
+        sw->pcount--;
+        int skip = sw->stop || s->verdict;
+        pthread_mutex_unlock(&sw->lock);
+        fs_status st = FS_OK;
+        int bad = 0, err = 0;
+        if (skip) {
+            pthread_mutex_lock(&sw->lock);
+            put_buffer_locked(sw, buf);
+        } else if (!pieces_piece_ok(sw->pcs->list, sw->pcs->n, i, buf,
+                                    (size_t)partial_piece_len(sw->pt, i))) {
+            st = FS_EMISMATCH; /* discarded before a byte of it is written */
+            bad = 1;
+            pthread_mutex_lock(&sw->lock);
+            put_buffer_locked(sw, buf);
+        } else {
+            st = store_piece(s, i, buf);
+            err = errno;
+            pthread_mutex_lock(&sw->lock);
+        }
+        if (st && !s->verdict) {
+            s->verdict = st;
+            s->verdict_bad = bad;
+            s->verdict_piece = i;
+            s->verdict_errno = err;
+        }
+        s->queued--;
+        pthread_cond_broadcast(&sw->put);
+    }
+    pthread_mutex_unlock(&sw->lock);
     return NULL;
 }
 
@@ -809,6 +947,7 @@ static void swarm_free(struct swarm *sw)
         free(sw->hashq[(sw->qhead + i) % SWARM_HASHQ].buf);
     sched_free(sw->sd);
     free(sw->claimed);
+    pthread_cond_destroy(&sw->put);
     pthread_cond_destroy(&sw->space);
     pthread_cond_destroy(&sw->wake);
     pthread_mutex_destroy(&sw->lock);
@@ -824,9 +963,10 @@ static unsigned sources_for(const struct xfer_feed *feed, uint64_t piece)
 
     if (k > XFER_SOURCES_MAX)
         k = XFER_SOURCES_MAX;
-    if (fit < SWARM_HASHQ + 1)
+    if (fit < SWARM_CHECKING + SWARM_HASHQ + 1)
         return 1;
-    return k < fit - SWARM_HASHQ ? k : (unsigned)(fit - SWARM_HASHQ);
+    fit -= SWARM_CHECKING + SWARM_HASHQ;
+    return k < fit ? k : (unsigned)fit;
 }
 
 /* Sets up sched, the pool and the claims from the partial just opened. */
@@ -842,10 +982,11 @@ static fs_status swarm_init(struct swarm *sw, struct fetch *f, const struct file
     sw->last_failed = -1;
     sw->feed = f->watch ? f->watch->feed : NULL;
     sw->k = sources_for(sw->feed, sw->piece);
-    sw->npool = sw->k + SWARM_HASHQ;
+    sw->npool = sw->k + SWARM_CHECKING + SWARM_HASHQ;
     pthread_mutex_init(&sw->lock, NULL);
     pthread_cond_init(&sw->wake, NULL);
     pthread_cond_init(&sw->space, NULL);
+    pthread_cond_init(&sw->put, NULL);
     sw->sd = sched_new(j->size, (uint32_t)pcs->piece, sw->k);
     sw->claimed = calloc((size_t)sw->npieces / 8 + 1, 1);
     if (!sw->sd || !sw->claimed)
@@ -956,8 +1097,8 @@ fs_status xfer_swarm_file(struct fetch *f, const struct file_job *j, struct conn
 {
     struct swarm *sw;
     struct partial *pt;
-    pthread_t hasher;
-    int resumed, hasher_started = 0;
+    pthread_t hasher, checker;
+    int resumed, hasher_started = 0, checker_started = 0;
     fs_status st;
     char holder[ADDR_STR_MAX];
 
@@ -997,6 +1138,10 @@ fs_status xfer_swarm_file(struct fetch *f, const struct file_job *j, struct conn
         hasher_started = 1;
     else if (st == FS_OK)
         st = xfer_fetch_fail(f, FS_ENOMEM, "cannot start the hasher thread");
+    if (st == FS_OK && xfer_start_thread(&checker, SWARM_CHECKER_STACK, checker_main, sw) == 0)
+        checker_started = 1;
+    else if (st == FS_OK)
+        st = xfer_fetch_fail(f, FS_ENOMEM, "cannot start the checker thread");
     if (st == FS_OK && start_source(sw, s) != FS_OK)
         st = xfer_fetch_fail(f, FS_ENOMEM, "cannot start a source thread");
     if (!s->running) {
@@ -1011,6 +1156,13 @@ fs_status xfer_swarm_file(struct fetch *f, const struct file_job *j, struct conn
             pthread_join(sw->src[t].thread, NULL);
             sw->src[t].running = 0;
         }
+    if (checker_started) { /* every source is joined: nothing more comes */
+        pthread_mutex_lock(&sw->lock);
+        sw->checker_quit = 1;
+        pthread_cond_broadcast(&sw->put);
+        pthread_mutex_unlock(&sw->lock);
+        pthread_join(checker, NULL);
+    }
     if (hasher_started)
         pthread_join(hasher, NULL);
     for (unsigned t = 0; t < sw->nsrc; t++)
