@@ -563,7 +563,8 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, struct xfer_slot *s,
     struct pace pc;
     if (ut->open && !up_same_item(ut, req))
         xfer_uptrace_end(x, ut, FS_OK);
-    if (!ut->open)
+    int first = !ut->open; /* the item's first FETCH on this connection */
+    if (first)
         up_begin(x, ut, req, &who, it.size, req->offset);
     pace_init(&pc, x, c);
     fs_status st = conn_send_msg(c, &r, c->timeout_ms);
@@ -576,7 +577,8 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, struct xfer_slot *s,
         upload_failed(x, &pc, "fetch", esc, &who, st, L_INFO);
         return -1;
     }
-    stats_inc(x->stats, uploads);
+    if (first) /* one item served, however many spans a swarming requester asks */
+        stats_inc(x->stats, uploads);
     return 0;
 }
 

@@ -79,6 +79,8 @@ class HolderTraceTest(NetCase):
         self.assertEqual(len(evs), 4, evs)
         self.assertEqual((evs[3]["type"], evs[3]["name"], evs[3]["source_bytes"], evs[3]["count"]),
                          ("transfer_done", "small.bin", sent_s, 1))
+        # stats count items served, as the trace does: two, not four FETCHes
+        self.assertEqual(net.stats(2)["uploads"], 2)
         # a requester that hangs up mid-span: that transfer fails, named so
         c = SpanClient(net.addr(2))
         c.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
