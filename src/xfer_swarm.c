@@ -159,6 +159,25 @@ static int many(const struct swarm *sw)
     return sw->k > 1;
 }
 
+static unsigned live_sources(const struct swarm *sw)
+{
+    unsigned n = 0;
+    for (unsigned t = 0; t < sw->nsrc; t++)
+        n += !sw->src[t].exited;
+    return n;
+}
+
+/* One source at work, whatever k allows (a get of max_sources 4 that found
+ * one holder): it takes the one-holder path, a FETCH for each whole run of
+ * missing pieces and in-order pieces waiting for room in the MD5's queue,
+ * so a single holder's speed does not depend on max_sources. A source
+ * added later finds the pieces past the first one's span missing in
+ * sched; the first then jumps, on a new connection (follow()). Lock held. */
+static int solo(const struct swarm *sw)
+{
+    return !many(sw) || live_sources(sw) <= 1;
+}
+
 /* Sets stop and wakes everyone: called with the lock held. */
 static void stop_all(struct swarm *sw)
 {
@@ -322,7 +341,7 @@ static fs_status store_piece(struct source *s, uint32_t i, char *buf)
     }
     /* The wait comes before the bit: a piece whose bit is set is one the
      * hasher may read back, and then it must not also reach the queue. */
-    while (!many(sw) && !sw->stop && i == sw->md5_next + sw->qcount &&
+    while (solo(sw) && !sw->stop && i == sw->md5_next + sw->qcount &&
            sw->qcount == SWARM_HASHQ)
         pthread_cond_wait(&sw->space, &sw->lock);
     partial_set_piece(sw->pt, i);
@@ -544,7 +563,7 @@ static void *source_main(void *arg)
         if (req.kind == SCHED_ENDGAME)
             stats_inc(sw->f->x->stats, endgame_requests);
         uint32_t run_end = req.b;
-        while (!many(sw) && run_end < sw->npieces && run_continues(sw, run_end))
+        while (solo(sw) && run_end < sw->npieces && run_continues(sw, run_end))
             run_end++;
         pthread_mutex_unlock(&sw->lock);
         st = fetch_span(s, req.a, req.b, run_end);
@@ -841,14 +860,6 @@ static void retire_slow_locked(struct swarm *sw, int spare)
         return;
     drop_rows_locked(sw, &row, 1);
     pthread_cond_broadcast(&sw->wake); /* its pieces are the others' now */
-}
-
-static unsigned live_sources(const struct swarm *sw)
-{
-    unsigned n = 0;
-    for (unsigned t = 0; t < sw->nsrc; t++)
-        n += !sw->src[t].exited;
-    return n;
 }
 
 /* The sources as they are now, in start order (lock held). */

@@ -64,6 +64,19 @@ class SwarmTest(NetCase):
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         return last_json(r.stdout)
 
+    def test_one_holder_is_one_stream_whatever_max_sources(self):
+        # max_sources 4 (the default) and one holder: the one-holder path, one FETCH to the
+        # end, not a span per half second (each a round trip, and out-of-turn pieces read
+        # back from the disk for the MD5): a single holder's speed must not depend on k
+        size = 24 * MiB
+        net, data = self.holders(1, size)
+        doc = self.get_json(net)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        self.assertEqual(len(doc["sources"]), 1, doc)
+        fetches = [l for l in net.log(2).splitlines() if 'fetch "big.bin": sending bytes' in l]
+        self.assertEqual(len(fetches), 1, fetches)
+        self.assertIn(f"sending bytes 0..{size} of {size}", fetches[0])
+
     def test_four_holders_share_the_work(self):
         size = 32 * MiB
         net, data = self.holders(4, size, rate="4M")
