@@ -45,6 +45,12 @@ class BackgroundGet:
         return self.proc.returncode, "".join(self.lines), err
 
 
+def tsan_build(pid: int) -> bool:
+    """Whether peer process pid runs a ThreadSanitizer build."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libtsan" in f.read()
+
+
 class SwarmTest(NetCase):
     def holders(self, n, size, holders=None, rate=None, name="big.bin", data=None):
         """star:n+1 with the same `size` random bytes as `name` on peers 2..n+1 (or `holders`),
@@ -253,10 +259,18 @@ class SwarmTest(NetCase):
         self.assertEqual(rc, 0, out + err)
         self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
         self.assertLess((net.active_download(1) or {}).get("done", 0), size)  # idle now
+        # Not above: one bucket bounds each holder, whatever the requester does. Not below
+        # needs a requester that asks for the next span within the bucket's burst (1/16 s);
+        # under TSan it is 5-15x slower and measured 0.917 MiB/s once (ci21), so there the
+        # lower bound is left to the plain and ASan runs of this same test.
+        slow_requester = tsan_build(net.pid(1))
         for pid, a, b in zip(pids, s0, s1):
             r = (b - a) / (t1 - t0)
-            self.assertLessEqual(abs(r - rate), 0.05 * rate,
+            self.assertLessEqual(r - rate, 0.05 * rate,
                                  f"peer {pid}: {r / MiB:.3f} MiB/s, want 1 MiB/s +-5%")
+            if not slow_requester:
+                self.assertLessEqual(rate - r, 0.05 * rate,
+                                     f"peer {pid}: {r / MiB:.3f} MiB/s, want 1 MiB/s +-5%")
 
 
     def test_half_the_sources_per_link_while_others_wait(self):
