@@ -56,7 +56,7 @@ static int bargs_parse(int argc, char **argv, struct bargs *a, struct ctl_out *o
  * itself runs in, which is the folder the CLI, the REPL and the dashboard
  * found its socket in. 0, or -1 after saying why. */
 static int resolve_id(const struct cmd_env *e, struct ctl_out *o, const char *cmd, const char *s,
-                      struct fs_addr *out)
+                      struct fs_addr *out, unsigned *idp)
 {
     char path[RUNDIR_PATH_MAX], why[RUNDIR_ERR_MAX], err[CFG_ERR_MAX];
     unsigned long id = strtoul(s, NULL, 10);
@@ -68,6 +68,8 @@ static int resolve_id(const struct cmd_env *e, struct ctl_out *o, const char *cm
         rundir_ini_path(dir, (unsigned)id, path, sizeof path, why, sizeof why) == FS_OK &&
         cfg_load(path, c, err, sizeof err) == FS_OK) {
         *out = c->advertise;
+        if (idp)
+            *idp = (unsigned)id;
         rc = 0;
     } else {
         ctl_print(o, 2, "floodshare: %s: no peer %s in %s (give HOST:PORT for a peer "
@@ -77,13 +79,15 @@ static int resolve_id(const struct cmd_env *e, struct ctl_out *o, const char *cm
     return rc;
 }
 
-static int parse_holder(const struct cmd_env *e, struct ctl_out *o, const char *cmd,
-                        const char *s, struct fs_addr *out)
+int cmd_peer_addr(const struct cmd_env *e, struct ctl_out *o, const char *cmd, const char *s,
+                  struct fs_addr *out, unsigned *id)
 {
     const char *why = NULL;
 
+    if (id)
+        *id = 0;
     if (s[0] && strspn(s, "0123456789") == strlen(s))
-        return resolve_id(e, o, cmd, s, out);
+        return resolve_id(e, o, cmd, s, out, id);
     if (addr_parse(s, strlen(s), out, &why) == FS_OK)
         return 0;
     ctl_print(o, 2, "floodshare: %s: \"%s\" is not a peer: give a peer id of the run folder or "
@@ -165,7 +169,7 @@ int cmd_browse(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o
         ctl_print(o, 2, "usage: peer N browse M [PATH] [--json]   (M: a peer id or HOST:PORT)");
         return CTL_EXIT_USAGE;
     }
-    if (parse_holder(e, o, "browse", a.pos[0], &holder) < 0 ||
+    if (cmd_peer_addr(e, o, "browse", a.pos[0], &holder, NULL) < 0 ||
         (a.n == 2 && parse_path(o, "browse", a.pos[1], path, sizeof path, 1) < 0))
         return CTL_EXIT_USAGE;
     addr_format(&holder, h);
@@ -396,7 +400,7 @@ int cmd_get_from(const struct cmd_env *e, int argc, char **argv, struct ctl_out 
         return CTL_EXIT_USAGE;
     }
     if (parse_path(o, "get", a.pos[0], path, sizeof path, 0) < 0 ||
-        parse_holder(e, o, "get", a.pos[2], &holder) < 0)
+        cmd_peer_addr(e, o, "get", a.pos[2], &holder, NULL) < 0)
         return CTL_EXIT_USAGE;
     hit.holder = holder;
     addr_format(&holder, h);

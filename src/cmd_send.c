@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "floodshare/cfg.h"
+#include "floodshare/cmd_browse.h"
 #include "floodshare/conn.h"
 #include "floodshare/ctl.h"
 #include "floodshare/json.h"
@@ -20,7 +21,6 @@
 #include "floodshare/net.h"
 #include "floodshare/node.h"
 #include "floodshare/offer.h"
-#include "floodshare/rundir.h"
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
 #include "floodshare/tls.h"
@@ -41,38 +41,6 @@ struct send {
     uint64_t t0;
     char error[PATH_MAX + MSG_MAX_TEXT + 64];
 };
-
-/* M as a peer id of the run folder (its INI's advertised address) or as
- * HOST:PORT. -1 after printing why (usage). */
-static int send_resolve(struct send *s)
-{
-    const char *why = NULL;
-    char *end;
-    unsigned long id = strtoul(s->to_text, &end, 10);
-
-    if (s->to_text[0] >= '1' && s->to_text[0] <= '9' && !*end && id <= RUNDIR_ID_MAX) {
-        char ini[RUNDIR_PATH_MAX], err[RUNDIR_ERR_MAX > CFG_ERR_MAX ? RUNDIR_ERR_MAX : CFG_ERR_MAX];
-        struct cfg *c = malloc(sizeof *c);
-        int ok = c && rundir_ini_path(node_run_dir(s->e->node), (unsigned)id, ini, sizeof ini,
-                                      err, sizeof err) == FS_OK &&
-                 cfg_load(ini, c, err, sizeof err) == FS_OK;
-        if (ok) {
-            s->to = c->advertise;
-            s->to_id = (unsigned)id;
-        } else {
-            ctl_print(s->o, 2, "floodshare: send: peer %lu is not in the run folder %s (%s)", id,
-                      node_run_dir(s->e->node), c ? err : "out of memory");
-        }
-        free(c);
-        return ok ? 0 : -1;
-    }
-    if (addr_parse(s->to_text, strlen(s->to_text), &s->to, &why) != FS_OK) {
-        ctl_print(s->o, 2, "floodshare: send: \"%s\" is neither a peer id nor HOST:PORT (%s)",
-                  s->to_text, why ? why : "expected HOST:PORT");
-        return -1;
-    }
-    return 0;
-}
 
 /* The item NAME of this peer's share, as the index has it now. */
 static int send_find(struct send *s)
@@ -301,7 +269,7 @@ int cmd_send_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out 
                   "'/', not . or .., at most %d bytes)", s.name, NAME_MAX_LEN);
         return CTL_EXIT_USAGE;
     }
-    if (send_resolve(&s) < 0)
+    if (cmd_peer_addr(e, o, "send", s.to_text, &s.to, &s.to_id) < 0)
         return CTL_EXIT_USAGE;
     char h[ADDR_STR_MAX];
     addr_format(&s.to, h);

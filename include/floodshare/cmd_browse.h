@@ -9,12 +9,20 @@
 #include "floodshare/cmd.h"
 
 struct ctl_out;
+struct fs_addr;
 
 /* Lists PATH (the top level without it) of M's share, every page of it,
  * to o: text, or one JSON document with --json. Returns the exit code:
  * 0; 1 when M cannot be reached, refuses, or has no such folder; 64 for
  * bad arguments. */
 int cmd_browse(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o);
+
+/* M of `browse M`, `get PATH from M` and `send NAME to M`: a peer id of the
+ * peer's run folder (the address its INI advertises; *id set to it) or
+ * HOST:PORT ([v6]:PORT; *id 0). id may be NULL. 0, or -1 after printing
+ * why, naming cmd. */
+int cmd_peer_addr(const struct cmd_env *e, struct ctl_out *o, const char *cmd, const char *s,
+                  struct fs_addr *out, unsigned *id);
 
 /* 1 when argv is `get PATH from M ...` (a get from one peer, no flood). */
 int cmd_is_get_from(int argc, char **argv);
