@@ -246,10 +246,11 @@ class KillTest(NetCase):
         self.assertIn("removed 3 orphaned partial file(s)", net.log(1))
 
 
-class DiskFullTest(NetCase):
-    """The requester's share is a small tmpfs (root only; umounted at the end)."""
+class TmpfsShare:
+    """Mixin for a NetCase: mount_tmpfs_share() puts a peer's share on a small tmpfs (root
+    only; unmounted at the end). test_send uses it too."""
 
-    def _mount(self, net, pid: int, mib: int) -> Path:
+    def mount_tmpfs_share(self, net, pid: int, mib: int) -> Path:
         if os.geteuid() != 0:
             self.skipTest("disk-full tests mount a tmpfs: they need root")
         share = net.share(pid)
@@ -281,6 +282,10 @@ class DiskFullTest(NetCase):
                 subprocess.run(["umount", "-l", str(share)], capture_output=True)
         super().tearDown()
 
+
+class DiskFullTest(TmpfsShare, NetCase):
+    """The requester's share is a small tmpfs (root only; umounted at the end)."""
+
     @staticmethod
     def _free(path: Path) -> int:
         st = os.statvfs(path)
@@ -288,7 +293,7 @@ class DiskFullTest(NetCase):
 
     def test_item_larger_than_the_free_space_is_refused_before_a_byte(self):
         net = self.net("topologies/seed-chain.topo")
-        share = self._mount(net, 1, 32)
+        share = self.mount_tmpfs_share(net, 1, 32)
         md5 = make_big_file(net.share(2) / "big.bin", 64 * MiB)
         os.link(net.share(2) / "big.bin", net.share(3) / "big.bin")  # two holders
         net.wait_indexed(2, "big.bin")
@@ -311,7 +316,7 @@ class DiskFullTest(NetCase):
         """The partial is kept, cut back to its whole chunks (decided: a full disk is like any
         interruption; the next get after space was freed resumes it)."""
         net = self.net("topologies/seed-chain.topo")
-        share = self._mount(net, 1, 32)
+        share = self.mount_tmpfs_share(net, 1, 32)
         genuine = os.urandom(24 * MiB)
         (net.share(2) / "big.bin").write_bytes(genuine)
         md5 = md5_of(net.share(2) / "big.bin")

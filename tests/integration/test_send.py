@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import time
 import unittest
 from pathlib import Path
 
 from fsnet import BIN, NetCase, last_json, make_big_file, md5_of, raw, tree
+from test_faults import TmpfsShare
 
 MiB = 1 << 20
 STATE = ".floodshare"
@@ -224,38 +223,12 @@ class SendResume(SendCase):
         self.assertEqual(temporaries(net.share(2)), [])
 
 
-class SendDiskFull(SendCase):
+class SendDiskFull(TmpfsShare, SendCase):
     """The receiver's share is a small tmpfs (root only; unmounted at the end)."""
 
-    def setUp(self):
-        super().setUp()
-        self.mounts = []
-
-    def tearDown(self):
-        for net, pid, share in self.mounts:
-            if net.alive(pid):
-                net.kill(pid, signal.SIGTERM)
-            r = subprocess.run(["umount", str(share)], capture_output=True, text=True)
-            if r.returncode != 0:
-                subprocess.run(["umount", "-l", str(share)], capture_output=True)
-        super().tearDown()
-
     def test_full_disk_refuses_and_keeps_nothing(self):
-        if os.geteuid() != 0:
-            self.skipTest("the disk-full test mounts a tmpfs: it needs root")
         net = self.start()
-        share = net.share(2)
-        net.kill(2, signal.SIGTERM)
-        keep = self.tmpdir() / "keep"
-        shutil.copytree(share, keep, symlinks=True)
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs",
-                            str(share)], capture_output=True, text=True)
-        if r.returncode != 0:
-            net.restart(2)
-            self.skipTest(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-        self.mounts.append((net, 2, share))
-        shutil.copytree(keep, share, symlinks=True, dirs_exist_ok=True)
-        net.restart(2)
+        share = self.mount_tmpfs_share(net, 2, 8)
         self.assertOk(net.peer(2, "modify", "send_from", "any"))
         make_big_file(net.share(1) / "big.bin", 16 * MiB)
         net.wait_indexed(1, "big.bin")
