@@ -51,25 +51,6 @@ int listing_format(const struct listing_entry *e, char *out, size_t cap)
     return w < 0 || (size_t)w >= cap ? -1 : w;
 }
 
-/* A decimal number without sign or leading zeros that fits in 64 bits. */
-static int num_ok(const char *s, size_t n, uint64_t *out)
-{
-    uint64_t x = 0;
-
-    if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (x > (UINT64_MAX - d) / 10)
-            return 0;
-        x = x * 10 + d;
-    }
-    *out = x;
-    return 1;
-}
-
 /* Splits line[0..n) into exactly six fields at single spaces. */
 static int split6(const char *line, size_t n, const char *f[6], size_t fl[6])
 {
@@ -110,7 +91,7 @@ static fs_status parse_line(const char *line, size_t n, struct listing_entry *e,
     if (fl[1] == 1 && f[1][0] == '-') {
         if (e->kind == MSG_KIND_FILE)
             return fail(why, "listing size of a file is not a number");
-    } else if (num_ok(f[1], fl[1], &e->size)) {
+    } else if (msg_dec_u64(f[1], fl[1], &e->size)) {
         e->size_known = 1;
     } else {
         return fail(why, "listing size is not a number that fits in 64 bits, or -");
@@ -119,7 +100,7 @@ static fs_status parse_line(const char *line, size_t n, struct listing_entry *e,
         memcpy(e->md5, f[2], MSG_MD5_LEN);
     else if (!(fl[2] == 1 && f[2][0] == '-'))
         return fail(why, "listing md5 is not 32 lower-case hex digits, or -");
-    if (!num_ok(f[3], fl[3], &e->mtime))
+    if (!msg_dec_u64(f[3], fl[3], &e->mtime))
         return fail(why, "listing mtime is not a number of seconds that fits in 64 bits");
     if (hex_ok(f[4], fl[4], MSG_ROOT_LEN)) {
         if (e->kind == MSG_KIND_FOLDER)

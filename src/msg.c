@@ -155,6 +155,11 @@ static enum num_flaw dec_u64(const char *v, size_t n, uint64_t min, uint64_t max
     return NUM_OK;
 }
 
+int msg_dec_u64(const char *s, size_t n, uint64_t *out)
+{
+    return dec_u64(s, n, 0, UINT64_MAX, out) == NUM_OK;
+}
+
 static fs_status fail(const char **why, const char *sentence)
 {
     *why = sentence;

@@ -31,27 +31,7 @@ static int field(const char **p, const char *end, const char **f, size_t *n)
     return *n > 0;
 }
 
-/* Decimal digits only, no sign, no leading zero (so each value has one
- * spelling and a round trip is exact), at most 20 of them, no overflow. */
-static int parse_u64(const char *s, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return 0;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return 0;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 1;
-}
-
-/* "SEC.NSEC": SEC as parse_u64() with an optional '-' (not "-0"), NSEC
+/* "SEC.NSEC": SEC as msg_dec_u64() with an optional '-' (not "-0"), NSEC
  * exactly 9 digits. */
 static int parse_mtime(const char *s, size_t n, struct timespec *ts)
 {
@@ -61,7 +41,7 @@ static int parse_mtime(const char *s, size_t n, struct timespec *ts)
 
     if (!dot || (size_t)(s + n - dot - 1) != NSEC_DIGITS)
         return 0;
-    if (!parse_u64(s + neg, (size_t)(dot - s) - (size_t)neg, &sec) ||
+    if (!msg_dec_u64(s + neg, (size_t)(dot - s) - (size_t)neg, &sec) ||
         sec > (uint64_t)INT64_MAX || (neg && sec == 0))
         return 0;
     for (int i = 1; i <= NSEC_DIGITS; i++)
@@ -88,7 +68,7 @@ static fs_status parse_record(const char *p, const char *end, struct syncstate_f
     f->v.md5[MSG_MD5_LEN] = '\0';
     if (!hash_hex_valid(f->v.md5))
         return *why = "a record's md5 is not 32 hex digits", FS_EPROTO;
-    if (!field(&p, end, &s, &n) || !parse_u64(s, n, &f->v.size) || f->v.size > INT64_MAX)
+    if (!field(&p, end, &s, &n) || !msg_dec_u64(s, n, &f->v.size) || f->v.size > INT64_MAX)
         return *why = "a record's size is not a decimal number", FS_EPROTO;
     if (!field(&p, end, &s, &n) || !parse_mtime(s, n, &f->v.mtime))
         return *why = "a record's mtime is not SECONDS.NANOSECONDS", FS_EPROTO;

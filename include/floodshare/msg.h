@@ -148,6 +148,11 @@ int msg_pct_encode(const char *src, size_t len, char *dst, size_t cap);
  * decoded length, or -1 on a bad escape, a decoded NUL, or no room. */
 int msg_pct_decode(const char *src, size_t len, char *dst, size_t cap);
 
+/* 1 with *out set when s[0..n) is a number as the wire writes them (decimal
+ * digits only, no sign, no leading zero, at most UINT64_MAX), else 0: for
+ * the line formats beside the messages (listings, sync state). Pure. */
+int msg_dec_u64(const char *s, size_t n, uint64_t *out);
+
 /* The ERROR code to answer a msg_parse() failure with, from its *why:
  * "toolarge", "version", "unknown" or "malformed". */
 const char *msg_error_code(const char *why);
