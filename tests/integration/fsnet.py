@@ -23,6 +23,15 @@ BIN = Path(os.environ.get("FLOODSHARE_BIN") or SRC / "build" / "floodshare")
 TOPOLOGY = SRC / "scripts" / "topology"
 
 
+def tsan_build() -> bool:
+    """Whether BIN is a ThreadSanitizer build (5-15x slower: a latency bound a test sets before
+    its peers start may need the slack)."""
+    try:
+        return b"__tsan_init" in BIN.read_bytes()
+    except OSError:
+        return False
+
+
 def md5_of(path: Path) -> str:
     import hashlib
     h = hashlib.md5()

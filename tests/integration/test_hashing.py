@@ -11,15 +11,16 @@ import time
 import unittest
 from pathlib import Path
 
-from fsnet import NetCase
+from fsnet import NetCase, tsan_build
 
 BIG = 2 << 30        # the file copied into the holder's share while it is searched
 PIECE = 1 << 20      # written a piece at a time, as cp does
 # Every peer's hit window: a hit that takes longer is not a hit. 100 ms is issue 10's figure.
 # Hashing the 2 GiB inside a query (what issue 10 removed) holds the hit for the whole hash, over
 # 2.5 s here. On a machine shared with other heavy jobs (load average 5+) one hit in ~100 has come
-# in at 100.4 ms; CI runs the suite alone.
-WINDOW_MS = 100
+# in at 100.4 ms; CI runs the suite alone. Under ThreadSanitizer every peer runs 5-15x slower and a
+# hit took 146 ms (CI, stop 19), so there the window is 500 ms: still 5x under a hash in a query.
+WINDOW_MS = 500 if tsan_build() else 100
 MIN_SEARCHES = 20
 
 

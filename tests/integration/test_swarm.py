@@ -16,7 +16,7 @@ import time
 import unittest
 
 from fakeholder import PIECE, PieceHolder
-from fsnet import BIN, NetCase, last_json
+from fsnet import BIN, NetCase, last_json, tsan_build
 
 MiB = 1 << 20
 
@@ -43,12 +43,6 @@ class BackgroundGet:
         self.proc.stdout.close()
         self.proc.stderr.close()
         return self.proc.returncode, "".join(self.lines), err
-
-
-def tsan_build(pid: int) -> bool:
-    """Whether peer process pid runs a ThreadSanitizer build."""
-    with open(f"/proc/{pid}/maps") as f:
-        return "libtsan" in f.read()
 
 
 class SwarmTest(NetCase):
@@ -263,7 +257,7 @@ class SwarmTest(NetCase):
         # needs a requester that asks for the next span within the bucket's burst (1/16 s);
         # under TSan it is 5-15x slower and measured 0.917 MiB/s once (ci21), so there the
         # lower bound is left to the plain and ASan runs of this same test.
-        slow_requester = tsan_build(net.pid(1))
+        slow_requester = tsan_build()
         for pid, a, b in zip(pids, s0, s1):
             r = (b - a) / (t1 - t0)
             self.assertLessEqual(r - rate, 0.05 * rate,
