@@ -23,13 +23,24 @@ BIN = Path(os.environ.get("FLOODSHARE_BIN") or SRC / "build" / "floodshare")
 TOPOLOGY = SRC / "scripts" / "topology"
 
 
+def _bin_has(symbol: bytes) -> bool:
+    try:
+        return symbol in BIN.read_bytes()
+    except OSError:
+        return False
+
+
 def tsan_build() -> bool:
     """Whether BIN is a ThreadSanitizer build (5-15x slower: a latency bound a test sets before
     its peers start may need the slack)."""
-    try:
-        return b"__tsan_init" in BIN.read_bytes()
-    except OSError:
-        return False
+    return _bin_has(b"__tsan_init")
+
+
+def sanitizer_build() -> bool:
+    """Whether BIN is an ASan or TSan build: what a sanitizer run checks is memory and races,
+    so a test that repeats one scenario many times for its statistics may repeat it fewer
+    times there (the plain run keeps the full count)."""
+    return _bin_has(b"__tsan_init") or _bin_has(b"__asan_init")
 
 
 def md5_of(path: Path) -> str:

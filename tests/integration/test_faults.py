@@ -14,11 +14,12 @@ import unittest
 from pathlib import Path
 
 from evilpeer import EvilPeer
-from fsnet import BIN, NetCase, last_json, make_big_file, md5_of
+from fsnet import BIN, NetCase, last_json, make_big_file, md5_of, sanitizer_build
 
 KiB = 1 << 10
 MiB = 1 << 20
-KILLS = int(os.environ.get("FS_FAULT_KILLS", "50"))
+# 50 kills in the plain run; 20 under a sanitizer, where each costs 2-3x (CI time).
+KILLS = int(os.environ.get("FS_FAULT_KILLS", "20" if sanitizer_build() else "50"))
 BIG = int(os.environ.get("FS_FAULT_MIB", "128")) * MiB
 STATE = ".floodshare"
 RUN_FILES = (".log", ".pid", ".sock")  # the run folder's own bookkeeping, not user files
