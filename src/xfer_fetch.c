@@ -1397,6 +1397,23 @@ fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct x
 
 /* --- for xfer_swarm.c (declared in xfer_int.h) --- */
 
+void xfer_fetch_adopt(struct fetch *f, int fd, const struct file_job *j,
+                      const struct piece_list *pl)
+{
+    struct stat a, b;
+
+    /* Without a list the share's own hashing is what gives the file its
+     * piece hashes (and this peer a root to offer swarms): left to it. */
+    if (!pl || !pl->list)
+        return;
+    struct share *sh = node_share_get(f->x->node);
+    /* the share f->root was taken from, not one swapped in since */
+    if (fstat(share_root_fd(sh), &a) == 0 && fstat(f->root, &b) == 0 && a.st_dev == b.st_dev &&
+        a.st_ino == b.st_ino)
+        share_adopt(sh, fd, j->md5, f->hit->root, pl->piece, pl->list, pl->n);
+    node_share_put(f->x->node);
+}
+
 fs_status xfer_fetch_fail(struct fetch *f, fs_status st, const char *why)
 {
     return fail(f, st, "%s", why);

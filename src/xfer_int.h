@@ -113,6 +113,13 @@ struct piece_list {
 fs_status xfer_fetch_fail(struct fetch *f, fs_status st, const char *why);
 fs_status xfer_fetch_fail_local(struct fetch *f, fs_status st, const char *why);
 fs_status xfer_fetch_cut(struct fetch *f, fs_status st, const char *why);
+/* The verified file in fd (job j, piece list pl) is about to be renamed
+ * into place: hands its hashes to the share it goes into (share_adopt()),
+ * so its peer does not read it all again to index it. Nothing without a
+ * list (the scan makes one), nor when the share was swapped meanwhile
+ * (`modify share_dir`). */
+void xfer_fetch_adopt(struct fetch *f, int fd, const struct file_job *j,
+                      const struct piece_list *pl);
 /* Connects to f->hit's holder (TLS when the node has it), tracked so that
  * node_stop() unblocks it; disconnect untracks and closes. */
 fs_status xfer_fetch_connect(struct fetch *f, struct conn *c);

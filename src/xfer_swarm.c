@@ -1066,6 +1066,7 @@ static fs_status finish(struct swarm *sw, uint64_t resumed, int *suspect)
         return xfer_fetch_cut(f, FS_EMISMATCH, why);
     }
     xfer_fetch_report(f, f->base + j->size, 1);
+    xfer_fetch_adopt(f, sw->pt->fd, j, sw->pcs);
     fs_status st = partial_finish_at(sw->pt, j->dir, j->base, !j->staged);
     if (st == FS_EEXIST) {
         partial_discard(sw->pt);

@@ -140,6 +140,25 @@ fs_status share_manifest(struct share *sh, const char *path, char **text, size_t
  * malloc'd, caller frees. Returns the count, or FS_ENOMEM (negative). */
 long share_list(struct share *sh, struct share_item **out);
 
+/* Files adopted and not yet merged by a scan, at most (share_adopt()). */
+#define SHARE_ADOPT_MAX 64
+
+/* A file this peer has just written below the share and verified whole (a
+ * finished download, before it is renamed into place): its MD5 and, when
+ * it has piece hashes, its root and list (n pieces of `piece` bytes; root
+ * "" and list NULL otherwise), so the next scan indexes it without reading
+ * it again (a 1 GiB download cost its peer 1.7 s of CPU hashing what it
+ * had just checked). fd is the file: its dev, inode, size and mtime are
+ * taken now, and the hashes are trusted only while they still match, like
+ * any cached hash (a later write moves the mtime: Linux's multigrain
+ * timestamps give a write after this fstat a newer one). The list is
+ * stored in the pieces folder as a scan would store it. Bounded: past
+ * SHARE_ADOPT_MAX files not yet scanned, or when the list cannot be
+ * stored, the scan hashes the file as before. Never waits for a scan.
+ * Borrows every argument. */
+void share_adopt(struct share *sh, int fd, const char *md5, const char *root, uint64_t piece,
+                 const unsigned char *list, uint64_t n);
+
 /* For tests: fn(arg, path) is called by every later rescan of sh just before
  * it hashes the file at path (share-relative), on the share's thread, with
  * the index lock not held. fn may call share_find(), share_lookup() and

@@ -11,7 +11,7 @@ import time
 import unittest
 from pathlib import Path
 
-from fsnet import NetCase, tsan_build
+from fsnet import NetCase, make_big_file, tsan_build
 
 BIG = 2 << 30        # the file copied into the holder's share while it is searched
 PIECE = 1 << 20      # written a piece at a time, as cp does
@@ -38,6 +38,21 @@ def share_threads_of(pid: int) -> int:
     base = nice_of(pid, pid)
     return sum(1 for tid in os.listdir(f"/proc/{pid}/task")
                if (nice_of(pid, tid) or base) > base)
+
+
+def share_thread_cpu_ticks(pid: int) -> int:
+    """utime + stime, in clock ticks, of process pid's share thread(s): the ones that run nicer
+    than its main thread."""
+    base, ticks = nice_of(pid, pid), 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        f = stat[stat.rindex(")") + 2:].split()
+        if int(f[16]) > base:
+            ticks += int(f[11]) + int(f[12])
+    return ticks
 
 
 class Copy(threading.Thread):
@@ -129,6 +144,29 @@ class HashingTest(NetCase):
         self.assertEqual(found[0]["size"], BIG)
         self.assertEqual(found[0]["md5"], copy.md5)
         (share / "big.bin").unlink()
+
+    def test_a_finished_get_is_indexed_without_being_hashed_again(self):
+        """The requester checked every piece and the MD5 of what it downloaded: it hands those
+        hashes to its share (share_adopt), which indexes the file, root included, without
+        reading it again. Hashing 256 MiB costs the share thread ~0.5 s (50 ticks) here."""
+        net = self.net("line:2", seed_files=False)
+        md5 = make_big_file(net.share(2) / "big.bin", 256 << 20)
+        net.wait_indexed(2, "big.bin")
+        requester = net.pid(1)
+        net.wait_for(lambda: share_threads_of(requester) == 1, timeout=5)
+        before = share_thread_cpu_ticks(requester)
+        self.assertOk(net.peer(1, "get", "big.bin", timeout=120))
+        net.wait_indexed(1, "big.bin")
+        time.sleep(1)  # a scan that hashed it would have finished by now
+        spent = share_thread_cpu_ticks(requester) - before
+        # what each offers others (browse lists the root a FOUND carries)
+        mine, theirs = ([e for e in json.loads(net.peer(a, "browse", str(b), "--json").stdout)
+                         ["entries"] if e["name"] == "big.bin"] for a, b in ((2, 1), (1, 2)))
+        self.assertEqual(mine[0]["md5"], md5)
+        self.assertTrue(mine[0].get("root"))
+        self.assertEqual(mine[0]["root"], theirs[0]["root"])
+        self.assertLessEqual(spent, 5, f"the requester's share thread spent {spent} ticks on a "
+                                       f"file it had just verified")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "floodshare/hash.h"
+#include "floodshare/pieces.h"
 #include "floodshare/share.h"
 
 /* Bound on share_refresh_wait() in these tests: reached only when broken. */
@@ -1636,12 +1637,137 @@ static void test_share_file_written_while_hashed_is_not_advertised_with_a_torn_m
     share_set_read_hook(sh, NULL, NULL);
 }
 
+/* Counts the share thread's hashing of one path. */
+struct named_counter {
+    pthread_mutex_t mu;
+    const char *path;
+    int n;
+};
+
+static void named_count_hook(void *arg, const char *path)
+{
+    struct named_counter *c = arg;
+
+    pthread_mutex_lock(&c->mu);
+    c->n += strcmp(path, c->path) == 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Writes a 3 MiB file (pieces of 'a', 'b', ... per MiB) to the state
+ * folder as a download would, with its md5 and piece list; returns its fd
+ * (open for reading and writing). */
+static int put_download(struct fixture *fx, const char *tmp, char md5[HASH_HEX_LEN + 1],
+                        char root[PIECES_ROOT_HEX + 1], unsigned char **list, uint64_t *n,
+                        uint64_t *piece)
+{
+    static char mib[1 << 20];
+    char p[PATH_MAX];
+    struct hash_md5 h;
+    struct pieces_hash ph;
+
+    snprintf(p, sizeof p, "%s/.floodshare/%s", fx->dir, tmp);
+    int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    *piece = pieces_size_for(3u << 20);
+    assert_int_equal(hash_init(&h), FS_OK);
+    assert_int_equal(pieces_hash_init(&ph, *piece), FS_OK);
+    for (int i = 0; i < 3; i++) {
+        memset(mib, 'a' + i, sizeof mib);
+        assert_int_equal(write(fd, mib, sizeof mib), (ssize_t)sizeof mib);
+        hash_update(&h, mib, sizeof mib);
+        pieces_hash_update(&ph, mib, sizeof mib);
+    }
+    assert_int_equal(hash_final(&h, md5), FS_OK);
+    assert_int_equal(pieces_hash_final(&ph, list, n, root), FS_OK);
+    return fd;
+}
+
+/* A download hands its verified hashes to the share before it is renamed
+ * into place (share_adopt()): the share indexes it, root and list
+ * included, without reading it (a 1 GiB get cost its peer 1.7 s of CPU
+ * hashing what it had just checked). */
+static void test_share_adopted_download_is_indexed_without_being_read(void **state)
+{
+    struct fixture *fx = *state;
+    struct named_counter c = {.mu = PTHREAD_MUTEX_INITIALIZER, .path = "got.bin"};
+    char md5[HASH_HEX_LEN + 1], root[PIECES_ROOT_HEX + 1], from[PATH_MAX], to[PATH_MAX];
+    unsigned char *list = NULL;
+    uint64_t n = 0, piece = 0;
+    struct share_item it;
+    struct stat sb;
+    struct share *sh = open_share(fx);
+
+    share_set_hash_hook(sh, named_count_hook, &c);
+    int fd = put_download(fx, "got.part", md5, root, &list, &n, &piece);
+    share_adopt(sh, fd, md5, root, piece, list, n);
+    snprintf(from, sizeof from, "%s/.floodshare/got.part", fx->dir);
+    snprintf(to, sizeof to, "%s/got.bin", fx->dir);
+    assert_int_equal(rename(from, to), 0);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
+    assert_int_equal(share_lookup(sh, "got.bin", &it), FS_OK);
+    assert_string_equal(it.md5, md5);
+    assert_string_equal(it.root, root);
+    assert_int_equal(c.n, 0);
+    /* HASHES can answer for the root: the list is where a scan keeps it */
+    snprintf(from, sizeof from, "%s/.floodshare/pieces/%s", fx->dir, root);
+    assert_int_equal(stat(from, &sb), 0);
+
+    /* Written to afterwards: the adopted hash no longer holds, the file
+     * is hashed again and listed with what it holds now. */
+    assert_int_equal(pwrite(fd, "z", 1, 0), 1);
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
+    assert_int_equal(share_lookup(sh, "got.bin", &it), FS_OK);
+    assert_string_not_equal(it.md5, md5);
+    assert_true(c.n >= 1);
+    share_set_hash_hook(sh, NULL, NULL);
+    close(fd);
+    free(list);
+}
+
+/* Unlinks gone.bin once the share's thread has read its first chunk. */
+struct remover {
+    char path[PATH_MAX];
+    int reads; /* reads of gone.bin seen */
+};
+
+static void remove_hook(void *arg, const char *path, uint64_t done)
+{
+    struct remover *r = arg;
+
+    (void)done;
+    if (strcmp(path, "gone.bin") != 0)
+        return;
+    if (__atomic_fetch_add(&r->reads, 1, __ATOMIC_ACQ_REL) == 0)
+        assert_int_equal(unlink(r->path), 0);
+}
+
+/* A file removed while it is being hashed is given up at once: a deleted
+ * 1 GiB download was read to its end, 1.7 s of CPU beside the next get. */
+static void test_share_stops_hashing_a_file_that_was_removed(void **state)
+{
+    struct fixture *fx = *state;
+    struct remover r = {0};
+    struct share_item it;
+    struct share *sh = open_share(fx);
+
+    snprintf(r.path, sizeof r.path, "%s/gone.bin", fx->dir);
+    share_set_read_hook(sh, remove_hook, &r);
+    put_big(fx->dir, "gone.bin", 16); /* 64 reads of 256 KiB */
+    set_old_mtime(fx->dir, "gone.bin"); /* hashed at once, not left to settle */
+    assert_int_equal(share_refresh_wait(sh, FRESH_MS), FS_OK);
+    share_set_read_hook(sh, NULL, NULL);
+    assert_int_equal(__atomic_load_n(&r.reads, __ATOMIC_ACQUIRE), 1);
+    assert_int_equal(share_lookup(sh, "gone.bin", &it), FS_ENOTFOUND);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_share_finds_file_by_exact_name_at_depth_3),
+        T(test_share_adopted_download_is_indexed_without_being_read),
+        T(test_share_stops_hashing_a_file_that_was_removed),
         T(test_share_find_does_not_match_partial_names),
         T(test_share_find_returns_all_matches_sorted_by_path),
         T(test_share_folder_digest_is_md5_of_documented_manifest),
