@@ -56,6 +56,8 @@ def msg_seeds():
                     " piece=1048576 len=64\n",
         "fetch_end": "FLOOD/1 FETCH path=a.bin md5=" + MD5 + " offset=1048576 chunk=1048576 "
                      "end=2097152\n",
+        "fetch_nocrc": "FLOOD/1 FETCH path=a.bin md5=" + MD5 + " offset=0 chunk=1048576 "
+                       "nocrc=1\n",
         "error_empty": "FLOOD/1 ERROR code=busy msg=\r\n",
         "browse_top": "FLOOD/1 BROWSE from=127.0.0.1:10811 offset=0\n",
         "browse_path": "FLOOD/1 BROWSE from=[::1]:10811 offset=1000 path=docs/my%20notes\n",

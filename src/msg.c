@@ -144,7 +144,9 @@ static enum num_flaw dec_u64(const char *v, size_t n, uint64_t min, uint64_t max
         return NUM_LEADING_ZERO;
     for (size_t i = 0; i < n && !over; i++) {
         unsigned d = (unsigned)(v[i] - '0');
-        if (x > (max - d) / 10)
+        /* x * 10 + d > max, without wrapping (max - d wrapped for a digit
+         * above a maximum below 9: nocrc=2 passed as 1's only value) */
+        if (x > max / 10 || (x == max / 10 && d > max % 10))
             over = 1;
         else
             x = x * 10 + d;
@@ -396,6 +398,13 @@ static fs_status parse_end(const char *v, size_t n, struct msg *m, const char **
     return num_field(v, n, 1, UINT64_MAX, &m->end, &w, why);
 }
 
+static fs_status parse_nocrc(const char *v, size_t n, struct msg *m, const char **why)
+{
+    static const struct num_why w = NUM_WHY(nocrc, "1 (the only value it has)");
+
+    return num_field(v, n, 1, 1, &m->nocrc, &w, why);
+}
+
 static fs_status parse_total(const char *v, size_t n, struct msg *m, const char **why)
 {
     static const struct num_why w = NUM_WHY(total, "a number from 0 to 1048576");
@@ -558,7 +567,7 @@ typedef fs_status (*parse_fn)(const char *v, size_t n, struct msg *m, const char
 #define KEY_LIST(X)                                                                           \
     X(qid) X(ttl) X(hops) X(origin) X(from) X(holder) X(peer) X(kind) X(size) X(md5) X(path)  \
         X(name) X(len) X(zmd5) X(code) X(msg) X(offset) X(chunk) X(idx) X(crc) X(nonce) X(retry) \
-            X(mode) X(root) X(piece) X(end) X(total) X(count) X(next)
+            X(mode) X(root) X(piece) X(end) X(total) X(count) X(next) X(nocrc)
 
 enum key {
 #define KEY_ENUM(k) K_##k,
@@ -610,7 +619,7 @@ static const struct need error_keys[] = {NEED(ERROR, code), NEED(ERROR, msg)};
 static const struct need fetch_keys[] = {NEED(FETCH, path), NEED(FETCH, md5), NEED(FETCH, offset)};
 /* Optional keys: parsed when present, written when set (non-zero), never
  * missing. Older peers skip them as unknown keys. */
-static const struct need fetch_opt[] = {{K_chunk, NULL}, {K_end, NULL}};
+static const struct need fetch_opt[] = {{K_chunk, NULL}, {K_end, NULL}, {K_nocrc, NULL}};
 static const struct need range_keys[] = {
     NEED(RANGE, size), NEED(RANGE, md5), NEED(RANGE, offset), NEED(RANGE, chunk),
 };
@@ -1027,6 +1036,7 @@ static void put_value(struct wbuf *w, const struct msg *m, enum key k)
     case K_root: put_enc(w, m->root, sizeof m->root); break;
     case K_piece: put_u64(w, m->piece); break;
     case K_end: put_u64(w, m->end); break;
+    case K_nocrc: put_u64(w, m->nocrc); break;
     case K_total: put_u64(w, m->total); break;
     case K_count: put_u64(w, m->count); break;
     case K_next: put_u64(w, m->next); break;
@@ -1046,6 +1056,8 @@ static int opt_set(const struct msg *m, enum key k)
         return m->root[0] != '\0';
     if (k == K_end)
         return m->end != 0;
+    if (k == K_nocrc)
+        return m->nocrc != 0;
     if (k == K_path) /* optional only for BROWSE and LISTING: "" is the top level */
         return m->path[0] != '\0';
     return 1;

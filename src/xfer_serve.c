@@ -434,10 +434,13 @@ void xfer_serve(struct xfer_plane *x, struct conn *c, const struct msg *req)
 }
 
 /* Sends DATA frames for the chunks of fd from offset on. Each chunk is
- * read whole first, because its CRC goes in the frame's header. */
+ * read whole first, because its CRC goes in the frame's header; with
+ * nocrc (FETCH nocrc=1: the requester checks every piece by its SHA-256
+ * and never looks at the CRC) the frame says crc=00000000 instead, which
+ * saves the holder zlib's CRC-32, ~0.3 s of CPU per GiB. */
 static fs_status send_chunks(struct xfer_plane *x, struct conn *c, struct pace *pc, int fd,
-                             uint64_t size, uint64_t offset, uint64_t chunk, int slot,
-                             struct xfer_uptrace *ut)
+                             uint64_t size, uint64_t offset, uint64_t chunk, int nocrc,
+                             int slot, struct xfer_uptrace *ut)
 {
     char *buf = malloc(chunk);
     char head[MSG_MAX_HEADER];
@@ -457,7 +460,7 @@ static fs_status send_chunks(struct xfer_plane *x, struct conn *c, struct pace *
         st = partial_read_at(fd, buf, (size_t)d.len, off);
         if (st)
             break;
-        d.crc = (uint32_t)crc32(0, (const Bytef *)buf, (uInt)d.len);
+        d.crc = nocrc ? 0 : (uint32_t)crc32(0, (const Bytef *)buf, (uInt)d.len);
         int n = msg_format(&d, head, sizeof head);
         st = n < 0 ? FS_EINVAL : pace_write(pc, head, (size_t)n, c->timeout_ms);
         if (st == FS_OK)
@@ -569,7 +572,7 @@ int xfer_serve_fetch(struct xfer_plane *x, struct conn *c, struct xfer_slot *s,
     pace_init(&pc, x, c);
     fs_status st = conn_send_msg(c, &r, c->timeout_ms);
     if (st == FS_OK)
-        st = send_chunks(x, c, &pc, fd, end, req->offset, chunk, slot, ut);
+        st = send_chunks(x, c, &pc, fd, end, req->offset, chunk, req->nocrc != 0, slot, ut);
     xfer_table_del(x, slot);
     close(fd);
     if (st) {

@@ -114,6 +114,8 @@ struct msg {
                                     HASHLIST: the root of the piece hashes */
     uint64_t piece;  /* HASHLIST: bytes per piece */
     uint64_t end;    /* FETCH: send bytes before this one only; 0 = to the end */
+    uint64_t nocrc;  /* FETCH: 1 = the requester checks every piece by its SHA-256, so
+                        the holder leaves DATA's crc at 0 instead of computing it; 0 */
     uint64_t total;  /* LISTING: entries the folder has in all */
     uint64_t count;  /* LISTING: entries (lines) in this page's body */
     uint64_t next;   /* LISTING: the offset to ask for next; == total at the end */

@@ -189,8 +189,9 @@ class PiecesTest(NetCase):
 
 
 class FetchEndTest(NetCase):
-    def _frames(self, addr, line: bytes):
-        """Sends line on a fresh connection, returns (RANGE or ERROR line, [(idx, len)])."""
+    def _frames(self, addr, line: bytes, nocrc=False):
+        """Sends line on a fresh connection, returns (RANGE or ERROR line, [(idx, len)]). Each
+        frame's crc is its CRC-32, or with nocrc (FETCH nocrc=1) 00000000."""
         with socket.create_connection(addr, timeout=5) as s:
             s.sendall(line)
             f = s.makefile("rb")
@@ -206,7 +207,7 @@ class FetchEndTest(NetCase):
                         break
                     q = fields(h.strip())
                     data = f.read(int(q["len"]))
-                    self.assertEqual(zlib.crc32(data), int(q["crc"], 16))
+                    self.assertEqual(0 if nocrc else zlib.crc32(data), int(q["crc"], 16))
                     frames.append((int(q["idx"]), len(data)))
             except (socket.timeout, OSError):
                 pass  # the holder keeps the connection for another request
@@ -224,6 +225,10 @@ class FetchEndTest(NetCase):
         self.assertEqual(frames, [(1, MiB), (2, MiB)])
         head, frames = self._frames(net.addr(3), f"{base} end={3 * MiB + 5}\n".encode())
         self.assertEqual(frames, [(1, MiB), (2, MiB), (3, 5)])  # the file's end is a boundary
+        # nocrc=1 (a requester that checks pieces by SHA-256): the holder skips the CRC-32
+        head, frames = self._frames(net.addr(3), f"{base} end={3 * MiB} nocrc=1\n".encode(),
+                                    nocrc=True)
+        self.assertEqual(frames, [(1, MiB), (2, MiB)])
         for bad in (MiB + 4096, MiB, 3 * MiB + 6):
             head, frames = self._frames(net.addr(3), f"{base} end={bad}\n".encode())
             self.assertIn("ERROR code=refused", head, bad)

@@ -408,6 +408,8 @@ static void test_piece_messages_round_trip_and_root_is_optional(void **state)
                                "root=" ROOT " piece=1048576 len=64\n";
     static const char fetch[] = "FLOOD/1 FETCH path=a md5=6f5902ac237024bdd0c176cb93063dc4 "
                                 "offset=1048576 chunk=1048576 end=2097152\n";
+    static const char nocrc[] = "FLOOD/1 FETCH path=a md5=6f5902ac237024bdd0c176cb93063dc4 "
+                                "offset=0 chunk=1048576 nocrc=1\n";
     struct msg m;
     size_t used;
     char out[MSG_MAX_HEADER];
@@ -438,8 +440,15 @@ static void test_piece_messages_round_trip_and_root_is_optional(void **state)
 
     assert_int_equal(msg_parse(fetch, sizeof fetch - 1, &m, &used, NULL), FS_OK);
     assert_int_equal(m.end, 2097152);
+    assert_int_equal(m.nocrc, 0); /* absent, as from an older requester */
     assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof fetch - 1));
     assert_memory_equal(out, fetch, sizeof fetch - 1);
+    assert_round_trip(&m);
+
+    assert_int_equal(msg_parse(nocrc, sizeof nocrc - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.nocrc, 1);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof nocrc - 1));
+    assert_memory_equal(out, nocrc, sizeof nocrc - 1);
     assert_round_trip(&m);
 }
 
@@ -458,6 +467,10 @@ static void test_parse_refuses_bad_piece_fields(void **state)
          " piece=65536\n", "HASHLIST needs len"},
         {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 end=0\n",
          "end is not a number from 1 up that fits in 64 bits"},
+        {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 nocrc=0\n",
+         "nocrc is not 1 (the only value it has)"},
+        {"FLOOD/1 FETCH path=x md5=6f5902ac237024bdd0c176cb93063dc4 offset=0 nocrc=2\n",
+         "nocrc is not 1 (the only value it has)"},
         {"FLOOD/1 FOUND qid=0123456789abcdef hops=1 from=127.0.0.1:1 holder=127.0.0.1:1 "
          "peer=1 kind=file size=1 md5=6f5902ac237024bdd0c176cb93063dc4 path=a name=a root=1\n",
          "root is not 64 lower-case hex digits"},
