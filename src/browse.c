@@ -19,6 +19,7 @@
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
 #include "floodshare/tls.h"
+#include "floodshare/trace.h"
 
 /* --- the holder: one page of a folder ------------------------------------ */
 
@@ -295,6 +296,25 @@ static const char *error_code(fs_status st)
     }
 }
 
+/* browse_served (page, entries first..first+count of total) or
+ * browse_refused (reason word, detail text) for req, on n's trace. */
+static void browse_event(struct node *n, enum trace_type type, const struct msg *req,
+                         uint64_t first, uint64_t count, uint64_t total, const char *reason,
+                         const char *detail)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, type, NULL);
+    trace_set(ev.name, sizeof ev.name, req->path);
+    ev.from = req->from;
+    ev.bytes = first;
+    ev.count = (unsigned)count;
+    ev.size = total;
+    trace_set(ev.reason, sizeof ev.reason, reason);
+    trace_set(ev.detail, sizeof ev.detail, detail);
+    trace_emit(node_trace(n), &ev);
+}
+
 int browse_serve(struct node *n, struct conn *c, const struct msg *req)
 {
     struct stats *stats = node_stats(n);
@@ -312,6 +332,7 @@ int browse_serve(struct node *n, struct conn *c, const struct msg *req)
         snprintf(text, sizeof text, "browsing not accepted from %s", who);
         log_msg(L_INFO, "browse %s from %s refused: [accept] browse = %s", esc, who,
                 cfg_accept_name(policy));
+        browse_event(n, TR_BROWSE_REFUSED, req, 0, 0, 0, "policy", text);
         conn_send_error(c, "refused", text, c->timeout_ms);
         return -1;
     }
@@ -331,6 +352,8 @@ int browse_serve(struct node *n, struct conn *c, const struct msg *req)
             log_msg(L_INFO, "browse %s from %s refused: %s", esc, who, why);
         }
         stats_inc(stats, browse_refused);
+        browse_event(n, TR_BROWSE_REFUSED, req, 0, 0, 0,
+                     st == FS_EREFUSED ? "link" : error_code(st), why);
         conn_send_error(c, error_code(st), why, c->timeout_ms);
         return -1;
     }
@@ -353,6 +376,7 @@ int browse_serve(struct node *n, struct conn *c, const struct msg *req)
     if (st)
         return -1;
     stats_inc(stats, browses);
+    browse_event(n, TR_BROWSE_SERVED, req, req->offset, count, total, NULL, NULL);
     log_msg(L_DEBUG, "browse %s from %s: entries %llu..%llu of %llu", esc, who,
             (unsigned long long)req->offset, (unsigned long long)next,
             (unsigned long long)total);

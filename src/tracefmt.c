@@ -89,6 +89,8 @@ static unsigned fields_of(enum trace_type t)
     case TR_OFFER_RECEIVED:
     case TR_OFFER_ACCEPTED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_MD5;
     case TR_OFFER_REFUSED: return F_NAME | F_FROM | F_HOLDER | F_SIZE | F_MD5 | F_REASON | F_DETAIL;
+    case TR_BROWSE_SERVED: return F_NAME | F_FROM | F_COUNT | F_BYTES | F_SIZE;
+    case TR_BROWSE_REFUSED: return F_NAME | F_FROM | F_REASON | F_DETAIL;
     default: return 0;
     }
 }
@@ -137,7 +139,7 @@ void trace_json(struct json *jw, const struct trace_event *ev)
         json_uint(jw, "holder", ev->holder);
     if (f & F_COUNT) {
         json_uint(jw, ev->type == TR_SEARCHED ? "hits" : ev->type == TR_LOST ? "lost"
-                      : "neighbours", ev->count);
+                      : ev->type == TR_BROWSE_SERVED ? "count" : "neighbours", ev->count);
         if (ev->type == TR_SEARCHED)
             json_bool(jw, "hit", ev->count > 0);
     }
@@ -368,6 +370,15 @@ static void describe(struct tbuf *b, const struct trace_event *e, trace_resolve_
         break;
     case TR_OFFER_REFUSED:
         tput(b, "offer of %s from %s refused: %s", quoted(e->name, q),
+             who(&e->from, e->from_peer, res, ctx, w1), e->detail);
+        break;
+    case TR_BROWSE_SERVED:
+        tput(b, "listed %s to %s: entries %" PRIu64 "..%" PRIu64 " of %" PRIu64,
+             e->name[0] ? quoted(e->name, q) : "the top level",
+             who(&e->from, e->from_peer, res, ctx, w1), e->bytes, e->bytes + e->count, e->size);
+        break;
+    case TR_BROWSE_REFUSED:
+        tput(b, "browse of %s by %s refused: %s", e->name[0] ? quoted(e->name, q) : "the top level",
              who(&e->from, e->from_peer, res, ctx, w1), e->detail);
         break;
     default: tput(b, "?"); break;

@@ -382,6 +382,8 @@ function describe(e) {
     case 'offer_received': return `offer of ${n} from ${who(e.from_peer, e.from)}`;
     case 'offer_accepted': return `offer of ${n} accepted: pulling it`;
     case 'offer_refused': return `offer of ${n} refused: ${e.detail}`;
+    case 'browse_served': return `listed ${e.name || 'the top level'} to ${who(e.from_peer, e.from)}: ${e.count} entries`;
+    case 'browse_refused': return `browse of ${e.name || 'the top level'} refused: ${e.detail}`;
     case 'peer_up': return `up (${e.reason})`;
     case 'peer_down': return `down (${e.reason})`;
     case 'lost': return `${e.lost} events lost`;

@@ -51,7 +51,9 @@
     X(PIECE_RECEIVED, "piece_received")       \
     X(OFFER_RECEIVED, "offer_received")       \
     X(OFFER_ACCEPTED, "offer_accepted")       \
-    X(OFFER_REFUSED, "offer_refused")
+    X(OFFER_REFUSED, "offer_refused")         \
+    X(BROWSE_SERVED, "browse_served")         \
+    X(BROWSE_REFUSED, "browse_refused")
 
 enum trace_type {
     TR_NONE = 0,
@@ -83,10 +85,11 @@ struct trace_event {
     unsigned ttl, hops;
     unsigned count;        /* searched: hits; query_started: neighbours; lost: events lost;
                               transfers: pieces this source delivered; piece_received: the
-                              piece's index */
+                              piece's index; browse_served: entries in the page */
     enum trace_role role;  /* transfers */
     uint64_t bytes, size;  /* transfers: bytes present so far, item size; FOUND: size;
-                              piece_received: the piece's length */
+                              piece_received: the piece's length; browse_served: the
+                              page's first entry (bytes) and the folder's entries (size) */
     uint64_t source_bytes; /* transfers: bytes this source delivered (a holder: sent on
                               this connection); 0 when not told */
     char md5[MSG_MD5_LEN + 1];

@@ -26,7 +26,7 @@ import subprocess
 import unittest
 from pathlib import Path
 
-from fsnet import BIN, NetCase, md5_of
+from fsnet import BIN, NetCase, last_json, md5_of
 
 MARKER = "OUTSIDE-THE-SHARE-b7e2"  # never inside a share: any sight of it is a leak
 
@@ -76,6 +76,11 @@ class BrowseTest(NetCase):
         host, port = self.n.addr(pid)
         return f"{host}:{port}"
 
+    def events(self, pid: int) -> list[dict]:
+        r = self.n.peer(pid, "events", "--json")
+        self.assertOk(r, "events")
+        return last_json(r.stdout)["events"]
+
     def browse_json(self, pid: int, *args: str) -> dict:
         r = self.n.peer(pid, "browse", *args, "--json")
         self.assertOk(r, "browse")
@@ -94,6 +99,14 @@ class BrowseTest(NetCase):
         # The holder's entry bound: 1000 a page, so ten pages, and no limit was hit.
         self.assertEqual(doc["pages"], 10, doc["pages"])
         print(f"\n10,000 entries: {doc['pages']} pages in {doc['seconds']:.3f} s")
+        # The browsed peer's trace: one browse_served per page, their counts adding up.
+        served = [e for e in self.events(2) if e["type"] == "browse_served" and
+                  e["name"] == "many" and e["from"] == self.addr_text(1)]
+        self.assertEqual([(e["bytes"], e["count"], e["size"]) for e in served],
+                         [(k * 1000, 1000, 10000) for k in range(10)])
+        text = self.n.peer(2, "events").stdout
+        self.assertIn('listed "many" to peer 1: entries 9000..10000 of 10000',
+                      text)
         # On the wire: every page at most 1000 entries and 128 KiB, next moves on by count.
         header, body = listing(self.n.addr(2), "many", 9500, source="127.0.0.1",
                                claim=self.addr_text(1))
@@ -190,6 +203,10 @@ class BrowseTest(NetCase):
         r = self.n.peer(1, "browse", "2")
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn(f"browsing not accepted from {self.addr_text(1)}", r.stderr)
+        refused = [e for e in self.events(2) if e["type"] == "browse_refused"]
+        self.assertEqual([(e["from"], e["reason"], e["detail"]) for e in refused],
+                         [(self.addr_text(1), "policy",
+                           f"browsing not accepted from {self.addr_text(1)}")])
         r = self.n.peer(1, "get", "2.txt", "from", "2")
         self.assertEqual(r.returncode, 1)
         self.assertIn(f"browsing not accepted from {self.addr_text(1)}", r.stderr)
