@@ -296,12 +296,18 @@ static int open_parent(struct sync_ctx *s, const char *path, int create, int *di
 
 /* --- M's side: the listing --- */
 
-/* Appends every entry of M's folder dir (all its pages) under dir. */
+/* Appends every entry of M's folder dir (all its pages) under dir. An
+ * entry added or removed at M between two pages shifts the offsets
+ * (docs/PROTOCOL.md, BROWSE): when a page's total differs from the first
+ * page's, the folder is listed again from its start, a few times at most. */
+#define SYNC_RELIST_MAX 4
 static int list_folder(struct sync_ctx *s, struct browse_conn *bc, const char *dir,
                        const char *only)
 {
     char err[512], path[PATH_MAX_LEN + 1];
-    uint64_t offset = 0;
+    uint64_t offset = 0, first_total = 0;
+    size_t start = s->m.n;
+    unsigned tries = 0;
 
     for (;;) {
         struct browse_result r;
@@ -309,14 +315,25 @@ static int list_folder(struct sync_ctx *s, struct browse_conn *bc, const char *d
         if (st)
             return failf(s, "listing \"%s\" at %s: %s", dir[0] ? dir : "/", s->from_s, err);
         s->peer_id = r.peer;
+        if (offset == 0) {
+            first_total = r.total;
+        } else if (r.total != first_total) { /* it moved under us: from the start again */
+            browse_result_free(&r);
+            while (s->m.n > start)
+                free(s->m.v[--s->m.n].path);
+            if (++tries >= SYNC_RELIST_MAX)
+                return failf(s, "listing \"%s\" at %s: it keeps changing", dir, s->from_s);
+            offset = 0;
+            continue;
+        }
         for (size_t i = 0; i < r.count; i++) {
             struct sitem *it;
             if (only && strcmp(r.entries[i].name, only) != 0)
                 continue;
             if (join(path, sizeof path, dir, r.entries[i].name) < 0) {
                 browse_result_free(&r);
-                return failf(s, "%s listed \"%s\" in \"%s\": not a name a sync may write",
-                             s->from_s, r.entries[i].name, dir);
+                return failf(s, "listing \"%s\" at %s: \"%s\" is not a name a sync may write",
+                             dir, s->from_s, r.entries[i].name);
             }
             if (slist_add(&s->m, path, &it) < 0) {
                 browse_result_free(&r);
@@ -773,6 +790,8 @@ static int apply(struct sync_ctx *s)
             }
             continue; /* N's folders M lacks: after their files (below) */
         }
+        if (!m && strstr(strrchr(path, '/') ? strrchr(path, '/') : path, ".sync-conflict-"))
+            continue; /* a copy an earlier sync kept aside: N's, never extra nor removed */
         enum syncstate_action a = decide(s, path, m, n);
         int rc = 0;
         switch (a) {
