@@ -89,6 +89,67 @@ class SyncFile(SyncCase):
         self.assertEqual(doc["files"], [])
         self.assertEqual(doc["bytes"], 0)
 
+    def start_sync(self, net, name: str):
+        return subprocess.Popen([str(BIN), "--run", str(net.dir), "peer", str(self.N), "sync",
+                                 name, "from", str(self.M), "--json"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def wait_fetching(self, net, at_least: int):
+        def going():
+            d = net.active_download(self.N)
+            return d is not None and d["done"] >= at_least
+        net.wait_for(going, timeout=30, step=0.05)
+
+    def test_killed_mid_sync_resumes(self):
+        net = self.start()
+        big = net.share(self.M) / "big.bin"
+        make_big_file(big, 24 * MiB)
+        self.settle(net, self.M, "big.bin")
+        self.assertOk(net.peer(self.M, "modify", "upload_rate", "4M"))
+        sent0 = net.stats(self.M)["bytes_sent"]
+        p = self.start_sync(net, "big.bin")
+        try:
+            self.wait_fetching(net, 6 * MiB)
+            net.kill(self.N)
+        finally:
+            p.kill()
+            p.communicate()
+        self.assertFalse((net.share(self.N) / "big.bin").exists())  # nothing partial in place
+        net.restart(self.N)
+        self.assertOk(net.peer(self.M, "modify", "upload_rate", "0"))
+        doc = self.sync(net, "big.bin")
+        self.assertEqual(md5_of(net.share(self.N) / "big.bin"), md5_of(big))
+        self.assertLess(doc["bytes"], 20 * MiB)  # the first part was not fetched again
+        sent = net.stats(self.M)["bytes_sent"] - sent0
+        self.assertLessEqual(sent, 24 * MiB + 4 * PIECE, "little fetched twice")
+
+    def test_file_changed_here_during_sync_is_not_replaced(self):
+        net = self.start()
+        big = net.share(self.M) / "big.bin"
+        make_big_file(big, 24 * MiB)
+        self.settle(net, self.M, "big.bin")
+        self.sync(net, "big.bin")
+        mine = net.share(self.N) / "big.bin"
+        with open(big, "r+b") as f:
+            for i in range(10):
+                f.seek(i * (24 * MiB // 10) + 999)
+                f.write(os.urandom(MiB // 2))
+        self.settle(net, self.M, "big.bin")
+        self.settle(net, self.N, "big.bin")
+        self.assertOk(net.peer(self.M, "modify", "upload_rate", "2M"))
+        p = self.start_sync(net, "big.bin")
+        self.wait_fetching(net, 1)
+        with open(mine, "ab") as f:  # a user writes here while the sync runs
+            f.write(b"written here during the sync\n")
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, out + err)
+        doc = last_json(out)
+        self.assertEqual(doc["conflicts"], 1, doc)
+        kept = [f for f in doc["files"] if f["action"] == "conflict"][0]["kept_as"]
+        self.assertRegex(kept, r"^big\.sync-conflict-\d{8}-\d{6}-2\.bin$")
+        self.assertTrue(mine.read_bytes().endswith(b"written here during the sync\n"))
+        self.assertEqual(md5_of(mine.parent / kept), md5_of(big))
+
 
 class SyncFolder(SyncCase):
     def make_folder(self, net) -> Path:
