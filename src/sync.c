@@ -856,7 +856,7 @@ static void emit(struct sync_ctx *s, enum trace_type type)
     ev.from_peer = s->peer_id;
     ev.holder = s->peer_id;
     ev.bytes = s->res->bytes;
-    ev.size = s->res->reused;
+    ev.source_bytes = s->res->reused;
     ev.count = s->res->files;
     if (type == TR_SYNC_FAILED) {
         trace_set(ev.reason, sizeof ev.reason, "sync");

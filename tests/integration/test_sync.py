@@ -88,6 +88,25 @@ class SyncFile(SyncCase):
         doc = self.sync(net, "big.bin")
         self.assertEqual(doc["files"], [])
         self.assertEqual(doc["bytes"], 0)
+        ev = json.loads(net.peer(self.N, "events", "--json").stdout)["events"]
+        done = [e for e in ev if e["type"] == "sync_done"]
+        self.assertEqual(len([e for e in ev if e["type"] == "sync_started"]), 3)
+        self.assertEqual([(e["name"], e["files"]) for e in done],
+                         [("big.bin", 1), ("big.bin", 1), ("big.bin", 0)])
+        self.assertEqual(done[1]["reused"] + done[1]["bytes"], 24 * MiB)
+        # the text form: a line per file and the summary
+        (big.parent / "small.txt").write_text("a small one\n")
+        self.settle(net, self.M, "small.txt")
+        r = net.peer(self.N, "sync", "small.txt", "from", str(self.M))
+        self.assertOk(r)
+        self.assertRegex(r.stdout, r"new +small\.txt\n")
+        self.assertRegex(r.stdout, r'synced "small\.txt" from 127\.0\.0\.1:\d+: 1 file changed, '
+                         r"0 conflicts, 12 bytes moved, 0 bytes reused")
+        r = net.peer(self.N, "sync", "nothere", "from", str(self.M))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('has no "nothere"', r.stderr)
+        ev = json.loads(net.peer(self.N, "events", "--json").stdout)["events"]
+        self.assertEqual(ev[-1]["type"], "sync_failed")
 
     def start_sync(self, net, name: str):
         return subprocess.Popen([str(BIN), "--run", str(net.dir), "peer", str(self.N), "sync",
