@@ -372,7 +372,7 @@ static int list_m(struct sync_ctx *s)
     for (size_t i = 0; rc == 0 && i < s->m.n; i++)
         if (s->m.v[i].kind == MSG_KIND_FILE && !s->m.v[i].e.md5[0])
             pending = 1;
-    if (rc == 0)
+    if (rc == 0 && s->m.n)
         qsort(s->m.v, s->m.n, sizeof *s->m.v, item_cmp);
     return rc < 0 ? -1 : pending;
 }
@@ -491,7 +491,7 @@ static int list_n(struct sync_ctx *s)
         }
     }
     node_share_put(s->e->node);
-    if (rc == 0)
+    if (rc == 0 && s->n.n)
         qsort(s->n.v, s->n.n, sizeof *s->n.v, item_cmp);
     return rc;
 }
