@@ -84,6 +84,7 @@ struct sync_ctx {
     size_t nfiles, capfiles;
     uint64_t total, done_before; /* progress: bytes to move, and moved by earlier files */
     uint64_t seeded;             /* the file being fetched: bytes partial_seed() copied */
+    int fetch_failed;            /* a fetch from M failed: the rest would wait on it too */
     int seed_fd;
     const unsigned char *seed_list;
     uint64_t seed_n, seed_size, seed_piece;
@@ -656,6 +657,7 @@ static int fetch_one(struct sync_ctx *s, const struct sitem *m, const struct sit
     s->res->reused += reused;
     s->done_before += m->e.size > reused ? m->e.size - reused : 0;
     if (st != FS_OK) {
+        s->fetch_failed = 1;
         rc = failf(s, "\"%s\": %s", m->path, xr.why);
         goto out;
     }
@@ -819,8 +821,9 @@ static int apply(struct sync_ctx *s)
         }
         if (rc < 0) {
             failed = 1;
-            if (a == SYNCSTATE_FETCH || a == SYNCSTATE_KEEP_CONFLICT_THEN_FETCH)
-                break; /* M or the link failed: the rest would wait on it too */
+            if (s->fetch_failed)
+                break; /* M or the way to it failed: the rest would wait on it too; a file
+                          refused here (a link) does not stop the others */
         }
     }
     if (!failed && cancelled_hook(s) && i + j < s->m.n + s->n.n)
