@@ -983,7 +983,10 @@ int sync_run(const struct cmd_env *e, const char *name, const struct fs_addr *fr
     }
     int slot = running_take(e->node, name);
     if (slot < 0) {
-        failf(&s, "a sync of \"%s\" is already running on this peer", name);
+        if (slot == -2)
+            failf(&s, "a sync of \"%s\" is already running on this peer", name);
+        else
+            failf(&s, "%d syncs are running on this peer: try again later", SYNC_RUNNING_MAX);
         print_outcome(&s);
         return res->code;
     }
