@@ -315,6 +315,10 @@ def trace_seeds():
                          "name=many from=127.0.0.1:10811 bytes=9000 count=1000 size=10000",
         "browse_refused": "type=browse_refused ts=1764900000600000 seq=16 peer=2 addr=127.0.0.2:10812 "
                           "from=127.0.0.3:10813 reason=policy detail=browsing%20not%20accepted",
+        "sync_done": "type=sync_done ts=1764900000500000 seq=15 peer=1 addr=127.0.0.1:10811 "
+                     "name=big.bin from=127.0.0.1:10812 from_peer=2 holder=2 bytes=5767168 source_bytes=19398656 count=1",
+        "sync_failed": "type=sync_failed ts=1764900000600000 seq=16 peer=1 addr=127.0.0.1:10811 "
+                       "name=album from=127.0.0.1:10812 holder=2 count=3 reason=sync detail=not%20found",
         "send_failed": "type=send_failed ts=1 seq=1 peer=65535 addr=10.0.0.1:65535 msg=FOUND to=10.0.0.2:1 reason=refused",
         "lost": "type=lost ts=2 seq=3 peer=4 count=4294967295",
         "unknown_key": "type=peer_down ts=5 seq=6 peer=1 later_field=x reason=stop",

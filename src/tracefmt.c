@@ -91,6 +91,9 @@ static unsigned fields_of(enum trace_type t)
     case TR_OFFER_REFUSED: return F_NAME | F_FROM | F_HOLDER | F_SIZE | F_MD5 | F_REASON | F_DETAIL;
     case TR_BROWSE_SERVED: return F_NAME | F_FROM | F_COUNT | F_BYTES | F_SIZE;
     case TR_BROWSE_REFUSED: return F_NAME | F_FROM | F_REASON | F_DETAIL;
+    case TR_SYNC_STARTED: return F_NAME | F_FROM | F_HOLDER;
+    case TR_SYNC_DONE: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_COUNT;
+    case TR_SYNC_FAILED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_COUNT | F_REASON | F_DETAIL;
     default: return 0;
     }
 }
@@ -138,8 +141,12 @@ void trace_json(struct json *jw, const struct trace_event *ev)
     if (f & F_HOLDER && ev->holder)
         json_uint(jw, "holder", ev->holder);
     if (f & F_COUNT) {
+        int sync = ev->type == TR_SYNC_DONE || ev->type == TR_SYNC_FAILED;
         json_uint(jw, ev->type == TR_SEARCHED ? "hits" : ev->type == TR_LOST ? "lost"
-                      : ev->type == TR_BROWSE_SERVED ? "count" : "neighbours", ev->count);
+                      : sync ? "files" : ev->type == TR_BROWSE_SERVED ? "count" : "neighbours",
+                  ev->count);
+        if (sync) /* bytes taken from this peer's own copy instead of fetched */
+            json_uint(jw, "reused", ev->source_bytes);
         if (ev->type == TR_SEARCHED)
             json_bool(jw, "hit", ev->count > 0);
     }
@@ -379,6 +386,19 @@ static void describe(struct tbuf *b, const struct trace_event *e, trace_resolve_
         break;
     case TR_BROWSE_REFUSED:
         tput(b, "browse of %s by %s refused: %s", e->name[0] ? quoted(e->name, q) : "the top level",
+             who(&e->from, e->from_peer, res, ctx, w1), e->detail);
+        break;
+    case TR_SYNC_STARTED:
+        tput(b, "sync of %s from %s started", quoted(e->name, q),
+             who(&e->from, e->from_peer, res, ctx, w1));
+        break;
+    case TR_SYNC_DONE:
+        tput(b, "sync of %s from %s done: %u file%s changed, %" PRIu64 " bytes moved, %" PRIu64
+             " reused", quoted(e->name, q), who(&e->from, e->from_peer, res, ctx, w1), e->count,
+             e->count == 1 ? "" : "s", e->bytes, e->source_bytes);
+        break;
+    case TR_SYNC_FAILED:
+        tput(b, "sync of %s from %s failed: %s", quoted(e->name, q),
              who(&e->from, e->from_peer, res, ctx, w1), e->detail);
         break;
     default: tput(b, "?"); break;

@@ -384,6 +384,9 @@ function describe(e) {
     case 'offer_refused': return `offer of ${n} refused: ${e.detail}`;
     case 'browse_served': return `listed ${e.name || 'the top level'} to ${who(e.from_peer, e.from)}: ${e.count} entries`;
     case 'browse_refused': return `browse of ${e.name || 'the top level'} refused: ${e.detail}`;
+    case 'sync_started': return `sync of ${n} from ${who(e.from_peer, e.from)} started`;
+    case 'sync_done': return `sync of ${n} done: ${e.count} files changed, ${e.bytes} bytes moved`;
+    case 'sync_failed': return `sync of ${n} failed: ${e.detail}`;
     case 'peer_up': return `up (${e.reason})`;
     case 'peer_down': return `down (${e.reason})`;
     case 'lost': return `${e.lost} events lost`;

@@ -53,7 +53,10 @@
     X(OFFER_ACCEPTED, "offer_accepted")       \
     X(OFFER_REFUSED, "offer_refused")         \
     X(BROWSE_SERVED, "browse_served")         \
-    X(BROWSE_REFUSED, "browse_refused")
+    X(BROWSE_REFUSED, "browse_refused")       \
+    X(SYNC_STARTED, "sync_started")           \
+    X(SYNC_DONE, "sync_done")                 \
+    X(SYNC_FAILED, "sync_failed")
 
 enum trace_type {
     TR_NONE = 0,
