@@ -43,6 +43,7 @@
 #include "floodshare/stats.h"
 #include "floodshare/share.h"
 #include "floodshare/tpool.h"
+#include "floodshare/trace.h"
 #include "xfer_int.h"
 
 #define SWARM_HASHQ 2      /* pieces handed to the hasher in memory, at most */
@@ -63,6 +64,10 @@
 #define SWARM_HASHER_STACK (128u * 1024 * TPOOL_STACK_SCALE)
 #define SWARM_TICK_MS 200  /* the coordinator's progress, cancel and new-hit period */
 #define SWARM_BUSY_MAX_MS 60000 /* a BUSY's retry time is followed up to this long */
+/* piece_received: at most one a source per this period (10 a second), so a
+ * 1 GiB get (2048 pieces) does not flush a watcher's queue or the
+ * dashboard's history with them. */
+#define SWARM_PIECE_EVENT_MS 100
 
 struct swarm;
 
@@ -104,6 +109,8 @@ struct source {
     int verdict_bad;       /* the piece failed its SHA-256 (else: the disk) */
     uint32_t verdict_piece;
     int verdict_errno;
+    uint64_t last_piece_event; /* when its last piece_received went out (checker's) */
+    enum trace_type traced_end; /* its transfer_done/failed emitted (coordinator's); 0: not yet */
 };
 
 struct swarm {
@@ -185,6 +192,70 @@ static void stop_all(struct swarm *sw)
     pthread_cond_broadcast(&sw->wake);
     pthread_cond_broadcast(&sw->space);
     pthread_cond_broadcast(&sw->put);
+}
+
+/* --- trace events, one transfer per source (docs/TRACE.md) --- */
+
+/* One source's requester-side event: `pos` the position in the item,
+ * `sbytes`/`count` what this source delivered (piece_received: `pos` the
+ * piece's length, `count` its index), `reason`/`why` for a failure. Never called
+ * with the swarm lock held: trace_emit takes the trace's own. Source 1's
+ * transfer_started is xfer_fetch()'s, on the same hit. */
+static void source_event(const struct swarm *sw, const struct source *s, enum trace_type type,
+                         uint64_t pos, uint64_t sbytes, unsigned count, const char *reason,
+                         const char *why)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, type, s->hit.qid);
+    ev.role = TR_ROLE_REQUESTER;
+    trace_set(ev.name, sizeof ev.name, s->hit.name);
+    ev.from = s->hit.holder;
+    ev.from_peer = s->hit.peer_id;
+    ev.holder = s->hit.peer_id;
+    ev.size = s->hit.size;
+    ev.bytes = pos;
+    ev.source_bytes = sbytes;
+    ev.count = count;
+    trace_set(ev.md5, sizeof ev.md5, s->hit.md5);
+    if (reason) {
+        trace_set(ev.reason, sizeof ev.reason, reason);
+        trace_set(ev.detail, sizeof ev.detail, why ? why : "");
+    }
+    trace_emit(sw->f->x->trace, &ev);
+}
+
+/* Source s's end, once (coordinator, after s is joined): done, or failed
+ * with bad_piece (a piece failing its SHA-256), cancelled, or its status;
+ * `pos`: bytes of the item present now. */
+static void source_end_event(const struct swarm *sw, struct source *s, uint64_t pos)
+{
+    const char *reason = NULL;
+
+    if (s->traced_end)
+        return;
+    if (s->state == XFER_SRC_BAD)
+        reason = "bad_piece";
+    else if (s->st == FS_ECANCELED)
+        reason = "cancelled";
+    else if (s->st)
+        reason = fs_status_name(s->st);
+    s->traced_end = reason ? TR_TRANSFER_FAILED : TR_TRANSFER_DONE;
+    source_event(sw, s, s->traced_end, pos, s->bytes, (unsigned)s->pieces, reason, s->res.why);
+}
+
+/* The checker stored piece i from s: a piece_received, at most one per
+ * SWARM_PIECE_EVENT_MS per source, and none while nobody watches (it is
+ * live only). last_piece_event is the checker's alone. */
+static void piece_event(struct swarm *sw, struct source *s, uint32_t i, uint64_t len)
+{
+    uint64_t now;
+
+    if (!trace_listening(sw->f->x->trace) ||
+        (now = net_now_ms()) - s->last_piece_event < SWARM_PIECE_EVENT_MS)
+        return;
+    s->last_piece_event = now;
+    source_event(sw, s, TR_PIECE_RECEIVED, len, 0, i, NULL, NULL); /* bytes: its length */
 }
 
 /* --- the source --- */
@@ -361,6 +432,7 @@ static fs_status store_piece(struct source *s, uint32_t i, char *buf)
         pthread_cond_broadcast(&sw->wake);
     pthread_mutex_unlock(&sw->lock);
     stats_add(sw->f->x->stats, bytes_received, len);
+    piece_event(sw, s, i, len);
     return FS_OK;
 }
 
@@ -820,6 +892,7 @@ static void add_source(struct swarm *sw)
             continue; /* that holder is a source already, or its link has its share */
         stats_inc(sw->f->x->stats, swarm_sources);
         fd->started(fd->ctx, &s->hit, s->idx, sw->k);
+        source_event(sw, s, TR_TRANSFER_STARTED, 0, 0, 0, NULL, NULL); /* 0: as xfer_fetch's */
         start_source(sw, s);
         return;
     }
@@ -833,8 +906,11 @@ static void reap(struct swarm *sw)
         struct source *s = &sw->src[t];
         if (!s->running || !s->exited)
             continue;
+        uint64_t pos = sw->f->base + sw->present;
         pthread_mutex_unlock(&sw->lock);
         pthread_join(s->thread, NULL);
+        if (sw->nsrc > 1) /* one source alone: xfer_fetch's events are its */
+            source_end_event(sw, s, pos);
         s->running = 0;
         if (s->own)
             xfer_fetch_disconnect(&s->f, s->c);
@@ -1078,6 +1154,26 @@ static fs_status finish(struct swarm *sw, uint64_t resumed, int *suspect)
     return st;
 }
 
+/* Every source's end in the trace, once the item's outcome st is known
+ * (several sources: xfer_fetch() then emits no end of its own): the ones
+ * not yet reaped, and a failed get turns those that ended done into
+ * failed with its reason (a cancel, or an MD5 that no piece revealed). */
+static void trace_ends(struct swarm *sw, fs_status st)
+{
+    uint64_t pos = sw->f->base + sw->present;
+
+    for (unsigned t = 0; t < sw->nsrc; t++) {
+        struct source *s = &sw->src[t];
+        source_end_event(sw, s, pos);
+        if (st && s->traced_end == TR_TRANSFER_DONE) {
+            s->traced_end = TR_TRANSFER_FAILED;
+            source_event(sw, s, TR_TRANSFER_FAILED, pos, s->bytes, (unsigned)s->pieces,
+                         st == FS_ECANCELED ? "cancelled" : fs_status_name(st),
+                         sw->f->res->why);
+        }
+    }
+}
+
 /* Opens the version 2 partial of j: a message for each way it can fail. */
 static fs_status open_partial(struct fetch *f, const struct file_job *j,
                               const struct piece_list *pcs, struct partial **pt, int *resumed)
@@ -1214,6 +1310,8 @@ fs_status xfer_swarm_file(struct fetch *f, const struct file_job *j, struct conn
         }
         errno = saved;
     }
+    if (sw->nsrc > 1)
+        trace_ends(sw, st);
     swarm_free(sw);
     partial_close(pt);
     return st;
