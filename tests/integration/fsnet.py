@@ -32,6 +32,15 @@ def tsan_build() -> bool:
         return False
 
 
+def asan_build() -> bool:
+    """Whether BIN is an AddressSanitizer build (its shadow memory and quarantine make
+    resident memory no measure of the program's own)."""
+    try:
+        return b"__asan_init" in BIN.read_bytes()
+    except OSError:
+        return False
+
+
 def md5_of(path: Path) -> str:
     import hashlib
     h = hashlib.md5()
