@@ -48,9 +48,11 @@
 
 #define SWARM_HASHQ 2      /* pieces handed to the hasher in memory, at most */
 #define SWARM_CHECKING 1   /* the piece the checker is hashing and writing */
-/* Piece buffers: one per source, the checker's and the queue's, at most
- * this many bytes in all; a get uses min(k, POOL_MAX / piece - HASHQ -
- * CHECKING) sources, at least 1 (8 at 512 KiB pieces, 1 at 2 and 4 MiB). */
+#define SWARM_READBACK 1   /* the hasher's own, for pieces read back (not in the pool) */
+/* Piece buffers: one per source, the checker's, the queue's and the
+ * hasher's read-back one, at most this many bytes in all; a get uses
+ * min(k, POOL_MAX / piece - HASHQ - CHECKING - READBACK) sources, at least
+ * 1 (8 at 512 KiB pieces, 4 at 1 MiB, 1 at 2 and 4 MiB). */
 #define SWARM_POOL_MAX (8u * 1024 * 1024)
 #define SWARM_POOL_CAP (XFER_SOURCES_MAX + SWARM_CHECKING + SWARM_HASHQ)
 /* Sources one get may start over its life (cut ones replaced by spares):
@@ -135,6 +137,7 @@ struct swarm {
     /* --- under lock --- */
     struct sched *sd;
     char *pool[SWARM_POOL_CAP]; /* free piece buffers */
+    char *rbuf;          /* the hasher's read-back buffer: its thread's alone */
     unsigned nfree;
     struct { char *buf; uint32_t idx; } hashq[SWARM_HASHQ]; /* pieces md5_next.. in order */
     /* whole pieces received, for the checker, in the order they came */
@@ -737,14 +740,18 @@ static void *checker_main(void *arg)
 
 /* --- the hasher --- */
 
-/* Piece md5_next, read back from the partial into a borrowed buffer (only
- * while at least two are free, so no source waits on it for more than one
- * piece); a claimed one is re-checked against the list first. Called with
- * the lock held; returns with it held. FS_OK, or FS_EIO (the disk). */
+/* Piece md5_next, read back from the partial into the hasher's own buffer;
+ * a claimed one is re-checked against the list first. Its own, not one
+ * borrowed from the pool: with k sources each holding a pool buffer while
+ * it receives, the checker one and the queue up to two, two were seldom
+ * free, and the MD5 fell behind the pieces (at k = 4 and 160 MB/s it was
+ * at piece 300-600 of 1024 when the last arrived, and the get waited
+ * seconds for it). Called with the lock held; returns with it held.
+ * FS_OK, or FS_EIO (the disk). */
 static fs_status read_back(struct swarm *sw, uint32_t i, int claim)
 {
     uint64_t len = partial_piece_len(sw->pt, i);
-    char *buf = sw->pool[--sw->nfree];
+    char *buf = sw->rbuf;
 
     pthread_mutex_unlock(&sw->lock);
     fs_status st = partial_read_piece(sw->pt, i, buf, (size_t)len);
@@ -753,7 +760,6 @@ static fs_status read_back(struct swarm *sw, uint32_t i, int claim)
     if (ok)
         hash_update(&sw->md5, buf, (size_t)len);
     pthread_mutex_lock(&sw->lock);
-    put_buffer_locked(sw, buf);
     if (st)
         return st;
     if (claim) {
@@ -792,7 +798,7 @@ static void *hasher_main(void *arg)
             sw->qcount--;
             sw->md5_next++;
             put_buffer_locked(sw, buf);
-        } else if (partial_has_piece(sw->pt, i) && sw->nfree >= 2) {
+        } else if (partial_has_piece(sw->pt, i)) {
             st = read_back(sw, i, bit(sw->claimed, i));
         } else {
             pthread_cond_wait(&sw->space, &sw->lock);
@@ -1033,6 +1039,7 @@ static void swarm_free(struct swarm *sw)
     for (unsigned i = 0; i < sw->qcount; i++) /* a stop leaves the queue as it was */
         free(sw->hashq[(sw->qhead + i) % SWARM_HASHQ].buf);
     sched_free(sw->sd);
+    free(sw->rbuf);
     free(sw->claimed);
     pthread_cond_destroy(&sw->put);
     pthread_cond_destroy(&sw->space);
@@ -1050,9 +1057,9 @@ static unsigned sources_for(const struct xfer_feed *feed, uint64_t piece)
 
     if (k > XFER_SOURCES_MAX)
         k = XFER_SOURCES_MAX;
-    if (fit < SWARM_CHECKING + SWARM_HASHQ + 1)
+    if (fit < SWARM_CHECKING + SWARM_HASHQ + SWARM_READBACK + 1)
         return 1;
-    fit -= SWARM_CHECKING + SWARM_HASHQ;
+    fit -= SWARM_CHECKING + SWARM_HASHQ + SWARM_READBACK;
     return k < fit ? k : (unsigned)fit;
 }
 
@@ -1078,6 +1085,10 @@ static fs_status swarm_init(struct swarm *sw, struct fetch *f, const struct file
     sw->claimed = calloc((size_t)sw->npieces / 8 + 1, 1);
     if (!sw->sd || !sw->claimed)
         return FS_ENOMEM;
+    if (posix_memalign((void **)&sw->rbuf, PARTIAL_ALIGN, (size_t)sw->piece)) {
+        sw->rbuf = NULL;
+        return FS_ENOMEM;
+    }
     for (unsigned i = 0; i < sw->npool; i++) /* aligned: written and read back direct */
         if (posix_memalign((void **)&sw->pool[sw->nfree], PARTIAL_ALIGN, (size_t)sw->piece))
             return FS_ENOMEM;
