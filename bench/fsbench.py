@@ -46,6 +46,7 @@ SECTIONS = {
     "engine": "bench/scale, bench/stall and bench/slowreaders, from scale.json, stall.json "
               "and slowreaders.json",
     "swarm": "bench/swarm, from swarm.json",
+    "swarm-notes": None,  # written by hand: what the swarm run shows and why; every tool keeps it
     "send": "bench/send, from send.json",
 }
 # The engine section's markers before the sections had names; still read, never written.

@@ -1388,8 +1388,9 @@ static fs_status fetch_item(struct xfer_plane *x, const struct msg *hit, int to_
     close(f.state);
     close(f.root);
     xfer_table_del(x, f.slot);
-    down_event(x, st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED, hit,
-               st == FS_OK ? hit->size : f.pos, st, res->why);
+    if (res->srcs.n <= 1) /* several: the swarm emitted one end per source */
+        down_event(x, st == FS_OK ? TR_TRANSFER_DONE : TR_TRANSFER_FAILED, hit,
+                   st == FS_OK ? hit->size : f.pos, st, res->why);
     res->seconds = (double)(net_now_ms() - f.t0) / 1000.0;
     if (st == FS_OK) {
         stats_inc(x->stats, downloads);

@@ -43,13 +43,16 @@
 #include "floodshare/stats.h"
 #include "floodshare/share.h"
 #include "floodshare/tpool.h"
+#include "floodshare/trace.h"
 #include "xfer_int.h"
 
 #define SWARM_HASHQ 2      /* pieces handed to the hasher in memory, at most */
 #define SWARM_CHECKING 1   /* the piece the checker is hashing and writing */
-/* Piece buffers: one per source, the checker's and the queue's, at most
- * this many bytes in all; a get uses min(k, POOL_MAX / piece - HASHQ -
- * CHECKING) sources, at least 1 (8 at 512 KiB pieces, 1 at 2 and 4 MiB). */
+#define SWARM_READBACK 1   /* the hasher's own, for pieces read back (not in the pool) */
+/* Piece buffers: one per source, the checker's, the queue's and the
+ * hasher's read-back one, at most this many bytes in all; a get uses
+ * min(k, POOL_MAX / piece - HASHQ - CHECKING - READBACK) sources, at least
+ * 1 (8 at 512 KiB pieces, 4 at 1 MiB, 1 at 2 and 4 MiB). */
 #define SWARM_POOL_MAX (8u * 1024 * 1024)
 #define SWARM_POOL_CAP (XFER_SOURCES_MAX + SWARM_CHECKING + SWARM_HASHQ)
 /* Sources one get may start over its life (cut ones replaced by spares):
@@ -63,6 +66,10 @@
 #define SWARM_HASHER_STACK (128u * 1024 * TPOOL_STACK_SCALE)
 #define SWARM_TICK_MS 200  /* the coordinator's progress, cancel and new-hit period */
 #define SWARM_BUSY_MAX_MS 60000 /* a BUSY's retry time is followed up to this long */
+/* piece_received: at most one a source per this period (10 a second), so a
+ * 1 GiB get (2048 pieces) does not flush a watcher's queue or the
+ * dashboard's history with them. */
+#define SWARM_PIECE_EVENT_MS 100
 
 struct swarm;
 
@@ -104,6 +111,8 @@ struct source {
     int verdict_bad;       /* the piece failed its SHA-256 (else: the disk) */
     uint32_t verdict_piece;
     int verdict_errno;
+    uint64_t last_piece_event; /* when its last piece_received went out (checker's) */
+    enum trace_type traced_end; /* its transfer_done/failed emitted (coordinator's); 0: not yet */
 };
 
 struct swarm {
@@ -128,6 +137,7 @@ struct swarm {
     /* --- under lock --- */
     struct sched *sd;
     char *pool[SWARM_POOL_CAP]; /* free piece buffers */
+    char *rbuf;          /* the hasher's read-back buffer: its thread's alone */
     unsigned nfree;
     struct { char *buf; uint32_t idx; } hashq[SWARM_HASHQ]; /* pieces md5_next.. in order */
     /* whole pieces received, for the checker, in the order they came */
@@ -185,6 +195,70 @@ static void stop_all(struct swarm *sw)
     pthread_cond_broadcast(&sw->wake);
     pthread_cond_broadcast(&sw->space);
     pthread_cond_broadcast(&sw->put);
+}
+
+/* --- trace events, one transfer per source (docs/TRACE.md) --- */
+
+/* One source's requester-side event: `pos` the position in the item,
+ * `sbytes`/`count` what this source delivered (piece_received: `pos` the
+ * piece's length, `count` its index), `reason`/`why` for a failure. Never called
+ * with the swarm lock held: trace_emit takes the trace's own. Source 1's
+ * transfer_started is xfer_fetch()'s, on the same hit. */
+static void source_event(const struct swarm *sw, const struct source *s, enum trace_type type,
+                         uint64_t pos, uint64_t sbytes, unsigned count, const char *reason,
+                         const char *why)
+{
+    struct trace_event ev;
+
+    trace_init_event(&ev, type, s->hit.qid);
+    ev.role = TR_ROLE_REQUESTER;
+    trace_set(ev.name, sizeof ev.name, s->hit.name);
+    ev.from = s->hit.holder;
+    ev.from_peer = s->hit.peer_id;
+    ev.holder = s->hit.peer_id;
+    ev.size = s->hit.size;
+    ev.bytes = pos;
+    ev.source_bytes = sbytes;
+    ev.count = count;
+    trace_set(ev.md5, sizeof ev.md5, s->hit.md5);
+    if (reason) {
+        trace_set(ev.reason, sizeof ev.reason, reason);
+        trace_set(ev.detail, sizeof ev.detail, why ? why : "");
+    }
+    trace_emit(sw->f->x->trace, &ev);
+}
+
+/* Source s's end, once (coordinator, after s is joined): done, or failed
+ * with bad_piece (a piece failing its SHA-256), cancelled, or its status;
+ * `pos`: bytes of the item present now. */
+static void source_end_event(const struct swarm *sw, struct source *s, uint64_t pos)
+{
+    const char *reason = NULL;
+
+    if (s->traced_end)
+        return;
+    if (s->state == XFER_SRC_BAD)
+        reason = "bad_piece";
+    else if (s->st == FS_ECANCELED)
+        reason = "cancelled";
+    else if (s->st)
+        reason = fs_status_name(s->st);
+    s->traced_end = reason ? TR_TRANSFER_FAILED : TR_TRANSFER_DONE;
+    source_event(sw, s, s->traced_end, pos, s->bytes, (unsigned)s->pieces, reason, s->res.why);
+}
+
+/* The checker stored piece i from s: a piece_received, at most one per
+ * SWARM_PIECE_EVENT_MS per source, and none while nobody watches (it is
+ * live only). last_piece_event is the checker's alone. */
+static void piece_event(struct swarm *sw, struct source *s, uint32_t i, uint64_t len)
+{
+    uint64_t now;
+
+    if (!trace_listening(sw->f->x->trace) ||
+        (now = net_now_ms()) - s->last_piece_event < SWARM_PIECE_EVENT_MS)
+        return;
+    s->last_piece_event = now;
+    source_event(sw, s, TR_PIECE_RECEIVED, len, 0, i, NULL, NULL); /* bytes: its length */
 }
 
 /* --- the source --- */
@@ -362,6 +436,7 @@ static fs_status store_piece(struct source *s, uint32_t i, char *buf)
         pthread_cond_broadcast(&sw->wake);
     pthread_mutex_unlock(&sw->lock);
     stats_add(sw->f->x->stats, bytes_received, len);
+    piece_event(sw, s, i, len);
     return FS_OK;
 }
 
@@ -666,14 +741,18 @@ static void *checker_main(void *arg)
 
 /* --- the hasher --- */
 
-/* Piece md5_next, read back from the partial into a borrowed buffer (only
- * while at least two are free, so no source waits on it for more than one
- * piece); a claimed one is re-checked against the list first. Called with
- * the lock held; returns with it held. FS_OK, or FS_EIO (the disk). */
+/* Piece md5_next, read back from the partial into the hasher's own buffer;
+ * a claimed one is re-checked against the list first. Its own, not one
+ * borrowed from the pool: with k sources each holding a pool buffer while
+ * it receives, the checker one and the queue up to two, two were seldom
+ * free, and the MD5 fell behind the pieces (at k = 4 and 160 MB/s it was
+ * at piece 300-600 of 1024 when the last arrived, and the get waited
+ * seconds for it). Called with the lock held; returns with it held.
+ * FS_OK, or FS_EIO (the disk). */
 static fs_status read_back(struct swarm *sw, uint32_t i, int claim)
 {
     uint64_t len = partial_piece_len(sw->pt, i);
-    char *buf = sw->pool[--sw->nfree];
+    char *buf = sw->rbuf;
 
     pthread_mutex_unlock(&sw->lock);
     fs_status st = partial_read_piece(sw->pt, i, buf, (size_t)len);
@@ -682,7 +761,6 @@ static fs_status read_back(struct swarm *sw, uint32_t i, int claim)
     if (ok)
         hash_update(&sw->md5, buf, (size_t)len);
     pthread_mutex_lock(&sw->lock);
-    put_buffer_locked(sw, buf);
     if (st)
         return st;
     if (claim) {
@@ -721,7 +799,7 @@ static void *hasher_main(void *arg)
             sw->qcount--;
             sw->md5_next++;
             put_buffer_locked(sw, buf);
-        } else if (partial_has_piece(sw->pt, i) && sw->nfree >= 2) {
+        } else if (partial_has_piece(sw->pt, i)) {
             st = read_back(sw, i, bit(sw->claimed, i));
         } else {
             pthread_cond_wait(&sw->space, &sw->lock);
@@ -821,6 +899,7 @@ static void add_source(struct swarm *sw)
             continue; /* that holder is a source already, or its link has its share */
         stats_inc(sw->f->x->stats, swarm_sources);
         fd->started(fd->ctx, &s->hit, s->idx, sw->k);
+        source_event(sw, s, TR_TRANSFER_STARTED, 0, 0, 0, NULL, NULL); /* 0: as xfer_fetch's */
         start_source(sw, s);
         return;
     }
@@ -834,8 +913,11 @@ static void reap(struct swarm *sw)
         struct source *s = &sw->src[t];
         if (!s->running || !s->exited)
             continue;
+        uint64_t pos = sw->f->base + sw->present;
         pthread_mutex_unlock(&sw->lock);
         pthread_join(s->thread, NULL);
+        if (sw->nsrc > 1) /* one source alone: xfer_fetch's events are its */
+            source_end_event(sw, s, pos);
         s->running = 0;
         if (s->own)
             xfer_fetch_disconnect(&s->f, s->c);
@@ -958,6 +1040,7 @@ static void swarm_free(struct swarm *sw)
     for (unsigned i = 0; i < sw->qcount; i++) /* a stop leaves the queue as it was */
         free(sw->hashq[(sw->qhead + i) % SWARM_HASHQ].buf);
     sched_free(sw->sd);
+    free(sw->rbuf);
     free(sw->claimed);
     pthread_cond_destroy(&sw->put);
     pthread_cond_destroy(&sw->space);
@@ -975,9 +1058,9 @@ static unsigned sources_for(const struct xfer_feed *feed, uint64_t piece)
 
     if (k > XFER_SOURCES_MAX)
         k = XFER_SOURCES_MAX;
-    if (fit < SWARM_CHECKING + SWARM_HASHQ + 1)
+    if (fit < SWARM_CHECKING + SWARM_HASHQ + SWARM_READBACK + 1)
         return 1;
-    fit -= SWARM_CHECKING + SWARM_HASHQ;
+    fit -= SWARM_CHECKING + SWARM_HASHQ + SWARM_READBACK;
     return k < fit ? k : (unsigned)fit;
 }
 
@@ -1003,6 +1086,10 @@ static fs_status swarm_init(struct swarm *sw, struct fetch *f, const struct file
     sw->claimed = calloc((size_t)sw->npieces / 8 + 1, 1);
     if (!sw->sd || !sw->claimed)
         return FS_ENOMEM;
+    if (posix_memalign((void **)&sw->rbuf, PARTIAL_ALIGN, (size_t)sw->piece)) {
+        sw->rbuf = NULL;
+        return FS_ENOMEM;
+    }
     for (unsigned i = 0; i < sw->npool; i++) /* aligned: written and read back direct */
         if (posix_memalign((void **)&sw->pool[sw->nfree], PARTIAL_ALIGN, (size_t)sw->piece))
             return FS_ENOMEM;
@@ -1078,6 +1165,26 @@ static fs_status finish(struct swarm *sw, uint64_t resumed, int *suspect)
         xfer_fetch_fail(f, st, why);
     }
     return st;
+}
+
+/* Every source's end in the trace, once the item's outcome st is known
+ * (several sources: xfer_fetch() then emits no end of its own): the ones
+ * not yet reaped, and a failed get turns those that ended done into
+ * failed with its reason (a cancel, or an MD5 that no piece revealed). */
+static void trace_ends(struct swarm *sw, fs_status st)
+{
+    uint64_t pos = sw->f->base + sw->present;
+
+    for (unsigned t = 0; t < sw->nsrc; t++) {
+        struct source *s = &sw->src[t];
+        source_end_event(sw, s, pos);
+        if (st && s->traced_end == TR_TRANSFER_DONE) {
+            s->traced_end = TR_TRANSFER_FAILED;
+            source_event(sw, s, TR_TRANSFER_FAILED, pos, s->bytes, (unsigned)s->pieces,
+                         st == FS_ECANCELED ? "cancelled" : fs_status_name(st),
+                         sw->f->res->why);
+        }
+    }
 }
 
 /* Opens the version 2 partial of j: a message for each way it can fail. */
@@ -1218,6 +1325,8 @@ fs_status xfer_swarm_file(struct fetch *f, const struct file_job *j, struct conn
         }
         errno = saved;
     }
+    if (sw->nsrc > 1)
+        trace_ends(sw, st);
     swarm_free(sw);
     partial_close(pt);
     return st;

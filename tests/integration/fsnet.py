@@ -43,6 +43,15 @@ def sanitizer_build() -> bool:
     return _bin_has(b"__tsan_init") or _bin_has(b"__asan_init")
 
 
+def asan_build() -> bool:
+    """Whether BIN is an AddressSanitizer build (its shadow memory and quarantine make
+    resident memory no measure of the program's own)."""
+    try:
+        return b"__asan_init" in BIN.read_bytes()
+    except OSError:
+        return False
+
+
 def md5_of(path: Path) -> str:
     import hashlib
     h = hashlib.md5()

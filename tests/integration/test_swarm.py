@@ -239,6 +239,73 @@ class SwarmTest(NetCase):
         self.assertRegex(r.stderr, r"\[limits\] max_sources: .*1\.\.8")
         self.assertEqual(json.loads(net.peer(1, "config", "--json").stdout)["max_sources"], 1)
 
+    def test_progress_transfers_and_trace_show_sources(self):
+        # 4 holders at 8 MiB/s: each sends about 16 pieces a second, more than the 10 a second
+        # piece_received may say per source (SWARM_PIECE_EVENT_MS), so the sampling shows
+        size = 48 * MiB
+        net, data = self.holders(4, size, rate="8M")
+        watch = subprocess.Popen([str(BIN), "--run", str(net.dir), "peer", "1", "watch", "--json"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: watch.poll() is None and watch.kill())
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(watch.stdout), daemon=True)
+        reader.start()
+        net.wait_for(lambda: json.loads(net.peer(1, "events", "--json").stdout)["watchers"] == 1,
+                     timeout=10, step=0.05)
+        get = BackgroundGet(net, "big.bin", "--json")
+        seen = {}  # `transfers --json` mid-get: the most sources one row listed
+        while get.proc.poll() is None:
+            t = net.active_download(1)
+            if t and len(t.get("sources", [])) > len(seen.get("sources", [])):
+                seen = t
+            time.sleep(0.1)
+        rc, out, err = get.wait()
+        self.assertEqual(rc, 0, out + err)
+        doc = last_json(out)
+        self.assertEqual((net.share(1) / "big.bin").read_bytes(), data)
+        self.assertEqual(len(doc["sources"]), 4, doc)
+        progress = [json.loads(l) for l in out.splitlines()[:-1] if '"progress"' in l]
+        self.assertEqual(max(e.get("sources", 1) for e in progress), 4, progress[-3:])
+        self.assertEqual(len(seen.get("sources", [])), 4, seen)
+        holders = {s["peer"] for s in doc["sources"]}
+        self.assertEqual({s["peer"] for s in seen["sources"]}, holders, seen)
+
+        # trace QID: one transfer edge per source, done, their source_bytes adding up
+        tr = json.loads(net.cli("trace", doc["query_id"], "--json").stdout)
+        edges = [x for x in tr["transfers"] if x["requester"] == 1]
+        self.assertEqual({x["holder"] for x in edges}, holders, edges)
+        self.assertEqual(len(edges), 4, edges)
+        self.assertEqual({x["state"] for x in edges}, {"done"}, edges)
+        self.assertEqual(sum(x["source_bytes"] for x in edges), size, edges)
+        self.assertEqual(sum(x["pieces"] for x in edges), size // PIECE, edges)
+        by_peer = {s["peer"]: s for s in doc["sources"]}
+        for x in edges:  # the trace and the result tell the same shares
+            self.assertEqual(x["source_bytes"], by_peer[x["holder"]]["bytes"], (x, doc))
+
+        # the live stream: each source's transfer_started and transfer_done, and its
+        # piece_received sampled to at most one per 100 ms
+        watch.send_signal(signal.SIGINT)
+        watch.wait(timeout=10)
+        reader.join(timeout=10)
+        evs = [json.loads(l) for l in lines if l.startswith("{")]
+        mine = [e for e in evs if e.get("qid") == doc["query_id"] and e.get("role") == "requester"]
+        for kind in ("transfer_started", "transfer_done"):
+            self.assertEqual(sorted(e["holder"] for e in mine if e["type"] == kind),
+                             sorted(holders), kind)
+        pieces = [e for e in mine if e["type"] == "piece_received"]
+        for h in holders:
+            ts = [e["ts_us"] for e in pieces if e["holder"] == h]
+            self.assertGreaterEqual(len(ts), 1, h)
+            gaps = [b - a for a, b in zip(ts, ts[1:])]
+            self.assertGreaterEqual(min(gaps, default=100000), 95000, (h, gaps))
+        for e in pieces:  # count: the piece's index, bytes: its length
+            self.assertLess(e["count"], size // PIECE)
+            self.assertEqual(e["bytes"], PIECE)
+        t0 = min(e["ts_us"] for e in mine if e["type"] == "transfer_started")
+        t1 = max(e["ts_us"] for e in mine if e["type"] == "transfer_done")
+        bound = len(holders) * ((t1 - t0) // 100000 + 1)  # 10 a second per source
+        self.assertLessEqual(len(pieces), bound, (len(pieces), (t1 - t0) / 1e6))
+
     def test_upload_rate_holds_per_holder_in_a_swarm(self):
         rate, size = 1 * MiB, 64 * MiB  # 4 holders x 1 MiB/s: ~16 s, 10 s of it sampled
         net, data = self.holders(4, size, rate="1M")

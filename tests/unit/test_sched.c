@@ -327,6 +327,48 @@ static void test_sched_cut_and_bad_return_their_pieces(void **state)
     sched_free(s);
 }
 
+/* BUSY in a swarm: a holder that answered BUSY gives its request back at
+ * once and waits its retry time holding nothing; it stays a live source
+ * (its holder is not added twice, and it keeps its place among the k), but
+ * it is not connected, so the tail is shared among the sources that are
+ * (a BUSY one waits up to a minute: a share kept for it would idle). After
+ * the wait it asks again like any source. */
+static void test_sched_busy_holder_in_a_swarm(void **state)
+{
+    struct sched *s = sched_new(20ull * P, P, 3);
+    struct sched_req r;
+    int a, b, c, d = -1;
+
+    (void)state;
+    a = add(s, "127.0.0.1:1", 1);
+    c = add(s, "127.0.0.1:3", 3);
+    b = add(s, "127.0.0.1:2", 2);
+    assert_int_equal(next(s, a, 0).a, 0); /* [0, 2) */
+    assert_int_equal(next(s, c, 0).a, 2); /* [2, 4) */
+    assert_int_equal(next(s, b, 0).a, 4); /* [4, 6) */
+    assert_int_equal(sched_busy(s, b), FS_OK);
+    assert_int_equal(sched_source_state(s, b), SCHED_BUSY);
+    assert_int_equal(sched_copies(s, 4), 0); /* given back at once */
+    assert_int_equal(sched_copies(s, 5), 0);
+    assert_int_equal(sched_add(s, "127.0.0.1:2", 2, 0, &d), FS_EEXIST);
+    assert_int_equal(sched_add(s, "127.0.0.1:4", 4, 0, &d), FS_ETOOBIG);
+    feed(s, a, 100ull * P, 0, 2000); /* fast: its own span would be SCHED_SPAN_MAX */
+    done(s, a, 0, SCHED_PIECE_NEW);
+    done(s, a, 1, SCHED_PIECE_NEW);
+    done(s, c, 2, SCHED_PIECE_NEW);
+    done(s, c, 3, SCHED_PIECE_NEW);
+    assert_int_equal(sched_missing_count(s), 16); /* 4..19 */
+    r = next(s, a, 2000);
+    assert_int_equal(r.kind, SCHED_SPAN);
+    assert_int_equal(r.a, 4); /* the BUSY one's pieces, lowest first */
+    assert_int_equal(r.b, 4 + 16 / 2); /* shared by a and c, not by 3 */
+    r = next(s, b, 2000); /* its wait is over */
+    assert_int_equal(r.kind, SCHED_SPAN);
+    assert_int_equal(r.a, 12);
+    assert_int_equal(sched_source_state(s, b), SCHED_ACTIVE);
+    sched_free(s);
+}
+
 /* Slow rule: after 4 s of service, under 1/4 of the others' median, retired
  * only when a spare hit waits and the sources are at k; its pieces go back. */
 static void test_sched_slow_source_retired_only_with_a_spare_hit(void **state)
@@ -412,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_sched_never_three_copies),
         cmocka_unit_test(test_sched_have_piece_closes_the_other_copy),
         cmocka_unit_test(test_sched_cut_and_bad_return_their_pieces),
+        cmocka_unit_test(test_sched_busy_holder_in_a_swarm),
         cmocka_unit_test(test_sched_slow_source_retired_only_with_a_spare_hit),
         cmocka_unit_test(test_sched_half_the_sources_per_link),
         cmocka_unit_test(test_sched_bounds_refused_at_creation),
