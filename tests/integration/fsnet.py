@@ -40,16 +40,13 @@ def sanitizer_build() -> bool:
     """Whether BIN is an ASan or TSan build: what a sanitizer run checks is memory and races,
     so a test that repeats one scenario many times for its statistics may repeat it fewer
     times there (the plain run keeps the full count)."""
-    return _bin_has(b"__tsan_init") or _bin_has(b"__asan_init")
+    return tsan_build() or asan_build()
 
 
 def asan_build() -> bool:
     """Whether BIN is an AddressSanitizer build (its shadow memory and quarantine make
     resident memory no measure of the program's own)."""
-    try:
-        return b"__asan_init" in BIN.read_bytes()
-    except OSError:
-        return False
+    return _bin_has(b"__asan_init")
 
 
 def md5_of(path: Path) -> str:
