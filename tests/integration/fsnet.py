@@ -49,6 +49,15 @@ def asan_build() -> bool:
     return _bin_has(b"__asan_init")
 
 
+def state_leftovers(share: Path) -> list[str]:
+    """What a transfer left in a share's state folder, sorted: everything but the share index's
+    own files (its cache, the cache's temporary while a scan saves it, its piece lists) and the
+    sync states."""
+    return sorted(p.name for p in (share / ".floodshare").iterdir()
+                  if p.name not in ("index.cache", "pieces", "sync")
+                  and not p.name.startswith("index.cache.tmp-"))
+
+
 def md5_of(path: Path) -> str:
     import hashlib
     h = hashlib.md5()

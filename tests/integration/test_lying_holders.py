@@ -7,7 +7,7 @@ import signal
 import unittest
 
 from evilpeer import EvilPeer
-from fsnet import NetCase, last_json, md5_of
+from fsnet import NetCase, last_json, md5_of, state_leftovers
 
 MiB = 1 << 20
 IO_TIMEOUT_MS = 1000
@@ -34,8 +34,7 @@ def proc_kib(pid: int, field: str) -> int:
 
 
 def leftovers(share):
-    return sorted(p.name for p in (share / ".floodshare").iterdir()
-                  if p.name not in ("index.cache", "pieces"))
+    return state_leftovers(share)
 
 
 class LyingHolderTest(NetCase):

@@ -20,15 +20,14 @@ import unittest
 import zlib
 
 from fakeholder import PIECE, PieceHolder, fields, piece_list, root_of, xor
-from fsnet import BIN, NetCase, last_json
+from fsnet import BIN, NetCase, last_json, state_leftovers
 
 MiB = 1 << 20
 SIZE = 10 * MiB
 
 
 def leftovers(share):
-    return sorted(p.name for p in (share / ".floodshare").iterdir()
-                  if p.name not in ("index.cache", "pieces"))
+    return state_leftovers(share)
 
 
 class PiecesTest(NetCase):

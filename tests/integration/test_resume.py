@@ -7,7 +7,7 @@ import subprocess
 import time
 import unittest
 
-from fsnet import BIN, NetCase, last_json, make_big_file, md5_of
+from fsnet import BIN, NetCase, last_json, make_big_file, md5_of, state_leftovers
 
 MiB = 1 << 20
 
@@ -51,8 +51,7 @@ class ResumeTest(NetCase):
         # what the second get moved: from the stats of the restarted peer
         moved = net.stats(1)["bytes_received"]
         self.assertLessEqual(moved, 0.55 * size, f"re-transferred {moved / size:.0%}")
-        self.assertEqual([n for n in os.listdir(net.share(1) / ".floodshare")
-                          if n not in ("index.cache", "pieces")], [])
+        self.assertEqual(state_leftovers(net.share(1)), [])
 
     def test_a_resume_refetches_at_most_one_piece(self):
         """A file with piece hashes is kept in a version 2 partial: each piece is named in the
@@ -204,8 +203,7 @@ class LargeFolderTest(NetCase):
         self.assertEqual(tree(net.share(1) / "album"), tree(net.share(2) / "album"))
         self.assertIn('list "album": sending the manifest', net.log(2))
         self.assertNotIn("-byte archive", net.log(2))  # no zip archive was built
-        self.assertEqual([p.name for p in (net.share(1) / ".floodshare").iterdir()
-                          if p.name not in ("index.cache", "pieces")], [])
+        self.assertEqual(state_leftovers(net.share(1)), [])
 
     def test_large_folder_killed_half_way_resumes_with_only_the_rest(self):
         from fsnet import tree

@@ -5,14 +5,13 @@ import os
 import unittest
 
 from evilpeer import EvilPeer
-from fsnet import NetCase, last_json, md5_of, raw, tree
+from fsnet import NetCase, last_json, md5_of, raw, state_leftovers, tree
 
 
 def leftovers(share):
     """What an interrupted or refused transfer could leave behind in the state folder (the share
     index's own cache file and piece lists live there too, and are not leftovers)."""
-    return sorted(p.name for p in (share / ".floodshare").iterdir()
-                  if p.name not in ("index.cache", "pieces"))
+    return state_leftovers(share)
 
 
 class TransferTest(NetCase):
