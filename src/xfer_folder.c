@@ -156,6 +156,24 @@ static void cut_holder(struct xfer_folder *fo, struct fholder *h, enum xfer_sour
         fo->feed->ended(fo->feed->ctx, &h->hit, st, why, 0);
 }
 
+static unsigned live_holders(const struct xfer_folder *fo)
+{
+    unsigned n = 0;
+
+    for (unsigned t = 0; t < fo->nh; t++)
+        n += !fo->h[t].gone;
+    return n;
+}
+
+/* A place for one more holder: a cut one's, else a new one; NULL when full. */
+static struct fholder *free_place(struct xfer_folder *fo)
+{
+    for (unsigned t = 0; t < fo->nh; t++)
+        if (fo->h[t].gone)
+            return &fo->h[t];
+    return fo->nh < XFER_SOURCES_MAX ? &fo->h[fo->nh] : NULL;
+}
+
 /* Takes in the hits of the folder's key that arrived since, while the set
  * has room: each must answer ROOTS with a list that hashes to the root. */
 static void admit(struct xfer_folder *fo)
@@ -165,16 +183,19 @@ static void admit(struct xfer_folder *fo)
 
     if (!fd || !fd->peek || !fd->started)
         return;
-    while (fo->nh < fd->k && fo->nh < XFER_SOURCES_MAX &&
+    struct fholder *h;
+
+    /* A cut holder's place is taken by the next: k live holders at most. */
+    while (live_holders(fo) < fd->k && (h = free_place(fo)) != NULL &&
            (p = fd->peek(fd->ctx, fo->f->hit, 0)) != NULL) {
-        struct fholder *h = &fo->h[fo->nh];
         struct fetch vf;
         struct xfer_result res;
 
         memset(h, 0, sizeof *h);
         h->hit = *p; /* peek's pointer lasts until the next hook */
-        fo->nh++;
-        fd->started(fd->ctx, &h->hit, fo->nh, fd->k); /* tried: never peeked again */
+        if (h == &fo->h[fo->nh])
+            fo->nh++;
+        fd->started(fd->ctx, &h->hit, live_holders(fo), fd->k); /* tried: never peeked again */
         holder_fetch(fo, h, &vf, &res);
         fs_status st = xfer_fetch_connect(&vf, &h->c);
         if (st == FS_OK) {
@@ -405,7 +426,7 @@ fs_status xfer_folder_file(struct xfer_folder *fo, const struct file_job *j, uin
         else
             cut_holder(fo, h, res.srcs.n && res.srcs.s[0].state == XFER_SRC_BAD
                                   ? XFER_SRC_BAD : XFER_SRC_CUT, res.why);
-        if (st == FS_EBUSY && fo->nh == 1)
+        if (st == FS_EBUSY && live_holders(fo) <= 1)
             return st; /* nobody else to ask: the get retries it */
         admit(fo);
     }
