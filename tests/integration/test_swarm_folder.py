@@ -117,12 +117,14 @@ class SwarmFolderTest(NetCase):
         again = sent() - before
         kept = doc["resumed_from"]
         self.assertGreater(kept, size // 3, doc)
-        # what was sent in all beyond the folder's size was re-sent: at most a piece and a
-        # rate unit in flight per source and file open, plus the lists and manifests
+        # what was sent in all beyond the folder's size was re-sent: what sat in the sockets
+        # of the sources at the kill (a holder counts a frame once written into its socket:
+        # up to a span, 2 MiB at 4M, each) and the endgame's second copies; losing the staged
+        # files or the partials would re-send the whole first half instead
         resent = before + again - size
         print(f"\nkilled at {before / MiB:.1f} MiB sent, kept {kept / MiB:.1f} MiB, re-sent "
               f"{resent / KiB:.0f} KiB")
-        self.assertLessEqual(resent, 3 * (512 + 256) * KiB + 2 * MiB, (before, again, kept, size))
+        self.assertLessEqual(resent, size // 10, (before, again, kept, size))
 
 
 if __name__ == "__main__":
