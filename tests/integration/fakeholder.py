@@ -176,7 +176,8 @@ class FolderHolder(FakeHolder):
     (the true md5 and folder root), LIST with its manifest, HASHES and FETCH like a real
     holder. roots_mode "good" sends the true ROOTLIST; "tampered" flips one bit of a file's
     root, so the list no longer hashes to the folder root it announced; "huge" announces a
-    list of 1 TiB and sends nothing."""
+    list of 1 TiB and sends nothing; "unknown" answers ERROR code=unknown and hangs up, as a
+    holder of an earlier version would."""
 
     def __init__(self, name: str, files: dict[str, bytes]):
         super().__init__()
@@ -213,6 +214,9 @@ class FolderHolder(FakeHolder):
                     lst = folder_roots(self.files)
                     if self.roots_mode == "tampered":
                         lst = lst[:40] + bytes([lst[40] ^ 1]) + lst[41:]
+                    if self.roots_mode == "unknown":  # a holder of an earlier version
+                        c.sendall(b"FLOOD/1 ERROR code=unknown msg=unknown%20verb%20ROOTS\n")
+                        return
                     if self.roots_mode == "huge":  # 1 TiB announced, nothing sent
                         c.sendall((f"FLOOD/1 ROOTLIST md5={q['md5']} root={q['root']} "
                                    f"len={1 << 40}\n").encode())

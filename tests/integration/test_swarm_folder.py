@@ -96,6 +96,22 @@ class SwarmFolderTest(NetCase):
         print(f"\n80 MiB folder from 3 holders at 6M each: {took:.1f} s, "
               + ", ".join(f"{s['holder']} {s['bytes'] / MiB:.1f} MiB" for s in real))
 
+    def test_holder_that_does_not_know_roots_gives_the_folder_as_before(self):
+        # the only holder answers ROOTS with ERROR code=unknown (and hangs up): the folder
+        # comes from it one file at a time, without piece hashes, on a new connection
+        files = {"big.bin": os.urandom(65 * MiB)}
+        files.update({f"s{i}.txt": os.urandom(1000 + i) for i in range(5)})
+        net = self.net("star:2", seed_files=False)
+        old = FolderHolder("album", files)
+        old.roots_mode = "unknown"
+        self.addCleanup(old.close)
+        self.assertOk(net.peer(1, "modify", "neighbours", old.addr))
+        r = net.peer(1, "get", "album", "--json", timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(read_folder(net.share(1) / "album"), files)
+        self.assertEqual(old.roots_asked, 1)
+        self.assertIn("holder does not know ROOTS", net.log(1))
+
     def test_resumed_folder_get_refetches_little(self):
         files = make_folder()
         size = sum(len(b) for b in files.values())
