@@ -177,7 +177,7 @@ class FolderHolder(FakeHolder):
     holder. roots_mode "good" sends the true ROOTLIST; "tampered" flips one bit of a file's
     root, so the list no longer hashes to the folder root it announced; "huge" announces a
     list of 1 TiB and sends nothing; "unknown" answers ERROR code=unknown and hangs up, as a
-    holder of an earlier version would."""
+    holder of an earlier version would. corrupt: every DATA frame's bytes are changed."""
 
     def __init__(self, name: str, files: dict[str, bytes]):
         super().__init__()
@@ -189,6 +189,7 @@ class FolderHolder(FakeHolder):
         self.manifest = folder_manifest(files, dirs)
         self.roots_mode = "good"
         self.roots_asked = 0
+        self.corrupt = False  # every piece sent with other bytes (and a CRC that matches them)
         self.frames = 0
         self.start()
 
@@ -243,6 +244,8 @@ class FolderHolder(FakeHolder):
                   f"chunk={chunk}\n".encode())
         for idx in range(off // chunk, (end + chunk - 1) // chunk):
             part = data[idx * chunk:min((idx + 1) * chunk, end)]
+            if self.corrupt:
+                part = xor(part, 0x5A)
             c.sendall(f"FLOOD/1 DATA idx={idx} len={len(part)} crc={zlib.crc32(part):08x}\n"
                       .encode() + part)
             self.frames += 1

@@ -64,9 +64,14 @@ class SwarmFolderTest(NetCase):
         huge = FolderHolder("album", files)
         huge.roots_mode = "huge"
         self.addCleanup(huge.close)
+        # and one with the true roots that sends bad pieces: bad in the first file it serves,
+        # then never asked again for this folder
+        bad = FolderHolder("album", files)
+        bad.corrupt = True
+        self.addCleanup(bad.close)
         cfg = json.loads(net.peer(1, "config", "--json").stdout)
-        self.assertOk(net.peer(1, "modify", "neighbours", ", ".join(cfg["neighbours"] +
-                                                                     [liar.addr, huge.addr])))
+        self.assertOk(net.peer(1, "modify", "neighbours", ", ".join(
+            cfg["neighbours"] + [liar.addr, huge.addr, bad.addr])))
         t0 = time.monotonic()
         r = net.peer(1, "get", "album", "--json", timeout=120)
         took = time.monotonic() - t0
@@ -76,7 +81,7 @@ class SwarmFolderTest(NetCase):
         self.assertEqual(read_folder(net.share(1) / "album"), files)
         # every real holder delivered a real share of it, and the shares add up
         by = {s["holder"]: s for s in doc["sources"]}
-        real = [s for h, s in by.items() if h not in (liar.addr, huge.addr)]
+        real = [s for h, s in by.items() if h not in (liar.addr, huge.addr, bad.addr)]
         self.assertEqual(len(real), 3, doc)
         for s in real:
             self.assertGreaterEqual(s["bytes"], size // 10, doc)
@@ -91,7 +96,12 @@ class SwarmFolderTest(NetCase):
         self.assertEqual(huge.frames, 0)
         self.assertIn(f"holder announced a root list of {1 << 40} bytes for {len(files)} files",
                       net.log(1))
-        self.assertGreaterEqual(net.stats(1)["holders_cut"], 2)
+        self.assertEqual(by[bad.addr]["state"], "bad", doc)
+        self.assertEqual(by[bad.addr]["bytes"], 0, doc)
+        self.assertGreaterEqual(bad.roots_asked, 1)
+        self.assertLessEqual(bad.frames, 8)  # one span at most: 103 files would ask more
+        self.assertGreaterEqual(net.stats(1)["bad_chunks"], 1)
+        self.assertGreaterEqual(net.stats(1)["holders_cut"], 3)
         # 3 x 6 MB/s: well under what one holder alone would take (80 MiB / 6 MB/s = 14 s)
         print(f"\n80 MiB folder from 3 holders at 6M each: {took:.1f} s, "
               + ", ".join(f"{s['holder']} {s['bytes'] / MiB:.1f} MiB" for s in real))
