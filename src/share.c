@@ -289,10 +289,12 @@ static fs_status folder_root(const struct entry *v, size_t n, char root[PIECES_R
     unsigned char *bin = malloc(files * PIECES_HASH_LEN);
     if (!bin)
         return FS_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if (v[i].kind == MSG_KIND_FILE && pieces_root_bin(v[i].root, bin + k++ * PIECES_HASH_LEN))
-            k = files + 1; /* a malformed root: none for the folder */
-    fs_status st = k == files ? pieces_folder_root(bin, files, root) : FS_OK;
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++)
+        if (v[i].kind == MSG_KIND_FILE)
+            ok = pieces_root_bin(v[i].root, bin + k++ * PIECES_HASH_LEN) == 0;
+    /* a malformed root (never from the scan): none for the folder */
+    fs_status st = ok ? pieces_folder_root(bin, files, root) : FS_OK;
     free(bin);
     return st;
 }
