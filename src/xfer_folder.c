@@ -144,16 +144,16 @@ static void drop_holder(struct xfer_folder *fo, struct fholder *h)
 }
 
 /* Cuts holder h from the folder and tells the get (cmd prints it and
- * counts the try as failed). */
+ * counts the try as failed); piece: the one that failed its SHA-256 (bad). */
 static void cut_holder(struct xfer_folder *fo, struct fholder *h, enum xfer_source_state st,
-                       const char *why)
+                       const char *why, uint64_t piece)
 {
     if (h->gone)
         return;
     h->gone = 1;
     drop_holder(fo, h);
     if (fo->feed && fo->feed->ended)
-        fo->feed->ended(fo->feed->ctx, &h->hit, st, why, 0);
+        fo->feed->ended(fo->feed->ctx, &h->hit, st, why, piece);
 }
 
 static unsigned live_holders(const struct xfer_folder *fo)
@@ -203,7 +203,7 @@ static void admit(struct xfer_folder *fo)
             st = read_roots(&vf, &h->c, fo->nfiles, NULL);
         }
         if (st)
-            cut_holder(fo, h, vf.cuts ? XFER_SRC_BAD : XFER_SRC_CUT, res.why);
+            cut_holder(fo, h, XFER_SRC_CUT, res.why, 0); /* "cut off: <why>": no piece of it */
         drop_holder(fo, h); /* a file it starts gets a connection of its own */
     }
 }
@@ -288,9 +288,8 @@ static void file_ended(void *ctx, const struct msg *hit, enum xfer_source_state 
     struct xfer_folder *fo = ctx;
     struct fholder *h = holder_of(fo, &hit->holder);
 
-    (void)piece;
     if (h && (st == XFER_SRC_CUT || st == XFER_SRC_BAD))
-        cut_holder(fo, h, st, why);
+        cut_holder(fo, h, st, why, piece);
 }
 
 /* Adds one file's per-source figures to the folder's, by holder; a holder
@@ -425,7 +424,7 @@ fs_status xfer_folder_file(struct xfer_folder *fo, const struct file_job *j, uin
             drop_holder(fo, h);
         else
             cut_holder(fo, h, res.srcs.n && res.srcs.s[0].state == XFER_SRC_BAD
-                                  ? XFER_SRC_BAD : XFER_SRC_CUT, res.why);
+                                  ? XFER_SRC_BAD : XFER_SRC_CUT, res.why, 0);
         if (st == FS_EBUSY && live_holders(fo) <= 1)
             return st; /* nobody else to ask: the get retries it */
         admit(fo);
