@@ -45,7 +45,11 @@ static void check_same(const struct msg *a, const struct msg *b)
         CHECK(!strcmp(a->root, b->root)); /* the optional root, "" when absent */
         break;
     case MSG_HASHES:
+    case MSG_ROOTS:
         CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5) && !strcmp(a->root, b->root));
+        break;
+    case MSG_ROOTLIST:
+        CHECK(!strcmp(a->md5, b->md5) && !strcmp(a->root, b->root) && a->len == b->len);
         break;
     case MSG_HASHLIST:
         CHECK(a->size == b->size && !strcmp(a->md5, b->md5) && !strcmp(a->root, b->root));
@@ -141,6 +145,7 @@ static void check_fields(const struct msg *m)
         CHECK(strlen(m->md5) == MSG_MD5_LEN);
         break;
     case MSG_HASHES:
+    case MSG_ROOTS:
         CHECK(path_valid(m->path, strlen(m->path)));
         CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root));
         break;
@@ -154,6 +159,9 @@ static void check_fields(const struct msg *m)
         break;
     case MSG_HASHLIST:
         CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root) && m->piece >= 1);
+        break;
+    case MSG_ROOTLIST:
+        CHECK(strlen(m->md5) == MSG_MD5_LEN && pieces_root_valid(m->root));
         break;
     case MSG_ITEM:
         CHECK(m->kind == MSG_KIND_FILE || m->kind == MSG_KIND_FOLDER);

@@ -54,6 +54,8 @@ def msg_seeds():
         "hashes": "FLOOD/1 HASHES path=a.bin md5=" + MD5 + " root=" + PROOT + "\n",
         "hashlist": "FLOOD/1 HASHLIST size=2097152 md5=" + MD5 + " root=" + PROOT +
                     " piece=1048576 len=64\n",
+        "roots": "FLOOD/1 ROOTS path=photos/2023 md5=" + MD5 + " root=" + PROOT + "\n",
+        "rootlist": "FLOOD/1 ROOTLIST md5=" + MD5 + " root=" + PROOT + " len=96\n",
         "fetch_end": "FLOOD/1 FETCH path=a.bin md5=" + MD5 + " offset=1048576 chunk=1048576 "
                      "end=2097152\n",
         "fetch_nocrc": "FLOOD/1 FETCH path=a.bin md5=" + MD5 + " offset=0 chunk=1048576 "

@@ -452,11 +452,12 @@ static struct attempt *get_again(struct get_state *gs, struct attempt *t)
 
 /* --- the swarm's feed (xfer_feed): more holders of the same file --- */
 
-/* A hit of the same item as key: a file of the same size, md5 and root
- * (only hits with a root swarm: their pieces are checked one by one). */
+/* A hit of the same item as key: a file (or a large folder, its root the
+ * hash of its files' roots) of the same size, md5 and root (only hits with
+ * a root swarm: their pieces are checked one by one). */
 static int same_key(const struct msg *h, const struct msg *key)
 {
-    return h->kind == MSG_KIND_FILE && key->kind == MSG_KIND_FILE && h->size == key->size &&
+    return h->kind == key->kind && h->size == key->size &&
            key->root[0] && strcmp(h->md5, key->md5) == 0 && strcmp(h->root, key->root) == 0;
 }
 

@@ -638,6 +638,12 @@ static const struct need hashlist_keys[] = {
     NEED(HASHLIST, size), NEED(HASHLIST, md5), NEED(HASHLIST, root), NEED(HASHLIST, piece),
     NEED(HASHLIST, len),
 };
+/* A large folder's file roots (docs/PROTOCOL.md, Folder roots): asked by
+ * the folder's path, md5 and folder root; the answer's body is one binary
+ * root per file of the manifest, in its order. */
+static const struct need roots_keys[] = {NEED(ROOTS, path), NEED(ROOTS, md5), NEED(ROOTS, root)};
+static const struct need rootlist_keys[] = {NEED(ROOTLIST, md5), NEED(ROOTLIST, root),
+                                            NEED(ROOTLIST, len)};
 /* A send (cmd_send.c, offer.c): the sender's offer, and the receiver's
  * answers on the same connection while it pulls the item. */
 static const struct need offer_keys[] = {
@@ -695,6 +701,8 @@ static const struct verb_spec verbs[] = {
     VERB("DONE", MSG_DONE, done_keys),
     VERB_OPT("BROWSE", MSG_BROWSE, browse_keys, browse_opt),
     VERB_OPT("LISTING", MSG_LISTING, listing_keys, listing_opt),
+    VERB("ROOTS", MSG_ROOTS, roots_keys),
+    VERB("ROOTLIST", MSG_ROOTLIST, rootlist_keys),
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])

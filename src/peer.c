@@ -132,7 +132,7 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
             if (browse_serve(p->node, c, &m) < 0)
                 return 0;
         } else if (m.type == MSG_REQUEST || m.type == MSG_FETCH || m.type == MSG_LIST ||
-                   m.type == MSG_HASHES) {
+                   m.type == MSG_HASHES || m.type == MSG_ROOTS) {
             if (xfer_slot_take(p->xfers, c, slot) < 0)
                 return 0; /* BUSY was sent */
             if (m.type == MSG_REQUEST) {
@@ -142,6 +142,7 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
             /* A requester fetching a folder file by file reuses its connection. */
             int more = m.type == MSG_FETCH    ? xfer_serve_fetch(p->xfers, c, slot, &m)
                        : m.type == MSG_HASHES ? xfer_serve_hashes(p->xfers, c, &m)
+                       : m.type == MSG_ROOTS  ? xfer_serve_roots(p->xfers, c, &m)
                                               : xfer_serve_list(p->xfers, c, &m);
             if (more < 0)
                 return 0;

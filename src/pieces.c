@@ -90,6 +90,44 @@ fs_status pieces_root(uint64_t size, uint64_t piece, const unsigned char *list, 
     return st;
 }
 
+fs_status pieces_folder_root(const unsigned char *roots, uint64_t n,
+                             char root[PIECES_ROOT_HEX + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char head[PIECES_HEADER_MAX];
+    fs_status st = FS_EIO;
+    EVP_MD_CTX *ctx;
+
+    root[0] = '\0';
+    int hl = snprintf(head, sizeof head, PIECES_ROOTS_MAGIC " %" PRIu64 "\n", n);
+    if (!(ctx = EVP_MD_CTX_new()))
+        return FS_ENOMEM;
+    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+        EVP_DigestUpdate(ctx, head, (size_t)hl) == 1 &&
+        (n == 0 || EVP_DigestUpdate(ctx, roots, (size_t)(n * PIECES_HASH_LEN)) == 1) &&
+        EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == PIECES_HASH_LEN) {
+        to_hex(md, mdlen, root);
+        st = FS_OK;
+    }
+    EVP_MD_CTX_free(ctx);
+    return st;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int pieces_root_bin(const char *hex, unsigned char out[PIECES_HASH_LEN])
+{
+    if (!pieces_root_valid(hex))
+        return -1;
+    for (size_t i = 0; i < PIECES_HASH_LEN; i++)
+        out[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+    return 0;
+}
+
 static fs_status fail(const char **why, const char *text, fs_status st)
 {
     *why = text;

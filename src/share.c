@@ -275,6 +275,37 @@ static fs_status manifest_digest(const struct entry *v, size_t n, size_t strip,
     return hash_final(&h, md5);
 }
 
+/* The folder root of v[0..n), the entries below one folder (pieces.h,
+ * pieces_folder_root(): its files' binary roots in manifest order), into
+ * root; "" when a file has no root (a read-only share, a file too large, one
+ * not hashed yet) or there is no file: such a folder is fetched as before,
+ * one holder at a time. Only a failure to allocate or hash is an error. */
+static fs_status folder_root(const struct entry *v, size_t n, char root[PIECES_ROOT_HEX + 1])
+{
+    size_t files = 0, k = 0;
+
+    root[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (v[i].kind == MSG_KIND_FILE) {
+            if (!v[i].root[0])
+                return FS_OK;
+            files++;
+        }
+    if (files == 0)
+        return FS_OK;
+    unsigned char *bin = malloc(files * PIECES_HASH_LEN);
+    if (!bin)
+        return FS_ENOMEM;
+    int ok = 1;
+    for (size_t i = 0; ok && i < n; i++)
+        if (v[i].kind == MSG_KIND_FILE)
+            ok = pieces_root_bin(v[i].root, bin + k++ * PIECES_HASH_LEN) == 0;
+    /* a malformed root (never from the scan): none for the folder */
+    fs_status st = ok ? pieces_folder_root(bin, files, root) : FS_OK;
+    free(bin);
+    return st;
+}
+
 /* Fills size, files and md5 of every folder in v[0..n), sorted by path. The
  * entries below folder P are exactly those starting with "P/", and they are
  * contiguous in bytewise order. */
@@ -293,6 +324,8 @@ static fs_status folder_digests(struct entry *v, size_t n)
             hi++;
         fs_status st =
             manifest_digest(v + lo, hi - lo, (size_t)plen, v[i].md5, &v[i].size, &v[i].files);
+        if (st == FS_OK)
+            st = folder_root(v + lo, hi - lo, v[i].root);
         if (st)
             return st;
     }
@@ -1710,6 +1743,42 @@ static size_t folder_end(const struct share *sh, size_t i)
            sh->items[j].path[plen] == '/')
         j++;
     return j;
+}
+
+fs_status share_folder_roots(struct share *sh, const char *path, const char *root,
+                            unsigned char **out, uint64_t *n)
+{
+    fs_status st = FS_ENOTFOUND;
+    size_t i, files = 0, k = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (!path || !path_valid(path, strlen(path)))
+        return FS_EBADNAME;
+    pthread_mutex_lock(&sh->mu);
+    i = entries_lower_bound(sh->items, sh->n_items, path);
+    if (i < sh->n_items && strcmp(sh->items[i].path, path) == 0 &&
+        sh->items[i].kind == MSG_KIND_FOLDER) {
+        size_t end = folder_end(sh, i);
+        st = !sh->items[i].root[0] ? FS_ENOTSUP
+             : strcmp(sh->items[i].root, root) != 0 ? FS_EMISMATCH : FS_OK;
+        for (size_t j = i + 1; st == FS_OK && j < end; j++)
+            files += sh->items[j].kind == MSG_KIND_FILE;
+        if (st == FS_OK && !(*out = malloc(files ? files * PIECES_HASH_LEN : 1)))
+            st = FS_ENOMEM;
+        for (size_t j = i + 1; st == FS_OK && j < end; j++)
+            if (sh->items[j].kind == MSG_KIND_FILE &&
+                pieces_root_bin(sh->items[j].root, *out + k++ * PIECES_HASH_LEN))
+                st = FS_ENOTSUP; /* cannot happen: the folder root needed them all */
+    }
+    pthread_mutex_unlock(&sh->mu);
+    if (st) {
+        free(*out);
+        *out = NULL;
+        return st;
+    }
+    *n = files;
+    return FS_OK;
 }
 
 fs_status share_manifest(struct share *sh, const char *path, char **text, size_t *len)

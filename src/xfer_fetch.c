@@ -186,20 +186,21 @@ static int cancelled(const struct fetch *f)
 static void report(struct fetch *f, uint64_t done, int force)
 {
     uint64_t now = net_now_ms();
+    const struct msg *it = f->item ? f->item : f->hit; /* a folder's, not its file's */
 
     xfer_table_set(f->x, f->slot, done);
     f->pos = done;
     if (trace_listening(f->x->trace) && now - f->last_trace >= TRACE_PROGRESS_MS) {
         f->last_trace = now;
-        down_event(f->x, TR_TRANSFER_PROGRESS, f->hit, done, FS_OK, NULL);
+        down_event(f->x, TR_TRANSFER_PROGRESS, it, done, FS_OK, NULL);
     }
     if (!f->watch || !f->watch->progress || (!force && now - f->last_report < 200))
         return;
     double dt = (double)(now - f->last_report) / 1000.0;
     struct xfer_event ev = {
-        .name = f->hit->name,
+        .name = it->name,
         .done = done,
-        .total = f->hit->size,
+        .total = it->size,
         .resumed_from = f->res->resumed_from,
         .rate = dt > 0 && done >= f->last_done ? (double)(done - f->last_done) / dt : 0,
         .peer = f->hit->peer_id,
@@ -286,6 +287,7 @@ static fs_status read_reply(struct fetch *f, struct conn *c, struct msg *m, enum
         return fail(f, FS_ENOTSUP, "holder does not know %s",
                     want == MSG_RANGE      ? "FETCH"
                     : want == MSG_HASHLIST ? "HASHES"
+                    : want == MSG_ROOTLIST ? "ROOTS"
                                            : "LIST");
     if (m->type == MSG_ERROR)
         return fail(f, FS_EREFUSED, "holder refused: %s", m->text);
@@ -778,7 +780,9 @@ static fs_status read_hashlist(struct fetch *f, struct conn *c, const struct fil
  * else by HASHES on c, then kept there for a resume. A holder that has no
  * list to give (an older holder, or none on disk) costs nothing but the
  * early checks: the CRCs and the MD5 still guard the file. Files inside a
- * folder have no root of their own in the hit: none. */
+ * folder have no root of their own in the hit: none, unless the folder is
+ * spread over its holders (j->rooted: f->hit is then the file's own hit,
+ * its root from the folder's checked ROOTLIST). */
 static fs_status get_pieces(struct fetch *f, const struct file_job *j, struct conn *c,
                             struct piece_list *pl)
 {
@@ -788,7 +792,7 @@ static fs_status get_pieces(struct fetch *f, const struct file_job *j, struct co
     fs_status st;
 
     memset(pl, 0, sizeof *pl);
-    if (!f->hit->root[0] || j->staged)
+    if (!f->hit->root[0] || (j->staged && !j->rooted))
         return FS_OK;
     snprintf(name, sizeof name, "%s" PARTIAL_PIECES, j->md5);
     st = pieces_load_at(f->state, name, j->size, f->hit->root, &pl->list, &pl->n, &pl->piece,
@@ -939,7 +943,7 @@ static fs_status fetch_file_once(struct fetch *f, const struct file_job *j, stru
 
     *suspect = 0;
     /* The HASHES and the FETCH go on one connection (and one upload slot). */
-    if (f->hit->root[0] && !j->staged && !c) {
+    if (f->hit->root[0] && (!j->staged || j->rooted) && !c) {
         if ((st = connect_holder(f, &own)) != FS_OK)
             return st;
         c = &own;
@@ -1068,11 +1072,14 @@ static int staged_ok(int dir, const char *base, const struct manifest_entry *e)
     return ok;
 }
 
+/* Fetches every file of man not staged yet into topfd, on c (one holder)
+ * or, with fo, each file spread over the folder's holders. */
 static fs_status fetch_entries(struct fetch *f, struct conn *c, const struct manifest *man,
-                               int topfd)
+                               int topfd, struct xfer_folder *fo)
 {
     char remote[MSG_MAX_PATH + 1], esc[LOG_ESCAPE_BUF];
     fs_status st = FS_OK;
+    uint64_t file = 0; /* the file's number in manifest order: its root's */
 
     f->base = 0;
     for (size_t i = 0; i < man->n && st == FS_OK; i++) {
@@ -1109,12 +1116,20 @@ static fs_status fetch_entries(struct fetch *f, struct conn *c, const struct man
         } else {
             struct file_job j = {.name = base, .remote = remote, .size = e->size, .md5 = e->md5,
                                  .dir = dir, .base = base, .staged = 1};
-            st = fetch_file(f, &j, c);
+            st = fo ? xfer_folder_file(fo, &j, file) : fetch_file(f, &j, c);
         }
         close(dir);
         f->base += e->size;
+        file++;
     }
     return st;
+}
+
+/* A folder with a root, and a get that may take several holders: its
+ * files are spread over them (xfer_folder.c). */
+static int spread_folder(const struct fetch *f)
+{
+    return f->hit->root[0] && f->watch && f->watch->feed && f->watch->feed->k > 1;
 }
 
 static fs_status fetch_folder(struct fetch *f)
@@ -1138,6 +1153,21 @@ static fs_status fetch_folder(struct fetch *f)
         st = read_reply(f, &c, &m, MSG_MANIFEST, 0, f->hit->md5);
     if (st == FS_OK)
         st = read_manifest(f, &c, &m, &man);
+    struct xfer_folder *fo = NULL;
+    if (st == FS_OK && spread_folder(f)) {
+        st = xfer_folder_open(f, &c, man.files, &fo);
+        if (st == FS_ENOTSUP) { /* an older holder (it closed): as before, anew */
+            log_msg(L_INFO, "get %s: %s; one holder at a time", f->hit->name, f->res->why);
+            f->res->why[0] = '\0';
+            disconnect(f, &c);
+            if ((st = connect_holder(f, &c)) != FS_OK) {
+                manifest_free(&man);
+                return st;
+            }
+        } else if (st) {
+            manifest_free(&man);
+        }
+    }
     if (st) {
         disconnect(f, &c);
         return st;
@@ -1147,8 +1177,11 @@ static fs_status fetch_folder(struct fetch *f)
         st = fail_local(f, FS_EIO, "cannot create %s/%s/%s/%s: %s", f->share, SHARE_STATE_DIR,
                         staging, f->hit->name, strerror(errno));
     if (st == FS_OK)
-        st = fetch_entries(f, &c, &man, topfd);
-    disconnect(f, &c);
+        st = fetch_entries(f, &c, &man, topfd, fo);
+    if (fo)
+        xfer_folder_close(fo); /* c was its first holder's */
+    else
+        disconnect(f, &c);
     manifest_free(&man);
     if (topfd >= 0)
         close(topfd);
@@ -1421,7 +1454,12 @@ fs_status xfer_fetch_to(struct xfer_plane *x, const struct msg *hit, int dirfd, 
     return fetch_item(x, hit, dirfd, to, watch, res);
 }
 
-/* --- for xfer_swarm.c (declared in xfer_int.h) --- */
+/* --- for xfer_swarm.c and xfer_folder.c (declared in xfer_int.h) --- */
+
+fs_status xfer_fetch_file(struct fetch *f, const struct file_job *j, struct conn *c)
+{
+    return fetch_file(f, j, c);
+}
 
 void xfer_fetch_adopt(struct fetch *f, int fd, const struct file_job *j,
                       const struct piece_list *pl)

@@ -68,6 +68,9 @@ void xfer_slot_penalize(struct xfer_plane *x, const char *host);
 struct fetch {
     struct xfer_plane *x;
     const struct msg *hit;
+    const struct msg *item; /* the item the get is for, when hit is one file of it (a
+                               large folder's file): progress and trace name it; NULL:
+                               the hit itself */
     const struct xfer_watch *watch;
     struct xfer_result *res;
     char share[PATH_MAX]; /* the share's name, for messages only */
@@ -94,6 +97,8 @@ struct file_job {
     int dir;            /* the folder the verified file goes into ... */
     const char *base;   /* ... under this name */
     int staged;         /* part of a folder: synced with the folder, not alone */
+    int rooted;         /* part of a folder, yet fetched with the piece hashes of the
+                           root in f->hit (a folder spread over holders) */
 };
 
 /* The checked piece hashes of the file being fetched, when its FOUND
@@ -147,6 +152,30 @@ fs_status xfer_fetch_room(struct fetch *f, const struct partial *pt);
 /* Keeps a list fetched now beside the partial, once its state exists. */
 void xfer_fetch_keep_pieces(struct fetch *f, const struct file_job *j,
                             const struct piece_list *pcs);
+
+/* Fetches file j from f->hit's holder through a resumable partial, on c
+ * (connected, borrowed) or a connection of its own when c is NULL; with
+ * the piece hashes of f->hit->root when it has one (and j is not a
+ * folder's file, unless j->rooted), through the swarm engine. The whole
+ * MD5 failing over resumed bytes fetches it once more, whole. */
+fs_status xfer_fetch_file(struct fetch *f, const struct file_job *j, struct conn *c);
+
+/* A large folder spread over its holders (xfer_folder.c). Open: after the
+ * folder's MANIFEST on c (f->hit's holder; c is the folder's from then on,
+ * closed by xfer_folder_close()), asks ROOTS and checks the ROOTLIST
+ * against f->hit->root (a holder that answers ERROR code=unknown gives
+ * FS_ENOTSUP with c closed by the holder: fetch the folder as before; one
+ * whose list does not hash to the root is cut). nfiles: the manifest's
+ * file count. File: fetches file j, the idx-th file in manifest order,
+ * started on the folder's holders in turn and swarmed over all of them,
+ * adding f->res's bytes; a holder that fails it is cut for the folder and
+ * the next tries. Close: gives the folder's per-holder figures to f->res
+ * (srcs) and closes every connection. All on the get's thread. */
+struct xfer_folder;
+fs_status xfer_folder_open(struct fetch *f, struct conn *c, uint64_t nfiles,
+                           struct xfer_folder **out);
+fs_status xfer_folder_file(struct xfer_folder *fo, const struct file_job *j, uint64_t idx);
+void xfer_folder_close(struct xfer_folder *fo);
 
 /* Fetches file j, whose hit carried a root and whose checked list is pcs
  * (pcs->list set), from the holder on c (connected, its HASHES done;

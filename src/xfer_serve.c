@@ -710,3 +710,52 @@ int xfer_serve_hashes(struct xfer_plane *x, struct conn *c, const struct msg *re
     }
     return 0;
 }
+
+int xfer_serve_roots(struct xfer_plane *x, struct conn *c, const struct msg *req)
+{
+    struct share_item it;
+    char esc[LOG_ESCAPE_BUF];
+    unsigned char *list = NULL;
+    uint64_t n = 0;
+    int fd;
+
+    if (find_item(x, c, req, &it, &fd) < 0)
+        return -1;
+    close(fd);
+    if (it.kind != MSG_KIND_FOLDER) {
+        refuse(x, c, "refused", "ROOTS is for folders", req->path);
+        return -1;
+    }
+    struct share *sh = node_share_get(x->node);
+    fs_status st = share_folder_roots(sh, req->path, req->root, &list, &n);
+    node_share_put(x->node);
+    if (st == FS_EMISMATCH || st == FS_ENOTFOUND) {
+        refuse(x, c, "changed", "the item has changed since it was found", req->path);
+        return -1;
+    }
+    if (st) {
+        refuse(x, c, "nohashes", "this holder has no piece roots for the folder", req->path);
+        return -1;
+    }
+    struct msg m;
+    memset(&m, 0, sizeof m);
+    m.type = MSG_ROOTLIST;
+    memcpy(m.md5, it.md5, sizeof m.md5);
+    memcpy(m.root, it.root, sizeof m.root);
+    m.len = n * PIECES_HASH_LEN;
+    log_msg(L_INFO, "roots %s: sending the roots of %llu files", log_escape_str(esc, req->path),
+            (unsigned long long)n);
+    struct pace pc;
+    pace_init(&pc, x, c);
+    st = conn_send_msg(c, &m, c->timeout_ms);
+    if (st == FS_OK && m.len)
+        st = pace_write(&pc, list, (size_t)m.len, c->timeout_ms);
+    free(list);
+    if (st) {
+        struct fs_addr who;
+        net_peer_addr(c->fd, &who);
+        upload_failed(x, &pc, "roots", esc, &who, st, L_INFO);
+        return -1;
+    }
+    return 0;
+}

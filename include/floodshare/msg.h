@@ -54,6 +54,8 @@ enum msg_type {
     MSG_DONE,     /* the receiver verified the item and gave it its name */
     MSG_BROWSE,   /* ask a holder for one page of a folder's listing (browse.h) */
     MSG_LISTING,  /* the holder's answer; `len` body bytes (listing.h lines) follow */
+    MSG_ROOTS,    /* ask a holder for the piece roots of a folder's files */
+    MSG_ROOTLIST, /* the holder's answer; `len` body bytes (32 per file) follow */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -80,6 +82,8 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   DONE:    size md5 len offset (len: bytes received this time)
  *   BROWSE:  from offset [path]        (no path: the share's top level)
  *   LISTING: peer total offset count next len [path]
+ *   ROOTS:   path md5 root              (md5, root: the folder's, from its FOUND)
+ *   ROOTLIST: md5 root len             (len: 32 bytes per file of the manifest)
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;
@@ -111,7 +115,8 @@ struct msg {
                         the wire, 0..07777), when has_mode */
     int has_mode;    /* RANGE: mode was given (older holders send none) */
     char root[MSG_ROOT_LEN + 1]; /* FOUND (optional, "" when absent), HASHES,
-                                    HASHLIST: the root of the piece hashes */
+                                    HASHLIST: the root of the piece hashes;
+                                    ROOTS, ROOTLIST: the folder root */
     uint64_t piece;  /* HASHLIST: bytes per piece */
     uint64_t end;    /* FETCH: send bytes before this one only; 0 = to the end */
     uint64_t nocrc;  /* FETCH: 1 = the requester checks every piece by its SHA-256, so

@@ -63,6 +63,19 @@ uint64_t pieces_list_len(uint64_t size, uint64_t piece, int *ok);
 /* 1 if s is exactly 64 lower-case hex digits followed by NUL. */
 int pieces_root_valid(const char *s);
 
+/* A large folder's root (docs/PROTOCOL.md, Folder roots): SHA-256 of
+ * "floodshare-roots 1 <n>\n" followed by roots[0..n*32), the binary piece
+ * roots of its n files in manifest order, into root (65 bytes). Binds the
+ * count, so a list cannot be cut or padded. FS_ENOMEM, FS_EIO (no SHA-256
+ * provider). */
+#define PIECES_ROOTS_MAGIC "floodshare-roots 1"
+fs_status pieces_folder_root(const unsigned char *roots, uint64_t n,
+                             char root[PIECES_ROOT_HEX + 1]);
+
+/* The 32 bytes of a root given as 64 lower-case hex digits; -1 when hex is
+ * not a valid root (pieces_root_valid()). */
+int pieces_root_bin(const char *hex, unsigned char out[PIECES_HASH_LEN]);
+
 /* The root of list[0..n*32) for a file of size bytes cut into pieces of
  * piece bytes, into root (65 bytes, NUL-terminated). n must be
  * pieces_count(size, piece) (FS_EINVAL otherwise). FS_ENOMEM, FS_EIO (no

@@ -60,8 +60,10 @@ struct share_item {
     uint64_t size;  /* file bytes; for a folder, the sum of its files */
     uint64_t files; /* 1 for a file; files inside a folder (recursively) */
     char md5[MSG_MD5_LEN + 1];
-    char root[MSG_ROOT_LEN + 1]; /* files: the piece root (pieces.h); "" for a
-                                    folder, a read-only share, a file > 1 TiB */
+    char root[MSG_ROOT_LEN + 1]; /* files: the piece root (pieces.h); folders:
+                                    the folder root (pieces_folder_root()), ""
+                                    when a file below has none; "" for a
+                                    read-only share, a file > 4 TiB */
     struct timespec mtime; /* files: the mtime the hash was taken at (browse
                               lists an md5 only while the file still has it) */
 };
@@ -135,6 +137,15 @@ fs_status share_lookup(struct share *sh, const char *path, struct share_item *ou
  * and NUL-terminated, caller frees; *len excludes the NUL. FS_ENOTFOUND
  * when path is not a folder of the index, FS_EBADNAME for a bad path. */
 fs_status share_manifest(struct share *sh, const char *path, char **text, size_t *len);
+
+/* The binary piece roots (32 bytes each) of the files of the folder at
+ * path, in its manifest's order, the ones its folder root is the hash of
+ * (pieces_folder_root()), from the index. *out is malloc'd (caller frees),
+ * *n the file count. FS_ENOTFOUND: no such folder; FS_ENOTSUP: the folder
+ * has no root; FS_EMISMATCH: its root is not root (it changed since it was
+ * found); FS_EBADNAME, FS_ENOMEM. */
+fs_status share_folder_roots(struct share *sh, const char *path, const char *root,
+                            unsigned char **out, uint64_t *n);
 
 /* A snapshot of the top-level items (depth 1) sorted by name. *out is
  * malloc'd, caller frees. Returns the count, or FS_ENOMEM (negative). */

@@ -128,6 +128,11 @@ int xfer_serve_list(struct xfer_plane *x, struct conn *c, const struct msg *req)
  * Same return as above. */
 int xfer_serve_hashes(struct xfer_plane *x, struct conn *c, const struct msg *req);
 
+/* Serves ROOTS: the piece roots of a large folder's files, in manifest
+ * order (share_folder_roots()), when its root is still the one asked for.
+ * Same return as above. */
+int xfer_serve_roots(struct xfer_plane *x, struct conn *c, const struct msg *req);
+
 /* What a download reports while it runs. */
 struct xfer_event {
     const char *name;

@@ -150,3 +150,102 @@ class PieceHolder(FakeHolder):
             self._local.sent += 1
             self.frames += 1
         return True  # the requester asks again on this connection, or hangs up
+
+
+def folder_manifest(files: dict[str, bytes], dirs: set[str]) -> bytes:
+    """A folder's manifest (PROTOCOL.md, LIST): "D path" and "F size md5 path" lines in bytewise
+    order of path; its MD5 is the folder's md5."""
+    lines = [(d.encode(), f"D {d}\n") for d in dirs]
+    lines += [(p.encode(), f"F {len(b)} {hashlib.md5(b).hexdigest()} {p}\n")
+              for p, b in files.items()]
+    return "".join(l for _, l in sorted(lines)).encode()
+
+
+def folder_roots(files: dict[str, bytes]) -> bytes:
+    """The binary piece roots of the files in manifest order: the ROOTLIST body."""
+    return b"".join(bytes.fromhex(root_of(files[p])) for p in sorted(files, key=str.encode))
+
+
+def folder_root(files: dict[str, bytes]) -> str:
+    """SHA-256("floodshare-roots 1 <files>\\n" || roots): the folder FOUND's root."""
+    return hashlib.sha256(b"floodshare-roots 1 %d\n" % len(files) + folder_roots(files)).hexdigest()
+
+
+class FolderHolder(FakeHolder):
+    """Holds the folder `name` (files: path below it -> bytes) and answers GET with its FOUND
+    (the true md5 and folder root), LIST with its manifest, HASHES and FETCH like a real
+    holder. roots_mode "good" sends the true ROOTLIST; "tampered" flips one bit of a file's
+    root, so the list no longer hashes to the folder root it announced; "huge" announces a
+    list of 1 TiB and sends nothing; "unknown" answers ERROR code=unknown and hangs up, as a
+    holder of an earlier version would. corrupt: every DATA frame's bytes are changed."""
+
+    def __init__(self, name: str, files: dict[str, bytes]):
+        super().__init__()
+        self.name, self.files = name, files
+        dirs = set()
+        for p in files:
+            parts = p.split("/")[:-1]
+            dirs.update("/".join(parts[:i + 1]) for i in range(len(parts)))
+        self.manifest = folder_manifest(files, dirs)
+        self.roots_mode = "good"
+        self.roots_asked = 0
+        self.corrupt = False  # every piece sent with other bytes (and a CRC that matches them)
+        self.frames = 0
+        self.start()
+
+    def _conn(self, c: socket.socket):
+        c.settimeout(30)
+        f = c.makefile("rb")
+        try:
+            for raw in f:
+                line = raw.decode().rstrip("\r\n")
+                q = fields(line)
+                if " GET " in line:
+                    c.sendall(
+                        (f"FLOOD/1 FOUND qid={q['qid']} hops={int(q['hops']) + 1} "
+                         f"from={self.addr} holder={self.addr} peer=667 kind=folder "
+                         f"size={sum(len(b) for b in self.files.values())} "
+                         f"md5={hashlib.md5(self.manifest).hexdigest()} path={self.name} "
+                         f"name={self.name} root={folder_root(self.files)}\n").encode())
+                elif " LIST " in line:
+                    c.sendall((f"FLOOD/1 MANIFEST md5={q['md5']} len={len(self.manifest)}\n")
+                              .encode() + self.manifest)
+                elif " ROOTS " in line:
+                    self.roots_asked += 1
+                    lst = folder_roots(self.files)
+                    if self.roots_mode == "tampered":
+                        lst = lst[:40] + bytes([lst[40] ^ 1]) + lst[41:]
+                    if self.roots_mode == "unknown":  # a holder of an earlier version
+                        c.sendall(b"FLOOD/1 ERROR code=unknown msg=unknown%20verb%20ROOTS\n")
+                        return
+                    if self.roots_mode == "huge":  # 1 TiB announced, nothing sent
+                        c.sendall((f"FLOOD/1 ROOTLIST md5={q['md5']} root={q['root']} "
+                                   f"len={1 << 40}\n").encode())
+                        continue
+                    c.sendall((f"FLOOD/1 ROOTLIST md5={q['md5']} root={q['root']} "
+                               f"len={len(lst)}\n").encode() + lst)
+                elif " HASHES " in line:
+                    data = self.files[q["path"].split("/", 1)[1]]
+                    lst = piece_list(data)
+                    c.sendall((f"FLOOD/1 HASHLIST size={len(data)} md5={q['md5']} "
+                               f"root={q['root']} piece={PIECE} len={len(lst)}\n").encode() + lst)
+                elif " FETCH " in line:
+                    self._answer_fetch(c, q)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def _answer_fetch(self, c: socket.socket, q: dict[str, str]):
+        data = self.files[q["path"].split("/", 1)[1]]
+        off, chunk = int(q["offset"]), int(q.get("chunk", 4 * MiB))
+        end = min(int(q.get("end", 0) or len(data)), len(data))
+        c.sendall(f"FLOOD/1 RANGE size={len(data)} md5={q['md5']} offset={off} "
+                  f"chunk={chunk}\n".encode())
+        for idx in range(off // chunk, (end + chunk - 1) // chunk):
+            part = data[idx * chunk:min((idx + 1) * chunk, end)]
+            if self.corrupt:
+                part = xor(part, 0x5A)
+            c.sendall(f"FLOOD/1 DATA idx={idx} len={len(part)} crc={zlib.crc32(part):08x}\n"
+                      .encode() + part)
+            self.frames += 1

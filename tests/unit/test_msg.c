@@ -489,6 +489,55 @@ static void test_parse_refuses_bad_piece_fields(void **state)
     }
 }
 
+/* Folder roots (docs/PROTOCOL.md, Folder roots): ROOTS asks by the folder's
+ * path, md5 and root; ROOTLIST announces the body's length, which the
+ * requester checks against the manifest before it reads a byte. */
+static void test_root_messages_round_trip_and_need_every_key(void **state)
+{
+    static const char roots[] = "FLOOD/1 ROOTS path=photos/2023 "
+                                "md5=6f5902ac237024bdd0c176cb93063dc4 root=" ROOT "\n";
+    static const char list[] = "FLOOD/1 ROOTLIST md5=6f5902ac237024bdd0c176cb93063dc4 root=" ROOT
+                               " len=96\n";
+    static const struct bad_case cases[] = {
+        {"FLOOD/1 ROOTS path=a md5=6f5902ac237024bdd0c176cb93063dc4\n", "ROOTS needs root"},
+        {"FLOOD/1 ROOTS md5=6f5902ac237024bdd0c176cb93063dc4 root=" ROOT "\n",
+         "ROOTS needs path"},
+        {"FLOOD/1 ROOTS path=../a md5=6f5902ac237024bdd0c176cb93063dc4 root=" ROOT "\n", NULL},
+        {"FLOOD/1 ROOTLIST md5=6f5902ac237024bdd0c176cb93063dc4 root=" ROOT "\n",
+         "ROOTLIST needs len"},
+        {"FLOOD/1 ROOTLIST md5=6f5902ac237024bdd0c176cb93063dc4 root=abc len=32\n",
+         "root is not 64 lower-case hex digits"},
+    };
+    struct msg m;
+    size_t used;
+    char out[MSG_MAX_HEADER];
+
+    (void)state;
+    assert_int_equal(msg_parse(roots, sizeof roots - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_ROOTS);
+    assert_string_equal(m.path, "photos/2023");
+    assert_string_equal(m.root, ROOT);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof roots - 1));
+    assert_memory_equal(out, roots, sizeof roots - 1);
+    assert_round_trip(&m);
+
+    assert_int_equal(msg_parse(list, sizeof list - 1, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_ROOTLIST);
+    assert_int_equal(m.len, 96);
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)(sizeof list - 1));
+    assert_memory_equal(out, list, sizeof list - 1);
+    assert_round_trip(&m);
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *why = NULL;
+        assert_int_equal(msg_parse(cases[i].line, strlen(cases[i].line), &m, &used, &why),
+                         FS_EPROTO);
+        assert_non_null(why);
+        if (cases[i].why)
+            assert_string_equal(why, cases[i].why);
+    }
+}
+
 static void test_parse_refuses_bad_transfer_fields(void **state)
 {
     static const struct bad_case cases[] = {
@@ -1590,6 +1639,7 @@ int main(void)
         cmocka_unit_test(test_parse_refuses_bad_transfer_fields),
         cmocka_unit_test(test_piece_messages_round_trip_and_root_is_optional),
         cmocka_unit_test(test_parse_refuses_bad_piece_fields),
+        cmocka_unit_test(test_root_messages_round_trip_and_need_every_key),
         cmocka_unit_test(test_round_trip_busy),
         cmocka_unit_test(test_parse_refuses_bad_busy),
         cmocka_unit_test(test_format_refuses_busy_without_retry),

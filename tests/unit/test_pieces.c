@@ -281,6 +281,69 @@ static void test_pieces_share_keeps_sidecar_and_rehashes_when_lost(void **state)
     free(d);
 }
 
+static void put_file(const char *rel, const char *text)
+{
+    char path[512];
+
+    snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    fclose(f);
+    /* old enough to be cached (not "racy") */
+    struct timespec ts[2] = {{1700000000, 0}, {1700000000, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* The worked example of docs/PROTOCOL.md, Folder roots: the folder root is
+ * the hash of its files' roots in manifest order, and ROOTS is answered
+ * with exactly those roots, only for the root asked for. */
+static void test_pieces_folder_root_is_the_documented_example(void **state)
+{
+    static const char want[] = "1c9ec5d6ed324c9826601593a2ce0173c977f1f446d95248f06f10f8fce6c4ac";
+    static const char other[] = "0c9ec5d6ed324c9826601593a2ce0173c977f1f446d95248f06f10f8fce6c4ac";
+    char path[512], root[PIECES_ROOT_HEX + 1];
+    unsigned char bin[2 * PIECES_HASH_LEN], *list;
+    struct share_item it, a, c;
+    uint64_t n;
+    fs_status st;
+
+    (void)state;
+    snprintf(path, sizeof path, "%s/pics", tmpdir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/pics/b", tmpdir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    put_file("pics/a.txt", "hello\n");
+    put_file("pics/b/c.txt", "world\n");
+    struct share *sh = share_open(tmpdir, &st);
+    assert_non_null(sh);
+    assert_int_equal(share_lookup(sh, "pics", &it), FS_OK);
+    assert_string_equal(it.root, want);
+    assert_int_equal(share_lookup(sh, "pics/a.txt", &a), FS_OK);
+    assert_int_equal(share_lookup(sh, "pics/b/c.txt", &c), FS_OK);
+    assert_string_equal(c.root, "d0c343c219b635a0603613f35a3d4141d99237563d036aff1087e691d1fc3523");
+
+    /* the pure hash over the binary roots, in manifest order */
+    assert_int_equal(pieces_root_bin(a.root, bin), 0);
+    assert_int_equal(pieces_root_bin(c.root, bin + PIECES_HASH_LEN), 0);
+    assert_int_equal(pieces_folder_root(bin, 2, root), FS_OK);
+    assert_string_equal(root, want);
+    assert_int_equal(pieces_folder_root(bin, 1, root), FS_OK); /* the count is bound */
+    assert_string_not_equal(root, want);
+    assert_int_equal(pieces_root_bin("D0c3", bin), -1);
+
+    /* what ROOTS sends */
+    assert_int_equal(share_folder_roots(sh, "pics", want, &list, &n), FS_OK);
+    assert_int_equal(n, 2);
+    assert_memory_equal(list, bin, sizeof bin);
+    free(list);
+    assert_int_equal(share_folder_roots(sh, "pics", other, &list, &n), FS_EMISMATCH);
+    assert_null(list);
+    assert_int_equal(share_folder_roots(sh, "pics/a.txt", want, &list, &n), FS_ENOTFOUND);
+    assert_int_equal(share_folder_roots(sh, "../pics", want, &list, &n), FS_EBADNAME);
+    share_close(sh);
+}
+
 #define T(f) cmocka_unit_test(f)
 #define TD(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
@@ -294,6 +357,7 @@ int main(void)
         T(test_pieces_size_grows_only_for_files_past_512_gib),
         TD(test_pieces_file_round_trips_and_refuses_damage),
         TD(test_pieces_share_keeps_sidecar_and_rehashes_when_lost),
+        TD(test_pieces_folder_root_is_the_documented_example),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
