@@ -7,7 +7,8 @@ import subprocess
 import time
 import unittest
 
-from fsnet import BIN, NetCase, last_json, make_big_file, md5_of, state_leftovers
+from fsnet import (BIN, NetCase, last_json, make_big_file, md5_of, sanitizer_build,
+                   state_leftovers)
 
 MiB = 1 << 20
 
@@ -33,7 +34,9 @@ class ResumeTest(NetCase):
 
     def test_download_killed_half_way_refetches_at_most_55_percent(self):
         net = self._chain()
-        size = 1024 * MiB
+        # 1 GiB in the plain run (the large-files issue's size); 256 MiB under a sanitizer,
+        # where the bound is the same and every byte costs 2-3x (CI time)
+        size = (256 if sanitizer_build() else 1024) * MiB
         md5 = make_big_file(net.share(2) / "big.bin", size)
         net.wait_indexed(2, "big.bin")
         get = self._start_get(net, "big.bin")
