@@ -54,6 +54,8 @@ enum msg_type {
     MSG_DONE,     /* the receiver verified the item and gave it its name */
     MSG_BROWSE,   /* ask a holder for one page of a folder's listing (browse.h) */
     MSG_LISTING,  /* the holder's answer; `len` body bytes (listing.h lines) follow */
+    MSG_WATCH,    /* a sync pair's watch: "tell me when path changes" (swatch.h) */
+    MSG_CHANGED,  /* the holder's answer to WATCH, now and at each change of path */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -80,6 +82,8 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   DONE:    size md5 len offset (len: bytes received this time)
  *   BROWSE:  from offset [path]        (no path: the share's top level)
  *   LISTING: peer total offset count next len [path]
+ *   WATCH:   from path
+ *   CHANGED: path [md5]                (no md5: the holder has no item at path)
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;
