@@ -68,6 +68,17 @@ fs_status node_on_reconfigure(struct node *n, node_listener fn, void *arg);
 fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key, char *err,
                            size_t cap);
 
+/* Called on the share's thread after each rescan that changed the index of
+ * the current share (share_set_change_hook()), and once on the `modify`
+ * thread when `modify share_dir` swapped the share. It must only wake its
+ * own thread (write an eventfd): it holds up the scanner, under the node's
+ * change lock (a leaf). */
+typedef void (*node_share_listener)(void *arg);
+
+/* Adds a listener (at most NODE_MAX_LISTENERS; FS_EBUSY beyond). Any
+ * time; never removed (the node outlives its planes' threads). */
+fs_status node_on_share_change(struct node *n, node_share_listener fn, void *arg);
+
 /* --- what the node owns; the pointers are valid while n lives --- */
 
 /* The address this peer advertises in GET/FOUND, HELLO, CHALLENGE and PROVE:
