@@ -71,6 +71,9 @@ static const char peer_commands[] =
     "  rm NAME                 remove an item (file or folder) from the share, to repeat a get\n"
     "  send NAME to M [--json] offer an item of the share to peer M (id or HOST:PORT), which\n"
     "                          pulls it if its [accept] section lets it; resumes when repeated\n"
+    "  sync NAME from M [--delete] [--json]\n"
+    "                          make the item NAME identical to M's, moving only what differs;\n"
+    "                          files changed here are kept aside as NAME.sync-conflict-...\n"
     "  watch [--json]          stream this peer's trace events until Ctrl-C\n"
     "  events [--json] [QID]   the trace events this peer keeps (of one query)\n";
 
@@ -480,7 +483,7 @@ int cli_exec(const char *run_dir, int argc, char **argv)
     }
     static const char *const peer_cmds[] = {"get", "search", "ls", "config", "modify", "stats",
                                             "transfers", "link", "pause", "resume", "events",
-                                            "rm", "browse", "send"};
+                                            "rm", "browse", "send", "sync"};
     for (size_t i = 0; i < sizeof peer_cmds / sizeof peer_cmds[0]; i++) {
         if (strcmp(argv[0], peer_cmds[i]) != 0)
             continue;

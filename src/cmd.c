@@ -1465,6 +1465,8 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return cmd_get_from(e, argc, argv, o);
     if (strcmp(argv[0], "send") == 0)
         return cmd_send_run(e, argc, argv, o);
+    if (strcmp(argv[0], "sync") == 0)
+        return cmd_sync_run(e, argc, argv, o);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(argv[0], cmds[i].name) != 0)
             continue;

@@ -289,8 +289,7 @@ static fs_status find_entry(struct browse_conn *bc, const char *dir, const char 
     }
 }
 
-/* The hit a FOUND from holder would carry for the entry at path. */
-static void make_hit(struct msg *hit, const struct fs_addr *holder, unsigned peer,
+void cmd_browse_hit(struct msg *hit, const struct fs_addr *holder, unsigned peer,
                      const char *path, const struct listing_entry *e)
 {
     unsigned char r[8];
@@ -436,7 +435,7 @@ int cmd_get_from(const struct cmd_env *e, int argc, char **argv, struct ctl_out 
                  path, h);
         goto out;
     }
-    make_hit(&hit, &holder, peer, path, &ent);
+    cmd_browse_hit(&hit, &holder, peer, path, &ent);
     if (!a.json)
         ctl_print(o, 1, "peer %u %s has \"%s\" (%s, %" PRIu64 " bytes): downloading, no query "
                   "sent", peer, h, path, msg_kind_name(ent.kind), ent.size);

@@ -372,26 +372,26 @@ enum syncstate_action syncstate_decide(const struct syncstate_ver *rec,
     int n_untouched = n && rec && same_ver(n, rec);
 
     if (!n)
-        return m ? SYNC_FETCH : SYNC_SAME;
+        return m ? SYNCSTATE_FETCH : SYNCSTATE_SAME;
     if (!m) {
         if (!delete_extra)
-            return SYNC_EXTRA;
-        return n_untouched ? SYNC_DELETE : SYNC_CONFLICT;
+            return SYNCSTATE_EXTRA;
+        return n_untouched ? SYNCSTATE_DELETE : SYNCSTATE_CONFLICT;
     }
     if (same_ver(n, m))
-        return SYNC_SAME;
-    return n_untouched ? SYNC_FETCH : SYNC_KEEP_CONFLICT_THEN_FETCH;
+        return SYNCSTATE_SAME;
+    return n_untouched ? SYNCSTATE_FETCH : SYNCSTATE_KEEP_CONFLICT_THEN_FETCH;
 }
 
 const char *syncstate_action_name(enum syncstate_action a)
 {
     switch (a) {
-    case SYNC_SAME: return "same";
-    case SYNC_FETCH: return "fetch";
-    case SYNC_CONFLICT: return "conflict";
-    case SYNC_DELETE: return "delete";
-    case SYNC_EXTRA: return "extra";
-    case SYNC_KEEP_CONFLICT_THEN_FETCH: return "keep_conflict_then_fetch";
+    case SYNCSTATE_SAME: return "same";
+    case SYNCSTATE_FETCH: return "fetch";
+    case SYNCSTATE_CONFLICT: return "conflict";
+    case SYNCSTATE_DELETE: return "delete";
+    case SYNCSTATE_EXTRA: return "extra";
+    case SYNCSTATE_KEEP_CONFLICT_THEN_FETCH: return "keep_conflict_then_fetch";
     }
     return "unknown";
 }

@@ -89,6 +89,9 @@ static unsigned fields_of(enum trace_type t)
     case TR_OFFER_RECEIVED:
     case TR_OFFER_ACCEPTED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_MD5;
     case TR_OFFER_REFUSED: return F_NAME | F_FROM | F_HOLDER | F_SIZE | F_MD5 | F_REASON | F_DETAIL;
+    case TR_SYNC_STARTED: return F_NAME | F_FROM | F_HOLDER;
+    case TR_SYNC_DONE: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_COUNT;
+    case TR_SYNC_FAILED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_COUNT | F_REASON | F_DETAIL;
     default: return 0;
     }
 }
@@ -368,6 +371,19 @@ static void describe(struct tbuf *b, const struct trace_event *e, trace_resolve_
         break;
     case TR_OFFER_REFUSED:
         tput(b, "offer of %s from %s refused: %s", quoted(e->name, q),
+             who(&e->from, e->from_peer, res, ctx, w1), e->detail);
+        break;
+    case TR_SYNC_STARTED:
+        tput(b, "sync of %s from %s started", quoted(e->name, q),
+             who(&e->from, e->from_peer, res, ctx, w1));
+        break;
+    case TR_SYNC_DONE:
+        tput(b, "sync of %s from %s done: %u file%s changed, %" PRIu64 " bytes moved, %" PRIu64
+             " reused", quoted(e->name, q), who(&e->from, e->from_peer, res, ctx, w1), e->count,
+             e->count == 1 ? "" : "s", e->bytes, e->size);
+        break;
+    case TR_SYNC_FAILED:
+        tput(b, "sync of %s from %s failed: %s", quoted(e->name, q),
              who(&e->from, e->from_peer, res, ctx, w1), e->detail);
         break;
     default: tput(b, "?"); break;

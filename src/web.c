@@ -439,7 +439,7 @@ static const char *page_may_run(int argc, char **argv, char *why, size_t cap)
 {
     static const char *const verbs[] = {"get",       "search", "ls",   "config", "stats",
                                         "transfers", "events", "link", "pause",  "resume",
-                                        "modify",    "rm",     "browse", "send"};
+                                        "modify",    "rm",     "browse", "send", "sync"};
     static const char *const modify_keys[] = {"ttl"};
     size_t v = 0;
 
@@ -447,7 +447,7 @@ static const char *page_may_run(int argc, char **argv, char *why, size_t cap)
         v++;
     if (v == sizeof verbs / sizeof verbs[0]) {
         snprintf(why, cap, "the dashboard does not run \"%.40s\": it runs get, search, ls, "
-                 "config, stats, transfers, events, link, pause, resume, rm, browse, send and modify ttl; "
+                 "config, stats, transfers, events, link, pause, resume, rm, browse, send, sync and modify ttl; "
                  "use the CLI for anything else", argv[0]);
         return why;
     }

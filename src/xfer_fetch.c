@@ -1338,8 +1338,11 @@ static fs_status fetch_archive(struct fetch *f)
     return st;
 }
 
-fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct xfer_watch *watch,
-                     struct xfer_result *res)
+/* xfer_fetch() and xfer_fetch_to(): to_dir -1 puts the item under
+ * hit->name in the share, else a file goes to `to` in to_dir. */
+static fs_status fetch_item(struct xfer_plane *x, const struct msg *hit, int to_dir,
+                            const char *to, const struct xfer_watch *watch,
+                            struct xfer_result *res)
 {
     struct fetch f = {.x = x, .hit = hit, .watch = watch, .res = res, .fd = -1, .slot = -1,
                       .root = -1, .state = -1};
@@ -1348,15 +1351,19 @@ fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct x
 
     memset(res, 0, sizeof *res);
     f.t0 = f.last_report = net_now_ms();
+    if (to_dir >= 0 && hit->kind != MSG_KIND_FILE)
+        return fail_local(&f, FS_EINVAL, "only a file can be fetched to another name");
     struct share *sh = node_share_get(x->node);
     snprintf(f.share, sizeof f.share, "%s", share_dir(sh));
     f.root = fcntl(share_root_fd(sh), F_DUPFD_CLOEXEC, 0);
     node_share_put(x->node);
     if (f.root < 0)
         return fail_local(&f, FS_EIO, "cannot hold the share %s: %s", f.share, strerror(errno));
-    if (fstatat(f.root, hit->name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+    int dest = to_dir >= 0 ? to_dir : f.root;
+    const char *base = to_dir >= 0 ? to : hit->name;
+    if (fstatat(dest, base, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
         close(f.root);
-        return fail(&f, FS_EEXIST, "%s already exists in the share, not overwritten", hit->name);
+        return fail(&f, FS_EEXIST, "%s already exists in the share, not overwritten", base);
     }
     st = statedir_open(f.root, &f.state);
     if (st) {
@@ -1371,7 +1378,7 @@ fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct x
     st = FS_ENOTSUP;
     if (hit->kind == MSG_KIND_FILE) {
         struct file_job j = {.name = hit->name, .remote = hit->path, .size = hit->size,
-                             .md5 = hit->md5, .dir = f.root, .base = hit->name};
+                             .md5 = hit->md5, .dir = dest, .base = base};
         st = fetch_file(&f, &j, NULL);
     } else if (hit->size >= XFER_STREAM_FOLDER_MIN) {
         st = fetch_folder(&f);
@@ -1393,6 +1400,24 @@ fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct x
         stats_inc(x->stats, downloads_failed); /* a BUSY is not a failure: it is retried */
     }
     return st;
+}
+
+fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct xfer_watch *watch,
+                     struct xfer_result *res)
+{
+    return fetch_item(x, hit, -1, NULL, watch, res);
+}
+
+fs_status xfer_fetch_to(struct xfer_plane *x, const struct msg *hit, int dirfd, const char *to,
+                        const struct xfer_watch *watch, struct xfer_result *res)
+{
+    if (dirfd < 0 || !to) {
+        memset(res, 0, sizeof *res);
+        snprintf(res->why, sizeof res->why, "no folder to fetch into");
+        res->local = 1;
+        return FS_EINVAL;
+    }
+    return fetch_item(x, hit, dirfd, to, watch, res);
 }
 
 /* --- for xfer_swarm.c (declared in xfer_int.h) --- */

@@ -1120,6 +1120,8 @@ fs_status xfer_swarm_file(struct fetch *f, const struct file_job *j, struct conn
     pt->durable = !j->staged;
     partial_save(pt); /* records this holder; no source runs yet */
     xfer_fetch_keep_pieces(f, j, pcs);
+    if (f->watch && f->watch->seed && !j->staged) /* a sync: claims, checked like a resume's */
+        f->watch->seed(f->watch->ctx, pt, pcs->list, pcs->n);
     /* On the heap: 8 sources' hits and contexts are some 80 KiB. */
     sw = calloc(1, sizeof *sw);
     st = sw ? swarm_init(sw, f, j, pcs, pt) : FS_ENOMEM;

@@ -382,6 +382,9 @@ function describe(e) {
     case 'offer_received': return `offer of ${n} from ${who(e.from_peer, e.from)}`;
     case 'offer_accepted': return `offer of ${n} accepted: pulling it`;
     case 'offer_refused': return `offer of ${n} refused: ${e.detail}`;
+    case 'sync_started': return `sync of ${n} from ${who(e.from_peer, e.from)} started`;
+    case 'sync_done': return `sync of ${n} done: ${e.count} files changed, ${e.bytes} bytes moved`;
+    case 'sync_failed': return `sync of ${n} failed: ${e.detail}`;
     case 'peer_up': return `up (${e.reason})`;
     case 'peer_down': return `down (${e.reason})`;
     case 'lost': return `${e.lost} events lost`;

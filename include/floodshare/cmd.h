@@ -26,4 +26,9 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o);
  * Returns get's exit codes. */
 int cmd_send_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o);
 
+/* `sync NAME from M [--delete] [--json]` (cmd_sync.c): makes this peer's
+ * item NAME identical to M's with sync_run() (sync.h). Returns get's exit
+ * codes; 64 for bad arguments, naming what was wrong. */
+int cmd_sync_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o);
+
 #endif

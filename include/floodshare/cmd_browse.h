@@ -10,6 +10,8 @@
 
 struct ctl_out;
 struct fs_addr;
+struct listing_entry;
+struct msg;
 
 /* Lists PATH (the top level without it) of M's share, every page of it,
  * to o: text, or one JSON document with --json. Returns the exit code:
@@ -23,6 +25,13 @@ int cmd_browse(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o
  * why, naming cmd. */
 int cmd_peer_addr(const struct cmd_env *e, struct ctl_out *o, const char *cmd, const char *s,
                   struct fs_addr *out, unsigned *id);
+
+/* The hit a FOUND from holder (peer id `peer`) would carry for the entry
+ * e of its listing at path: what `get PATH from M` and a sync (sync.c)
+ * hand to xfer_fetch(), with a fresh random query id naming the download
+ * in the trace. Fills *hit whole. */
+void cmd_browse_hit(struct msg *hit, const struct fs_addr *holder, unsigned peer,
+                    const char *path, const struct listing_entry *e);
 
 /* 1 when argv is `get PATH from M ...` (a get from one peer, no flood). */
 int cmd_is_get_from(int argc, char **argv);

@@ -110,13 +110,13 @@ fs_status syncstate_load_at(int dirfd, const char *name, struct syncstate *out,
 
 /* What a sync does with one path (the table in docs/SYNC.md). */
 enum syncstate_action {
-    SYNC_SAME,     /* N's copy is M's (or neither has it): nothing moves */
-    SYNC_FETCH,    /* new or changed on M, N's copy untouched since the record: take M's */
-    SYNC_CONFLICT, /* M lacks it, --delete, and N's copy is not the one synced: set it
+    SYNCSTATE_SAME,     /* N's copy is M's (or neither has it): nothing moves */
+    SYNCSTATE_FETCH,    /* new or changed on M, N's copy untouched since the record: take M's */
+    SYNCSTATE_CONFLICT, /* M lacks it, --delete, and N's copy is not the one synced: set it
                       aside under its conflict name instead of removing it */
-    SYNC_DELETE,   /* M lacks it, --delete, N's copy is the one synced: remove it */
-    SYNC_EXTRA,    /* M lacks it, no --delete: left alone and listed */
-    SYNC_KEEP_CONFLICT_THEN_FETCH, /* M has another version and N's copy changed since
+    SYNCSTATE_DELETE,   /* M lacks it, --delete, N's copy is the one synced: remove it */
+    SYNCSTATE_EXTRA,    /* M lacks it, no --delete: left alone and listed */
+    SYNCSTATE_KEEP_CONFLICT_THEN_FETCH, /* M has another version and N's copy changed since
                                       the record (or was never synced): set N's aside,
                                       then take M's */
 };

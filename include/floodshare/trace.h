@@ -51,7 +51,10 @@
     X(PIECE_RECEIVED, "piece_received")       \
     X(OFFER_RECEIVED, "offer_received")       \
     X(OFFER_ACCEPTED, "offer_accepted")       \
-    X(OFFER_REFUSED, "offer_refused")
+    X(OFFER_REFUSED, "offer_refused")         \
+    X(SYNC_STARTED, "sync_started")           \
+    X(SYNC_DONE, "sync_done")                 \
+    X(SYNC_FAILED, "sync_failed")
 
 enum trace_type {
     TR_NONE = 0,

@@ -143,6 +143,7 @@ struct xfer_event {
 };
 
 struct xfer_feed;
+struct partial;
 
 /* Optional hooks for a download: progress (called about 5 times a second)
  * and cancellation (polled between chunks; non-zero stops the download,
@@ -153,6 +154,15 @@ struct xfer_watch {
     int (*cancelled)(void *ctx);
     void *ctx;
     const struct xfer_feed *feed;
+    /* A sync (sync.h): called once, on the get's thread, when the version 2
+     * partial of a file fetched with a piece list is open and before any
+     * source runs, with the holder's list (n digests, already checked
+     * against the hit's root), so that the caller may seed the partial
+     * from a local copy (partial_seed()). Every piece it sets is a claim:
+     * the engine re-checks each against the list as it does a resumed
+     * state's, so a wrong seed costs a re-fetch, never a wrong byte. NULL:
+     * none. pt and list are borrowed for the call only. */
+    void (*seed)(void *ctx, struct partial *pt, const unsigned char *list, uint64_t n);
 };
 
 /* One holder's share of a swarmed get (docs/SWARMING.md, What the user sees). */
@@ -241,6 +251,15 @@ struct xfer_result {
  * `get` after space was freed resumes it. watch may be NULL. */
 fs_status xfer_fetch(struct xfer_plane *x, const struct msg *hit, const struct xfer_watch *watch,
                      struct xfer_result *res);
+
+/* xfer_fetch() of a file hit whose verified bytes take the name `to` in
+ * the folder dirfd (borrowed; on the share's file system) instead of
+ * hit->name in the share: a sync (sync.c) fetches beside the state folder
+ * and swaps the result in itself. Never replaces anything: FS_EEXIST when
+ * `to` exists there. FS_EINVAL for a folder hit. Otherwise as xfer_fetch(),
+ * whose partial (keyed by md5) it shares, so either resumes the other. */
+fs_status xfer_fetch_to(struct xfer_plane *x, const struct msg *hit, int dirfd, const char *to,
+                        const struct xfer_watch *watch, struct xfer_result *res);
 
 /* Bytes of (name, size, md5) already downloaded in share_dir's partial
  * state (for a large folder: the files already staged), 0 when none. */

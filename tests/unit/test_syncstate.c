@@ -260,21 +260,21 @@ static void test_decide_every_row(void **state)
         enum syncstate_action want;
     } rows[] = {
         /* neither end has it */
-        {0, 0, 0, 0, SYNC_SAME}, {1, 0, 0, 1, SYNC_SAME},
+        {0, 0, 0, 0, SYNCSTATE_SAME}, {1, 0, 0, 1, SYNCSTATE_SAME},
         /* only M: new, or removed on N (a pull puts it back) */
-        {0, 0, 1, 0, SYNC_FETCH}, {1, 0, 1, 1, SYNC_FETCH}, {1, 0, 2, 0, SYNC_FETCH},
+        {0, 0, 1, 0, SYNCSTATE_FETCH}, {1, 0, 1, 1, SYNCSTATE_FETCH}, {1, 0, 2, 0, SYNCSTATE_FETCH},
         /* both, the same content: whatever the record says */
-        {0, 1, 1, 0, SYNC_SAME}, {2, 1, 1, 1, SYNC_SAME}, {1, 4, 1, 0, SYNC_SAME},
+        {0, 1, 1, 0, SYNCSTATE_SAME}, {2, 1, 1, 1, SYNCSTATE_SAME}, {1, 4, 1, 0, SYNCSTATE_SAME},
         /* both, different; N still the synced one: M changed */
-        {1, 1, 2, 0, SYNC_FETCH}, {1, 4, 2, 1, SYNC_FETCH},
+        {1, 1, 2, 0, SYNCSTATE_FETCH}, {1, 4, 2, 1, SYNCSTATE_FETCH},
         /* both, different; N changed since (M too, or not), or never synced */
-        {1, 2, 1, 0, SYNC_KEEP_CONFLICT_THEN_FETCH}, {1, 2, 3, 1, SYNC_KEEP_CONFLICT_THEN_FETCH},
-        {0, 1, 2, 0, SYNC_KEEP_CONFLICT_THEN_FETCH}, {1, 5, 1, 0, SYNC_KEEP_CONFLICT_THEN_FETCH},
+        {1, 2, 1, 0, SYNCSTATE_KEEP_CONFLICT_THEN_FETCH}, {1, 2, 3, 1, SYNCSTATE_KEEP_CONFLICT_THEN_FETCH},
+        {0, 1, 2, 0, SYNCSTATE_KEEP_CONFLICT_THEN_FETCH}, {1, 5, 1, 0, SYNCSTATE_KEEP_CONFLICT_THEN_FETCH},
         /* only N, no --delete: extra, whatever the record */
-        {0, 1, 0, 0, SYNC_EXTRA}, {1, 1, 0, 0, SYNC_EXTRA}, {1, 2, 0, 0, SYNC_EXTRA},
+        {0, 1, 0, 0, SYNCSTATE_EXTRA}, {1, 1, 0, 0, SYNCSTATE_EXTRA}, {1, 2, 0, 0, SYNCSTATE_EXTRA},
         /* only N, --delete: removed only when it is the synced one */
-        {1, 1, 0, 1, SYNC_DELETE}, {1, 4, 0, 1, SYNC_DELETE},
-        {1, 2, 0, 1, SYNC_CONFLICT}, {0, 1, 0, 1, SYNC_CONFLICT}, {1, 5, 0, 1, SYNC_CONFLICT},
+        {1, 1, 0, 1, SYNCSTATE_DELETE}, {1, 4, 0, 1, SYNCSTATE_DELETE},
+        {1, 2, 0, 1, SYNCSTATE_CONFLICT}, {0, 1, 0, 1, SYNCSTATE_CONFLICT}, {1, 5, 0, 1, SYNCSTATE_CONFLICT},
     };
     const struct syncstate_ver *v[] = {NULL, &A, &B, &C, &A_touched, &A_longer};
 
@@ -286,9 +286,9 @@ static void test_decide_every_row(void **state)
             fail_msg("row %zu: got %s, want %s", i, syncstate_action_name(got),
                      syncstate_action_name(rows[i].want));
     }
-    assert_string_equal(syncstate_action_name(SYNC_KEEP_CONFLICT_THEN_FETCH),
+    assert_string_equal(syncstate_action_name(SYNCSTATE_KEEP_CONFLICT_THEN_FETCH),
                         "keep_conflict_then_fetch");
-    assert_string_equal(syncstate_action_name(SYNC_EXTRA), "extra");
+    assert_string_equal(syncstate_action_name(SYNCSTATE_EXTRA), "extra");
 }
 
 /* 2026-12-05 18:56:39 UTC */
