@@ -23,6 +23,7 @@
 #include "floodshare/offer.h"
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
+#include "floodshare/syncpair.h"
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
 
@@ -1461,6 +1462,8 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return cmd_events(e, argc, argv, o);
     if (strcmp(argv[0], "browse") == 0)
         return cmd_browse(e, argc, argv, o);
+    if (argc >= 2 && strcmp(argv[0], "sync") == 0 && strcmp(argv[1], "status") == 0)
+        return cmd_sync_status(e, argc, argv, o); /* the [sync] pairs (syncpair.h) */
     if (cmd_is_get_from(argc, argv))
         return cmd_get_from(e, argc, argv, o);
     if (strcmp(argv[0], "send") == 0)

@@ -34,6 +34,7 @@
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
 #include "floodshare/swatch.h"
+#include "floodshare/syncpair.h"
 #include "floodshare/tpool.h"
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
@@ -64,6 +65,7 @@ struct peer {
     struct tpool *pool;
     struct gate *gate; /* the peer port's acceptor: limits, waiting headers */
     struct swatch *watch; /* WATCH connections of other peers' sync pairs */
+    struct syncpairs *pairs; /* this peer's [sync] pairs; NULL when none */
     pthread_t acceptor, ctl_acceptor;
 
     /* ctl_lock guards n_ctl; ctl_cond signals "a control thread ended". */
@@ -411,6 +413,10 @@ static int start_threads(struct peer *p)
         return -1;
     if (flood_run(p->flood, p->gate) != FS_OK)
         return -1;
+    /* Before the control acceptor: `sync status` reads env.pairs. */
+    if (syncpairs_start(&p->pairs, &p->env, &p->cfg) != FS_OK)
+        return -1;
+    p->env.pairs = p->pairs;
     if (pthread_create(&p->acceptor, NULL, acceptor_main, p) != 0)
         return -1;
     if (pthread_create(&p->ctl_acceptor, NULL, ctl_acceptor_main, p) != 0) {
@@ -438,6 +444,7 @@ static void stop_threads(struct peer *p, int started)
     /* Waits for the running jobs; the queued ones are closed unserved. */
     tpool_stop(p->pool, drop_job);
     swatch_stop(p->watch); /* after the workers: none adopts any more */
+    syncpairs_stop(p->pairs); /* node_stop() cut the sockets of a sync in progress */
     /* Control threads are detached: wait until the last one has left. */
     pthread_mutex_lock(&p->ctl_lock);
     while (p->n_ctl > 0)
@@ -473,6 +480,7 @@ static void peer_destroy(struct peer *p)
     xfer_plane_free(p->xfers);
     node_free(p->node);
     swatch_free(p->watch); /* after the share's thread, which may tell it of a change */
+    syncpairs_free(p->pairs);
     pthread_mutex_destroy(&p->ctl_lock);
     pthread_cond_destroy(&p->ctl_cond);
 }
