@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "floodshare/addr.h"
@@ -313,6 +314,9 @@ int swatch_adopt(struct swatch *sw, struct conn *c, const struct msg *req)
         conn_send_error(c, refuse, text, c->timeout_ms);
         return 0;
     }
+    int sndbuf = SWATCH_SNDBUF;
+    if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) != 0)
+        log_msg(L_DEBUG, "watch: cannot bound the send buffer: %s", strerror(errno));
     struct watcher *w = calloc(1, sizeof *w);
     if (w) {
         w->sw = sw;

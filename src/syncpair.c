@@ -90,11 +90,9 @@ static void status_set(struct syncpairs *sp, struct pair *p, enum pair_state s)
 /* The state a pair rests in after a sync or a change of its watch. */
 static enum pair_state rest_state(const struct pair *p)
 {
-    if (p->st.syncs && p->st.code)
-        return PAIR_WAITING;
-    if (p->st.syncs && p->st.conflicts)
-        return PAIR_CONFLICT;
-    return p->st.watching ? PAIR_IDLE : PAIR_WAITING;
+    if ((p->st.syncs && p->st.code) || !p->st.watching)
+        return PAIR_WAITING; /* for M: the last sync failed, or its watch is down */
+    return p->st.syncs && p->st.conflicts ? PAIR_CONFLICT : PAIR_IDLE;
 }
 
 static void watch_status(struct syncpairs *sp, struct pair *p, int up, const char *why)

@@ -11,7 +11,7 @@
  * the first watcher and idle in epoll_wait without a timeout while nothing
  * changes: an idle watcher costs a descriptor and a few hundred bytes, no
  * CPU. Nothing on the loop blocks: each watcher has a small output queue
- * (SWATCH_OUT_MAX), and one whose queue is not drained within the peer's
+ * (SWATCH_OUT_MAX) and a small socket buffer (SWATCH_SNDBUF), and one whose queue is not drained within the peer's
  * io_timeout_ms, or would overflow, is dropped, never waited for. At most
  * XFER_WATCHERS_MAX (xfer.h) at once; more are refused ("busy").
  *
@@ -29,6 +29,10 @@ struct node;
 struct swatch;
 
 #define SWATCH_OUT_MAX 4096 /* bytes of CHANGED lines a watcher may owe */
+/* A watcher's socket send buffer (the kernel doubles it): a few CHANGED
+ * lines, not the megabytes autotuning would let a reader that never
+ * reads pin in the kernel. */
+#define SWATCH_SNDBUF 8192
 #define SWATCH_STACK (128u * 1024) /* the loop's deepest frame: a share_item and a header */
 
 /* Makes the hub for node n, whose connections belong to the gate g (both
