@@ -813,6 +813,17 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "quota", c->quota);
         json_uint(&j, "max_item", c->max_item);
         json_obj_close(&j);
+        json_obj_open(&j, "sync");
+        json_uint(&j, "interval", c->sync_interval);
+        json_arr_open(&j, "pairs");
+        for (size_t i = 0; i < c->n_sync; i++) {
+            json_obj_open(&j, NULL);
+            json_str(&j, "name", c->sync[i].name);
+            json_str(&j, "peer", c->sync[i].peer);
+            json_obj_close(&j);
+        }
+        json_arr_close(&j);
+        json_obj_close(&j);
         json_obj_close(&j);
         return emit_json(o, &j);
     }
@@ -865,6 +876,11 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
               cfg_accept_name(c->accept_browse), cfg_accept_name(c->send_from),
               c->quota ? offer_iec(quota, sizeof quota, c->quota) : "unlimited",
               c->max_item ? offer_iec(max_item, sizeof max_item, c->max_item) : "unlimited");
+    if (!c->n_sync)
+        ctl_print(o, 1, "  sync         (none)");
+    for (size_t i = 0; i < c->n_sync; i++)
+        ctl_print(o, 1, "  %-12s %s from peer %s (every %u s at least; `sync status`)",
+                  i ? "" : "sync", c->sync[i].name, c->sync[i].peer, c->sync_interval);
     return CTL_EXIT_OK;
 }
 
