@@ -312,6 +312,10 @@ def trace_seeds():
                                 f"size=1073741824 source_bytes=268435456 count=512 md5={MD5}",
         "piece_received": f"type=piece_received ts=1764900000350000 seq=14 peer=1 addr=127.0.0.1:10811 qid={q} "
                           f"name=big.iso from=127.0.0.1:10815 holder=5 role=1 count=17 bytes=524288 md5={MD5}",
+        "sync_done": "type=sync_done ts=1764900000500000 seq=15 peer=1 addr=127.0.0.1:10811 "
+                     "name=big.bin from=127.0.0.1:10812 from_peer=2 holder=2 bytes=5767168 source_bytes=19398656 count=1",
+        "sync_failed": "type=sync_failed ts=1764900000600000 seq=16 peer=1 addr=127.0.0.1:10811 "
+                       "name=album from=127.0.0.1:10812 holder=2 count=3 reason=sync detail=not%20found",
         "send_failed": "type=send_failed ts=1 seq=1 peer=65535 addr=10.0.0.1:65535 msg=FOUND to=10.0.0.2:1 reason=refused",
         "lost": "type=lost ts=2 seq=3 peer=4 count=4294967295",
         "unknown_key": "type=peer_down ts=5 seq=6 peer=1 later_field=x reason=stop",

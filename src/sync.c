@@ -84,6 +84,7 @@ struct sync_ctx {
     size_t nfiles, capfiles;
     uint64_t total, done_before; /* progress: bytes to move, and moved by earlier files */
     uint64_t seeded;             /* the file being fetched: bytes partial_seed() copied */
+    int fetch_failed;            /* a fetch from M failed: the rest would wait on it too */
     int seed_fd;
     const unsigned char *seed_list;
     uint64_t seed_n, seed_size, seed_piece;
@@ -296,12 +297,18 @@ static int open_parent(struct sync_ctx *s, const char *path, int create, int *di
 
 /* --- M's side: the listing --- */
 
-/* Appends every entry of M's folder dir (all its pages) under dir. */
+/* Appends every entry of M's folder dir (all its pages) under dir. An
+ * entry added or removed at M between two pages shifts the offsets
+ * (docs/PROTOCOL.md, BROWSE): when a page's total differs from the first
+ * page's, the folder is listed again from its start, a few times at most. */
+#define SYNC_RELIST_MAX 4
 static int list_folder(struct sync_ctx *s, struct browse_conn *bc, const char *dir,
                        const char *only)
 {
     char err[512], path[PATH_MAX_LEN + 1];
-    uint64_t offset = 0;
+    uint64_t offset = 0, first_total = 0;
+    size_t start = s->m.n;
+    unsigned tries = 0;
 
     for (;;) {
         struct browse_result r;
@@ -309,14 +316,25 @@ static int list_folder(struct sync_ctx *s, struct browse_conn *bc, const char *d
         if (st)
             return failf(s, "listing \"%s\" at %s: %s", dir[0] ? dir : "/", s->from_s, err);
         s->peer_id = r.peer;
+        if (offset == 0) {
+            first_total = r.total;
+        } else if (r.total != first_total) { /* it moved under us: from the start again */
+            browse_result_free(&r);
+            while (s->m.n > start)
+                free(s->m.v[--s->m.n].path);
+            if (++tries >= SYNC_RELIST_MAX)
+                return failf(s, "listing \"%s\" at %s: it keeps changing", dir, s->from_s);
+            offset = 0;
+            continue;
+        }
         for (size_t i = 0; i < r.count; i++) {
             struct sitem *it;
             if (only && strcmp(r.entries[i].name, only) != 0)
                 continue;
             if (join(path, sizeof path, dir, r.entries[i].name) < 0) {
                 browse_result_free(&r);
-                return failf(s, "%s listed \"%s\" in \"%s\": not a name a sync may write",
-                             s->from_s, r.entries[i].name, dir);
+                return failf(s, "listing \"%s\" at %s: \"%s\" is not a name a sync may write",
+                             dir, s->from_s, r.entries[i].name);
             }
             if (slist_add(&s->m, path, &it) < 0) {
                 browse_result_free(&r);
@@ -355,7 +373,7 @@ static int list_m(struct sync_ctx *s)
     for (size_t i = 0; rc == 0 && i < s->m.n; i++)
         if (s->m.v[i].kind == MSG_KIND_FILE && !s->m.v[i].e.md5[0])
             pending = 1;
-    if (rc == 0)
+    if (rc == 0 && s->m.n)
         qsort(s->m.v, s->m.n, sizeof *s->m.v, item_cmp);
     return rc < 0 ? -1 : pending;
 }
@@ -474,7 +492,7 @@ static int list_n(struct sync_ctx *s)
         }
     }
     node_share_put(s->e->node);
-    if (rc == 0)
+    if (rc == 0 && s->n.n)
         qsort(s->n.v, s->n.n, sizeof *s->n.v, item_cmp);
     return rc;
 }
@@ -639,6 +657,7 @@ static int fetch_one(struct sync_ctx *s, const struct sitem *m, const struct sit
     s->res->reused += reused;
     s->done_before += m->e.size > reused ? m->e.size - reused : 0;
     if (st != FS_OK) {
+        s->fetch_failed = 1;
         rc = failf(s, "\"%s\": %s", m->path, xr.why);
         goto out;
     }
@@ -773,6 +792,8 @@ static int apply(struct sync_ctx *s)
             }
             continue; /* N's folders M lacks: after their files (below) */
         }
+        if (!m && strstr(strrchr(path, '/') ? strrchr(path, '/') : path, ".sync-conflict-"))
+            continue; /* a copy an earlier sync kept aside: N's, never extra nor removed */
         enum syncstate_action a = decide(s, path, m, n);
         int rc = 0;
         switch (a) {
@@ -800,8 +821,9 @@ static int apply(struct sync_ctx *s)
         }
         if (rc < 0) {
             failed = 1;
-            if (a == SYNCSTATE_FETCH || a == SYNCSTATE_KEEP_CONFLICT_THEN_FETCH)
-                break; /* M or the link failed: the rest would wait on it too */
+            if (s->fetch_failed)
+                break; /* M or the way to it failed: the rest would wait on it too; a file
+                          refused here (a link) does not stop the others */
         }
     }
     if (!failed && cancelled_hook(s) && i + j < s->m.n + s->n.n)
@@ -837,7 +859,7 @@ static void emit(struct sync_ctx *s, enum trace_type type)
     ev.from_peer = s->peer_id;
     ev.holder = s->peer_id;
     ev.bytes = s->res->bytes;
-    ev.size = s->res->reused;
+    ev.source_bytes = s->res->reused;
     ev.count = s->res->files;
     if (type == TR_SYNC_FAILED) {
         trace_set(ev.reason, sizeof ev.reason, "sync");

@@ -90,8 +90,8 @@ static unsigned fields_of(enum trace_type t)
     case TR_OFFER_ACCEPTED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_MD5;
     case TR_OFFER_REFUSED: return F_NAME | F_FROM | F_HOLDER | F_SIZE | F_MD5 | F_REASON | F_DETAIL;
     case TR_SYNC_STARTED: return F_NAME | F_FROM | F_HOLDER;
-    case TR_SYNC_DONE: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_COUNT;
-    case TR_SYNC_FAILED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_SIZE | F_COUNT | F_REASON | F_DETAIL;
+    case TR_SYNC_DONE: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_COUNT;
+    case TR_SYNC_FAILED: return F_NAME | F_FROM | F_HOLDER | F_BYTES | F_COUNT | F_REASON | F_DETAIL;
     default: return 0;
     }
 }
@@ -139,8 +139,11 @@ void trace_json(struct json *jw, const struct trace_event *ev)
     if (f & F_HOLDER && ev->holder)
         json_uint(jw, "holder", ev->holder);
     if (f & F_COUNT) {
+        int sync = ev->type == TR_SYNC_DONE || ev->type == TR_SYNC_FAILED;
         json_uint(jw, ev->type == TR_SEARCHED ? "hits" : ev->type == TR_LOST ? "lost"
-                      : "neighbours", ev->count);
+                      : sync ? "files" : "neighbours", ev->count);
+        if (sync) /* bytes taken from this peer's own copy instead of fetched */
+            json_uint(jw, "reused", ev->source_bytes);
         if (ev->type == TR_SEARCHED)
             json_bool(jw, "hit", ev->count > 0);
     }
@@ -380,7 +383,7 @@ static void describe(struct tbuf *b, const struct trace_event *e, trace_resolve_
     case TR_SYNC_DONE:
         tput(b, "sync of %s from %s done: %u file%s changed, %" PRIu64 " bytes moved, %" PRIu64
              " reused", quoted(e->name, q), who(&e->from, e->from_peer, res, ctx, w1), e->count,
-             e->count == 1 ? "" : "s", e->bytes, e->size);
+             e->count == 1 ? "" : "s", e->bytes, e->source_bytes);
         break;
     case TR_SYNC_FAILED:
         tput(b, "sync of %s from %s failed: %s", quoted(e->name, q),
