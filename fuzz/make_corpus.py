@@ -220,6 +220,10 @@ def cfg_seeds():
           "[limits]\nupload_rate = 40M\ndownload_rate = 1536k\n")
     write("cfg", "bad_rate", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
           "[limits]\nupload_rate = 4MB\n")
+    write("cfg", "sync", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
+          "[sync]\nCourse Notes = 2 ; teacher\nmusic = \"127.0.0.1:4001\"\ninterval = 60\n")
+    write("cfg", "sync_bad", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
+          "[SYNC]\r\n.. = 7\r\nx = 99999\r\ninterval = 0\r\n")
     write("cfg", "orphan_and_crlf", "stray = 1\r\n[PEER]\r\nID = 1\r\n")
     write("cfg", "bad_line", "[peer]\nid = 1\nthis is not ini\n")
     write("cfg", "ipv6", "[peer]\nid = 7\nhost = ::1\nport = 4000\nshare_dir = share\n"
