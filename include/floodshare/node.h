@@ -45,7 +45,7 @@ void node_free(struct node *n);
 /* --- the configuration --- */
 
 /* The live configuration: an immutable snapshot, valid until
- * node_cfg_put(). Never copied (it is 16 KiB); a `modify` meanwhile
+ * node_cfg_put(). Never copied (53 KiB, 26 of them [sync]'s 64 pairs); a `modify` meanwhile
  * publishes a new snapshot and leaves this one alone. Never NULL. */
 const struct cfg *node_cfg_get(struct node *n);
 void node_cfg_put(const struct cfg *c);

@@ -3,7 +3,7 @@ step with another peer, over a WATCH connection that M answers with CHANGED.
 
 - A pair picks up a change on M within 2 s of the write, and a change on N at once (N's copy set
   aside as a conflict, M's fetched); `sync status --json` shows the states (`idle`, `conflict`,
-  `waiting` while M is down).
+  `waiting` while M is down); the watch comes back with M, and brings what M changed meanwhile.
 - M keeps at most XFER_WATCHERS_MAX (64) watchers: the 65th is refused with `busy`. A watcher that
   never reads is dropped, while another watcher of the same item is told every change and M
   answers searches.
@@ -129,6 +129,14 @@ class SyncAutoTest(NetCase):
         text = net.peer(2, "sync", "status")
         self.assertEqual(text.returncode, 0, text.stderr)
         self.assertIn("waiting", text.stdout)
+
+        # M back: the watch is dialled again (1 s, then 2 s...) and a change M made while it was
+        # down arrives with the first CHANGED.
+        (m / "notes.txt").write_text("third, while N could not hear\n")
+        net.restart(1)
+        net.wait_for(lambda: text_of(n / "notes.txt") == "third, while N could not hear\n",
+                     timeout=15)
+        net.wait_for(lambda: status(net, 2)["pairs"][0]["watching"], timeout=10)
 
     def test_sync_thread_only_with_pairs_and_idle_pair_costs_no_cpu(self):
         net = self.net("line:2", seed_files=False)
