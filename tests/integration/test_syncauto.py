@@ -7,6 +7,7 @@ step with another peer, over a WATCH connection that M answers with CHANGED.
 - M keeps at most XFER_WATCHERS_MAX (64) watchers: the 65th is refused with `busy`. A watcher that
   never reads is dropped, while another watcher of the same item is told every change and M
   answers searches.
+- A WATCH obeys `[accept] browse` as BROWSE does.
 - The sync thread exists only on a peer with pairs; an idle pair uses no CPU on either side.
 """
 
@@ -207,6 +208,18 @@ class SyncAutoTest(NetCase):
         self.assertTrue(read_line(again, bytearray()).startswith("FLOOD/1 CHANGED"))
         for s in [reader, mute, again, *others]:
             s.close()
+
+    def test_watch_obeys_accept_browse(self):
+        net = self.net("line:2", seed_files=False)
+        (net.share(1) / "notes.txt").write_text("private\n")
+        net.wait_indexed(1, "notes.txt")
+        self.assertOk(net.peer(1, "modify", "browse", "none"))
+        s = watch(net.addr(1), "notes.txt")
+        line = read_line(s, bytearray())
+        s.close()
+        self.assertTrue(line.startswith("FLOOD/1 ERROR code=refused"), line)
+        self.assertIn("watching%20not%20accepted%20from%20127.0.0.1:9", line)
+        self.assertGreaterEqual(net.stats(1)["browse_refused"], 1)
 
 
 if __name__ == "__main__":
