@@ -108,6 +108,12 @@ static void check_same(const struct msg *a, const struct msg *b)
         CHECK(addr_equal(&a->from, &b->from) && a->offset == b->offset);
         CHECK(!strcmp(a->path, b->path));
         break;
+    case MSG_WATCH:
+        CHECK(addr_equal(&a->from, &b->from) && !strcmp(a->path, b->path));
+        break;
+    case MSG_CHANGED: /* the optional md5, "" (no such item) when absent */
+        CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5));
+        break;
     case MSG_LISTING:
         CHECK(a->peer_id == b->peer_id && a->total == b->total && a->offset == b->offset);
         CHECK(a->count == b->count && a->next == b->next && a->len == b->len);
