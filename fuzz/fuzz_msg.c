@@ -206,6 +206,13 @@ static void check_fields(const struct msg *m)
     case MSG_ACCEPT:
     case MSG_PROGRESS:
         break;
+    case MSG_WATCH: /* the holder looks path up in its index: confined, never empty */
+        CHECK(path_valid(m->path, strlen(m->path)) && m->from.port != 0);
+        break;
+    case MSG_CHANGED:
+        CHECK(path_valid(m->path, strlen(m->path)));
+        CHECK(m->md5[0] == '\0' || strlen(m->md5) == MSG_MD5_LEN); /* optional */
+        break;
     default:
         CHECK(!"msg_parse() accepted a type msg.h does not list");
     }
