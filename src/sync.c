@@ -38,6 +38,9 @@
 /* Entries (files and folders) one side of a sync may hold: M's listing is
  * outside input, so it is bounded before it is believed. */
 #define SYNC_ENTRIES_MAX 100000u
+/* N's copy is walked recursively, about 1.2 KiB of stack a level: bounded
+ * so that a sync fits a worker's or a control thread's stack. */
+#define SYNC_DEPTH_MAX 64
 #define SYNC_WAIT_MS 300 /* between two listings while M is still hashing */
 #define SYNC_JSON_MAX (32u * 1024 * 1024)
 #define SYNC_TMP ".sync" /* "<md5>.sync": a verified file in the state folder, swapped in */
@@ -444,12 +447,13 @@ static int walk_n(struct sync_ctx *s, struct share *sh, const char *dir, int dfd
         it->kind = S_ISDIR(sb.st_mode) ? MSG_KIND_FOLDER : MSG_KIND_FILE;
         if (it->kind == MSG_KIND_FILE) {
             n_version(s, sh, it, &sb);
-        } else if (depth < PATH_MAX_LEN / 2) {
+        } else if (depth >= SYNC_DEPTH_MAX) {
+            rc = failf(s, "\"%s\" here is more than %d folders deep: not synced", path,
+                       SYNC_DEPTH_MAX);
+        } else {
             int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            char sp[PATH_MAX_LEN + 1];
-            snprintf(sp, sizeof sp, "%s", path);
             if (sub >= 0) {
-                rc = walk_n(s, sh, sp, sub, depth + 1);
+                rc = walk_n(s, sh, path, sub, depth + 1);
                 close(sub);
             }
         }
@@ -979,7 +983,10 @@ int sync_run(const struct cmd_env *e, const char *name, const struct fs_addr *fr
     }
     int slot = running_take(e->node, name);
     if (slot < 0) {
-        failf(&s, "a sync of \"%s\" is already running on this peer", name);
+        if (slot == -2)
+            failf(&s, "a sync of \"%s\" is already running on this peer", name);
+        else
+            failf(&s, "%d syncs are running on this peer: try again later", SYNC_RUNNING_MAX);
         print_outcome(&s);
         return res->code;
     }

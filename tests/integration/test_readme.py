@@ -104,7 +104,7 @@ RUN_INLINE = (
     "scripts/topology status", "scripts/topology show SPEC",
     "scripts/topology add-peer [--files ITEM ...]", "scripts/topology down",
     "scripts/topology down --run run", "peer 1 get 3.txt", "peer 2 get '4.txt' --json",
-    "peer 2 modify upload_rate 4M", "peer 2 config",
+    "peer 2 modify upload_rate 4M", "peer 2 config", "peer 1 sync 3.txt from 3",
     "floodshare keygen FILE", "floodshare fingerprint FILE",
 )
 # The sections whose sh blocks the tests below run line by line, as they are.
@@ -451,6 +451,9 @@ class ReadmeTest(NetCase):
                                                         + self.readme_has("peer 2 config")))
         self.assertIn('downloaded "3.txt"', self.sh("floodshare "
                                                     + self.readme_has("peer 1 get 3.txt")))
+        # peer 1's 3.txt is now peer 3's: the sync finds nothing to move
+        self.assertIn('synced "3.txt" from 127.0.0.1:',
+                      self.sh("floodshare " + self.readme_has("peer 1 sync 3.txt from 3")))
         self.assertIn("ring:6", self.sh(self.readme_has("scripts/topology show SPEC")
                                         .replace("SPEC", "ring:6")))
         # one more peer, live (the --files form: test_reshape)
