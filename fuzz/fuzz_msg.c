@@ -112,6 +112,12 @@ static void check_same(const struct msg *a, const struct msg *b)
         CHECK(addr_equal(&a->from, &b->from) && a->offset == b->offset);
         CHECK(!strcmp(a->path, b->path));
         break;
+    case MSG_WATCH:
+        CHECK(addr_equal(&a->from, &b->from) && !strcmp(a->path, b->path));
+        break;
+    case MSG_CHANGED: /* the optional md5, "" (no such item) when absent */
+        CHECK(!strcmp(a->path, b->path) && !strcmp(a->md5, b->md5));
+        break;
     case MSG_LISTING:
         CHECK(a->peer_id == b->peer_id && a->total == b->total && a->offset == b->offset);
         CHECK(a->count == b->count && a->next == b->next && a->len == b->len);
@@ -207,6 +213,13 @@ static void check_fields(const struct msg *m)
         break;
     case MSG_ACCEPT:
     case MSG_PROGRESS:
+        break;
+    case MSG_WATCH: /* the holder looks path up in its index: confined, never empty */
+        CHECK(path_valid(m->path, strlen(m->path)) && m->from.port != 0);
+        break;
+    case MSG_CHANGED:
+        CHECK(path_valid(m->path, strlen(m->path)));
+        CHECK(m->md5[0] == '\0' || strlen(m->md5) == MSG_MD5_LEN); /* optional */
         break;
     default:
         CHECK(!"msg_parse() accepted a type msg.h does not list");

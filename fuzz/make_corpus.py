@@ -62,6 +62,9 @@ def msg_seeds():
                        "nocrc=1\n",
         "error_empty": "FLOOD/1 ERROR code=busy msg=\r\n",
         "browse_top": "FLOOD/1 BROWSE from=127.0.0.1:10811 offset=0\n",
+        "watch": "FLOOD/1 WATCH from=127.0.0.1:10811 path=Course%20Notes\n",
+        "changed": "FLOOD/1 CHANGED path=Course%20Notes md5=" + MD5 + "\n",
+        "changed_gone": "FLOOD/1 CHANGED path=notes\n",
         "browse_path": "FLOOD/1 BROWSE from=[::1]:10811 offset=1000 path=docs/my%20notes\n",
         "listing": "FLOOD/1 LISTING peer=3 total=10000 offset=1000 count=1000 next=2000 len=123456 path=docs\n",
         "fetch": f"FLOOD/1 FETCH path=big.bin md5={MD5} offset=536870912\n",
@@ -221,6 +224,10 @@ def cfg_seeds():
           "[limits]\nupload_rate = 40M\ndownload_rate = 1536k\n")
     write("cfg", "bad_rate", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
           "[limits]\nupload_rate = 4MB\n")
+    write("cfg", "sync", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
+          "[sync]\nCourse Notes = 2 ; teacher\nmusic = \"127.0.0.1:4001\"\ninterval = 60\n")
+    write("cfg", "sync_bad", "[peer]\nid = 7\nhost = localhost\nport = 4000\nshare_dir = share\n"
+          "[SYNC]\r\n.. = 7\r\nx = 99999\r\ninterval = 0\r\n")
     write("cfg", "orphan_and_crlf", "stray = 1\r\n[PEER]\r\nID = 1\r\n")
     write("cfg", "bad_line", "[peer]\nid = 1\nthis is not ini\n")
     write("cfg", "ipv6", "[peer]\nid = 7\nhost = ::1\nport = 4000\nshare_dir = share\n"

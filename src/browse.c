@@ -269,7 +269,7 @@ fs_status browse_page(struct share *sh, const char *path, uint64_t offset, char 
  * neighbour's address from another machine is refused. (Peers sharing one
  * address, as in a classroom on 127.0.0.1, cannot be told apart this way;
  * docs/PROTOCOL.md says so.) */
-static int browse_allowed(const struct cfg *c, int fd, const struct fs_addr *from)
+int browse_allowed(const struct cfg *c, int fd, const struct fs_addr *from)
 {
     struct fs_addr src;
 

@@ -343,7 +343,8 @@ static fs_status check_orphans(const struct loader *ld)
         const char *k = ld->d->key[i];
         if (k && k[0] == ':')
             return fail(ld, NULL, k + 1, "setting outside any section (put it under [peer], "
-                                         "[neighbours], [limits], [security] or [accept])");
+                                         "[neighbours], [limits], [security], [accept] or "
+                                         "[sync])");
     }
     return FS_OK;
 }
@@ -359,9 +360,9 @@ static fs_status check_names(const struct loader *ld)
         fs_status st;
         if (strcmp(sec, "peer") != 0 && strcmp(sec, "neighbours") != 0 &&
             strcmp(sec, "limits") != 0 && strcmp(sec, "security") != 0 &&
-            strcmp(sec, "accept") != 0)
+            strcmp(sec, "accept") != 0 && strcmp(sec, "sync") != 0)
             return fail(ld, sec, NULL, "unknown section (expected [peer], [neighbours], "
-                                       "[limits], [security] or [accept])");
+                                       "[limits], [security], [accept] or [sync])");
         st = check_keys(ld, sec);
         if (st)
             return st;
@@ -806,6 +807,8 @@ const char *cfg_accept_name(enum cfg_accept a)
     return "?";
 }
 
+static fs_status load_sync(const struct loader *ld);
+
 /* cfg_load() of path, but errors name the file `name`: cfg_set() validates
  * a temporary file and must report the real one. */
 static fs_status load_as(const char *path, const char *name, struct cfg *out, char *err,
@@ -839,6 +842,8 @@ static fs_status load_as(const char *path, const char *name, struct cfg *out, ch
         st = load_accept(&ld);
     if (!st)
         st = load_accept_send(&ld);
+    if (!st)
+        st = load_sync(&ld);
     iniparser_freedict(ld.d);
     return st;
 }
@@ -1296,5 +1301,149 @@ fs_status cfg_set(const char *path, const char *section, const char *key, const 
 out:
     free(text);
     free(o.p);
+    return st;
+}
+
+/* ---------- [sync] ---------- */
+
+/* A [sync] key is an item name, whose case matters, and iniparser folds
+ * keys to lower case: the section is read again from the text itself, line
+ * by line with the editor's rules above (classify(), comment_start()), so
+ * what is loaded is what cfg_set() would see. */
+
+/* The value of the setting line s[0..n): after its '=', trimmed, without
+ * its trailing comment or surrounding quotes, as iniparser reads it. */
+static void setting_value(const char *s, size_t n, const char **v, size_t *vn)
+{
+    const char *eq = memchr(s, '=', n);
+    size_t vs = eq ? (size_t)(eq - s) + 1 : n;
+
+    while (vs < n && is_blank(s[vs]))
+        vs++;
+    *v = s + vs;
+    *vn = comment_start(s, vs, n) - vs;
+    trim(v, vn);
+    if (*vn >= 2 && ((*v)[0] == '"' || (*v)[0] == '\'') && (*v)[*vn - 1] == (*v)[0]) {
+        (*v)++;
+        *vn -= 2;
+    }
+}
+
+static fs_status load_sync_interval(const struct loader *ld, const char *v, size_t n)
+{
+    char q[QUOTE_BUF], num[24];
+    unsigned long long x = 0;
+
+    if (n == 0 || n >= sizeof num)
+        x = ~0ull;
+    if (!x) {
+        memcpy(num, v, n);
+        num[n] = '\0';
+        if (parse_dec(num, &x) != 0)
+            return fail(ld, "sync", "interval", "%s is not a whole number of seconds (1..%u)",
+                        quote(q, v, n), CFG_SYNC_INTERVAL_MAX);
+    }
+    if (x < 1 || x > CFG_SYNC_INTERVAL_MAX)
+        return fail(ld, "sync", "interval", "%s is out of range (1..%u seconds)", quote(q, v, n),
+                    CFG_SYNC_INTERVAL_MAX);
+    ld->c->sync_interval = (unsigned)x;
+    return FS_OK;
+}
+
+/* PEER of a pair: a peer id of the run folder (resolved when the pair runs:
+ * the folder is known then, not here) or HOST:PORT; never this peer. */
+static fs_status sync_peer(const struct loader *ld, const char *key, const char *v, size_t n,
+                           struct cfg_sync_pair *p)
+{
+    struct cfg *c = ld->c;
+    char q[QUOTE_BUF];
+    const char *why = "bad address";
+
+    if (n == 0)
+        return fail(ld, "sync", key, "no peer (write NAME = PEER: a peer id of the run folder "
+                                     "or HOST:PORT)");
+    if (n >= sizeof p->peer)
+        return fail(ld, "sync", key, "%s is not a peer id of the run folder nor HOST:PORT (too "
+                                     "long)", quote(q, v, n));
+    memcpy(p->peer, v, n);
+    p->peer[n] = '\0';
+    if (strspn(p->peer, "0123456789") == n) {
+        unsigned long long id;
+        if (parse_dec(p->peer, &id) != 0 || id < 1 || id > 65535 || p->peer[0] == '0')
+            return fail(ld, "sync", key, "%s is not a peer id (1..65535)", quote(q, v, n));
+        if (id == c->id)
+            return fail(ld, "sync", key, "%s is this peer itself", quote(q, v, n));
+        p->peer_id = (unsigned)id;
+        return FS_OK;
+    }
+    struct fs_addr self;
+    if (addr_parse(v, n, &p->addr, &why) != FS_OK)
+        return fail(ld, "sync", key, "%s is not a peer id of the run folder nor HOST:PORT (%s)",
+                    quote(q, v, n), why);
+    memcpy(self.host, c->host, sizeof self.host);
+    self.port = c->port;
+    if (addr_equal(&p->addr, &self) || addr_equal(&p->addr, &c->advertise))
+        return fail(ld, "sync", key, "%s is this peer itself", quote(q, v, n));
+    return FS_OK;
+}
+
+static fs_status add_sync_pair(const struct loader *ld, const char *k, size_t kn, const char *v,
+                               size_t vn)
+{
+    struct cfg *c = ld->c;
+    char key[NAME_MAX_LEN + 1], q[QUOTE_BUF];
+
+    if (kn > NAME_MAX_LEN || !name_valid(k, kn))
+        return fail(ld, "sync", quote(q, k, kn),
+                    "is not the name of a top-level item of the share (one name: no '/', not "
+                    ". or .., valid UTF-8, at most %d bytes)", NAME_MAX_LEN);
+    memcpy(key, k, kn);
+    key[kn] = '\0';
+    for (size_t i = 0; i < c->n_sync; i++)
+        if (strcmp(c->sync[i].name, key) == 0)
+            return fail(ld, "sync", key, "listed twice");
+    if (c->n_sync == CFG_MAX_SYNC)
+        return fail(ld, "sync", key, "more than %d pairs", CFG_MAX_SYNC);
+    struct cfg_sync_pair *p = &c->sync[c->n_sync];
+    memset(p, 0, sizeof *p);
+    memcpy(p->name, key, kn + 1);
+    fs_status st = sync_peer(ld, key, v, vn, p);
+    if (!st)
+        c->n_sync++;
+    return st;
+}
+
+/* Needs [peer] loaded first, to refuse this peer as its own PEER. */
+static fs_status load_sync(const struct loader *ld)
+{
+    char *text;
+    size_t len;
+    mode_t mode;
+    struct span ln;
+    int in_sec = 0;
+    fs_status st;
+
+    ld->c->sync_interval = CFG_SYNC_INTERVAL_DEF;
+    ld->c->n_sync = 0;
+    if (!iniparser_find_entry(ld->d, "sync"))
+        return FS_OK;
+    st = read_small(ld->path, ld->name, &text, &len, &mode, ld->err, ld->errcap);
+    if (st)
+        return st;
+    for (size_t pos = 0; pos < len && !st; pos = ln.next) {
+        const char *name = NULL, *v;
+        size_t n = 0, vn;
+
+        next_line(text, len, pos, &ln);
+        enum line_kind k = classify(text + ln.start, ln.end - ln.start, &name, &n);
+        if (k == LINE_SECTION) {
+            in_sec = name_is(name, n, "sync");
+        } else if (k == LINE_SETTING && in_sec) {
+            setting_value(text + ln.start, ln.end - ln.start, &v, &vn);
+            st = name_is(name, n, "interval") ? load_sync_interval(ld, v, vn)
+                                              : add_sync_pair(ld, name, n, v, vn);
+        }
+    }
+    free(text);
     return st;
 }

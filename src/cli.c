@@ -74,6 +74,7 @@ static const char peer_commands[] =
     "  sync NAME from M [--delete] [--json]\n"
     "                          make the item NAME identical to M's, moving only what differs;\n"
     "                          files changed here are kept aside as NAME.sync-conflict-...\n"
+    "  sync status [--json]    the [sync] pairs kept in step automatically: state, last sync\n"
     "  watch [--json]          stream this peer's trace events until Ctrl-C\n"
     "  events [--json] [QID]   the trace events this peer keeps (of one query)\n";
 

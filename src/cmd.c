@@ -23,6 +23,7 @@
 #include "floodshare/offer.h"
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
+#include "floodshare/syncpair.h"
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
 
@@ -813,6 +814,17 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
         json_uint(&j, "quota", c->quota);
         json_uint(&j, "max_item", c->max_item);
         json_obj_close(&j);
+        json_obj_open(&j, "sync");
+        json_uint(&j, "interval", c->sync_interval);
+        json_arr_open(&j, "pairs");
+        for (size_t i = 0; i < c->n_sync; i++) {
+            json_obj_open(&j, NULL);
+            json_str(&j, "name", c->sync[i].name);
+            json_str(&j, "peer", c->sync[i].peer);
+            json_obj_close(&j);
+        }
+        json_arr_close(&j);
+        json_obj_close(&j);
         json_obj_close(&j);
         return emit_json(o, &j);
     }
@@ -865,6 +877,11 @@ static int cmd_config(const struct cmd_env *e, const struct args *a, struct ctl_
               cfg_accept_name(c->accept_browse), cfg_accept_name(c->send_from),
               c->quota ? offer_iec(quota, sizeof quota, c->quota) : "unlimited",
               c->max_item ? offer_iec(max_item, sizeof max_item, c->max_item) : "unlimited");
+    if (!c->n_sync)
+        ctl_print(o, 1, "  sync         (none)");
+    for (size_t i = 0; i < c->n_sync; i++)
+        ctl_print(o, 1, "  %-12s %s from peer %s (every %u s at least; `sync status`)",
+                  i ? "" : "sync", c->sync[i].name, c->sync[i].peer, c->sync_interval);
     return CTL_EXIT_OK;
 }
 
@@ -1462,6 +1479,8 @@ int cmd_run(const struct cmd_env *e, int argc, char **argv, struct ctl_out *o)
         return cmd_events(e, argc, argv, o);
     if (strcmp(argv[0], "browse") == 0)
         return cmd_browse(e, argc, argv, o);
+    if (argc >= 2 && strcmp(argv[0], "sync") == 0 && strcmp(argv[1], "status") == 0)
+        return cmd_sync_status(e, argc, argv, o); /* the [sync] pairs (syncpair.h) */
     if (cmd_is_get_from(argc, argv))
         return cmd_get_from(e, argc, argv, o);
     if (strcmp(argv[0], "send") == 0)

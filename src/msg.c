@@ -664,6 +664,12 @@ static const struct need listing_keys[] = {
     NEED(LISTING, count), NEED(LISTING, next),  NEED(LISTING, len),
 };
 static const struct need listing_opt[] = {{K_path, NULL}};
+/* A sync pair's watch (swatch.h): CHANGED comes at once with the item's
+ * state, then at each change, on the same connection. No md5: the holder
+ * has no item at path (now, or any more). */
+static const struct need watch_keys[] = {NEED(WATCH, from), NEED(WATCH, path)};
+static const struct need changed_keys[] = {NEED(CHANGED, path)};
+static const struct need changed_opt[] = {{K_md5, NULL}};
 
 struct verb_spec {
     const char *name;
@@ -703,6 +709,8 @@ static const struct verb_spec verbs[] = {
     VERB_OPT("LISTING", MSG_LISTING, listing_keys, listing_opt),
     VERB("ROOTS", MSG_ROOTS, roots_keys),
     VERB("ROOTLIST", MSG_ROOTLIST, rootlist_keys),
+    VERB("WATCH", MSG_WATCH, watch_keys),
+    VERB_OPT("CHANGED", MSG_CHANGED, changed_keys, changed_opt),
 };
 
 #define NVERBS (sizeof verbs / sizeof verbs[0])
@@ -1068,6 +1076,8 @@ static int opt_set(const struct msg *m, enum key k)
         return m->nocrc != 0;
     if (k == K_path) /* optional only for BROWSE and LISTING: "" is the top level */
         return m->path[0] != '\0';
+    if (k == K_md5) /* optional only for CHANGED: "" is "no such item" */
+        return m->md5[0] != '\0';
     return 1;
 }
 

@@ -60,6 +60,15 @@ struct node {
     } listeners[NODE_MAX_LISTENERS];
     unsigned n_listeners;
 
+    /* node_on_share_change(): told on the share's thread after each rescan
+     * of whichever share is current. A leaf lock. */
+    pthread_mutex_t change_lock; /* guards changed[] */
+    struct {
+        node_share_listener fn;
+        void *arg;
+    } changed[NODE_MAX_LISTENERS];
+    unsigned n_changed;
+
     atomic_int stopping;
     pthread_mutex_t track_lock; /* guards tracked[] */
     int tracked[NODE_MAX_TRACKED];
@@ -82,6 +91,7 @@ static void node_init(struct node *n)
     pthread_rwlock_init(&n->share_lock, NULL);
     pthread_mutex_init(&n->reconf_lock, NULL);
     pthread_mutex_init(&n->track_lock, NULL);
+    pthread_mutex_init(&n->change_lock, NULL);
     cut_init(&n->cut);
     atomic_init(&n->stopping, 0);
     for (int i = 0; i < NODE_MAX_TRACKED; i++)
@@ -102,6 +112,32 @@ fs_status node_tls_open(const struct cfg *c, struct tls_ctx **out, char *err, si
                               c->n_trusted, c->keylog[0] ? c->keylog : NULL, why, sizeof why);
     if (st)
         snprintf(err, cap, "[security]: %s", why);
+    return st;
+}
+
+/* The share's change hook (share.h), on the share's thread: tells the
+ * listeners, each of which only wakes its own thread. */
+static void share_changed(void *arg)
+{
+    struct node *n = arg;
+
+    pthread_mutex_lock(&n->change_lock);
+    for (unsigned i = 0; i < n->n_changed; i++)
+        n->changed[i].fn(n->changed[i].arg);
+    pthread_mutex_unlock(&n->change_lock);
+}
+
+fs_status node_on_share_change(struct node *n, node_share_listener fn, void *arg)
+{
+    fs_status st = FS_EBUSY;
+
+    pthread_mutex_lock(&n->change_lock);
+    if (n->n_changed < NODE_MAX_LISTENERS) {
+        n->changed[n->n_changed].fn = fn;
+        n->changed[n->n_changed++].arg = arg;
+        st = FS_OK;
+    }
+    pthread_mutex_unlock(&n->change_lock);
     return st;
 }
 
@@ -127,6 +163,7 @@ struct node *node_new(const struct cfg *c, const char *run_dir, char *err, size_
         snprintf(err, cap, "cannot index %s: %s", c->share_dir, fs_strerror(st));
         goto fail;
     }
+    share_set_change_hook(n->share, share_changed, n);
     if (statedir_prepare(share_root_fd(n->share)) != FS_OK) {
         snprintf(err, cap, "cannot use %s/%s: %s", c->share_dir, SHARE_STATE_DIR,
                  strerror(errno));
@@ -164,6 +201,7 @@ void node_free(struct node *n)
     pthread_rwlock_destroy(&n->share_lock);
     pthread_mutex_destroy(&n->reconf_lock);
     pthread_mutex_destroy(&n->track_lock);
+    pthread_mutex_destroy(&n->change_lock);
     cut_destroy(&n->cut);
     free(n);
 }
@@ -265,6 +303,10 @@ fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key
     pthread_mutex_unlock(&n->cfg_lock);
     node_cfg_put(&prev->c);
     share_close(old);
+    if (sh) { /* a whole other share: every watched item may have changed */
+        share_set_change_hook(sh, share_changed, n);
+        share_changed(n);
+    }
     log_verbosity = nc->log_level;
     /* Transfers waiting in a bucket count again at the new rate at once. */
     rate_set(n->up_rate, nc->upload_rate);

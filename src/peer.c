@@ -33,6 +33,8 @@
 #include "floodshare/rundir.h"
 #include "floodshare/share.h"
 #include "floodshare/stats.h"
+#include "floodshare/swatch.h"
+#include "floodshare/syncpair.h"
 #include "floodshare/tpool.h"
 #include "floodshare/trace.h"
 #include "floodshare/xfer.h"
@@ -62,6 +64,8 @@ struct peer {
      * bounded queue for one of its threads (tpool.h). */
     struct tpool *pool;
     struct gate *gate; /* the peer port's acceptor: limits, waiting headers */
+    struct swatch *watch; /* WATCH connections of other peers' sync pairs */
+    struct syncpairs *pairs; /* this peer's [sync] pairs; NULL when none */
     pthread_t acceptor, ctl_acceptor;
 
     /* ctl_lock guards n_ctl; ctl_cond signals "a control thread ended". */
@@ -131,6 +135,9 @@ static int serve_msgs(struct peer *p, struct conn *c, struct xfer_slot *slot)
              * upload slot, as for a GET; the next page may follow. */
             if (browse_serve(p->node, c, &m) < 0)
                 return 0;
+        } else if (m.type == MSG_WATCH) {
+            /* The connection stays open on the watchers' loop, not a worker. */
+            return swatch_adopt(p->watch, c, &m);
         } else if (m.type == MSG_REQUEST || m.type == MSG_FETCH || m.type == MSG_LIST ||
                    m.type == MSG_HASHES || m.type == MSG_ROOTS) {
             if (xfer_slot_take(p->xfers, c, slot) < 0)
@@ -402,10 +409,15 @@ static int start_threads(struct peer *p)
 
     raise_fd_limit(p);
     if (tpool_new(&p->pool, &po) != FS_OK ||
-        gate_open(&p->gate, p->listen_fd, &lim, node_stats(p->node), dispatch, p) != FS_OK)
+        gate_open(&p->gate, p->listen_fd, &lim, node_stats(p->node), dispatch, p) != FS_OK ||
+        !(p->watch = swatch_new(p->node, p->gate)))
         return -1;
     if (flood_run(p->flood, p->gate) != FS_OK)
         return -1;
+    /* Before the control acceptor: `sync status` reads env.pairs. */
+    if (syncpairs_start(&p->pairs, &p->env, &p->cfg) != FS_OK)
+        return -1;
+    p->env.pairs = p->pairs;
     if (pthread_create(&p->acceptor, NULL, acceptor_main, p) != 0)
         return -1;
     if (pthread_create(&p->ctl_acceptor, NULL, ctl_acceptor_main, p) != 0) {
@@ -432,6 +444,8 @@ static void stop_threads(struct peer *p, int started)
     }
     /* Waits for the running jobs; the queued ones are closed unserved. */
     tpool_stop(p->pool, drop_job);
+    swatch_stop(p->watch); /* after the workers: none adopts any more */
+    syncpairs_stop(p->pairs); /* node_stop() cut the sockets of a sync in progress */
     /* Control threads are detached: wait until the last one has left. */
     pthread_mutex_lock(&p->ctl_lock);
     while (p->n_ctl > 0)
@@ -466,6 +480,8 @@ static void peer_destroy(struct peer *p)
     tpool_free(p->pool);
     xfer_plane_free(p->xfers);
     node_free(p->node);
+    swatch_free(p->watch); /* after the share's thread, which may tell it of a change */
+    syncpairs_free(p->pairs);
     pthread_mutex_destroy(&p->ctl_lock);
     pthread_cond_destroy(&p->ctl_cond);
 }

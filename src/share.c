@@ -127,6 +127,9 @@ struct share {
     void *hook_arg;
     share_read_hook read_hook; /* tests only, see share_set_read_hook() */
     void *read_hook_arg;
+    share_change_fn change_fn; /* share_set_change_hook() */
+    void *change_arg;
+    int installed; /* a scan since the last check installed a new index */
     /* Guards the published index below. Readers see the old index or the
      * new one, never a mix; it is written only with scan_mu held too. */
     pthread_mutex_t mu;
@@ -1104,6 +1107,7 @@ static fs_status index_install(struct share *sh, struct walk *w)
     w->v = NULL;
     w->n = 0;
     w->ifd = -1;
+    sh->installed = 1;
     return FS_OK;
 }
 
@@ -1332,7 +1336,13 @@ static fs_status share_check(struct share *sh, int waiter)
     pthread_mutex_lock(&sh->scan_mu);
     if (index_is_stale(sh) || (waiter && sh->ifd < 0))
         st = index_rescan(sh, waiter);
+    share_change_fn fn = sh->installed ? sh->change_fn : NULL;
+    void *fn_arg = sh->change_arg;
+    sh->installed = 0;
     pthread_mutex_unlock(&sh->scan_mu);
+    /* Outside scan_mu: the hook may read the index (share_lookup()). */
+    if (fn)
+        fn(fn_arg);
     if (st && st != FS_ECANCELED && !sh->fail_logged) {
         log_msg(L_WARN, "share: cannot scan %s: %s; answering from the last index", sh->dir,
                 fs_strerror(st));
@@ -1638,6 +1648,14 @@ void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg)
     pthread_mutex_lock(&sh->scan_mu);
     sh->hook = fn;
     sh->hook_arg = arg;
+    pthread_mutex_unlock(&sh->scan_mu);
+}
+
+void share_set_change_hook(struct share *sh, share_change_fn fn, void *arg)
+{
+    pthread_mutex_lock(&sh->scan_mu);
+    sh->change_fn = fn;
+    sh->change_arg = arg;
     pthread_mutex_unlock(&sh->scan_mu);
 }
 

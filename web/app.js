@@ -229,12 +229,39 @@ function links(st) {
   return [...seen.values()];
 }
 
+/* The [sync] pairs (config --json's sync.pairs): item name kept in step on peer n from
+ * peer m, m named by a peer id of the run folder or HOST:PORT. */
+function syncPairs() {
+  const out = [];
+  for (const n of state.peers) {
+    const pairs = (n.config && n.config.sync && n.config.sync.pairs) || [];
+    for (const s of pairs) {
+      const m = /^[0-9]+$/.test(s.peer) ? state.byId.get(Number(s.peer)) : state.byAddr.get(s.peer);
+      if (m && m !== n) out.push({ m, n, name: s.name });
+    }
+  }
+  return out;
+}
+
+/* A sync pair's arrow from M to N: beside the link (offset), so both stay visible. */
+function syncLine(m, n, cls, layer) {
+  const dx = n.x - m.x, dy = n.y - m.y, len = Math.hypot(dx, dy) || 1;
+  const ox = (-dy / len) * 14, oy = (dx / len) * 14, cut = 90 * state.scale / len;
+  return el('line', { x1: m.x + ox + dx * cut, y1: m.y + oy + dy * cut, x2: n.x + ox - dx * cut,
+    y2: n.y + oy - dy * cut, class: cls, 'marker-end': 'url(#arrow)' }, layer);
+}
+
 function draw() {
   const L = $('links'), N = $('nodes'), P = $('paths');
   L.replaceChildren(); N.replaceChildren(); P.replaceChildren();
   const g0 = asOf(), st = stateAt(g0);
   for (const l of links(st))
     el('line', { x1: l.a.x, y1: l.a.y, x2: l.b.x, y2: l.b.y, class: 'link' + (l.down ? ' down' : '') }, L);
+  for (const s of syncPairs()) {
+    const line = syncLine(s.m, s.n, 'l-sync', L);
+    line.dataset.sync = s.name;
+    const t = el('title', {}, line); t.textContent = `sync ${s.name}: peer ${s.n.id} from peer ${s.m.id}`;
+  }
   drawPaths(P);
   const r = roles();
   for (const p of state.peers) {
@@ -332,6 +359,14 @@ function flashDrop(peerId, why) {
   setTimeout(() => g.remove(), 2 * stepMs());
 }
 
+/* sync_started / sync_done: the pair's arrow from M (from) to N (peer) lights up a moment. */
+function flashSync(e) {
+  const n = state.byId.get(e.peer), m = state.byId.get(peerOf(e.from_peer, e.from));
+  if (!n || !m) return;
+  const line = syncLine(m, n, 'l-sync flash', $('msgs'));
+  setTimeout(() => line.remove(), 2 * stepMs());
+}
+
 function pulse(peerId) {
   const p = state.byId.get(peerId);
   if (!p) return;
@@ -349,6 +384,7 @@ function animate(e) {
     case 'duplicate': flashDrop(e.peer, 'duplicate'); break;
     case 'dropped': case 'found_dropped': flashDrop(e.peer, e.reason || 'dropped'); break;
     case 'send_failed': flashDrop(e.peer, 'not sent: ' + e.reason); break;
+    case 'sync_started': case 'sync_done': flashSync(e); break;
     default: break;
   }
 }

@@ -21,6 +21,7 @@
 #include "floodshare/msg.h"
 #include "floodshare/status.h"
 
+struct cfg;
 struct node;
 struct share;
 
@@ -53,6 +54,12 @@ struct share;
 fs_status browse_page(struct share *sh, const char *path, uint64_t offset, char **body,
                       size_t *len, uint64_t *total, uint64_t *count, uint64_t *next,
                       const char **why);
+
+/* 1 when [accept] browse of c lets the requester on the socket fd, who
+ * names itself from (its advertised address), in: any; neighbours (from
+ * is a configured neighbour and fd comes from from's host); none: never.
+ * BROWSE and WATCH (swatch.h) both ask it. */
+int browse_allowed(const struct cfg *c, int fd, const struct fs_addr *from);
 
 /* The holder side: answers the BROWSE req that arrived on c (from a worker
  * of the peer port) with a LISTING and its body, or an ERROR: refused when

@@ -11,6 +11,8 @@
  *   [security]   passphrase key trusted keylog (all off by default; tls.h)
  *   [accept]     browse (any|neighbours|none: who may list the share; browse.h)
  *                send_from quota max_item (what a send's offer may bring; offer.h)
+ *   [sync]       NAME = PEER ... (pairs kept in step automatically; syncpair.h)
+ *                interval (seconds between backstop syncs)
  * Relative paths are relative to the INI file's folder. */
 #ifndef FLOODSHARE_CFG_H
 #define FLOODSHARE_CFG_H
@@ -21,12 +23,26 @@
 
 #include "floodshare/addr.h"
 #include "floodshare/fp.h"
+#include "floodshare/name.h"
 #include "floodshare/status.h"
 
 #define CFG_MAX_NEIGHBOURS 64
 #define CFG_ERR_MAX 512 /* size of the error buffers below */
 #define CFG_PASSPHRASE_MAX 1024
 #define CFG_SIZE_MAX (1ull << 50) /* [accept] quota and max_item: 1024T at most */
+#define CFG_MAX_SYNC 64              /* [sync] pairs: each costs M a watcher */
+#define CFG_SYNC_INTERVAL_DEF 300    /* [sync] interval, seconds */
+#define CFG_SYNC_INTERVAL_MAX 604800 /* a week: a longer backstop is no backstop */
+
+/* One [sync] line, NAME = PEER: this peer's top-level item NAME is kept
+ * identical to PEER's item of that name (docs/SYNC.md, syncpair.h). */
+struct cfg_sync_pair {
+    char name[NAME_MAX_LEN + 1]; /* name_valid(), as written (case kept) */
+    char peer[ADDR_STR_MAX];     /* as written: a peer id or HOST:PORT */
+    unsigned peer_id;            /* 1..65535: an id of the run folder, resolved
+                                    when the pair runs; 0: addr is PEER */
+    struct fs_addr addr;         /* when peer_id is 0 */
+};
 
 /* [accept]: whom a peer lets do something to it: browse its share, or send
  * it an item (send_from; offer.h says what each value proves). */
@@ -88,6 +104,11 @@ struct cfg {
     enum cfg_accept send_from; /* default CFG_ACCEPT_NEIGHBOURS */
     uint64_t quota;           /* most bytes the share may hold; 0: unlimited (default) */
     uint64_t max_item;        /* largest item an offer may bring; 0: unlimited (default) */
+    /* [sync]: read at start only (`modify` has no key for it: restart the
+     * peer). Names are unique; a peer is never this peer itself. */
+    struct cfg_sync_pair sync[CFG_MAX_SYNC];
+    size_t n_sync;
+    unsigned sync_interval; /* seconds, 1..CFG_SYNC_INTERVAL_MAX, default 300 */
 };
 
 /* Loads and validates path into *out. On failure returns FS_ECONFIG (or

@@ -7,6 +7,7 @@
 struct ctl_out;
 struct flood;
 struct node;
+struct syncpairs;
 struct xfer_plane;
 
 /* What the commands act on: the node, and its flood and transfer planes.
@@ -15,6 +16,7 @@ struct cmd_env {
     struct node *node;
     struct flood *flood;
     struct xfer_plane *xfers;
+    struct syncpairs *pairs; /* [sync]'s pairs (syncpair.h); NULL when none */
 };
 
 /* Runs argv[0..argc) (argv[0] is the command, "--json" may appear among

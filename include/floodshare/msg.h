@@ -56,6 +56,8 @@ enum msg_type {
     MSG_LISTING,  /* the holder's answer; `len` body bytes (listing.h lines) follow */
     MSG_ROOTS,    /* ask a holder for the piece roots of a folder's files */
     MSG_ROOTLIST, /* the holder's answer; `len` body bytes (32 per file) follow */
+    MSG_WATCH,    /* a sync pair's watch: "tell me when path changes" (swatch.h) */
+    MSG_CHANGED,  /* the holder's answer to WATCH, now and at each change of path */
 };
 
 enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
@@ -84,6 +86,8 @@ enum msg_kind { MSG_KIND_FILE = 1, MSG_KIND_FOLDER = 2 };
  *   LISTING: peer total offset count next len [path]
  *   ROOTS:   path md5 root              (md5, root: the folder's, from its FOUND)
  *   ROOTLIST: md5 root len             (len: 32 bytes per file of the manifest)
+ *   WATCH:   from path
+ *   CHANGED: path [md5]                (no md5: the holder has no item at path)
  * Strings are NUL-terminated and decoded (no percent escapes left). */
 struct msg {
     enum msg_type type;

@@ -45,7 +45,7 @@ void node_free(struct node *n);
 /* --- the configuration --- */
 
 /* The live configuration: an immutable snapshot, valid until
- * node_cfg_put(). Never copied (it is 16 KiB); a `modify` meanwhile
+ * node_cfg_put(). Never copied (53 KiB, 26 of them [sync]'s 64 pairs); a `modify` meanwhile
  * publishes a new snapshot and leaves this one alone. Never NULL. */
 const struct cfg *node_cfg_get(struct node *n);
 void node_cfg_put(const struct cfg *c);
@@ -67,6 +67,17 @@ fs_status node_on_reconfigure(struct node *n, node_listener fn, void *arg);
  * changed then. */
 fs_status node_reconfigure(struct node *n, const struct cfg *nc, const char *key, char *err,
                            size_t cap);
+
+/* Called on the share's thread after each rescan that changed the index of
+ * the current share (share_set_change_hook()), and once on the `modify`
+ * thread when `modify share_dir` swapped the share. It must only wake its
+ * own thread (write an eventfd): it holds up the scanner, under the node's
+ * change lock (a leaf). */
+typedef void (*node_share_listener)(void *arg);
+
+/* Adds a listener (at most NODE_MAX_LISTENERS; FS_EBUSY beyond). Any
+ * time; never removed (the node outlives its planes' threads). */
+fs_status node_on_share_change(struct node *n, node_share_listener fn, void *arg);
 
 /* --- what the node owns; the pointers are valid while n lives --- */
 

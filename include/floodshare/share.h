@@ -186,6 +186,14 @@ void share_set_hash_hook(struct share *sh, share_hash_hook fn, void *arg);
 typedef void (*share_read_hook)(void *arg, const char *path, uint64_t done);
 void share_set_read_hook(struct share *sh, share_read_hook fn, void *arg);
 
+/* fn(arg) is called on the share's thread after every rescan that put a
+ * new index in place (something under the share changed), with no lock of
+ * the share held: it may read the index (share_lookup(), share_find()) but
+ * must not wait (it holds up the next scan). How the sync pairs hear of a
+ * change (node_on_share_change()). NULL removes it; one hook per share. */
+typedef void (*share_change_fn)(void *arg);
+void share_set_change_hook(struct share *sh, share_change_fn fn, void *arg);
+
 /* Opens rel, a path_valid() path relative to the folder dirfd, without
  * following a symbolic link in any component and without leaving dirfd:
  * openat2() with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |

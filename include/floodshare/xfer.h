@@ -25,6 +25,7 @@ struct xfer_plane;
  * ~300,000 entries). */
 #define XFER_ARCHIVE_SLACK (64ull * 1024 * 1024)
 #define XFER_MAX_ACTIVE 64 /* transfers `transfers` can show at once */
+#define XFER_WATCHERS_MAX 64 /* WATCH connections a holder keeps at once (swatch.h) */
 /* Chunk sizes (bytes per DATA frame, see partial.h and PROTOCOL.md FETCH):
  * a requester asks for XFER_FETCH_CHUNK for a new download (a resumed one
  * asks for the size its partial was made with); a holder sends

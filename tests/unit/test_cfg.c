@@ -352,6 +352,83 @@ static void test_cfg_max_sources(void **state)
     assert_spec_error(state, &s, "limits", "max_sources", "\"9\" is out of range (1..8)");
 }
 
+/* [sync]: NAME = PEER pairs (case of NAME kept: iniparser folds keys, the
+ * loader reads the section's text itself), interval 300 s by default. */
+static void test_cfg_sync_loads_pairs_and_interval(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.n_sync, 0);
+    assert_int_equal(c.sync_interval, 300);
+    s.extra = "\n[sync]\nCourse Notes = 2 ; from the teacher\nmusic = \"127.0.0.1:10900\"\n"
+              "interval = 7\n";
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.n_sync, 2);
+    assert_string_equal(c.sync[0].name, "Course Notes");
+    assert_string_equal(c.sync[0].peer, "2");
+    assert_int_equal(c.sync[0].peer_id, 2);
+    assert_string_equal(c.sync[1].name, "music");
+    assert_int_equal(c.sync[1].peer_id, 0);
+    assert_string_equal(c.sync[1].addr.host, "127.0.0.1");
+    assert_int_equal(c.sync[1].addr.port, 10900);
+    assert_int_equal(c.sync_interval, 7);
+}
+
+static void test_cfg_sync_rejects_bad_peer(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.extra = "\n[sync]\nnotes = nowhere\n";
+    assert_spec_error(state, &s, "sync", "notes",
+                      "\"nowhere\" is not a peer id of the run folder nor HOST:PORT");
+    s.extra = "\n[sync]\nnotes = 70000\n";
+    assert_spec_error(state, &s, "sync", "notes", "\"70000\" is not a peer id (1..65535)");
+    s.extra = "\n[sync]\nnotes = 3\n";
+    assert_spec_error(state, &s, "sync", "notes", "\"3\" is this peer itself");
+    s.extra = "\n[sync]\nnotes = 127.0.0.1:10813\n";
+    assert_spec_error(state, &s, "sync", "notes", "is this peer itself");
+    s.extra = "\n[sync]\nnotes =\n";
+    assert_spec_error(state, &s, "sync", "notes", "no peer");
+    s.extra = "\n[sync]\nnotes = 2\nnotes = 4\n";
+    assert_spec_error(state, &s, "sync", "notes", "listed twice");
+    s.extra = "\n[sync]\n.. = 2\n";
+    assert_spec_error(state, &s, "sync", "\"..\"", "is not the name of a top-level item");
+}
+
+static void test_cfg_sync_rejects_bad_interval(void **state)
+{
+    struct spec s = valid_spec();
+
+    s.extra = "\n[sync]\ninterval = 0\n";
+    assert_spec_error(state, &s, "sync", "interval", "\"0\" is out of range (1..604800 seconds)");
+    s.extra = "\n[sync]\ninterval = 5m\n";
+    assert_spec_error(state, &s, "sync", "interval", "\"5m\" is not a whole number of seconds");
+    s.extra = "\n[sync]\ninterval = 604801\n";
+    assert_spec_error(state, &s, "sync", "interval", "out of range");
+}
+
+static void test_cfg_sync_rejects_too_many_pairs(void **state)
+{
+    struct fixture *f = *state;
+    struct spec s = valid_spec();
+    struct cfg c;
+    char extra[4096] = "\n[sync]\n";
+
+    for (int i = 0; i < CFG_MAX_SYNC; i++)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "item%d = 2\n", i);
+    s.extra = extra;
+    write_spec(f, &s);
+    assert_loads(f, &c);
+    assert_int_equal(c.n_sync, CFG_MAX_SYNC);
+    snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "one_more = 2\n");
+    assert_spec_error(state, &s, "sync", "one_more", "more than 64 pairs");
+}
+
 static void test_cfg_loads_rates_with_suffixes(void **state)
 {
     struct fixture *f = *state;
@@ -1136,6 +1213,10 @@ int main(void)
         T(test_cfg_loads_upload_limits),
         T(test_cfg_rejects_bad_upload_limits),
         T(test_cfg_max_sources),
+        T(test_cfg_sync_loads_pairs_and_interval),
+        T(test_cfg_sync_rejects_bad_peer),
+        T(test_cfg_sync_rejects_bad_interval),
+        T(test_cfg_sync_rejects_too_many_pairs),
         T(test_cfg_accept_browse_defaults_to_any_and_loads_each_value),
         T(test_cfg_rejects_bad_accept_values_and_keys),
         T(test_cfg_loads_rates_with_suffixes),

@@ -1622,10 +1622,59 @@ static void test_listing_round_trips_and_bounds_its_counts(void **state)
     expect_all_malformed(cases, sizeof cases / sizeof cases[0]);
 }
 
+/* --- WATCH / CHANGED (swatch.h, a sync pair's watch) --- */
+
+static void test_watch_and_changed_round_trip(void **state)
+{
+    (void)state;
+    static const char watch[] = "FLOOD/1 WATCH from=" A1 " path=Course%20Notes\n";
+    static const char changed[] =
+        "FLOOD/1 CHANGED path=Course%20Notes md5=0123456789abcdef0123456789abcdef\n";
+    static const char gone[] = "FLOOD/1 CHANGED path=Course%20Notes\n";
+    struct msg m;
+    size_t used;
+    char out[MSG_MAX_HEADER];
+
+    assert_int_equal(parse_str(watch, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_WATCH);
+    assert_string_equal(m.path, "Course Notes");
+    assert_string_equal(m.from.host, "127.0.0.1");
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)strlen(watch));
+    assert_string_equal(out, watch);
+    assert_int_equal(parse_str(changed, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_CHANGED);
+    assert_string_equal(m.md5, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)strlen(changed));
+    assert_string_equal(out, changed);
+    /* No md5: the holder has no item there (any more). */
+    assert_int_equal(parse_str(gone, &m, &used, NULL), FS_OK);
+    assert_int_equal(m.type, MSG_CHANGED);
+    assert_string_equal(m.md5, "");
+    assert_int_equal(msg_format(&m, out, sizeof out), (int)strlen(gone));
+    assert_string_equal(out, gone);
+}
+
+static void test_watch_and_changed_refuse_bad_fields(void **state)
+{
+    (void)state;
+    static const struct bad_case cases[] = {
+        {"FLOOD/1 WATCH from=" A1 "\n", "WATCH needs path"},
+        {"FLOOD/1 WATCH path=notes\n", "WATCH needs from"},
+        {"FLOOD/1 WATCH from=" A1 " path=../etc\n", "path has a . or .. component"},
+        {"FLOOD/1 WATCH from=" A1 " path=%2Fetc\n", "path is absolute (starts with '/')"},
+        {"FLOOD/1 CHANGED md5=0123456789abcdef0123456789abcdef\n", "CHANGED needs path"},
+        {"FLOOD/1 CHANGED path=a md5=xyz\n", "md5 is not 32 lower-case hex digits"},
+        {"FLOOD/1 CHANGED path=a path=b\n", "duplicate key path"},
+    };
+    expect_all_malformed(cases, sizeof cases / sizeof cases[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_get),
+        cmocka_unit_test(test_watch_and_changed_round_trip),
+        cmocka_unit_test(test_watch_and_changed_refuse_bad_fields),
         cmocka_unit_test(test_round_trip_found),
         cmocka_unit_test(test_round_trip_request),
         cmocka_unit_test(test_round_trip_item),

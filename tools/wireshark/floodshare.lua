@@ -97,6 +97,8 @@ local VERBS = {
     BROWSE   = { keys = { "from", "offset" }, what = "ask a peer for a page of its share's listing" },
     LISTING  = { keys = { "peer", "total", "offset", "count", "next", "len" }, body = true,
                  what = "a page of the listing: one line per entry" },
+    WATCH    = { keys = { "from", "path" }, what = "a sync pair's watch: tell me when path changes" },
+    CHANGED  = { keys = { "path" }, what = "path's md5 now (no md5: no such item), at once and at each change" },
 }
 
 ---------------------------------------------------------------------------------------------
@@ -380,6 +382,11 @@ local function summary(h)
     elseif v == "LISTING" then
         return string.format("LISTING entries %s..%s of %s", val(h, "offset"), val(h, "next"),
             val(h, "total"))
+    elseif v == "WATCH" then
+        return string.format("WATCH path=%s", val(h, "path"))
+    elseif v == "CHANGED" then
+        return string.format("CHANGED path=%s md5=%s", val(h, "path"),
+            h.keys["md5"] and val(h, "md5") or "(none)")
     end
     return v .. " (unknown verb)"
 end
