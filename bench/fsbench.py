@@ -47,6 +47,7 @@ SECTIONS = {
               "and slowreaders.json",
     "swarm": "bench/swarm, from swarm.json",
     "send": "bench/send, from send.json",
+    "sync": "bench/sync, from sync.json",
 }
 # The engine section's markers before the sections had names; still read, never written.
 LEGACY_MARKERS = {
