@@ -48,6 +48,7 @@ SECTIONS = {
     "swarm": "bench/swarm, from swarm.json",
     "swarm-notes": None,  # written by hand: what the swarm run shows and why; every tool keeps it
     "send": "bench/send, from send.json",
+    "sync": "bench/sync, from sync.json",
 }
 # The engine section's markers before the sections had names; still read, never written.
 LEGACY_MARKERS = {
