@@ -502,6 +502,15 @@ class LiveFloodTest(NetCase):
         r = net.peer(1, "search", "3.txt", "--json")
         self.assertOk(r)
         searched = last_json(r.stdout)
+        # The get checks pieces by SHA-256 and asks FETCH nocrc=1 (crc=00000000 in its DATA);
+        # a FETCH without it, as an older requester sends, gets every frame's CRC-32.
+        with socket.create_connection(net.addr(3), timeout=10) as s:
+            s.sendall(f"FLOOD/1 FETCH path=big.bin md5={md5} offset=0 chunk={CHUNK}\n".encode())
+            f = s.makefile("rb")
+            self.assertIn(b" RANGE ", f.readline())
+            for _ in range((size + CHUNK - 1) // CHUNK):
+                head = f.readline().decode()
+                f.read(int(re.search(r" len=(\d+)", head).group(1)))
         self._canary(cap, ports[0])
         err = cap.stop()
         dropped = re.search(r"received/dropped on interface '[^']*': (\d+)/(\d+)", err)
@@ -534,21 +543,27 @@ class LiveFloodTest(NetCase):
                              (got_big["holder"], "3", md5, "big.bin", "big.bin", "file",
                               str(size), "2"))
 
-        # The file by FETCH: one RANGE, then one DATA frame per chunk, each with its length and
-        # the CRC-32 of that chunk of the file; the DATA count proves the bodies were reassembled.
+        # The file by FETCH, twice: the get's (nocrc=1) and the raw one above. Each gets one
+        # RANGE, then one DATA frame per chunk with its length, and crc 0 or the CRC-32 of that
+        # chunk of the file; the DATA count proves the bodies were reassembled.
         self.assertEqual(len(sent("FETCH", path="big.bin", md5=md5, offset="0",
-                                  chunk=str(CHUNK))), 1)
+                                  chunk=str(CHUNK), nocrc="1")), 1)
+        self.assertEqual(len(sent("FETCH", path="big.bin", md5=md5, offset="0",
+                                  chunk=str(CHUNK))), 2)
         self.assertEqual(len(sent("RANGE", size=str(size), md5=md5, offset="0",
-                                  chunk=str(CHUNK))), 1)
+                                  chunk=str(CHUNK))), 2)
         want = []
         with open(big, "rb") as fh:
             for idx in range((size + CHUNK - 1) // CHUNK):
                 chunk = fh.read(CHUNK)
                 want.append((str(idx), str(len(chunk)), f"0x{zlib.crc32(chunk):08x}"))
+        zero = [(i, n, "0x00000000") for i, n, _ in want]
         data = [(m["idx"], m["len"], m["crc"]) for m in sent("DATA")]
-        self.assertEqual(data, want)
-        # ...and each body, put together from dozens of segments, has exactly that CRC-32.
-        self.assertEqual([m["crc_ok"] for m in sent("DATA")], ["1"] * len(want))
+        self.assertEqual(data, zero + want)
+        # ...and each body with a CRC-32, put together from dozens of segments, has exactly
+        # that CRC-32 (the dissector checks none where the holder computed none).
+        self.assertEqual([m.get("crc_ok") for m in sent("DATA")],
+                         [None] * len(want) + ["1"] * len(want))
 
         # The folder travels as one zip archive: REQUEST, then ITEM with the folder's digest.
         self.assertEqual(got_album["kind"], "folder")

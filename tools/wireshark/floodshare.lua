@@ -74,6 +74,7 @@ local KEYS = {
     total  = { kind = "number", label = "Entries of the folder listed, in all" },
     count  = { kind = "number", label = "Entries in this page (lines of the body)" },
     ["next"] = { kind = "number", label = "Offset of the next page (= total at the end)" },
+    nocrc  = { kind = "number", label = "No CRC-32 (the requester checks every piece by SHA-256: DATA says crc=00000000)", min = 1, max = 1 },
 }
 
 -- The verbs, the keys each one must carry, and whether a body of `len` bytes follows.
@@ -97,6 +98,9 @@ local VERBS = {
     BROWSE   = { keys = { "from", "offset" }, what = "ask a peer for a page of its share's listing" },
     LISTING  = { keys = { "peer", "total", "offset", "count", "next", "len" }, body = true,
                  what = "a page of the listing: one line per entry" },
+    ROOTS    = { keys = { "path", "md5", "root" }, what = "ask the holder for the piece roots of a folder's files" },
+    ROOTLIST = { keys = { "md5", "root", "len" }, body = true,
+                 what = "the folder's file roots: 32 bytes of SHA-256 per file, in manifest order" },
     WATCH    = { keys = { "from", "path" }, what = "a sync pair's watch: tell me when path changes" },
     CHANGED  = { keys = { "path" }, what = "path's md5 now (no md5: no such item), at once and at each change" },
 }
@@ -465,7 +469,10 @@ local function add_message(tvb, pinfo, tree, offset, header_len, line, h, body_l
         local body = root:add(f.body, tvb(body_at, body_len))
         body:set_text(string.format("Body: %d bytes", body_len)) -- the bytes are in the hex pane
         if h.verb == "MANIFEST" then add_manifest(body, tvb, body_at, body_len) end
-        if h.verb == "DATA" and floodshare.prefs.check_crc and not h.keys.crc.problem then
+        -- crc=00000000: the frame answers a FETCH nocrc=1 and carries no CRC-32 to check (a
+        -- real CRC-32 of 0 is skipped too: one chunk in four billion goes unchecked)
+        if h.verb == "DATA" and floodshare.prefs.check_crc and not h.keys.crc.problem
+            and h.keys.crc.value ~= "00000000" then
             local want = tonumber(h.keys.crc.value, 16)
             local got = crc32(tvb, body_at, body_len)
             local ok_item = body:add(f.crc_ok, tvb(body_at, body_len), got == want)
