@@ -19,7 +19,8 @@
  * (one ROOTS on a connection of its own); one whose list does not is cut
  * for this folder and never a source. Each file is started on one holder
  * (its first source: HASHES and the first span, on a connection opened
- * for that file), taken in turn over the
+ * for that file, or kept from the last file while the holder is the only
+ * one: the folder keeps its upload slot), taken in turn over the
  * set so that small files, one piece each, are spread too; the others join
  * its swarm through the file feed. A holder cut or bad in any file leaves
  * the set.
@@ -375,10 +376,14 @@ static fs_status try_file(struct xfer_folder *fo, struct fholder *h, const struc
     struct file_job fj = *j;
     fj.rooted = 1;
     fs_status st = xfer_fetch_file(&ff, &fj, &h->c);
-    /* Closed after each file: the next one starts on another holder, and a
-     * holder closes a connection left idle (its slot goes back after
-     * XFER_SLOT_KEEP_MS), so a kept one would be found dead. */
-    drop_holder(fo, h);
+    /* With one holder the next file starts on it at once, on this same
+     * connection, so the folder keeps its upload slot between files (given
+     * back, it could go to another requester, and the folder would wait out
+     * a BUSY: test_slots). With several, the next file starts on another
+     * holder, and a holder closes a connection left idle (its slot goes back
+     * after XFER_SLOT_KEEP_MS), so this one is closed now. */
+    if (st != FS_OK || live_holders(fo) > 1)
+        drop_holder(fo, h);
     /* The get's progress and trace go on from where this file left them. */
     f->pos = ff.pos;
     f->last_report = ff.last_report;
@@ -399,6 +404,11 @@ fs_status xfer_folder_file(struct xfer_folder *fo, const struct file_job *j, uin
     if (idx >= fo->nfiles)
         return xfer_fetch_fail(f, FS_EPROTO, "the manifest has more files than roots");
     admit(fo);
+    /* A holder joined: files take turns now, so the one kept connection
+     * would sit idle until its holder closes it (try_file()). */
+    if (live_holders(fo) > 1)
+        for (unsigned t = 0; t < fo->nh; t++)
+            drop_holder(fo, &fo->h[t]);
     for (;;) {
         struct fholder *h = ++tries <= 2 * XFER_SOURCES_MAX ? next_holder(fo) : NULL;
         if (!h) /* the last failure's why is in f->res */
