@@ -63,20 +63,16 @@ static void to_hex(const unsigned char *md, size_t n, char *hex)
     hex[2 * n] = '\0';
 }
 
-fs_status pieces_root(uint64_t size, uint64_t piece, const unsigned char *list, uint64_t n,
-                      char root[PIECES_ROOT_HEX + 1])
+/* The SHA-256 of head[0..hl) followed by n digests of PIECES_HASH_LEN
+ * bytes, as hex into root: both roots are made this way. */
+static fs_status digest_root(const char *head, int hl, const unsigned char *list, uint64_t n,
+                             char root[PIECES_ROOT_HEX + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    char head[PIECES_HEADER_MAX];
     fs_status st = FS_EIO;
     EVP_MD_CTX *ctx;
 
-    root[0] = '\0';
-    if (!pieces_size_valid(piece) || n != pieces_count(size, piece))
-        return FS_EINVAL;
-    int hl = snprintf(head, sizeof head, "floodshare-pieces 1 %" PRIu64 " %" PRIu64 "\n", size,
-                      piece);
     if (!(ctx = EVP_MD_CTX_new()))
         return FS_ENOMEM;
     if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
@@ -90,28 +86,27 @@ fs_status pieces_root(uint64_t size, uint64_t piece, const unsigned char *list, 
     return st;
 }
 
+fs_status pieces_root(uint64_t size, uint64_t piece, const unsigned char *list, uint64_t n,
+                      char root[PIECES_ROOT_HEX + 1])
+{
+    char head[PIECES_HEADER_MAX];
+
+    root[0] = '\0';
+    if (!pieces_size_valid(piece) || n != pieces_count(size, piece))
+        return FS_EINVAL;
+    int hl = snprintf(head, sizeof head, "floodshare-pieces 1 %" PRIu64 " %" PRIu64 "\n", size,
+                      piece);
+    return digest_root(head, hl, list, n, root);
+}
+
 fs_status pieces_folder_root(const unsigned char *roots, uint64_t n,
                              char root[PIECES_ROOT_HEX + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
     char head[PIECES_HEADER_MAX];
-    fs_status st = FS_EIO;
-    EVP_MD_CTX *ctx;
 
     root[0] = '\0';
     int hl = snprintf(head, sizeof head, PIECES_ROOTS_MAGIC " %" PRIu64 "\n", n);
-    if (!(ctx = EVP_MD_CTX_new()))
-        return FS_ENOMEM;
-    if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-        EVP_DigestUpdate(ctx, head, (size_t)hl) == 1 &&
-        (n == 0 || EVP_DigestUpdate(ctx, roots, (size_t)(n * PIECES_HASH_LEN)) == 1) &&
-        EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == PIECES_HASH_LEN) {
-        to_hex(md, mdlen, root);
-        st = FS_OK;
-    }
-    EVP_MD_CTX_free(ctx);
-    return st;
+    return digest_root(head, hl, roots, n, root);
 }
 
 static int hexval(char c)

@@ -75,6 +75,18 @@ static void share_changed(void *arg)
     }
 }
 
+/* Gives w's connection back to the gate, frees w and uncounts it. */
+static void watcher_free(struct watcher *w)
+{
+    struct swatch *sw = w->sw;
+
+    gate_done(sw->gate, w->c);
+    free(w);
+    pthread_mutex_lock(&sw->lock);
+    sw->n--;
+    pthread_mutex_unlock(&sw->lock);
+}
+
 static void watcher_end(struct watcher *w, const char *why)
 {
     struct swatch *sw = w->sw;
@@ -85,11 +97,7 @@ static void watcher_end(struct watcher *w, const char *why)
     for (unsigned i = 0; i < XFER_WATCHERS_MAX; i++)
         if (sw->w[i] == w)
             sw->w[i] = NULL;
-    gate_done(sw->gate, w->c);
-    free(w);
-    pthread_mutex_lock(&sw->lock);
-    sw->n--;
-    pthread_mutex_unlock(&sw->lock);
+    watcher_free(w);
 }
 
 /* Writes what it can of w's queue. A queue left over waits for EV_WRITE
@@ -208,11 +216,7 @@ static void watcher_add(void *arg)
     w->ew = (struct ev_watch){.fd = w->c->fd, .events = EV_READ, .cb = on_watcher, .arg = w};
     if (ev_add(sw->ev, &w->ew) != FS_OK) {
         sw->w[i] = NULL;
-        gate_done(sw->gate, w->c);
-        free(w);
-        pthread_mutex_lock(&sw->lock);
-        sw->n--;
-        pthread_mutex_unlock(&sw->lock);
+        watcher_free(w);
         return;
     }
     watcher_check(w);

@@ -655,6 +655,29 @@ static fs_status load_sidecar(struct xfer_plane *x, const char *root, uint64_t s
     return st;
 }
 
+/* Sends m (a HASHLIST or ROOTLIST) and its body list (m->len bytes; freed
+ * here), paced by the upload bucket like any upload. 0, or -1 after
+ * logging why the upload failed (what: "hashes" or "roots"; esc: the
+ * escaped path). */
+static int send_list(struct xfer_plane *x, struct conn *c, const struct msg *m,
+                     unsigned char *list, const char *what, const char *esc)
+{
+    struct pace pc;
+
+    pace_init(&pc, x, c);
+    fs_status st = conn_send_msg(c, m, c->timeout_ms);
+    if (st == FS_OK && m->len)
+        st = pace_write(&pc, list, (size_t)m->len, c->timeout_ms);
+    free(list);
+    if (st) {
+        struct fs_addr who;
+        net_peer_addr(c->fd, &who);
+        upload_failed(x, &pc, what, esc, &who, st, L_INFO);
+        return -1;
+    }
+    return 0;
+}
+
 int xfer_serve_hashes(struct xfer_plane *x, struct conn *c, const struct msg *req)
 {
     struct share_item it;
@@ -696,19 +719,7 @@ int xfer_serve_hashes(struct xfer_plane *x, struct conn *c, const struct msg *re
     m.len = n * PIECES_HASH_LEN;
     log_msg(L_INFO, "hashes %s: sending %llu piece hashes", log_escape_str(esc, req->path),
             (unsigned long long)n);
-    struct pace pc;
-    pace_init(&pc, x, c);
-    st = conn_send_msg(c, &m, c->timeout_ms);
-    if (st == FS_OK && m.len)
-        st = pace_write(&pc, list, (size_t)m.len, c->timeout_ms);
-    free(list);
-    if (st) {
-        struct fs_addr who;
-        net_peer_addr(c->fd, &who);
-        upload_failed(x, &pc, "hashes", esc, &who, st, L_INFO);
-        return -1;
-    }
-    return 0;
+    return send_list(x, c, &m, list, "hashes", esc);
 }
 
 int xfer_serve_roots(struct xfer_plane *x, struct conn *c, const struct msg *req)
@@ -745,17 +756,5 @@ int xfer_serve_roots(struct xfer_plane *x, struct conn *c, const struct msg *req
     m.len = n * PIECES_HASH_LEN;
     log_msg(L_INFO, "roots %s: sending the roots of %llu files", log_escape_str(esc, req->path),
             (unsigned long long)n);
-    struct pace pc;
-    pace_init(&pc, x, c);
-    st = conn_send_msg(c, &m, c->timeout_ms);
-    if (st == FS_OK && m.len)
-        st = pace_write(&pc, list, (size_t)m.len, c->timeout_ms);
-    free(list);
-    if (st) {
-        struct fs_addr who;
-        net_peer_addr(c->fd, &who);
-        upload_failed(x, &pc, "roots", esc, &who, st, L_INFO);
-        return -1;
-    }
-    return 0;
+    return send_list(x, c, &m, list, "roots", esc);
 }
